@@ -1,0 +1,96 @@
+"""Shared CLI option types, parsers and the output path used by every command.
+
+Every command declares its options with these aliases, so names, help and parsing are the
+same everywhere (README "CLI conventions").
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+from typing import Annotated, Optional, TypeVar
+
+import typer
+
+from sizeup.errors import SizeupError, choice_error
+
+# --------------------------------------------------------------------------- options
+
+ModelArg = Annotated[
+    Optional[str],
+    typer.Argument(help="Model preset id (e.g. llama-2-7b), a Hugging Face config.json path, or a scenario .yaml file.",
+                   show_default=False),
+]
+ModelOpt = Annotated[Optional[str], typer.Option("--model", "-m", help="Same as the first argument.", show_default=False)]
+GpuOpt = Annotated[Optional[str], typer.Option("--gpu", help="GPU kind from the catalog (e.g. h100-sxm, a100-80gb, t4) or a memory size like 24GiB.")]
+GpusOpt = Annotated[Optional[int], typer.Option("--gpus", help="Number of GPUs.")]
+TokensOpt = Annotated[Optional[str], typer.Option("--tokens", help="Training tokens, with suffixes: 15M, 2B, 1.5T.")]
+SamplesOpt = Annotated[Optional[str], typer.Option("--samples", help="Training samples (sequences), e.g. 10000 or 10K.")]
+TokensPerSampleOpt = Annotated[Optional[str], typer.Option("--tokens-per-sample", help="Average tokens per sample.")]
+EpochsOpt = Annotated[Optional[float], typer.Option("--epochs", help="Passes over the samples.")]
+SeqOpt = Annotated[Optional[int], typer.Option("--seq", help="Sequence length in tokens (default 2048, or the model's context if shorter).")]
+MicroBatchOpt = Annotated[Optional[int], typer.Option("--micro-batch", help="Sequences per GPU per forward/backward (default 1).")]
+GlobalBatchOpt = Annotated[Optional[int], typer.Option("--global-batch", help="Sequences per optimizer step (sets gradient accumulation).")]
+PrecisionOpt = Annotated[Optional[str], typer.Option("--precision", help="fp32 | tf32 | fp16-mixed | bf16-mixed | bf16 | fp8 (default bf16-mixed; fp16-mixed on GPUs without bf16).")]
+OptimizerOpt = Annotated[Optional[str], typer.Option("--optimizer", help="adamw | adam8bit | adafactor | sgd | lion (default adamw).")]
+ZeroOpt = Annotated[Optional[str], typer.Option("--zero", help="Sharding: 0|none (DDP), 1, 2, 3, fsdp-full, fsdp-grad-op, fsdp-hybrid, megatron-distopt.")]
+TpOpt = Annotated[Optional[int], typer.Option("--tp", help="Tensor-parallel degree.")]
+PpOpt = Annotated[Optional[int], typer.Option("--pp", help="Pipeline-parallel degree.")]
+CpOpt = Annotated[Optional[int], typer.Option("--cp", help="Context-parallel degree.")]
+EpOpt = Annotated[Optional[int], typer.Option("--ep", help="Expert-parallel degree (MoE).")]
+RecomputeOpt = Annotated[Optional[str], typer.Option("--recompute", help="none | selective | full (activation checkpointing).")]
+PeftOpt = Annotated[Optional[str], typer.Option("--peft", help="none | lora | qlora (yes = lora, no = none).")]
+LoraRankOpt = Annotated[Optional[int], typer.Option("--lora-rank", help="LoRA rank r (default 16).")]
+PlatformOpt = Annotated[Optional[str], typer.Option("--platform", help="Cloud platform id (aws, gcp, azure, lambda, runpod, modal, coreweave, vast).")]
+PricingOpt = Annotated[Optional[str], typer.Option("--pricing", help="on-demand | spot | reserved.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON.")]
+CsvOpt = Annotated[bool, typer.Option("--csv", help="Print CSV.")]
+MarkdownOpt = Annotated[bool, typer.Option("--markdown", help="Print Markdown tables.")]
+ExplainOpt = Annotated[bool, typer.Option("--explain", help="Show each figure's formula, inputs and sources.")]
+
+
+# --------------------------------------------------------------------------- parsing
+
+E = TypeVar("E", bound=Enum)
+
+
+def parse_choice(kind: str, value: str | None, enum: type[E], aliases: dict[str, str] | None = None) -> E | None:
+    """Case-insensitive enum parse with aliases; a bad value is one clear line with the allowed ones."""
+    if value is None:
+        return None
+    key = str(value).strip().lower().replace("_", "-")
+    key = (aliases or {}).get(key, key)
+    try:
+        return enum(key)
+    except ValueError:
+        raise choice_error(kind, value, [e.value for e in enum]) from None
+
+
+def positive(name: str, value: int | float | None, allow_zero: bool = False) -> None:
+    if value is None:
+        return
+    if value < 0 or (value == 0 and not allow_zero):
+        raise SizeupError(f"--{name} must be {'>= 0' if allow_zero else '> 0'}, got {value}")
+
+
+def output_format(json_: bool, csv_: bool, markdown: bool) -> str:
+    chosen = [name for name, on in (("json", json_), ("csv", csv_), ("markdown", markdown)) if on]
+    if len(chosen) > 1:
+        raise SizeupError("choose one of --json, --csv, --markdown")
+    return chosen[0] if chosen else "table"
+
+
+def emit(report, json_: bool = False, csv_: bool = False, markdown: bool = False, explain: bool = False) -> None:
+    from sizeup.report import render
+
+    fmt = output_format(json_, csv_, markdown)
+    typer.echo(render(report, fmt, explain), nl=False)
+
+
+def is_scenario(target: str | None) -> bool:
+    return bool(target) and str(target).lower().endswith((".yaml", ".yml"))
+
+
+def pick_target(target: str | None, model: str | None) -> str | None:
+    if target and model and target != model:
+        raise SizeupError(f"two models given ({target!r} and --model {model!r}); give one")
+    return target or model

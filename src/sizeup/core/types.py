@@ -1,0 +1,339 @@
+"""Frozen inputs of the analytic model. Everything is SI (bytes, s, FLOP, FLOP/s, bytes/s, USD).
+
+`schema.py` validates user input and catalog files (pydantic) and builds these dataclasses;
+`core/` and `search/` only ever see these.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from enum import StrEnum
+from typing import Mapping
+
+
+# --------------------------------------------------------------------------- enums
+
+
+class MlpKind(StrEnum):
+    GELU = "gelu"
+    """Two matrices (up, down) with GELU: GPT-2, OPT (ReLU), BLOOM, Falcon, MPT."""
+    RELU = "relu"
+    """Two matrices with ReLU (OPT)."""
+    SWIGLU = "swiglu"
+    """Three matrices (gate, up, down) with SiLU gating: Llama, Mistral, Qwen."""
+    GEGLU = "geglu"
+    """Three matrices with GELU gating: Gemma."""
+
+    @property
+    def gated(self) -> bool:
+        return self in (MlpKind.SWIGLU, MlpKind.GEGLU)
+
+
+class NormKind(StrEnum):
+    LAYERNORM = "layernorm"
+    """LayerNorm: weight (+ bias unless `norm_bias` is false)."""
+    RMSNORM = "rmsnorm"
+    """RMSNorm: weight only."""
+
+
+class PositionKind(StrEnum):
+    LEARNED = "learned"
+    """A learned table of `num_position_embeddings` x hidden (GPT-2, OPT)."""
+    ROTARY = "rotary"
+    """RoPE: no parameters."""
+    ALIBI = "alibi"
+    """ALiBi: no parameters (BLOOM, MPT)."""
+    NONE = "none"
+
+
+class QkNorm(StrEnum):
+    NONE = "none"
+    HEAD = "head"
+    """RMSNorm over each head's dim (Qwen3, Gemma3): head_dim weights for q and for k."""
+    FULL = "full"
+    """RMSNorm over the whole projected q and k (OLMo-2): heads*head_dim + kv_heads*head_dim weights."""
+
+
+class Precision(StrEnum):
+    FP32 = "fp32"
+    """Everything fp32 (4 B weights, grads, optimizer)."""
+    TF32 = "tf32"
+    """fp32 storage, matmuls on TF32 tensor cores."""
+    FP16_MIXED = "fp16-mixed"
+    """fp16 compute copy + fp32 master weights (AMP with loss scaling)."""
+    BF16_MIXED = "bf16-mixed"
+    """bf16 compute + fp32 master weights and fp32 optimizer state (the usual LLM recipe)."""
+    BF16 = "bf16"
+    """Pure bf16: weights, grads and optimizer state in bf16, no master copy."""
+    FP8 = "fp8"
+    """Transformer-Engine style: fp8 GEMMs, bf16 weights + fp32 master, fp8 activations stashed for GEMMs."""
+
+
+class Optimizer(StrEnum):
+    ADAMW = "adamw"
+    """Two fp32 moments per parameter (8 B)."""
+    ADAM8BIT = "adam8bit"
+    """bitsandbytes 8-bit Adam: two int8 moments + block-wise scales (~2 B)."""
+    ADAFACTOR = "adafactor"
+    """Factored second moment (rows + cols), no first moment by default."""
+    SGD = "sgd"
+    """SGD with momentum: one fp32 buffer (4 B)."""
+    LION = "lion"
+    """Lion: one momentum buffer (4 B)."""
+
+
+class Sharding(StrEnum):
+    NONE = "none"
+    """DDP: every data-parallel rank holds everything."""
+    ZERO1 = "zero1"
+    """Optimizer states sharded over data parallel (DeepSpeed ZeRO-1)."""
+    ZERO2 = "zero2"
+    """Optimizer states and gradients sharded (ZeRO-2)."""
+    ZERO3 = "zero3"
+    """Optimizer states, gradients and parameters sharded (ZeRO-3)."""
+    FSDP_FULL = "fsdp-full"
+    """FSDP FULL_SHARD (= ZeRO-3 semantics)."""
+    FSDP_GRAD_OP = "fsdp-grad-op"
+    """FSDP SHARD_GRAD_OP (= ZeRO-2 semantics)."""
+    FSDP_HYBRID = "fsdp-hybrid"
+    """FSDP HYBRID_SHARD: full shard inside a node, replicate across nodes."""
+    MEGATRON_DISTOPT = "megatron-distopt"
+    """Megatron distributed optimizer: fp32 master + moments sharded over DP (6 + 12/dp B/param)."""
+
+
+class Recompute(StrEnum):
+    NONE = "none"
+    SELECTIVE = "selective"
+    """Recompute attention core only (Korthikanti et al. 2022)."""
+    FULL = "full"
+    """Keep only each layer's input; recompute the layer in backward."""
+
+
+class Attention(StrEnum):
+    FLASH = "flash"
+    """Fused/flash/SDPA attention: no s x s score matrix is stored."""
+    MATH = "math"
+    """Eager attention: scores and softmax probabilities (s x s per head) are stored."""
+
+
+class PipelineSchedule(StrEnum):
+    ONE_F_ONE_B = "1f1b"
+    INTERLEAVED = "interleaved"
+    GPIPE = "gpipe"
+
+
+class Offload(StrEnum):
+    NONE = "none"
+    CPU = "cpu"
+    NVME = "nvme"
+
+
+class Peft(StrEnum):
+    NONE = "none"
+    """Full fine-tuning / pre-training: every parameter trains."""
+    LORA = "lora"
+    """Frozen 16-bit base + low-rank adapters."""
+    QLORA = "qlora"
+    """Frozen 4-bit NF4 base + low-rank adapters (Dettmers et al. 2023)."""
+
+
+# --------------------------------------------------------------------------- model
+
+
+@dataclass(frozen=True)
+class ModelArch:
+    """A decoder-only transformer, detailed enough to count every parameter exactly."""
+
+    id: str
+    name: str
+    vocab_size: int
+    hidden_size: int
+    num_layers: int
+    num_heads: int
+    num_kv_heads: int
+    head_dim: int
+    ffn_size: int
+    mlp_kind: MlpKind = MlpKind.SWIGLU
+    norm_kind: NormKind = NormKind.RMSNORM
+    norm_bias: bool = False
+    norms_per_layer: int = 2
+    final_norm: bool = True
+    embed_norm: bool = False
+    qk_norm: QkNorm = QkNorm.NONE
+    qkv_bias: bool = False
+    out_bias: bool = False
+    mlp_bias: bool = False
+    lm_head_bias: bool = False
+    position: PositionKind = PositionKind.ROTARY
+    num_position_embeddings: int = 0
+    max_seq_len: int = 2048
+    tie_embeddings: bool = False
+    parallel_block: bool = False
+    # MoE (num_experts == 0 means dense)
+    num_experts: int = 0
+    experts_per_token: int = 0
+    num_shared_experts: int = 0
+    expert_ffn_size: int = 0
+    shared_expert_ffn_size: int = 0
+    shared_expert_gate: bool = False
+    router_bias: bool = False
+    first_k_dense_layers: int = 0
+    moe_layer_freq: int = 1
+    # MLA (kv_lora_rank > 0 means multi-head latent attention)
+    q_lora_rank: int = 0
+    kv_lora_rank: int = 0
+    qk_rope_head_dim: int = 0
+    qk_nope_head_dim: int = 0
+    v_head_dim: int = 0
+    # attention window
+    sliding_window: int = 0
+    sliding_window_layers: int = 0
+    # provenance
+    source: str = ""
+    hf_model_type: str = ""
+    aliases: tuple[str, ...] = ()
+
+    @property
+    def is_moe(self) -> bool:
+        return self.num_experts > 0
+
+    @property
+    def is_mla(self) -> bool:
+        return self.kv_lora_rank > 0
+
+    @property
+    def num_moe_layers(self) -> int:
+        if not self.is_moe:
+            return 0
+        return sum(1 for i in range(self.num_layers) if self.layer_is_moe(i))
+
+    def layer_is_moe(self, index: int) -> bool:
+        if not self.is_moe or index < self.first_k_dense_layers:
+            return False
+        return (index - self.first_k_dense_layers) % max(1, self.moe_layer_freq) == 0
+
+    @property
+    def q_dim(self) -> int:
+        """Width of the query projection output (heads x per-head q dim)."""
+        if self.is_mla:
+            return self.num_heads * (self.qk_nope_head_dim + self.qk_rope_head_dim)
+        return self.num_heads * self.head_dim
+
+    @property
+    def kv_dim(self) -> int:
+        """Width of one of K or V (kv_heads x head_dim); for MLA the per-head v dim x heads."""
+        if self.is_mla:
+            return self.num_heads * self.v_head_dim
+        return self.num_kv_heads * self.head_dim
+
+    @property
+    def attn_out_dim(self) -> int:
+        if self.is_mla:
+            return self.num_heads * self.v_head_dim
+        return self.num_heads * self.head_dim
+
+    def with_(self, **changes) -> "ModelArch":
+        return replace(self, **changes)
+
+
+# --------------------------------------------------------------------------- hardware
+
+
+@dataclass(frozen=True)
+class GpuSpec:
+    """One accelerator. Peaks are DENSE (no 2:4 sparsity); link figures are per direction.
+
+    matmul_efficiency: curve of (GEMM FLOPs, achievable fraction of dense peak), sorted by FLOPs;
+        interpolate in log(FLOPs); the largest-GEMM fraction is the measured MAMF / theory.
+    """
+
+    id: str
+    name: str
+    vendor: str
+    memory_bytes: float
+    hbm_bytes_per_s: float
+    peak_flops_per_s: Mapping[str, float]
+    intra_node_bytes_per_s: float
+    intra_node_link: str
+    node_size: int
+    inter_node_bytes_per_s: float
+    host_link_bytes_per_s: float
+    tdp_w: float
+    matmul_efficiency: tuple[tuple[float, float], ...]
+    hbm_efficiency: float
+    collective_efficiency_intra: float
+    collective_efficiency_inter: float
+    collective_latency_s: float = 10e-6
+    purchase_usd: float | None = None
+    aliases: tuple[str, ...] = ()
+    sources: Mapping[str, str] = field(default_factory=dict)
+
+    def peak(self, dtype: str) -> float:
+        """Dense peak FLOP/s for a compute dtype; 0.0 when the GPU lacks that path."""
+        return float(self.peak_flops_per_s.get(dtype) or 0.0)
+
+    @property
+    def supports_bf16(self) -> bool:
+        return self.peak("bf16") > 0
+
+
+# --------------------------------------------------------------------------- training setup
+
+
+@dataclass(frozen=True)
+class TrainSetup:
+    """How one training job runs. `dp` is derived: gpus / (tp * pp * cp)."""
+
+    gpus: int = 1
+    tp: int = 1
+    pp: int = 1
+    cp: int = 1
+    ep: int = 1
+    micro_batch: int = 1
+    grad_accum: int = 1
+    seq_len: int = 2048
+    precision: Precision = Precision.BF16_MIXED
+    optimizer: Optimizer = Optimizer.ADAMW
+    fused_optimizer: bool = True
+    sharding: Sharding = Sharding.NONE
+    sequence_parallel: bool = False
+    pp_schedule: PipelineSchedule = PipelineSchedule.ONE_F_ONE_B
+    virtual_pp: int = 1
+    recompute: Recompute = Recompute.NONE
+    attention: Attention = Attention.FLASH
+    offload_optimizer: Offload = Offload.NONE
+    offload_params: Offload = Offload.NONE
+    offload_activations: bool = False
+    peft: Peft = Peft.NONE
+    lora_rank: int = 16
+    lora_targets: tuple[str, ...] = ("q", "k", "v", "o")
+    dropout: float = 0.0
+    gpus_per_node: int = 8
+
+    @property
+    def dp(self) -> int:
+        return max(1, self.gpus // (self.tp * self.pp * self.cp))
+
+    @property
+    def global_batch(self) -> int:
+        """Sequences per optimizer step."""
+        return self.micro_batch * self.grad_accum * self.dp
+
+    @property
+    def tokens_per_step(self) -> int:
+        return self.global_batch * self.seq_len
+
+    def with_(self, **changes) -> "TrainSetup":
+        return replace(self, **changes)
+
+
+@dataclass(frozen=True)
+class Overheads:
+    """Framework memory overheads, as data (catalog/data/defaults.yaml); every field is tunable."""
+
+    cuda_context_bytes: float = 0.0
+    cublas_workspace_bytes: float = 0.0
+    nccl_workspace_bytes: float = 0.0
+    comm_bucket_bytes: float = 0.0
+    fragmentation_fraction: float = 0.0
+    sources: Mapping[str, str] = field(default_factory=dict)

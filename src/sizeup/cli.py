@@ -28,6 +28,7 @@ app = typer.Typer(
 # Each module registers its commands on `app` when imported (order = order in --help).
 COMMAND_MODULES = (
     "params",
+    "hardware",
     "memory",
     "trace",
     "train",

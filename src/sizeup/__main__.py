@@ -1,0 +1,3 @@
+from sizeup.cli import entrypoint
+
+entrypoint()

@@ -45,12 +45,13 @@ def params_cmd(
     per_layer = [(k, v, format_count(v)) for k, v in pc.per_layer.items()]
     report = Report(
         data={"model": arch.id, "name": arch.name, "total_params": pc.total, "active_params": pc.active,
-              "breakdown": dict(pc.breakdown), "per_layer": dict(pc.per_layer), "notes": list(pc.notes),
+              "breakdown": dict(pc.breakdown), "per_layer": dict(pc.per_layer), "notes": list(pc.notes), "preset_notes": arch.notes,
               "source": arch.source},
         tables=[Table(f"{arch.name} ({arch.id}) parameters", ["component", "params", "human", "share"], rows),
                 Table("one layer", ["part", "params", "human"], per_layer)],
         terms=list(pc.terms),
-        notes=list(pc.notes) + ([f"config source: {arch.source}"] if arch.source else []),
+        notes=list(pc.notes) + ([f"config source: {arch.source}"] if arch.source else [])
+        + ([f"preset notes: {arch.notes}"] if arch.notes else []),
     )
     if arch.id == "gpt2":
         from sizeup.core.params import gpt2_seed_formula

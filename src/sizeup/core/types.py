@@ -192,6 +192,7 @@ class ModelArch:
     source: str = ""
     hf_model_type: str = ""
     aliases: tuple[str, ...] = ()
+    notes: str = ""
 
     @property
     def is_moe(self) -> bool:

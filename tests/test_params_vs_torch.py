@@ -1,0 +1,106 @@
+"""count_params(arch) == sum(p.numel()) of the transformers model built on the meta device.
+
+Every preset whose architecture transformers implements is built from `to_hf_config_dict(arch)`
+(GPT-2-shaped presets without an HF release -- GPT-3, Megatron GPT, NeMo GPT3, llm-foundry MPT -- are
+built as their exact structural twin `gpt2`). Layers are reduced to the smallest count that keeps the
+layer pattern (dense prefix + one MoE period, sliding/global alternation) so the test stays fast; the
+count is linear in the number of layers, so this checks the per-layer and non-layer terms exactly.
+
+Not verifiable here (no transformers architecture), checked by hand-derived tests instead:
+  gpt3-13b (d_model 5140 != 40 heads x 128: not expressible as GPT-2), palm-540b (parallel SwiGLU +
+  MQA, no HF class), mpt-1b-redpajama (custom mosaic_gpt code).
+"""
+
+from __future__ import annotations
+
+import pytest
+
+transformers = pytest.importorskip("transformers")
+torch = pytest.importorskip("torch")
+
+from sizeup.catalog import load_catalog  # noqa: E402
+from sizeup.catalog.hf_config import arch_from_hf_dict, to_hf_config_dict  # noqa: E402
+from sizeup.core.params import count_params  # noqa: E402
+from sizeup.core.types import ModelArch, NormKind, PositionKind  # noqa: E402
+
+NOT_VERIFIABLE = {
+    "gpt3-13b": "d_model 5140 with 40 heads of 128: HF GPT-2 needs heads*head_dim == hidden",
+    "palm-540b": "no transformers architecture (parallel SwiGLU block + MQA, no biases)",
+    "mpt-1b-redpajama": "custom mosaic_gpt code (attn_qk_ln) not in transformers",
+}
+
+
+def gpt2_twin(m: ModelArch) -> bool:
+    """True when the arch is exactly a GPT-2 layer stack (learned positions, biases, LayerNorm, 4h GELU)."""
+    return (m.position == PositionKind.LEARNED and m.norm_kind == NormKind.LAYERNORM and m.norm_bias
+            and m.qkv_bias and m.out_bias and m.mlp_bias and m.norms_per_layer == 2 and not m.parallel_block
+            and not m.is_moe and not m.embed_norm and m.num_heads * m.head_dim == m.hidden_size
+            and m.num_kv_heads == m.num_heads and m.mlp_kind == "gelu")
+
+
+def hf_type(m: ModelArch) -> str:
+    if m.hf_model_type:
+        return m.hf_model_type
+    return "gpt2" if gpt2_twin(m) else ""
+
+
+def reduced(m: ModelArch) -> ModelArch:
+    """Fewest layers keeping the pattern: dense prefix + 2 MoE periods (or 2 layers when dense)."""
+    if m.is_moe:
+        first = min(m.first_k_dense_layers, 1)
+        layers = first + 2 * m.moe_layer_freq
+    else:
+        first, layers = 0, 2
+    layers = min(layers, m.num_layers)
+    window_layers = 0
+    if m.sliding_window_layers:  # all layers windowed, or every other one (Gemma 2)
+        window_layers = layers if m.sliding_window_layers == m.num_layers else (layers + 1) // 2
+    return m.with_(num_layers=layers, first_k_dense_layers=first, sliding_window_layers=window_layers)
+
+
+def torch_count(m: ModelArch) -> int:
+    cfg_dict = to_hf_config_dict(m, hf_type(m))
+    model_type = cfg_dict.pop("model_type")
+    cfg = transformers.AutoConfig.for_model(model_type, **cfg_dict)
+    cfg._attn_implementation = "eager"
+    with torch.device("meta"):
+        model = transformers.AutoModelForCausalLM.from_config(cfg)
+    return sum(p.numel() for p in model.parameters())
+
+
+CATALOG = load_catalog()
+CASES = sorted(k for k, m in CATALOG.models.items() if k not in NOT_VERIFIABLE)
+
+
+def test_every_preset_is_classified():
+    for model_id, m in CATALOG.models.items():
+        assert model_id in NOT_VERIFIABLE or hf_type(m), f"{model_id}: no transformers twin and not listed"
+
+
+@pytest.mark.parametrize("model_id", CASES)
+def test_preset_matches_torch(model_id):
+    m = reduced(CATALOG.models[model_id])
+    assert count_params(m).total == torch_count(m)
+
+
+@pytest.mark.parametrize("model_id", ["gpt2", "llama-2-7b", "qwen2.5-0.5b", "gemma-2-2b", "pythia-1b", "llama-3.2-1b"])
+def test_small_presets_full_size(model_id):
+    m = CATALOG.models[model_id]
+    assert count_params(m).total == torch_count(m)
+
+
+@pytest.mark.parametrize("model_id", ["mixtral-8x7b", "deepseek-v3", "llama-4-maverick"])
+def test_moe_active_is_total_minus_unused_experts(model_id):
+    m = reduced(CATALOG.models[model_id])
+    pc = count_params(m)
+    assert pc.active < pc.total
+    # the torch model's parameter count of one routed expert times the unused ones
+    one_expert = (3 * m.hidden_size * m.expert_ffn_size)
+    assert pc.total - pc.active == m.num_moe_layers * (m.num_experts - m.experts_per_token) * one_expert
+
+
+@pytest.mark.parametrize("model_id", CASES)
+def test_export_import_roundtrip(model_id):
+    m = reduced(CATALOG.models[model_id])
+    back = arch_from_hf_dict(to_hf_config_dict(m, hf_type(m)), model_id)
+    assert count_params(back).total == count_params(m).total

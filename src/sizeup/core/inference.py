@@ -1,0 +1,927 @@
+"""Inference serving: weights at the serving precision, KV cache, memory budget, prefill/decode
+roofline, $/1M tokens and fleet sizing.
+
+PURE: frozen inputs in, frozen results out (with `Term`s). The numeric kernels (`kv_bytes_per_sequence`,
+`prefill_time_s`, `decode_step_time_s`, `kv_budget_bytes`) accept numpy arrays or Python numbers for
+the plan-varying inputs (tp, pp, batch, context, GPU numbers) and use no Python `if` on them.
+
+Symbols: L layers, h hidden, a heads, k KV heads, d head dim, V vocab, f FFN size, t tensor-parallel
+degree, p pipeline degree, B concurrent sequences (batch), c context tokens, s prompt tokens,
+n output tokens, W weight bytes, BW HBM bytes/s, eta efficiencies.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+from enum import StrEnum
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from sizeup.core.explain import Term
+from sizeup.core.params import count_params
+from sizeup.core.types import GpuSpec, ModelArch
+
+GiB = 1024**3
+HOURS_PER_MONTH = 730.0  # 8760 h / 12: the usual cloud-billing month
+
+
+# --------------------------------------------------------------------------- dtypes
+
+
+class WeightDtype(StrEnum):
+    FP32 = "fp32"
+    FP16 = "fp16"
+    BF16 = "bf16"
+    FP8 = "fp8"
+    """FP8 weights and FP8 activations (W8A8, e.g. TensorRT-LLM/ModelOpt or vLLM fp8)."""
+    INT8 = "int8"
+    """INT8 weight-only (W8A16), per-channel scales."""
+    INT4 = "int4"
+    """INT4 weight-only (AWQ/GPTQ, W4A16): per group of g weights one fp16 scale + one fp16 zero."""
+
+
+class KvDtype(StrEnum):
+    FP32 = "fp32"
+    FP16 = "fp16"
+    BF16 = "bf16"
+    FP8 = "fp8"
+    INT8 = "int8"
+
+
+WEIGHT_ALIASES = {"float16": "fp16", "half": "fp16", "bfloat16": "bf16", "float32": "fp32", "16": "bf16",
+                  "awq": "int4", "gptq": "int4", "mixed": "int4", "w4a16": "int4", "4bit": "int4", "4-bit": "int4", "nf4": "int4",
+                  "w8a16": "int8", "8bit": "int8", "w8a8-fp8": "fp8", "float8": "fp8", "e4m3": "fp8"}
+KV_ALIASES = {"float16": "fp16", "half": "fp16", "bfloat16": "bf16", "auto": "bf16", "fp8-e4m3": "fp8",
+              "fp8-e5m2": "fp8", "e4m3": "fp8", "float8": "fp8"}
+
+KV_BYTES = {KvDtype.FP32: 4.0, KvDtype.FP16: 2.0, KvDtype.BF16: 2.0, KvDtype.FP8: 1.0, KvDtype.INT8: 1.0}
+
+
+def weight_bits_per_param(dtype: WeightDtype, group_size: int = 128) -> float:
+    """Bits stored per quantised linear weight.
+
+    int4 (AWQ/GPTQ): 4 bits + one fp16 scale and one fp16 zero per group of g -> 4 + 32/g
+    (Lin et al. 2023 AWQ; Frantar et al. 2022 GPTQ, group size 128 the common default).
+    int8 weight-only: per-output-channel scales, < 0.1 % overhead: 8. fp8: per-tensor scale: 8.
+    """
+    if dtype == WeightDtype.INT4:
+        return 4.0 + 32.0 / max(1, group_size)
+    return {WeightDtype.FP32: 32.0, WeightDtype.FP16: 16.0, WeightDtype.BF16: 16.0,
+            WeightDtype.FP8: 8.0, WeightDtype.INT8: 8.0}[dtype]
+
+
+def compute_dtype(dtype: WeightDtype) -> str:
+    """Tensor-core path used by the GEMMs: fp8 for W8A8-fp8; 16-bit for weight-only int8/int4 (dequant in kernel)."""
+    return {WeightDtype.FP8: "fp8", WeightDtype.FP32: "tf32"}.get(dtype, "bf16")
+
+
+# --------------------------------------------------------------------------- knobs (data)
+
+
+@dataclass(frozen=True)
+class ServingKnobs:
+    """Serving-engine memory and efficiency knobs; values and sources live in catalog/data/inference.yaml."""
+
+    gpu_memory_utilization: float = 0.9
+    non_torch_bytes: float = 0.35 * GiB
+    cuda_graph_bytes: float = 0.5 * GiB
+    max_num_batched_tokens: int = 8192
+    activation_bytes: float = 2.0
+    logits_bytes: float = 4.0
+    block_size_tokens: int = 16
+    max_num_seqs: int = 256
+    offline_max_num_seqs: int = 2048
+    quant_group_size: int = 128
+    decode_attention_hbm_efficiency: float = 0.7
+    fp8_matmul_efficiency_ratio: float = 0.89
+    decode_step_overhead_s: float = 0.0
+    utilization: float = 0.5
+    sources: Mapping[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any] | None) -> "ServingKnobs":
+        """Build from the `knobs:` mapping of inference.yaml: each entry {value, unit?, source}."""
+        if not data:
+            return cls()
+        values: dict[str, Any] = {}
+        sources: dict[str, str] = {}
+        for key, entry in data.items():
+            if key not in cls.__dataclass_fields__ or key == "sources":
+                continue
+            if isinstance(entry, Mapping):
+                value = entry.get("value")
+                if entry.get("unit") == "GiB":
+                    value = float(value) * GiB
+                sources[key] = str(entry.get("source", ""))
+            else:
+                value = entry
+            values[key] = value
+        return cls(**values, sources=sources)
+
+    def with_(self, **changes) -> "ServingKnobs":
+        return replace(self, **changes)
+
+
+# --------------------------------------------------------------------------- setup
+
+
+@dataclass(frozen=True)
+class ServeSetup:
+    """One serving replica: t x p GPUs, serving precision, request shape and batching.
+
+    batch: sequences decoded together. None -> as many as memory allows, capped at knobs.max_num_seqs.
+    static: a static batch (all prompts prefilled, then all decoded together) instead of continuous
+        (in-flight) batching.
+    """
+
+    tp: int = 1
+    pp: int = 1
+    weights: WeightDtype = WeightDtype.BF16
+    kv_dtype: KvDtype = KvDtype.BF16
+    prompt_len: int = 512
+    output_len: int = 128
+    batch: int | None = None
+    static: bool = False
+
+    @property
+    def gpus(self) -> int:
+        return self.tp * self.pp
+
+    def with_(self, **changes) -> "ServeSetup":
+        return replace(self, **changes)
+
+
+# --------------------------------------------------------------------------- weights
+
+
+@dataclass(frozen=True)
+class WeightBytes:
+    total_bytes: float
+    quantized_params: int
+    full_precision_params: int
+    bits_per_quantized_param: float
+    breakdown: Mapping[str, float]
+    term: Term
+
+
+def weight_bytes(m: ModelArch, dtype: WeightDtype, group_size: int = 128) -> WeightBytes:
+    """Bytes of the weights at the serving precision.
+
+    Assumption (AWQ/GPTQ/ModelOpt practice): only the transformer-layer linear weights are quantised;
+    token embedding, output head, norms and MoE routers stay 16-bit (fp32 when dtype is fp32).
+    """
+    pc = count_params(m)
+    b = pc.breakdown
+    linear_keys = ("layers/attention", "layers/mlp", "layers/experts", "layers/shared_experts")
+    quantized = int(sum(b.get(k, 0) for k in linear_keys))
+    rest = int(pc.total - quantized)
+    bits = weight_bits_per_param(dtype, group_size)
+    rest_bytes_per_param = 4.0 if dtype == WeightDtype.FP32 else 2.0
+    linear_bytes = quantized * bits / 8.0
+    rest_bytes = rest * rest_bytes_per_param
+    total = linear_bytes + rest_bytes
+    term = Term(
+        "weights/bytes", total, "B",
+        "N_linear * bits/8 + (N_total - N_linear) * bytes_16  [embeddings, head, norms, routers kept 16-bit]",
+        {"N_linear": quantized, "N_other": rest, "bits": bits, "bytes_16": rest_bytes_per_param, "dtype": str(dtype),
+         "group_size": group_size if dtype == WeightDtype.INT4 else "-"},
+        "count_params (architecture); int4 bits = 4 + 32/g (AWQ, Lin et al. 2023; GPTQ, Frantar et al. 2022)",
+    )
+    return WeightBytes(total, quantized, rest, bits,
+                       {"weights/linear": linear_bytes, "weights/embeddings_head_norms": rest_bytes}, term)
+
+
+# --------------------------------------------------------------------------- KV cache
+
+
+def kv_bytes_per_token_per_layer(m: ModelArch, kv_dtype: KvDtype) -> float:
+    """Bytes one token adds to ONE layer's cache.
+
+    MHA/GQA/MQA: K and V, k heads x d each -> 2*k*d*bytes (vLLM PagedAttention paper, Kwon et al. 2023 Sec 2).
+    MLA: one compressed latent (kv_lora_rank) + the decoupled RoPE key (qk_rope_head_dim)
+    -> (r_kv + d_rope)*bytes (DeepSeek-V2 paper, Table 1: (d_c + d_h^R) * l per token).
+    """
+    nbytes = KV_BYTES[kv_dtype]
+    if m.is_mla:
+        return float((m.kv_lora_rank + m.qk_rope_head_dim) * nbytes)
+    return float(2 * m.num_kv_heads * m.head_dim * nbytes)
+
+
+def kv_heads_per_gpu(m: ModelArch, tp):
+    """KV heads each TP rank holds: max(k/t, 1) (heads replicated when t > k; llm-analysis). MLA latent is
+    shared by all heads, so every TP rank holds the whole latent (vLLM/SGLang MLA with TP)."""
+    if m.is_mla:
+        return 1.0 + 0.0 * np.asarray(tp, dtype=float)
+    return np.maximum(m.num_kv_heads / np.asarray(tp, dtype=float), 1.0)
+
+
+def kv_tp_fraction(m: ModelArch, tp):
+    """Share of one layer's per-token KV bytes that one TP rank stores."""
+    if m.is_mla:
+        return 1.0 + 0.0 * np.asarray(tp, dtype=float)
+    return kv_heads_per_gpu(m, tp) / m.num_kv_heads
+
+
+def window_layers(m: ModelArch) -> int:
+    return min(m.num_layers, m.sliding_window_layers or (m.num_layers if m.sliding_window else 0)) \
+        if m.sliding_window else 0
+
+
+def kv_bytes_per_token(m: ModelArch, kv_dtype: KvDtype) -> float:
+    """Per-token KV bytes of the whole model (all layers, one GPU, no window cap): L * per-layer bytes.
+    Llama-2-7B fp16: 2*32*32*128*2 = 524,288 B; Llama-3-70B: 2*80*8*128*2 = 327,680 B."""
+    return float(m.num_layers * kv_bytes_per_token_per_layer(m, kv_dtype))
+
+
+def kv_cached_tokens(context, window: int):
+    """Tokens a layer keeps: all of them, or at most the window for sliding-window layers (Mistral)."""
+    c = np.asarray(context, dtype=float)
+    if window <= 0:
+        return c
+    return np.minimum(c, float(window))
+
+
+def kv_bytes_per_sequence(m: ModelArch, context, kv_dtype: KvDtype, tp=1, pp=1, block_size: int = 1):
+    """KV bytes one sequence of `context` tokens holds on ONE GPU of a t x p replica.
+
+    = per_layer_bytes * kv_tp_fraction(t) * [ (L - L_w) * ceil(c/blk)*blk + L_w * ceil(min(c, w)/blk)*blk ] / p
+    Paged blocks (vLLM block_size, default 16) round each sequence up to whole blocks.
+    """
+    per_layer = kv_bytes_per_token_per_layer(m, kv_dtype)
+    blk = float(max(1, block_size))
+    n_w = window_layers(m)
+    full = np.ceil(kv_cached_tokens(context, 0) / blk) * blk
+    windowed = np.ceil(kv_cached_tokens(context, m.sliding_window) / blk) * blk if n_w else 0.0
+    tokens = (m.num_layers - n_w) * full + n_w * windowed
+    return per_layer * kv_tp_fraction(m, tp) * tokens / np.asarray(pp, dtype=float)
+
+
+def kv_read_bytes_per_sequence(m: ModelArch, context, kv_dtype: KvDtype, tp=1, pp=1):
+    """KV bytes a decode step reads for one sequence on one GPU (no block rounding)."""
+    return kv_bytes_per_sequence(m, context, kv_dtype, tp, pp, 1)
+
+
+# --------------------------------------------------------------------------- model constants for timing
+
+
+@dataclass(frozen=True)
+class _Shapes:
+    matmul_params_per_token: float   # params touched by the GEMMs of one token, incl. the LM head
+    lm_head_params: float
+    dense_weight_params: float       # weights read every decode step whatever the batch (non-expert)
+    expert_params_per_layer_each: float
+    n_moe_layers: int
+    num_experts: int
+    experts_per_token: int
+    attn_dim_qk: int                 # per-head dims used by attention scores / values
+    attn_dim_v: int
+    attn_dim_qk_prefill: int
+    ffn_gemm: int                    # representative GEMM width (per token) for the efficiency curve
+    embedding_params: float = 0.0    # token (+ position) embedding tables: gathered, not streamed
+    tied_head_params: float = 0.0    # V*h read again by a tied LM head
+
+
+def _shapes(m: ModelArch) -> _Shapes:
+    pc = count_params(m)
+    b = pc.breakdown
+    emb = b.get("embedding/token", 0) + b.get("embedding/position", 0)
+    head = b.get("output_head", 0)
+    lm = m.vocab_size * m.hidden_size
+    body_active = pc.active - emb - head
+    matmul = body_active + lm
+    from sizeup.core.params import mlp_params
+
+    expert_each = mlp_params(m, m.expert_ffn_size) if m.is_moe else 0
+    n_moe = m.num_moe_layers
+    dense_weights = pc.total - emb - n_moe * m.num_experts * expert_each  # + lm head (in total if untied)
+    if m.tie_embeddings:
+        dense_weights += lm  # the tied matrix is still read for the head
+    if m.is_mla:
+        qk, v = m.kv_lora_rank + m.qk_rope_head_dim, m.kv_lora_rank  # absorbed decode (DeepSeek-V2 Sec 2.1.2)
+        qk_pre = m.qk_nope_head_dim + m.qk_rope_head_dim
+    else:
+        qk = v = qk_pre = m.head_dim
+    ffn = m.ffn_size or m.expert_ffn_size * max(1, m.experts_per_token)
+    return _Shapes(float(matmul), float(lm), float(dense_weights), float(expert_each), n_moe, m.num_experts,
+                   m.experts_per_token, qk, v, qk_pre, ffn, float(emb), float(lm if m.tie_embeddings else 0))
+
+
+def matmul_efficiency(gpu: GpuSpec, gemm_flops):
+    """Achievable fraction of dense peak for a GEMM of `gemm_flops` FLOPs: the GPU's measured curve,
+    interpolated in log(FLOPs) and clamped at the ends (catalog `matmul_efficiency`, MAMF sweeps)."""
+    curve = gpu.matmul_efficiency or ((1.0, 0.7),)
+    xs = np.log(np.array([max(x, 1.0) for x, _ in curve], dtype=float))
+    ys = np.array([y for _, y in curve], dtype=float)
+    return np.interp(np.log(np.maximum(np.asarray(gemm_flops, dtype=float), 1.0)), xs, ys)
+
+
+def _peak(gpu: GpuSpec, dtype: str) -> float:
+    for key in (dtype, "bf16", "fp16", "tf32", "fp32"):
+        if gpu.peak(key) > 0:
+            return gpu.peak(key)
+    from sizeup.errors import SizeupError
+
+    raise SizeupError(f"GPU {gpu.id!r} has no FLOP/s figures in the catalog; inference timing needs them")
+
+
+def _compute_rate(gpu: GpuSpec, weights: WeightDtype, knobs: ServingKnobs, gemm_flops):
+    """Achievable FLOP/s of the serving GEMMs: peak(dtype) * eta_mm(size) (* fp8/bf16 MAMF ratio for fp8)."""
+    dtype = compute_dtype(weights)
+    if dtype == "fp8" and gpu.peak("fp8") <= 0:
+        dtype = "bf16"  # no fp8 tensor cores (A100, V100): weight-only fp8, 16-bit math
+    peak = _peak(gpu, dtype)
+    eff = matmul_efficiency(gpu, gemm_flops)
+    if dtype == "fp8":
+        eff = eff * knobs.fp8_matmul_efficiency_ratio
+    return peak * eff, dtype
+
+
+def _allreduce_s(gpu: GpuSpec, payload_bytes, tp):
+    """Ring all-reduce of S bytes over t GPUs: 2(t-1)/t * S / (BW_intra * eta) + latency
+    (NCCL performance docs, busbw = algbw * 2(n-1)/n); 0 when t = 1."""
+    t = np.asarray(tp, dtype=float)
+    bw = max(gpu.intra_node_bytes_per_s, 1.0) * max(gpu.collective_efficiency_intra, 1e-3)
+    return np.where(t > 1, 2.0 * (t - 1.0) / t * payload_bytes / bw + gpu.collective_latency_s, 0.0)
+
+
+def _p2p_s(gpu: GpuSpec, payload_bytes, pp):
+    """(p-1) pipeline send/recv of S bytes between consecutive stages: S / (BW_intra * eta) + latency each."""
+    p = np.asarray(pp, dtype=float)
+    bw = max(gpu.intra_node_bytes_per_s, 1.0) * max(gpu.collective_efficiency_intra, 1e-3)
+    return (p - 1.0) * (payload_bytes / bw + gpu.collective_latency_s)
+
+
+# --------------------------------------------------------------------------- kernels (array-agnostic)
+
+
+def prefill_time_s(m: ModelArch, gpu: GpuSpec, prompt_len, n_seqs, tp=1, pp=1,
+                   weights: WeightDtype = WeightDtype.BF16, knobs: ServingKnobs | None = None,
+                   wbytes: float | None = None, shapes: _Shapes | None = None):
+    """Time to prefill `n_seqs` prompts of `prompt_len` tokens on a t x p replica (compute-bound roofline).
+
+    FLOPs = 2*N_body*B*s + 2*V*h*B [logits of the last token only] + 2*L*B*pairs(s)*a*(d_qk+d_v)
+    [causal attention, pairs = s^2/2, window-capped] (Kaplan et al. 2020 Table 1; Chinchilla App. F)
+    time  = max(FLOPs/t / (peak*eta_mm), W/(t*p) / (BW*eta_hbm)) summed over p stages
+            + 2*L all-reduces of B*s*h activations (Megatron TP, Shoeybi et al. 2019 Sec 3).
+    """
+    knobs = knobs or ServingKnobs()
+    sh = shapes or _shapes(m)
+    wb = wbytes if wbytes is not None else weight_bytes(m, weights, knobs.quant_group_size).total_bytes
+    s = np.asarray(prompt_len, dtype=float)
+    nb = np.asarray(n_seqs, dtype=float)
+    t = np.asarray(tp, dtype=float)
+    p = np.asarray(pp, dtype=float)
+    tokens = nb * s
+    body = sh.matmul_params_per_token - sh.lm_head_params
+    n_w = window_layers(m)
+    full_pairs = s * s / 2.0
+    w = float(m.sliding_window or 0)
+    win_pairs = np.where(s <= w, s * s / 2.0, s * w - w * w / 2.0) if n_w else 0.0
+    pairs = (m.num_layers - n_w) * full_pairs + n_w * win_pairs
+    attn = 2.0 * nb * pairs * m.num_heads * (sh.attn_dim_qk_prefill + (m.v_head_dim or m.head_dim))
+    flops = 2.0 * body * tokens + 2.0 * sh.lm_head_params * nb + attn
+    gemm = 2.0 * tokens * m.hidden_size * sh.ffn_gemm / t
+    rate, _ = _compute_rate(gpu, weights, knobs, gemm)
+    compute = flops / t / rate
+    memory = wb / t / (gpu.hbm_bytes_per_s * gpu.hbm_efficiency)
+    # p stages run one after another for one batch (no micro-batch overlap): total work is the same,
+    # plus (p-1) point-to-point sends of the activations between stages.
+    comm = 2.0 * m.num_layers * _allreduce_s(gpu, tokens * m.hidden_size * knobs.activation_bytes, t) \
+        + _p2p_s(gpu, tokens * m.hidden_size * knobs.activation_bytes, p)
+    return np.maximum(compute, memory) + comm
+
+
+def decode_step_parts(m: ModelArch, gpu: GpuSpec, batch, context, tp=1, pp=1,
+                      weights: WeightDtype = WeightDtype.BF16, kv_dtype: KvDtype = KvDtype.BF16,
+                      knobs: ServingKnobs | None = None, wbytes: float | None = None,
+                      shapes: _Shapes | None = None) -> dict:
+    """One decode step (one new token for each of B sequences at context c), per replica, as parts (s).
+
+    gemm      = max(W_read/t / (BW*eta_hbm), 2*N_active*B/t / (peak*eta_mm))   [roofline, Williams et al. 2009]
+    attention = max(B*KV(c)/t / (BW*eta_attn), 2*L*B*c*a*(d_qk+d_v)/t / (peak*eta_mm))
+    comm      = 2*L all-reduces of B*h activations (Megatron TP)
+    overhead  = per-step scheduler/launch/sampling time (data)
+    W_read: dense weights + experts touched by B tokens: E*(1-(1-K/E)^B) per MoE layer (uniform routing).
+    """
+    knobs = knobs or ServingKnobs()
+    sh = shapes or _shapes(m)
+    wb = wbytes if wbytes is not None else weight_bytes(m, weights, knobs.quant_group_size).total_bytes
+    B = np.asarray(batch, dtype=float)
+    c = np.asarray(context, dtype=float)
+    t = np.asarray(tp, dtype=float)
+    bw = gpu.hbm_bytes_per_s
+    linear_bpp = weight_bits_per_param(weights, knobs.quant_group_size) / 8.0
+    rest_bpp = 4.0 if weights == WeightDtype.FP32 else 2.0
+    # streamed bytes = all weight bytes - token-embedding table (a gather, not streamed) - untouched experts
+    untouched = 0.0 * B
+    if sh.n_moe_layers:
+        touched = sh.num_experts * (1.0 - (1.0 - sh.experts_per_token / sh.num_experts) ** B)
+        untouched = sh.n_moe_layers * (sh.num_experts - touched) * sh.expert_params_per_layer_each * linear_bpp
+    w_read = (wb - sh.embedding_params * rest_bpp + sh.tied_head_params * rest_bpp - untouched) / t
+    flops = 2.0 * sh.matmul_params_per_token * B / t
+    gemm_size = 2.0 * B * m.hidden_size * sh.ffn_gemm / t
+    rate, _ = _compute_rate(gpu, weights, knobs, gemm_size)
+    gemm = np.maximum(w_read / (bw * gpu.hbm_efficiency), flops / rate)
+    kv_read = B * kv_read_bytes_per_sequence(m, c, kv_dtype, t, 1)
+    n_w = window_layers(m)
+    keys = (m.num_layers - n_w) * c + n_w * kv_cached_tokens(c, m.sliding_window)
+    attn_flops = 2.0 * B * keys * m.num_heads * (sh.attn_dim_qk + sh.attn_dim_v) / t
+    attention = np.maximum(kv_read / (bw * knobs.decode_attention_hbm_efficiency), attn_flops / rate)
+    comm = 2.0 * m.num_layers * _allreduce_s(gpu, B * m.hidden_size * knobs.activation_bytes, t) \
+        + _p2p_s(gpu, B * m.hidden_size * knobs.activation_bytes, pp)
+    overhead = knobs.decode_step_overhead_s + 0.0 * B
+    return {"gemm": gemm, "attention": attention, "comm": comm, "overhead": overhead,
+            "gemm_memory": w_read / (bw * gpu.hbm_efficiency), "gemm_compute": flops / rate,
+            "attention_memory": kv_read / (bw * knobs.decode_attention_hbm_efficiency),
+            "attention_compute": attn_flops / rate}
+
+
+def decode_step_time_s(m: ModelArch, gpu: GpuSpec, batch, context, tp=1, pp=1,
+                       weights: WeightDtype = WeightDtype.BF16, kv_dtype: KvDtype = KvDtype.BF16,
+                       knobs: ServingKnobs | None = None, wbytes: float | None = None,
+                       shapes: _Shapes | None = None):
+    """Seconds per decode step = gemm + attention + comm + overhead (see decode_step_parts).
+    With p pipeline stages a token passes every stage in turn: the step is the sum over stages (no overlap)."""
+    parts = decode_step_parts(m, gpu, batch, context, tp, pp, weights, kv_dtype, knobs, wbytes, shapes)
+    return parts["gemm"] + parts["attention"] + parts["comm"] + parts["overhead"]
+
+
+def activation_peak_bytes(m: ModelArch, tp, knobs: ServingKnobs):
+    """Peak activation memory of the engine's profiling run (vLLM profiles max_num_batched_tokens tokens):
+    T * (q+k+v + 3*f [gate, up, act] + 2*h) / t * bytes + max_num_seqs * V/t * 4 B [fp32 logits]."""
+    t = np.asarray(tp, dtype=float)
+    T = float(knobs.max_num_batched_tokens)
+    ffn = m.ffn_size or m.expert_ffn_size * max(1, m.experts_per_token)
+    width = (m.q_dim + 2 * m.kv_dim + 3 * ffn) / t + 2 * m.hidden_size
+    return T * width * knobs.activation_bytes + knobs.max_num_seqs * m.vocab_size / t * knobs.logits_bytes
+
+
+def kv_budget_bytes(m: ModelArch, gpu_memory_bytes, tp, pp, wbytes: float, knobs: ServingKnobs):
+    """Bytes left for the KV cache on one GPU:
+    M * gpu_memory_utilization - W/(t*p) - activation peak - CUDA graphs - non-torch (context, NCCL)
+    (vLLM worker memory profiling: 'model weights take ...; non_torch_memory ...; activation peak ...;
+    the rest of the memory reserved for KV Cache')."""
+    t = np.asarray(tp, dtype=float)
+    p = np.asarray(pp, dtype=float)
+    return (np.asarray(gpu_memory_bytes, dtype=float) * knobs.gpu_memory_utilization - wbytes / (t * p)
+            - activation_peak_bytes(m, t, knobs) - knobs.cuda_graph_bytes - knobs.non_torch_bytes)
+
+
+# --------------------------------------------------------------------------- results
+
+
+@dataclass(frozen=True)
+class InferenceEstimate:
+    model_id: str
+    gpu_id: str
+    tp: int
+    pp: int
+    gpus: int
+    weights_dtype: str
+    kv_dtype: str
+    prompt_len: int
+    output_len: int
+    batching: str
+    batch: int
+    weights_bytes: float
+    weights_bytes_per_gpu: float
+    kv_cache_bytes_per_token: float
+    kv_cache_bytes_per_token_per_gpu: float
+    kv_cache_bytes_per_sequence: float
+    kv_cache_bytes_total: float
+    kv_budget_bytes_per_gpu: float
+    max_concurrency: int
+    fits: bool
+    reasons: tuple[str, ...]
+    ttft_s: float
+    tpot_s: float
+    e2e_latency_s: float
+    output_tokens_per_s: float
+    output_tokens_per_s_per_request: float
+    output_tokens_per_s_per_gpu: float
+    input_tokens_per_s: float
+    decode_bound: str
+    compute_bound_batch: int | None
+    price_usd_per_gpu_hour: float | None
+    utilization: float
+    usd_per_hour: float | None
+    usd_per_1m_input_tokens: float | None
+    usd_per_1m_output_tokens: float | None
+    memory_per_gpu: Mapping[str, float]
+    decode_step: Mapping[str, float]
+    notes: tuple[str, ...]
+    terms: tuple[Term, ...]
+
+    def to_dict(self) -> dict:
+        out = {k: getattr(self, k) for k in self.__dataclass_fields__ if k != "terms"}
+        out["memory_per_gpu"] = dict(self.memory_per_gpu)
+        out["decode_step"] = dict(self.decode_step)
+        out["reasons"] = list(self.reasons)
+        out["notes"] = list(self.notes)
+        return out
+
+
+def _f(x) -> float:
+    return float(np.asarray(x, dtype=float))
+
+
+def compute_bound_batch(m: ModelArch, gpu: GpuSpec, context: float, setup: ServeSetup, knobs: ServingKnobs,
+                        wbytes: float, sh: _Shapes, limit: int = 65536) -> int | None:
+    """Smallest B (powers of two, then bisection) at which the decode GEMMs take longer in compute than in
+    weight reads, i.e. the weight-GEMM roofline turns compute-bound; None if not below `limit`."""
+    def bound(b: int) -> bool:
+        p = decode_step_parts(m, gpu, b, context, setup.tp, setup.pp, setup.weights, setup.kv_dtype, knobs, wbytes, sh)
+        return _f(p["gemm_compute"]) >= _f(p["gemm_memory"])
+
+    b = 1
+    while b <= limit and not bound(b):
+        b *= 2
+    if b > limit:
+        return None
+    lo, hi = b // 2, b
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (lo, mid) if bound(mid) else (mid, hi)
+    return max(hi, 1)
+
+
+def estimate_inference(
+    model: ModelArch,
+    gpu: GpuSpec,
+    setup: ServeSetup | None = None,
+    knobs: ServingKnobs | None = None,
+    price_usd_per_gpu_hour: float | None = None,
+    utilization: float | None = None,
+    gpu_memory_bytes: float | None = None,
+) -> InferenceEstimate:
+    """Memory, latency, throughput and $/1M tokens of one serving replica.
+
+    Continuous batching (default): a request costs the replica prefill(s) + n * step(B, c_avg)/B of GPU time,
+    c_avg = s + n/2; output tokens/s = B*n / (B*prefill(s) + n*step). Static batch: the B prompts are
+    prefilled together, then n steps: tokens/s = B*n / (prefill(B*s) + n*step).
+    """
+    setup = setup or ServeSetup()
+    knobs = knobs or ServingKnobs()
+    util = knobs.utilization if utilization is None else utilization
+    mem_bytes = gpu.memory_bytes if gpu_memory_bytes is None else gpu_memory_bytes
+    tp, pp = setup.tp, setup.pp
+    s, n = setup.prompt_len, setup.output_len
+    sh = _shapes(model)
+    wb = weight_bytes(model, setup.weights, knobs.quant_group_size)
+    W = wb.total_bytes
+    ctx_max = s + n
+    ctx_avg = s + n / 2.0
+    kv_tok = kv_bytes_per_token(model, setup.kv_dtype)
+    kv_tok_gpu = kv_tok * _f(kv_tp_fraction(model, tp)) / pp
+    kv_seq = _f(kv_bytes_per_sequence(model, ctx_max, setup.kv_dtype, tp, pp, knobs.block_size_tokens))
+    act = _f(activation_peak_bytes(model, tp, knobs))
+    budget = _f(kv_budget_bytes(model, mem_bytes, tp, pp, W, knobs))
+    max_conc = int(max(0.0, math.floor(budget / kv_seq))) if kv_seq > 0 else 0
+    reasons: list[str] = []
+    notes: list[str] = []
+    if W / (tp * pp) > mem_bytes * knobs.gpu_memory_utilization:
+        reasons.append(f"weights need {W / (tp * pp) / GiB:.1f} GiB per GPU, more than "
+                       f"{knobs.gpu_memory_utilization:.0%} of {mem_bytes / GiB:.1f} GiB")
+    elif max_conc < 1:
+        reasons.append(f"no room for one sequence of {ctx_max} tokens: KV budget {max(budget, 0) / GiB:.2f} GiB, "
+                       f"one sequence needs {kv_seq / GiB:.2f} GiB per GPU")
+    cap = knobs.max_num_seqs
+    if setup.batch is not None:
+        B = int(setup.batch)
+        if B > max_conc and max_conc >= 1:
+            reasons.append(f"batch {B} needs {B * kv_seq / GiB:.1f} GiB of KV per GPU; only {max_conc} "
+                           f"sequences of {ctx_max} tokens fit")
+    else:
+        B = max(1, min(max_conc, cap))
+        notes.append(f"batch = min(memory limit {max_conc}, max_num_seqs {cap}) = {B}")
+    fits = not reasons
+    step = decode_step_parts(model, gpu, B, ctx_avg, tp, pp, setup.weights, setup.kv_dtype, knobs, W, sh)
+    step_s = _f(step["gemm"] + step["attention"] + step["comm"] + step["overhead"])
+    step_last = _f(decode_step_time_s(model, gpu, B, ctx_max, tp, pp, setup.weights, setup.kv_dtype, knobs, W, sh))
+    prefill_one = _f(prefill_time_s(model, gpu, s, 1, tp, pp, setup.weights, knobs, W, sh))
+    # prefill of a request inside a large batch runs at large-GEMM efficiency: amortise over a chunk of tokens
+    chunk_seqs = max(1.0, knobs.max_num_batched_tokens / max(s, 1))
+    prefill_amortised = _f(prefill_time_s(model, gpu, s, chunk_seqs, tp, pp, setup.weights, knobs, W, sh)) / chunk_seqs
+    if setup.static:
+        prefill_batch = _f(prefill_time_s(model, gpu, s, B, tp, pp, setup.weights, knobs, W, sh))
+        ttft = prefill_batch
+        total = prefill_batch + n * step_s
+        out_tps = B * n / total
+        gpu_time_prefill_per_req = prefill_batch / B
+    else:
+        ttft = prefill_one + step_s  # own prefill + waiting for the step in flight
+        total = prefill_amortised * B + n * step_s
+        out_tps = B * n / total
+        gpu_time_prefill_per_req = prefill_amortised
+    tpot = step_s
+    e2e = ttft + (n - 1) * step_s
+    in_tps = out_tps * s / max(n, 1)
+    gpus = tp * pp
+    decode_bound = "compute" if _f(step["gemm_compute"] + step["attention_compute"]) >= \
+        _f(step["gemm_memory"] + step["attention_memory"]) else "memory"
+    cb = compute_bound_batch(model, gpu, ctx_avg, setup, knobs, W, sh)
+    usd_h = usd_in = usd_out = None
+    if price_usd_per_gpu_hour is not None:
+        usd_h = price_usd_per_gpu_hour * gpus
+        usd_s = usd_h / 3600.0 / max(util, 1e-9)
+        # GPU time split: prefill share -> input tokens, decode share -> output tokens (sums to the total)
+        usd_in = usd_s * gpu_time_prefill_per_req / max(s, 1) * 1e6
+        usd_out = usd_s * (step_s / B) * 1e6
+    mem = {"weights": W / (tp * pp), "kv_cache": B * kv_seq,
+           "activations": act, "cuda_graphs": knobs.cuda_graph_bytes, "non_torch": knobs.non_torch_bytes}
+    src_knob = lambda k: knobs.sources.get(k, "catalog/data/inference.yaml")  # noqa: E731
+    terms = [
+        wb.term,
+        Term("kv/bytes_per_token", kv_tok, "B/token",
+             "(r_kv + d_rope) * bytes * L  [MLA]" if model.is_mla else "2 * L * k * d * bytes",
+             {"L": model.num_layers, "k": model.num_kv_heads, "d": model.head_dim, "bytes": KV_BYTES[setup.kv_dtype],
+              "r_kv": model.kv_lora_rank, "d_rope": model.qk_rope_head_dim},
+             "DeepSeek-V2 Table 1 (MLA)" if model.is_mla else "Kwon et al. 2023 (PagedAttention) Sec 2"),
+        Term("kv/bytes_per_sequence_per_gpu", kv_seq, "B",
+             "per_layer * max(k/t,1)/k * [(L-L_w)*ceil(c/blk)*blk + L_w*ceil(min(c,w)/blk)*blk] / p",
+             {"c": ctx_max, "t": tp, "p": pp, "blk": knobs.block_size_tokens, "w": model.sliding_window,
+              "L_w": window_layers(model)}, "vLLM paged KV (block_size), llm-analysis TP sharding"),
+        Term("memory/kv_budget_per_gpu", budget, "B",
+             "M * util - W/(t*p) - activations - cuda_graphs - non_torch",
+             {"M": mem_bytes, "util": knobs.gpu_memory_utilization, "W": W, "activations": act,
+              "cuda_graphs": knobs.cuda_graph_bytes, "non_torch": knobs.non_torch_bytes},
+             src_knob("gpu_memory_utilization")),
+        Term("serve/max_concurrency", float(max_conc), "sequences", "floor(kv_budget / kv_per_sequence)",
+             {"kv_budget": budget, "kv_per_sequence": kv_seq}, "vLLM 'Maximum concurrency for N tokens per request'"),
+        Term("time/prefill_one", prefill_one, "s",
+             "max(FLOPs/t/(peak*eta_mm), W/t/(BW*eta_hbm)) + 2L*allreduce(s*h)",
+             {"s": s, "t": tp, "peak": _peak(gpu, compute_dtype(setup.weights)), "BW": gpu.hbm_bytes_per_s},
+             "roofline; FLOPs 2N per token + causal attention (Kaplan et al. 2020)"),
+        Term("time/ttft", ttft, "s", "prefill(B*s) [static]" if setup.static else "prefill(s) + one decode step",
+             {"prefill": prefill_one, "step": step_s}, "model"),
+        Term("time/tpot", tpot, "s", "gemm + attention + comm + overhead at (B, c_avg)",
+             {k: _f(v) for k, v in step.items()} | {"B": B, "c_avg": ctx_avg},
+             "roofline per op (Williams et al. 2009); LLM decode memory-bound (Pope et al. 2022)"),
+        Term("throughput/output_tokens_per_s", out_tps, "tokens/s",
+             "B*n / (prefill(B*s) + n*step)" if setup.static else "B*n / (B*prefill_amortised(s) + n*step)",
+             {"B": B, "n": n, "step": step_s, "prefill_per_request": gpu_time_prefill_per_req},
+             "continuous batching (Yu et al. 2022 Orca)" if not setup.static else "static batch"),
+    ]
+    if usd_out is not None:
+        terms.append(Term("cost/usd_per_1m_output_tokens", usd_out, "USD",
+                          "price * gpus / 3600 / util * (step/B) * 1e6",
+                          {"price": price_usd_per_gpu_hour, "gpus": gpus, "util": util, "step": step_s, "B": B},
+                          "llm-analysis cost formula, at utilisation < 100 %"))
+        terms.append(Term("cost/usd_per_1m_input_tokens", usd_in, "USD",
+                          "price * gpus / 3600 / util * prefill_per_request / s * 1e6",
+                          {"price": price_usd_per_gpu_hour, "gpus": gpus, "util": util,
+                           "prefill_per_request": gpu_time_prefill_per_req, "s": s}, "GPU-time split prefill/decode"))
+    if cb is not None:
+        notes.append(f"decode GEMMs turn compute-bound at batch >= {cb}")
+    if model.is_mla and tp > 1:
+        notes.append("MLA latent KV is replicated on every TP rank (not sharded by heads)")
+    if not model.is_mla and tp > model.num_kv_heads:
+        notes.append(f"tp {tp} > {model.num_kv_heads} KV heads: KV heads are replicated")
+    if setup.weights in (WeightDtype.INT4, WeightDtype.INT8, WeightDtype.FP8):
+        notes.append("embeddings, LM head and norms kept 16-bit; only transformer linear weights quantised")
+    return InferenceEstimate(
+        model_id=model.id, gpu_id=gpu.id, tp=tp, pp=pp, gpus=gpus, weights_dtype=str(setup.weights),
+        kv_dtype=str(setup.kv_dtype), prompt_len=s, output_len=n,
+        batching="static" if setup.static else "continuous", batch=B,
+        weights_bytes=W, weights_bytes_per_gpu=W / (tp * pp), kv_cache_bytes_per_token=kv_tok,
+        kv_cache_bytes_per_token_per_gpu=kv_tok_gpu, kv_cache_bytes_per_sequence=kv_seq,
+        kv_cache_bytes_total=B * kv_seq, kv_budget_bytes_per_gpu=budget, max_concurrency=max_conc, fits=fits,
+        reasons=tuple(reasons), ttft_s=ttft, tpot_s=tpot, e2e_latency_s=e2e, output_tokens_per_s=out_tps,
+        output_tokens_per_s_per_request=1.0 / tpot, output_tokens_per_s_per_gpu=out_tps / gpus,
+        input_tokens_per_s=in_tps, decode_bound=decode_bound, compute_bound_batch=cb,
+        price_usd_per_gpu_hour=price_usd_per_gpu_hour, utilization=util, usd_per_hour=usd_h,
+        usd_per_1m_input_tokens=usd_in, usd_per_1m_output_tokens=usd_out, memory_per_gpu=mem,
+        decode_step={k: _f(v) for k, v in step.items()} | {"last_step_s": step_last},
+        notes=tuple(notes), terms=tuple(terms),
+    )
+
+
+def requests_per_s_at(model: ModelArch, gpu: GpuSpec, setup: ServeSetup, knobs: ServingKnobs, concurrency) -> float:
+    """Requests/s one replica completes at a steady concurrency C (continuous batching):
+    X(C) = C / (C * prefill_amortised(s) + n * step(C, s + n/2))."""
+    wb = weight_bytes(model, setup.weights, knobs.quant_group_size).total_bytes
+    sh = _shapes(model)
+    s, n = setup.prompt_len, setup.output_len
+    chunk = max(1.0, knobs.max_num_batched_tokens / max(s, 1))
+    prefill = _f(prefill_time_s(model, gpu, s, chunk, setup.tp, setup.pp, setup.weights, knobs, wb, sh)) / chunk
+    step = _f(decode_step_time_s(model, gpu, concurrency, s + n / 2.0, setup.tp, setup.pp, setup.weights,
+                                 setup.kv_dtype, knobs, wb, sh))
+    return float(concurrency) / (float(concurrency) * prefill + n * step)
+
+
+def concurrency_for_rate(model: ModelArch, gpu: GpuSpec, setup: ServeSetup, knobs: ServingKnobs,
+                         requests_per_s: float, max_concurrency: int) -> int:
+    """Smallest steady concurrency that carries `requests_per_s` (Little's law with the X(C) above);
+    `max_concurrency` when even that cannot (the replica is saturated and a queue grows)."""
+    hi = max(1, int(max_concurrency))
+    if requests_per_s_at(model, gpu, setup, knobs, hi) < requests_per_s:
+        return hi
+    lo = 1
+    if requests_per_s_at(model, gpu, setup, knobs, 1) >= requests_per_s:
+        return 1
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (lo, mid) if requests_per_s_at(model, gpu, setup, knobs, mid) >= requests_per_s else (mid, hi)
+    return hi
+
+
+# --------------------------------------------------------------------------- fleet sizing
+
+
+@dataclass(frozen=True)
+class LengthDist:
+    """A token-length distribution given by percentiles (p50, p95); a fixed length has p50 == p95.
+    Mean from a log-normal fit: sigma = ln(p95/p50)/1.645, mean = p50 * exp(sigma^2/2)."""
+
+    p50: float
+    p95: float
+
+    @property
+    def mean(self) -> float:
+        if self.p95 <= self.p50:
+            return float(self.p50)
+        sigma = math.log(self.p95 / self.p50) / 1.6449
+        return float(self.p50 * math.exp(sigma * sigma / 2.0))
+
+    @classmethod
+    def fixed(cls, n: float) -> "LengthDist":
+        return cls(float(n), float(n))
+
+
+@dataclass(frozen=True)
+class Traffic:
+    requests_per_s: float
+    prompt_len: LengthDist
+    output_len: LengthDist
+
+
+@dataclass(frozen=True)
+class LatencyTargets:
+    ttft_p95_s: float | None = None
+    tpot_p95_s: float | None = None
+    ttft_p50_s: float | None = None
+    tpot_p50_s: float | None = None
+
+
+@dataclass(frozen=True)
+class FleetOption:
+    gpu_id: str
+    tp: int
+    feasible: bool
+    reason: str
+    binding: str
+    concurrency_per_replica: int
+    requests_per_s_per_replica: float
+    replicas: int
+    gpus: int
+    ttft_p95_s: float
+    tpot_p95_s: float
+    price_usd_per_gpu_hour: float | None
+    usd_per_hour: float | None
+    usd_per_month: float | None
+    usd_per_1m_output_tokens: float | None
+    operating_concurrency: int = 0
+    """Concurrency per replica at the given traffic (<= concurrency_per_replica, the most the targets allow);
+    ttft_p95_s / tpot_p95_s are at this operating point."""
+
+    def to_dict(self) -> dict:
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+
+@dataclass(frozen=True)
+class FleetPlan:
+    best: FleetOption | None
+    options: tuple[FleetOption, ...]
+    notes: tuple[str, ...]
+    terms: tuple[Term, ...]
+
+
+def plan_replica(model: ModelArch, gpu: GpuSpec, tp: int, traffic: Traffic, targets: LatencyTargets,
+                 weights: WeightDtype, kv_dtype: KvDtype, knobs: ServingKnobs,
+                 price_usd_per_gpu_hour: float | None) -> FleetOption:
+    """Largest per-replica concurrency C meeting memory (mean lengths), TPOT (p95 lengths) and TTFT (p95 prompt)
+    targets; replicas = ceil(rps / X(C)), X = C / (C*prefill(s_mean) + n_mean*step(C)) * ... requests/s."""
+    s_mean, n_mean = traffic.prompt_len.mean, traffic.output_len.mean
+    s95, n95 = traffic.prompt_len.p95, traffic.output_len.p95
+    wb = weight_bytes(model, weights, knobs.quant_group_size).total_bytes
+    sh = _shapes(model)
+    budget = _f(kv_budget_bytes(model, gpu.memory_bytes, tp, 1, wb, knobs))
+    kv_seq = _f(kv_bytes_per_sequence(model, s_mean + n_mean, kv_dtype, tp, 1, knobs.block_size_tokens))
+    c_mem = int(max(0, math.floor(budget / kv_seq))) if kv_seq > 0 else 0
+
+    def fail(reason: str, binding: str) -> FleetOption:
+        return FleetOption(gpu.id, tp, False, reason, binding, 0, 0.0, 0, 0, math.inf, math.inf,
+                           price_usd_per_gpu_hour, None, None, None)
+
+    if wb / tp > gpu.memory_bytes * knobs.gpu_memory_utilization or c_mem < 1:
+        return fail(f"weights + one sequence do not fit on {tp} x {gpu.id}", "memory")
+    prefill95 = _f(prefill_time_s(model, gpu, s95, 1, tp, 1, weights, knobs, wb, sh))
+
+    def tpot95(c: int) -> float:
+        return _f(decode_step_time_s(model, gpu, c, s95 + n95, tp, 1, weights, kv_dtype, knobs, wb, sh))
+
+    def ttft95(c: int) -> float:
+        return prefill95 + tpot95(c)
+
+    s50, n50 = traffic.prompt_len.p50, traffic.output_len.p50
+    prefill50 = _f(prefill_time_s(model, gpu, s50, 1, tp, 1, weights, knobs, wb, sh))
+
+    def tpot50(c: int) -> float:
+        return _f(decode_step_time_s(model, gpu, c, s50 + n50, tp, 1, weights, kv_dtype, knobs, wb, sh))
+
+    def tpot_ok(c: int) -> bool:
+        return ((targets.tpot_p95_s is None or tpot95(c) <= targets.tpot_p95_s)
+                and (targets.tpot_p50_s is None or tpot50(c) <= targets.tpot_p50_s))
+
+    def ok(c: int) -> bool:
+        return (tpot_ok(c)
+                and (targets.ttft_p95_s is None or ttft95(c) <= targets.ttft_p95_s)
+                and (targets.ttft_p50_s is None or prefill50 + tpot50(c) <= targets.ttft_p50_s))
+
+    if targets.ttft_p95_s is not None and prefill95 > targets.ttft_p95_s:
+        return fail(f"prefill of a p95 prompt alone takes {prefill95:.3g} s > TTFT target", "latency (ttft)")
+    if targets.ttft_p50_s is not None and prefill50 > targets.ttft_p50_s:
+        return fail(f"prefill of a p50 prompt alone takes {prefill50:.3g} s > p50 TTFT target", "latency (ttft)")
+    if not ok(1):
+        if not tpot_ok(1):
+            return fail(f"TPOT at batch 1 is {tpot95(1) * 1e3:.3g} ms (p95 lengths) > target", "latency (tpot)")
+        return fail(f"TTFT at batch 1 is {ttft95(1):.3g} s (p95 prompt) > target", "latency (ttft)")
+    c_cap = min(c_mem, knobs.max_num_seqs)
+    lo, hi = 1, c_cap
+    if ok(hi):
+        lo = hi
+    else:
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            lo, hi = (mid, hi) if ok(mid) else (lo, mid)
+    C = lo
+    if C == c_cap:
+        binding = "memory" if c_mem <= knobs.max_num_seqs else "throughput (max_num_seqs)"
+    else:
+        binding = "latency (tpot)" if not tpot_ok(C + 1) else "latency (ttft)"
+    chunk = max(1.0, knobs.max_num_batched_tokens / max(s_mean, 1))
+    prefill_am = _f(prefill_time_s(model, gpu, s_mean, chunk, tp, 1, weights, knobs, wb, sh)) / chunk
+
+    def rate(c: int) -> float:  # requests/s of one replica at concurrency c
+        step = _f(decode_step_time_s(model, gpu, c, s_mean + n_mean / 2, tp, 1, weights, kv_dtype, knobs, wb, sh))
+        return c / (c * prefill_am + n_mean * step)
+
+    x = rate(C)
+    replicas = max(1, math.ceil(traffic.requests_per_s / x))
+    if replicas == 1 and traffic.requests_per_s < 0.5 * x:
+        binding = "minimum (one replica is more than enough)"
+    # operating point: the smallest concurrency that carries each replica's share of the traffic
+    share = traffic.requests_per_s / replicas
+    lo, hi = 1, C
+    if rate(1) < share:
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            lo, hi = (lo, mid) if rate(mid) >= share else (mid, hi)
+        c_op = hi
+    else:
+        c_op = 1
+    gpus = replicas * tp
+    usd_h = usd_m = usd_tok = None
+    if price_usd_per_gpu_hour is not None:
+        usd_h = gpus * price_usd_per_gpu_hour
+        usd_m = usd_h * HOURS_PER_MONTH
+        out_tok_s = traffic.requests_per_s * n_mean
+        usd_tok = usd_h / 3600.0 / max(out_tok_s, 1e-9) * 1e6
+    return FleetOption(gpu.id, tp, True, "", binding, C, x, replicas, gpus, ttft95(c_op), tpot95(c_op),
+                       price_usd_per_gpu_hour, usd_h, usd_m, usd_tok, c_op)
+
+
+def plan_fleet(model: ModelArch, gpus: Sequence[tuple[GpuSpec, float | None]], traffic: Traffic,
+               targets: LatencyTargets, weights: WeightDtype = WeightDtype.BF16,
+               kv_dtype: KvDtype = KvDtype.BF16, knobs: ServingKnobs | None = None,
+               tp_choices: Sequence[int] = (1, 2, 4, 8)) -> FleetPlan:
+    """Every (GPU, tp) option; the best is the cheapest feasible (fewest GPUs when no price)."""
+    knobs = knobs or ServingKnobs()
+    options = []
+    for gpu, price in gpus:
+        for tp in tp_choices:
+            if tp > max(gpu.node_size, 1):
+                continue
+            options.append(plan_replica(model, gpu, tp, traffic, targets, weights, kv_dtype, knobs, price))
+    feasible = [o for o in options if o.feasible]
+
+    def key(o: FleetOption):
+        return (o.usd_per_hour if o.usd_per_hour is not None else math.inf, o.gpus, o.tp)
+
+    best = min(feasible, key=key) if feasible else None
+    notes = [f"prompt mean {traffic.prompt_len.mean:.0f} (p95 {traffic.prompt_len.p95:.0f}), output mean "
+             f"{traffic.output_len.mean:.0f} (p95 {traffic.output_len.p95:.0f}) tokens; memory sized at mean "
+             "lengths (paged KV), latency checked at p95 lengths",
+             "replicas run at the concurrency that meets the targets; no headroom for bursts is added"]
+    terms = []
+    if best is not None:
+        terms.append(Term("fleet/replicas", float(best.replicas), "replicas", "ceil(rps / X(C))",
+                          {"rps": traffic.requests_per_s, "X": best.requests_per_s_per_replica,
+                           "C": best.concurrency_per_replica, "tp": best.tp, "gpu": best.gpu_id},
+                          "X = C / (C*prefill(s_mean) + n_mean*step(C)) (continuous batching)"))
+        if best.usd_per_month is not None:
+            terms.append(Term("fleet/usd_per_month", best.usd_per_month, "USD", "gpus * price * 730 h",
+                              {"gpus": best.gpus, "price": best.price_usd_per_gpu_hour}, "730 h = 8760/12"))
+    return FleetPlan(best, tuple(options), tuple(notes), tuple(terms))

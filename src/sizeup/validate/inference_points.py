@@ -1,0 +1,313 @@
+"""Predict category-D (inference) points of the published-runs set with sizeup.core.inference.
+
+`predict_inference_point(point, catalog)` returns [(quantity, value in the point's unit)] or raises
+`Skip(reason)` when the point does not state what the prediction needs (no guessing).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import re
+from typing import Any
+
+from sizeup.core.inference import (
+    KvDtype, ServeSetup, ServingKnobs, WeightDtype, estimate_inference, kv_bytes_per_sequence, weight_bytes,
+)
+
+GiB = 1024**3
+
+
+class Skip(Exception):
+    """The point lacks something the prediction needs; the message says what."""
+
+
+@functools.lru_cache(maxsize=4)
+def _knobs_from_file(path: str) -> ServingKnobs:
+    from sizeup.catalog import read_yaml
+
+    data = read_yaml(__import__("pathlib").Path(path)) or {}
+    return ServingKnobs.from_dict(data.get("knobs") or {})
+
+
+def load_serving_knobs(catalog: Any = None) -> ServingKnobs:
+    """ServingKnobs from catalog/data/inference.yaml (or `catalog.defaults['inference']` when present)."""
+    defaults = getattr(catalog, "defaults", None) if catalog is not None else None
+    try:
+        section = defaults.get("inference") if defaults is not None and hasattr(defaults, "get") else None
+    except Exception:  # defaults not loadable: fall back to the file
+        section = None
+    if isinstance(section, dict) and isinstance(section.get("knobs"), dict):
+        return ServingKnobs.from_dict(section["knobs"])
+    from sizeup.catalog import DATA_DIR
+
+    return _knobs_from_file(str(DATA_DIR / "inference.yaml"))
+
+
+# --------------------------------------------------------------------------- point parsing
+
+UNIT_BYTES = {"gb": 1e9, "gib": GiB, "mb": 1e6, "mib": 1024**2, "tb": 1e12, "b": 1.0, "bytes": 1.0}
+
+
+def _text(*parts: Any) -> str:
+    return " ".join(str(p) for p in parts if p).lower()
+
+
+def _resolve_model(point: dict, catalog):
+    from sizeup.errors import SizeupError
+
+    m = point.get("model") or {}
+    name = str(m.get("name") or "")
+    candidates = [name, re.sub(r"\(.*?\)", "", name).strip()]
+    stripped = re.sub(r"\b(instruct|chat|hf|base)\b", "", candidates[-1], flags=re.I).strip()
+    candidates.append(stripped)
+    # "LLaMA-13B" -> "llama-13b"; "Llama 3.3 70B" keeps its version
+    for cand in candidates:
+        if not cand:
+            continue
+        try:
+            return catalog.model(cand), "catalog"
+        except (SizeupError, AttributeError, KeyError):
+            continue
+    return None, name
+
+
+def _arch_from_point(point: dict, need_timing: bool):
+    """A ModelArch from the point's own architecture fields (used when the catalog lacks the preset)."""
+    from sizeup.core.types import ModelArch
+
+    m = point.get("model") or {}
+    layers, hidden, heads = m.get("layers"), m.get("hidden"), m.get("heads")
+    if not (layers and hidden and heads):
+        raise Skip(f"model {m.get('name')!r} not in the catalog and the point lacks layers/hidden/heads")
+    if need_timing and not (m.get("ffn") and m.get("vocab")):
+        raise Skip(f"model {m.get('name')!r} not in the catalog and the point lacks ffn/vocab needed for timing")
+    kv = m.get("kv_heads") or heads
+    return ModelArch(id=str(m.get("name")), name=str(m.get("name")), vocab_size=int(m.get("vocab") or 32000),
+                     hidden_size=int(hidden), num_layers=int(layers), num_heads=int(heads), num_kv_heads=int(kv),
+                     head_dim=int(hidden) // int(heads), ffn_size=int(m.get("ffn") or 0),
+                     max_seq_len=int(m.get("seq_len") or 4096), source="published point")
+
+
+def _model(point: dict, catalog, need_timing: bool):
+    arch, _ = _resolve_model(point, catalog)
+    return arch if arch is not None else _arch_from_point(point, need_timing)
+
+
+def _gpu(point: dict, catalog):
+    from sizeup.errors import SizeupError
+
+    hw = point.get("hardware") or {}
+    name = hw.get("gpu")
+    if not name:
+        raise Skip("no GPU stated")
+    if not hasattr(catalog, "gpu"):
+        raise Skip("the catalog has no GPUs loaded")
+    for cand in (name, re.sub(r"\(.*?\)", "", str(name)).strip()):
+        try:
+            return catalog.gpu(cand)
+        except (SizeupError, KeyError, AttributeError):
+            continue
+    raise Skip(f"GPU {name!r} is not in the catalog")
+
+
+def _precision(point: dict) -> tuple[WeightDtype, KvDtype]:
+    par = point.get("parallel") or {}
+    text = _text(par.get("precision"), point.get("quote"))
+    prec = _text(par.get("precision"))
+    if "fp8" in prec:
+        weights = WeightDtype.FP8
+    elif re.search(r"int4|4-bit|4 bit|awq|gptq|q4", prec):
+        weights = WeightDtype.INT4
+    elif "int8" in prec or "8-bit" in prec:
+        weights = WeightDtype.INT8
+    elif "fp32" in prec:
+        weights = WeightDtype.FP32
+    elif "fp16" in prec or "bf16" in prec or "16" in prec:
+        weights = WeightDtype.BF16
+    else:
+        weights = WeightDtype.BF16
+    kv = KvDtype.FP8 if re.search(r"fp8 kv|kv cache[^,;]*fp8|fp8 kv cache", text) else KvDtype.BF16
+    if weights == WeightDtype.FP8 and ("modelopt" in text or "nvidia/*-fp8" in text):
+        # NVIDIA ModelOpt FP8 checkpoints (nvidia/*-FP8) are served with an FP8 KV cache
+        # (hf_quant_config.json kv_cache_quant_algo); a 16-bit cache could not even reach the published
+        # 2048/2048 rates at 100 % of HBM bandwidth (KV bytes read per step bound the token rate).
+        kv = KvDtype.FP8
+    return weights, kv
+
+
+def _int(value: Any) -> int | None:
+    try:
+        return int(value) if value is not None and not (isinstance(value, float) and math.isnan(value)) else None
+    except (TypeError, ValueError):
+        return None
+
+
+def _kv_fraction(point: dict) -> float | None:
+    match = re.search(r"kv_cache_free_gpu_mem(?:ory)?_fraction\s*=?\s*([0-9.]+)", _text(point.get("quote"), point.get("notes")))
+    return float(match.group(1)) if match else None
+
+
+def _convert_bytes(value_bytes: float, unit: str) -> float:
+    key = unit.strip().lower()
+    if key not in UNIT_BYTES:
+        raise Skip(f"unit {unit!r} is not a byte unit")
+    return value_bytes / UNIT_BYTES[key]
+
+
+# --------------------------------------------------------------------------- prediction
+
+
+def predict_inference_point(point: dict, catalog) -> list[tuple[str, float, str]]:
+    """[(quantity, predicted value in the point's unit, how it was predicted)] for each measured quantity
+    sizeup can predict. The third element is a one-line description of the setup used (the validator shows it)."""
+    measured = point.get("measured") or []
+    if not measured:
+        raise Skip("no measured quantity")
+    knobs = load_serving_knobs(catalog)
+    out: list[tuple[str, float, str]] = []
+    reasons: list[str] = []
+    for item in measured:
+        q = str(item.get("quantity", ""))
+        unit = str(item.get("unit", ""))
+        try:
+            if q in ("kv_cache_per_sequence", "kv_cache_total", "weights_memory", "kv_cache_per_token"):
+                out.append((q, *_predict_memory(point, catalog, q, unit)))
+            elif q in TIMING_QUANTITIES:
+                out.append((q, *_predict_timing(point, catalog, q, unit, item, knobs)))
+            else:
+                reasons.append(f"quantity {q!r} is not an inference figure sizeup predicts")
+        except Skip as exc:
+            reasons.append(str(exc))
+    if not out:
+        raise Skip("; ".join(dict.fromkeys(reasons)) or "nothing to predict")
+    return out
+
+
+def _predict_memory(point: dict, catalog, quantity: str, unit: str) -> tuple[float, str]:
+    model = _model(point, catalog, need_timing=quantity == "weights_memory")
+    weights, kv = _precision(point)
+    wl = point.get("workload") or {}
+    seq = _int(wl.get("seq_len")) or _int((point.get("model") or {}).get("seq_len"))
+    batch = _int(wl.get("batch_size")) or 1
+    if quantity == "weights_memory":
+        return _convert_bytes(weight_bytes(model, weights).total_bytes, unit), f"core.inference.weight_bytes ({weights})"
+    if quantity == "kv_cache_per_token":
+        return _convert_bytes(float(kv_bytes_per_sequence(model, 1, kv)), unit), f"core.inference KV per token ({kv})"
+    if not seq:
+        raise Skip("KV cache size needs a sequence length; the point states none")
+    per_seq = float(kv_bytes_per_sequence(model, seq, kv))
+    how = f"core.inference KV cache, {seq} tokens x batch {batch}, {kv}, unpaged"
+    return _convert_bytes(per_seq if quantity == "kv_cache_per_sequence" else per_seq * batch, unit), how
+
+
+TIMING_QUANTITIES = {
+    # quantity -> what it is; per-GPU variants are recognised from a "_per_gpu" suffix or a "/GPU" unit
+    "output_throughput": "output", "output_throughput_per_gpu": "output", "generation_throughput": "output",
+    "throughput": "output", "output_tokens_per_s": "output",
+    "total_token_throughput": "total", "total_throughput": "total",
+    "request_throughput": "requests",
+    "decode_throughput": "decode",
+    "per_user_throughput": "per_request", "output_throughput_per_user": "per_request",
+    "time_to_first_token": "ttft", "ttft": "ttft", "mean_ttft": "ttft",
+    "tpot": "tpot", "time_per_output_token": "tpot", "itl": "tpot", "inter_token_latency": "tpot", "mean_tpot": "tpot",
+    "e2e_latency": "e2e", "request_latency": "e2e", "end_to_end_latency": "e2e",
+}
+
+
+def _first_int(wl: dict, *keys: str) -> int | None:
+    for key in keys:
+        value = _int(wl.get(key))
+        if value:
+            return value
+    return None
+
+
+def _rate(wl: dict, text: str) -> float | None:
+    for key in ("request_rate", "qps", "rps", "requests_per_s"):
+        value = wl.get(key)
+        if value is None:
+            continue
+        try:
+            rate = float(value)
+        except (TypeError, ValueError):
+            return None  # 'inf' strings etc.: offline / max load
+        return rate if math.isfinite(rate) and rate > 0 else None
+    return None
+
+
+def _predict_timing(point: dict, catalog, quantity: str, unit: str, item: dict,
+                    knobs: ServingKnobs) -> tuple[float, str]:
+    from sizeup.core.inference import concurrency_for_rate
+
+    kind = TIMING_QUANTITIES[quantity] if quantity in TIMING_QUANTITIES else "output"
+    wl = point.get("workload") or {}
+    par = point.get("parallel") or {}
+    hw = point.get("hardware") or {}
+    s = _first_int(wl, "input_len", "prompt_len", "isl")
+    n = _first_int(wl, "output_len", "osl", "max_tokens")
+    batch = _first_int(wl, "batch_size", "concurrency", "max_concurrency")
+    text = _text(wl.get("kind"), wl.get("notes"), par.get("other"), par.get("precision"), point.get("quote"),
+                 point.get("notes"), item.get("notes"))
+    per_gpu_unit = "/gpu" in unit.lower() or quantity.endswith("_per_gpu")
+    if "ambiguous" in _text(item.get("notes")) and (_int(par.get("tp")) or 1) > 1 and not per_gpu_unit:
+        raise Skip("the source does not say whether the figure is per GPU or for the whole TP group")
+    decode_only = kind == "decode" and batch == 1
+    if (s is None or n is None) and not decode_only:
+        raise Skip("prompt/output lengths not stated")
+    gpu = _gpu(point, catalog)
+    model = _model(point, catalog, need_timing=True)
+    weights, kv = _precision(point)
+    tp = _int(par.get("tp")) or 1
+    pp = _int(par.get("pp")) or 1
+    count = _int(hw.get("count"))
+    if count and count != tp * pp and not (_int(par.get("tp")) or _int(par.get("pp"))):
+        tp = count  # several GPUs, no split stated: tensor parallel is the serving default
+    static = "static batch" in text
+    offline = any(w in text for w in ("infinite request rate", "max load", "offline"))
+    k = knobs
+    frac = _kv_fraction(point)
+    if frac is not None:
+        # TensorRT-LLM reserves `frac` of the memory left after weights + buffers: the vLLM-style utilisation
+        # with the same KV budget is u = frac + (1 - frac) * (W/t + fixed)/M.
+        W = weight_bytes(model, weights, k.quant_group_size).total_bytes / (tp * pp)
+        fixed = k.cuda_graph_bytes + k.non_torch_bytes
+        k = k.with_(gpu_memory_utilization=min(1.0, frac + (1 - frac) * (W + fixed) / gpu.memory_bytes))
+    if offline and batch is None:
+        k = k.with_(max_num_seqs=k.offline_max_num_seqs)
+    assumed = ""
+    if decode_only and (s is None or n is None):
+        s, n = s or 128, n or 128
+        assumed = " (lengths not stated: 128/128 assumed; batch-1 decode barely depends on them)"
+    setup = ServeSetup(tp=tp, pp=pp, weights=weights, kv_dtype=kv, prompt_len=s, output_len=n,
+                       batch=batch, static=static)
+    est = estimate_inference(model, gpu, setup, k)
+    rate = _rate(wl, text)
+    if rate is not None and batch is None and not static:
+        # a finite request rate: the replica runs at the concurrency that carries it (Little's law)
+        c = concurrency_for_rate(model, gpu, setup, k, rate, max(1, min(est.max_concurrency, k.max_num_seqs)))
+        est = estimate_inference(model, gpu, setup.with_(batch=c), k)
+        assumed += f" (request rate {rate:g}/s -> steady concurrency {c})"
+    out_tps = est.output_tokens_per_s
+    if rate is not None and batch is None:
+        out_tps = min(out_tps, rate * n)  # a replica cannot emit more than it is sent
+    values = {
+        "output": (est.output_tokens_per_s_per_gpu if per_gpu_unit else out_tps, "tokens/s"),
+        "total": ((out_tps * (s + n) / n) / (est.gpus if per_gpu_unit else 1), "tokens/s"),
+        "requests": (out_tps / n, "requests/s"),
+        "decode": (est.batch / est.tpot_s, "tokens/s"),
+        "per_request": (est.output_tokens_per_s_per_request, "tokens/s"),
+        "ttft": (est.ttft_s, "s"),
+        "tpot": (est.tpot_s, "s"),
+        "e2e": (est.e2e_latency_s, "s"),
+    }
+    value, base = values[kind]
+    how = (f"core.inference {est.batching} batching, batch {est.batch}, {s}/{n} tokens, tp {tp}, "
+           f"{weights} weights, {kv} KV on {gpu.id}{assumed}")
+    u = unit.strip().lower()
+    if base == "s":
+        scale = {"s": 1.0, "sec": 1.0, "seconds": 1.0, "ms": 1e3, "us": 1e6}
+        if u not in scale:
+            raise Skip(f"unit {unit!r} is not a time unit sizeup converts")
+        return value * scale[u], how
+    return value, how

@@ -1,0 +1,115 @@
+"""`sizeup infer` and `sizeup serve-plan`: JSON keys, bad input -> one line + exit 2, the catalog knobs."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from sizeup.cli import main
+
+JSON_KEYS = ("weights_bytes", "kv_cache_bytes_per_token", "max_concurrency", "ttft_s", "tpot_s",
+             "output_tokens_per_s", "usd_per_1m_output_tokens", "usd_per_1m_input_tokens")
+
+
+def run(capsys, *args):
+    code = main(list(args))
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_infer_json_keys(capsys):
+    code, out, _ = run(capsys, "infer", "llama-2-7b", "--gpu", "a100-80gb", "--price-per-gpu-hour", "2", "--json")
+    assert code == 0
+    data = json.loads(out)
+    for key in JSON_KEYS:
+        assert key in data, key
+    assert data["kv_cache_bytes_per_token"] == 524_288
+    assert data["weights_bytes"] == 2 * 6_738_415_616
+    assert data["max_concurrency"] > 0 and data["tpot_s"] > 0 and data["usd_per_1m_output_tokens"] > 0
+    assert data["gpu"] == "a100-80gb-sxm"
+
+
+def test_infer_fp8_tp_and_explain(capsys):
+    code, out, _ = run(capsys, "infer", "llama-3-70b", "--gpu", "h100", "--tp", "4", "--weights", "fp8",
+                       "--kv-dtype", "fp8", "--prompt-len", "2048", "--output-len", "256", "--json", "--explain")
+    assert code == 0
+    data = json.loads(out)
+    assert data["kv_cache_bytes_per_token"] == 327_680 / 2  # fp8 KV: 1 byte per element
+    assert data["kv_cache_bytes_per_token_per_gpu"] == 327_680 / 2 / 4
+    assert {t["name"] for t in data["explain"]} >= {"weights/bytes", "kv/bytes_per_token", "time/tpot"}
+
+
+def test_infer_table_runs(capsys):
+    code, out, _ = run(capsys, "infer", "mistral-7b", "--gpu", "l4", "--weights", "int4", "--concurrency", "8")
+    assert code == 0
+    assert "TPOT" in out and "max concurrency" in out
+
+
+def test_infer_does_not_fit_is_a_warning_not_an_error(capsys):
+    code, out, _ = run(capsys, "infer", "llama-3-70b", "--gpu", "a100-80gb", "--json")
+    assert code == 0
+    data = json.loads(out)
+    assert data["fits"] is False and data["reasons"]
+
+
+@pytest.mark.parametrize("args, needle", [
+    (("infer", "llama-2-7b", "--prompt-len", "4000", "--output-len", "200"), "max_seq_len"),
+    (("infer", "llama-2-7b", "--batch", "0"), "--batch"),
+    (("infer", "llama-2-7b", "--weights", "int3"), "int4"),
+    (("infer", "llama-2-7b", "--kv-dtype", "fp4"), "KV-cache dtype"),
+    (("infer", "llama-2-7b", "--gpu", "24GiB"), "GPU kind"),
+    (("infer", "llama-2-7b", "--gpus", "3", "--tp", "2"), "--gpus"),
+    (("infer", "llama-2-7b", "--utilization", "1.5"), "--utilization"),
+    (("infer", "llama-2-7b", "--prompt-len", "lots"), "--prompt-len"),
+    (("infer", "my-run.yaml"), "scenario"),
+    (("infer", "llama-2-7b", "--gpu", "h100", "--platform", "nosuchcloud"), "platform"),
+    (("serve-plan", "llama-2-7b"), "--rps"),
+    (("serve-plan", "llama-2-7b", "--rps", "5", "--prompt-len", "p50=512,p95=100"), "p95"),
+    (("serve-plan", "llama-2-7b", "--rps", "5", "--tpot-p95", "fast"), "--tpot-p95"),
+])
+def test_bad_input_exit_2_one_line(capsys, args, needle):
+    code, out, err = run(capsys, *args)
+    assert code == 2
+    assert needle in err
+    assert len(err.strip().splitlines()) == 1
+    assert "Traceback" not in err
+
+
+def test_long_context_allowed_with_flag(capsys):
+    code, out, _ = run(capsys, "infer", "llama-2-7b", "--prompt-len", "4000", "--output-len", "200",
+                       "--allow-long-context", "--json")
+    assert code == 0 and json.loads(out)["prompt_len"] == 4000
+
+
+def test_serve_plan_json(capsys):
+    code, out, _ = run(capsys, "serve-plan", "llama-3-8b", "--rps", "5", "--prompt-len", "p50=512,p95=2048",
+                       "--output-len", "256", "--ttft-p95", "2s", "--tpot-p95", "50ms", "--gpu", "h100,a100-80gb",
+                       "--price-per-gpu-hour", "2.5", "--json")
+    assert code == 0
+    data = json.loads(out)
+    best = data["best"]
+    assert best["feasible"] and best["replicas"] >= 1 and best["gpus"] == best["replicas"] * best["tp"]
+    assert best["tpot_p95_s"] <= 0.05 and best["ttft_p95_s"] <= 2.0
+    assert best["usd_per_month"] == pytest.approx(best["gpus"] * 2.5 * 730)
+    assert best["binding"]
+    assert data["prompt_len"]["p95"] == 2048
+
+
+def test_serve_plan_infeasible_is_a_result(capsys):
+    code, out, _ = run(capsys, "serve-plan", "llama-3-70b", "--rps", "5", "--tpot-p95", "1ms", "--gpu", "a100-80gb",
+                       "--json")
+    assert code == 0
+    data = json.loads(out)
+    assert data["best"] is None and data["warnings"]
+
+
+def test_catalog_knobs_have_sources():
+    from sizeup.catalog import DATA_DIR, read_yaml
+    from sizeup.validate.inference_points import load_serving_knobs
+
+    raw = read_yaml(DATA_DIR / "inference.yaml")["knobs"]
+    assert all(entry.get("source") for entry in raw.values())
+    knobs = load_serving_knobs()
+    assert knobs.gpu_memory_utilization == 0.9 and knobs.block_size_tokens == 16
+    assert set(knobs.sources) == set(raw)

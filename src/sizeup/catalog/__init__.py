@@ -75,6 +75,133 @@ class Catalog:
             )
         return self.models[model_id]
 
+    # ------------------------------------------------------------------ GPUs and platforms (catalog/hardware.py)
+    @functools.cached_property
+    def _user_entries(self) -> tuple[dict, dict]:
+        from sizeup.catalog.hardware import read_user_files
+
+        return read_user_files(self.extra_files)
+
+    @functools.cached_property
+    def efficiency(self):
+        """catalog/data/efficiency.yaml (schema.EfficiencyFile): achievable-fraction defaults and families."""
+        from sizeup.catalog.hardware import load_efficiency
+
+        return load_efficiency(self.data_dir)
+
+    @functools.cached_property
+    def _gpu_files(self) -> dict:
+        from sizeup.catalog.hardware import load_gpu_files
+
+        return load_gpu_files(self.data_dir, self._user_entries[0])
+
+    @functools.cached_property
+    def gpus(self) -> dict:
+        """id -> GpuSpec (dense peaks, one-direction links, achievable fractions; sources in .sources)."""
+        from sizeup.catalog.hardware import build_gpus
+
+        return build_gpus(self._gpu_files, self.efficiency)
+
+    @functools.cached_property
+    def _gpu_matcher(self):
+        from sizeup.catalog.hardware import GpuMatcher
+
+        return GpuMatcher(self._gpu_files)
+
+    def gpu_id(self, name: str) -> str:
+        """Catalog id for a free-text GPU name ('NVIDIA H100 SXM5' -> 'h100-sxm'); SizeupError if unknown."""
+        from sizeup.catalog.hardware import unknown_gpu
+
+        gpu_id = self._gpu_matcher.resolve(name)
+        if gpu_id is None:
+            raise unknown_gpu(name, self._gpu_matcher)
+        return gpu_id
+
+    def gpu(self, name: str):
+        """A GpuSpec by id, alias or free text ('A100-80GB', 'a100 80gb sxm', 'NVIDIA H100 SXM5', 't4')."""
+        if name in self.gpus:
+            return self.gpus[name]
+        return self.gpus[self.gpu_id(name)]
+
+    def matmul_mamf(self, gpu: str, dtype: str = "bf16") -> tuple[float, str]:
+        """(largest-GEMM achievable fraction of the dense peak, source) for a GPU and compute dtype.
+
+        bf16/fp16 use `matmul_mamf` (also the top of GpuSpec.matmul_efficiency); fp8 uses `matmul_mamf_fp8`
+        where efficiency.yaml has a measurement, else the bf16 value (stated in the source string)."""
+        f = self._gpu_files[self.gpu_id(gpu) if gpu not in self._gpu_files else gpu]
+        c8 = f.efficiency_knob("matmul_mamf_fp8", self.efficiency) if dtype == "fp8" else None
+        c = c8 or f.efficiency_knob("matmul_mamf", self.efficiency)
+        src = c.source + (f": {c.note}" if c.note else "")
+        if dtype == "fp8" and c8 is None:
+            src = f"no FP8 MAMF measurement; bf16 value used ({src})"
+        return c.value, src
+
+    def gpu_or_memory(self, text: str):
+        """A catalog GPU, or a generic GpuSpec with only memory for a size like '24GiB' / '16GB'."""
+        from sizeup.catalog.hardware import generic_gpu, memory_in_text
+
+        mem = memory_in_text(text)
+        if mem is not None:
+            return generic_gpu(mem[0], mem[1], self.efficiency)
+        try:
+            return self.gpu(text)
+        except SizeupError:
+            # 'Apple M2 (16GB unified)': not a catalog GPU, but its memory size is stated
+            mem = memory_in_text(text, anywhere=True)
+            if mem is None or self._gpu_matcher.family(text) is not None:
+                raise
+            return generic_gpu(mem[0], mem[1], self.efficiency)
+
+    @functools.cached_property
+    def defaults(self):
+        """Raw data of the top-level catalog/data/*.yaml files by stem ('timing', 'energy', 'efficiency', ...),
+        each read on first access. Validation is up to the consumer (schema models)."""
+        from sizeup.catalog.hardware import LazyYamlDir
+
+        return LazyYamlDir(self.data_dir)
+
+    @functools.cached_property
+    def hw_sources(self) -> dict:
+        """Source key -> {title, where, ...} for the keys used in gpus/, platforms/ and efficiency.yaml."""
+        path = self.data_dir / "hw_sources.yaml"
+        return (read_yaml(path) or {}).get("sources", {}) if path.is_file() else {}
+
+    @functools.cached_property
+    def platforms(self) -> dict:
+        """id -> core.platform.Platform (billing, spot, storage, instances with dated prices)."""
+        from sizeup.catalog.hardware import load_platforms
+
+        return load_platforms(self.data_dir, self._user_entries[1], set(self._gpu_files))
+
+    @functools.cached_property
+    def _platform_index(self) -> dict[str, str]:
+        index: dict[str, str] = {}
+        for pid, p in self.platforms.items():
+            for key in (pid, p.name, *p.aliases):
+                index.setdefault(normalize(key), pid)
+        return index
+
+    def platform(self, name: str):
+        """A Platform by id or alias ('aws', 'Amazon', 'GCP', 'Lambda Labs'); SizeupError listing them if unknown."""
+        pid = self._platform_index.get(normalize(name))
+        if pid is None:
+            raise SizeupError(f"unknown platform {name!r}.{did_you_mean(name, self.platforms)} "
+                              f"Known platforms: {', '.join(sorted(self.platforms))}")
+        return self.platforms[pid]
+
+    def offers(self, platform: str | None = None, gpu: str | None = None, pricing: str | None = None,
+               strict: bool = True) -> list:
+        """core.cost.Offer list for a platform (or all platforms when None) and a GPU name, cheapest per GPU first."""
+        gpu_id = self.gpu_id(gpu) if gpu else None
+        if platform:
+            return self.platform(platform).offers(gpu_id, pricing, strict=strict)
+        out = [o for p in self.platforms.values() for o in p.offers(gpu_id, pricing, strict=False)]
+        if not out and strict:
+            raise SizeupError(f"no platform in the catalog rents {gpu_id or 'any GPU'}"
+                              + (f" at {pricing} pricing" if pricing else "")
+                              + ". Add your own price with --catalog my-prices.yaml")
+        return sorted(out, key=lambda o: (o.price_usd_per_gpu_hour, o.platform, o.instance))
+
 
 @functools.lru_cache(maxsize=8)
 def _load(data_dir: str, extra: tuple[str, ...]) -> Catalog:

@@ -1,0 +1,885 @@
+"""`sizeup compare`: one workload across GPUs x platforms x pricing x GPU counts, priced and ranked.
+
+Also the cost helpers other commands call: `cost_section()` (adds cost to `sizeup train` output),
+`offers_for()` (catalog platform -> priced `Offer`s), `cost_knobs()` (energy.yaml + flags) and
+`evaluate()` (memory fit + time for one GPU kind and count).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import dataclass, field, replace
+from datetime import date
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+from sizeup.cli import app
+from sizeup.commands.common import (
+    CsvOpt, EpochsOpt, ExplainOpt, GlobalBatchOpt, JsonOpt, LoraRankOpt, MarkdownOpt, MicroBatchOpt, ModelArg,
+    ModelOpt, OptimizerOpt, PeftOpt, PrecisionOpt, RecomputeOpt, SamplesOpt, SeqOpt, TokensOpt,
+    TokensPerSampleOpt, ZeroOpt, emit, is_scenario, pick_target,
+)
+from sizeup.errors import SizeupError, choice_error, did_you_mean
+
+PRICING_ALIASES = {
+    "ondemand": "on-demand", "on-demand": "on-demand", "od": "on-demand", "serverless": "on-demand",
+    "on demand": "on-demand", "spot": "spot", "preemptible": "spot", "interruptible": "spot",
+    "reserved": "reserved", "reserved-1y": "reserved", "reserved-3y": "reserved-3y", "committed": "reserved",
+}
+
+# ------------------------------------------------------------------------------ shared options
+
+GpuListOpt = Annotated[Optional[str], typer.Option("--gpu", help="GPU kinds, comma-separated (t4,a10,a100-80gb).")]
+GpusListOpt = Annotated[Optional[str], typer.Option("--gpus", help="GPU counts, comma-separated (1,2,8).")]
+PlatformListOpt = Annotated[Optional[str], typer.Option("--platform", help="Platforms, comma-separated (modal,lambda,aws); default all.")]
+PricingListOpt = Annotated[Optional[str], typer.Option("--pricing", help="on-demand | spot | reserved, comma-separated (default on-demand).")]
+PricePerGpuHourOpt = Annotated[Optional[float], typer.Option("--price-per-gpu-hour", help="Override the price (USD per GPU-hour) of every offer.")]
+BillingIncrementOpt = Annotated[Optional[float], typer.Option("--billing-increment-s", help="Override the billing increment (s).")]
+MinBillingOpt = Annotated[Optional[float], typer.Option("--min-billing-s", help="Override the minimum billed time (s).")]
+CatalogOpt = Annotated[Optional[list[Path]], typer.Option("--catalog", help="Extra catalog YAML with your own prices (repeatable).")]
+MaxPriceAgeOpt = Annotated[int, typer.Option("--max-price-age-days", help="Warn when a price is older than this.")]
+PreemptionOpt = Annotated[Optional[float], typer.Option("--preemption-rate", help="Spot preemptions per instance-hour (overrides the catalog).")]
+RestartOpt = Annotated[Optional[float], typer.Option("--restart-s", help="Seconds lost to each restart after a preemption/failure.")]
+KeepOpt = Annotated[Optional[int], typer.Option("--checkpoints-kept", help="Checkpoints kept on storage.")]
+RetainOpt = Annotated[Optional[str], typer.Option("--retain", help="Keep storage after the run, e.g. 30d.")]
+
+
+def parse_list(text: str | None) -> list[str]:
+    return [p.strip() for p in str(text or "").split(",") if p.strip()]
+
+
+def parse_pricing(text: str) -> str:
+    key = str(text).strip().lower().replace("_", "-")
+    if key not in PRICING_ALIASES:
+        raise choice_error("pricing", text, ["on-demand", "spot", "reserved", "reserved-3y"])
+    return PRICING_ALIASES[key]
+
+
+# ------------------------------------------------------------------------------ energy / knobs
+
+
+@functools.lru_cache(maxsize=2)
+def energy_data() -> dict:
+    from sizeup.catalog import DATA_DIR, read_yaml
+
+    data = read_yaml(DATA_DIR / "energy.yaml") or {}
+    for key in ("electricity_usd_per_kwh", "pue", "carbon_gco2_per_kwh", "gpu_power", "reliability", "storage"):
+        if key not in data:
+            raise SizeupError(f"catalog energy.yaml: missing section {key!r}")
+    return data
+
+
+def energy_value(section: str, key: str) -> tuple[float, str]:
+    """(value, source) for e.g. ('reliability', 'restart_s') or ('pue', 'cloud')."""
+    data = energy_data()[section]
+    if "values" in data:
+        entry = data["values"][key if key != "default" else data["default"]]
+        value = entry.get("usd_per_kwh", entry.get("value"))
+    else:
+        entry = data[key]
+        value = entry["value"]
+    return float(value), str(entry.get("source", ""))
+
+
+def cost_knobs(restart_s: float | None = None, checkpoints_kept: int | None = None, retain_s: float = 0.0,
+               checkpoint_interval_s: float = 0.0, pue: float | None = None, gco2_per_kwh: float | None = None):
+    from sizeup.core.cost import CostKnobs
+
+    sources = {}
+    vals = {}
+    for name in ("gpu_mtbf_h", "restart_s", "checkpoint_write_bytes_per_s", "checkpoints_kept"):
+        vals[name], sources[name] = energy_value("reliability", name)
+    vals["log_bytes"], sources["log_bytes"] = energy_value("storage", "log_bytes")
+    vals["power_fraction_of_tdp"], sources["power_fraction_of_tdp"] = energy_value("gpu_power", "fraction_of_tdp")
+    vals["pue"], sources["pue"] = energy_value("pue", "cloud")
+    vals["gco2_per_kwh"], sources["gco2_per_kwh"] = energy_value("carbon_gco2_per_kwh", "default")
+    if restart_s is not None:
+        vals["restart_s"], sources["restart_s"] = restart_s, "--restart-s"
+    if checkpoints_kept is not None:
+        vals["checkpoints_kept"], sources["checkpoints_kept"] = checkpoints_kept, "--checkpoints-kept"
+    if pue is not None:
+        vals["pue"], sources["pue"] = pue, "--pue"
+    if gco2_per_kwh is not None:
+        vals["gco2_per_kwh"], sources["gco2_per_kwh"] = gco2_per_kwh, "flag"
+    vals["checkpoints_kept"] = int(vals["checkpoints_kept"])
+    return CostKnobs(retain_s=retain_s, checkpoint_interval_s=checkpoint_interval_s, sources=sources, **vals)
+
+
+# ------------------------------------------------------------------------------ offers
+
+
+@dataclass(frozen=True)
+class OfferOverrides:
+    price_per_gpu_hour: float | None = None
+    billing_increment_s: float | None = None
+    min_billing_s: float | None = None
+    preemption_rate_per_hour: float | None = None
+    restart_s: float | None = None
+
+    def apply(self, offer):
+        changes: dict[str, Any] = {}
+        if self.restart_s is not None:
+            changes.update(restart_s=self.restart_s, restart_source="--restart-s")
+        if self.price_per_gpu_hour is not None:
+            changes.update(price_usd_per_hour=self.price_per_gpu_hour * offer.gpus_per_instance,
+                           price_as_of=date.today().isoformat(), price_source="--price-per-gpu-hour")
+        if self.billing_increment_s is not None:
+            changes.update(billing_increment_s=self.billing_increment_s, billing_source="--billing-increment-s")
+        if self.min_billing_s is not None:
+            changes.update(min_billing_s=self.min_billing_s, billing_source="--min-billing-s")
+        if self.preemption_rate_per_hour is not None and offer.pricing == "spot":
+            changes.update(preemption_rate_per_hour=self.preemption_rate_per_hour, preemption_source="--preemption-rate")
+        return offer.with_(**changes) if changes else offer
+
+
+def offers_for(catalog: Any, platform_name: str, gpu_id: str, pricing: str,
+               overrides: OfferOverrides = OfferOverrides(), strict: bool = True) -> list:
+    """The offers of `platform_name` for one GPU kind and pricing kind (one per instance size).
+
+    strict: a GPU or pricing kind the platform lacks is a SizeupError listing what it has;
+    otherwise [] is returned. Spot offers get the platform's restart time.
+    """
+    platform = catalog.platform(platform_name)
+    found = platform.offers(gpu_id, pricing, strict=strict)
+    out = []
+    for o in found:
+        if o.pricing == "spot" and platform.restart_s > 0:
+            o = o.with_(restart_s=platform.restart_s, restart_source=platform.restart_source)
+        out.append(overrides.apply(o))
+    return out
+
+
+# ------------------------------------------------------------------------------ workload + setup
+
+
+@dataclass
+class Job:
+    """One workload and training recipe, independent of GPU kind and count."""
+
+    model: Any
+    tokens: float
+    dataset_tokens: float
+    seq_len: int
+    global_batch: int | None = None
+    micro_batch: int | None = None
+    precision: Any = None
+    optimizer: Any = None
+    sharding: Any = None
+    recompute: Any = None
+    peft: Any = None
+    lora_rank: int | None = None
+    label: str = ""
+    samples: float | None = None
+    tokens_per_sample: float | None = None
+    epochs: float | None = None
+    kernel: str = "fused"
+
+    def with_(self, **kw) -> "Job":
+        return replace(self, **kw)
+
+
+@dataclass
+class Evaluation:
+    gpu: Any
+    gpus: int
+    fits: bool
+    reasons: tuple[str, ...]
+    setup: Any = None
+    memory_bytes: float | None = None
+    time_s: float | None = None
+    tokens_per_s: float | None = None
+    train: Any = None
+    step: Any = None
+    terms: tuple = ()
+    notes: list[str] = field(default_factory=list)
+
+
+def _parse_enum(kind: str, value: Any, enum_name: str):
+    from sizeup.commands.common import parse_choice
+    from sizeup.core import types as T
+
+    if value is None or not isinstance(value, str):
+        return value
+    aliases = {
+        "Precision": {"fp16": "fp16-mixed", "bf16mixed": "bf16-mixed", "mixed": "bf16-mixed", "amp": "fp16-mixed",
+                      "yes": "fp16-mixed", "no": "fp32"},
+        "Peft": {"yes": "lora", "no": "none", "true": "lora", "false": "none", "full": "none"},
+        "Sharding": {"0": "none", "1": "zero1", "2": "zero2", "3": "zero3", "ddp": "none"},
+    }.get(enum_name, {})
+    return parse_choice(kind, value, getattr(T, enum_name), aliases)
+
+
+def make_setup(job: Job, gpu: Any, gpus: int, micro_batch: int):
+    """A TrainSetup for `gpus` GPUs of kind `gpu`: data parallel, the job's recipe and batch."""
+    from sizeup.core.types import Optimizer, Peft, Precision, Recompute, Sharding, TrainSetup
+
+    precision = job.precision or (Precision.BF16_MIXED if gpu.supports_bf16 else Precision.FP16_MIXED)
+    if precision in (Precision.BF16_MIXED, Precision.BF16) and not gpu.supports_bf16:
+        precision = Precision.FP16_MIXED
+    dp = max(1, gpus)
+    global_batch = job.global_batch or micro_batch * dp
+    grad_accum = max(1, math.ceil(global_batch / (micro_batch * dp)))
+    return TrainSetup(
+        gpus=gpus, micro_batch=micro_batch, grad_accum=grad_accum, seq_len=job.seq_len, precision=precision,
+        optimizer=job.optimizer or Optimizer.ADAMW, sharding=job.sharding or Sharding.NONE,
+        recompute=job.recompute or Recompute.NONE, peft=job.peft or Peft.NONE,
+        lora_rank=job.lora_rank or 16, gpus_per_node=max(1, int(getattr(gpu, "node_size", 8) or 8)),
+    )
+
+
+def _memory(model, setup, gpu, kernel: str = "fused"):
+    try:
+        from sizeup.core.memory import estimate_memory
+    except ImportError:
+        return None
+    return estimate_memory(model, setup, gpu, kernel=kernel)
+
+
+def _train(model, setup, gpu, job: Job):
+    """TrainEstimate from H5's estimate_training, or steps x step time from the timing model."""
+    try:
+        from sizeup.core.estimate import estimate_training
+        from sizeup.core.workload import Workload
+    except ImportError:
+        estimate_training = None
+    if estimate_training is not None:
+        workload = Workload(tokens=job.tokens)
+        return estimate_training(model, setup, gpu, workload, kernel=job.kernel, with_memory=False), None
+    from sizeup.core.timing import estimate_step
+
+    step = estimate_step(model, setup, gpu, kernel=job.kernel)
+    steps = math.ceil(job.tokens / setup.tokens_per_step)
+    return None, (step, steps * step.step_time_s)
+
+
+def evaluate(job: Job, gpu: Any, gpus: int) -> Evaluation:
+    """Does the job fit on `gpus` x `gpu`, and how long does it take? Picks the largest micro-batch
+    (powers of two up to global_batch / gpus, or up to 8 without a global batch) that fits, like HF's
+    auto_find_batch_size."""
+    if job.micro_batch:
+        candidates = [job.micro_batch]
+    else:
+        cap = max(1, job.global_batch // max(1, gpus)) if job.global_batch else 8
+        candidates = [m for m in (32, 16, 8, 4, 2, 1) if m <= cap] or [1]
+    chosen = None
+    last_mem = None
+    for mb in candidates:
+        setup = make_setup(job, gpu, gpus, mb)
+        mem = _memory(job.model, setup, gpu, job.kernel)
+        last_mem = (setup, mem)
+        if mem is None or mem.fits:
+            chosen = (setup, mem)
+            break
+    if chosen is None:
+        setup, mem = last_mem
+        return Evaluation(gpu, gpus, False, tuple(mem.reasons) or ("does not fit in memory",), setup,
+                          mem.peak_reserved_bytes)
+    setup, mem = chosen
+    train, fallback = _train(job.model, setup, gpu, job)
+    notes = [] if mem is not None else ["memory not checked (sizeup.core.memory not available)"]
+    if train is not None:
+        step = getattr(train, "step", None)
+        tps = getattr(step, "tokens_per_s", None)
+        return Evaluation(gpu, gpus, True, (), setup, mem.peak_reserved_bytes if mem else None,
+                          float(train.total_time_s), tps, train, step, tuple(getattr(train, "terms", ())), notes)
+    step, time_s = fallback
+    return Evaluation(gpu, gpus, True, (), setup, mem.peak_reserved_bytes if mem else None, time_s,
+                      step.tokens_per_s, None, step, tuple(step.terms), notes)
+
+
+def job_files(job: Job, setup: Any) -> dict:
+    """Bytes to store and download: checkpoint (resumable), final weights, dataset."""
+    from sizeup.core.cost import checkpoint_size
+    from sizeup.core.timing import model_inputs
+    from sizeup.core.types import Peft
+
+    mi = model_inputs(job.model, setup)
+    ckpt = checkpoint_size(mi.params_total, mi.params_trainable, setup.precision, setup.optimizer, setup.peft,
+                           ranks=setup.gpus)
+    # final weights: adapters only with PEFT, else the full model in 16-bit (safetensors export)
+    final = (mi.params_trainable if setup.peft != Peft.NONE else mi.params_total) * 2.0
+    per_token, _ = energy_value("storage", "dataset_bytes_per_token")
+    return {"checkpoint": ckpt, "final_weights_bytes": final, "dataset_bytes": job.dataset_tokens * per_token}
+
+
+def price_row(job: Job, ev: Evaluation, offer: Any, knobs: Any):
+    from sizeup.core.cost import estimate_cost
+
+    files = job_files(job, ev.setup)
+    return estimate_cost(ev.time_s, ev.gpus, offer, checkpoint_bytes=files["checkpoint"].bytes,
+                         final_weights_bytes=files["final_weights_bytes"], dataset_bytes=files["dataset_bytes"],
+                         gpu_tdp_w=getattr(ev.gpu, "tdp_w", None) or None, knobs=knobs), files
+
+
+def instance_gpu(gpu: Any, offer: Any, catalog: Any = None) -> Any:
+    """The GPU as wired in this instance: GPUs beyond one instance talk over the instance's network.
+
+    node_size = min(GPU's NVLink domain, GPUs per instance); inter-node bandwidth from the platform's
+    instance entry when the catalog gives one (e.g. 1-GPU cloud VMs without InfiniBand)."""
+    node = max(1, min(int(gpu.node_size or 1), int(offer.gpus_per_instance)))
+    inter = gpu.inter_node_bytes_per_s
+    if catalog is not None:
+        try:
+            inst = catalog.platform(offer.platform).instance(offer.instance)
+            inter = inst.inter_node_bytes_per_s or inter
+        except Exception:
+            pass
+    if node == gpu.node_size and inter == gpu.inter_node_bytes_per_s:
+        return gpu
+    return replace(gpu, node_size=node, inter_node_bytes_per_s=inter)
+
+
+def best_offer(job: Job, ev: Evaluation, offers: list, knobs: Any, catalog: Any = None,
+               cache: dict | None = None, retime: bool = True):
+    """(est, files, ev): the cheapest instance size for this GPU count (8 GPUs may be one 8-GPU instance or
+    eight 1-GPU instances; the latter is re-timed with the instances' network between GPUs)."""
+    cache = {} if cache is None else cache
+    best = None
+    for offer in offers:
+        run = ev
+        if retime and (ev.gpus > offer.gpus_per_instance or ev.gpus > (ev.gpu.node_size or 1)):
+            g2 = instance_gpu(ev.gpu, offer, catalog)
+            if g2 is not ev.gpu:
+                key = (g2.id, ev.gpus, g2.node_size, g2.inter_node_bytes_per_s)
+                if key not in cache:
+                    cache[key] = evaluate(job, g2, ev.gpus)
+                run = cache[key]
+                if not run.fits:
+                    continue
+        est, files = price_row(job, run, offer, knobs)
+        if best is None or est.total_cost_usd < best[0].total_cost_usd:
+            best = (est, files, run)
+    return best
+
+
+# ------------------------------------------------------------------------------ cost for `sizeup train`
+
+
+def cost_section(train_estimate: Any, platform: str, pricing: str, gpu: Any, *, model: Any = None,
+                 setup: Any = None, tokens: float | None = None, dataset_tokens: float | None = None,
+                 gpus: int | None = None, catalog: Any = None, overrides: OfferOverrides = OfferOverrides(),
+                 knobs: Any = None, today: date | None = None, max_price_age_days: int = 180) -> dict:
+    """JSON fields with the cost of a `TrainEstimate` on a platform (seed 004 names + sizeup names).
+
+    `gpu` is a GpuSpec (or a GPU name). Returns throughput_tokens_per_sec, estimated_hours,
+    cost_breakdown {compute_cost, storage_cost, egress_cost, total_cost} and the project's own
+    fields (billed_s, instances, price_usd_per_hour, price_as_of, ...), plus warnings and terms.
+    """
+    from sizeup.catalog import load_catalog
+    from sizeup.core.cost import price_age_warning
+
+    catalog = catalog or load_catalog()
+    gpu = catalog.gpu(gpu) if isinstance(gpu, str) else gpu
+    setup = setup or getattr(train_estimate, "setup", None)
+    model = model or getattr(train_estimate, "model", None)
+    gpus = gpus or (setup.gpus if setup is not None else 1)
+    pricing = parse_pricing(pricing)
+    offers = offers_for(catalog, platform, gpu.id, pricing, overrides)
+    knobs = knobs or cost_knobs()
+    time_s = float(train_estimate.total_time_s)
+    step = getattr(train_estimate, "step", None)
+    if tokens is None:
+        tokens = float(getattr(getattr(train_estimate, "workload", None), "tokens", 0.0) or 0.0)
+    job = Job(model=model, tokens=tokens, dataset_tokens=dataset_tokens if dataset_tokens is not None else tokens,
+              seq_len=setup.seq_len if setup is not None else 2048)
+    ev = Evaluation(gpu, gpus, True, (), setup, None, time_s, getattr(step, "tokens_per_s", None), train_estimate, step)
+    if model is not None and setup is not None:
+        # the caller's time estimate is kept as is (no re-timing per instance size)
+        est, files, _ = best_offer(job, ev, offers, knobs, catalog, retime=False)
+    else:
+        from sizeup.core.cost import estimate_cost
+
+        est = min((estimate_cost(time_s, gpus, o, knobs=knobs) for o in offers), key=lambda e: e.total_cost_usd)
+        files = None
+    out = cost_dict(est, gpu)
+    out["throughput_tokens_per_sec"] = float(getattr(step, "tokens_per_s", 0.0) or 0.0) or (
+        tokens / time_s if time_s > 0 and tokens else None)
+    warning = price_age_warning(next(o for o in offers if o.instance == est.instance), today or date.today(),
+                                max_price_age_days)
+    out["warnings"] = [warning] if warning else []
+    if files:
+        out["checkpoint_bytes"] = files["checkpoint"].bytes
+        out["final_weights_bytes"] = files["final_weights_bytes"]
+        out["dataset_bytes"] = files["dataset_bytes"]
+    out["explain"] = [t.to_dict() for t in est.terms]
+    return out
+
+
+def cost_dict(est: Any, gpu: Any) -> dict:
+    from sizeup.core.cost import usd_per_tbps_hour
+
+    return {
+        "platform": est.platform, "instance": est.instance, "gpu": est.gpu_id, "pricing": est.pricing,
+        "gpus": est.gpus, "instances": est.instances, "gpus_paid": est.gpus_paid,
+        "estimated_hours": round(est.wall_clock_s / 3600.0, 4),
+        "cost_breakdown": {"compute_cost": round(est.compute_cost_usd, 4),
+                           "storage_cost": round(est.storage_cost_usd, 4),
+                           "egress_cost": round(est.egress_cost_usd, 4),
+                           "total_cost": round(est.total_cost_usd, 4)},
+        "compute_s": est.compute_s, "wall_clock_s": est.wall_clock_s, "billed_s": est.billed_s,
+        "spot_overhead_s": est.spot_overhead_s, "expected_interruptions": est.expected_interruptions,
+        "checkpoint_interval_s": est.checkpoint_interval_s,
+        "price_usd_per_hour": est.price_usd_per_hour, "price_usd_per_gpu_hour": est.price_usd_per_gpu_hour,
+        "usd_per_tbps_hour": usd_per_tbps_hour(est.price_usd_per_gpu_hour, getattr(gpu, "hbm_bytes_per_s", 0.0)),
+        "price_as_of": est.price_as_of, "price_source": est.price_source,
+        "compute_cost_usd": est.compute_cost_usd, "storage_cost_usd": est.storage_cost_usd,
+        "egress_cost_usd": est.egress_cost_usd, "total_cost_usd": est.total_cost_usd,
+        "energy_kwh": est.energy_kwh, "co2_kg": est.co2_kg, "feasible": est.feasible, "reasons": list(est.reasons),
+    }
+
+
+# ------------------------------------------------------------------------------ scenario / job from flags
+
+
+def load_scenario(path: str) -> dict:
+    """A scenario YAML as a plain dict (keys as the shared flags; see examples/seed004.yaml)."""
+    from sizeup.catalog import read_yaml
+
+    p = Path(path)
+    if not p.exists():
+        raise SizeupError(f"scenario file {path!r} not found")
+    try:
+        data = read_yaml(p) or {}
+    except Exception as exc:  # yaml errors
+        raise SizeupError(f"cannot read scenario {path!r}: {str(exc).splitlines()[0]}") from None
+    if not isinstance(data, dict):
+        raise SizeupError(f"scenario {path!r} must be a mapping of keys (model, samples, gpu, ...)")
+    return {str(k).replace("-", "_"): v for k, v in data.items()}
+
+
+SCENARIO_KEYS = ("model", "tokens", "samples", "tokens_per_sample", "epochs", "seq", "micro_batch", "global_batch",
+                 "precision", "optimizer", "zero", "recompute", "peft", "lora_rank", "gpu", "gpus", "platform",
+                 "pricing", "name", "description", "deadline", "budget", "max_gpus", "impact", "phases", "buy",
+                 "source", "seed_claims", "sort", "kernel")
+
+
+def build_job(target: str | None, model: str | None, flags: dict) -> tuple[Job, dict]:
+    """(Job, scenario dict) from a model name or scenario file plus flags (flags win)."""
+    from sizeup.catalog import resolve_model
+    from sizeup.units import parse_count
+
+    name = pick_target(target, model)
+    scenario: dict = {}
+    if is_scenario(name):
+        scenario = load_scenario(name)
+        unknown = [k for k in scenario if k not in SCENARIO_KEYS]
+        if unknown:
+            raise SizeupError(f"scenario {name}: unknown key {unknown[0]!r}.{did_you_mean(unknown[0], SCENARIO_KEYS)} "
+                              f"Allowed: {', '.join(SCENARIO_KEYS)}")
+        name = scenario.get("model")
+    merged = {**scenario, **{k: v for k, v in flags.items() if v is not None}}
+    if not name:
+        raise SizeupError("give a model (preset id, config.json) or a scenario .yaml")
+    arch = resolve_model(str(name))
+    samples = merged.get("samples")
+    tps = merged.get("tokens_per_sample")
+    epochs = float(merged.get("epochs") or 1.0)
+    if merged.get("tokens") is not None:
+        tokens = parse_count(merged["tokens"])
+        dataset_tokens = tokens / epochs
+    elif samples is not None and tps is not None:
+        dataset_tokens = parse_count(samples) * parse_count(tps)
+        tokens = dataset_tokens * epochs
+    else:
+        raise SizeupError("give the workload: --tokens 15M, or --samples 10000 --tokens-per-sample 500 [--epochs 3]")
+    if tokens <= 0:
+        raise SizeupError("the workload has no tokens; --tokens / --samples must be > 0")
+    seq = merged.get("seq") or (int(parse_count(tps)) if tps is not None else min(2048, arch.max_seq_len))
+    job = Job(
+        model=arch, tokens=tokens, dataset_tokens=dataset_tokens, seq_len=int(seq),
+        global_batch=int(merged["global_batch"]) if merged.get("global_batch") else None,
+        micro_batch=int(merged["micro_batch"]) if merged.get("micro_batch") else None,
+        precision=_parse_enum("precision", merged.get("precision"), "Precision"),
+        optimizer=_parse_enum("optimizer", merged.get("optimizer"), "Optimizer"),
+        sharding=_parse_enum("zero", None if merged.get("zero") is None else str(merged["zero"]), "Sharding"),
+        recompute=_parse_enum("recompute", merged.get("recompute"), "Recompute"),
+        peft=_parse_enum("peft", None if merged.get("peft") is None else str(merged["peft"]).lower(), "Peft"),
+        lora_rank=int(merged["lora_rank"]) if merged.get("lora_rank") else None,
+        label=str(merged.get("name") or arch.id),
+        samples=parse_count(samples) if samples is not None else None,
+        tokens_per_sample=parse_count(tps) if tps is not None else None, epochs=epochs,
+        kernel=_kernel(merged.get("kernel")),
+    )
+    return job, merged
+
+
+def _kernel(value: Any) -> str:
+    if value is None:
+        return "fused"
+    key = str(value).strip().lower()
+    if key not in ("fused", "hf-eager", "eager"):
+        raise choice_error("kernel", value, ["fused", "hf-eager"])
+    return "hf-eager" if key == "eager" else key
+
+
+def _as_list(value: Any) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, (list, tuple)):
+        return [str(v).strip() for v in value if str(v).strip()]
+    return parse_list(str(value))
+
+
+def gpu_counts(value: Any) -> list[int]:
+    out = []
+    for item in _as_list(value) or ["1"]:
+        try:
+            n = int(item)
+        except ValueError:
+            raise SizeupError(f"--gpus must be whole numbers separated by commas (1,2,8), got {item!r}") from None
+        if n < 1:
+            raise SizeupError(f"--gpus must be >= 1, got {n}")
+        out.append(n)
+    return sorted(set(out))
+
+
+# ------------------------------------------------------------------------------ the grid
+
+
+@dataclass
+class Row:
+    est: Any
+    ev: Evaluation
+    files: dict
+    marks: list[str] = field(default_factory=list)
+    excluded: str = ""
+
+
+def pareto(rows: list[Row]) -> list[Row]:
+    """Rows not dominated in (total cost, wall-clock): no other row is cheaper AND faster (or equal)."""
+    out = []
+    for r in rows:
+        dominated = any(
+            (o.est.total_cost_usd <= r.est.total_cost_usd and o.est.wall_clock_s <= r.est.wall_clock_s)
+            and (o.est.total_cost_usd < r.est.total_cost_usd or o.est.wall_clock_s < r.est.wall_clock_s)
+            for o in rows if o is not r)
+        if not dominated:
+            out.append(r)
+    return out
+
+
+def run_grid(job: Job, gpu_names: list[str], platforms: list[str], pricings: list[str], counts: list[int],
+             catalog: Any, overrides: OfferOverrides, knobs: Any) -> tuple[list[Row], list[tuple], list[str]]:
+    """(priced rows, not-fitting [(gpu, gpus, reasons, memory)], notes)."""
+    gpus = [catalog.gpu(g) for g in gpu_names]
+    strict = len(gpus) == 1 and len(platforms) == 1
+    rows: list[Row] = []
+    unfit: list[tuple] = []
+    notes: list[str] = []
+    not_offered: list[str] = []
+    for gpu in gpus:
+        offers_by_key = {}
+        for p in platforms:
+            for kind in pricings:
+                found = offers_for(catalog, p, gpu.id, kind, overrides, strict=strict)
+                if found:
+                    offers_by_key[(p, kind)] = found
+                else:
+                    not_offered.append(f"{gpu.id} on {p} ({kind})")
+        if not offers_by_key:
+            continue
+        for n in counts:
+            ev = evaluate(job, gpu, n)
+            for note in ev.notes:
+                if note not in notes:
+                    notes.append(note)
+            if not ev.fits:
+                unfit.append((gpu.id, n, ev.reasons, ev.memory_bytes))
+                continue
+            cache: dict = {}
+            for (p, kind), offers in offers_by_key.items():
+                best = best_offer(job, ev, offers, knobs, catalog, cache)
+                if best is not None:
+                    rows.append(Row(best[0], best[2], best[1]))
+    if not_offered:
+        grouped: dict[str, list[str]] = {}
+        for item in not_offered:
+            what, _, where = item.partition(" on ")
+            grouped.setdefault(what, []).append(where)
+        notes.append("not offered: " + "; ".join(f"{g} on {', '.join(w)}" for g, w in grouped.items()))
+    return rows, unfit, notes
+
+
+def mark_rows(rows: list[Row], deadline_s: float | None, budget_usd: float | None) -> list[Row]:
+    ok = []
+    for r in rows:
+        if not r.est.feasible:
+            r.excluded = "; ".join(r.est.reasons)
+        elif deadline_s is not None and r.est.wall_clock_s > deadline_s:
+            r.excluded = f"misses deadline ({r.est.wall_clock_s / 3600:.3g} h > {deadline_s / 3600:.3g} h)"
+        elif budget_usd is not None and r.est.total_cost_usd > budget_usd:
+            r.excluded = f"over budget (${r.est.total_cost_usd:,.2f} > ${budget_usd:,.2f})"
+        else:
+            ok.append(r)
+    if ok:
+        min(ok, key=lambda r: r.est.total_cost_usd).marks.append("cheapest")
+        min(ok, key=lambda r: r.est.wall_clock_s).marks.append("fastest")
+        for r in pareto(ok):
+            r.marks.append("pareto")
+    return ok
+
+
+def row_dict(r: Row) -> dict:
+    d = cost_dict(r.est, r.ev.gpu)
+    d.update({
+        "throughput_tokens_per_sec": r.ev.tokens_per_s,
+        "precision": str(r.ev.setup.precision), "peft": str(r.ev.setup.peft), "micro_batch": r.ev.setup.micro_batch,
+        "grad_accum": r.ev.setup.grad_accum, "memory_reserved_bytes": r.ev.memory_bytes,
+        "checkpoint_bytes": r.files["checkpoint"].bytes, "marks": list(r.marks), "excluded": r.excluded or None,
+    })
+    return d
+
+
+def table_row(r: Row) -> tuple:
+    from sizeup.units import format_usd
+
+    e = r.est
+    tbps = cost_dict(e, r.ev.gpu)["usd_per_tbps_hour"]
+    paid = f"{e.gpus}" if e.gpus_paid == e.gpus else f"{e.gpus} ({e.gpus_paid} paid)"
+    return (
+        e.platform, e.gpu_id, paid, e.pricing,
+        f"{e.price_usd_per_gpu_hour:.3g}", f"{tbps:.2f}" if tbps is not None else "-",
+        f"{r.ev.tokens_per_s:,.0f}" if r.ev.tokens_per_s else "-",
+        f"{e.wall_clock_s / 3600:.3g}", f"{e.billed_s / 3600:.3g}",
+        format_usd(e.compute_cost_usd), format_usd(e.total_cost_usd),
+        e.price_as_of.split(" ")[0][:10], ", ".join(r.marks) or r.excluded,
+    )
+
+
+TABLE_COLUMNS = ["platform", "gpu", "gpus", "pricing", "$/GPU-h", "$/TB/s-h", "tok/s", "hours",
+                 "billed h", "compute", "total", "as_of", "marks"]
+
+
+# ------------------------------------------------------------------------------ impact
+
+
+IMPACT_CONFIGS = (
+    ("no optimisation", "fp32", "none"),
+    ("mixed precision only", "fp16-mixed", "none"),
+    ("PEFT only", "fp32", "lora"),
+    ("both", "fp16-mixed", "lora"),
+)
+
+
+def impact_rows(job: Job, gpu: Any, gpus: int, offers: list, knobs: Any) -> list[dict]:
+    """Seed 004's optimisation-impact table with the project's physics (memory fit first)."""
+    from sizeup.core.types import Peft, Precision
+
+    out = []
+    for label, prec, peft in IMPACT_CONFIGS:
+        j = job.with_(precision=Precision(prec), peft=Peft(peft))
+        ev = evaluate(j, gpu, gpus)
+        row: dict[str, Any] = {"configuration": label, "precision": prec, "peft": peft, "fits": ev.fits,
+                               "memory_reserved_bytes": ev.memory_bytes, "reasons": list(ev.reasons)}
+        if ev.fits:
+            best = best_offer(j, ev, offers, knobs)
+            if best is None:
+                row.update(fits=False, reasons=["no instance of this size fits"])
+                out.append(row)
+                continue
+            est, _, ev = best
+            row.update(hours=est.wall_clock_s / 3600, total_cost_usd=est.total_cost_usd,
+                       throughput_tokens_per_sec=ev.tokens_per_s, platform=est.platform, instance=est.instance)
+        out.append(row)
+    fitting = [r for r in out if r["fits"]]
+    for r in fitting:
+        r["speedup_vs_slowest"] = max(x["hours"] for x in fitting) / r["hours"] if r["hours"] else None
+        r["savings_vs_most_expensive_usd"] = max(x["total_cost_usd"] for x in fitting) - r["total_cost_usd"]
+    return out
+
+
+# ------------------------------------------------------------------------------ command
+
+
+@app.command("compare")
+def compare_cmd(
+    target: ModelArg = None,
+    model: ModelOpt = None,
+    gpu: GpuListOpt = None,
+    gpus: GpusListOpt = None,
+    platform: PlatformListOpt = None,
+    pricing: PricingListOpt = None,
+    tokens: TokensOpt = None,
+    samples: SamplesOpt = None,
+    tokens_per_sample: TokensPerSampleOpt = None,
+    epochs: EpochsOpt = None,
+    seq: SeqOpt = None,
+    micro_batch: MicroBatchOpt = None,
+    global_batch: GlobalBatchOpt = None,
+    precision: PrecisionOpt = None,
+    optimizer: OptimizerOpt = None,
+    zero: ZeroOpt = None,
+    recompute: RecomputeOpt = None,
+    peft: PeftOpt = None,
+    lora_rank: LoraRankOpt = None,
+    deadline: Annotated[Optional[str], typer.Option("--deadline", help="Latest acceptable wall-clock, e.g. 10d, 6h.")] = None,
+    budget: Annotated[Optional[str], typer.Option("--budget", help="Most you will pay for the run (USD), e.g. 5000.")] = None,
+    max_gpus: Annotated[Optional[int], typer.Option("--max-gpus", help="Drop GPU counts above this.")] = None,
+    sort: Annotated[str, typer.Option("--sort", help="cost | time")] = "cost",
+    kernel: Annotated[Optional[str], typer.Option("--kernel", help="fused (Megatron/TE/flash) | hf-eager (Hugging Face modules).")] = None,
+    impact: Annotated[bool, typer.Option("--impact", help="Optimisation-impact table (precision x PEFT) on the first GPU/platform.")] = False,
+    price_per_gpu_hour: PricePerGpuHourOpt = None,
+    billing_increment_s: BillingIncrementOpt = None,
+    min_billing_s: MinBillingOpt = None,
+    preemption_rate: PreemptionOpt = None,
+    restart_s: RestartOpt = None,
+    checkpoints_kept: KeepOpt = None,
+    retain: RetainOpt = None,
+    catalog_file: CatalogOpt = None,
+    max_price_age_days: MaxPriceAgeOpt = 180,
+    json_: JsonOpt = False,
+    csv_: CsvOpt = False,
+    markdown: MarkdownOpt = False,
+    explain: ExplainOpt = False,
+) -> None:
+    """Compare one training job across GPUs x platforms x pricing x GPU counts, sorted by total cost.
+
+    Rows that do not fit in memory are listed with why; the cheapest, fastest and Pareto-optimal
+    (cost vs time) rows are marked. Prices carry their as_of date and source.
+
+    Examples:
+
+      sizeup compare llama-2-7b --samples 10000 --tokens-per-sample 500 --epochs 3 --peft lora --precision fp16-mixed --gpu t4,a10,a100-40gb --platform modal,lambda,aws
+
+      sizeup compare examples/seed004.yaml --pricing on-demand,spot --sort time
+
+      sizeup compare examples/seed004.yaml --impact --gpu t4 --platform modal
+
+      sizeup compare llama-3-8b --tokens 1B --zero 3 --gpu h100-sxm --gpus 8,16,32 --platform aws,lambda --pricing on-demand,spot --deadline 2d --budget 5000
+    """
+    from sizeup.catalog import load_catalog
+    from sizeup.report import Report, Table
+    from sizeup.units import format_bytes, parse_duration, parse_usd
+
+    flags = dict(tokens=tokens, samples=samples, tokens_per_sample=tokens_per_sample, epochs=epochs, seq=seq,
+                 micro_batch=micro_batch, global_batch=global_batch, precision=precision, optimizer=optimizer,
+                 zero=zero, recompute=recompute, peft=peft, lora_rank=lora_rank, gpu=gpu, gpus=gpus,
+                 platform=platform, pricing=pricing, deadline=deadline, budget=budget, max_gpus=max_gpus,
+                 kernel=kernel)
+    job, merged = build_job(target, model, flags)
+    if sort not in ("cost", "time"):
+        raise choice_error("--sort", sort, ["cost", "time"])
+    catalog = load_catalog(extra_files=tuple(str(p) for p in (catalog_file or ())))
+    gpu_names = _as_list(merged.get("gpu"))
+    if not gpu_names:
+        raise SizeupError("give GPUs to compare: --gpu t4,a10,a100-80gb")
+    platforms = _as_list(merged.get("platform")) or sorted(catalog.platforms)
+    for p in platforms:
+        catalog.platform(p)  # unknown platform -> one clear line
+    pricings = [parse_pricing(p) for p in (_as_list(merged.get("pricing")) or ["on-demand"])]
+    counts = gpu_counts(merged.get("gpus"))
+    cap = merged.get("max_gpus")
+    if cap is not None:
+        counts = [c for c in counts if c <= int(cap)]
+        if not counts:
+            raise SizeupError(f"--max-gpus {cap} removes every GPU count in --gpus")
+    deadline_s = parse_duration(merged["deadline"]) if merged.get("deadline") else None
+    budget_usd = parse_usd(merged["budget"]) if merged.get("budget") is not None else None
+    overrides = OfferOverrides(price_per_gpu_hour, billing_increment_s, min_billing_s, preemption_rate, restart_s)
+    knobs = cost_knobs(restart_s=restart_s, checkpoints_kept=checkpoints_kept,
+                       retain_s=parse_duration(retain) if retain else 0.0)
+    today = date.today()
+
+    if impact:
+        report = impact_report(job, catalog, gpu_names[0], platforms, pricings[0], counts[0], overrides, knobs)
+        emit(report, json_, csv_, markdown, explain)
+        return
+
+    rows, unfit, notes = run_grid(job, gpu_names, platforms, pricings, counts, catalog, overrides, knobs)
+    if not rows and not unfit:
+        raise SizeupError(f"none of the platforms {', '.join(platforms)} offers {', '.join(gpu_names)} "
+                          f"with {', '.join(pricings)} pricing; see 'sizeup hardware' / the platform catalog")
+    ok = mark_rows(rows, deadline_s, budget_usd)
+    key = (lambda r: r.est.total_cost_usd) if sort == "cost" else (lambda r: r.est.wall_clock_s)
+    ok.sort(key=key)
+    excluded = sorted([r for r in rows if r.excluded], key=key)
+    warnings = []
+    seen = set()
+    from sizeup.core.cost import price_age_warning
+
+    for r in ok + excluded:
+        o = r.est
+        k = (o.platform, o.instance, o.pricing)
+        if k in seen:
+            continue
+        seen.add(k)
+        from sizeup.core.cost import Offer
+
+        w = price_age_warning(Offer(o.platform, o.instance, o.gpu_id, 1, o.pricing, o.price_usd_per_hour,
+                                    o.price_as_of, o.price_source), today, max_price_age_days)
+        if w:
+            warnings.append(w)
+
+    tables = [Table(f"{job.label}: {job.tokens:,.0f} tokens, sorted by {sort}", TABLE_COLUMNS,
+                    [table_row(r) for r in ok])]
+    if excluded:
+        tables.append(Table("excluded by constraints", TABLE_COLUMNS, [table_row(r) for r in excluded]))
+    if unfit:
+        tables.append(Table("does not fit in memory (not priced)", ["gpu", "gpus", "memory needed", "why"],
+                            [(g, n, format_bytes(m) if m else "-", "; ".join(why)) for g, n, why, m in unfit]))
+        notes.append("to fit more: --zero 3 (shard states over GPUs), --recompute full, --peft lora/qlora, "
+                     "--optimizer adam8bit; 'sizeup memory' shows the breakdown")
+    cheapest = next((r for r in ok if "cheapest" in r.marks), None)
+    fastest = next((r for r in ok if "fastest" in r.marks), None)
+    if cheapest:
+        notes.append(f"cheapest: {cheapest.est.platform} {cheapest.est.gpus}x {cheapest.est.gpu_id} "
+                     f"{cheapest.est.pricing} ${cheapest.est.total_cost_usd:,.2f}")
+    if fastest:
+        notes.append(f"fastest: {fastest.est.platform} {fastest.est.gpus}x {fastest.est.gpu_id} "
+                     f"{fastest.est.wall_clock_s / 3600:.3g} h")
+    notes.append("billed time = wall-clock rounded up to each platform's billing increment and minimum; "
+                 "whole instances are paid; storage = dataset + kept checkpoints + logs for the run")
+    terms = list(cheapest.est.terms) if cheapest else []
+    if cheapest and cheapest.ev.terms:
+        terms = list(cheapest.ev.terms) + terms
+    data = {
+        "workload": {"model": job.model.id, "tokens": job.tokens, "dataset_tokens": job.dataset_tokens,
+                     "seq_len": job.seq_len, "samples": job.samples, "tokens_per_sample": job.tokens_per_sample,
+                     "epochs": job.epochs},
+        "rows": [row_dict(r) for r in ok],
+        "excluded": [row_dict(r) for r in excluded],
+        "does_not_fit": [{"gpu": g, "gpus": n, "memory_reserved_bytes": m, "reasons": list(why)}
+                         for g, n, why, m in unfit],
+        "cheapest": row_dict(cheapest) if cheapest else None,
+        "fastest": row_dict(fastest) if fastest else None,
+        "pareto": [row_dict(r) for r in ok if "pareto" in r.marks],
+        "sort": sort, "deadline_s": deadline_s, "budget_usd": budget_usd,
+    }
+    emit(Report(data=data, tables=tables, terms=terms, notes=notes, warnings=warnings), json_, csv_, markdown, explain)
+
+
+def impact_report(job: Job, catalog: Any, gpu_name: str, platforms: list[str], pricing: str, gpus: int,
+                  overrides: OfferOverrides, knobs: Any):
+    from sizeup.report import Report, Table
+    from sizeup.units import format_bytes, format_usd
+
+    gpu = catalog.gpu(gpu_name)
+    offers = []
+    for p in platforms:
+        offers.extend(offers_for(catalog, p, gpu.id, pricing, overrides, strict=len(platforms) == 1))
+    if not offers:
+        raise SizeupError(f"none of {', '.join(platforms)} offers {gpu.id} with {pricing} pricing")
+    rows = impact_rows(job, gpu, gpus, offers, knobs)
+    table = []
+    for r in rows:
+        if r["fits"]:
+            saving = r["savings_vs_most_expensive_usd"]
+            table.append((r["configuration"], r["precision"], r["peft"], format_bytes(r["memory_reserved_bytes"])
+                          if r["memory_reserved_bytes"] else "-", f"{r['hours']:.3g}", format_usd(r["total_cost_usd"]),
+                          f"{r['speedup_vs_slowest']:.2f}x", format_usd(saving) if saving > 0 else "-"))
+        else:
+            need = format_bytes(r["memory_reserved_bytes"]) if r["memory_reserved_bytes"] else "-"
+            why = f"needs {need} > {format_bytes(gpu.memory_bytes)}" if r["memory_reserved_bytes"] else (
+                "; ".join(r["reasons"])[:80])
+            table.append((r["configuration"], r["precision"], r["peft"], need, "does not fit", "-", "-", why))
+    title = f"impact of optimisations: {job.label} on {gpus}x {gpu.id} ({gpu.memory_bytes / 2**30:.0f} GiB), {pricing}"
+    notes = ["speedup and savings are relative to the slowest / most expensive configuration that fits",
+             "seed 004 assumes every configuration fits and 2x/4x speedups; here each is computed "
+             "(memory first, then time from the timing model)"]
+    return Report(data={"gpu": gpu.id, "gpus": gpus, "pricing": pricing, "impact": rows},
+                  tables=[Table(title, ["configuration", "precision", "peft", "memory", "hours", "cost",
+                                        "speedup", "savings / why"], table)],
+                  notes=notes)

@@ -1,0 +1,552 @@
+"""From a published point's free text to sizeup's frozen inputs (ModelArch, GpuSpec, TrainSetup).
+
+Rules (docs/methodology.md "Validation"):
+- a setting the point states is used as stated (free text is parsed: "PyTorch FSDP FULL_SHARD" -> fsdp-full);
+- a missing setting that only changes the result a little and has a standard default (precision
+  bf16-mixed, AdamW, no ZeRO, no recompute, cp = ep = 1, grad_accum = 1) is defaulted and the
+  default is listed in the row's `assumptions`;
+- a missing setting the result depends on (architecture, GPU, GPU count, tensor/pipeline layout,
+  micro-batch, sequence length) is inferred only when the point's own numbers fix it (dp = GPUs ->
+  tp = pp = 1; micro_batch = global batch / (grad_accum x dp)), otherwise the point is skipped with the
+  exact reason.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+
+from sizeup.core.types import (
+    Attention, GpuSpec, MlpKind, ModelArch, NormKind, Offload, Optimizer, Peft, PipelineSchedule,
+    PositionKind, Precision, Recompute, Sharding, TrainSetup,
+)
+from sizeup.errors import SizeupError
+from sizeup.validate.points import Point, Skip
+
+# --------------------------------------------------------------------------- free text -> enums
+
+
+def parse_sharding(text: str | None) -> Sharding | None:
+    """'PyTorch FSDP FULL_SHARD' -> fsdp-full, 'ZeRO-1 (P_os)' -> zero1, 'baseline DP (no ZeRO)' -> none."""
+    if not text:
+        return None
+    t = text.lower()
+    if re.search(r"no\s+zero|baseline\s+dp|\bddp\b|no\s+sharding|^none$|^no$", t):
+        return Sharding.NONE
+    if "distributed optimizer" in t or "distopt" in t or "dist-opt" in t:
+        return Sharding.MEGATRON_DISTOPT
+    if "hybrid" in t or "hsdp" in t:
+        return Sharding.FSDP_HYBRID
+    if "shard_grad_op" in t or "grad_op" in t or "shard grad op" in t:
+        return Sharding.FSDP_GRAD_OP
+    m = re.search(r"zero[\s_-]*(?:stage[\s_-]*)?([0-3])", t)
+    if m:
+        return {"0": Sharding.NONE, "1": Sharding.ZERO1, "2": Sharding.ZERO2, "3": Sharding.ZERO3}[m.group(1)]
+    if "p_os+g+p" in t:
+        return Sharding.ZERO3
+    if "p_os+g" in t:
+        return Sharding.ZERO2
+    if "p_os" in t:
+        return Sharding.ZERO1
+    if "full_shard" in t or "full shard" in t or "fsdp" in t or "fully sharded" in t:
+        # FSDP's default strategy is FULL_SHARD (torch.distributed.fsdp docs)
+        return Sharding.FSDP_FULL
+    if re.search(r"\bdp\b|data parallel", t):
+        return Sharding.NONE
+    return None
+
+
+def parse_precision(text: str | None, gpu: GpuSpec | None = None) -> Precision | None:
+    """'bf16 AMP (... amp_bf16 ...)' -> bf16-mixed, 'bf16 (MP mode PURE ...)' -> bf16, 'FP8 ...' -> fp8."""
+    if not text:
+        return None
+    t = text.lower()
+    if re.search(r"fp8|float8|e4m3", t):
+        return Precision.FP8
+    if re.search(r"\bfp32\b|full precision|float32", t) and "master" not in t:
+        return Precision.FP32
+    if "tf32" in t:
+        return Precision.TF32
+    mixed = bool(re.search(r"amp|mixed|autocast|master", t))
+    if "bf16" in t or "bfloat16" in t:
+        if "pure" in t and "amp" not in t:
+            return Precision.BF16
+        if "fp16" in t and "not stated" in t:  # 'fp16/bf16 (not stated)': a 16-bit mixed recipe either way
+            return _sixteen_bit(gpu)
+        return Precision.BF16_MIXED if (mixed or "compute" in t or "nf4" in t or "4-bit" in t) else Precision.BF16
+    if "fp16" in t or "float16" in t or "half" in t:
+        return Precision.FP16_MIXED
+    if mixed:
+        return _sixteen_bit(gpu)
+    return None
+
+
+def _sixteen_bit(gpu: GpuSpec | None) -> Precision:
+    """bf16-mixed where the GPU has bf16 tensor cores, fp16-mixed on older GPUs (V100, T4)."""
+    if gpu is not None and not gpu.supports_bf16:
+        return Precision.FP16_MIXED
+    return Precision.BF16_MIXED
+
+
+def parse_recompute(text: str | None) -> tuple[Recompute | None, bool]:
+    """(recompute, sequence_parallel) from e.g. 'selective activation recomputation + sequence parallelism'."""
+    if not text:
+        return None, False
+    t = text.lower()
+    sp = "sequence parallel" in t
+    if re.fullmatch(r"\s*(none|no|false|off|disabled)\s*", t):
+        return Recompute.NONE, sp
+    hits = []
+    for word, value in (("selective", Recompute.SELECTIVE), ("partial", Recompute.SELECTIVE),
+                        ("full", Recompute.FULL), ("uniform", Recompute.FULL), ("checkpointing", Recompute.FULL),
+                        ("recompute", Recompute.FULL), ("recomputation", Recompute.FULL)):
+        i = t.find(word)
+        if i >= 0:
+            hits.append((i, value))
+    if not hits:
+        if re.search(r"\b(none|no|off|false|disabled)\b", t):
+            return Recompute.NONE, sp
+        return None, sp
+    return min(hits, key=lambda x: x[0])[1], sp  # the first one named (e.g. 'selective ... vs full ...')
+
+
+def parse_optimizer(*texts: str | None) -> Optimizer | None:
+    t = " ".join(x for x in texts if x).lower()
+    if not t:
+        return None
+    if re.search(r"8-?bit|adamw8bit|adam8bit|bnb", t):
+        return Optimizer.ADAM8BIT
+    if "lion" in t:
+        return Optimizer.LION
+    if "adafactor" in t:
+        return Optimizer.ADAFACTOR
+    if re.search(r"\bsgd\b", t):
+        return Optimizer.SGD
+    if "adam" in t:
+        return Optimizer.ADAMW
+    return None
+
+
+def parse_peft(point: Point) -> tuple[Peft, int | None, tuple[str, ...] | None]:
+    """(peft, lora rank, lora targets) from the workload kind, else the first clause of `parallel.other`."""
+    kind = (point.workload.kind or "").lower()
+    other = (point.parallel.other or "").lower()
+    head = other.split(";")[0]
+    # the workload kind names the method; 'other' may mention LoRA settings of a different script
+    probe = kind if re.search(r"lora|full|pretrain|fine-?tun|sft", kind) else head
+    if "qlora" in probe:
+        peft = Peft.QLORA
+    elif "lora" in probe:
+        peft = Peft.LORA
+    else:
+        peft = Peft.NONE
+    if peft is Peft.NONE:
+        return peft, None, None
+    text = f"{kind} {other}"
+    m = re.search(r"(?:rank|\br)\s*[=:]?\s*(\d+)", text)
+    rank = int(m.group(1)) if m else None
+    targets = None
+    if "all linear" in text:
+        targets = ("q", "k", "v", "o", "gate", "up", "down")
+    elif "mlp" in text and re.search(r"q/v|q_proj", text):
+        targets = ("q", "v", "o", "gate", "up", "down")
+    return peft, rank, targets
+
+
+def paged_optimizer(point: Point) -> bool:
+    """bitsandbytes paged optimizers keep states in unified memory: on the GPU while they fit, paged
+    to host memory under pressure (bitsandbytes docs, 'Paged optimizers')."""
+    t = " ".join(x for x in (point.parallel.optimizer, point.parallel.precision, point.parallel.other) if x).lower()
+    return "paged" in t
+
+
+def parse_offload(point: Point) -> tuple[Offload, Offload, bool]:
+    """(optimizer offload, param offload, activation offload); 'CPUOffload=False' is not an offload."""
+    t = " ".join(x for x in (point.parallel.other, point.parallel.sharding, point.workload.kind) if x).lower()
+    t = re.sub(r"offload\w*\s*=\s*false", "", t)
+    act = bool(re.search(r"activation\s+offload", t))
+    t_wo_act = re.sub(r"activation\s+offload\w*", "", t)
+    cpu = bool(re.search(r"cpu[\s_-]*offload|offload\w*\s*=\s*true|offload(ing)? to cpu", t_wo_act))
+    nvme = "nvme" in t_wo_act
+    state = Offload.NVME if nvme else Offload.CPU if cpu else Offload.NONE
+    params = state if (state is not Offload.NONE and re.search(r"zero-?3|fsdp|param", t_wo_act)) else Offload.NONE
+    return state, params, act
+
+
+def infer_kernel(point: Point) -> str:
+    """Memory kernel family from what the point says runs: Hugging Face eager modules vs fused kernels."""
+    t = point.text() + " " + " ".join(s.repo or s.title or "" for s in point.source).lower()
+    if re.search(r"flash|transformerengine|megatron|nemo|torch\.compile|compile on|fused", t):
+        return "fused"
+    if re.search(r"huggingface/(peft|transformers|accelerate)|\beager\b|hf trainer", t):
+        return "hf-eager"
+    return "fused"
+
+
+# --------------------------------------------------------------------------- model
+
+
+def model_for_point(point: Point, catalog) -> tuple[ModelArch, list[str]]:
+    """A catalog preset matching the point's model name (when consistent with its stated dims), else
+    a ModelArch built from the point's own `model` fields."""
+    notes: list[str] = []
+    m = point.model
+    arch_text = f"{m.arch_type or ''} {m.name or ''}".lower()
+    if re.search(r"encoder", m.arch_type or ""):
+        raise Skip(f"{m.arch_type}: sizeup models decoder-only transformers")
+    preset = None
+    if m.name:
+        for name in _name_variants(m.name):
+            try:
+                preset = catalog.model(name)
+                break
+            except SizeupError:
+                continue
+    candidates = [preset] if preset is not None and _consistent(preset, point) else []
+    candidates += [c for c in _token_matches(m.name, catalog) if c not in candidates and _consistent(c, point)]
+    seq = seq_len_for_point(point)
+    if candidates:
+        variants = []
+        for c in candidates:
+            variants.append((c, ""))
+            if seq and c.position == PositionKind.LEARNED and seq != c.num_position_embeddings:
+                # benchmark configs size the learned table to the run (llm-foundry: max_seq_len = seq)
+                variants.append((c.with_(num_position_embeddings=seq, max_seq_len=max(seq, c.max_seq_len)),
+                                 f"learned positions sized to seq_len {seq}"))
+        if m.params:
+            # several presets/variants fit the stated dims: the stated parameter count decides
+            from sizeup.core.params import count_params
+
+            variants.sort(key=lambda cv: abs(count_params(cv[0]).total - m.params))
+        preset, how = variants[0]
+        if seq and preset.position == PositionKind.LEARNED and seq > preset.num_position_embeddings:
+            preset = preset.with_(num_position_embeddings=seq, max_seq_len=max(seq, preset.max_seq_len))
+            how = f"learned positions extended to seq_len {seq}"
+        notes.append(f"model preset {preset.id}")
+        if how:
+            notes.append(how)
+        return preset, notes
+    if re.search(r"\bmoe\b|mixture", arch_text):
+        raise Skip("MoE model without expert count/size in the point and no matching preset")
+    missing = [k for k in ("layers", "hidden", "heads") if getattr(m, k) is None]
+    if m.vocab is None:
+        missing.append("vocab")
+    if missing:
+        what = "no preset matches the model name" if preset is None else f"preset {preset.id} disagrees with stated dims"
+        raise Skip(f"architecture incomplete ({', '.join(missing)} unknown) and {what} {m.name!r}")
+    return arch_from_fields(point), notes + ["architecture built from the point's model fields"]
+
+
+def _token_matches(name: str | None, catalog) -> list[ModelArch]:
+    """Presets whose id/name/aliases contain every word of the point's model name ('MPT-30b' ->
+    llmfoundry-mpt-30b, mpt-30b)."""
+    if not name:
+        return []
+    words = [w for w in re.findall(r"[a-z]+|\d+(?:\.\d+)?[bmk]?", re.sub(r"\(.*?\)", "", name.lower())) if w]
+    if not words:
+        return []
+    out = []
+    try:
+        models = catalog.models
+    except AttributeError:
+        return []
+    for arch in models.values():
+        hay = " ".join([arch.id, arch.name, *arch.aliases]).lower()
+        if all(re.search(rf"(?<![a-z0-9.]){re.escape(w)}(?![a-z0-9])", hay) for w in words):
+            out.append(arch)
+    return out
+
+
+def _name_variants(name: str) -> list[str]:
+    out = [name]
+    base = re.sub(r"\s*\(.*?\)\s*", " ", name).strip()  # 'Llama 3.1 8B Instruct (FP8)' -> 'Llama 3.1 8B Instruct'
+    out.append(base)
+    out.append(re.sub(r"\binstruct\b", "", base, flags=re.I).strip())
+    if "/" in base:  # 'Llama 3/3.1 8B' -> 'Llama 3.1 8B', 'Llama 3 8B'
+        m = re.match(r"(.*?)(\d+(?:\.\d+)?)/(\d+(?:\.\d+)?)(.*)", base)
+        if m:
+            out += [f"{m.group(1)}{m.group(3)}{m.group(4)}", f"{m.group(1)}{m.group(2)}{m.group(4)}"]
+    seen, uniq = set(), []
+    for v in out:
+        v = re.sub(r"\s+", " ", v).strip()
+        if v and v not in seen:
+            seen.add(v)
+            uniq.append(v)
+    return uniq
+
+
+def _consistent(arch: ModelArch, point: Point) -> bool:
+    m = point.model
+    pairs = ((m.layers, arch.num_layers), (m.hidden, arch.hidden_size), (m.heads, arch.num_heads),
+             (m.kv_heads, arch.num_kv_heads), (m.ffn, arch.ffn_size if not arch.is_moe else None),
+             (m.vocab, arch.vocab_size))
+    for stated, ours in pairs:
+        if stated is not None and ours is not None and int(stated) != int(ours):
+            # padded vocabularies (50257 -> 50304) are the same model
+            if ours == arch.vocab_size and stated == m.vocab and abs(stated - ours) <= 128:
+                continue
+            return False
+    return True
+
+
+def arch_from_fields(point: Point) -> ModelArch:
+    """Decoder-only ModelArch from layers/hidden/heads/vocab (+ffn, kv_heads) and the arch_type words.
+
+    Unstated details (gated MLP or not, tied embeddings) are chosen so that the parameter count is
+    closest to the point's stated `params` when it gives one.
+    """
+    from sizeup.core.params import count_params
+
+    m = point.model
+    t = f"{m.arch_type or ''} {m.name or ''}".lower()
+    h, L, a = int(m.hidden), int(m.layers), int(m.heads)
+    kv = int(m.kv_heads) if m.kv_heads else (1 if "mqa" in t else a)
+    if "swiglu" in t or "llama" in t:
+        kinds = [MlpKind.SWIGLU]
+    elif "geglu" in t:
+        kinds = [MlpKind.GEGLU]
+    elif re.search(r"gelu|mpt|gpt|bloom|neox|opt|pythia", t):
+        kinds = [MlpKind.GELU]
+    elif "relu" in t:
+        kinds = [MlpKind.RELU]
+    else:
+        kinds = [MlpKind.GELU, MlpKind.SWIGLU]
+    llama_like = bool(re.search(r"llama|rmsnorm", t))
+    norm = NormKind.RMSNORM if llama_like else NormKind.LAYERNORM
+    no_bias = llama_like or "no bias" in t or "mpt" in t
+    if re.search(r"alibi|mpt|bloom", t):
+        pos = PositionKind.ALIBI
+    elif re.search(r"rope|rotary|llama|neox|pythia", t):
+        pos = PositionKind.ROTARY
+    elif re.search(r"gpt|opt", t):
+        pos = PositionKind.LEARNED
+    else:
+        pos = PositionKind.ROTARY
+    seq = int(m.seq_len or 2048)
+    if "tied" in t or "tie" in t.split():
+        ties = [True]
+    elif m.params:
+        ties = [False, True]
+    else:
+        ties = [bool(re.search(r"mpt|gpt|bloom", t)) and not llama_like]
+    best, best_err = None, math.inf
+    for kind in kinds:
+        ffn = int(m.ffn) if m.ffn else _default_ffn(kind, h)
+        for tie in ties:
+            arch = ModelArch(
+                id=re.sub(r"[^a-z0-9.]+", "-", (m.name or point.id).lower()).strip("-"),
+                name=m.name or point.id, vocab_size=int(m.vocab), hidden_size=h, num_layers=L, num_heads=a,
+                num_kv_heads=kv, head_dim=h // a, ffn_size=ffn, mlp_kind=kind, norm_kind=norm,
+                norm_bias=not no_bias, qkv_bias=not no_bias, out_bias=not no_bias, mlp_bias=not no_bias,
+                position=pos, num_position_embeddings=seq if pos == PositionKind.LEARNED else 0,
+                max_seq_len=max(seq, 2048), tie_embeddings=tie, parallel_block="parallel" in t,
+                embed_norm="bloom" in t, source=f"published point {point.id}",
+            )
+            err = abs(count_params(arch).total - m.params) if m.params else 0.0
+            if err < best_err:
+                best, best_err = arch, err
+    return best
+
+
+def _default_ffn(kind: MlpKind, h: int) -> int:
+    if kind.gated:
+        # LLaMA: 2/3 * 4h rounded up to a multiple of 256 (Touvron 2023 §2.2; llama/model.py multiple_of=256)
+        return 256 * math.ceil(8 * h / 3 / 256)
+    return 4 * h  # GPT / Megatron default ffn_hidden_size = 4h (Radford 2019; Megatron arguments.py)
+
+
+def stand_in_arch(params: float, name: str) -> ModelArch:
+    """A GPT-shaped decoder with exactly ~`params` parameters, for model-state memory checks where the
+    source gives only N (model states = bytes/param x N do not depend on the shape)."""
+    h, L, V = 4096, 32, 32000
+    per_layer = (params - V * h - h) / L  # tied embedding + final norm
+    ffn = max(1, round((per_layer - 4 * h * h - 2 * h) / (2 * h)))
+    return ModelArch(id="stand-in", name=name, vocab_size=V, hidden_size=h, num_layers=L, num_heads=32,
+                     num_kv_heads=32, head_dim=128, ffn_size=ffn, mlp_kind=MlpKind.GELU,
+                     norm_kind=NormKind.LAYERNORM, tie_embeddings=True, source="stand-in with the stated N")
+
+
+# --------------------------------------------------------------------------- GPU
+
+
+def gpu_for_point(point: Point, catalog) -> GpuSpec:
+    name = point.hardware.gpu
+    if not name:
+        raise Skip("GPU not stated")
+    try:
+        return catalog.gpu(name)
+    except SizeupError as exc:
+        raise Skip(f"GPU {name!r} not in the catalog ({str(exc).split('.')[0]})") from None
+    except AttributeError:
+        raise Skip("GPU catalog not available") from None
+
+
+# --------------------------------------------------------------------------- setup
+
+
+@dataclass
+class SetupResult:
+    setup: TrainSetup
+    assumptions: list[str] = field(default_factory=list)
+    global_batch_exact: bool = True
+
+
+def seq_len_is_a_maximum(point: Point) -> bool:
+    """True when the stated length is only a cap ('Max sequence length=4096') and samples are not packed,
+    so the tokens actually trained per sequence are unknown."""
+    text = point.text()
+    return "max sequence length" in text and "pack" not in text
+
+
+def seq_len_for_point(point: Point) -> int | None:
+    w = point.workload
+    for v in (point.model.seq_len, w.seq_len):
+        if v:
+            return int(v)
+    if w.input_len and w.output_len:
+        return int(w.input_len + w.output_len)
+    return None
+
+
+def build_setup(point: Point, model: ModelArch, gpu: GpuSpec, need_batch: bool = True,
+                need_seq: bool = True) -> SetupResult:
+    """TrainSetup from the point's `parallel`, `hardware` and `model.seq_len` (see module doc for the rules).
+
+    need_batch / need_seq False: the predicted quantity does not depend on the micro-batch split / the
+    sequence length (model-state memory), so a missing one is filled with a placeholder and noted."""
+    par, hw = point.parallel, point.hardware
+    notes: list[str] = []
+    seq = seq_len_for_point(point)
+    if not seq:
+        if need_seq:
+            raise Skip("sequence length unknown")
+        seq = 2048
+        notes.append("seq_len unknown, 2048 used (the predicted quantity does not depend on it)")
+    cp = int(par.cp or 1)
+    ep = int(par.ep or 1)
+    tp, pp, dp = par.tp, par.pp, par.dp
+    gpus = hw.count
+    if gpus is None:
+        if tp and pp and dp:
+            gpus = int(tp * pp * dp * cp)
+        elif dp and not (tp or pp):
+            raise Skip("GPU count unknown (only dp stated; tensor/pipeline degrees not given)")
+        else:
+            raise Skip("GPU count unknown")
+    gpus = int(gpus)
+    unknown = [n for n, v in (("tp", tp), ("pp", pp), ("dp", dp)) if v is None]
+    known = {n: int(v) for n, v in (("tp", tp), ("pp", pp), ("dp", dp)) if v is not None}
+    if gpus == 1:
+        tp = pp = dp = 1
+    elif len(unknown) == 1:
+        rest = gpus / (math.prod(known.values()) * cp)
+        if rest < 1 or abs(rest - round(rest)) > 1e-9:
+            raise Skip(f"{unknown[0]} cannot be derived: {gpus} GPUs / ({' x '.join(f'{k}={v}' for k, v in known.items())} x cp={cp}) is not an integer")
+        known[unknown[0]] = int(round(rest))
+        if unknown[0] != "dp":
+            notes.append(f"{unknown[0]}={known[unknown[0]]} derived from GPUs / (other degrees)")
+        tp, pp, dp = known["tp"], known["pp"], known["dp"]
+    elif len(unknown) >= 2:
+        shard = (par.sharding or "").lower()
+        if known.get("dp") == gpus // cp or (re.search(r"fsdp|ddp|zero|fully sharded", shard)
+                                               and "tensor" not in shard and "megatron" not in shard
+                                               and not known.get("tp") and not known.get("pp")):
+            tp, pp, dp = 1, 1, gpus // cp
+            notes.append("tp = pp = 1 (data-parallel-only framework; tensor/pipeline degrees not stated)")
+        else:
+            raise Skip(f"tensor/pipeline layout unknown ({', '.join(unknown)} not stated for {gpus} GPUs)")
+    else:
+        tp, pp, dp = int(tp), int(pp), int(dp)
+        if tp * pp * dp * cp != gpus:
+            notes.append(f"tp*pp*dp*cp = {tp * pp * dp * cp} differs from {gpus} GPUs; dp = GPUs/(tp*pp*cp) used")
+    if gpus % (tp * pp * cp):
+        raise Skip(f"{gpus} GPUs not divisible by tp*pp*cp = {tp * pp * cp}")
+    dp = gpus // (tp * pp * cp)
+
+    gbs = par.global_batch_seqs
+    if gbs is None and par.global_batch_tokens:
+        gbs_f = par.global_batch_tokens / seq
+        if abs(gbs_f - round(gbs_f)) < 1e-6 * gbs_f:
+            gbs = int(round(gbs_f))
+    mb, ga = par.micro_batch, par.grad_accum
+    exact = True
+    if mb is None:
+        if gbs and ga:
+            mb_f = gbs / (ga * dp)
+            if mb_f < 1 or abs(mb_f - round(mb_f)) > 1e-9:
+                raise Skip(f"micro_batch unknown and global batch {gbs} / (grad_accum {ga} x dp {dp}) is not an integer")
+            mb = int(round(mb_f))
+            notes.append(f"micro_batch={mb} from global batch / (grad_accum x dp)")
+        elif need_batch:
+            what = f"global batch {gbs} seqs known but its split into micro-batch x grad-accum is not" if gbs \
+                else "micro_batch and global batch unknown"
+            raise Skip(what)
+        elif need_seq:
+            raise Skip("micro_batch unknown (activation memory depends on it)")
+        else:
+            mb = 1
+            notes.append("micro_batch unknown, 1 used (does not affect the predicted quantity)")
+    if ga is None:
+        if gbs:
+            ga_f = gbs / (mb * dp)
+            if ga_f < 1:
+                raise Skip(f"global batch {gbs} smaller than micro_batch {mb} x dp {dp}")
+            ga = max(1, int(round(ga_f)))
+            if abs(ga_f - ga) > 1e-9:
+                exact = False
+                notes.append(f"grad_accum {ga_f:.3g} rounded to {ga}")
+        else:
+            ga = 1
+            notes.append("grad_accum not stated, 1 assumed")
+
+    precision = parse_precision(par.precision, gpu)
+    if precision is None:
+        precision = _sixteen_bit(gpu)
+        notes.append(f"precision not stated, {precision.value} assumed")
+    elif precision in (Precision.BF16, Precision.BF16_MIXED) and not gpu.supports_bf16:
+        precision = Precision.FP16_MIXED
+    if precision == Precision.FP8 and gpu.peak("fp8") <= 0:
+        raise Skip(f"fp8 stated but {gpu.name} has no fp8 tensor cores")
+    optimizer = parse_optimizer(par.optimizer, par.other)
+    if optimizer is None:
+        optimizer = Optimizer.ADAMW
+    sharding = parse_sharding(par.sharding)
+    if sharding is None:
+        sharding = Sharding.NONE
+        if dp > 1 and par.sharding is None:
+            notes.append("sharding not stated, none (DDP / Megatron default) assumed")
+    recompute, sp = parse_recompute(par.recompute)
+    if recompute is None:
+        recompute, sp2 = parse_recompute(_clauses(par.other, r"checkpoint|recomput"))
+        sp = sp or sp2
+    if recompute is None:
+        recompute = Recompute.NONE
+        if par.recompute is None:
+            notes.append("recompute not stated, none assumed")
+    sp = sp or "sequence parallel" in (par.other or "").lower()
+    peft, rank, targets = parse_peft(point)
+    off_opt, off_params, off_act = parse_offload(point)
+    vpp = int(par.virtual_pp or 1)
+    attention = Attention.MATH if re.search(r"\beager\b", point.text()) else Attention.FLASH
+    kwargs = dict(
+        gpus=gpus, tp=tp, pp=pp, cp=cp, ep=ep, micro_batch=int(mb), grad_accum=int(ga), seq_len=seq,
+        precision=precision, optimizer=optimizer, sharding=sharding, sequence_parallel=bool(sp and tp > 1),
+        pp_schedule=PipelineSchedule.INTERLEAVED if vpp > 1 else PipelineSchedule.ONE_F_ONE_B,
+        virtual_pp=vpp, recompute=recompute, attention=attention, offload_optimizer=off_opt,
+        offload_params=off_params, offload_activations=off_act, peft=peft,
+        gpus_per_node=int(getattr(gpu, "node_size", 8) or 8),
+    )
+    if rank:
+        kwargs["lora_rank"] = rank
+    if targets:
+        kwargs["lora_targets"] = targets
+    return SetupResult(TrainSetup(**kwargs), notes, exact)
+
+
+def _clauses(text: str | None, pattern: str) -> str | None:
+    """The clauses of a free-text field (split on , ; +) that match a pattern, joined."""
+    if not text:
+        return None
+    parts = [c for c in re.split(r"[;,+]", text) if re.search(pattern, c, re.I) and not re.search(r"=\s*false", c, re.I)]
+    return " ".join(parts) or None

@@ -1,0 +1,627 @@
+"""Time of one optimizer step: per-op roofline compute + exposed communication + pipeline bubble + host time.
+
+The numeric heart, `step_kernel`, is array-agnostic: every plan-varying input (tp, pp, dp, cp, ep,
+micro_batch, grad_accum, seq_len, sharding/recompute codes, offload code, GPU numbers) may be a numpy
+array or a number; it only uses arithmetic and np.maximum/minimum/where/interp, so the plan search
+calls the same function on ~1e6 plans at once. `estimate_step` wraps it for one plan and explains it.
+
+Per micro-batch on one GPU (one pipeline stage, L/p layers, M = b*s/c tokens):
+  GEMM (per weight matrix, forward):  t = max(F / (peak * eta(F)), bytes / (HBM * eta_hbm))   roofline
+        F = 2*M*k*n/t (TP splits n or k); eta(F) = catalog matmul efficiency curve (log-interpolated);
+        backward = 2 GEMMs of the same shape (dgrad + wgrad; wgrad skipped for frozen PEFT weights).
+  attention core (flash):  F_fwd = 2*M*keys*(q_dim+v_dim)/t, keys = s/2 causal; backward 2.5 x F_fwd;
+        at peak * eta(F) * attention_relative_efficiency (FlashAttention-2 §4).
+  eager attention: s x s scores/probabilities written and read by softmax (memory-bound).
+  elementwise (norms, residuals, activations, rotary, dropout, casts): bytes / (HBM * eta_hbm).
+  logits + cross-entropy on the last stage.
+Step = micro-batch time x (m + (p-1)/v)  (1F1B/interleaved bubble (p-1)/(m*v): Narayanan 2021 §2.2)
+     + exposed communication (data-parallel, ZeRO/FSDP, TP, PP, CP, EP; overlap fractions from timing.yaml)
+     + optimizer step (bytes / HBM, or CPU Adam when offloaded) + host/data-loader time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from typing import Any, Mapping
+
+import numpy as np
+
+from sizeup.core.comms import collective_time, ring_coefficients
+from sizeup.core.explain import Term
+from sizeup.core.flops import LayerShapes, attention_flops_per_token, flops_per_step, layer_shapes
+from sizeup.core.params import count_params
+from sizeup.core.types import (
+    Attention, GpuSpec, ModelArch, Offload, Peft, Precision, Recompute, Sharding, TrainSetup,
+)
+
+# --------------------------------------------------------------------------- knobs (data: catalog/data/timing.yaml)
+
+
+@dataclass(frozen=True)
+class TimingKnobs:
+    """Efficiency fractions and overheads; defaults are loaded from catalog/data/timing.yaml (with sources)."""
+
+    attention_efficiency: Mapping[str, Any] = field(default_factory=lambda: {"default": [0.5, 0.4]})
+    """GPU id substring -> [fwd, bwd] fraction of the 16-bit dense peak reached by FlashAttention-2 kernels."""
+    attention_efficiency_fused: Mapping[str, Any] = field(default_factory=dict)
+    """Same for the fused (cuDNN / FlashAttention-3 / TE) kernels where they differ; falls back to the FA2 table."""
+    attention_head_dim_exponent: float = 0.0
+    """Attention efficiency x min(1, head_dim/128)^exponent (smaller heads: less work per tile)."""
+    matmul_training_fraction: float = 1.0
+    """Sustained GEMM throughput inside a training step relative to the catalog curve (single-GEMM benchmark)."""
+    elementwise_passes_hidden_fwd: Mapping[str, float] = field(default_factory=lambda: {"fused": 10.0, "eager": 20.0})
+    """Kernel style -> h-wide activation passes (read or write) per layer forward."""
+    elementwise_passes_ffn_fwd: Mapping[str, float] = field(default_factory=lambda: {"fused": 3.0, "eager": 4.0})
+    elementwise_bwd_factor: float = 2.0
+    logits_bytes_per_vocab_token: float = 16.0
+    optimizer_bytes_per_param: Mapping[str, float] = field(default_factory=lambda: {"adamw": 36.0})
+    grad_reduce_bytes: Mapping[str, float] = field(default_factory=lambda: {"bf16-mixed": 2.0})
+    param_gather_bytes: Mapping[str, float] = field(default_factory=lambda: {"bf16-mixed": 2.0})
+    dp_overlap: float = 0.9
+    fsdp_overlap: float = 0.9
+    tp_overlap: float = 0.0
+    pp_overlap: float = 0.5
+    cp_overlap: float = 0.8
+    ep_overlap: float = 0.0
+    data_loader_s_per_step: float = 0.0
+    host_overhead_s_per_layer_microbatch: float = 0.0
+    fp8_matmul_relative_efficiency: float = 0.62
+    cpu_optimizer_params_per_s: float = 1.0e9
+    sources: Mapping[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_mapping(cls, data: Mapping[str, Any]) -> "TimingKnobs":
+        """{name: {value, source}} or {name: value}; unknown names are an error (caller turns it into SizeupError)."""
+        names = {f.name for f in fields(cls)} - {"sources"}
+        values, sources = {}, {}
+        for key, entry in data.items():
+            if key not in names:
+                raise KeyError(key)
+            if isinstance(entry, Mapping) and "value" in entry:
+                values[key] = entry["value"]
+                sources[key] = str(entry.get("source", ""))
+            else:
+                values[key] = entry
+        return cls(**values, sources=sources)
+
+    def with_(self, **changes) -> "TimingKnobs":
+        from dataclasses import replace
+
+        return replace(self, **changes)
+
+
+def default_knobs() -> TimingKnobs:
+    """Knobs from catalog/data/timing.yaml (the loader lives in sizeup.scenario; core never opens files itself)."""
+    from sizeup.scenario import load_timing_knobs
+
+    return load_timing_knobs()
+
+
+# --------------------------------------------------------------------------- codes for the array kernel
+
+SHARDING_CODE = {
+    Sharding.NONE: 0, Sharding.ZERO1: 1, Sharding.MEGATRON_DISTOPT: 1, Sharding.ZERO2: 2,
+    Sharding.FSDP_GRAD_OP: 2, Sharding.ZERO3: 3, Sharding.FSDP_FULL: 3, Sharding.FSDP_HYBRID: 4,
+}
+RECOMPUTE_CODE = {Recompute.NONE: 0, Recompute.SELECTIVE: 1, Recompute.FULL: 2}
+OFFLOAD_CODE = {Offload.NONE: 0, Offload.CPU: 1, Offload.NVME: 2}
+PEAK_DTYPE = {
+    Precision.FP32: "fp32", Precision.TF32: "tf32", Precision.FP16_MIXED: "fp16",
+    Precision.BF16_MIXED: "bf16", Precision.BF16: "bf16", Precision.FP8: "fp8",
+}
+
+
+def compute_dtype(gpu: GpuSpec, precision: Precision) -> str:
+    """The peak FLOP/s path a precision runs on; bf16 falls back to fp16, tf32 to fp32 when the GPU lacks them."""
+    dtype = PEAK_DTYPE[precision]
+    if gpu.peak(dtype) > 0:
+        return dtype
+    for fallback in {"bf16": ("fp16",), "tf32": ("fp32",), "fp8": ("bf16", "fp16"), "fp16": ("fp32",)}.get(dtype, ()):
+        if gpu.peak(fallback) > 0:
+            return fallback
+    return "fp32"
+
+
+@dataclass(frozen=True)
+class ModelInputs:
+    """Scalars derived once from the architecture for the kernel."""
+
+    shapes: LayerShapes
+    num_layers: int
+    hidden: int
+    vocab: int
+    params_total: float
+    params_expert: float
+    """Routed-expert parameters (split by EP)."""
+    params_trainable: float
+    num_moe_layers: int
+    experts_per_token: int
+    kv_dim: int
+    gated: bool
+    frozen_fraction: float
+    head_dim: float
+    """Share of GEMM weights that get no weight-gradient GEMM (PEFT base)."""
+    quantized_base: bool
+
+
+def model_inputs(m: ModelArch, setup: TrainSetup | None = None) -> ModelInputs:
+    pc = count_params(m)
+    expert = 0.0
+    if m.is_moe:
+        from sizeup.core.params import mlp_params
+
+        expert = float(m.num_moe_layers * m.num_experts * mlp_params(m, m.expert_ffn_size))
+    peft = setup.peft if setup else Peft.NONE
+    trainable = float(pc.total)
+    frozen = 0.0
+    if peft != Peft.NONE:
+        targets = setup.lora_targets
+        r = setup.lora_rank
+        h = m.hidden_size
+        per_layer = 0
+        widths = {"q": (h, m.q_dim), "k": (h, m.kv_dim), "v": (h, m.kv_dim), "o": (m.attn_out_dim, h),
+                  "gate": (h, m.ffn_size), "up": (h, m.ffn_size), "down": (m.ffn_size, h)}
+        for t in targets:
+            if t in widths:
+                a, b = widths[t]
+                per_layer += r * (a + b)
+        trainable = float(per_layer * m.num_layers)
+        frozen = 1.0
+    return ModelInputs(layer_shapes(m), m.num_layers, m.hidden_size, m.vocab_size, float(pc.total), expert, trainable,
+                       m.num_moe_layers, max(1, m.experts_per_token), m.kv_dim, m.mlp_kind.gated, frozen,
+                       float(m.q_dim / m.num_heads), peft == Peft.QLORA)
+
+
+@dataclass(frozen=True)
+class GpuNumbers:
+    """The numeric part of a GpuSpec for the kernel (any field may be an array)."""
+
+    peak_flops_per_s: Any
+    attention_peak_flops_per_s: Any
+    hbm_bytes_per_s: Any
+    hbm_efficiency: Any
+    intra_node_bytes_per_s: Any
+    inter_node_bytes_per_s: Any
+    host_link_bytes_per_s: Any
+    node_size: Any
+    collective_efficiency_intra: Any
+    collective_efficiency_inter: Any
+    collective_latency_s: Any
+    matmul_log_flops: tuple[float, ...]
+    matmul_efficiency: tuple[float, ...]
+    matmul_scale: Any = 1.0
+    """Extra factor on the curve (training fraction x fp8 relative efficiency)."""
+    attention_fwd_efficiency: Any = 0.5
+    attention_bwd_efficiency: Any = 0.4
+
+
+def gpu_numbers(gpu: GpuSpec, precision: Precision, knobs: TimingKnobs, kernel: str = "fused") -> GpuNumbers:
+    dtype = compute_dtype(gpu, precision)
+    attn_dtype = "bf16" if dtype == "fp8" else dtype
+    if gpu.peak(attn_dtype) <= 0:
+        attn_dtype = compute_dtype(gpu, Precision.FP16_MIXED)
+    curve = gpu.matmul_efficiency or ((1e9, 0.5), (1e12, 0.75))
+    xs = tuple(float(np.log(max(x, 1.0))) for x, _ in curve)
+    ys = tuple(float(y) for _, y in curve)
+    attn = _attention_eff(gpu, knobs, kernel)
+    scale = knobs.matmul_training_fraction * (knobs.fp8_matmul_relative_efficiency if dtype == "fp8" else 1.0)
+    return GpuNumbers(
+        gpu.peak(dtype), gpu.peak(attn_dtype), gpu.hbm_bytes_per_s, gpu.hbm_efficiency or 0.85,
+        gpu.intra_node_bytes_per_s or gpu.host_link_bytes_per_s, gpu.inter_node_bytes_per_s or gpu.host_link_bytes_per_s,
+        gpu.host_link_bytes_per_s, max(1, gpu.node_size), gpu.collective_efficiency_intra or 0.8,
+        gpu.collective_efficiency_inter or 0.75, gpu.collective_latency_s,
+        xs, ys, scale, attn[0], attn[1],
+    )
+
+
+def _attention_eff(gpu: GpuSpec, knobs: TimingKnobs, kernel: str = "fused") -> tuple[float, float]:
+    """[fwd, bwd] flash-attention fraction of peak for this GPU: the longest id key contained in the GPU id."""
+    table = dict(knobs.attention_efficiency)
+    if uses_te_attention(kernel):
+        table.update({k: v for k, v in knobs.attention_efficiency_fused.items() if k in gpu.id.lower()})
+    keys = sorted((k for k in table if k != "default" and k in gpu.id.lower()), key=len, reverse=True)
+    fwd, bwd = table[keys[0]] if keys else table.get("default", [0.5, 0.4])
+    return float(fwd), float(bwd)
+
+
+def matmul_eff(g: GpuNumbers, flops):
+    """Achievable fraction of peak for one GEMM of `flops` FLOPs (catalog curve, interpolated in log FLOPs)."""
+    return np.interp(np.log(np.maximum(flops, 1.0)), g.matmul_log_flops, g.matmul_efficiency) * g.matmul_scale
+
+
+def _gemm_time(g: GpuNumbers, flops, bytes_):
+    """Roofline for one kernel: max(F/(peak*eta(F)), bytes/(HBM*eta_hbm)) -> (time, compute part, memory part)."""
+    t_c = flops / (g.peak_flops_per_s * np.maximum(matmul_eff(g, flops), 1e-3))
+    t_m = bytes_ / (g.hbm_bytes_per_s * g.hbm_efficiency)
+    return np.maximum(t_c, t_m), t_c, t_m
+
+
+def step_kernel(mi: ModelInputs, g: GpuNumbers, knobs: TimingKnobs, *, tp, pp, dp, cp, ep, micro_batch, grad_accum,
+                seq_len, sharding_code, recompute_code, sequence_parallel=0, virtual_pp=1, offload_code=0,
+                act_bytes: float = 2.0, gemm_bytes: float = 2.0, flash: bool = True, grad_bytes: float = 2.0,
+                gather_bytes: float = 2.0, optimizer_bytes_per_param: float = 36.0, dropout: float = 0.0,
+                kernel: str = "fused") -> dict:
+    """Seconds per optimizer step and its parts, for one plan or arrays of plans. Returns a dict of arrays."""
+    L, h, V = mi.num_layers, mi.hidden, mi.vocab
+    s = seq_len * 1.0
+    M = micro_batch * s / cp  # tokens per GPU per micro-batch
+    layers = L / pp  # layers per stage (bottleneck stage rounds up)
+    layers = np.ceil(layers)
+    sh = mi.shapes
+
+    # ---- GEMMs of one layer, forward (roofline per weight matrix)
+    gemm_fwd = 0.0
+    gemm_fwd_compute = 0.0
+    gemm_fwd_memory = 0.0
+    for gm in sh.gemms:
+        split = tp if gm.tp_split else 1
+        if gm.expert:
+            # EP: each GPU runs E/ep experts over ep*M*K tokens -> M*K expert-token rows per GPU in total,
+            # M*K*ep/E rows per expert GEMM (GShard/Megatron MoE).
+            rows = M * gm.share * ep
+            n_calls = gm.count / ep
+        else:
+            rows = M * gm.share
+            n_calls = gm.count
+        f = 2.0 * rows * gm.k * gm.n / split
+        byt = gemm_bytes * (rows * gm.k + gm.k * gm.n / split) + act_bytes * rows * gm.n / split
+        t, tc, tm = _gemm_time(g, f, byt)
+        gemm_fwd = gemm_fwd + n_calls * t
+        gemm_fwd_compute = gemm_fwd_compute + n_calls * tc
+        gemm_fwd_memory = gemm_fwd_memory + n_calls * tm
+    # backward: dgrad + wgrad (wgrad skipped for frozen PEFT weights)
+    gemm_bwd = gemm_fwd * (2.0 - mi.frozen_fraction)
+
+    # ---- attention core
+    heads_local = sh.num_heads / tp
+    attn_f_fwd = M * attention_flops_per_token(sh, s, causal=flash) / tp
+    attn_call = attn_f_fwd * micro_batch / np.maximum(micro_batch, 1)  # one kernel call per layer
+    if flash:
+        # kernel efficiency: the GPU's flash-attention fraction, scaled down for small calls like a GEMM
+        size = np.interp(np.log(np.maximum(attn_call, 1.0)), g.matmul_log_flops, g.matmul_efficiency) / max(g.matmul_efficiency)
+        size = size * np.minimum(1.0, mi.head_dim / 128.0) ** knobs.attention_head_dim_exponent
+        attn_fwd = attn_f_fwd / (g.attention_peak_flops_per_s * size * g.attention_fwd_efficiency)
+        # FlashAttention-2 backward = 5 matmuls vs 2 forward (recomputes P): 2.5x FLOPs
+        attn_bwd = 2.5 * attn_f_fwd / (g.attention_peak_flops_per_s * size * g.attention_bwd_efficiency)
+        attn_mem = 0.0 * attn_fwd
+    else:
+        # eager: Q.K^T and P.V as batched GEMMs + softmax over b*a*(s/c)*s scores (write, read, write, read)
+        eff = matmul_eff(g, attn_call / np.maximum(heads_local, 1))
+        attn_fwd = attn_f_fwd / (g.attention_peak_flops_per_s * eff)
+        attn_bwd = 2.0 * attn_fwd
+        score_bytes = micro_batch * heads_local * (s / cp) * s * act_bytes
+        passes = 4.0 + (2.0 if dropout > 0 else 0.0)
+        attn_mem = score_bytes * passes * (1.0 + knobs.elementwise_bwd_factor) / (g.hbm_bytes_per_s * g.hbm_efficiency)
+
+    # ---- elementwise traffic of one layer (norms, residuals, activation function, rotary, dropout, casts)
+    sp_div = np.where(sequence_parallel, tp, 1)
+    style = kernel_style(kernel)
+    ffn_passes = float(knobs.elementwise_passes_ffn_fwd[style]) - (0.0 if mi.gated else 1.0)
+    hidden_passes = float(knobs.elementwise_passes_hidden_fwd[style]) + (4.0 if dropout > 0 else 0.0)
+    elem_fwd_bytes = act_bytes * M * (hidden_passes * h / sp_div + ffn_passes * sh.ffn_act_width / tp
+                                      + 2.0 * sh.qkv_width / tp)  # rotary/bias on q,k,v: read + write
+    if gemm_bytes < act_bytes:  # fp8: cast every GEMM input (read 2 B, write 1 B)
+        elem_fwd_bytes = elem_fwd_bytes + 3.0 * M * (h + sh.ffn_act_width / tp + sh.attn_v_dim / tp)
+    elem_fwd = elem_fwd_bytes / (g.hbm_bytes_per_s * g.hbm_efficiency)
+    elem_bwd = elem_fwd * knobs.elementwise_bwd_factor
+    if mi.quantized_base:
+        # QLoRA: dequantize 4-bit weights to 16-bit before every forward and backward GEMM (read 0.5 B + write 2 B)
+        weights_local = sum(gm.k * gm.n * gm.count / (tp if gm.tp_split else 1) for gm in sh.gemms)
+        deq = 2.5 * weights_local / (g.hbm_bytes_per_s * g.hbm_efficiency)
+        elem_fwd = elem_fwd + deq
+        elem_bwd = elem_bwd + deq
+
+    layer_fwd = gemm_fwd + attn_fwd + attn_mem / (1.0 + knobs.elementwise_bwd_factor) + elem_fwd
+    layer_bwd = gemm_bwd + attn_bwd + attn_mem * knobs.elementwise_bwd_factor / (1.0 + knobs.elementwise_bwd_factor) + elem_bwd
+    # recompute: selective = attention core forward again; full = whole layer forward again (Korthikanti 2022)
+    layer_rc = np.where(recompute_code == 2, layer_fwd, np.where(recompute_code == 1, attn_fwd, 0.0))
+    host = knobs.host_overhead_s_per_layer_microbatch
+
+    # ---- logits + loss (last stage)
+    lf = 2.0 * M * h * V / tp
+    lbytes = gemm_bytes * (M * h + h * V / tp) + act_bytes * M * V / tp
+    logit_fwd, _, _ = _gemm_time(g, lf, lbytes)
+    loss = knobs.logits_bytes_per_vocab_token * M * V / tp / (g.hbm_bytes_per_s * g.hbm_efficiency)
+    head_time = 3.0 * logit_fwd + loss  # forward + dgrad + wgrad (tied or not, the head GEMM runs)
+
+    mb_fwd = layers * layer_fwd
+    mb_bwd = layers * (layer_bwd + layer_rc)
+    mb_compute = mb_fwd + mb_bwd + head_time + layers * host
+
+    # ---- tensor-parallel collectives: 2 all-reduce fwd + 2 bwd per layer (Shoeybi 2019 §3); SP: AG+RS, same bytes
+    tp_payload = act_bytes * micro_batch * (s / cp) * h
+    t_tp_one = collective_time("all-reduce", tp_payload, tp, 1, g.node_size, g.intra_node_bytes_per_s,
+                               g.inter_node_bytes_per_s, g.collective_efficiency_intra, g.collective_efficiency_inter,
+                               g.collective_latency_s)
+    tp_per_layer = np.where(recompute_code == 2, 6.0, 4.0) * t_tp_one
+    tp_exposed_mb = layers * tp_per_layer * (1.0 - knobs.tp_overlap)
+
+    # ---- context parallel: ring pass of K and V blocks, (c-1) steps fwd, 2x in backward (dK, dV)
+    kv_bytes = act_bytes * micro_batch * (s / cp) * 2.0 * mi.kv_dim / tp
+    cp_time = 3.0 * (cp - 1) * kv_bytes / (g.intra_node_bytes_per_s * g.collective_efficiency_intra)
+    cp_exposed_mb = layers * np.maximum(cp_time - knobs.cp_overlap * (attn_fwd + attn_bwd), (1 - knobs.cp_overlap) * cp_time)
+
+    # ---- expert parallel: dispatch + combine all-to-all, forward and backward (Lepikhin 2020 GShard)
+    ep_payload = act_bytes * M * mi.experts_per_token * h
+    t_a2a = collective_time("all-to-all", ep_payload, ep, tp * cp, g.node_size, g.intra_node_bytes_per_s,
+                            g.inter_node_bytes_per_s, g.collective_efficiency_intra, g.collective_efficiency_inter,
+                            g.collective_latency_s)
+    moe_layers_stage = mi.num_moe_layers / pp
+    ep_exposed_mb = moe_layers_stage * 4.0 * t_a2a * (1.0 - knobs.ep_overlap)
+
+    # ---- pipeline: send activations forward and grads backward at each stage boundary
+    pp_payload = act_bytes * micro_batch * (s / cp) * h / np.where(sequence_parallel, tp, 1)
+    t_p2p = collective_time("p2p", pp_payload, pp, tp * cp * dp, g.node_size, g.intra_node_bytes_per_s,
+                            g.inter_node_bytes_per_s, g.collective_efficiency_intra, g.collective_efficiency_inter,
+                            g.collective_latency_s)
+    pp_exposed_mb = 2.0 * t_p2p * (1.0 - knobs.pp_overlap)
+
+    mb_time = mb_compute + tp_exposed_mb + cp_exposed_mb + ep_exposed_mb + pp_exposed_mb
+    m = grad_accum
+    bubble_mb = (pp - 1) / np.maximum(virtual_pp, 1)  # Narayanan 2021 §2.2: bubble = (p-1)/v micro-batch slots
+    pipeline_time = mb_time * (m + bubble_mb)
+
+    # ---- data parallel / sharding collectives
+    params_local = ((mi.params_total - mi.params_expert) + mi.params_expert / np.maximum(ep, 1)) / (tp * pp)
+    grads_local = np.minimum(mi.params_trainable / (tp * pp), params_local)
+    dp_stride = tp * cp
+    coll = dict(node_size=g.node_size, intra_bytes_per_s=g.intra_node_bytes_per_s,
+                inter_bytes_per_s=g.inter_node_bytes_per_s, intra_eff=g.collective_efficiency_intra,
+                inter_eff=g.collective_efficiency_inter, latency_s=g.collective_latency_s)
+    g_bytes = grads_local * grad_bytes
+    p_bytes = params_local * gather_bytes
+    # one layout for the DP group: ring time = f * (per_byte * S + latency), f = 2 for all-reduce (comms.py)
+    per_b, lat = ring_coefficients(dp, dp_stride, **coll)
+    rs = per_b * g_bytes + lat
+    ar = 2.0 * rs
+    ag_grads = per_b * grads_local * gather_bytes + lat
+    ag_params = per_b * p_bytes + lat
+    rs_params = per_b * params_local * grad_bytes + lat
+    # hybrid (HSDP): shard inside the node, all-reduce the shard across nodes
+    shard = np.minimum(dp, np.maximum(np.floor(g.node_size / dp_stride), 1))
+    per_h, lat_h = ring_coefficients(shard, dp_stride, **coll)
+    ag_hyb = per_h * p_bytes + lat_h
+    rs_hyb = per_h * params_local * grad_bytes + lat_h
+    ar_hyb = collective_time("all-reduce", g_bytes / shard, dp / shard, dp_stride * shard, **coll)
+
+    window_bwd = mb_bwd  # last micro-batch's backward hides DP gradient traffic
+    f_dp, f_fsdp = knobs.dp_overlap, knobs.fsdp_overlap
+
+    def exposed(comm, window, f):
+        # a fraction f of the traffic can hide behind `window` seconds of compute; the rest is exposed
+        return comm * (1.0 - f) + np.maximum(comm * f - window, 0.0)
+
+    stage0 = exposed(ar, window_bwd, f_dp)
+    # ZeRO-1 / distributed optimizer: reduce-scatter grads (overlapped with backward) + all-gather params after step
+    stage1 = exposed(rs, window_bwd, f_dp) + exposed(ag_grads, mb_fwd, f_dp)
+    # ZeRO-2: reduce-scatter in every micro-batch's backward + all-gather params once per step
+    stage2 = m * exposed(rs, window_bwd, f_dp) + exposed(ag_grads, mb_fwd, f_dp)
+    # ZeRO-3/FSDP: gather params for forward and again for backward, reduce-scatter grads, every micro-batch
+    stage3 = m * (exposed(ag_params, mb_fwd, f_fsdp) + exposed(ag_params + rs_params, window_bwd, f_fsdp))
+    # HSDP: the cross-node all-reduce of the shard shares the last micro-batch's backward window
+    stage4 = m * exposed(ag_hyb, mb_fwd, f_fsdp) + (m - 1) * exposed(ag_hyb + rs_hyb, window_bwd, f_fsdp) \
+        + exposed(ag_hyb + rs_hyb + ar_hyb, window_bwd, f_fsdp)
+    dp_exposed = np.where(sharding_code == 0, stage0, np.where(sharding_code == 1, stage1, np.where(
+        sharding_code == 2, stage2, np.where(sharding_code == 3, stage3, stage4))))
+    dp_total = np.where(sharding_code == 0, ar, np.where(sharding_code == 1, rs + ag_grads, np.where(
+        sharding_code == 2, m * rs + ag_grads, np.where(sharding_code == 3, m * (2 * ag_params + rs_params),
+                                                        m * (2 * ag_hyb + rs_hyb) + ar_hyb))))
+    dp_exposed = np.where(dp > 1, dp_exposed, 0.0)
+    dp_total = np.where(dp > 1, dp_total, 0.0)
+
+    # ---- optimizer step: fused kernel streams param/grad/state bytes through HBM (sharded over DP for ZeRO>=1)
+    opt_params = grads_local / np.where(sharding_code >= 1, np.where(sharding_code == 4, shard, dp), 1)
+    opt_gpu = opt_params * optimizer_bytes_per_param / (g.hbm_bytes_per_s * g.hbm_efficiency)
+    # offloaded optimizer: grads down + params up over PCIe, Adam on the CPU (ZeRO-Offload, Ren et al. 2021)
+    opt_cpu = opt_params * (grad_bytes + gather_bytes) / np.maximum(g.host_link_bytes_per_s, 1.0) \
+        + opt_params / knobs.cpu_optimizer_params_per_s
+    optimizer = np.where(offload_code >= 1, opt_cpu, opt_gpu)
+
+    step = pipeline_time + dp_exposed + optimizer + knobs.data_loader_s_per_step
+
+    # ---- classification: compute (GEMM + attention at the math roofline), memory (HBM-bound ops), network
+    compute_part = m * layers * (gemm_fwd_compute * (3.0 - mi.frozen_fraction) + attn_fwd + attn_bwd)
+    memory_part = m * layers * (elem_fwd + elem_bwd + attn_mem) + m * loss + optimizer
+    network_part = dp_exposed + m * (tp_exposed_mb + cp_exposed_mb + ep_exposed_mb + pp_exposed_mb)
+    return {
+        "step_time_s": step,
+        "compute_s": m * mb_compute,
+        "gemm_s": m * layers * (gemm_fwd + gemm_bwd + np.where(recompute_code == 2, gemm_fwd, 0.0)),
+        "attention_s": m * layers * (attn_fwd + attn_bwd + attn_mem + np.where(
+            recompute_code == 2, attn_fwd + attn_mem / (1.0 + knobs.elementwise_bwd_factor),
+            np.where(recompute_code == 1, attn_fwd, 0.0))),
+        "elementwise_s": m * layers * (elem_fwd + elem_bwd + np.where(recompute_code == 2, elem_fwd, 0.0)),
+        "logits_loss_s": m * head_time,
+        "host_overhead_s": m * layers * host + knobs.data_loader_s_per_step,
+        "recompute_s": m * layers * layer_rc,
+        "bubble_s": mb_time * bubble_mb,
+        "tp_comm_s": m * tp_exposed_mb,
+        "cp_comm_s": m * cp_exposed_mb,
+        "ep_comm_s": m * ep_exposed_mb,
+        "pp_comm_s": m * pp_exposed_mb,
+        "dp_comm_exposed_s": dp_exposed,
+        "dp_comm_total_s": dp_total,
+        "optimizer_s": optimizer,
+        "compute_bound_s": compute_part,
+        "memory_bound_s": memory_part,
+        "network_s": network_part,
+        "gemm_efficiency_mean": gemm_fwd_compute / np.maximum(gemm_fwd, 1e-30),
+    }
+
+
+# --------------------------------------------------------------------------- scalar API
+
+
+@dataclass(frozen=True)
+class StepEstimate:
+    """One optimizer step of one plan. Times in s, rates per s; `breakdown` parts add up to step_time_s."""
+
+    step_time_s: float
+    tokens_per_step: float
+    tokens_per_s: float
+    tokens_per_s_per_gpu: float
+    samples_per_s: float
+    model_flops_per_step: float
+    """Full-s^2 attention convention (PaLM appendix B / Narayanan eq. 3 / llm-foundry / NeMo)."""
+    model_flops_causal_per_step: float
+    hardware_flops_per_step: float
+    executed_flops_per_step: float
+    model_flops_per_s_per_gpu: float
+    mfu: float
+    """model_flops / (step_time * gpus * dense peak of the compute dtype)."""
+    mfu_causal: float
+    hfu: float
+    peak_flops_per_s: float
+    compute_dtype: str
+    bound: str
+    bound_margin: float
+    """Largest of (compute, memory, network) time over the next largest."""
+    compute_memory_ratio: float
+    breakdown: Mapping[str, float]
+    parts: Mapping[str, float]
+    terms: tuple[Term, ...] = field(default=())
+    six_nd_per_step: float = 0.0
+
+
+def _f(x) -> float:
+    return float(np.asarray(x).reshape(-1)[0])
+
+
+KERNELS = ("fused", "te", "eager", "hf-eager")
+
+
+def kernel_style(kernel: str) -> str:
+    """Elementwise style: 'fused' (fused norm/activation/rope kernels: Megatron, TE, torch.compile, Liger) or
+    'eager' (plain PyTorch modules; 'hf-eager' too). 'te' is fused + Transformer Engine/cuDNN attention."""
+    return "eager" if "eager" in str(kernel) else "fused"
+
+
+def uses_te_attention(kernel: str) -> bool:
+    """Transformer Engine / cuDNN (FlashAttention-3-class) attention: Megatron-Core and NeMo on Hopper+."""
+    return str(kernel).lower() in ("te", "megatron", "nemo", "transformer-engine")
+
+
+def kernel_args(model: ModelArch, setup: TrainSetup, gpu: GpuSpec, knobs: TimingKnobs, kernel: str = "fused") -> tuple:
+    """(ModelInputs, GpuNumbers, keyword plan arguments) for step_kernel from frozen inputs."""
+    mi = model_inputs(model, setup)
+    g = gpu_numbers(gpu, setup.precision, knobs, kernel)
+    prec = setup.precision.value
+    act_bytes = 4.0 if setup.precision in (Precision.FP32, Precision.TF32) else 2.0
+    gemm_bytes = 1.0 if compute_dtype(gpu, setup.precision) == "fp8" else act_bytes
+    opt_b = knobs.optimizer_bytes_per_param
+    plan = dict(
+        tp=setup.tp, pp=setup.pp, dp=setup.dp, cp=setup.cp, ep=setup.ep, micro_batch=setup.micro_batch,
+        grad_accum=setup.grad_accum, seq_len=setup.seq_len, sharding_code=SHARDING_CODE[setup.sharding],
+        recompute_code=RECOMPUTE_CODE[setup.recompute], sequence_parallel=int(setup.sequence_parallel),
+        virtual_pp=setup.virtual_pp if setup.pp > 1 else 1, offload_code=OFFLOAD_CODE[setup.offload_optimizer],
+        act_bytes=act_bytes, gemm_bytes=gemm_bytes, flash=setup.attention == Attention.FLASH,
+        grad_bytes=float(knobs.grad_reduce_bytes.get(prec, act_bytes)),
+        gather_bytes=float(knobs.param_gather_bytes.get(prec, act_bytes)),
+        optimizer_bytes_per_param=float(opt_b.get(setup.optimizer.value, opt_b.get("adamw", 36.0))),
+        dropout=setup.dropout, kernel=kernel,
+    )
+    return mi, g, plan
+
+
+def estimate_step(model: ModelArch, setup: TrainSetup, gpu: GpuSpec, knobs: TimingKnobs | None = None,
+                  kernel: str = "fused") -> StepEstimate:
+    """Step time, throughput, MFU/HFU and what bounds the step, for one plan.
+
+    kernel: "fused" (fused norm/activation/rope kernels, FlashAttention-2-class attention: the default),
+    "te" (fused + Transformer Engine/cuDNN attention, Megatron-Core/NeMo on Hopper/Blackwell), or
+    "hf-eager"/"eager" (plain PyTorch modules: Hugging Face, llm-foundry, torchtune without compile).
+    """
+    knobs = knobs or default_knobs()
+    mi, g, plan = kernel_args(model, setup, gpu, knobs, kernel)
+    out = {k: _f(v) for k, v in step_kernel(mi, g, knobs, **plan).items()}
+    fl = flops_per_step(model, setup)
+    step = out["step_time_s"]
+    gpus = setup.tp * setup.pp * setup.cp * setup.dp
+    tokens = float(setup.tokens_per_step)
+    peak = float(g.peak_flops_per_s)
+    tps = tokens / step
+    mfu = fl.model_flops / (step * gpus * peak) if peak > 0 else 0.0
+    mfu_c = fl.model_flops_causal / (step * gpus * peak) if peak > 0 else 0.0
+    hfu = fl.hardware_flops / (step * gpus * peak) if peak > 0 else 0.0
+
+    breakdown = {
+        "compute/gemm": out["gemm_s"],
+        "compute/attention": out["attention_s"],
+        "compute/elementwise": out["elementwise_s"],
+        "compute/logits_loss": out["logits_loss_s"],
+        "compute/host_overhead": out["host_overhead_s"],
+        "pipeline_bubble": out["bubble_s"],
+        "comm/tensor_parallel": out["tp_comm_s"],
+        "comm/context_parallel": out["cp_comm_s"],
+        "comm/expert_parallel": out["ep_comm_s"],
+        "comm/pipeline_p2p": out["pp_comm_s"],
+        "comm/data_parallel_exposed": out["dp_comm_exposed_s"],
+        "optimizer_step": out["optimizer_s"],
+    }
+    # the parts add up to the step (host overhead and recompute are inside compute already)
+    parts = {"compute": out["compute_bound_s"], "memory": out["memory_bound_s"], "network": out["network_s"]}
+    ranked = sorted(parts.items(), key=lambda kv: kv[1], reverse=True)
+    bound = ranked[0][0]
+    margin = ranked[0][1] / ranked[1][1] if ranked[1][1] > 0 else float("inf")
+    margin = min(margin, 1e6)
+    ratio = parts["compute"] / parts["memory"] if parts["memory"] > 0 else 1e6
+
+    src = dict(gpu.sources) if gpu.sources else {}
+    ks = dict(knobs.sources)
+    terms = list(fl.terms) + [
+        Term("time/gemm", out["gemm_s"], "s",
+             "m * L/p * sum_gemm max(2*M*k*n/t / (peak*eta(F)), bytes/(HBM*eta_hbm)) * (fwd 1 + bwd 2 [+ recompute 1])",
+             {"m": setup.grad_accum, "L/p": model.num_layers / setup.pp, "M_tokens": setup.micro_batch * setup.seq_len / setup.cp,
+              "t": setup.tp, "peak_flops_per_s": peak, "dtype": compute_dtype(gpu, setup.precision),
+              "eta_mean": out["gemm_efficiency_mean"], "hbm_bytes_per_s": gpu.hbm_bytes_per_s},
+             "roofline (Williams 2009); eta(F): catalog matmul_efficiency curve " + src.get("matmul_efficiency", gpu.id)),
+        Term("time/attention", out["attention_s"], "s",
+             "flash: F_fwd/(peak*size(F)*eff_fwd) + 2.5*F_fwd/(peak*size(F)*eff_bwd), F_fwd = 2*M*(s/2)*(q+v dims)/t",
+             {"eff_fwd": g.attention_fwd_efficiency, "eff_bwd": g.attention_bwd_efficiency,
+              "attention": setup.attention.value},
+             ks.get("attention_efficiency", "timing.yaml")),
+        Term("time/elementwise", out["elementwise_s"], "s",
+             "m * L/p * bytes(norms, residuals, activation, rotary) * (1 + bwd_factor) / (HBM * eta_hbm)",
+             {"kernel": kernel_style(kernel), "passes_hidden": knobs.elementwise_passes_hidden_fwd[kernel_style(kernel)],
+              "passes_ffn": knobs.elementwise_passes_ffn_fwd[kernel_style(kernel)],
+              "hbm_efficiency": g.hbm_efficiency}, ks.get("elementwise_passes_hidden_fwd", "timing.yaml")),
+        Term("time/logits_loss", out["logits_loss_s"], "s", "m * (3 * logits GEMM + V*M*bytes_per_vocab/HBM)",
+             {"V": model.vocab_size, "bytes_per_vocab": knobs.logits_bytes_per_vocab_token},
+             ks.get("logits_bytes_per_vocab_token", "timing.yaml")),
+        Term("time/pipeline_bubble", out["bubble_s"], "s", "microbatch_time * (p-1)/v",
+             {"p": setup.pp, "v": setup.virtual_pp, "m": setup.grad_accum},
+             "Narayanan et al. 2021 §2.2 (1F1B / interleaved bubble (p-1)/(m*v))"),
+        Term("time/tensor_parallel_comm", out["tp_comm_s"], "s",
+             "m * L/p * (4 | 6 with full recompute) * all-reduce(b*s*h*bytes, t) * (1 - tp_overlap)",
+             {"t": setup.tp, "tp_overlap": knobs.tp_overlap}, "Shoeybi et al. 2019 §3 (2 all-reduces fwd + 2 bwd per layer)"),
+        Term("time/data_parallel_comm_exposed", out["dp_comm_exposed_s"], "s",
+             "sum over collectives of c*(1-f) + max(0, c*f - window)  (window = backward / forward compute)",
+             {"dp": setup.dp, "sharding": setup.sharding.value, "total_comm_s": out["dp_comm_total_s"],
+              "dp_overlap": knobs.dp_overlap, "fsdp_overlap": knobs.fsdp_overlap,
+              "inter_node_bytes_per_s": gpu.inter_node_bytes_per_s, "intra_node_bytes_per_s": gpu.intra_node_bytes_per_s},
+             "DDP all-reduce / ZeRO RS+AG / FSDP AG fwd+bwd + RS (Rajbhandari 2020 §7; Zhao 2023); ring formulas nccl-tests"),
+        Term("time/optimizer", out["optimizer_s"], "s", "params_local/shards * bytes_per_param / (HBM * eta_hbm)",
+             {"optimizer": setup.optimizer.value, "offload": setup.offload_optimizer.value},
+             ks.get("optimizer_bytes_per_param", "timing.yaml")),
+        Term("time/step", step, "s", "(microbatch_time) * (m + (p-1)/v) + exposed DP comm + optimizer + data loader",
+             {k: round(v, 6) for k, v in breakdown.items()}, "sum of the parts above"),
+        Term("throughput/tokens_per_s", tps, "tokens/s", "global_batch * s / step_time",
+             {"global_batch": setup.global_batch, "s": setup.seq_len, "step_time_s": step}, ""),
+        Term("efficiency/mfu", mfu, "fraction", "model_flops_per_step / (step_time * gpus * peak)",
+             {"model_flops": fl.model_flops, "gpus": gpus, "peak_flops_per_s": peak},
+             "PaLM (Chowdhery 2022) appendix B; attention over full s^2"),
+        Term("efficiency/hfu", hfu, "fraction", "(model + recompute FLOPs) / (step_time * gpus * peak)",
+             {"hardware_flops": fl.hardware_flops}, "PaLM appendix B"),
+        Term("bound", margin, "x", f"max(compute, memory, network) / second = {bound}",
+             {k: round(v, 6) for k, v in parts.items()} | {"compute/memory": ratio},
+             "roofline: compute = GEMM+attention at eta*peak; memory = HBM-bound ops; network = exposed comm"),
+    ]
+    return StepEstimate(
+        step_time_s=step, tokens_per_step=tokens, tokens_per_s=tps, tokens_per_s_per_gpu=tps / gpus,
+        samples_per_s=setup.global_batch / step, model_flops_per_step=fl.model_flops,
+        model_flops_causal_per_step=fl.model_flops_causal, hardware_flops_per_step=fl.hardware_flops,
+        executed_flops_per_step=fl.executed_flops, model_flops_per_s_per_gpu=fl.model_flops / step / gpus,
+        mfu=mfu, mfu_causal=mfu_c, hfu=hfu, peak_flops_per_s=peak, compute_dtype=compute_dtype(gpu, setup.precision),
+        bound=bound, bound_margin=margin, compute_memory_ratio=ratio, breakdown=breakdown, parts=parts,
+        terms=tuple(terms), six_nd_per_step=fl.six_nd,
+    )

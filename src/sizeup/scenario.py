@@ -1,0 +1,266 @@
+"""Scenario files (YAML) for `sizeup train` and friends, and the timing-knob loader.
+
+A scenario holds the model, the workload, the training setup, the hardware and the platform/pricing
+(kept for the cost commands). CLI flags override it. Two spellings are accepted:
+
+    # sectioned (preferred)                     # flat (the shared flag names, as examples/seed004.yaml)
+    model: llama-2-70b                          model: llama-2-7b
+    workload: {tokens: 2T}                      samples: 10000
+    training: {seq: 4096, global_batch: 128,    tokens_per_sample: 500
+               tp: 8, pp: 2, zero: 1}           gpu: t4
+    hardware: {gpu: h100-sxm, gpus: 512}        platform: modal
+    platform: {name: aws, pricing: spot}
+    timing: {dp_overlap: 0.8}                   # optional knob overrides (catalog/data/timing.yaml)
+
+Unknown keys are errors (pydantic extra="forbid"), with did-you-mean.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional, Union
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from sizeup.errors import SizeupError
+
+TIMING_FILE = Path(__file__).parent / "catalog" / "data" / "timing.yaml"
+
+
+# --------------------------------------------------------------------------- timing knobs
+
+
+@functools.lru_cache(maxsize=4)
+def _timing_data(path: str) -> dict:
+    from sizeup.catalog import read_yaml
+
+    return read_yaml(Path(path)) or {}
+
+
+def load_timing_knobs(overrides: dict | None = None, path: Path | None = None):
+    """TimingKnobs from catalog/data/timing.yaml, with optional {name: value} overrides (dicts merge)."""
+    from sizeup.core.timing import TimingKnobs
+
+    data = dict(_timing_data(str(path or TIMING_FILE)))
+    for key, value in (overrides or {}).items():
+        base = data.get(key)
+        if isinstance(value, dict) and isinstance(base, dict) and isinstance(base.get("value"), dict):
+            merged = dict(base["value"])
+            merged.update(value)
+            value = merged
+        data[key] = {"value": value, "source": "scenario override"}
+    try:
+        return TimingKnobs.from_mapping(data)
+    except KeyError as exc:
+        from dataclasses import fields
+
+        from sizeup.errors import did_you_mean
+
+        names = [f.name for f in fields(TimingKnobs) if f.name != "sources"]
+        raise SizeupError(f"unknown timing knob {exc.args[0]!r}.{did_you_mean(str(exc.args[0]), names)} "
+                          f"Known: {', '.join(names)}") from None
+    except TypeError as exc:
+        raise SizeupError(f"bad timing knob value: {exc}") from None
+
+
+# --------------------------------------------------------------------------- schema
+
+Num = Union[int, float, str]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class WorkloadSection(_Strict):
+    tokens: Optional[Num] = None
+    samples: Optional[Num] = None
+    tokens_per_sample: Optional[Num] = None
+    epochs: Optional[float] = Field(default=None, gt=0)
+
+
+class TrainingSection(_Strict):
+    seq: Optional[int] = Field(default=None, gt=0)
+    micro_batch: Optional[int] = Field(default=None, gt=0)
+    global_batch: Optional[int] = Field(default=None, gt=0)
+    grad_accum: Optional[int] = Field(default=None, gt=0)
+    precision: Optional[str] = None
+    optimizer: Optional[str] = None
+    zero: Optional[Union[int, str]] = None
+    tp: Optional[int] = Field(default=None, gt=0)
+    pp: Optional[int] = Field(default=None, gt=0)
+    cp: Optional[int] = Field(default=None, gt=0)
+    ep: Optional[int] = Field(default=None, gt=0)
+    virtual_pp: Optional[int] = Field(default=None, gt=0)
+    sequence_parallel: Optional[bool] = None
+    recompute: Optional[str] = None
+    attention: Optional[str] = None
+    peft: Optional[Union[str, bool]] = None
+    lora_rank: Optional[int] = Field(default=None, gt=0)
+    offload_optimizer: Optional[str] = None
+    kernel: Optional[str] = None
+
+
+class HardwareSection(_Strict):
+    gpu: Optional[Union[str, list[str]]] = None
+    gpus: Optional[Union[int, list[int]]] = None
+    gpus_per_node: Optional[int] = Field(default=None, gt=0)
+
+
+class PlatformSection(_Strict):
+    name: Optional[Union[str, list[str]]] = None
+    pricing: Optional[Union[str, list[str]]] = None
+    region: Optional[str] = None
+
+
+FLAT_WORKLOAD = ("tokens", "samples", "tokens_per_sample", "epochs")
+FLAT_TRAINING = ("seq", "micro_batch", "global_batch", "grad_accum", "precision", "optimizer", "zero", "tp", "pp",
+                 "cp", "ep", "recompute", "peft", "lora_rank")
+FLAT_HARDWARE = ("gpu", "gpus")
+# keys other commands (compare, budget, demo, audit) read from the same file; kept, not used by `train`
+OTHER_KEYS = ("deadline", "budget", "max_gpus", "impact", "phases", "buy", "seed_claims", "sort")
+
+
+class ScenarioFile(_Strict):
+    name: str = ""
+    description: str = ""
+    source: str = ""
+    model: Optional[Union[str, dict[str, Any]]] = None
+    workload: Optional[WorkloadSection] = None
+    training: Optional[TrainingSection] = None
+    hardware: Optional[HardwareSection] = None
+    platform: Optional[Union[str, list[str], PlatformSection]] = None
+    pricing: Optional[Union[str, list[str]]] = None
+    timing: dict[str, Any] = {}
+    # flat spellings (shared flag names)
+    tokens: Optional[Num] = None
+    samples: Optional[Num] = None
+    tokens_per_sample: Optional[Num] = None
+    epochs: Optional[float] = Field(default=None, gt=0)
+    seq: Optional[int] = Field(default=None, gt=0)
+    micro_batch: Optional[int] = Field(default=None, gt=0)
+    global_batch: Optional[int] = Field(default=None, gt=0)
+    grad_accum: Optional[int] = Field(default=None, gt=0)
+    precision: Optional[str] = None
+    optimizer: Optional[str] = None
+    zero: Optional[Union[int, str]] = None
+    tp: Optional[int] = Field(default=None, gt=0)
+    pp: Optional[int] = Field(default=None, gt=0)
+    cp: Optional[int] = Field(default=None, gt=0)
+    ep: Optional[int] = Field(default=None, gt=0)
+    recompute: Optional[str] = None
+    peft: Optional[Union[str, bool]] = None
+    lora_rank: Optional[int] = Field(default=None, gt=0)
+    gpu: Optional[Union[str, list[str]]] = None
+    gpus: Optional[Union[int, list[int]]] = None
+    # read by other commands
+    deadline: Optional[Any] = None
+    budget: Optional[Any] = None
+    max_gpus: Optional[Any] = None
+    impact: Optional[Any] = None
+    phases: Optional[Any] = None
+    buy: Optional[Any] = None
+    seed_claims: Optional[Any] = None
+    sort: Optional[Any] = None
+
+
+@dataclass
+class Scenario:
+    """A scenario flattened to the shared flag names (None = not given), plus knob overrides."""
+
+    values: dict[str, Any] = field(default_factory=dict)
+    timing: dict[str, Any] = field(default_factory=dict)
+    name: str = ""
+    description: str = ""
+    path: str = ""
+    notes: list[str] = field(default_factory=list)
+    other: dict[str, Any] = field(default_factory=dict)
+
+    def get(self, key: str, default=None):
+        v = self.values.get(key)
+        return default if v is None else v
+
+    def merged(self, flags: dict[str, Any]) -> dict[str, Any]:
+        """Scenario values overridden by every flag that was given (not None)."""
+        out = dict(self.values)
+        out.update({k: v for k, v in flags.items() if v is not None})
+        return out
+
+
+def _first(value, key: str, notes: list[str]):
+    if isinstance(value, list):
+        if not value:
+            return None
+        if len(value) > 1:
+            notes.append(f"scenario lists several values for {key} ({', '.join(map(str, value))}); "
+                         f"using the first ({value[0]}); `sizeup compare` evaluates them all")
+        return value[0]
+    return value
+
+
+def load_scenario(path: str | Path) -> Scenario:
+    """Read and validate a scenario YAML; SizeupError with the offending key on bad input."""
+    from sizeup.catalog import read_yaml
+    from sizeup.errors import did_you_mean, pydantic_message
+
+    p = Path(path)
+    if not p.is_file():
+        raise SizeupError(f"scenario file {str(path)!r} not found")
+    try:
+        raw = read_yaml(p)
+    except Exception as exc:  # yaml.YAMLError and friends
+        raise SizeupError(f"cannot read scenario {str(path)!r}: {str(exc).splitlines()[0]}") from None
+    if not isinstance(raw, dict):
+        raise SizeupError(f"scenario {str(path)!r} must be a mapping (model, workload, training, hardware, platform)")
+    known = list(ScenarioFile.model_fields)
+    for key in raw:
+        if key not in known:
+            raise SizeupError(f"scenario {p.name}: unknown key {key!r}.{did_you_mean(str(key), known)} "
+                              "Sections: model, workload, training, hardware, platform, pricing, timing")
+    try:
+        sf = ScenarioFile.model_validate(raw)
+    except ValidationError as exc:
+        raise SizeupError(f"scenario {p.name}: {pydantic_message(exc)}") from None
+
+    notes: list[str] = []
+    values: dict[str, Any] = {}
+
+    def put(key: str, value, where: str):
+        if value is None:
+            return
+        if values.get(key) is not None and values[key] != value:
+            raise SizeupError(f"scenario {p.name}: {key} given twice ({values[key]!r} and {value!r} in {where})")
+        values[key] = value
+
+    model = sf.model
+    if isinstance(model, dict):
+        model = model.get("preset") or model.get("config") or model.get("id")
+        if not model:
+            raise SizeupError(f"scenario {p.name}: model must be a preset id / config.json path, or {{preset: ...}}")
+    put("model", model, "model")
+    for key in FLAT_WORKLOAD + FLAT_TRAINING + FLAT_HARDWARE:
+        put(key, getattr(sf, key), "top level")
+    if sf.workload:
+        for key, v in sf.workload.model_dump().items():
+            put(key, v, "workload")
+    if sf.training:
+        for key, v in sf.training.model_dump().items():
+            put(key, v, "training")
+    if sf.hardware:
+        for key, v in sf.hardware.model_dump().items():
+            put(key, v, "hardware")
+    plat = sf.platform
+    if isinstance(plat, PlatformSection):
+        put("platform", plat.name, "platform")
+        put("pricing", plat.pricing, "platform")
+        put("region", plat.region, "platform")
+    else:
+        put("platform", plat, "platform")
+    put("pricing", sf.pricing, "pricing")
+    for key in ("gpu", "gpus", "platform", "pricing"):
+        if key in values:
+            values[key] = _first(values[key], key, notes)
+    other = {k: getattr(sf, k) for k in OTHER_KEYS if getattr(sf, k) is not None}
+    return Scenario(values, dict(sf.timing), sf.name, sf.description, str(p), notes, other)

@@ -210,7 +210,42 @@ def train_cmd(
 
         mem = _memory(arch, setup, gpu_spec, "hf-eager" if style == "eager" else "fused")
     report = build_report(arch, setup, gpu_spec, step, est, mem, kernel_name, scenario)
+    if values.get("platform"):
+        add_cost(report, est, values, arch, setup, gpu_spec, catalog)
     emit(report, json_, csv_, markdown, explain)
+
+
+def add_cost(report, est, values, arch, setup, gpu_spec, catalog) -> None:
+    """`--platform P [--pricing K]`: price the run (seed 004 field names next to sizeup's own)."""
+    from sizeup.commands.compare import cost_section
+    from sizeup.core.explain import Term
+    from sizeup.report import Table
+    from sizeup.units import format_duration, format_usd
+
+    if est is None:
+        raise SizeupError("pricing a run needs its size: give --tokens, or --samples with --tokens-per-sample")
+    pricing = str(values.get("pricing") or "on-demand")
+    cost = cost_section(est, str(values["platform"]), pricing, gpu_spec, model=arch, setup=setup,
+                        tokens=est.tokens, catalog=catalog)
+    explained = cost.pop("explain", [])
+    report.data["cost"] = cost
+    for key in ("throughput_tokens_per_sec", "estimated_hours", "cost_breakdown"):
+        report.data[key] = cost.get(key)
+    report.data["platform"], report.data["pricing"] = cost.get("platform"), cost.get("pricing")
+    breakdown = cost["cost_breakdown"]
+    rows = [("platform / instance", f"{cost.get('platform')} {cost.get('instance')} ({cost.get('pricing')}), "
+                                    f"{cost.get('instances')} instance(s), {cost.get('gpus_paid')} GPUs paid"),
+            ("price", f"${cost.get('price_usd_per_hour', 0):,.4g}/instance-hour, as of {cost.get('price_as_of')} "
+                      f"[{cost.get('price_source')}]"),
+            ("wall-clock incl. restarts", format_duration(3600 * cost["estimated_hours"])),
+            ("compute cost", format_usd(breakdown["compute_cost"])),
+            ("storage cost", format_usd(breakdown["storage_cost"])),
+            ("egress cost", format_usd(breakdown["egress_cost"])),
+            ("total cost", format_usd(breakdown["total_cost"]))]
+    report.tables.insert(1, Table("cost", ["figure", "value"], rows))
+    report.warnings.extend(cost.get("warnings", []))
+    report.terms.extend(Term(t["name"], t["value"], t["unit"], t["formula"], t.get("inputs", {}), t.get("source", ""))
+                        for t in explained)
 
 
 def build_report(arch, setup, gpu, step, est, mem, style, scenario):

@@ -261,6 +261,56 @@ def usd_per_tbps_hour(price_usd_per_gpu_hour: float, hbm_bytes_per_s: float) -> 
 # --------------------------------------------------------------------------- main entry
 
 
+def cost_kernel(compute_s, gpus, offer: Offer, knobs: CostKnobs, checkpoint_bytes, final_weights_bytes: float = 0.0,
+                dataset_bytes: float = 0.0) -> dict:
+    """The cost arithmetic, array-agnostic: `compute_s`, `gpus` and `checkpoint_bytes` may be numpy arrays (the plan
+    search) or numbers (`estimate_cost`). One implementation serves both; every formula is stated in estimate_cost's terms.
+    """
+    import numpy as np
+
+    T = np.asarray(compute_s, dtype=float)
+    g = np.asarray(gpus, dtype=float)
+    C = np.asarray(checkpoint_bytes, dtype=float) + 0.0 * g
+    n = np.maximum(1.0, np.ceil(g / max(1, offer.gpus_per_instance)))               # whole instances
+    spot = offer.preemption_rate_per_hour / HOUR_S if offer.pricing == "spot" else 0.0
+    hw = g / (knobs.gpu_mtbf_h * HOUR_S) if knobs.gpu_mtbf_h > 0 else 0.0 * g
+    rate = n * spot + hw                                                             # Λ = n λ_spot + gpus / MTBF
+    delta = np.where(C > 0, C / (max(knobs.checkpoint_write_bytes_per_s, 1.0) * n), 0.0)  # δ = C / (n B_write)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        if knobs.checkpoint_interval_s > 0:
+            tau = np.full_like(T + 0.0 * g, knobs.checkpoint_interval_s)
+        else:                                                                        # τ = sqrt(2 δ / Λ) (Young 1974)
+            tau = np.where(delta > 0, np.where(rate > 0, np.sqrt(2.0 * delta / np.where(rate > 0, rate, 1.0)), np.inf),
+                           np.where(rate <= 0, np.inf, 0.0))
+        tau = np.where(T > 0, np.minimum(tau, T), 0.0)                               # at most one save per run
+        ckpt = np.where(tau > 0, T * delta / np.where(tau > 0, tau, 1.0), 0.0)
+        n_ckpt = np.where(tau > 0, np.ceil(T / np.where(tau > 0, tau, 1.0) - 1e-9), 1.0)
+    restart = offer.restart_s if offer.restart_s > 0 else knobs.restart_s
+    loss_per_failure = restart + tau / 2.0
+    denom = 1.0 - rate * loss_per_failure
+    stalled = denom <= 0.05
+    denom = np.where(stalled, 0.05, denom)
+    wall = np.where(rate > 0, (T + ckpt) / denom, T + ckpt)                         # W = T(1+δ/τ)/(1-Λ(R+τ/2))
+    # each spot preemption ends the instance's billed session; the replacement is rounded up again: on average
+    # half an increment (hardware failures restart the job, usually on the same instances: no new session)
+    preemptions = n * spot * wall
+    waste = preemptions * offer.billing_increment_s / 2.0 if offer.billing_increment_s > 1 else 0.0 * wall
+    inc = max(offer.billing_increment_s, 1e-9)
+    billed = np.maximum(offer.min_billing_s, np.ceil(wall / inc - 1e-9) * inc) + waste
+    compute_usd = n * offer.price_usd_per_hour * billed / HOUR_S
+    kept = np.where(C > 0, np.maximum(1.0, np.minimum(knobs.checkpoints_kept, np.maximum(1.0, n_ckpt))), 0.0)
+    during_gb = (dataset_bytes + kept * C + knobs.log_bytes) / GB
+    after_gb = (dataset_bytes + np.where(kept > 0, C, 0.0) + knobs.log_bytes) / GB
+    storage_usd = (during_gb * wall / MONTH_S + after_gb * knobs.retain_s / MONTH_S) * offer.storage_usd_per_gb_month
+    egress_usd = max(0.0, final_weights_bytes / GB - offer.egress_free_gb) * offer.egress_usd_per_gb + 0.0 * wall
+    return {"instances": n, "rate_per_s": rate, "spot_rate_per_s": spot + 0.0 * wall, "checkpoint_write_s": delta,
+            "checkpoint_interval_s": tau, "checkpoint_overhead_s": ckpt, "restart_s": restart,
+            "loss_per_failure_s": loss_per_failure, "stalled": stalled, "wall_clock_s": wall,
+            "preemptions": preemptions, "billed_s": billed, "compute_usd": compute_usd, "checkpoints_kept": kept,
+            "storage_usd": storage_usd, "egress_usd": egress_usd, "total_usd": compute_usd + storage_usd + egress_usd,
+            "checkpoint_bytes": C}
+
+
 def estimate_cost(
     compute_s: float,
     gpus: int,
@@ -276,107 +326,72 @@ def estimate_cost(
 
     Returns the expected wall-clock (with checkpoint writes, spot preemptions and hardware failures),
     the billed time, compute + storage + egress dollars, and optional energy (kWh) and CO2 (kg).
+    The arithmetic is `cost_kernel`; this wrapper checks inputs and explains every figure.
     """
     if compute_s < 0 or not math.isfinite(compute_s):
         raise ValueError(f"compute_s must be a finite number >= 0, got {compute_s}")
     if gpus < 1:
         raise ValueError(f"gpus must be >= 1, got {gpus}")
+    k = {key: (bool(v) if key == "stalled" else float(v))
+         for key, v in cost_kernel(compute_s, gpus, offer, knobs, checkpoint_bytes, final_weights_bytes,
+                                   dataset_bytes).items()}
     terms: list[Term] = []
     reasons: list[str] = []
     price_src = f"{offer.price_source} (as_of {offer.price_as_of})"
-
-    n = instances_needed(gpus, offer.gpus_per_instance)
+    n = int(k["instances"])
     gpus_paid = n * offer.gpus_per_instance
+    rate_s, delta_s, tau_s, wall_s = k["rate_per_s"], k["checkpoint_write_s"], k["checkpoint_interval_s"], k["wall_clock_s"]
     terms.append(Term("cost/instances", n, "instances", "n = ceil(gpus / gpus_per_instance)",
                       {"gpus": gpus, "gpus_per_instance": offer.gpus_per_instance, "instance": offer.instance},
                       "whole instances are rented"))
-
-    # ---- failures: spot preemptions (per instance) + hardware interruptions (per GPU)
-    spot_rate_s = offer.preemption_rate_per_hour / HOUR_S if offer.pricing == "spot" else 0.0
-    hw_rate_s = gpus / (knobs.gpu_mtbf_h * HOUR_S) if knobs.gpu_mtbf_h > 0 else 0.0
-    rate_s = n * spot_rate_s + hw_rate_s
     terms.append(Term("cost/failure_rate", rate_s * HOUR_S, "1/h",
                       "Λ = n * λ_spot + gpus / MTBF_gpu",
-                      {"n": n, "λ_spot_per_h": spot_rate_s * HOUR_S, "gpus": gpus, "MTBF_gpu_h": knobs.gpu_mtbf_h},
+                      {"n": n, "λ_spot_per_h": k["spot_rate_per_s"] * HOUR_S, "gpus": gpus, "MTBF_gpu_h": knobs.gpu_mtbf_h},
                       f"λ_spot: {offer.preemption_source or 'platform catalog'}; "
                       f"MTBF: {knobs.sources.get('gpu_mtbf_h', 'energy.yaml reliability')}"))
-
-    write_bw = max(knobs.checkpoint_write_bytes_per_s, 1.0) * n
-    delta_s = checkpoint_bytes / write_bw if checkpoint_bytes > 0 else 0.0
     terms.append(Term("cost/checkpoint_write", delta_s, "s", "δ = C / (n * B_write)",
                       {"C_bytes": checkpoint_bytes, "n": n, "B_write_bytes_per_s": knobs.checkpoint_write_bytes_per_s},
                       knobs.sources.get("checkpoint_write_bytes_per_s", "sharded save: each instance writes its shard")))
-
     if knobs.checkpoint_interval_s > 0:
-        tau_s = knobs.checkpoint_interval_s
         tau_formula, tau_src = "τ = user --checkpoint-interval", "flag"
     else:
-        tau_s = young_daly_interval_s(delta_s, rate_s) if delta_s > 0 else (
-            math.inf if rate_s <= 0 else 0.0)
         tau_formula, tau_src = "τ = sqrt(2 δ / Λ)", YOUNG_SOURCE
-    tau_s = min(tau_s, compute_s) if compute_s > 0 else 0.0  # never more than the run: one save at the end
-
-    ckpt_overhead_s = compute_s * delta_s / tau_s if tau_s > 0 else 0.0
-    restart_s = offer.restart_s if offer.restart_s > 0 else knobs.restart_s
     restart_src = offer.restart_source if offer.restart_s > 0 else knobs.sources.get("restart_s", "CostKnobs")
-    loss_per_failure_s = restart_s + tau_s / 2.0
-    denom = 1.0 - rate_s * loss_per_failure_s
-    if denom <= 0.05:
+    if k["stalled"]:
         reasons.append(
-            f"expected interruptions every {format_h(1 / rate_s)} but each costs {format_h(loss_per_failure_s)} "
+            f"expected interruptions every {format_h(1 / rate_s)} but each costs {format_h(k['loss_per_failure_s'])} "
             "(restart + half a checkpoint interval): the run would not make progress"
         )
-        denom = 0.05
-    wall_s = (compute_s + ckpt_overhead_s) / denom if rate_s > 0 else compute_s + ckpt_overhead_s
     interruptions = rate_s * wall_s
     terms.append(Term("cost/checkpoint_interval", tau_s, "s", tau_formula + ", capped at T",
                       {"δ_s": delta_s, "Λ_per_s": rate_s, "T_s": compute_s}, tau_src))
     terms.append(Term("time/wall_clock", wall_s, "s", "W = T (1 + δ/τ) / (1 − Λ (R + τ/2))",
-                      {"T_s": compute_s, "δ_s": delta_s, "τ_s": tau_s, "Λ_per_s": rate_s, "R_s": restart_s},
+                      {"T_s": compute_s, "δ_s": delta_s, "τ_s": tau_s, "Λ_per_s": rate_s, "R_s": k["restart_s"]},
                       f"Young/Daly first-order model; same form as llm-calc (peers.md); R: {restart_src}"))
     terms.append(Term("cost/expected_interruptions", interruptions, "count", "Λ * W",
                       {"Λ_per_s": rate_s, "W_s": wall_s}))
-
-    # ---- billing and compute dollars
-    # each spot preemption ends the instance's billed session; the replacement is rounded up again: on average
-    # half an increment (hardware failures restart the job, usually on the same instances: no new session)
-    preemptions = n * spot_rate_s * wall_s
-    restart_waste_s = preemptions * offer.billing_increment_s / 2.0 if offer.billing_increment_s > 1 else 0.0
-    billed_s = billed_seconds(wall_s, offer.billing_increment_s, offer.min_billing_s) + restart_waste_s
+    billed_s, compute_usd = k["billed_s"], k["compute_usd"]
     terms.append(Term("cost/billed_time", billed_s, "s",
                       "max(min_billing, ceil(W / increment) * increment) + preemptions * increment / 2",
                       {"W_s": wall_s, "increment_s": offer.billing_increment_s, "min_billing_s": offer.min_billing_s,
-                       "preemptions": preemptions},
+                       "preemptions": k["preemptions"]},
                       offer.billing_source or "platform catalog billing"))
-    compute_usd = n * offer.price_usd_per_hour * billed_s / HOUR_S
     terms.append(Term("cost/compute", compute_usd, "USD", "n * p * billed_h",
                       {"n": n, "p_usd_per_instance_hour": offer.price_usd_per_hour, "billed_h": billed_s / HOUR_S,
                        "pricing": offer.pricing, "as_of": offer.price_as_of},
                       price_src))
-
-    # ---- storage: dataset + kept checkpoints + logs, for the run and the retention period
-    n_ckpt = math.ceil(compute_s / tau_s - 1e-9) if tau_s > 0 else 1
-    kept = max(1, min(knobs.checkpoints_kept, max(1, n_ckpt))) if checkpoint_bytes > 0 else 0
-    during_gb = (dataset_bytes + kept * checkpoint_bytes + knobs.log_bytes) / GB
-    after_gb = (dataset_bytes + (checkpoint_bytes if kept else 0.0) + knobs.log_bytes) / GB
-    gb_months = during_gb * wall_s / MONTH_S + after_gb * knobs.retain_s / MONTH_S
-    storage_usd = gb_months * offer.storage_usd_per_gb_month
+    storage_usd, egress_usd = k["storage_usd"], k["egress_usd"]
     terms.append(Term("cost/storage", storage_usd, "USD",
                       "s_gb_month * [(D + k*C + logs) * W + (D + C + logs) * retain] / month",
-                      {"D_bytes": dataset_bytes, "k_checkpoints_kept": kept, "C_bytes": checkpoint_bytes,
+                      {"D_bytes": dataset_bytes, "k_checkpoints_kept": int(k["checkpoints_kept"]), "C_bytes": checkpoint_bytes,
                        "logs_bytes": knobs.log_bytes, "W_s": wall_s, "retain_s": knobs.retain_s,
                        "s_usd_per_gb_month": offer.storage_usd_per_gb_month},
                       offer.storage_source or "platform catalog storage price"))
-
-    # ---- egress: download the final weights (adapter only with PEFT)
-    egress_gb = max(0.0, final_weights_bytes / GB - offer.egress_free_gb)
-    egress_usd = egress_gb * offer.egress_usd_per_gb
     terms.append(Term("cost/egress", egress_usd, "USD", "e_usd_per_gb * max(0, weights_GB - free_GB)",
                       {"weights_bytes": final_weights_bytes, "free_GB": offer.egress_free_gb,
                        "e_usd_per_gb": offer.egress_usd_per_gb},
                       offer.egress_source or "platform catalog egress price"))
-
-    total_usd = compute_usd + storage_usd + egress_usd
+    total_usd = k["total_usd"]
     terms.append(Term("cost/total", total_usd, "USD", "compute + storage + egress",
                       {"compute": compute_usd, "storage": storage_usd, "egress": egress_usd}))
 

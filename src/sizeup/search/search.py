@@ -9,24 +9,24 @@ precision (memory does not depend on the GPU kind otherwise; the fit is then che
 Order of work per chunk (Calculon's "prune on memory first"): memory -> fit -> time only the plans that fit ->
 steps, wall-clock and dollars -> constraints -> keep the best few. Counts of what was removed, and why, are kept.
 
-Cost: `cost_arrays` is `sizeup.core.cost.estimate_cost` written with numpy (that function is scalar: math.ceil,
-branches); tests check that both agree on every returned plan.
+Cost: `cost_arrays` calls `sizeup.core.cost.cost_kernel`, the same array-agnostic arithmetic that
+`estimate_cost` wraps; tests check that both agree on every returned plan.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from sizeup.core.cost import HOUR_S, MONTH_S, GB, CostKnobs, Offer
+from sizeup.core.cost import CostKnobs, Offer, cost_kernel
 from sizeup.core.types import (
     Attention, GpuSpec, ModelArch, Offload, Optimizer, Overheads, Peft, Precision, Recompute, Sharding, TrainSetup,
 )
-from sizeup.search.candidates import OFFLOADS, RECOMPUTES, SHARDINGS, Candidates, SearchSpace, default_gpu_counts, generate
+from sizeup.search.candidates import OFFLOADS, RECOMPUTES, SHARDINGS, SearchSpace, default_gpu_counts, generate
 
 OBJECTIVES = ("time", "cost", "pareto", "gpus")
 BOUNDS = ("compute", "memory", "network")
@@ -207,46 +207,11 @@ class SearchResult:
 
 
 def cost_arrays(compute_s, gpus, offer: Offer, cost: CostInputs) -> dict[str, np.ndarray]:
-    """`sizeup.core.cost.estimate_cost` on arrays of compute time and GPU counts (same formulas, same order):
-    whole instances, Young/Daly checkpoints, spot preemptions + failures, billing increments, storage, egress."""
-    k = cost.knobs
-    T = np.asarray(compute_s, dtype=float)
-    g = np.asarray(gpus, dtype=float)
-    n = np.maximum(1.0, np.ceil(g / max(1, offer.gpus_per_instance)))          # whole instances
-    spot = offer.preemption_rate_per_hour / HOUR_S if offer.pricing == "spot" else 0.0
-    hw = g / (k.gpu_mtbf_h * HOUR_S) if k.gpu_mtbf_h > 0 else 0.0 * g
-    rate = n * spot + hw                                                        # Λ = n λ_spot + gpus / MTBF
-    C = cost.checkpoint_base_bytes + cost.checkpoint_bytes_per_rank * g
-    delta = np.where(C > 0, C / (max(k.checkpoint_write_bytes_per_s, 1.0) * n), 0.0)   # δ = C / (n B_write)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        if k.checkpoint_interval_s > 0:
-            tau = np.full_like(T, k.checkpoint_interval_s)
-        else:                                                                   # τ = sqrt(2 δ / Λ) (Young 1974)
-            tau = np.where(delta > 0, np.where(rate > 0, np.sqrt(2.0 * delta / np.where(rate > 0, rate, 1.0)), np.inf),
-                           np.where(rate <= 0, np.inf, 0.0))
-        tau = np.where(T > 0, np.minimum(tau, T), 0.0)
-        ckpt = np.where(tau > 0, T * delta / np.where(tau > 0, tau, 1.0), 0.0)
-    restart = offer.restart_s if offer.restart_s > 0 else k.restart_s
-    denom = 1.0 - rate * (restart + tau / 2.0)
-    stalled = denom <= 0.05
-    denom = np.where(stalled, 0.05, denom)
-    wall = np.where(rate > 0, (T + ckpt) / denom, T + ckpt)                  # W = T(1+δ/τ)/(1-Λ(R+τ/2))
-    inc = max(offer.billing_increment_s, 1e-9)
-    billed = np.maximum(offer.min_billing_s, np.ceil(wall / inc - 1e-9) * inc)
-    # each spot preemption opens a new billed session: half an increment wasted on average (cost.py)
-    if offer.billing_increment_s > 1:
-        billed = billed + n * spot * wall * offer.billing_increment_s / 2.0
-    compute_usd = n * offer.price_usd_per_hour * billed / HOUR_S
-    with np.errstate(divide="ignore", invalid="ignore"):
-        n_ckpt = np.where(tau > 0, np.ceil(T / np.where(tau > 0, tau, 1.0) - 1e-9), 1.0)
-    kept = np.where(C > 0, np.maximum(1.0, np.minimum(k.checkpoints_kept, np.maximum(1.0, n_ckpt))), 0.0)
-    during = (cost.dataset_bytes + kept * C + k.log_bytes) / GB
-    after = (cost.dataset_bytes + np.where(kept > 0, C, 0.0) + k.log_bytes) / GB
-    storage = (during * wall / MONTH_S + after * k.retain_s / MONTH_S) * offer.storage_usd_per_gb_month
-    egress = max(0.0, cost.final_weights_bytes / GB - offer.egress_free_gb) * offer.egress_usd_per_gb
-    return {"instances": n, "wall_clock_s": wall, "billed_s": billed, "compute_usd": compute_usd,
-            "storage_usd": storage, "egress_usd": egress + 0.0 * wall,
-            "total_usd": compute_usd + storage + egress, "stalled": stalled, "checkpoint_bytes": C}
+    """`sizeup.core.cost.cost_kernel` (the arithmetic behind estimate_cost) on arrays of compute time and GPU counts;
+    the checkpoint size grows with the number of ranks that save optimizer shards."""
+    checkpoint_bytes = cost.checkpoint_base_bytes + cost.checkpoint_bytes_per_rank * np.asarray(gpus, dtype=float)
+    return cost_kernel(compute_s, gpus, offer, cost.knobs, checkpoint_bytes, cost.final_weights_bytes,
+                       cost.dataset_bytes)
 
 
 def offer_usable(offer: Offer, gpus, node_size: int, whole_instances: bool) -> np.ndarray:

@@ -39,6 +39,7 @@ COMMAND_MODULES = (
     "search",
     "workload",
     "audit",
+    "scale",
     "demo",
 )
 

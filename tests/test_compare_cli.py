@@ -67,7 +67,8 @@ def test_spot_row_adds_expected_restarts(capsys):
     by = {r["pricing"]: r for r in data["rows"]}
     assert by["spot"]["price_usd_per_hour"] < by["on-demand"]["price_usd_per_hour"]
     # on-demand still sees hardware failures (Llama 3 MTBF), orders of magnitude rarer than preemptions
-    assert by["spot"]["expected_interruptions"] > 0.1 > 1000 * by["on-demand"]["expected_interruptions"]
+    assert by["spot"]["expected_interruptions"] > 0.1
+    assert by["spot"]["expected_interruptions"] > 100 * by["on-demand"]["expected_interruptions"]
     assert by["spot"]["wall_clock_s"] > by["on-demand"]["wall_clock_s"]
 
 

@@ -308,6 +308,7 @@ def test_predict_point_skip_reasons(over, quantity, unit, reason):
 
 
 def test_max_seq_len_fitting_is_the_largest_fitting_multiple_of_128():
+    from sizeup.catalog.overheads import load_overheads
     from sizeup.core.memory import estimate_memory
 
     p = _point(hardware={"count": 1}, parallel={"dp": 1, "micro_batch": 1},
@@ -322,8 +323,9 @@ def test_max_seq_len_fitting_is_the_largest_fitting_multiple_of_128():
     assert s % 128 == 0 and s >= 128
     ctx = Context(p, cat)
     setup = ctx.setup_result(need_batch=False, need_seq=False).setup
-    assert estimate_memory(ctx.model, setup.with_(seq_len=s), gpu=small).fits
-    assert not estimate_memory(ctx.model, setup.with_(seq_len=s + 128), gpu=small).fits
+    ov = load_overheads()  # the validator checks fit as `sizeup memory` does: with framework overheads
+    assert estimate_memory(ctx.model, setup.with_(seq_len=s), gpu=small, overheads=ov).fits
+    assert not estimate_memory(ctx.model, setup.with_(seq_len=s + 128), gpu=small, overheads=ov).fits
 
 
 def test_inference_points_never_abort_the_run(points):

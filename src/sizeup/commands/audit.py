@@ -82,6 +82,7 @@ def model_checks(claims, arch, gpu, cf, precision):
 
     if arch is None:
         return claims
+    from sizeup.catalog.overheads import load_overheads
     from sizeup.commands.memory import build_setup
     from sizeup.core.estimate import estimate_training
     from sizeup.core.memory import estimate_memory
@@ -90,8 +91,8 @@ def model_checks(claims, arch, gpu, cf, precision):
     seq = cf.seq or int(min(claims.tokens_per_sample or arch.max_seq_len, arch.max_seq_len))
     setup = build_setup(arch, gpu, gpus=cf.gpus, seq=seq, micro_batch=cf.micro_batch or 1, precision=precision,
                         peft=cf.peft)
-    mem = estimate_memory(arch, setup, gpu=gpu)
-    est = estimate_training(arch, setup, gpu, Workload(tokens=claims.tokens))
+    mem = estimate_memory(arch, setup, gpu=gpu, overheads=load_overheads())
+    est = estimate_training(arch, setup, gpu, Workload(tokens=claims.tokens), with_memory=False)
     return replace(claims, modelled_peak_memory_bytes=mem.peak_reserved_bytes, modelled_time_s=est.total_time_s)
 
 

@@ -231,28 +231,18 @@ def make_setup(job: Job, gpu: Any, gpus: int, micro_batch: int):
 
 
 def _memory(model, setup, gpu, kernel: str = "fused"):
-    try:
-        from sizeup.core.memory import estimate_memory
-    except ImportError:
-        return None
-    return estimate_memory(model, setup, gpu, kernel=kernel)
+    """Memory per GPU with the catalog's framework overheads (the same figure `sizeup memory` shows)."""
+    from sizeup.catalog.overheads import load_overheads
+    from sizeup.core.memory import estimate_memory
+
+    return estimate_memory(model, setup, gpu, overheads=load_overheads(), kernel=kernel)
 
 
 def _train(model, setup, gpu, job: Job):
-    """TrainEstimate from H5's estimate_training, or steps x step time from the timing model."""
-    try:
-        from sizeup.core.estimate import estimate_training
-        from sizeup.core.workload import Workload
-    except ImportError:
-        estimate_training = None
-    if estimate_training is not None:
-        workload = Workload(tokens=job.tokens)
-        return estimate_training(model, setup, gpu, workload, kernel=job.kernel, with_memory=False), None
-    from sizeup.core.timing import estimate_step
+    from sizeup.core.estimate import estimate_training
+    from sizeup.core.workload import Workload
 
-    step = estimate_step(model, setup, gpu, kernel=job.kernel)
-    steps = math.ceil(job.tokens / setup.tokens_per_step)
-    return None, (step, steps * step.step_time_s)
+    return estimate_training(model, setup, gpu, Workload(tokens=job.tokens), kernel=job.kernel, with_memory=False)
 
 
 def evaluate(job: Job, gpu: Any, gpus: int) -> Evaluation:
@@ -264,30 +254,30 @@ def evaluate(job: Job, gpu: Any, gpus: int) -> Evaluation:
     else:
         cap = max(1, job.global_batch // max(1, gpus)) if job.global_batch else 8
         candidates = [m for m in (32, 16, 8, 4, 2, 1) if m <= cap] or [1]
+    from sizeup.core.types import Recompute
+
+    # without a pinned --recompute, activation checkpointing is the next fix once micro-batch 1 does not fit
+    recomputes = [job.recompute] if job.recompute else [Recompute.NONE, Recompute.SELECTIVE, Recompute.FULL]
     chosen = None
     last_mem = None
-    for mb in candidates:
-        setup = make_setup(job, gpu, gpus, mb)
-        mem = _memory(job.model, setup, gpu, job.kernel)
-        last_mem = (setup, mem)
-        if mem is None or mem.fits:
-            chosen = (setup, mem)
+    for rc in recomputes:
+        for mb in candidates:
+            setup = make_setup(job, gpu, gpus, mb).with_(recompute=rc)
+            mem = _memory(job.model, setup, gpu, job.kernel)
+            last_mem = (setup, mem)
+            if mem.fits:
+                chosen = (setup, mem)
+                break
+        if chosen is not None:
             break
     if chosen is None:
         setup, mem = last_mem
         return Evaluation(gpu, gpus, False, tuple(mem.reasons) or ("does not fit in memory",), setup,
                           mem.peak_reserved_bytes)
     setup, mem = chosen
-    train, fallback = _train(job.model, setup, gpu, job)
-    notes = [] if mem is not None else ["memory not checked (sizeup.core.memory not available)"]
-    if train is not None:
-        step = getattr(train, "step", None)
-        tps = getattr(step, "tokens_per_s", None)
-        return Evaluation(gpu, gpus, True, (), setup, mem.peak_reserved_bytes if mem else None,
-                          float(train.total_time_s), tps, train, step, tuple(getattr(train, "terms", ())), notes)
-    step, time_s = fallback
-    return Evaluation(gpu, gpus, True, (), setup, mem.peak_reserved_bytes if mem else None, time_s,
-                      step.tokens_per_s, None, step, tuple(step.terms), notes)
+    train = _train(job.model, setup, gpu, job)
+    return Evaluation(gpu, gpus, True, (), setup, mem.peak_reserved_bytes, float(train.total_time_s),
+                      train.step.tokens_per_s, train, train.step, tuple(train.terms), [])
 
 
 def job_files(job: Job, setup: Any) -> dict:

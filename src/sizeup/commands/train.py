@@ -170,8 +170,10 @@ def train_cmd(
       sizeup train examples/seed004.yaml --gpu a10 --kernel eager
     """
     from sizeup.catalog import load_catalog, resolve_model
-    from sizeup.core.estimate import estimate_training
-    from sizeup.core.timing import estimate_step, kernel_style
+    from sizeup.catalog.overheads import load_overheads
+    from sizeup.core.estimate import estimate_training, memory_kernel
+    from sizeup.core.memory import estimate_memory
+    from sizeup.core.timing import estimate_step
     from sizeup.scenario import Scenario, load_scenario, load_timing_knobs
 
     name = pick_target(target, model)
@@ -197,18 +199,16 @@ def train_cmd(
     kernel_name = str(values.get("kernel") or "fused").lower()
     if kernel_name not in KERNELS:
         raise SizeupError(f"--kernel must be one of {', '.join(KERNELS)}, got {values['kernel']!r}")
-    style = kernel_style(kernel_name)
     knobs = load_timing_knobs(scenario.timing)
     workload = _workload(values)
+    overheads = load_overheads()
     if workload is not None:
-        est = estimate_training(arch, setup, gpu_spec, workload, knobs, kernel=kernel_name)
+        est = estimate_training(arch, setup, gpu_spec, workload, knobs, kernel=kernel_name, overheads=overheads)
         step, mem = est.step, est.memory
     else:
         est = None
         step = estimate_step(arch, setup, gpu_spec, knobs, kernel=kernel_name)
-        from sizeup.core.estimate import _memory
-
-        mem = _memory(arch, setup, gpu_spec, "hf-eager" if style == "eager" else "fused")
+        mem = estimate_memory(arch, setup, gpu_spec, overheads=overheads, kernel=memory_kernel(kernel_name))
     report = build_report(arch, setup, gpu_spec, step, est, mem, kernel_name, scenario)
     if values.get("platform"):
         add_cost(report, est, values, arch, setup, gpu_spec, catalog)

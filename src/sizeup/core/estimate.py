@@ -13,7 +13,8 @@ from sizeup.core.explain import Term
 from sizeup.core.flops import FlopsEstimate, flops_per_step
 from sizeup.core.params import ParamCount, count_params
 from sizeup.core.timing import StepEstimate, TimingKnobs, estimate_step, kernel_style
-from sizeup.core.types import GpuSpec, ModelArch, TrainSetup
+from sizeup.core.memory import estimate_memory
+from sizeup.core.types import GpuSpec, ModelArch, Overheads, TrainSetup
 from sizeup.core.workload import Workload
 
 
@@ -21,7 +22,7 @@ from sizeup.core.workload import Workload
 class TrainEstimate:
     params: ParamCount
     memory: Any
-    """MemoryEstimate from sizeup.core.memory, or None when that module is unavailable."""
+    """MemoryEstimate from sizeup.core.memory, or None when not asked for (with_memory=False)."""
     flops: FlopsEstimate
     step: StepEstimate
     steps: int
@@ -44,20 +45,16 @@ class TrainEstimate:
         return self.flops.model_flops * self.steps
 
 
-def _memory(model, setup, gpu, kernel):
-    try:
-        from sizeup.core.memory import estimate_memory
-    except ImportError:
-        return None
-    try:
-        return estimate_memory(model, setup, gpu, kernel=kernel)
-    except TypeError:
-        return estimate_memory(model, setup, gpu)
+def memory_kernel(kernel: str) -> str:
+    """The memory profile that goes with a timing kernel family: eager modules keep HF-eager activations."""
+    return "hf-eager" if kernel_style(kernel) == "eager" else "fused"
 
 
 def estimate_training(model: ModelArch, setup: TrainSetup, gpu: GpuSpec, workload: Workload,
-                      knobs: TimingKnobs | None = None, kernel: str = "fused", with_memory: bool = True) -> TrainEstimate:
-    """Step estimate x number of optimizer steps for the workload's tokens."""
+                      knobs: TimingKnobs | None = None, kernel: str = "fused", with_memory: bool = True,
+                      overheads: Overheads | None = None) -> TrainEstimate:
+    """Step estimate x number of optimizer steps for the workload's tokens (+ memory per GPU, with the
+    framework overheads given; None = no overheads, i.e. allocated bytes only)."""
     pc = count_params(model)
     step = estimate_step(model, setup, gpu, knobs, kernel=kernel)
     fl = flops_per_step(model, setup)
@@ -67,7 +64,7 @@ def estimate_training(model: ModelArch, setup: TrainSetup, gpu: GpuSpec, workloa
     total = steps * step.step_time_s
     gpus = setup.tp * setup.pp * setup.cp * setup.dp
     gpu_hours = total * gpus / 3600.0
-    memory = _memory(model, setup, gpu, "hf-eager" if kernel_style(kernel) == "eager" else "fused") if with_memory else None
+    memory = estimate_memory(model, setup, gpu, overheads=overheads, kernel=memory_kernel(kernel)) if with_memory else None
     terms = (
         workload.term(),
         Term("train/steps", float(steps), "steps", "ceil(D / (B * s))",

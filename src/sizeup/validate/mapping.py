@@ -14,7 +14,9 @@ Rules (docs/methodology.md "Validation"):
 from __future__ import annotations
 
 import math
+import functools
 import re
+from pathlib import Path
 from dataclasses import dataclass, field
 
 from sizeup.core.types import (
@@ -174,14 +176,69 @@ def parse_offload(point: Point) -> tuple[Offload, Offload, bool]:
     return state, params, act
 
 
+@functools.lru_cache(maxsize=1)
+def framework_table() -> dict:
+    """validate/data/frameworks.yaml: the kernels each named framework runs by default (with sources)."""
+    from sizeup.catalog import read_yaml
+
+    return read_yaml(Path(__file__).parent / "data" / "frameworks.yaml")
+
+
+def framework_for(point: Point) -> dict:
+    """The framework entry matching what the point names (its source repos and text), or the default."""
+    text = (" ".join((s.repo or s.title or "") for s in point.source) + " " + point.text()).lower()
+    table = framework_table()
+    for entry in table["frameworks"]:
+        if re.search(entry["match"], text):
+            return entry
+    return {"name": "unknown framework", **table["default"], "source": "default: fused kernels"}
+
+
+COMPILED = r"torch\.compile|compile on|compile: ?true|compiled|\+ ?compile\b"
+
+
+def infer_loss(point: Point) -> str | None:
+    """Loss implementation the point states (memory of the logits/loss buffers); None = the kernel's default."""
+    if re.search(r"chunked cross[- ]entropy|chunked ce|chunked_ce", point.text()):
+        return "chunked"
+    return None
+
+
 def infer_kernel(point: Point) -> str:
-    """Memory kernel family from what the point says runs: Hugging Face eager modules vs fused kernels."""
-    t = point.text() + " " + " ".join(s.repo or s.title or "" for s in point.source).lower()
-    if re.search(r"flash|transformerengine|megatron|nemo|torch\.compile|compile on|fused", t):
+    """Memory profile of the kernels the point's framework runs: Hugging Face eager modules vs fused kernels."""
+    if re.search(COMPILED, point.text()):
         return "fused"
-    if re.search(r"huggingface/(peft|transformers|accelerate)|\beager\b|hf trainer", t):
-        return "hf-eager"
-    return "fused"
+    return framework_for(point)["memory_kernel"]
+
+
+def infer_timing_kernel(point: Point, setup: TrainSetup | None = None) -> str:
+    """Step-time kernel family from what the run states: fp8 GEMMs (which need Transformer Engine) or a stated
+    Transformer Engine -> 'te'; torch.compile -> 'fused'; otherwise the named framework's default kernels."""
+    if (setup is not None and setup.precision == Precision.FP8) or re.search(r"transformer ?engine", point.text()):
+        return "te"
+    if re.search(COMPILED, point.text()):
+        return "fused"
+    return framework_for(point)["timing_kernel"]
+
+
+FLASH_ATTENTION_YEAR = 2022  # Dao et al., FlashAttention, arXiv:2205.14135 (May 2022)
+
+
+def source_year(point: Point) -> int | None:
+    """Earliest year named in the point's source titles / commits (e.g. 'Narayanan et al. 2021', '2020-05-15')."""
+    years = [int(y) for s in point.source for y in re.findall(r"\b(20[12]\d)\b", f"{s.title or ''} {s.url or ''}")]
+    return min(years) if years else None
+
+
+def attention_for(point: Point, gpu: GpuSpec) -> Attention:
+    """Materialised (math) attention when the run states eager attention, predates FlashAttention, or ran on a
+    GPU without bf16 tensor cores (pre-Ampere: FlashAttention-2 needs sm80); otherwise flash."""
+    year = source_year(point)
+    if re.search(r"\beager\b", point.text()) or (year is not None and year < FLASH_ATTENTION_YEAR):
+        return Attention.MATH
+    if gpu is not None and not gpu.supports_bf16:
+        return Attention.MATH
+    return Attention.FLASH
 
 
 # --------------------------------------------------------------------------- model
@@ -528,7 +585,7 @@ def build_setup(point: Point, model: ModelArch, gpu: GpuSpec, need_batch: bool =
     peft, rank, targets = parse_peft(point)
     off_opt, off_params, off_act = parse_offload(point)
     vpp = int(par.virtual_pp or 1)
-    attention = Attention.MATH if re.search(r"\beager\b", point.text()) else Attention.FLASH
+    attention = attention_for(point, gpu)
     kwargs = dict(
         gpus=gpus, tp=tp, pp=pp, cp=cp, ep=ep, micro_batch=int(mb), grad_accum=int(ga), seq_len=seq,
         precision=precision, optimizer=optimizer, sharding=sharding, sequence_parallel=bool(sp and tp > 1),

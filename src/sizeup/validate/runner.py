@@ -255,22 +255,27 @@ class Context:
     def step(self):
         def make():
             from sizeup.core.timing import estimate_step
+            from sizeup.validate.mapping import infer_timing_kernel
 
-            return estimate_step(self.model, self.setup, self.gpu)
+            return estimate_step(self.model, self.setup, self.gpu, kernel=infer_timing_kernel(self.point, self.setup))
         return self._get("step", make)
 
     def memory(self, need_seq: bool = True):
         def make():
+            from sizeup.catalog.overheads import load_overheads
             from sizeup.core.memory import estimate_memory
             from sizeup.core.types import Offload
 
-            from sizeup.validate.mapping import infer_kernel, paged_optimizer
+            from sizeup.validate.mapping import infer_kernel, infer_loss, paged_optimizer
 
             setup = self.setup_result(need_batch=False, need_seq=need_seq).setup
             kernel = infer_kernel(self.point)
-            est = estimate_memory(self.model, setup, gpu=self.gpu, kernel=kernel)
+            loss = infer_loss(self.point)
+            ov = load_overheads()
+            est = estimate_memory(self.model, setup, gpu=self.gpu, kernel=kernel, loss=loss, overheads=ov)
             if est.fits is False and paged_optimizer(self.point) and setup.offload_optimizer == Offload.NONE:
-                est = estimate_memory(self.model, setup.with_(offload_optimizer=Offload.CPU), gpu=self.gpu, kernel=kernel)
+                est = estimate_memory(self.model, setup.with_(offload_optimizer=Offload.CPU), gpu=self.gpu,
+                                      kernel=kernel, loss=loss, overheads=ov)
                 self._cache.setdefault("extra_notes", ("ok", []))[1].append(
                     "paged optimizer: states do not fit next to the rest, predicted paged out to host memory")
             return est
@@ -520,15 +525,16 @@ def _fits_bound(ctx: Context, m) -> tuple[float, str]:
 
 def _max_seq_len(ctx: Context, m) -> tuple[float, str]:
     """Largest seq_len (multiple of 128) whose peak reserved memory fits the GPU: bisection."""
+    from sizeup.catalog.overheads import load_overheads
     from sizeup.core.memory import estimate_memory
-
     from sizeup.validate.mapping import infer_kernel
 
     setup = ctx.setup_result(need_batch=False, need_seq=False).setup
     kernel = infer_kernel(ctx.point)
+    ov = load_overheads()
 
     def fits(s: int) -> bool:
-        return bool(estimate_memory(ctx.model, setup.with_(seq_len=s), gpu=ctx.gpu, kernel=kernel).fits)
+        return bool(estimate_memory(ctx.model, setup.with_(seq_len=s), gpu=ctx.gpu, kernel=kernel, overheads=ov).fits)
 
     lo, hi = 0, 128
     while hi <= 2**22 and fits(hi):

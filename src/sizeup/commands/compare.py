@@ -617,7 +617,7 @@ def row_dict(r: Row) -> dict:
     d.update({
         "throughput_tokens_per_sec": r.ev.tokens_per_s,
         "precision": str(r.ev.setup.precision), "peft": str(r.ev.setup.peft), "micro_batch": r.ev.setup.micro_batch,
-        "grad_accum": r.ev.setup.grad_accum, "memory_reserved_bytes": r.ev.memory_bytes,
+        "recompute": str(r.ev.setup.recompute), "grad_accum": r.ev.setup.grad_accum, "memory_reserved_bytes": r.ev.memory_bytes,
         "checkpoint_bytes": r.files["checkpoint"].bytes, "marks": list(r.marks), "excluded": r.excluded or None,
     })
     return d
@@ -629,8 +629,10 @@ def table_row(r: Row) -> tuple:
     e = r.est
     tbps = cost_dict(e, r.ev.gpu)["usd_per_tbps_hour"]
     paid = f"{e.gpus}" if e.gpus_paid == e.gpus else f"{e.gpus} ({e.gpus_paid} paid)"
+    st = r.ev.setup
+    fit = f"mb {st.micro_batch}" + ("" if str(st.recompute) == "none" else f", {st.recompute} recompute")
     return (
-        e.platform, e.gpu_id, paid, e.pricing,
+        e.platform, e.gpu_id, paid, e.pricing, fit,
         f"{e.price_usd_per_gpu_hour:.3g}", f"{tbps:.2f}" if tbps is not None else "-",
         f"{r.ev.tokens_per_s:,.0f}" if r.ev.tokens_per_s else "-",
         f"{e.wall_clock_s / 3600:.3g}", f"{e.billed_s / 3600:.3g}",
@@ -639,7 +641,7 @@ def table_row(r: Row) -> tuple:
     )
 
 
-TABLE_COLUMNS = ["platform", "gpu", "gpus", "pricing", "$/GPU-h", "$/TB/s-h", "tok/s", "hours",
+TABLE_COLUMNS = ["platform", "gpu", "gpus", "pricing", "fits with", "$/GPU-h", "$/TB/s-h", "tok/s", "hours",
                  "billed h", "compute", "total", "as_of", "marks"]
 
 

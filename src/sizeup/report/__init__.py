@@ -135,7 +135,11 @@ def to_text(report: Report, explain: bool = False) -> str:
     from rich.console import Console
     from rich.table import Table as RichTable
 
-    console = Console(file=io.StringIO(), record=True, width=140, force_terminal=False, color_system=None)
+    import shutil
+
+    # the terminal's width when there is one (COLUMNS or the tty), else wide enough for the widest tables
+    width = max(120, shutil.get_terminal_size(fallback=(200, 40)).columns)
+    console = Console(file=io.StringIO(), record=True, width=width, force_terminal=False, color_system=None)
     for table in report.tables:
         rt = RichTable(title=table.title or None, title_justify="left", show_lines=False)
         for col in table.columns:

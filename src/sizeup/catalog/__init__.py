@@ -7,9 +7,13 @@ read (with the C YAML loader when available) and validated by pydantic the first
 from __future__ import annotations
 
 import functools
+import hashlib
+import os
+import pickle
 import re
+import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import yaml
 
@@ -33,6 +37,48 @@ def normalize(name: str) -> str:
     return re.sub(r"[^a-z0-9.]", "", str(name).lower())
 
 
+def cache_dir() -> Path | None:
+    """Where parsed catalogs are kept between runs ($SIZEUP_CACHE_DIR, else $XDG_CACHE_HOME/sizeup or
+    ~/.cache/sizeup); None when SIZEUP_NO_CACHE is set."""
+    if os.environ.get("SIZEUP_NO_CACHE"):
+        return None
+    root = os.environ.get("SIZEUP_CACHE_DIR") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "sizeup")
+    return Path(root)
+
+
+def disk_cached(kind: str) -> Callable:
+    """A cached_property whose value is also pickled to cache_dir(), keyed by every catalog file's path, size
+    and mtime (and the Python and sizeup versions): a warm CLI call skips YAML parsing and validation."""
+
+    def wrap(build: Callable) -> functools.cached_property:
+        def get(self):
+            folder = cache_dir()
+            path = folder / f"{kind}-{self.cache_key}.pickle" if folder else None
+            if path is not None:
+                try:
+                    with open(path, "rb") as fh:
+                        return pickle.load(fh)
+                except Exception:  # missing, stale format or unreadable: rebuild
+                    pass
+            value = build(self)
+            if path is not None:
+                try:
+                    folder.mkdir(parents=True, exist_ok=True)
+                    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+                    with open(tmp, "wb") as fh:
+                        pickle.dump(value, fh, protocol=pickle.HIGHEST_PROTOCOL)
+                    os.replace(tmp, path)
+                except Exception:  # read-only home, unpicklable user entry...: just don't cache
+                    pass
+            return value
+
+        get.__doc__ = build.__doc__
+        return functools.cached_property(get)
+
+    return wrap
+
+
 class Catalog:
     """Entries by kind. Lookups are forgiving (case, dashes, aliases) and fail with 'did you mean'."""
 
@@ -40,8 +86,21 @@ class Catalog:
         self.data_dir = Path(data_dir)
         self.extra_files = tuple(Path(p) for p in extra_files)
 
-    # ------------------------------------------------------------------ models
     @functools.cached_property
+    def cache_key(self) -> str:
+        from sizeup import __version__
+
+        digest = hashlib.sha1(f"{__version__} {sys.version}".encode())
+        for path in sorted(self.data_dir.rglob("*.yaml")) + [Path(p).resolve() for p in self.extra_files]:
+            try:
+                st = path.stat()
+                digest.update(f"{path}:{st.st_size}:{st.st_mtime_ns};".encode())
+            except OSError:
+                digest.update(f"{path}:missing;".encode())
+        return digest.hexdigest()[:20]
+
+    # ------------------------------------------------------------------ models
+    @disk_cached("models")
     def models(self) -> dict:
         from sizeup.schema import ModelFile
         from pydantic import ValidationError
@@ -82,20 +141,20 @@ class Catalog:
 
         return read_user_files(self.extra_files)
 
-    @functools.cached_property
+    @disk_cached("efficiency")
     def efficiency(self):
         """catalog/data/efficiency.yaml (schema.EfficiencyFile): achievable-fraction defaults and families."""
         from sizeup.catalog.hardware import load_efficiency
 
         return load_efficiency(self.data_dir)
 
-    @functools.cached_property
+    @disk_cached("gpu_files")
     def _gpu_files(self) -> dict:
         from sizeup.catalog.hardware import load_gpu_files
 
         return load_gpu_files(self.data_dir, self._user_entries[0])
 
-    @functools.cached_property
+    @disk_cached("gpus")
     def gpus(self) -> dict:
         """id -> GpuSpec (dense peaks, one-direction links, achievable fractions; sources in .sources)."""
         from sizeup.catalog.hardware import build_gpus
@@ -166,7 +225,7 @@ class Catalog:
         path = self.data_dir / "hw_sources.yaml"
         return (read_yaml(path) or {}).get("sources", {}) if path.is_file() else {}
 
-    @functools.cached_property
+    @disk_cached("platforms")
     def platforms(self) -> dict:
         """id -> core.platform.Platform (billing, spot, storage, instances with dated prices)."""
         from sizeup.catalog.hardware import load_platforms

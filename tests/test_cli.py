@@ -1,0 +1,57 @@
+"""CLI surface: every command is registered where cli.py says, has examples in --help, and bad input exits 2."""
+
+import importlib
+import re
+
+import pytest
+
+from sizeup import cli
+from sizeup.cli import COMMAND_MODULES, COMMAND_TO_MODULE, main
+
+
+def registered_commands() -> dict[str, str]:
+    """command name -> module, as the modules themselves register them."""
+    out = {}
+    for module in COMMAND_MODULES:
+        src = importlib.import_module(f"sizeup.commands.{module}").__file__
+        for name in re.findall(r'@app\.command\("([^"]+)"\)', open(src).read()):
+            out[name] = module
+    return out
+
+
+def test_command_table_matches_the_modules():
+    assert registered_commands() == COMMAND_TO_MODULE
+
+
+@pytest.mark.parametrize("command", sorted(COMMAND_TO_MODULE))
+def test_every_command_has_examples_in_help(command, capsys):
+    assert main([command, "--help"]) == 0
+    out = capsys.readouterr().out
+    assert "Examples:" in out and f"sizeup {command}" in out
+
+
+def test_top_level_help_lists_every_command(capsys):
+    assert main(["--help"]) == 0
+    out = capsys.readouterr().out
+    for command in COMMAND_TO_MODULE:
+        assert command in out
+
+
+@pytest.mark.parametrize("argv,fragment", [
+    (["paramz", "gpt2"], "No such command"),
+    (["params", "gpt2", "--bogus"], "No such option"),
+    (["params", "llama-2-7x"], "Did you mean"),
+    (["memory", "llama-2-7b", "--gpus", "0"], "gpus"),
+    (["train", "llama-2-7b", "--gpu", "h100-sxm", "--tokens", "lots"], "tokens"),
+])
+def test_bad_input_is_one_line_and_exit_2(argv, fragment, capsys):
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert fragment in err
+    assert "Traceback" not in err
+
+
+def test_only_the_invoked_command_module_is_needed():
+    assert cli._command_in(["--json", "train", "x"]) == "train"
+    assert cli._command_in(["--help"]) is None
+    assert cli._command_in(["nonsense"]) is None

@@ -167,7 +167,8 @@ def test_cost_section_for_train():
     assert out["throughput_tokens_per_sec"] > 0 and out["explain"]
 
 
-def test_demo_runs_end_to_end(capsys):
+def test_demo_runs_end_to_end(capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "250")  # wide enough that no table cell folds (pytest-xdist sets 80)
     code = main(["demo"])
     out = capsys.readouterr().out
     assert code == 0

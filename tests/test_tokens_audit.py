@@ -98,3 +98,62 @@ def test_tolerance_is_data():
     c = _claims(claimed_throughput_samples_per_s=1000, claimed_wall_clock_hours=0.3)  # implied 0.278 h
     assert audit(c, AuditLimits(rel_tolerance=0.25)).checks[0].status == PASS
     assert audit(c, AuditLimits(rel_tolerance=0.01)).checks[0].status == INCONSISTENT
+
+
+# ----------------------------------------------------------------------------- CLI on the shipped examples
+import json  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+from sizeup.cli import main  # noqa: E402
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+
+
+def audit_json(capsys, name):
+    assert main(["audit", str(EXAMPLES / "claims" / name), "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    return data, {c["name"]: c for c in data["checks"]}
+
+
+def test_cli_seed001_tiny_claims_are_flagged(capsys):
+    data, checks = audit_json(capsys, "seed001-tiny-a100.yaml")
+    assert checks["throughput_vs_time"]["status"] == "inconsistent"
+    assert checks["implied_mfu_wall_clock"]["status"] == "fail"
+    assert "1,000,000 samples / 1,100 samples/s" in checks["throughput_vs_time"]["arithmetic"]
+    _, checks2 = audit_json(capsys, "seed001-tiny-2x3090.yaml")
+    assert checks2["gpu_hours_vs_wall_clock"]["status"] == "inconsistent"  # 9 h x 2 GPUs is not 9 GPU-h
+
+
+def test_cli_consistent_example_passes_clean(capsys):
+    data, checks = audit_json(capsys, "consistent-example.yaml")
+    assert data["status"] == "pass", [c["message"] for c in checks.values() if c["status"] != "pass"]
+    assert "claimed_vs_modelled_time" in checks and "modelled_memory_fits" in checks
+
+
+def test_cli_seed004_full_finetune_on_t4_cannot_fit(capsys):
+    _, checks = audit_json(capsys, "seed004-t4-full.yaml")
+    assert checks["modelled_memory_fits"]["status"] == "fail"
+    _, checks_a10 = audit_json(capsys, "seed004-a10-lora.yaml")
+    assert checks_a10["price_vs_catalog"]["status"] == "inconsistent"  # $0.31/h has no source; catalog $0.75
+
+
+def test_cli_audit_bad_file_is_one_line(tmp_path, capsys):
+    bad = tmp_path / "claims.yaml"
+    bad.write_text("params: 10M\ngpu: a100-80gb\n")
+    assert main(["audit", str(bad)]) == 2
+    assert "give the work" in capsys.readouterr().err
+
+
+def test_cli_tokens_budget_from_spec(capsys):
+    assert main(["tokens", str(EXAMPLES / "tokens" / "vr-session.yaml"), "--tokens", "2B", "--params", "100M",
+                 "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    # 30 fps x 16 + 48000/960 x 4 + 30 x 27/27 + 3 = 480 + 200 + 30 + 3 tokens per second of data
+    assert data["tokens_per_hour"] == pytest.approx(713 * 3600)
+    assert data["data_hours_for_target"] == pytest.approx(2e9 / (713 * 3600))
+    assert data["compute_optimal"]["rule_tokens"] == pytest.approx(2e9)
+
+
+def test_cli_tokens_bad_stream_is_one_line(capsys):
+    assert main(["tokens", "--sample-seconds", "10", "--stream", "smell:rate=3"]) == 2
+    assert "unknown stream kind" in capsys.readouterr().err

@@ -54,14 +54,9 @@ def build_claims(cf, catalog):
     claimed = cf.claimed
     catalog_price = None
     if cf.platform:
-        try:
-            platform = catalog.platform(cf.platform)
-            offers = platform.offers(gpu.id)
-            prices = [o.price_per_gpu_hour(cf.pricing) for o in offers]
-            prices = [p for p in prices if p]
-            catalog_price = min(prices) if prices else None
-        except (SizeupError, AttributeError):
-            catalog_price = None
+        # the cheapest catalog offer of this GPU on the named platform (SizeupError: not rented there)
+        offers = catalog.offers(cf.platform, gpu.id, cf.pricing.replace("_", "-"), strict=False)
+        catalog_price = offers[0].price_usd_per_gpu_hour if offers else None
     claims = Claims(
         params=params, tokens=tokens, samples=samples, tokens_per_sample=tps, gpu_name=gpu.name, gpus=cf.gpus,
         peak_flops_per_s=peak, gpu_memory_bytes=gpu.memory_bytes, mfu_ceiling=ceiling,
@@ -93,7 +88,10 @@ def model_checks(claims, arch, gpu, cf, precision):
                         peft=cf.peft)
     mem = estimate_memory(arch, setup, gpu=gpu, overheads=load_overheads())
     est = estimate_training(arch, setup, gpu, Workload(tokens=claims.tokens), with_memory=False)
-    return replace(claims, modelled_peak_memory_bytes=mem.peak_reserved_bytes, modelled_time_s=est.total_time_s)
+    described = (f"micro-batch {setup.micro_batch} x seq {setup.seq_len}, {setup.precision.value}, "
+                 f"{setup.peft.value if setup.peft.value != 'none' else 'full training'}, recompute {setup.recompute.value}")
+    return replace(claims, modelled_peak_memory_bytes=mem.peak_reserved_bytes, modelled_time_s=est.total_time_s,
+                   modelled_setup=described)
 
 
 @app.command("audit")

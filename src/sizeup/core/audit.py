@@ -56,6 +56,7 @@ class Claims:
     claimed_peak_memory_bytes: float | None = None
     modelled_peak_memory_bytes: float | None = None
     modelled_time_s: float | None = None
+    modelled_setup: str = ""
     catalog_price_per_gpu_hour: float | None = None
 
 
@@ -162,7 +163,8 @@ def audit(c: Claims, limits: AuditLimits = AuditLimits()) -> AuditResult:
     if c.modelled_peak_memory_bytes:
         fits = c.modelled_peak_memory_bytes <= c.gpu_memory_bytes
         checks.append(Check("modelled_memory_fits", PASS if fits else FAIL,
-                            f"sizeup's memory model puts the peak at {c.modelled_peak_memory_bytes / 1e9:,.3g} GB per GPU: "
+                            f"sizeup's memory model puts the peak at {c.modelled_peak_memory_bytes / 1e9:,.3g} GB per GPU"
+                            + (f" ({c.modelled_setup})" if c.modelled_setup else "") + ": "
                             + ("fits" if fits else f"does not fit the {c.gpu_memory_bytes / 1e9:,.3g} GB {c.gpu_name}"),
                             f"modelled {c.modelled_peak_memory_bytes:,.0f} B vs GPU {c.gpu_memory_bytes:,.0f} B",
                             {"modelled_bytes": c.modelled_peak_memory_bytes, "gpu_bytes": c.gpu_memory_bytes}))

@@ -12,6 +12,7 @@ import typer
 
 from sizeup.cli import app
 from sizeup.commands.common import (
+    OFFLOAD_ALIASES, OPTIMIZER_ALIASES, PEFT_ALIASES, PRECISION_ALIASES, RECOMPUTE_ALIASES, ZERO_ALIASES,
     CpOpt, CsvOpt, EpOpt, ExplainOpt, GlobalBatchOpt, GpuOpt, GpusOpt, JsonOpt, LoraRankOpt, MarkdownOpt,
     MicroBatchOpt, ModelArg, ModelOpt, OptimizerOpt, PeftOpt, PpOpt, PrecisionOpt, RecomputeOpt, SeqOpt,
     TpOpt, ZeroOpt, emit, parse_choice, pick_target, positive,
@@ -42,25 +43,6 @@ LossOpt = Annotated[Optional[str], typer.Option(
                    "chunked (torchtune chunked CE), fused-linear (Liger / cut-cross-entropy). Default per --kernel.")]
 MaxGpusOpt = Annotated[Optional[int], typer.Option("--max-gpus", help="Largest GPU count a suggestion may use (default 1024).")]
 
-PRECISION_ALIASES = {
-    "fp16": "fp16-mixed", "amp": "mixed", "mixed": "mixed", "fp16mixed": "fp16-mixed", "bf16mixed": "bf16-mixed",
-    "float32": "fp32", "float16": "fp16-mixed", "bfloat16": "bf16", "half": "fp16-mixed", "32": "fp32",
-    "16-mixed": "fp16-mixed", "bf16-true": "bf16", "pure-bf16": "bf16", "16": "fp16-mixed",
-}
-ZERO_ALIASES = {
-    "0": "none", "no": "none", "off": "none", "ddp": "none", "false": "none",
-    "1": "zero1", "2": "zero2", "3": "zero3", "zero-1": "zero1", "zero-2": "zero2", "zero-3": "zero3",
-    "fsdp": "fsdp-full", "full-shard": "fsdp-full", "fsdp-full-shard": "fsdp-full",
-    "shard-grad-op": "fsdp-grad-op", "hybrid": "fsdp-hybrid", "hsdp": "fsdp-hybrid", "hybrid-shard": "fsdp-hybrid",
-    "distopt": "megatron-distopt", "distributed-optimizer": "megatron-distopt", "megatron": "megatron-distopt",
-}
-PEFT_ALIASES = {"yes": "lora", "true": "lora", "on": "lora", "no": "none", "false": "none", "off": "none",
-                "full": "none", "4bit": "qlora", "q-lora": "qlora"}
-OPTIMIZER_ALIASES = {"adam": "adamw", "adam-w": "adamw", "adamw8bit": "adam8bit", "adam-8bit": "adam8bit",
-                     "8bit": "adam8bit", "paged-adamw-8bit": "adam8bit", "bnb": "adam8bit", "momentum": "sgd"}
-RECOMPUTE_ALIASES = {"no": "none", "off": "none", "0": "none", "yes": "full", "on": "full",
-                     "checkpointing": "full", "gradient-checkpointing": "full", "ac": "full", "sac": "selective"}
-OFFLOAD_ALIASES = {"no": "none", "off": "none", "host": "cpu", "yes": "cpu", "disk": "nvme", "ssd": "nvme"}
 LORA_TARGET_SETS = {
     "all": ("q", "k", "v", "o", "gate", "up", "down"),
     "all-linear": ("q", "k", "v", "o", "gate", "up", "down"),

@@ -119,7 +119,8 @@ def build_search(values: dict[str, Any], flags: dict[str, Any], scenario) -> dic
     from sizeup.catalog import load_catalog, resolve_model
     from sizeup.catalog.overheads import load_overheads
     from sizeup.commands.compare import cost_knobs, energy_value, offers_for, parse_pricing
-    from sizeup.commands.train import PEFT_ALIASES, PRECISION_ALIASES, ZERO_ALIASES, _workload
+    from sizeup.commands.common import PEFT_ALIASES, PRECISION_ALIASES, ZERO_ALIASES
+    from sizeup.commands.train import _workload
     from sizeup.core.cost import checkpoint_size
     from sizeup.core.timing import model_inputs
     from sizeup.core.types import Attention, Offload, Optimizer, Peft, Precision, Recompute, Sharding, TrainSetup
@@ -158,7 +159,10 @@ def build_search(values: dict[str, Any], flags: dict[str, Any], scenario) -> dic
     platforms = [p.strip() for p in str(values.get("platform") or "").split(",") if p.strip()]
     for p in platforms:
         catalog.platform(p)  # unknown -> SizeupError with the list
-    precision_fixed = parse_choice("precision", values.get("precision"), Precision, PRECISION_ALIASES)
+    prec_text = values.get("precision")
+    mixed = prec_text is not None and PRECISION_ALIASES.get(str(prec_text).lower(), str(prec_text).lower()) == "mixed"
+    # "mixed": bf16-mixed where the GPU has bf16, else fp16-mixed (decided per GPU below)
+    precision_fixed = None if mixed else parse_choice("precision", prec_text, Precision, PRECISION_ALIASES)
     targets = []
     for spec in gpus_specs:
         offers = []

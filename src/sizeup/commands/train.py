@@ -10,7 +10,7 @@ from sizeup.cli import app
 from sizeup.commands.common import (
     CpOpt, CsvOpt, EpochsOpt, EpOpt, ExplainOpt, GlobalBatchOpt, GpuOpt, GpusOpt, JsonOpt, LoraRankOpt, MarkdownOpt,
     MicroBatchOpt, ModelArg, ModelOpt, OptimizerOpt, PeftOpt, PlatformOpt, PpOpt, PrecisionOpt, PricingOpt,
-    RecomputeOpt, SamplesOpt, SeqOpt, TokensOpt, TokensPerSampleOpt, TpOpt, ZeroOpt, emit, is_scenario, parse_choice,
+    RecomputeOpt, SamplesOpt, SeqOpt, TokensOpt, TokensPerSampleOpt, TpOpt, ZeroOpt, emit, is_scenario,
     pick_target,
 )
 from sizeup.errors import SizeupError
@@ -19,15 +19,6 @@ KernelOpt = Annotated[Optional[str], typer.Option(
     "--kernel", help="fused (fused norm/activation kernels + FlashAttention-2, default) | te (Megatron-Core/NeMo with "
                      "Transformer Engine/cuDNN attention) | eager (plain PyTorch / Hugging Face modules).")]
 GradAccumOpt = Annotated[Optional[int], typer.Option("--grad-accum", help="Gradient accumulation steps (else derived from --global-batch).")]
-
-ZERO_ALIASES = {"0": "none", "ddp": "none", "no": "none", "1": "zero1", "2": "zero2", "3": "zero3", "fsdp": "fsdp-full",
-                "full-shard": "fsdp-full", "shard-grad-op": "fsdp-grad-op", "hsdp": "fsdp-hybrid",
-                "hybrid": "fsdp-hybrid", "distopt": "megatron-distopt", "zero-1": "zero1", "zero-2": "zero2",
-                "zero-3": "zero3"}
-PEFT_ALIASES = {"yes": "lora", "true": "lora", "no": "none", "false": "none"}
-PRECISION_ALIASES = {"bf16-amp": "bf16-mixed", "amp-bf16": "bf16-mixed", "fp16": "fp16-mixed", "amp-fp16": "fp16-mixed",
-                     "mixed": "bf16-mixed", "fp8-mixed": "fp8", "float32": "fp32"}
-
 
 def _int(name: str, value) -> int | None:
     if value is None:
@@ -42,71 +33,34 @@ def _int(name: str, value) -> int | None:
 
 
 def build_train_setup(arch, gpu, values: dict[str, Any]):
-    """TrainSetup from merged scenario/flag values (shared flag names); SizeupError on bad or inconsistent input."""
-    from sizeup.core.types import (
-        Attention, Offload, Optimizer, Peft, Precision, Recompute, Sharding, TrainSetup,
-    )
+    """TrainSetup from merged scenario/flag values: `sizeup memory`'s parser (same flags, aliases and checks),
+    with the batch resolved from any two of micro-batch / global batch / accumulation, the sequence taken from
+    tokens per sample when not given (unpacked samples), and sequence parallelism on with tensor parallelism."""
+    from sizeup.commands.memory import build_setup
     from sizeup.core.workload import resolve_batch
 
     gpus = _int("gpus", values.get("gpus")) or 1
-    tp = _int("tp", values.get("tp")) or 1
-    pp = _int("pp", values.get("pp")) or 1
-    cp = _int("cp", values.get("cp")) or 1
-    ep = _int("ep", values.get("ep")) or 1
+    tp, pp, cp = (_int(k, values.get(k)) or 1 for k in ("tp", "pp", "cp"))
     if gpus % (tp * pp * cp):
         raise SizeupError(f"--gpus {gpus} must be a multiple of tp x pp x cp = {tp}x{pp}x{cp} = {tp * pp * cp}")
-    dp = gpus // (tp * pp * cp)
-    if ep > 1 and dp % ep:
-        raise SizeupError(f"--ep {ep} must divide the data-parallel degree {dp} (gpus / (tp*pp*cp))")
-    if arch.num_heads % tp:
-        raise SizeupError(f"--tp {tp} must divide the {arch.num_heads} attention heads of {arch.id}")
-    if pp > arch.num_layers:
-        raise SizeupError(f"--pp {pp} is more than the {arch.num_layers} layers of {arch.id}")
     seq = _int("seq", values.get("seq"))
     if seq is None and values.get("tokens_per_sample") is not None:
-        # unpacked samples: one sample per sequence, padded to its length
         from sizeup.units import parse_count
 
         seq = max(1, min(int(-(-parse_count(values["tokens_per_sample"]) // 1)), arch.max_seq_len))
-    seq = seq or min(2048, arch.max_seq_len)
-    from sizeup.core.types import PositionKind
-
-    if arch.position == PositionKind.LEARNED and seq > arch.max_seq_len:
-        raise SizeupError(f"--seq {seq} is longer than {arch.id}'s {arch.max_seq_len} learned positions")
-    precision = parse_choice("precision", values.get("precision"), Precision, PRECISION_ALIASES)
-    if precision is None:
-        precision = Precision.BF16_MIXED if (gpu is None or gpu.supports_bf16) else Precision.FP16_MIXED
-    sharding = parse_choice("zero", None if values.get("zero") is None else str(values["zero"]), Sharding,
-                            ZERO_ALIASES) or Sharding.NONE
-    peft_raw = values.get("peft")
-    if isinstance(peft_raw, bool):
-        peft_raw = "lora" if peft_raw else "none"
-    peft = parse_choice("peft", peft_raw, Peft, PEFT_ALIASES) or Peft.NONE
-    batch = resolve_batch(dp, _int("micro-batch", values.get("micro_batch")),
+    batch = resolve_batch(gpus // (tp * pp * cp), _int("micro-batch", values.get("micro_batch")),
                           _int("global-batch", values.get("global_batch")), _int("grad-accum", values.get("grad_accum")))
-    kw = dict(
-        gpus=gpus, tp=tp, pp=pp, cp=cp, ep=ep, micro_batch=batch.micro_batch, grad_accum=batch.grad_accum,
-        seq_len=seq, precision=precision, sharding=sharding, peft=peft,
-        optimizer=parse_choice("optimizer", values.get("optimizer"), Optimizer) or Optimizer.ADAMW,
-        recompute=parse_choice("recompute", values.get("recompute"), Recompute, {"no": "none", "yes": "full"})
-        or Recompute.NONE,
-        attention=parse_choice("attention", values.get("attention"), Attention, {"sdpa": "flash", "eager": "math"})
-        or Attention.FLASH,
-        offload_optimizer=parse_choice("offload-optimizer", values.get("offload_optimizer"), Offload) or Offload.NONE,
-        sequence_parallel=bool(values.get("sequence_parallel", tp > 1)) if values.get("sequence_parallel") is not None
-        else tp > 1,
+    peft = values.get("peft")
+    sp = values.get("sequence_parallel")
+    return build_setup(
+        arch, gpu, gpus=gpus, seq=seq, micro_batch=batch.micro_batch, grad_accum=batch.grad_accum, tp=tp, pp=pp,
+        cp=cp, ep=_int("ep", values.get("ep")), precision=values.get("precision"), optimizer=values.get("optimizer"),
+        zero=None if values.get("zero") is None else str(values["zero"]), recompute=values.get("recompute"),
+        peft=("lora" if peft else "none") if isinstance(peft, bool) else peft,
+        lora_rank=_int("lora-rank", values.get("lora_rank")), attention=values.get("attention"),
+        offload_optimizer=values.get("offload_optimizer"), virtual_pp=_int("virtual-pp", values.get("virtual_pp")),
+        sequence_parallel=(tp > 1) if sp is None else bool(sp),
     )
-    if values.get("lora_rank") is not None:
-        kw["lora_rank"] = _int("lora-rank", values["lora_rank"])
-    if values.get("virtual_pp") is not None:
-        from sizeup.core.types import PipelineSchedule
-
-        kw["virtual_pp"] = _int("virtual-pp", values["virtual_pp"])
-        if kw["virtual_pp"] > 1:
-            kw["pp_schedule"] = PipelineSchedule.INTERLEAVED
-    if gpu is not None and gpu.node_size:
-        kw["gpus_per_node"] = gpu.node_size
-    return TrainSetup(**kw)
 
 
 def _workload(values: dict[str, Any]):

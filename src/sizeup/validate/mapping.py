@@ -185,12 +185,14 @@ def framework_table() -> dict:
 
 
 def framework_for(point: Point) -> dict:
-    """The framework entry matching what the point names (its source repos and text), or the default."""
-    text = (" ".join((s.repo or s.title or "") for s in point.source) + " " + point.text()).lower()
+    """The framework entry matching the point's source (repository or title) first, then its free text;
+    the default when nothing matches."""
     table = framework_table()
-    for entry in table["frameworks"]:
-        if re.search(entry["match"], text):
-            return entry
+    sources = " ".join((s.repo or s.title or "") for s in point.source).lower()
+    for text in (sources, point.text()):
+        for entry in table["frameworks"]:
+            if re.search(entry["match"], text):
+                return entry
     return {"name": "unknown framework", **table["default"], "source": "default: fused kernels"}
 
 

@@ -13,7 +13,7 @@ from types import SimpleNamespace
 import pytest
 
 from sizeup.core.types import (
-    GpuSpec, Offload, Optimizer, Peft, PipelineSchedule, Precision, Recompute, Sharding,
+    Attention, GpuSpec, Offload, Optimizer, Peft, PipelineSchedule, Precision, Recompute, Sharding, TrainSetup,
 )
 from sizeup.validate.mapping import (
     build_setup, infer_kernel, parse_offload, parse_optimizer, parse_peft, parse_precision, parse_recompute,
@@ -502,3 +502,40 @@ def test_every_row_is_predicted_or_explained(validation):
             assert math.isfinite(r.predicted) and math.isfinite(r.error_pct)
     errs = [abs(r.error_pct) for r in validation.predicted]
     assert statistics.median(errs) >= 0
+
+
+# --------------------------------------------------------------------------- kernels a point's framework runs
+
+
+@pytest.mark.parametrize("over,timing,memory", [
+    ({}, "fused", "fused"),                                                        # unknown framework: fused
+    ({"source": {"repo": "mosaicml/llm-foundry", "primary": True}}, "eager", "fused"),
+    ({"source": {"repo": "pytorch/torchtune", "primary": True}}, "eager", "hf-eager"),
+    ({"source": {"repo": "pytorch/torchtune", "primary": True}, "notes": "+ Compile"}, "fused", "fused"),
+    ({"source": {"repo": "NVIDIA/NeMo", "primary": True}}, "fused", "fused"),
+    ({"source": {"repo": "pytorch/torchtitan", "primary": True}, "notes": "compared with Megatron-LM"},
+     "eager", "hf-eager"),                                                        # the repository wins over text
+    ({"notes": "Transformer Engine attention"}, "te", "fused"),
+])
+def test_framework_kernels_come_from_what_the_point_states(over, timing, memory):
+    from sizeup.validate.mapping import infer_kernel, infer_timing_kernel
+
+    p = _point(**over)
+    assert infer_timing_kernel(p) == timing
+    assert infer_kernel(p) == memory
+
+
+def test_fp8_gemms_imply_transformer_engine():
+    from sizeup.validate.mapping import infer_timing_kernel
+
+    setup = TrainSetup(precision=Precision.FP8)
+    assert infer_timing_kernel(_point(), setup) == "te"
+
+
+def test_attention_is_materialised_before_flashattention_or_without_bf16():
+    from sizeup.validate.mapping import attention_for
+
+    old = _point(source={"title": "Narayanan et al. 2021, Efficient Large-Scale Training", "primary": True})
+    assert attention_for(old, _gpu()) == Attention.MATH
+    assert attention_for(_point(), _gpu()) == Attention.FLASH
+    assert attention_for(_point(), _gpu(bf16=0.0)) == Attention.MATH  # pre-Ampere: no FlashAttention-2

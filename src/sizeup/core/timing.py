@@ -31,7 +31,7 @@ from sizeup.core.explain import Term
 from sizeup.core.flops import LayerShapes, attention_flops_per_token, flops_per_step, layer_shapes
 from sizeup.core.params import count_params
 from sizeup.core.types import (
-    Attention, GpuSpec, ModelArch, Offload, Peft, Precision, Recompute, Sharding, TrainSetup,
+    Attention, GpuSpec, ModelArch, NormKind, Offload, Peft, Precision, Recompute, Sharding, TrainSetup,
 )
 
 # --------------------------------------------------------------------------- knobs (data: catalog/data/timing.yaml)
@@ -52,6 +52,8 @@ class TimingKnobs:
     elementwise_passes_hidden_fwd: Mapping[str, float] = field(default_factory=lambda: {"fused": 10.0, "eager": 20.0})
     """Kernel style -> h-wide activation passes (read or write) per layer forward."""
     elementwise_passes_ffn_fwd: Mapping[str, float] = field(default_factory=lambda: {"fused": 3.0, "eager": 4.0})
+    eager_rmsnorm_extra_passes: float = 0.0
+    """Extra h-wide passes per RMSNorm when it runs as decomposed eager ops (fp32 upcast, pow, mean, mul, cast)."""
     elementwise_bwd_factor: float = 2.0
     logits_bytes_per_vocab_token: float = 16.0
     optimizer_bytes_per_param: Mapping[str, float] = field(default_factory=lambda: {"adamw": 36.0})
@@ -142,6 +144,8 @@ class ModelInputs:
     head_dim: float
     """Share of GEMM weights that get no weight-gradient GEMM (PEFT base)."""
     quantized_base: bool
+    rmsnorms_per_layer: float = 0.0
+    """RMSNorms per layer (0 for LayerNorm models): eager PyTorch runs them as several fp32 kernels."""
 
 
 def model_inputs(m: ModelArch, setup: TrainSetup | None = None) -> ModelInputs:
@@ -169,7 +173,8 @@ def model_inputs(m: ModelArch, setup: TrainSetup | None = None) -> ModelInputs:
         frozen = 1.0
     return ModelInputs(layer_shapes(m), m.num_layers, m.hidden_size, m.vocab_size, float(pc.total), expert, trainable,
                        m.num_moe_layers, max(1, m.experts_per_token), m.kv_dim, m.mlp_kind.gated, frozen,
-                       float(m.q_dim / m.num_heads), peft == Peft.QLORA)
+                       float(m.q_dim / m.num_heads), peft == Peft.QLORA,
+                       float(m.norms_per_layer) if m.norm_kind == NormKind.RMSNORM else 0.0)
 
 
 @dataclass(frozen=True)
@@ -298,6 +303,8 @@ def step_kernel(mi: ModelInputs, g: GpuNumbers, knobs: TimingKnobs, *, tp, pp, d
     style = kernel_style(kernel)
     ffn_passes = float(knobs.elementwise_passes_ffn_fwd[style]) - (0.0 if mi.gated else 1.0)
     hidden_passes = float(knobs.elementwise_passes_hidden_fwd[style]) + (4.0 if dropout > 0 else 0.0)
+    if style == "eager":  # eager RMSNorm = upcast, pow, mean, rsqrt-mul, cast, weight-mul kernels (HF/torch composite)
+        hidden_passes = hidden_passes + mi.rmsnorms_per_layer * knobs.eager_rmsnorm_extra_passes
     elem_fwd_bytes = act_bytes * M * (hidden_passes * h / sp_div + ffn_passes * sh.ffn_act_width / tp
                                       + 2.0 * sh.qkv_width / tp)  # rotary/bias on q,k,v: read + write
     if gemm_bytes < act_bytes:  # fp8: cast every GEMM input (read 2 B, write 1 B)
@@ -584,6 +591,8 @@ def estimate_step(model: ModelArch, setup: TrainSetup, gpu: GpuSpec, knobs: Timi
              "m * L/p * bytes(norms, residuals, activation, rotary) * (1 + bwd_factor) / (HBM * eta_hbm)",
              {"kernel": kernel_style(kernel), "passes_hidden": knobs.elementwise_passes_hidden_fwd[kernel_style(kernel)],
               "passes_ffn": knobs.elementwise_passes_ffn_fwd[kernel_style(kernel)],
+              "eager_rmsnorm_extra_passes_per_layer": (knobs.eager_rmsnorm_extra_passes * mi.rmsnorms_per_layer
+                                                       if kernel_style(kernel) == "eager" else 0.0),
               "hbm_efficiency": g.hbm_efficiency}, ks.get("elementwise_passes_hidden_fwd", "timing.yaml")),
         Term("time/logits_loss", out["logits_loss_s"], "s", "m * (3 * logits GEMM + V*M*bytes_per_vocab/HBM)",
              {"V": model.vocab_size, "bytes_per_vocab": knobs.logits_bytes_per_vocab_token},

@@ -214,9 +214,12 @@ def infer_kernel(point: Point) -> str:
 
 
 def infer_timing_kernel(point: Point, setup: TrainSetup | None = None) -> str:
-    """Step-time kernel family from what the run states: fp8 GEMMs (which need Transformer Engine) or a stated
+    """Step-time kernel family from what the run states: fp8 GEMMs (Transformer Engine, unless the framework's
+    entry says its fp8 path is not TE: `fp8_uses_te: false`, e.g. torchtitan's torchao Float8 Linear) or a stated
     Transformer Engine -> 'te'; torch.compile -> 'fused'; otherwise the named framework's default kernels."""
-    if (setup is not None and setup.precision == Precision.FP8) or re.search(r"transformer ?engine", point.text()):
+    fp8_te = framework_for(point).get("fp8_uses_te", True)
+    if (setup is not None and setup.precision == Precision.FP8 and fp8_te) \
+            or re.search(r"transformer ?engine", point.text()):
         return "te"
     if re.search(COMPILED, point.text()):
         return "fused"

@@ -8,6 +8,7 @@ Bad input (SizeupError) prints one line to stderr and exits 2.
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 
 import typer
@@ -81,31 +82,121 @@ def main(argv: list[str] | None = None) -> int:
     command = _command_in(argv)
     register((command,) if command else None)
     try:
+        check_numbers(argv)
         app(args=argv, standalone_mode=False)
     except (SizeupError, UnitError) as exc:
-        typer.echo(f"error: {_name_the_option(str(exc), argv)}", err=True)
+        typer.echo(f"error: {_one_line(_name_the_option(str(exc), argv))}", err=True)
         return 2
     except typer.Exit as exc:
         return exc.exit_code
     except typer.Abort:
         typer.echo("aborted", err=True)
         return 1
-    except Exception as exc:  # usage errors from typer's click: one line + usage, exit 2
-        if hasattr(exc, "show") and hasattr(exc, "exit_code"):
-            exc.show()
+    except Exception as exc:
+        if hasattr(exc, "format_message") and hasattr(exc, "exit_code"):
+            # usage errors from typer's click (unknown option, extra argument, bad int): one line, exit 2
+            where = f"sizeup {command} --help" if command else "sizeup --help"
+            text = _one_line(exc.format_message())
+            text += f" See '{where}'." if text.endswith((".", "?", "!")) else f"; see '{where}'"
+            typer.echo(f"error: {text}", err=True)
             return int(exc.exit_code)
-        raise
+        if os.environ.get("SIZEUP_DEBUG"):
+            raise
+        # a bug, not bad input: still one line (SIZEUP_DEBUG=1 shows the traceback)
+        typer.echo(f"error: internal error ({type(exc).__name__}: {_one_line(str(exc))}); please report it with "
+                   "the command line (SIZEUP_DEBUG=1 shows the traceback)", err=True)
+        return 1
     return 0
 
 
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+# Numeric flags and the range every command accepts for them (same flag, same rule everywhere):
+# value > 0, or value >= 0. Values that are not plain numbers (lists "1,2,8", ranges, "24GiB", "7B")
+# are left to the command's own parser; NaN/inf are refused for every flag.
+POSITIVE_FLAGS = frozenset({
+    "--gpus", "--seq", "--micro-batch", "--global-batch", "--grad-accum", "--tp", "--pp", "--cp", "--ep",
+    "--lora-rank", "--max-gpus", "--top", "--batch", "--concurrency", "--layers", "--vocab", "--epochs",
+    "--tokens", "--samples", "--tokens-per-sample", "--params", "--rps", "--budget", "--deadline",
+    "--sample-seconds", "--power-w", "--pue", "--amortize-months", "--tokens-per-param", "--samples-per-param",
+    "--data-tokens-per-second", "--virtual-pp", "--gpus-per-node",
+})
+NON_NEGATIVE_FLAGS = frozenset({
+    "--price-per-gpu-hour", "--billing-increment-s", "--min-billing-s", "--preemption-rate", "--restart-s",
+    "--checkpoints-kept", "--usd-per-kwh", "--rent-usd-per-hour", "--purchase-usd", "--retain",
+    "--max-age-days", "--max-price-age-days", "--dropout", "--fragmentation",
+})
+
+
+def _number(value: str) -> float | None:
+    """The value as a number ('0', '-2', '1e3', 'nan', '0s', '-5h'), or None when it is not a plain number."""
+    import math
+
+    text = value.strip().lower()
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    if text[-1:] in ("s", "m", "h", "d", "w") and text[:-1]:  # a duration like 0s, -2h
+        try:
+            x = float(text[:-1])
+            return x if math.isfinite(x) else None
+        except ValueError:
+            return None
+    return None
+
+
+def check_numbers(argv: list[str]) -> None:
+    """Refuse NaN/inf for any option, and zero/negative values for the counts and sizes above (exit 2)."""
+    import math
+
+    from sizeup.errors import SizeupError
+
+    if "--help" in argv:
+        return
+    for i, arg in enumerate(argv):
+        if arg == "--":
+            return
+        flag, eq, value = arg.partition("=")
+        if not eq:
+            if not arg.startswith("--") or i + 1 >= len(argv) or argv[i + 1].startswith("--"):
+                continue
+            value = argv[i + 1]
+        x = _number(value)
+        if x is None:
+            continue
+        if not math.isfinite(x):
+            raise SizeupError(f"{flag} must be a finite number, got {value!r}")
+        if flag in POSITIVE_FLAGS and x <= 0:
+            raise SizeupError(f"{flag} must be > 0, got {value}")
+        if flag in NON_NEGATIVE_FLAGS and x < 0:
+            raise SizeupError(f"{flag} must be >= 0, got {value}")
+
+
 def _name_the_option(message: str, argv: list[str]) -> str:
-    """Prefix a value error with the option that carried the value: "--tokens: cannot read count 'lots' ..."."""
+    """Prefix a value error with the option that carried the value: "--tokens: cannot read count 'lots' ...";
+    "tokens must be > 0" becomes "--tokens must be > 0" when --tokens was given."""
+    import re
+
+    bare = re.match(r"([a-z][a-z0-9_-]*) must ", message)
+    if bare:
+        flag = "--" + bare.group(1).replace("_", "-")
+        if any(a == flag or a.startswith(flag + "=") for a in argv):
+            return flag + message[len(bare.group(1)):]
     for i, arg in enumerate(argv):
         flag, eq, value = arg.partition("=")
-        if eq and flag.startswith("--") and repr(value) in message:
+        if eq and flag.startswith("--") and repr(value) in message and not message.startswith("--"):
             return f"{flag}: {message}"
         if i and argv[i - 1].startswith("--") and repr(arg) in message and not message.startswith("--"):
             return f"{argv[i - 1]}: {message}"
+    # a value inside a structured flag, e.g. --stream video:fps=abc -> "cannot read count 'abc'"
+    quoted = re.findall(r"'([^']+)'", message)
+    for i, arg in enumerate(argv):
+        if i and argv[i - 1].startswith("--") and not message.startswith("--") and any(
+                re.search(rf"[=:,]{re.escape(q)}(,|$)", arg) for q in quoted):
+            return f"{argv[i - 1]} {arg!r}: {message}"
     return message
 
 

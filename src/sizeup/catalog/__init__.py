@@ -32,6 +32,21 @@ def read_yaml(path: Path) -> Any:
         return yaml.load(fh, Loader=_Loader)
 
 
+def read_user_yaml(path: Path | str, what: str = "file") -> Any:
+    """A user's YAML file; missing or malformed -> one-line SizeupError (never a parser traceback)."""
+    from sizeup.errors import SizeupError
+
+    p = Path(path)
+    if not p.is_file():
+        raise SizeupError(f"{what} {str(path)!r} not found")
+    try:
+        return read_yaml(p)
+    except yaml.YAMLError as exc:
+        raise SizeupError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    except UnicodeDecodeError:
+        raise SizeupError(f"{path}: not a text YAML file") from None
+
+
 def normalize(name: str) -> str:
     """Case-, space-, dash- and underscore-insensitive key: 'Llama-2 7B' -> 'llama27b'."""
     return re.sub(r"[^a-z0-9.]", "", str(name).lower())

@@ -33,8 +33,8 @@ def parse_phase(text: str) -> dict:
     return {"name": name, "months": months_f, "runs_per_month": runs_f, "cost": cost}
 
 
-def run_cost(job: Any, spec: str, catalog: Any, knobs: Any) -> tuple[float, dict]:
-    """Cost of one run of `job` from 'platform/gpu[/pricing[/gpus]]'."""
+def run_cost(job: Any, spec: str, catalog: Any, knobs: Any, terms_out: list | None = None) -> tuple[float, dict]:
+    """Cost of one run of `job` from 'platform/gpu[/pricing[/gpus]]' (its cost Terms appended to `terms_out`)."""
     from sizeup.commands.compare import best_offer, cost_dict, evaluate, offers_for, parse_pricing
 
     parts = [p for p in spec.split("/") if p]
@@ -55,6 +55,12 @@ def run_cost(job: Any, spec: str, catalog: Any, knobs: Any) -> tuple[float, dict
     est, _, ev = best_offer(job, ev, offers, knobs, catalog)
     d = cost_dict(est, gpu)
     d["throughput_tokens_per_sec"] = ev.tokens_per_s
+    if terms_out is not None:
+        from dataclasses import replace
+
+        keep = ("throughput/tokens_per_s", "time/wall_clock", "cost/billed_time", "cost/total")
+        terms_out.extend(replace(t, name=f"run on {spec}: {t.name}") for t in tuple(ev.terms) + tuple(est.terms)
+                         if t.name in keep)
     return est.total_cost_usd, d
 
 
@@ -117,7 +123,7 @@ def budget_cmd(
     if not specs and not buy_gpu:
         raise SizeupError("give at least one --phase name:months:runs_per_month:cost_per_run, or --buy-gpu")
 
-    phases, run_details, notes, warnings = [], {}, [], []
+    phases, run_details, notes, warnings, run_terms = [], {}, [], [], []
     for s in specs:
         try:
             cost = parse_usd(s["cost"])
@@ -125,7 +131,7 @@ def budget_cmd(
             if job is None:
                 raise SizeupError(f"--phase {s['name']}: cost {s['cost']!r} needs a model or scenario to compute "
                                   "it from; or give USD") from None
-            cost, detail = run_cost(job, s["cost"], catalog, knobs)
+            cost, detail = run_cost(job, s["cost"], catalog, knobs, run_terms)
             run_details[s["name"]] = detail
         phases.append(Phase(s["name"], s["months"], s["runs_per_month"], cost))
     data: dict[str, Any] = {}
@@ -142,6 +148,7 @@ def budget_cmd(
         tables.append(Table("monthly plan", ["phase", "months", "runs/month", "where", "cost/run", "monthly", "total"],
                             rows))
         terms.extend(plan.terms)
+        terms.extend(run_terms)
         data["plan"] = {"phases": [p.__dict__ for p in plan.phases], "months": plan.months, "runs": plan.runs,
                         "total_usd": plan.total_usd, "runs_detail": run_details}
 
@@ -188,6 +195,13 @@ def budget_cmd(
         r = buy_vs_rent(purchase, float(power), pue_v, kwh_v, amortize_months, utilization, rent, used_hours)
         terms.extend(r.terms)
         be = r.break_even_hours
+        if be is not None:
+            from sizeup.core.explain import Term
+
+            terms.append(Term("own/break_even_months", be / (utilization * 730.5), "months",
+                              "break_even_hours / (utilization * 730.5 h/month)",
+                              {"break_even_hours": be, "utilization": utilization},
+                              "730.5 h = mean Gregorian month (30.4375 d)"))
         rows = [
             ("purchase", format_usd(r.purchase_usd), purchase_src),
             ("energy per used hour", format_usd(r.own_energy_usd_per_hour),

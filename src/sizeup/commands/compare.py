@@ -195,6 +195,7 @@ class Evaluation:
     step: Any = None
     terms: tuple = ()
     notes: list[str] = field(default_factory=list)
+    memory_terms: tuple = ()
 
 
 def _parse_enum(kind: str, value: Any, enum_name: str):
@@ -273,11 +274,11 @@ def evaluate(job: Job, gpu: Any, gpus: int) -> Evaluation:
     if chosen is None:
         setup, mem = last_mem
         return Evaluation(gpu, gpus, False, tuple(mem.reasons) or ("does not fit in memory",), setup,
-                          mem.peak_reserved_bytes)
+                          mem.peak_reserved_bytes, memory_terms=tuple(mem.terms))
     setup, mem = chosen
     train = _train(job.model, setup, gpu, job)
     return Evaluation(gpu, gpus, True, (), setup, mem.peak_reserved_bytes, float(train.total_time_s),
-                      train.step.tokens_per_s, train, train.step, tuple(train.terms), [])
+                      train.step.tokens_per_s, train, train.step, tuple(train.terms), [], tuple(mem.terms))
 
 
 def job_files(job: Job, setup: Any) -> dict:
@@ -493,6 +494,15 @@ def build_job(target: str | None, model: str | None, flags: dict) -> tuple[Job, 
         tokens_per_sample=parse_count(tps) if tps is not None else None, epochs=epochs,
         kernel=_kernel(merged.get("kernel")),
     )
+    # the same checks as `sizeup memory` / `sizeup train` (e.g. seq beyond learned positions, LoRA targets)
+    from types import SimpleNamespace
+
+    from sizeup.core.memory import check_setup
+
+    problems = check_setup(arch, make_setup(job, SimpleNamespace(supports_bf16=True, node_size=8), 1,
+                                            job.micro_batch or 1))
+    if problems:
+        raise SizeupError("; ".join(problems))
     return job, merged
 
 
@@ -641,6 +651,38 @@ def table_row(r: Row) -> tuple:
     )
 
 
+ROW_TERM_NAMES = ("throughput/tokens_per_s", "time/wall_clock", "cost/billed_time", "cost/compute", "cost/storage",
+                  "cost/egress", "cost/total")
+
+
+def price_terms(est: Any, gpu: Any) -> list:
+    """Terms for the table's $/GPU-h and $/TB/s-h columns (prices are catalog inputs with as_of + source)."""
+    from sizeup.core.cost import usd_per_tbps_hour
+    from sizeup.core.explain import Term
+
+    gpus_per_instance = est.price_usd_per_hour / est.price_usd_per_gpu_hour if est.price_usd_per_gpu_hour else 1
+    out = [Term("price/usd_per_gpu_hour", est.price_usd_per_gpu_hour, "USD/GPU-h", "instance_price / gpus_per_instance",
+                {"instance_price": est.price_usd_per_hour, "gpus_per_instance": gpus_per_instance,
+                 "instance": est.instance, "pricing": est.pricing, "as_of": est.price_as_of},
+                f"{est.platform} price ({est.price_source})")]
+    hbm = getattr(gpu, "hbm_bytes_per_s", 0.0)
+    tbps = usd_per_tbps_hour(est.price_usd_per_gpu_hour, hbm)
+    if tbps is not None:
+        out.append(Term("price/usd_per_tbps_hour", tbps, "USD/(TB/s)-h", "usd_per_gpu_hour / (hbm_bytes_per_s / 1e12)",
+                        {"usd_per_gpu_hour": est.price_usd_per_gpu_hour, "hbm_bytes_per_s": hbm},
+                        "seed 003 (cost per unit of memory bandwidth); HBM bandwidth from the GPU catalog"))
+    return out
+
+
+def row_terms(r: Row) -> list:
+    """The figures one compare row shows, each explained, named '<platform>/<gpus>x<gpu>/<pricing>: <figure>'."""
+    from dataclasses import replace as _replace
+
+    label = f"{r.est.platform}/{r.est.gpus}x{r.est.gpu_id}/{r.est.pricing}"
+    picked = [t for t in tuple(r.ev.terms) + tuple(r.est.terms) if t.name in ROW_TERM_NAMES]
+    return [_replace(t, name=f"{label}: {t.name}") for t in price_terms(r.est, r.ev.gpu) + picked]
+
+
 TABLE_COLUMNS = ["platform", "gpu", "gpus", "pricing", "fits with", "$/GPU-h", "$/TB/s-h", "tok/s", "hours",
                  "billed h", "compute", "total", "as_of", "marks"]
 
@@ -656,14 +698,22 @@ IMPACT_CONFIGS = (
 )
 
 
-def impact_rows(job: Job, gpu: Any, gpus: int, offers: list, knobs: Any) -> list[dict]:
-    """Seed 004's optimisation-impact table with the project's physics (memory fit first)."""
+def impact_rows(job: Job, gpu: Any, gpus: int, offers: list, knobs: Any, terms_out: list | None = None) -> list[dict]:
+    """Seed 004's optimisation-impact table with the project's physics (memory fit first).
+
+    terms_out: when a list, the Terms of each row's figures are appended to it (named '<configuration>: ...')."""
+    from dataclasses import replace as _replace
+
+    from sizeup.core.explain import Term
     from sizeup.core.types import Peft, Precision
 
     out = []
+    row_terms_by_label: dict[str, list] = {}
     for label, prec, peft in IMPACT_CONFIGS:
         j = job.with_(precision=Precision(prec), peft=Peft(peft))
         ev = evaluate(j, gpu, gpus)
+        row_terms_by_label[label] = [_replace(t, name=f"{label}: {t.name}") for t in ev.memory_terms
+                                     if t.name == "memory/peak_reserved"]
         row: dict[str, Any] = {"configuration": label, "precision": prec, "peft": peft, "fits": ev.fits,
                                "memory_reserved_bytes": ev.memory_bytes, "reasons": list(ev.reasons)}
         if ev.fits:
@@ -675,11 +725,28 @@ def impact_rows(job: Job, gpu: Any, gpus: int, offers: list, knobs: Any) -> list
             est, _, ev = best
             row.update(hours=est.wall_clock_s / 3600, total_cost_usd=est.total_cost_usd,
                        throughput_tokens_per_sec=ev.tokens_per_s, platform=est.platform, instance=est.instance)
+            row_terms_by_label[label] += [_replace(t, name=f"{label}: {t.name}")
+                                          for t in tuple(ev.terms) + tuple(est.terms)
+                                          if t.name in ("throughput/tokens_per_s", "time/wall_clock", "cost/total")]
         out.append(row)
     fitting = [r for r in out if r["fits"]]
     for r in fitting:
-        r["speedup_vs_slowest"] = max(x["hours"] for x in fitting) / r["hours"] if r["hours"] else None
-        r["savings_vs_most_expensive_usd"] = max(x["total_cost_usd"] for x in fitting) - r["total_cost_usd"]
+        slowest_h = max(x["hours"] for x in fitting)
+        dearest_usd = max(x["total_cost_usd"] for x in fitting)
+        r["speedup_vs_slowest"] = slowest_h / r["hours"] if r["hours"] else None
+        r["savings_vs_most_expensive_usd"] = dearest_usd - r["total_cost_usd"]
+        label = r["configuration"]
+        if r["speedup_vs_slowest"] is not None:
+            row_terms_by_label[label].append(Term(
+                f"{label}: impact/speedup", r["speedup_vs_slowest"], "x", "hours_slowest / hours",
+                {"hours_slowest": slowest_h, "hours": r["hours"]}, "wall-clock of the slowest configuration that fits"))
+        row_terms_by_label[label].append(Term(
+            f"{label}: impact/savings", r["savings_vs_most_expensive_usd"], "USD", "cost_most_expensive - cost",
+            {"cost_most_expensive": dearest_usd, "cost": r["total_cost_usd"]},
+            "total cost of the most expensive configuration that fits"))
+    if terms_out is not None:
+        for label, _, _ in IMPACT_CONFIGS:
+            terms_out.extend(row_terms_by_label[label])
     return out
 
 
@@ -827,6 +894,9 @@ def compare_cmd(
     terms = list(cheapest.est.terms) if cheapest else []
     if cheapest and cheapest.ev.terms:
         terms = list(cheapest.ev.terms) + terms
+    # every other row's figures too (the cheapest row's in full above, each row's table columns here)
+    for r in ok + excluded:
+        terms.extend(row_terms(r))
     data = {
         "workload": {"model": job.model.id, "tokens": job.tokens, "dataset_tokens": job.dataset_tokens,
                      "seq_len": job.seq_len, "samples": job.samples, "tokens_per_sample": job.tokens_per_sample,
@@ -854,7 +924,8 @@ def impact_report(job: Job, catalog: Any, gpu_name: str, platforms: list[str], p
         offers.extend(offers_for(catalog, p, gpu.id, pricing, overrides, strict=len(platforms) == 1))
     if not offers:
         raise SizeupError(f"none of {', '.join(platforms)} offers {gpu.id} with {pricing} pricing")
-    rows = impact_rows(job, gpu, gpus, offers, knobs)
+    terms: list = []
+    rows = impact_rows(job, gpu, gpus, offers, knobs, terms)
     table = []
     for r in rows:
         if r["fits"]:
@@ -874,4 +945,4 @@ def impact_report(job: Job, catalog: Any, gpu_name: str, platforms: list[str], p
     return Report(data={"gpu": gpu.id, "gpus": gpus, "pricing": pricing, "impact": rows},
                   tables=[Table(title, ["configuration", "precision", "peft", "memory", "hours", "cost",
                                         "speedup", "savings / why"], table)],
-                  notes=notes)
+                  terms=terms, notes=notes)

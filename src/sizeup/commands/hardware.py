@@ -53,6 +53,31 @@ def _short_sources(g) -> str:
     return ", ".join(keys)
 
 
+def gpu_terms(g) -> list:
+    """Each catalog figure of one GPU as a Term: a catalog input (no formula beyond the value) with its source."""
+    from sizeup.core.explain import Term
+
+    figures = [("gpu/memory", g.memory_bytes, "B", "memory_bytes")]
+    figures += [(f"gpu/peak_flops_per_s/{k}", g.peak(k), "FLOP/s", f"peak_flops_per_s.{k}") for k in _DTYPES
+                if g.peak(k) > 0]
+    figures += [
+        ("gpu/hbm_bandwidth", g.hbm_bytes_per_s, "B/s", "hbm_bytes_per_s"),
+        ("gpu/intra_node_bandwidth", g.intra_node_bytes_per_s, "B/s", "intra_node_bytes_per_s"),
+        ("gpu/node_size", g.node_size, "GPUs", "node_size"),
+        ("gpu/inter_node_bandwidth", g.inter_node_bytes_per_s, "B/s", "inter_node_bytes_per_s"),
+        ("gpu/host_link_bandwidth", g.host_link_bytes_per_s, "B/s", "host_link_bytes_per_s"),
+        ("gpu/tdp", g.tdp_w, "W", "tdp_w"),
+        ("gpu/purchase_price", g.purchase_usd, "USD", "purchase_usd"),
+        ("gpu/hbm_efficiency", g.hbm_efficiency, "fraction", "hbm_efficiency"),
+        ("gpu/collective_efficiency_intra", g.collective_efficiency_intra, "fraction", "collective_efficiency_intra"),
+        ("gpu/collective_efficiency_inter", g.collective_efficiency_inter, "fraction", "collective_efficiency_inter"),
+        ("gpu/collective_latency", g.collective_latency_s, "s", "collective_latency_s"),
+    ]
+    return [Term(name, float(value), unit, "catalog value (one direction for links; dense peaks)", {"gpu": g.id},
+                 g.sources.get(key, "") or "catalog/data/gpus")
+            for name, value, unit, key in figures if value]
+
+
 @app.command("gpus")
 def gpus_cmd(
     name: GpuNameArg = None,
@@ -118,7 +143,7 @@ def gpus_cmd(
                     tables=[Table(f"{g.name} ({g.id})", ["figure", "value", "source"], rows),
                             Table("GEMM efficiency curve (fraction of dense peak vs GEMM FLOPs = 2mnk)",
                                   ["GEMM FLOPs", "fraction"], curve)],
-                    notes=notes), json_, csv_, markdown)
+                    terms=gpu_terms(g), notes=notes), json_, csv_, markdown, explain)
         return
 
     gpus = sorted(catalog.gpus.values(), key=lambda g: (g.vendor, -g.peak("bf16") or -g.peak("fp16"), g.id))
@@ -239,5 +264,15 @@ def platforms_cmd(
         tables=[Table("platforms", ["id", "kind", "billing step", "minimum", "spot", "block $/GB-mo", "egress $/GB"], prow),
                 Table("instances and prices", ["platform", "instance", "gpu", "gpus", "pricing", "$/h", "$/GPU-h",
                                                "as_of", "age d", "source"], rows)],
-        notes=notes, warnings=warnings,
-    ), json_, csv_, markdown)
+        terms=offer_terms(offers) if explain else [], notes=notes, warnings=warnings,
+    ), json_, csv_, markdown, explain)
+
+
+def offer_terms(offers) -> list:
+    """$/GPU-h of each listed offer: the instance price (a dated catalog input) over the instance's GPUs."""
+    from sizeup.core.explain import Term
+
+    return [Term(f"price/{o.platform}/{o.instance}/{o.pricing}: usd_per_gpu_hour", o.price_usd_per_gpu_hour,
+                 "USD/GPU-h", "usd_per_hour / gpus",
+                 {"usd_per_hour": o.price_usd_per_hour, "gpus": o.gpus_per_instance, "as_of": o.price_as_of},
+                 o.price_source) for o in offers]

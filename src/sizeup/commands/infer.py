@@ -38,6 +38,77 @@ AllowLongOpt = Annotated[bool, typer.Option(
 # --------------------------------------------------------------------------- shared parsing
 
 
+def shown_terms(est, knobs, price: float | None, price_note: str, batch_given: bool = False) -> list:
+    """Terms for the figures `sizeup infer` prints that the core estimate does not explain itself."""
+    from sizeup.core.explain import Term
+
+    out = [
+        Term("weights/bytes_per_gpu", est.weights_bytes_per_gpu, "B", "W / (tp * pp)",
+             {"W": est.weights_bytes, "tp": est.tp, "pp": est.pp}, "weights sharded evenly over TP ranks and PP stages"),
+        Term("serve/batch", float(est.batch), "sequences",
+             "--batch / --concurrency" if batch_given else "max(1, min(max_concurrency, max_num_seqs))",
+             {"max_concurrency": est.max_concurrency, "max_num_seqs": knobs.max_num_seqs},
+             "vLLM scheduler: --max-num-seqs caps the running batch"),
+        Term("time/e2e_latency", est.e2e_latency_s, "s", "ttft + (n - 1) * tpot",
+             {"ttft": est.ttft_s, "n": est.output_len, "tpot": est.tpot_s}, "one request: prefill, then n-1 decode steps"),
+        Term("throughput/output_tokens_per_s_per_gpu", est.output_tokens_per_s_per_gpu, "tokens/s",
+             "output_tokens_per_s / gpus", {"output_tokens_per_s": est.output_tokens_per_s, "gpus": est.gpus},
+             "replica throughput split over its GPUs"),
+        Term("throughput/output_tokens_per_s_per_request", est.output_tokens_per_s_per_request, "tokens/s",
+             "1 / tpot", {"tpot": est.tpot_s}, "each running request gets one token per decode step"),
+    ]
+    if est.compute_bound_batch is not None:
+        out.append(Term("serve/compute_bound_batch", float(est.compute_bound_batch), "sequences",
+                        "smallest B with gemm_compute(B) >= gemm_weight_reads", {"B_limit": 65536},
+                        "decode roofline (Williams et al. 2009; Pope et al. 2022): weight reads are shared by the batch"))
+    if price is not None:
+        out.append(Term("price/usd_per_gpu_hour", price, "USD/GPU-h", "catalog or --price-per-gpu-hour",
+                        {"choice": price_note}, price_note))
+    return out
+
+
+def option_terms(options, rps: float, pl, ol) -> list:
+    """One set of Terms per feasible serve-plan row (named '<gpu> tp<t>: ...'): the figures its columns show."""
+    from sizeup.core.explain import Term
+
+    src = "sizeup.core.inference.plan_replica: roofline prefill/decode (Pope et al. 2022), continuous batching (Orca)"
+    out = []
+    for o in options:
+        if not o.feasible:
+            continue
+        k = f"{o.gpu_id} tp{o.tp}"
+        out += [
+            Term(f"{k}: serve/concurrency_per_replica", float(o.concurrency_per_replica), "sequences",
+                 "largest C <= min(KV memory limit, max_num_seqs) meeting the TTFT/TPOT targets",
+                 {"binding": o.binding}, src),
+            Term(f"{k}: fleet/replicas", float(o.replicas), "replicas", "max(1, ceil(rps / X(C)))",
+                 {"rps": rps, "X": o.requests_per_s_per_replica, "C": o.concurrency_per_replica}, src),
+            Term(f"{k}: fleet/gpus", float(o.gpus), "GPUs", "replicas * tp", {"replicas": o.replicas, "tp": o.tp}, src),
+            Term(f"{k}: time/ttft_p95", o.ttft_p95_s, "s", "prefill(s_p95) + step(C_op, s_p95 + n_p95)",
+                 {"s_p95": pl.p95, "n_p95": ol.p95, "C_op": o.operating_concurrency}, src),
+            Term(f"{k}: time/tpot_p95", o.tpot_p95_s, "s", "step(C_op, s_p95 + n_p95)",
+                 {"s_p95": pl.p95, "n_p95": ol.p95, "C_op": o.operating_concurrency}, src),
+        ]
+        if o.usd_per_hour is not None:
+            out += [
+                Term(f"{k}: fleet/usd_per_hour", o.usd_per_hour, "USD/h", "gpus * price",
+                     {"gpus": o.gpus, "price": o.price_usd_per_gpu_hour}, "price: catalog or --price-per-gpu-hour"),
+                Term(f"{k}: fleet/usd_per_month", o.usd_per_month, "USD", "usd_per_hour * 730 h",
+                     {"usd_per_hour": o.usd_per_hour}, "730 h = 8760/12"),
+            ]
+    return out
+
+
+def check_layout(arch, tp: int, pp: int) -> None:
+    """Serving engines (vLLM, SGLang, TensorRT-LLM) shard attention heads over TP ranks and layers over PP stages."""
+    if arch.num_heads % tp:
+        ok = [t for t in range(1, arch.num_heads + 1) if arch.num_heads % t == 0 and t <= 64]
+        raise SizeupError(f"--tp {tp} must divide {arch.id}'s {arch.num_heads} attention heads; "
+                          f"allowed: {', '.join(map(str, ok))}")
+    if pp > arch.num_layers:
+        raise SizeupError(f"--pp {pp} cannot exceed {arch.id}'s {arch.num_layers} layers")
+
+
 def parse_tokens(name: str, value: str | None, default: int) -> int:
     from sizeup.units import parse_count
 
@@ -214,6 +285,7 @@ def infer_cmd(
                           "(use 'sizeup serve-plan' to size several replicas)")
     if tp_ < 1:
         raise SizeupError(f"--gpus {gpus} is smaller than --pp {pp_}")
+    check_layout(arch, tp_, pp_)
     g = resolve_gpu(gpu, catalog)
     knobs = load_serving_knobs(catalog)
     if gpu_memory_utilization is not None:
@@ -254,7 +326,7 @@ def infer_cmd(
         data=data,
         tables=[Table(f"{arch.name} on {est.gpus} x {g.name}: memory", ["figure", "value", "note"], rows),
                 Table("latency, throughput, cost", ["figure", "value", "note"], perf)],
-        terms=list(est.terms),
+        terms=list(est.terms) + shown_terms(est, knobs, price, price_note, batch is not None or concurrency is not None),
         notes=list(est.notes) + ([price_note] if est.usd_per_1m_output_tokens is None else [])
         + ([] if gpu else [f"no --gpu given: assumed {g.id}"]),
         warnings=[f"does not fit: {r}" for r in est.reasons],
@@ -343,8 +415,10 @@ def serve_plan_cmd(
         price, _ = gpu_price(catalog, g, platform, pricing, price_per_gpu_hour)
         gpu_list.append((g, price))
     knobs = load_serving_knobs(catalog)
-    plan = plan_fleet(arch, gpu_list, Traffic(rps, pl, ol), targets, w, kv, knobs,
-                      tp_choices=(tp,) if tp else (1, 2, 4, 8))
+    if tp:
+        check_layout(arch, tp, 1)
+    tp_choices = (tp,) if tp else tuple(t for t in (1, 2, 4, 8) if arch.num_heads % t == 0)
+    plan = plan_fleet(arch, gpu_list, Traffic(rps, pl, ol), targets, w, kv, knobs, tp_choices=tp_choices)
 
     def money(x):
         return None if x is None else f"{x:,.2f}" if x < 1000 else f"{x:,.0f}"
@@ -373,6 +447,6 @@ def serve_plan_cmd(
         tables=[Table(f"{arch.name}: {rps:g} req/s", ["gpu", "tp", "feasible", "replicas", "gpus", "conc/replica (now/max)",
                                                       "TTFT p95", "TPOT p95", "$/hour", "$/month", "binding / reason"],
                       rows)],
-        terms=list(plan.terms), notes=notes, warnings=warnings,
+        terms=list(plan.terms) + option_terms(plan.options, rps, pl, ol), notes=notes, warnings=warnings,
     )
     emit(report, json_, csv_, markdown, explain)

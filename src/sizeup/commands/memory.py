@@ -236,7 +236,7 @@ def build_setup(
     if check:
         problems = check_setup(model, setup)
         if problems:
-            raise SizeupError(problems[0] + (f" (and {len(problems) - 1} more problem(s))" if len(problems) > 1 else ""))
+            raise SizeupError("; ".join(problems))
     return setup
 
 
@@ -443,7 +443,19 @@ def memory_cmd(
     if est.fits is False:
         suggestions = suggest_fixes(arch, setup, est.gpu_memory_bytes, ov, max_gpus=max_gpus or 1024, kernel=kern,
                                     loss=loss_impl)
-    emit(memory_report(arch, setup, est, suggestions, gpu_spec, kern), json_, csv_, markdown, explain)
+    report = memory_report(arch, setup, est, suggestions, gpu_spec, kern)
+    if arch.max_seq_len and setup.seq_len > arch.max_seq_len:
+        report.warnings.append(f"seq {setup.seq_len} is longer than {arch.id}'s context of {arch.max_seq_len} tokens "
+                               "(needs RoPE scaling / long-context training)")
+    if explain:  # each suggestion's peak reserved, recomputed by the same model with its setup (same number)
+        from dataclasses import replace
+
+        for sg in suggestions:
+            alt = estimate_memory(arch, sg.setup, gpu=gpu_spec, gpu_memory_bytes=est.gpu_memory_bytes, overheads=ov,
+                                  kernel=kern, loss=loss_impl)
+            report.terms.extend(replace(t, name=f"fix '{sg.change}': {t.name}") for t in alt.terms
+                                if t.name in ("memory/peak_allocated", "memory/peak_reserved"))
+    emit(report, json_, csv_, markdown, explain)
 
 
 def _overheads(fragmentation: float | None):

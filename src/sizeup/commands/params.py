@@ -9,6 +9,62 @@ from sizeup.commands.common import (
 from sizeup.errors import SizeupError
 
 
+def breakdown_terms(arch, pc) -> list:
+    """A Term for every row of the breakdown and one-layer tables: the weight-shape formula when it reproduces
+    the count exactly (dense parts), else the generic sum (MoE, MLA and other variants; see core/params.py)."""
+    from sizeup.core.explain import Term
+
+    h, V, L = arch.hidden_size, arch.vocab_size, arch.num_layers
+    a, k, d, f = arch.num_heads, arch.num_kv_heads, arch.head_dim, arch.ffn_size
+    nb = 2 if arch.norm_bias else 1
+    gated = bool(getattr(arch.mlp_kind, "gated", False))
+    qb, ob, mb = int(arch.qkv_bias), int(arch.out_bias), int(arch.mlp_bias)
+    shapes = {  # name -> (formula, inputs, value)
+        "embedding/token": ("V * h", {"V": V, "h": h}, V * h),
+        "embedding/position": ("P * h", {"P": arch.num_position_embeddings, "h": h}, arch.num_position_embeddings * h),
+        "output_head": ("V * h + bias * V", {"V": V, "h": h, "bias": int(arch.lm_head_bias)},
+                        V * h + int(arch.lm_head_bias) * V),
+        "final_norm": ("h * (2 if norm has bias else 1)", {"h": h, "norm_bias": arch.norm_bias}, h * nb),
+        "attention/q": ("h * a * d + qkv_bias * a * d", {"h": h, "a": a, "d": d, "qkv_bias": qb}, h * a * d + qb * a * d),
+        "attention/k": ("h * kv * d + qkv_bias * kv * d", {"h": h, "kv": k, "d": d, "qkv_bias": qb},
+                        h * k * d + qb * k * d),
+        "attention/v": ("h * kv * d + qkv_bias * kv * d", {"h": h, "kv": k, "d": d, "qkv_bias": qb},
+                        h * k * d + qb * k * d),
+        "attention/o": ("a * d * h + out_bias * h", {"a": a, "d": d, "h": h, "out_bias": ob}, a * d * h + ob * h),
+        "norms": ("norms_per_layer * h * (2 if norm has bias else 1)",
+                  {"norms_per_layer": arch.norms_per_layer, "h": h, "norm_bias": arch.norm_bias},
+                  arch.norms_per_layer * h * nb),
+        "mlp": (("3 * h * f" if gated else "2 * h * f") + " + mlp_bias * (" + ("2f + h" if gated else "f + h") + ")",
+                {"h": h, "f": f, "gated": gated, "mlp_bias": mb},
+                (3 if gated else 2) * h * f + mb * ((2 * f if gated else f) + h)),
+    }
+    src = "weight shapes of the architecture (Hugging Face modeling code); counted in sizeup.core.params"
+    generic = ("sum of the weight shapes of this part (MoE / MLA / variant layout)",
+               {"h": h, "L": L, "E": arch.num_experts, "f_expert": arch.expert_ffn_size})
+    out = []
+    for key, value in pc.breakdown.items():
+        if key.startswith("layers/"):
+            part = key.removeprefix("layers/")
+            one = sum(v for name, v in pc.per_layer.items() if name == part or name.startswith(part + "/"))
+            if one and L * one == value:
+                out.append(Term(f"params/{key}", float(value), "params", f"L * (one layer's {part})",
+                                {"L": L, f"one_layer_{part}": one}, src))
+            else:
+                out.append(Term(f"params/{key}", float(value), "params", "sum over layers of this part "
+                                "(dense and MoE layers differ)", {"L": L, f"one_layer_{part}": one}, src))
+            continue
+        formula, inputs, expect = shapes.get(key, (None, None, None))
+        if formula is None or expect != value:
+            formula, inputs = generic
+        out.append(Term(f"params/{key}", float(value), "params", formula, inputs, src))
+    for key, value in pc.per_layer.items():
+        formula, inputs, expect = shapes.get(key, (None, None, None))
+        if formula is None or expect != value:
+            formula, inputs = generic
+        out.append(Term(f"params/one_layer/{key}", float(value), "params", formula, inputs, src))
+    return out
+
+
 @app.command("params")
 def params_cmd(
     target: ModelArg = None,
@@ -49,7 +105,7 @@ def params_cmd(
               "source": arch.source},
         tables=[Table(f"{arch.name} ({arch.id}) parameters", ["component", "params", "human", "share"], rows),
                 Table("one layer", ["part", "params", "human"], per_layer)],
-        terms=list(pc.terms),
+        terms=list(pc.terms) + breakdown_terms(arch, pc),
         notes=list(pc.notes) + ([f"config source: {arch.source}"] if arch.source else [])
         + ([f"preset notes: {arch.notes}"] if arch.notes else []),
     )

@@ -120,14 +120,14 @@ def _data_rate(tokens_spec: Path | None, rate: float | None) -> tuple[float | No
     if tokens_spec is not None:
         from pydantic import ValidationError
 
-        from sizeup.catalog import read_yaml
+        from sizeup.catalog import read_user_yaml
         from sizeup.core.tokens import token_budget
         from sizeup.errors import pydantic_message
         from sizeup.schema import TokensFile
 
         if not tokens_spec.exists():
             raise SizeupError(f"token spec {str(tokens_spec)!r} not found")
-        raw = read_yaml(tokens_spec) or {}
+        raw = read_user_yaml(tokens_spec, "token spec") or {}
         if not isinstance(raw, dict):
             raise SizeupError(f"{tokens_spec}: expected a mapping with sample_seconds and streams")
         raw = {k: v for k, v in raw.items() if k in ("sample_seconds", "streams")}
@@ -431,13 +431,32 @@ def scale_cmd(
             "hardware": {p.option: _point_dict(p, kinds) for p in r.points},
         } for r in rows],
     }
+    from dataclasses import replace as _replace
+
+    def named(prefix: str, ts) -> list:  # one row's figures, told apart by its scale / hardware option
+        return [_replace(t, name=f"{prefix}: {t.name}") for t in ts]
+
+    shown = ("throughput/tokens_per_s", "efficiency/mfu", "train/total_time", "train/gpu_hours")
     terms = list(data_terms)
     for r in rows:
-        terms.extend(r.terms)
+        terms.extend(named(r.name, r.terms))
         first = next((p for p in r.points if p.fits), None)
         if first is not None and explain:
-            terms.extend(t for t in first.train.terms if t.name.startswith("train/"))
-            terms.extend(first.files.terms)
+            terms.extend(named(f"{r.name} on {first.option}", (t for t in first.train.terms
+                                                                if t.name.startswith("train/"))))
+            terms.extend(named(f"{r.name} on {first.option}", first.files.terms))
+        if explain:
+            for p in r.points:
+                prefix = f"{r.name} on {p.option}"
+                terms.extend(named(prefix, (t for t in p.fit.memory.terms if t.name == "memory/peak_reserved")))
+                if p.fits:
+                    terms.extend(named(prefix, (t for t in p.train.terms if t.name in shown
+                                                and not (p is first and t.name.startswith("train/")))))
+                    for kind in kinds:
+                        pp = p.costs.get(kind)
+                        if pp is not None:
+                            terms.extend(named(f"{prefix} {kind}", (t for t in pp.cost.terms
+                                                                    if t.name == "cost/total")))
     emit(Report(data=data, tables=tables, terms=terms, notes=notes), json_, csv_, markdown, explain)
 
 
@@ -513,6 +532,9 @@ def fit_budget_cmd(
             raise SizeupError(f"--{name} must be >= 1, got {v}")
     if tokens_per_param <= 0:
         raise SizeupError(f"--tokens-per-param must be > 0, got {tokens_per_param}")
+    if budget_usd is not None and price_per_gpu_hour is not None and price_per_gpu_hour <= 0:
+        # a free GPU-hour makes any budget unbounded: the bisection would only stop at its search cap
+        raise SizeupError(f"--price-per-gpu-hour must be > 0 with --budget, got {price_per_gpu_hour}")
     seq_len = seq or 2048
     if global_batch is not None and global_batch < 1:
         raise SizeupError(f"--global-batch must be >= 1, got {global_batch}")

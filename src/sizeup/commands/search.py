@@ -340,6 +340,31 @@ COLUMNS = ["#", "GPU", "#GPUs", "tp/pp/dp/cp/ep", "sharding", "micro-batch", "ac
            "step time", "MFU", "bound", "days", "cost", "vs #1"]
 
 
+def plan_row_terms(p, arch, job: dict, knobs, prefix: str) -> list:
+    """Terms named '<prefix>: ...' for one plan's row, via the scalar core path (same numbers)."""
+    from dataclasses import replace as _replace
+
+    from sizeup.catalog import load_catalog
+    from sizeup.core.explain import Term
+    from sizeup.core.memory import estimate_memory
+    from sizeup.core.timing import estimate_step
+
+    gpu = load_catalog().gpu(p.gpu)
+    shown = ("memory/peak_reserved", "time/step", "efficiency/mfu", "bound")
+    scalar = list(estimate_memory(arch, p.setup(), gpu, overheads=job["overheads"], kernel=p.recipe.memory_kernel).terms)
+    scalar += list(estimate_step(arch, p.setup(), gpu, knobs, kernel=p.recipe.timing_kernel).terms)
+    out = [_replace(t, name=f"{prefix}: {t.name}") for t in scalar if t.name in shown]
+    out.append(Term(f"{prefix}: plan/wall_clock", p.wall_clock_s, "s", "steps * step_time (+ checkpoints, failures)",
+                    {"steps": p.steps, "step_time_s": p.step_time_s, "compute_time_s": p.compute_time_s},
+                    "core.timing.step_kernel; core.cost (Young/Daly)"))
+    if p.cost_usd is not None:
+        out.append(Term(f"{prefix}: plan/cost", p.cost_usd, "USD", "instances * price * billed_h + storage + egress",
+                        {"platform": p.platform, "instance": p.instance, "pricing": p.pricing,
+                         "price_usd_per_gpu_hour": p.price_usd_per_gpu_hour, "as_of": p.price_as_of},
+                        "core.cost.estimate_cost (array form)"))
+    return out
+
+
 def build_report(job: dict, result, export: str | None = None, knobs=None):
     from sizeup.core.explain import Term
     from sizeup.report import Report, Table
@@ -434,6 +459,12 @@ def build_report(job: dict, result, export: str | None = None, knobs=None):
             terms += list(estimate_memory(arch, b.setup(), gpu, overheads=job["overheads"],
                                           kernel=b.recipe.memory_kernel).terms)
             terms += list(estimate_step(arch, b.setup(), gpu, knobs, kernel=b.recipe.timing_kernel).terms)
+            # every other plan shown: the figures of its row (memory, step time, MFU, wall-clock, cost)
+            for p in result.plans[1:]:
+                terms += plan_row_terms(p, arch, job, knobs, f"#{p.rank} {p.gpus}x{p.gpu}")
+            if len(result.best_per_gpu) > 1:
+                for p in result.best_per_gpu:
+                    terms += plan_row_terms(p, arch, job, knobs, f"best on {p.gpu}: {p.gpus}x{p.gpu}")
     return Report(data=data, tables=tables, terms=terms, notes=notes, warnings=warnings)
 
 
@@ -492,6 +523,9 @@ def export_cmd(
 
     if fmt.strip().lower() not in FORMATS:
         raise choice_error("export format", fmt, list(FORMATS))
+    if offload is not None and offload.strip().lower() not in ("none", "no", "off", "cpu", "host", "yes"):
+        # DeepSpeed's NVMe offload needs an nvme_path this export does not write; the help promises none | cpu
+        raise choice_error("--offload", offload, ["none", "cpu"])
     name = pick_target(target, model)
     scenario = load_scenario(name) if is_scenario(name) else Scenario()
     flags = dict(model=None if is_scenario(name) else name, gpu=gpu, gpus=gpus, tokens=tokens, seq=seq,

@@ -202,6 +202,20 @@ def add_cost(report, est, values, arch, setup, gpu_spec, catalog) -> None:
                         for t in explained)
 
 
+def per_gpu_terms(step, setup) -> list:
+    """Terms for the per-GPU rates the table shows next to tokens/s and MFU."""
+    from sizeup.core.explain import Term
+
+    return [
+        Term("throughput/tokens_per_s_per_gpu", step.tokens_per_s_per_gpu, "tokens/s", "tokens_per_s / gpus",
+             {"tokens_per_s": step.tokens_per_s, "gpus": setup.gpus}, "definition"),
+        Term("throughput/model_flops_per_s_per_gpu", step.model_flops_per_s_per_gpu, "FLOP/s",
+             "model_flops_per_step / step_time / gpus",
+             {"model_flops_per_step": step.model_flops_per_step, "step_time_s": step.step_time_s, "gpus": setup.gpus},
+             "MFU numerator (PaLM appendix B)"),
+    ]
+
+
 def build_report(arch, setup, gpu, step, est, mem, style, scenario):
     from sizeup.core.flops import flops_per_step
     from sizeup.core.params import count_params
@@ -248,6 +262,9 @@ def build_report(arch, setup, gpu, step, est, mem, style, scenario):
         "six_nd": {"flops": 6.0 * pc.active * est.tokens if est else None,
                    "model_flops": fl.model_flops * est.steps if est else None},
         "platform": scenario.get("platform"), "pricing": scenario.get("pricing"),
+        # an infeasible plan is a result: fits false + reasons (None when no memory estimate was made)
+        "fits": mem.fits if mem is not None else None,
+        "reasons": list(mem.reasons) if mem is not None else [],
     }
     rows = [
         ("params", format_count(pc.total) + ("" if pc.active == pc.total else f" ({format_count(pc.active)} active)")),
@@ -290,8 +307,12 @@ def build_report(arch, setup, gpu, step, est, mem, style, scenario):
                         f"GEMMs are timed at its {step.compute_dtype} peak")
     if mem is not None and not mem.fits:
         warnings.append("does not fit in GPU memory: " + "; ".join(mem.reasons[:2]))
+    if arch.max_seq_len and setup.seq_len > arch.max_seq_len:
+        warnings.append(f"seq {setup.seq_len} is longer than {arch.id}'s context of {arch.max_seq_len} tokens "
+                        "(needs RoPE scaling / long-context training)")
     report = Report(data=data, tables=[Table(f"{arch.name} training estimate", ["figure", "value"], rows),
                                         Table("step time breakdown (s)", ["part", "seconds", "share"], bd_rows)],
-                    terms=list(est.terms if est else step.terms) + (list(mem.terms) if mem is not None else []),
+                    terms=list(pc.terms) + list(est.terms if est else step.terms) + per_gpu_terms(step, setup)
+                    + (list(mem.terms) if mem is not None else []),
                     notes=notes, warnings=warnings)
     return report

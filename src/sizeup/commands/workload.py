@@ -65,7 +65,7 @@ def tokens_cmd(
     """
     from pydantic import ValidationError
 
-    from sizeup.catalog import read_yaml
+    from sizeup.catalog import read_user_yaml
     from sizeup.core.scaling import compute_optimal
     from sizeup.core.tokens import token_budget
     from sizeup.errors import pydantic_message
@@ -77,7 +77,7 @@ def tokens_cmd(
     if spec is not None:
         if not spec.exists():
             raise SizeupError(f"token spec {str(spec)!r} not found")
-        raw = read_yaml(spec) or {}
+        raw = read_user_yaml(spec, "token spec") or {}
         if not isinstance(raw, dict):
             raise SizeupError(f"{spec}: expected a mapping with sample_seconds and streams")
     if stream:
@@ -116,6 +116,15 @@ def tokens_cmd(
                          "tokens_per_sample": p.tokens_per_sample, "formula": p.formula, "inputs": dict(p.inputs)}
                         for p in budget.streams]}
     terms = list(budget.terms)
+    from sizeup.core.explain import Term
+
+    if n_samples:
+        terms.append(Term("data/hours", n_samples * tf.sample_seconds / 3600, "h", "samples * sample_seconds / 3600",
+                          {"samples": n_samples, "sample_seconds": tf.sample_seconds}, "definition"))
+    if target:
+        terms.append(Term("data/samples_for_target", budget.samples_for_target, "samples",
+                          "ceil(target_tokens / tokens_per_sample)",
+                          {"target_tokens": target, "tokens_per_sample": budget.tokens_per_sample}, "definition"))
     tokens_for_plan = target or budget.total_tokens
     if tf.params is not None and tokens_for_plan:
         co = compute_optimal(parse_count(tf.params), tokens_for_plan)

@@ -519,8 +519,10 @@ def buy_vs_rent(purchase_usd: float, power_w: float, pue: float, usd_per_kwh: fl
         Term("own/break_even_hours", break_even if break_even is not None else math.inf, "h",
              "purchase / (rent_per_hour - energy_per_hour)",
              {"purchase": purchase_usd, "rent_per_hour": rent_usd_per_hour, "energy_per_hour": energy_h}),
-        Term("own/used_hours", hours, "h", "amortize_months * hours_per_month * utilization (or given hours)",
-             {"amortize_months": amortize_months, "utilization": utilization}),
+        Term("own/used_hours", hours, "h", "hours the plan's runs need (given)", {"used_hours": hours})
+        if used_hours is not None else
+        Term("own/used_hours", hours, "h", "amortize_months * hours_per_month * utilization",
+             {"amortize_months": amortize_months, "hours_per_month": MONTH_S / HOUR_S, "utilization": utilization}),
         Term("own/total", own_total, "USD", "purchase + energy_per_hour * used_hours",
              {"purchase": purchase_usd, "energy_per_hour": energy_h, "used_hours": hours}),
         Term("rent/total", rent_total, "USD", "rent_per_hour * used_hours",

@@ -176,7 +176,7 @@ class Catalog:
 
         return build_gpus(self._gpu_files, self.efficiency)
 
-    @functools.cached_property
+    @disk_cached("gpu_matcher")
     def _gpu_matcher(self):
         from sizeup.catalog.hardware import GpuMatcher
 
@@ -245,7 +245,7 @@ class Catalog:
         """id -> core.platform.Platform (billing, spot, storage, instances with dated prices)."""
         from sizeup.catalog.hardware import load_platforms
 
-        return load_platforms(self.data_dir, self._user_entries[1], set(self._gpu_files))
+        return load_platforms(self.data_dir, self._user_entries[1], set(self.gpus))
 
     @functools.cached_property
     def _platform_index(self) -> dict[str, str]:

@@ -7,6 +7,7 @@ Used through `sizeup.catalog.Catalog` (`.gpus`, `.gpu(name)`, `.gpu_or_memory(te
 from __future__ import annotations
 
 import copy
+from dataclasses import dataclass
 import re
 from pathlib import Path
 from collections.abc import Mapping
@@ -136,6 +137,18 @@ def _strip_noise(text: str) -> str:
     return _NOISE.sub(" ", t)
 
 
+@dataclass(frozen=True)
+class GpuKey:
+    """What name matching needs of one catalog GPU."""
+
+    name: str
+    aliases: tuple[str, ...]
+    family: str
+    memory_gb: float
+    form: str
+    default: bool
+
+
 class GpuMatcher:
     """Resolve free-text GPU names to catalog ids.
 
@@ -147,23 +160,28 @@ class GpuMatcher:
     def __init__(self, files: dict[str, Any]):
         from sizeup.catalog import normalize
 
-        self.files = files
+        # plain data only (no pydantic objects), so the matcher pickles into the catalog cache
+        self.keys: dict[str, GpuKey] = {
+            gpu_id: GpuKey(f.name, tuple(f.aliases), f.match.family, float(f.match.memory_gb), f.match.form,
+                           bool(f.match.default))
+            for gpu_id, f in files.items()
+        }
         self.index: dict[str, str] = {}
-        for gpu_id, f in files.items():
-            for key in (gpu_id, f.name, *f.aliases):
+        for gpu_id, k in self.keys.items():
+            for key in (gpu_id, k.name, *k.aliases):
                 self.index.setdefault(normalize(key), gpu_id)
         self.families: dict[str, list[str]] = {}
-        for gpu_id, f in sorted(files.items()):
-            self.families.setdefault(normalize(f.match.family), []).append(gpu_id)
+        for gpu_id, k in sorted(self.keys.items()):
+            self.families.setdefault(normalize(k.family), []).append(gpu_id)
         self._family_keys = sorted(self.families, key=len, reverse=True)
         # 'rtx4090' matches 'RTX 4090', 'rtx-4090'; never inside a longer number ('h100' not in 'h1000')
         self._family_re = {k: re.compile(r"(?<![a-z0-9])" + r"[\s\-_.]*".join(map(re.escape, k)) + r"(?![0-9])")
                            for k in self._family_keys}
 
     def names(self) -> list[str]:
-        out = list(self.files)
-        for f in self.files.values():
-            out.extend(a for a in f.aliases if len(a) <= 24)
+        out = list(self.keys)
+        for k in self.keys.values():
+            out.extend(a for a in k.aliases if len(a) <= 24)
         return out
 
     def resolve(self, name: str) -> str | None:
@@ -190,23 +208,23 @@ class GpuMatcher:
         m = _MEMORY.search(t)
         if m:
             mem = float(m.group(1))
-            ids = [i for i in ids if abs(self.files[i].match.memory_gb - mem) <= max(1.0, 0.03 * mem)]
+            ids = [i for i in ids if abs(self.keys[i].memory_gb - mem) <= max(1.0, 0.03 * mem)]
             if not ids:
                 return None
         for form, pattern in _FORMS:
             if pattern.search(t):
-                narrowed = [i for i in ids if self.files[i].match.form == form]
+                narrowed = [i for i in ids if self.keys[i].form == form]
                 if narrowed:
                     ids = narrowed
                 break
-        ids.sort(key=lambda i: (not self.files[i].match.default, self.files[i].match.form != "sxm", i))
+        ids.sort(key=lambda i: (not self.keys[i].default, self.keys[i].form != "sxm", i))
         return ids[0] if ids else None
 
 
 def unknown_gpu(name: str, matcher: GpuMatcher) -> SizeupError:
     family = matcher.family(name)
     if family is not None:  # the family is known, the memory size is not
-        variants = ", ".join(f"{i} ({matcher.files[i].match.memory_gb:g} GB {matcher.files[i].match.form})"
+        variants = ", ".join(f"{i} ({matcher.keys[i].memory_gb:g} GB {matcher.keys[i].form})"
                              for i in matcher.families[family])
         return SizeupError(f"unknown GPU {name!r}: no {family.upper()} with that memory size in the catalog; "
                            f"known: {variants}. Run 'sizeup gpus', or add it with --catalog my-gpus.yaml")

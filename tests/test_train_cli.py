@@ -89,3 +89,22 @@ def test_timing_override_in_scenario(tmp_path, capsys):
     p.write_text(base + "timing: {dp_overlapp: 0.5}\n")
     assert main(["train", str(p)]) == 2
     assert "dp_overlap" in capsys.readouterr().err  # did you mean
+
+
+def test_platform_adds_cost_with_seed004_field_names(capsys):
+    # seed 004's JSON names (throughput_tokens_per_sec, estimated_hours, cost_breakdown) next to sizeup's own
+    d = run_json(capsys, str(EXAMPLES / "seed004.yaml"), "--gpu", "a100-40gb", "--platform", "modal")
+    assert d["throughput_tokens_per_sec"] == pytest.approx(d["tokens_per_s"])
+    breakdown = d["cost_breakdown"]
+    assert breakdown["total_cost"] == pytest.approx(breakdown["compute_cost"] + breakdown["storage_cost"]
+                                                    + breakdown["egress_cost"], abs=1e-3)
+    assert d["estimated_hours"] >= d["total_time_s"] / 3600 * 0.999
+    assert d["cost"]["price_as_of"] and d["cost"]["price_source"]
+    # per-second billing on Modal: compute cost = price x wall-clock
+    assert breakdown["compute_cost"] == pytest.approx(d["cost"]["price_usd_per_hour"] * d["estimated_hours"], rel=0.01)
+
+
+def test_platform_without_that_gpu_is_one_line(capsys):
+    assert main(["train", str(EXAMPLES / "seed004.yaml"), "--gpu", "t4", "--platform", "lambda"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error:") and "lambda" in err.lower()

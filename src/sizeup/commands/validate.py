@@ -121,6 +121,10 @@ def validate_cmd(
     notes = [f"{s['points']['predicted']}/{s['points']['total']} points predicted; "
              f"full-configuration training measurements: {s['full_training_points']['n']}/"
              f"{s['full_training_points']['total']} predicted"]
+    for label, key in (("all measurements", "overall"), ("throughput, MFU/HFU, TFLOP/s", "throughput_and_mfu")):
+        st = s[key]
+        notes.append(f"{label}: median |error| {_pct0(st['median_abs_error_pct'])}, p90 {_pct0(st['p90_abs_error_pct'])}, "
+                     f"{st['n']}/{st['total']} predicted")
     emit(Report(data=data, tables=tables, notes=notes), json_, csv_, markdown)
 
 

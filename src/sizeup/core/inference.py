@@ -79,6 +79,15 @@ def compute_dtype(dtype: WeightDtype) -> str:
 
 # --------------------------------------------------------------------------- knobs (data)
 
+# NCCL ring all-reduce cost model, per protocol: (baseLat s, hwLat per ring step s, bus-bandwidth fraction).
+# NVIDIA/nccl src/graph/tuning.cc: baseLat Ring {LL 3.6, LL128 10.0, Simple 8.4} us; hwLat NVLINK Ring
+# {.47, 1.9, 3.4} us, PCI Ring {1.0, 2.5, 5.7} us; LL all-reduce busBw * 1/4, LL128 busBw * 0.92 (LL128 only on
+# NVLink). Code defaults; catalog/data/inference.yaml `allreduce_protocols` holds the same numbers with the quote.
+NCCL_RING_PROTOCOLS: Mapping[str, Mapping[str, tuple[float, float, float]]] = {
+    "nvlink": {"LL": (3.6e-6, 0.47e-6, 0.25), "LL128": (10.0e-6, 1.9e-6, 0.92), "Simple": (8.4e-6, 3.4e-6, 1.0)},
+    "pcie": {"LL": (3.6e-6, 1.0e-6, 0.25), "Simple": (8.4e-6, 5.7e-6, 1.0)},
+}
+
 
 @dataclass(frozen=True)
 class ServingKnobs:
@@ -98,6 +107,10 @@ class ServingKnobs:
     fp8_matmul_efficiency_ratio: float = 0.89
     decode_step_overhead_s: float = 0.0
     utilization: float = 0.5
+    allreduce_protocols: Mapping[str, Mapping[str, Sequence[float]]] = field(
+        default_factory=lambda: {k: dict(v) for k, v in NCCL_RING_PROTOCOLS.items()})
+    """Per link class ('nvlink' | 'pcie'): protocol -> (base latency s, latency per ring step s, fraction of
+    the bus bandwidth). NCCL's ring all-reduce cost model (src/graph/tuning.cc baseLat/hwLat/protocol bandwidth)."""
     sources: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -338,12 +351,26 @@ def _compute_rate(gpu: GpuSpec, weights: WeightDtype, knobs: ServingKnobs, gemm_
     return peak * eff, dtype
 
 
-def _allreduce_s(gpu: GpuSpec, payload_bytes, tp):
-    """Ring all-reduce of S bytes over t GPUs: 2(t-1)/t * S / (BW_intra * eta) + latency
-    (NCCL performance docs, busbw = algbw * 2(n-1)/n); 0 when t = 1."""
+def link_class(gpu: GpuSpec) -> str:
+    """'pcie' when the GPUs of a node talk over PCIe only (no NVLink/NVSwitch/xGMI peer links), else 'nvlink'."""
+    return "pcie" if gpu.intra_node_link.strip().lower().startswith("pcie") else "nvlink"
+
+
+def _allreduce_s(gpu: GpuSpec, payload_bytes, tp, knobs: "ServingKnobs | None" = None):
+    """Ring all-reduce of S bytes over t GPUs of one node, NCCL's cost model (src/graph/tuning.cc,
+    ncclTopoTuneModel + ncclTopoGetAlgoTime): NCCL picks the fastest protocol p for the message size,
+      time = min_p [ lat0_p + 2(t-1)*lat_hop_p + 2(t-1)/t * S / (BW_intra * eta * f_p) ]
+    LL: lowest latency, 1/4 of the bus bandwidth; LL128: 0.92 of it; Simple: full bandwidth, highest latency.
+    Decode messages (B*h*2 bytes, 16 KB - 4 MB) sit in the latency-bound LL/LL128 regime; 0 when t = 1."""
+    protocols = (knobs or ServingKnobs()).allreduce_protocols.get(link_class(gpu)) or NCCL_RING_PROTOCOLS["nvlink"]
     t = np.asarray(tp, dtype=float)
-    bw = max(gpu.intra_node_bytes_per_s, 1.0) * max(gpu.collective_efficiency_intra, 1e-3)
-    return np.where(t > 1, 2.0 * (t - 1.0) / t * payload_bytes / bw + gpu.collective_latency_s, 0.0)
+    bus_bw = max(gpu.intra_node_bytes_per_s, 1.0) * max(gpu.collective_efficiency_intra, 1e-3)
+    wire = 2.0 * (t - 1.0) / t * np.asarray(payload_bytes, dtype=float)
+    best = None
+    for lat0, lat_hop, frac in protocols.values():
+        cand = float(lat0) + 2.0 * (t - 1.0) * float(lat_hop) + wire / (bus_bw * max(float(frac), 1e-6))
+        best = cand if best is None else np.minimum(best, cand)
+    return np.where(t > 1, best, 0.0)
 
 
 def _p2p_s(gpu: GpuSpec, payload_bytes, pp):
@@ -388,7 +415,7 @@ def prefill_time_s(m: ModelArch, gpu: GpuSpec, prompt_len, n_seqs, tp=1, pp=1,
     memory = wb / t / (gpu.hbm_bytes_per_s * gpu.hbm_efficiency)
     # p stages run one after another for one batch (no micro-batch overlap): total work is the same,
     # plus (p-1) point-to-point sends of the activations between stages.
-    comm = 2.0 * m.num_layers * _allreduce_s(gpu, tokens * m.hidden_size * knobs.activation_bytes, t) \
+    comm = 2.0 * m.num_layers * _allreduce_s(gpu, tokens * m.hidden_size * knobs.activation_bytes, t, knobs) \
         + _p2p_s(gpu, tokens * m.hidden_size * knobs.activation_bytes, p)
     return np.maximum(compute, memory) + comm
 
@@ -429,7 +456,7 @@ def decode_step_parts(m: ModelArch, gpu: GpuSpec, batch, context, tp=1, pp=1,
     keys = (m.num_layers - n_w) * c + n_w * kv_cached_tokens(c, m.sliding_window)
     attn_flops = 2.0 * B * keys * m.num_heads * (sh.attn_dim_qk + sh.attn_dim_v) / t
     attention = np.maximum(kv_read / (bw * knobs.decode_attention_hbm_efficiency), attn_flops / rate)
-    comm = 2.0 * m.num_layers * _allreduce_s(gpu, B * m.hidden_size * knobs.activation_bytes, t) \
+    comm = 2.0 * m.num_layers * _allreduce_s(gpu, B * m.hidden_size * knobs.activation_bytes, t, knobs) \
         + _p2p_s(gpu, B * m.hidden_size * knobs.activation_bytes, pp)
     overhead = knobs.decode_step_overhead_s + 0.0 * B
     return {"gemm": gemm, "attention": attention, "comm": comm, "overhead": overhead,

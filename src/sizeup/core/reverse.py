@@ -21,11 +21,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from sizeup.core.explain import Term
 from sizeup.core.scale import (
-    FitPlan, Pricing, ScaleFamily, ScaledArch, fit_plan, priced_plan, scaled_arch,
+    FitPlan, Pricing, ScaleFamily, fit_plan, priced_plan, scaled_arch,
 )
 from sizeup.core.types import GpuSpec, ModelArch, Optimizer, Overheads, Precision
 from sizeup.core.workload import Workload
@@ -198,69 +198,52 @@ def _bisect_log(feasible_at, lo: float, hi_cap: float, rtol: float) -> tuple[Any
     return lo_plan, hi_plan, n
 
 
-def _better(a: Plan | None, b: Plan | None, key) -> Plan | None:
-    if a is None:
-        return b
-    if b is None:
-        return a
-    return a if key(a) >= key(b) else b
+def _largest_feasible(kind: str, gpus_options: Sequence[tuple[GpuSpec, Sequence[int]]],
+                      pricings: dict[str, Pricing], constraints: Constraints, recipe: Recipe,
+                      plan_at: Callable[..., Plan], size: Callable[[Plan], float], lo: float, hi: float,
+                      rtol: float) -> Answer:
+    """Bisect (in log space) the largest size that meets the constraints, for every GPU kind and count;
+    keep the largest, then the cheapest."""
+    best, best_next, evals, cands = None, None, 0, []
+    for gpu, counts in gpus_options:
+        pricing = pricings.get(gpu.id)
+        if pricing is None:
+            continue
+        for n in counts:
+            ok, nxt, k = _bisect_log(lambda x, gpu=gpu, n=n, pricing=pricing: plan_at(x, gpu, n, pricing), lo, hi, rtol)
+            evals += k
+            cands.append(ok)
+            if ok is not None and (best is None or (size(ok), -ok.cost_usd) > (size(best), -best.cost_usd)):
+                best, best_next = ok, nxt
+            elif ok is None and best is None and best_next is None:
+                best_next = nxt  # nothing feasible yet: keep why the smallest point fails
+    return Answer(kind, best, best_next, _binding(best, best_next), evals, tuple(cands),
+                  _answer_terms(kind, best, constraints, recipe))
 
 
 def largest_model(gpus_options: Sequence[tuple[GpuSpec, Sequence[int]]], pricings: dict[str, Pricing],
                   constraints: Constraints, recipe: Recipe = Recipe(), *, min_params: float = 1e6,
                   max_params: float = 1e13, rtol: float = 0.01) -> Answer:
     """(a) The largest Chinchilla-consistent model (D = r N) that meets the budget and/or deadline."""
-    best, best_next, evals, cands = None, None, 0, []
-    r = recipe.tokens_per_param
-    for gpu, counts in gpus_options:
-        pricing = pricings.get(gpu.id)
-        if pricing is None:
-            continue
-        for n in counts:
-            cache: dict[int, ScaledArch] = {}
 
-            def at(x: float, gpu=gpu, n=n, pricing=pricing) -> Plan:
-                arch = scaled_arch(x, recipe.family)
-                key = arch.params
-                if key not in cache:
-                    cache[key] = arch
-                return evaluate_plan(arch.model, r * arch.params, gpu, n, pricing, constraints, recipe)
+    def plan_at(x: float, gpu: GpuSpec, n: int, pricing: Pricing) -> Plan:
+        arch = scaled_arch(x, recipe.family)
+        return evaluate_plan(arch.model, recipe.tokens_per_param * arch.params, gpu, n, pricing, constraints, recipe)
 
-            ok, nxt, k = _bisect_log(at, min_params, max_params, rtol)
-            evals += k
-            cands.append(ok)
-            if ok is not None and (best is None or (ok.params, -ok.cost_usd) > (best.params, -best.cost_usd)):
-                best, best_next = ok, nxt
-            elif ok is None and best is None and best_next is None:
-                best_next = nxt  # nothing feasible yet: keep why the smallest point fails
-    terms = _answer_terms("largest-model", best, constraints, recipe)
-    return Answer("largest-model", best, best_next, _binding(best, best_next),
-                  evals, tuple(cands), terms)
+    return _largest_feasible("largest-model", gpus_options, pricings, constraints, recipe, plan_at,
+                             lambda p: p.params, min_params, max_params, rtol)
 
 
 def most_tokens(model: ModelArch, gpus_options: Sequence[tuple[GpuSpec, Sequence[int]]],
                 pricings: dict[str, Pricing], constraints: Constraints, recipe: Recipe = Recipe(), *,
                 min_tokens: float = 1e6, max_tokens: float = 1e15, rtol: float = 0.005) -> Answer:
     """(b) The most training tokens for a fixed model that meet the budget and/or deadline."""
-    best, best_next, evals, cands = None, None, 0, []
-    for gpu, counts in gpus_options:
-        pricing = pricings.get(gpu.id)
-        if pricing is None:
-            continue
-        for n in counts:
-            def at(x: float, gpu=gpu, n=n, pricing=pricing) -> Plan:
-                return evaluate_plan(model, x, gpu, n, pricing, constraints, recipe)
 
-            ok, nxt, k = _bisect_log(at, min_tokens, max_tokens, rtol)
-            evals += k
-            cands.append(ok)
-            if ok is not None and (best is None or (ok.tokens, -ok.cost_usd) > (best.tokens, -best.cost_usd)):
-                best, best_next = ok, nxt
-            elif ok is None and best is None and best_next is None:
-                best_next = nxt  # nothing feasible yet: keep why the smallest point fails
-    terms = _answer_terms("most-tokens", best, constraints, recipe)
-    return Answer("most-tokens", best, best_next, _binding(best, best_next),
-                  evals, tuple(cands), terms)
+    def plan_at(x: float, gpu: GpuSpec, n: int, pricing: Pricing) -> Plan:
+        return evaluate_plan(model, x, gpu, n, pricing, constraints, recipe)
+
+    return _largest_feasible("most-tokens", gpus_options, pricings, constraints, recipe, plan_at,
+                             lambda p: p.tokens, min_tokens, max_tokens, rtol)
 
 
 def fewest_gpus(model: ModelArch, tokens: float, gpus_list: Sequence[GpuSpec], pricings: dict[str, Pricing],

@@ -177,10 +177,64 @@ def test_tp_adds_allreduce(cat):
     one = decode_step_parts(m, H100, 64, 1000, 1, 1, knobs=KNOBS)
     two = decode_step_parts(m, H100, 64, 1000, 2, 1, knobs=KNOBS)
     assert float(one["comm"]) == 0.0
-    # 2 all-reduces per layer of B*h*2 bytes: 2*(t-1)/t * S / (BW*eta) + latency
+    # 2 all-reduces per layer of S = B*h*2 = 512 KiB over t=2 NVLink GPUs, NCCL ring cost model
+    # (nccl src/graph/tuning.cc): busbw = 450e9*0.8 = 360 GB/s, 2(t-1)/t*S = S = 524,288 B on the wire
+    #   LL     6.6 + 2*0.6 us + S/min(87.7e9, 360e9/4 = 90e9)  = 7.8 + 5.978 = 13.78 us   <- fastest
+    #   LL128 14.0 + 2*1.9 us + S/(0.92*360e9)                 = 17.8 + 1.583 = 19.38 us
+    #   Simple 8.4 + 2*3.4 us + S/360e9                        = 15.2 + 1.456 = 16.66 us
     payload = 64 * 4096 * 2
-    assert float(two["comm"]) == pytest.approx(2 * 32 * (payload / (450e9 * 0.8) + H100.collective_latency_s))
+    ll = 7.8e-6 + payload / 87.7e9
+    assert float(two["comm"]) == pytest.approx(2 * 32 * ll)
     assert float(two["gemm"]) < float(one["gemm"])
+
+
+def test_allreduce_protocol_regimes():
+    # NCCL ring all-reduce cost model (nccl src/graph/tuning.cc): LL for small messages (least latency),
+    # LL128 for medium, Simple (full bus bandwidth) for large; hand-checked on H100-test at t = 4:
+    # busbw 360 GB/s, wire = 2*3/4*S = 1.5 S; latencies LL 6.6+6*0.6 = 10.2 us, LL128 14+6*1.9 = 25.4 us,
+    # Simple 8.4+6*3.4 = 28.8 us
+    from sizeup.core.inference import _allreduce_s, allreduce_protocol_times
+
+    small = allreduce_protocol_times(H100, 16384, 4, KNOBS)   # Llama-2-70B, B=1: 8192*2 B
+    assert float(small["LL"]) == pytest.approx(10.2e-6 + 1.5 * 16384 / 87.7e9)
+    assert float(_allreduce_s(H100, 16384, 4, KNOBS)) == pytest.approx(float(small["LL"]))
+    big = allreduce_protocol_times(H100, 64e6, 4, KNOBS)
+    assert float(big["Simple"]) == pytest.approx(28.8e-6 + 1.5 * 64e6 / 360e9)
+    assert min(big, key=lambda k: float(big[k])) == "Simple"
+    mid = allreduce_protocol_times(H100, 4e6, 4, KNOBS)
+    assert min(mid, key=lambda k: float(mid[k])) == "LL128"
+    # never below the fixed latency of the cheapest protocol, never negative, 0 without TP
+    assert float(_allreduce_s(H100, 1.0, 4, KNOBS)) > 10e-6
+    assert float(_allreduce_s(H100, 1e6, 1, KNOBS)) == 0.0
+    # vectorised over tp and payload, like the rest of the kernels
+    vec = _allreduce_s(H100, np.array([16384, 1e6, 64e6]), np.array([1, 4, 8]), KNOBS)
+    assert vec.shape == (3,) and float(vec[0]) == 0.0 and np.all(np.diff(vec) > 0)
+
+
+def test_allreduce_pcie_has_no_ll128():
+    # LL128 is enabled by NCCL on NVLink only; a PCIe-only box uses LL/Simple with PCI hop latencies (1.0/5.7 us)
+    from dataclasses import replace as dc_replace
+
+    from sizeup.core.inference import allreduce_protocol_times, link_class
+
+    pcie = dc_replace(A100, intra_node_link="PCIe Gen4", intra_node_bytes_per_s=32e9)
+    assert link_class(pcie) == "pcie" and link_class(A100) == "nvlink"
+    times = allreduce_protocol_times(pcie, 16384, 2, KNOBS)
+    assert set(times) == {"LL", "Simple"}
+    # LL at t=2: 6.6 + 2*1.0 us + S / (32e9*0.8/4 = 6.4e9)
+    assert float(times["LL"]) == pytest.approx(8.6e-6 + 16384 / 6.4e9)
+
+
+def test_yaml_allreduce_protocols_match_code_defaults():
+    # catalog/data/inference.yaml carries the NCCL numbers with their quote; the code defaults are the same
+    from sizeup.core.inference import NCCL_RING_PROTOCOLS
+    from sizeup.validate.inference_points import load_serving_knobs
+
+    yaml_protocols = load_serving_knobs().allreduce_protocols
+    for link, protos in NCCL_RING_PROTOCOLS.items():
+        assert set(yaml_protocols[link]) == set(protos)
+        for name, values in protos.items():
+            assert [float(v) for v in yaml_protocols[link][name]] == pytest.approx(list(values))
 
 
 def test_kernels_accept_arrays(cat):

@@ -115,8 +115,9 @@ POINTS: tuple[Point, ...] = (
           xfail=("TP4 at batch 64 runs ~48 ms per decode step ((14.57 s - ~2.3 s prefill) / 255) vs 26 ms "
                  "predicted, the same excess as LMDeploy's TP4 batch-64 rows (43 ms): two stacks agree, so it is "
                  "not one engine's quirk. All-reduce explains only part: the same table's NCCL -> custom "
-                 "all-reduce change saves 1.8 s = 7 ms/step = 44 us per all-reduce of 1 MB, while the model "
-                 "charges 16 us per all-reduce in total"),
+                 "all-reduce change saves 1.8 s = 7 ms/step = 44 us per all-reduce of 1 MB; the model charges "
+                 "NCCL's ring cost (LL/LL128 protocols, nccl tuning.cc) of 33 us per 1 MB all-reduce = 5.2 ms/step, "
+                 "and still misses ~20 ms/step that no all-reduce time can hold (custom all-reduce was on)"),
           miss_sign=-1),
     # ---------------------------------------------------------------- LMDeploy / TurboMind (A100-80G)
     # Table columns: batch | tp | prompt_tokens | output_tokens | throughput(out tok/s) | ...
@@ -152,8 +153,9 @@ POINTS: tuple[Point, ...] = (
           "llama-2-70b", "a100-80gb-sxm", "output_tok_s", 1391.8,
           dict(prompt_len=128, output_len=2048, batch=64, tp=4),
           xfail=("TP4 at batch 64: the table's median per-token latency is 43 ms vs 29 ms at batch 1, i.e. +14 ms "
-                 "for 63 more sequences; the roofline adds only ~5 ms (KV read 6 GB/GPU at c~1150 = 3 ms, "
-                 "1 MB all-reduces 1 ms, GEMMs still weight-bound). The 7B/13B rows at TP1 grow as predicted, so "
+                 "for 63 more sequences; the roofline adds only ~8 ms (KV read 6 GB/GPU at c~1150 = 4 ms, "
+                 "160 all-reduces growing from 16 KB to 1 MB = +3.5 ms at NCCL's LL/LL128 ring cost, GEMMs still "
+                 "weight-bound). The 7B/13B rows at TP1 grow as predicted, so "
                  "the excess is TP-specific (NCCL all-reduce of v0.1 TurboMind without custom all-reduce, rank "
                  "skew); the dev set's TensorRT-LLM TP>1 rows are over-predicted the same way"),
           miss_sign=+1),

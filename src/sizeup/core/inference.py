@@ -79,13 +79,15 @@ def compute_dtype(dtype: WeightDtype) -> str:
 
 # --------------------------------------------------------------------------- knobs (data)
 
-# NCCL ring all-reduce cost model, per protocol: (baseLat s, hwLat per ring step s, bus-bandwidth fraction).
-# NVIDIA/nccl src/graph/tuning.cc: baseLat Ring {LL 3.6, LL128 10.0, Simple 8.4} us; hwLat NVLINK Ring
-# {.47, 1.9, 3.4} us, PCI Ring {1.0, 2.5, 5.7} us; LL all-reduce busBw * 1/4, LL128 busBw * 0.92 (LL128 only on
-# NVLink). Code defaults; catalog/data/inference.yaml `allreduce_protocols` holds the same numbers with the quote.
-NCCL_RING_PROTOCOLS: Mapping[str, Mapping[str, tuple[float, float, float]]] = {
-    "nvlink": {"LL": (3.6e-6, 0.47e-6, 0.25), "LL128": (10.0e-6, 1.9e-6, 0.92), "Simple": (8.4e-6, 3.4e-6, 1.0)},
-    "pcie": {"LL": (3.6e-6, 1.0e-6, 0.25), "Simple": (8.4e-6, 5.7e-6, 1.0)},
+# NCCL ring all-reduce cost model, per protocol: (base latency s, latency per ring step s, fraction of the bus
+# bandwidth, cap on the bus bandwidth B/s; 0 = none). NVIDIA/nccl src/graph/tuning.cc (commit b647562):
+# baseLat Ring {LL 6.6, LL128 14.0, Simple 8.4} us; hwLat NVLINK Ring {.6, 1.9, 3.4} us, PCI Ring {1.0, 2.5, 5.7} us;
+# Ring LL all-reduce busBw = min(llMaxBw 87.7 GB/s, busBw/4); LL128 busBw * 0.92, NVLink only.
+# Code defaults; catalog/data/inference.yaml `allreduce_protocols` holds the same numbers with the quote.
+NCCL_RING_PROTOCOLS: Mapping[str, Mapping[str, tuple[float, float, float, float]]] = {
+    "nvlink": {"LL": (6.6e-6, 0.6e-6, 0.25, 87.7e9), "LL128": (14.0e-6, 1.9e-6, 0.92, 0.0),
+               "Simple": (8.4e-6, 3.4e-6, 1.0, 0.0)},
+    "pcie": {"LL": (6.6e-6, 1.0e-6, 0.25, 87.7e9), "Simple": (8.4e-6, 5.7e-6, 1.0, 0.0)},
 }
 
 
@@ -110,7 +112,7 @@ class ServingKnobs:
     allreduce_protocols: Mapping[str, Mapping[str, Sequence[float]]] = field(
         default_factory=lambda: {k: dict(v) for k, v in NCCL_RING_PROTOCOLS.items()})
     """Per link class ('nvlink' | 'pcie'): protocol -> (base latency s, latency per ring step s, fraction of
-    the bus bandwidth). NCCL's ring all-reduce cost model (src/graph/tuning.cc baseLat/hwLat/protocol bandwidth)."""
+    the bus bandwidth, bus-bandwidth cap B/s or 0). NCCL's ring all-reduce cost model (src/graph/tuning.cc)."""
     sources: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -360,17 +362,27 @@ def _allreduce_s(gpu: GpuSpec, payload_bytes, tp, knobs: "ServingKnobs | None" =
     """Ring all-reduce of S bytes over t GPUs of one node, NCCL's cost model (src/graph/tuning.cc,
     ncclTopoTuneModel + ncclTopoGetAlgoTime): NCCL picks the fastest protocol p for the message size,
       time = min_p [ lat0_p + 2(t-1)*lat_hop_p + 2(t-1)/t * S / (BW_intra * eta * f_p) ]
-    LL: lowest latency, 1/4 of the bus bandwidth; LL128: 0.92 of it; Simple: full bandwidth, highest latency.
+    LL: lowest latency, 1/4 of the bus bandwidth (capped); LL128: 0.92 of it; Simple: full bandwidth, most latency.
     Decode messages (B*h*2 bytes, 16 KB - 4 MB) sit in the latency-bound LL/LL128 regime; 0 when t = 1."""
-    protocols = (knobs or ServingKnobs()).allreduce_protocols.get(link_class(gpu)) or NCCL_RING_PROTOCOLS["nvlink"]
     t = np.asarray(tp, dtype=float)
-    bus_bw = max(gpu.intra_node_bytes_per_s, 1.0) * max(gpu.collective_efficiency_intra, 1e-3)
-    wire = 2.0 * (t - 1.0) / t * np.asarray(payload_bytes, dtype=float)
     best = None
-    for lat0, lat_hop, frac in protocols.values():
-        cand = float(lat0) + 2.0 * (t - 1.0) * float(lat_hop) + wire / (bus_bw * max(float(frac), 1e-6))
+    for cand in allreduce_protocol_times(gpu, payload_bytes, t, knobs).values():
         best = cand if best is None else np.minimum(best, cand)
     return np.where(t > 1, best, 0.0)
+
+
+def allreduce_protocol_times(gpu: GpuSpec, payload_bytes, tp, knobs: "ServingKnobs | None" = None) -> dict:
+    """Seconds of one ring all-reduce under each NCCL protocol (see _allreduce_s), keyed by protocol name."""
+    protocols = (knobs or ServingKnobs()).allreduce_protocols.get(link_class(gpu)) or NCCL_RING_PROTOCOLS["nvlink"]
+    t = np.maximum(np.asarray(tp, dtype=float), 1.0)
+    bus_bw = max(gpu.intra_node_bytes_per_s, 1.0) * max(gpu.collective_efficiency_intra, 1e-3)
+    wire = 2.0 * (t - 1.0) / t * np.asarray(payload_bytes, dtype=float)
+    out = {}
+    for name, (lat0, lat_hop, frac, cap) in protocols.items():
+        bw_p = bus_bw * max(float(frac), 1e-6)
+        bw_p = min(bw_p, float(cap)) if float(cap) > 0 else bw_p
+        out[name] = float(lat0) + 2.0 * (t - 1.0) * float(lat_hop) + wire / bw_p
+    return out
 
 
 def _p2p_s(gpu: GpuSpec, payload_bytes, pp):
@@ -691,6 +703,17 @@ def estimate_inference(
              {"B": B, "n": n, "step": step_s, "prefill_per_request": gpu_time_prefill_per_req},
              "continuous batching (Yu et al. 2022 Orca)" if not setup.static else "static batch"),
     ]
+    if tp > 1:
+        ar_bytes = B * model.hidden_size * knobs.activation_bytes
+        per_proto = {k: _f(v) for k, v in allreduce_protocol_times(gpu, ar_bytes, tp, knobs).items()}
+        chosen = min(per_proto, key=per_proto.get)
+        terms.append(Term("time/decode_allreduce_one", per_proto[chosen], "s",
+                          "min over NCCL protocols p of lat0_p + 2(t-1)*lat_hop_p + 2(t-1)/t*S/(busbw*f_p); "
+                          "2L per decode step",
+                          {"S_bytes": ar_bytes, "t": tp, "L": model.num_layers, "link": link_class(gpu),
+                           "busbw": gpu.intra_node_bytes_per_s * gpu.collective_efficiency_intra, "protocol": chosen}
+                          | {f"t_{k}": v for k, v in per_proto.items()},
+                          src_knob("allreduce_protocols")))
     if usd_out is not None:
         terms.append(Term("cost/usd_per_1m_output_tokens", usd_out, "USD",
                           "price * gpus / 3600 / util * (step/B) * 1e6",

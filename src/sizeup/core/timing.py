@@ -200,21 +200,32 @@ class GpuNumbers:
     attention_bwd_efficiency: Any = 0.4
 
 
+# Fallbacks for a hand-built GpuSpec that leaves an achievable fraction at 0 (catalog GPUs always carry them,
+# from efficiency.yaml): the suggested defaults of shared/reference hardware_notes.md sec. 4 (HBM 0.85 x peak,
+# intra-node busbw 0.8 x unidirectional link, inter-node 0.75 x NIC) and a generic GEMM curve (Calculon-style:
+# ~0.5 of peak at 1 GFLOP per GEMM, ~0.75 for large GEMMs, the Hopper/Blackwell MAMF range).
+FALLBACK_HBM_EFFICIENCY = 0.85
+FALLBACK_COLLECTIVE_EFFICIENCY_INTRA = 0.8
+FALLBACK_COLLECTIVE_EFFICIENCY_INTER = 0.75
+FALLBACK_MATMUL_CURVE = ((1e9, 0.5), (1e12, 0.75))
+
+
 def gpu_numbers(gpu: GpuSpec, precision: Precision, knobs: TimingKnobs, kernel: str = "fused") -> GpuNumbers:
     dtype = compute_dtype(gpu, precision)
     attn_dtype = "bf16" if dtype == "fp8" else dtype
     if gpu.peak(attn_dtype) <= 0:
         attn_dtype = compute_dtype(gpu, Precision.FP16_MIXED)
-    curve = gpu.matmul_efficiency or ((1e9, 0.5), (1e12, 0.75))
+    curve = gpu.matmul_efficiency or FALLBACK_MATMUL_CURVE
     xs = tuple(float(np.log(max(x, 1.0))) for x, _ in curve)
     ys = tuple(float(y) for _, y in curve)
     attn = _attention_eff(gpu, knobs, kernel)
     scale = knobs.matmul_training_fraction * (knobs.fp8_matmul_relative_efficiency if dtype == "fp8" else 1.0)
     return GpuNumbers(
-        gpu.peak(dtype), gpu.peak(attn_dtype), gpu.hbm_bytes_per_s, gpu.hbm_efficiency or 0.85,
+        gpu.peak(dtype), gpu.peak(attn_dtype), gpu.hbm_bytes_per_s, gpu.hbm_efficiency or FALLBACK_HBM_EFFICIENCY,
         gpu.intra_node_bytes_per_s or gpu.host_link_bytes_per_s, gpu.inter_node_bytes_per_s or gpu.host_link_bytes_per_s,
-        gpu.host_link_bytes_per_s, max(1, gpu.node_size), gpu.collective_efficiency_intra or 0.8,
-        gpu.collective_efficiency_inter or 0.75, gpu.collective_latency_s,
+        gpu.host_link_bytes_per_s, max(1, gpu.node_size),
+        gpu.collective_efficiency_intra or FALLBACK_COLLECTIVE_EFFICIENCY_INTRA,
+        gpu.collective_efficiency_inter or FALLBACK_COLLECTIVE_EFFICIENCY_INTER, gpu.collective_latency_s,
         xs, ys, scale, attn[0], attn[1],
     )
 

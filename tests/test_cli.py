@@ -55,3 +55,9 @@ def test_only_the_invoked_command_module_is_needed():
     assert cli._command_in(["--json", "train", "x"]) == "train"
     assert cli._command_in(["--help"]) is None
     assert cli._command_in(["nonsense"]) is None
+
+
+def test_brackets_in_formulas_and_notes_are_text_not_markup(capsys):
+    assert main(["params", "gpt2", "--explain"]) == 0
+    out = capsys.readouterr().out
+    assert "[token emb]" in out and "[positions]" in out

@@ -132,27 +132,29 @@ def render(report: Report, fmt: str = "table", explain: bool = False) -> str:
 
 
 def to_text(report: Report, explain: bool = False) -> str:
+    import shutil
+
     from rich.console import Console
     from rich.table import Table as RichTable
-
-    import shutil
+    from rich.text import Text
 
     # the terminal's width when there is one (COLUMNS or the tty), else wide enough for the widest tables
     width = max(120, shutil.get_terminal_size(fallback=(200, 40)).columns)
     console = Console(file=io.StringIO(), record=True, width=width, force_terminal=False, color_system=None)
+    # plain text everywhere: "[positions]" in a formula or a note is text, not rich markup
     for table in report.tables:
-        rt = RichTable(title=table.title or None, title_justify="left", show_lines=False)
+        rt = RichTable(title=Text(table.title) if table.title else None, title_justify="left", show_lines=False)
         for col in table.columns:
-            rt.add_column(str(col), overflow="fold")
+            rt.add_column(Text(str(col)), overflow="fold")
         for row in table.rows:
-            rt.add_row(*[_cell(v) for v in row])
+            rt.add_row(*[Text(_cell(v)) for v in row])
         console.print(rt)
         if table.note:
-            console.print(table.note)
+            console.print(table.note, markup=False, highlight=False)
     for note in report.notes:
-        console.print(f"note: {note}", highlight=False)
+        console.print(f"note: {note}", markup=False, highlight=False)
     for warning in report.warnings:
-        console.print(f"warning: {warning}", highlight=False)
+        console.print(f"warning: {warning}", markup=False, highlight=False)
     if explain and report.terms:
-        console.print(explain_text(report.terms), highlight=False)
+        console.print(explain_text(report.terms), markup=False, highlight=False)
     return console.export_text().rstrip() + "\n"

@@ -100,6 +100,7 @@ class TrainingSection(_Strict):
     peft: Optional[Union[str, bool]] = None
     lora_rank: Optional[int] = Field(default=None, gt=0)
     offload_optimizer: Optional[str] = None
+    optimizer_in_backward: Optional[bool] = None
     kernel: Optional[str] = None
 
 

@@ -41,6 +41,9 @@ DropoutOpt = Annotated[Optional[float], typer.Option("--dropout", help="Dropout 
 LossOpt = Annotated[Optional[str], typer.Option(
     "--loss", help="Loss-head implementation: full (HF: fp32 logits), vocab-parallel (Megatron fused CE), "
                    "chunked (torchtune chunked CE), fused-linear (Liger / cut-cross-entropy). Default per --kernel.")]
+OptimizerInBackwardOpt = Annotated[bool, typer.Option(
+    "--optimizer-in-backward", help="Fuse the optimizer step into backward (torchtune optimizer_in_bwd): each gradient is "
+                                    "applied and freed at once; needs grad-accum 1, pp 1, one GPU or FSDP.")]
 MaxGpusOpt = Annotated[Optional[int], typer.Option("--max-gpus", help="Largest GPU count a suggestion may use (default 1024).")]
 
 LORA_TARGET_SETS = {
@@ -155,12 +158,15 @@ def build_setup(
     grad_accum: int | None = None,
     gpus_per_node: int | None = None,
     check: bool = True,
+    optimizer_in_backward: bool = False,
 ):
     """A TrainSetup from CLI-style values (None = default). Raises SizeupError (exit 2) on bad input.
 
     Defaults: full training, bf16-mixed (fp16-mixed on GPUs without bf16), adamw (fused step), micro-batch 1,
     seq 2048 or the model's max_seq_len if shorter, 1 GPU, no sharding, no recompute, flash attention.
     `global_batch` sets gradient accumulation = global_batch / (micro_batch * dp).
+    `optimizer` may name a bitsandbytes paged optimizer ("paged-adamw", "paged-adamw8bit"): the same states,
+    with `paged_optimizer=True` (evicted to host memory when the GPU runs out).
     """
     from sizeup.core.memory import check_setup
     from sizeup.core.types import (
@@ -188,7 +194,21 @@ def build_setup(
         raise SizeupError(f"{gpu.name} has no bf16 support; use --precision fp16-mixed (or fp32)")
     if gpu is not None and prec == Precision.FP8 and getattr(gpu, "vendor", "") != "generic" and gpu.peak("fp8") <= 0:
         raise SizeupError(f"{gpu.name} has no fp8 tensor cores; use --precision bf16-mixed or fp16-mixed")
-    opt = parse_choice("optimizer", optimizer, Optimizer, OPTIMIZER_ALIASES) or Optimizer.ADAMW
+    paged = False
+    optimizer_text = optimizer
+    if optimizer is not None:
+        key = str(optimizer).strip().lower().replace("_", "-")
+        if key.startswith("paged"):  # PagedAdamW, PagedAdamW8bit, paged_adamw_8bit, paged-lion ...
+            paged = True
+            key = key[len("paged"):].lstrip("-") or "adamw"
+            optimizer = {"adamw-8bit": "adam8bit", "adamw-32bit": "adamw", "adam-8bit": "adam8bit"}.get(key, key)
+    try:
+        opt = parse_choice("optimizer", optimizer, Optimizer, OPTIMIZER_ALIASES) or Optimizer.ADAMW
+    except SizeupError:
+        if not paged:
+            raise
+        raise SizeupError(f"unknown paged optimizer {optimizer_text!r}; paged variants exist for: "
+                          "paged-adamw, paged-adamw8bit, paged-lion") from None
     shard = parse_choice("sharding (--zero)", zero, Sharding, ZERO_ALIASES) or Sharding.NONE
     rec = parse_choice("recompute", recompute, Recompute, RECOMPUTE_ALIASES) or Recompute.NONE
     pft = parse_choice("peft", peft, Peft, PEFT_ALIASES) or Peft.NONE
@@ -232,6 +252,7 @@ def build_setup(
         pp_schedule=sched or PipelineSchedule.ONE_F_ONE_B, virtual_pp=virtual_pp or 1, recompute=rec,
         attention=attn, offload_optimizer=off_o, offload_params=off_p, offload_activations=bool(offload_activations),
         peft=pft, lora_rank=lora_rank or 16, lora_targets=targets, dropout=dropout or 0.0, gpus_per_node=int(node),
+        optimizer_in_backward=bool(optimizer_in_backward), paged_optimizer=paged,
     )
     if check:
         problems = check_setup(model, setup)
@@ -316,6 +337,14 @@ def memory_report(model, setup, est, suggestions, gpu, kernel: str) -> Any:
                      "activations, fp32 loss head)")
     if setup.peft.value != "none":
         notes.append(f"{setup.peft.value}: base frozen; adapters r={setup.lora_rank} on {','.join(setup.lora_targets)}")
+    if setup.optimizer_in_backward:
+        notes.append("optimizer step in backward: each gradient is applied and freed as soon as it is accumulated; "
+                     "only the largest parameter's gradient is live (no full gradient buffer, no separate step)")
+    if setup.paged_optimizer:
+        paged_out = any(t.name == "memory/paged_optimizer" for t in est.terms)
+        notes.append("paged optimizer: states live in CUDA unified memory; "
+                     + ("they do not fit next to the rest, so they are paged out to host memory (slower step)"
+                        if paged_out else "they fit on the GPU"))
     return Report(data=data, tables=tables, terms=list(est.terms), notes=notes, warnings=list(est.reasons))
 
 
@@ -357,6 +386,7 @@ def memory_cmd(
     foreach: ForeachOpt = False,
     dropout: DropoutOpt = None,
     loss: LossOpt = None,
+    optimizer_in_backward: OptimizerInBackwardOpt = False,
     max_gpus: MaxGpusOpt = None,
     json_: JsonOpt = False,
     csv_: CsvOpt = False,
@@ -378,6 +408,8 @@ def memory_cmd(
       sizeup memory llama-3-8b --gpu h100-sxm --gpus 8 --zero 3 --micro-batch 4 --recompute full
 
       sizeup memory gpt2 --gpu 24GiB --kernel hf-eager --micro-batch 8 --seq 1024 --json
+
+      sizeup memory llama-3.1-8b --gpu rtx-4090 --micro-batch 2 --precision bf16 --recompute full --optimizer paged-adamw8bit --optimizer-in-backward
     """
     from sizeup.catalog import resolve_model
     from sizeup.core.memory import KERNELS, LOSS_IMPLS, estimate_memory, suggest_fixes
@@ -401,6 +433,7 @@ def memory_cmd(
         zero = None if zero is None else str(zero)
         peft = ("lora" if peft else "none") if isinstance(peft, bool) else peft
         grad_accum = values.get("grad_accum")
+        optimizer_in_backward = bool(optimizer_in_backward or values.get("optimizer_in_backward"))
         if seq is None and values.get("tokens_per_sample") is not None:
             # unpacked samples: one sample per sequence (as `sizeup train`)
             from sizeup.units import parse_count
@@ -434,7 +467,7 @@ def memory_cmd(
         lora_rank=lora_rank, lora_targets=lora_targets, offload_optimizer=offload_optimizer,
         offload_params=offload_params, offload_activations=offload_activations, attention=attention,
         sequence_parallel=sequence_parallel, foreach=foreach, dropout=dropout,
-        grad_accum=grad_accum if global_batch is None else None,
+        grad_accum=grad_accum if global_batch is None else None, optimizer_in_backward=optimizer_in_backward,
     )
     ov = _overheads(fragmentation)
     est = estimate_memory(arch, setup, gpu=gpu_spec, gpu_memory_bytes=gpu_mem, overheads=ov, kernel=kern,

@@ -595,12 +595,20 @@ def memory_components(
     comm_bucket_bytes: float = 0.0,
     statics: _Statics | None = None,
     loss: str | None = None,
+    optimizer_in_backward: Any = False,
+    paged_states: Any = False,
+    grads_kept: Any = False,
 ) -> dict[str, Any]:
     """Per-GPU bytes of every component at the peak (worst stage, worst phase), as arrays.
 
     Plan-varying inputs (tp .. gpus_per_node) may be numpy arrays (broadcast together) or numbers.
     Returns the COMPONENTS keys plus "total" (= peak allocated), "host", "nvme", "phase" (index in
     PHASES: 0 fwd, 1 bwd, 2 bwd_end, 3 opt), "stage" (0 first, 1 last), "phase_fwd/bwd/opt" totals, "model_state", "activations".
+
+    optimizer_in_backward (bool or array): the step runs per parameter inside backward and frees each
+    gradient at once, so at most the largest parameter tensor's gradient is live (and no separate
+    optimizer phase); paged_states (bool or array): bitsandbytes paged optimizer states evicted to host;
+    grads_kept (bool or array): gradients stay allocated between steps (zero_grad(set_to_none=False)).
     """
     if kernel not in KERNELS:
         raise ValueError(f"kernel must be one of {KERNELS}")
@@ -622,6 +630,8 @@ def memory_components(
     sched = np.asarray(schedule_code)
     vpp = np.maximum(f(virtual_pp), 1.0)
     gpn = f(gpus_per_node)
+    oib = np.asarray(optimizer_in_backward, dtype=bool)
+    paged = np.asarray(paged_states, dtype=bool)
 
     # ---- sharding group (FSDP hybrid: shard inside a node, replicate across nodes)
     in_node = np.maximum(1.0, np.floor(gpn / (tp * pp * cp)))
@@ -718,13 +728,24 @@ def memory_components(
             # FSDP SHARD_GRAD_OP keeps the gathered 16-bit params from forward through backward
             gathered = gathered + np.where(fsdp_grad_op, total_params * comp_b, 0.0)
             grad_b = g_b
+        # optimizer step fused into backward (PyTorch tutorial "optimizer hooks in backward";
+        # torchtune optimizer_in_bwd): register_post_accumulate_grad_hook steps each parameter and sets
+        # p.grad = None, so the live gradient is the largest single parameter tensor's (the V x h
+        # embedding/head; with tied embeddings its gradient lives from the head backward to the end)
+        one_tensor = max(st.V * st.h, st.largest_linear) / tp
+        grad_one = np.minimum(grads, np.where(grad_sh, one_tensor * grad_b / n_sh, one_tensor * grad_b))
+        temps_one = np.minimum(temps, np.where(opt_sh, one_tensor * tmp_b / n_sh, one_tensor * tmp_b)) \
+            if not peft_on else temps
+        temps = np.where(oib, temps_one, temps)
         # offload: ZeRO-Offload keeps the fp32 master, the optimizer states and an fp32 copy of the
         # gradient partition on the host; the GPU keeps 16-bit params and grads (Ren et al. 2021, Sec. 4)
         off_o = off_opt >= 1
         off_p = (off_par >= 1) & par_sh
         host_opt = np.where(off_o, states + master + grads * (4.0 / grad_b), 0.0)
         host_par = np.where(off_p, weights, 0.0)
-        states_gpu = np.where(off_o, 0.0, states)
+        # paged optimizer states (bitsandbytes cudaMallocManaged pages) evicted to host under pressure
+        host_opt = host_opt + np.where(paged & ~off_o, states, 0.0)
+        states_gpu = np.where(off_o | paged, 0.0, states)
         master_gpu = np.where(off_o, 0.0, master)
         temps_gpu = np.where(off_o, 0.0, temps)
         weights_gpu = np.where(off_p, 0.0, weights)
@@ -754,7 +775,8 @@ def memory_components(
         logits_bwd = logits_fwd + np.where(has_head, tokens * st.logits_temp / tp, 0.0)
         # persistent gradient buffers during forward: Megatron/DeepSpeed keep contiguous grad buffers;
         # eager training with set_to_none only holds gradients across accumulation micro-steps
-        persistent = np.where(kernel == "fused", True, m_acc > 1) | np.isin(code, _DEEPSPEED + (7,))
+        persistent = np.where(kernel == "fused", True, m_acc > 1) | np.isin(code, _DEEPSPEED + (7,)) \
+            | np.asarray(grads_kept, dtype=bool)
         grads_fb = np.where(persistent, grads, np.minimum(head_grad, grads))
         grads_fwd = np.where(persistent, grads, 0.0)
         # autocast casts stay referenced until each layer's backward; under full recompute only the
@@ -771,6 +793,11 @@ def memory_components(
             + (layer_dense_local + layer_exp_local) * g_b
         late = np.where(grad_sh, late / n_sh, late)
         grads_end = np.where(persistent, grads, np.maximum(grads - late, 0.0))
+        # optimizer in backward: no gradient before backward, one tensor's gradient during it, no opt phase
+        grads_fwd = np.where(oib, 0.0, grads_fwd)
+        grads_fb = np.where(oib, np.minimum(grads_fb, grad_one), grads_fb)
+        grads_end = np.where(oib, grad_one, grads_end)
+        grads_opt = np.where(oib, grad_one, grads)
         acts_end = np.minimum(acts_kept_gpu, acts_kept_gpu * (1.0 - 1.0 / np.maximum(inflight, 1.0)) + kept_per_layer)
         bwd_layer = np.where(full, layer_bytes, 0.0) + tokens * bwd_temp_c / tp
         casts_end = np.where(full, layer_cast, np.minimum(casts, layer_cast))
@@ -778,7 +805,7 @@ def memory_components(
             base + grads_fwd + acts_kept_gpu + gathered + logits_fwd + casts_bwd,              # fwd
             base + grads_fb + acts_kept_gpu + gathered + logits_bwd + casts_bwd + buckets,     # bwd
             base + grads_end + acts_end + gathered + bwd_layer + casts_end + buckets,          # bwd_end
-            base + grads + temps_gpu + buckets,                                                # opt
+            base + grads_opt + temps_gpu + buckets,                                            # opt
         )
         phase = np.where(totals[1] >= totals[0], 1, 0)
         best = np.maximum(totals[0], totals[1])
@@ -792,7 +819,7 @@ def memory_components(
         chosen = {
             "model/weights": weights_gpu + zero,
             "model/adapter_weights": adapter_w + zero,
-            "gradients": np.where(ph0, grads_fwd, np.where(ph1, grads_fb, np.where(ph2, grads_end, grads))),
+            "gradients": np.where(ph0, grads_fwd, np.where(ph1, grads_fb, np.where(ph2, grads_end, grads_opt))),
             "optimizer/states": states_gpu + zero,
             "optimizer/master_weights": master_gpu + zero,
             "optimizer/temporaries": np.where(is_opt, temps_gpu, 0.0),
@@ -810,7 +837,7 @@ def memory_components(
         # NVMe offload puts the states on disk instead of host memory
         chosen["nvme"] = np.where(off_opt == 2, host_opt, 0.0) + np.where(off_par == 2, host_par, 0.0) + zero
         chosen["host"] = host_opt + host_par + host_act - chosen["nvme"]
-        chosen["model_state"] = base + grads
+        chosen["model_state"] = base + grads_opt
         chosen["activations_kept"] = acts_kept_gpu + zero      # saved layer tensors at the end of the forward
         chosen["activation_per_layer"] = layer_bytes + zero   # one layer, one micro-batch, no recompute
         chosen["activations"] = chosen["activations/layers"] + chosen["activations/backward_layer"] \
@@ -879,6 +906,21 @@ def check_setup(model: ModelArch, setup: TrainSetup) -> list[str]:
             problems.append(f"{model.id} has no gate projection (plain MLP); drop 'gate' from the LoRA targets")
     if not 0.0 <= setup.dropout < 1.0:
         problems.append(f"dropout must be in [0, 1), got {setup.dropout}")
+    if setup.optimizer_in_backward:
+        # gradients must survive across micro-steps / pipeline micro-batches, and DDP, DeepSpeed ZeRO and the
+        # Megatron distributed optimizer reduce gradients in their own buckets after the per-parameter hook
+        # fires (PyTorch tutorial 'optimizer step in backward'; torchtune supports it single-device and FSDP2)
+        if setup.grad_accum > 1:
+            problems.append(f"optimizer step in backward cannot accumulate gradients (grad-accum {setup.grad_accum}); "
+                            "use grad-accum 1 or drop --optimizer-in-backward")
+        if setup.pp > 1:
+            problems.append("optimizer step in backward needs pp 1 (pipeline micro-batches accumulate gradients)")
+        if setup.sharding in (Sharding.ZERO1, Sharding.ZERO2, Sharding.ZERO3, Sharding.MEGATRON_DISTOPT) \
+                or (setup.sharding == Sharding.NONE and setup.dp > 1):
+            kind = "DDP" if setup.sharding == Sharding.NONE else setup.sharding.value
+            problems.append(f"optimizer step in backward does not work with {kind} over "
+                            f"{setup.dp} data-parallel ranks (gradients are reduced after the hook); "
+                            "use one GPU or FSDP (--zero fsdp-full)")
     return problems
 
 
@@ -894,12 +936,14 @@ def _codes(setup: TrainSetup) -> dict[str, Any]:
         offload_params_code=OFFLOAD_CODE[setup.offload_params],
         offload_activations=setup.offload_activations, sequence_parallel=setup.sequence_parallel,
         schedule_code=SCHEDULE_CODE[setup.pp_schedule], virtual_pp=setup.virtual_pp,
-        gpus_per_node=setup.gpus_per_node,
+        gpus_per_node=setup.gpus_per_node, optimizer_in_backward=setup.optimizer_in_backward,
+        grads_kept=not setup.grads_set_to_none,
     )
 
 
 def components_for(model: ModelArch, setup: TrainSetup, kernel: str = "fused",
-                   overheads: Overheads | None = None, loss: str | None = None) -> dict[str, Any]:
+                   overheads: Overheads | None = None, loss: str | None = None,
+                   paged_states: bool = False) -> dict[str, Any]:
     """memory_components for one TrainSetup (scalars)."""
     ov = overheads or Overheads()
     return memory_components(
@@ -907,6 +951,7 @@ def components_for(model: ModelArch, setup: TrainSetup, kernel: str = "fused",
         fused_optimizer=setup.fused_optimizer, peft=setup.peft, lora_rank=setup.lora_rank,
         lora_targets=setup.lora_targets, attention=setup.attention, dropout=setup.dropout, kernel=kernel,
         comm_bucket_bytes=ov.comm_bucket_bytes, statics=_statics(model, setup, kernel, loss=loss),
+        paged_states=paged_states,
     )
 
 
@@ -932,11 +977,18 @@ def estimate_memory(
         raise ValueError(f"kernel must be one of {', '.join(KERNELS)}, got {kernel!r}")
     ov = overheads or Overheads()
     comp = components_for(model, setup, kernel, ov, loss)
+    if gpu_memory_bytes is None and gpu is not None:
+        gpu_memory_bytes = float(gpu.memory_bytes)
+    paged_out = False
+    if setup.paged_optimizer and gpu_memory_bytes is not None and setup.offload_optimizer == Offload.NONE \
+            and float(reserved_bytes(comp["total"], setup.gpus, ov)) > gpu_memory_bytes:
+        # bitsandbytes paged optimizer: the states do not fit next to the rest, so the driver pages them
+        # out to host memory (unified memory); the step then streams them over the host link
+        comp = components_for(model, setup, kernel, ov, loss, paged_states=True)
+        paged_out = True
     per_gpu = {k_: float(comp[k_]) for k_ in COMPONENTS}
     allocated = float(comp["total"])
     reserved = float(reserved_bytes(allocated, setup.gpus, ov))
-    if gpu_memory_bytes is None and gpu is not None:
-        gpu_memory_bytes = float(gpu.memory_bytes)
     headroom = None if gpu_memory_bytes is None else float(gpu_memory_bytes) - reserved
     fits = None if gpu_memory_bytes is None else bool(reserved <= gpu_memory_bytes)
     phase = PHASES[int(comp["phase"])]
@@ -956,6 +1008,11 @@ def estimate_memory(
     }
     terms = _terms(model, setup, kernel, ov, comp, per_gpu, allocated, reserved, gpu_memory_bytes, phase, stage,
                    loss)
+    if paged_out:
+        terms.append(Term("memory/paged_optimizer", float(comp["host"]), "B",
+                          "optimizer states paged to host (with them on the GPU, peak reserved > GPU memory)",
+                          {"paged_optimizer": True, "states_on_host": True},
+                          "bitsandbytes docs 'Paged optimizers' (CUDA unified memory, evicted under pressure)"))
     return MemoryEstimate(
         per_gpu=per_gpu, peak_allocated_bytes=allocated, peak_reserved_bytes=reserved,
         host_bytes=float(comp["host"]), gpu_memory_bytes=None if gpu_memory_bytes is None else float(gpu_memory_bytes),
@@ -984,8 +1041,12 @@ def _terms(model, setup, kernel, ov, comp, per_gpu, allocated, reserved, gpu_mem
              {**common, "w_bytes": float(sb["w"]), "precision": setup.precision.value, "peft": setup.peft.value},
              "ZeRO (Rajbhandari et al. 2020) Sec. 3.1; QLoRA (Dettmers et al. 2023) Sec. 3"),
         Term("memory/gradients", per_gpu["gradients"], "B",
+             "max(V*h, largest Linear) / t * g_bytes / (N_sh if grads sharded)  (optimizer step in backward: "
+             "one parameter's gradient live at a time)" if setup.optimizer_in_backward else
              "Psi_trainable * g_bytes / (N_sh if grads sharded)",
-             {**common, "g_bytes": float(sb["g"])}, "ZeRO Sec. 5 (P_os+g); Megatron distributed optimizer (fp32 main grads)"),
+             {**common, "g_bytes": float(sb["g"]), "optimizer_in_backward": setup.optimizer_in_backward},
+             "ZeRO Sec. 5 (P_os+g); Megatron distributed optimizer (fp32 main grads); PyTorch tutorial "
+             "'optimizer step in backward' (register_post_accumulate_grad_hook)"),
         Term("memory/optimizer_states", per_gpu["optimizer/states"], "B",
              "Psi_trainable * opt_bytes / (N_sh if states sharded)",
              {**common, "optimizer": setup.optimizer.value, "opt_bytes_per_param": opt_b},
@@ -1108,6 +1169,11 @@ def suggest_fixes(
         candidates.append(("selective recompute", setup.with_(recompute=Recompute.SELECTIVE), "~2-5% slower"))
     if setup.recompute != Recompute.FULL:
         candidates.append(("full activation recompute", setup.with_(recompute=Recompute.FULL), "~25-33% slower (one extra forward)"))
+    if not setup.optimizer_in_backward and setup.peft == Peft.NONE:
+        fused_bwd = setup.with_(optimizer_in_backward=True)
+        if not check_setup(model, fused_bwd):
+            candidates.append(("optimizer step fused into backward (no full gradient buffer)", fused_bwd,
+                               "none; no gradient accumulation"))
     if setup.optimizer in (Optimizer.ADAMW, Optimizer.LION) and setup.peft == Peft.NONE:
         candidates.append(("8-bit Adam (bitsandbytes)", setup.with_(optimizer=Optimizer.ADAM8BIT), "~0-5% slower"))
     for sharding, label in ((Sharding.ZERO2, "ZeRO-2"), (Sharding.ZERO3, "ZeRO-3")):

@@ -310,6 +310,16 @@ class TrainSetup:
     lora_targets: tuple[str, ...] = ("q", "k", "v", "o")
     dropout: float = 0.0
     gpus_per_node: int = 8
+    # optimizer step fused into backward (torchtune `optimizer_in_bwd=True`; PyTorch tutorial "How to save
+    # memory by fusing the optimizer step into the backward pass"): each parameter is updated and its
+    # gradient freed as soon as it is accumulated, so the full gradient buffer is never live.
+    optimizer_in_backward: bool = False
+    # bitsandbytes paged optimizer (PagedAdamW, PagedAdamW8bit): states in CUDA unified memory, evicted to
+    # host memory when the GPU runs out (bitsandbytes docs, "Paged optimizers").
+    paged_optimizer: bool = False
+    # gradients freed between steps (optimizer.zero_grad(set_to_none=True), the PyTorch >= 2.0 default) or
+    # kept allocated and zeroed (set_to_none=False: the PyTorch 1.x default, Megatron/DeepSpeed grad buffers)
+    grads_set_to_none: bool = True
 
     @property
     def dp(self) -> int:

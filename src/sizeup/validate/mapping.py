@@ -163,6 +163,17 @@ def paged_optimizer(point: Point) -> bool:
     return "paged" in t
 
 
+def optimizer_in_backward(point: Point) -> bool:
+    """The run states the optimizer step fused into backward (torchtune `optimizer_in_bwd=True`, README
+    'Fuse optimizer step into backward'). Read from the run's own setup fields only: quotes may name it for
+    other rows ('LoRA and QLoRA ... do not use optimizer_in_bwd')."""
+    t = " ".join(x for x in (point.parallel.optimizer, point.parallel.other) if x).lower()
+    t = re.sub(r"optimi[sz]er_in_bwd\s*[=:]\s*(false|0|no)\b", "", t)
+    return bool(re.search(r"optimi[sz]er_in_bwd|optimi[sz]er[- ]in[- ]backward|"
+                          r"fuse[sd]? optimi[sz]er step (in)?to (the )?backward|optimi[sz]er step (fused )?in(to)? backward",
+                          t))
+
+
 def parse_offload(point: Point) -> tuple[Offload, Offload, bool]:
     """(optimizer offload, param offload, activation offload); 'CPUOffload=False' is not an offload."""
     t = " ".join(x for x in (point.parallel.other, point.parallel.sharding, point.workload.kind) if x).lower()
@@ -589,6 +600,12 @@ def build_setup(point: Point, model: ModelArch, gpu: GpuSpec, need_batch: bool =
     sp = sp or "sequence parallel" in (par.other or "").lower()
     peft, rank, targets = parse_peft(point)
     off_opt, off_params, off_act = parse_offload(point)
+    opt_in_bwd = optimizer_in_backward(point)
+    if opt_in_bwd and (int(ga) > 1 or pp > 1):
+        opt_in_bwd = False
+        notes.append("optimizer step in backward stated but ignored (needs grad_accum 1 and pp 1)")
+    if opt_in_bwd and peft is not Peft.NONE and re.search(r"lora[^.;]*do not use optimi[sz]er_in_bwd", point.text()):
+        opt_in_bwd = False  # torchtune README: 'except for LoRA and QLoRA, which do not use optimizer_in_bwd'
     vpp = int(par.virtual_pp or 1)
     attention = attention_for(point, gpu)
     kwargs = dict(
@@ -598,6 +615,7 @@ def build_setup(point: Point, model: ModelArch, gpu: GpuSpec, need_batch: bool =
         virtual_pp=vpp, recompute=recompute, attention=attention, offload_optimizer=off_opt,
         offload_params=off_params, offload_activations=off_act, peft=peft,
         gpus_per_node=int(getattr(gpu, "node_size", 8) or 8),
+        optimizer_in_backward=opt_in_bwd, paged_optimizer=paged_optimizer(point),
     )
     if rank:
         kwargs["lora_rank"] = rank

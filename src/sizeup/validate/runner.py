@@ -264,21 +264,14 @@ class Context:
         def make():
             from sizeup.catalog.overheads import load_overheads
             from sizeup.core.memory import estimate_memory
-            from sizeup.core.types import Offload
-
-            from sizeup.validate.mapping import infer_kernel, infer_loss, paged_optimizer
+            from sizeup.validate.mapping import infer_kernel, infer_loss
 
             setup = self.setup_result(need_batch=False, need_seq=need_seq).setup
             kernel = infer_kernel(self.point)
             loss = infer_loss(self.point)
             ov = load_overheads()
-            est = estimate_memory(self.model, setup, gpu=self.gpu, kernel=kernel, loss=loss, overheads=ov)
-            if est.fits is False and paged_optimizer(self.point) and setup.offload_optimizer == Offload.NONE:
-                est = estimate_memory(self.model, setup.with_(offload_optimizer=Offload.CPU), gpu=self.gpu,
-                                      kernel=kernel, loss=loss, overheads=ov)
-                self._cache.setdefault("extra_notes", ("ok", []))[1].append(
-                    "paged optimizer: states do not fit next to the rest, predicted paged out to host memory")
-            return est
+            # paged optimizers (setup.paged_optimizer) are paged to host memory inside estimate_memory
+            return estimate_memory(self.model, setup, gpu=self.gpu, kernel=kernel, loss=loss, overheads=ov)
         return self._get(f"memory_{int(need_seq)}", make)
 
     @property

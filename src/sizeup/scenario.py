@@ -116,10 +116,9 @@ class PlatformSection(_Strict):
     region: Optional[str] = None
 
 
-FLAT_WORKLOAD = ("tokens", "samples", "tokens_per_sample", "epochs")
-FLAT_TRAINING = ("seq", "micro_batch", "global_batch", "grad_accum", "precision", "optimizer", "zero", "tp", "pp",
-                 "cp", "ep", "recompute", "peft", "lora_rank")
-FLAT_HARDWARE = ("gpu", "gpus")
+# Every section key may also be written at the top level (the shared flag names); those keys are validated by
+# the same section model, so ranges and spellings are checked once.
+FLAT_SECTIONS = (("workload", WorkloadSection), ("training", TrainingSection), ("hardware", HardwareSection))
 # keys other commands (compare, budget, demo, audit) read from the same file; kept, not used by `train`
 OTHER_KEYS = ("deadline", "budget", "max_gpus", "impact", "phases", "buy", "seed_claims", "sort")
 
@@ -135,27 +134,6 @@ class ScenarioFile(_Strict):
     platform: Optional[Union[str, list[str], PlatformSection]] = None
     pricing: Optional[Union[str, list[str]]] = None
     timing: dict[str, Any] = {}
-    # flat spellings (shared flag names)
-    tokens: Optional[Num] = None
-    samples: Optional[Num] = None
-    tokens_per_sample: Optional[Num] = None
-    epochs: Optional[float] = Field(default=None, gt=0)
-    seq: Optional[int] = Field(default=None, gt=0)
-    micro_batch: Optional[int] = Field(default=None, gt=0)
-    global_batch: Optional[int] = Field(default=None, gt=0)
-    grad_accum: Optional[int] = Field(default=None, gt=0)
-    precision: Optional[str] = None
-    optimizer: Optional[str] = None
-    zero: Optional[Union[int, str]] = None
-    tp: Optional[int] = Field(default=None, gt=0)
-    pp: Optional[int] = Field(default=None, gt=0)
-    cp: Optional[int] = Field(default=None, gt=0)
-    ep: Optional[int] = Field(default=None, gt=0)
-    recompute: Optional[str] = None
-    peft: Optional[Union[str, bool]] = None
-    lora_rank: Optional[int] = Field(default=None, gt=0)
-    gpu: Optional[Union[str, list[str]]] = None
-    gpus: Optional[Union[int, list[int]]] = None
     # read by other commands
     deadline: Optional[Any] = None
     budget: Optional[Any] = None
@@ -215,13 +193,16 @@ def load_scenario(path: str | Path) -> Scenario:
         raise SizeupError(f"cannot read scenario {str(path)!r}: {str(exc).splitlines()[0]}") from None
     if not isinstance(raw, dict):
         raise SizeupError(f"scenario {str(path)!r} must be a mapping (model, workload, training, hardware, platform)")
-    known = list(ScenarioFile.model_fields)
+    flat_keys = {key: section for section, model in FLAT_SECTIONS for key in model.model_fields}
+    known = list(ScenarioFile.model_fields) + list(flat_keys)
     for key in raw:
         if key not in known:
             raise SizeupError(f"scenario {p.name}: unknown key {key!r}.{did_you_mean(str(key), known)} "
                               "Sections: model, workload, training, hardware, platform, pricing, timing")
+    flat = {section: {k: v for k, v in raw.items() if flat_keys.get(k) == section} for section, _ in FLAT_SECTIONS}
     try:
-        sf = ScenarioFile.model_validate(raw)
+        sf = ScenarioFile.model_validate({k: v for k, v in raw.items() if k not in flat_keys})
+        top = [model.model_validate(flat[section]) for section, model in FLAT_SECTIONS]
     except ValidationError as exc:
         raise SizeupError(f"scenario {p.name}: {pydantic_message(exc)}") from None
 
@@ -241,17 +222,13 @@ def load_scenario(path: str | Path) -> Scenario:
         if not model:
             raise SizeupError(f"scenario {p.name}: model must be a preset id / config.json path, or {{preset: ...}}")
     put("model", model, "model")
-    for key in FLAT_WORKLOAD + FLAT_TRAINING + FLAT_HARDWARE:
-        put(key, getattr(sf, key), "top level")
-    if sf.workload:
-        for key, v in sf.workload.model_dump().items():
-            put(key, v, "workload")
-    if sf.training:
-        for key, v in sf.training.model_dump().items():
-            put(key, v, "training")
-    if sf.hardware:
-        for key, v in sf.hardware.model_dump().items():
-            put(key, v, "hardware")
+    for section in top:
+        for key, v in section.model_dump().items():
+            put(key, v, "top level")
+    for name, section in (("workload", sf.workload), ("training", sf.training), ("hardware", sf.hardware)):
+        if section:
+            for key, v in section.model_dump().items():
+                put(key, v, name)
     plat = sf.platform
     if isinstance(plat, PlatformSection):
         put("platform", plat.name, "platform")

@@ -10,14 +10,13 @@ and to diagnose the analytic activation formulas (tests/test_memory_vs_trace.py)
 from __future__ import annotations
 
 import contextlib
-import weakref
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch.utils._pytree import tree_leaves
 
-from sizeup.trace.emulate import LiveBytes, round_up
+from sizeup.trace.emulate import LiveBytes
 
 
 @dataclass(frozen=True)
@@ -52,30 +51,16 @@ class LiveCensus(LiveBytes):
         self.snapshot_at_peak = False
         self.peak_snapshot: list[Holder] = []
 
-    def track(self, t: Any) -> None:
-        if not isinstance(t, torch.Tensor):
-            return
-        st = t.untyped_storage()
-        key = st._cdata
-        if key in self._refs:
-            return
-        info = Holder(self.module_stack[-1], self._op, tuple(t.shape), str(t.dtype).replace("torch.", ""),
-                      round_up(st.nbytes(), self.align), self.phase)
-        self.info[key] = info
-        nbytes = info.nbytes
+    def _on_alloc(self, key: int, t: Any, nbytes: int) -> None:
+        self.info[key] = Holder(self.module_stack[-1], self._op, tuple(t.shape), str(t.dtype).replace("torch.", ""),
+                                nbytes, self.phase)
 
-        def _free(_ref, key=key, nbytes=nbytes, self_ref=weakref.ref(self)):
-            me = self_ref()
-            if me is not None and me._refs.pop(key, None) is not None:
-                me.live -= nbytes
-                me.info.pop(key, None)
+    def _on_free(self, key: int) -> None:
+        self.info.pop(key, None)
 
-        self._refs[key] = weakref.ref(st, _free)
-        self.live += nbytes
-        if self.live > self.window_peak:
-            self.window_peak = self.live
-            if self.snapshot_at_peak:
-                self.peak_snapshot = list(self.info.values())
+    def _on_peak(self) -> None:
+        if self.snapshot_at_peak:
+            self.peak_snapshot = list(self.info.values())
 
     def live_holders(self) -> list[Holder]:
         return list(self.info.values())

@@ -57,11 +57,24 @@ class LiveBytes(TorchDispatchMode):
             me = self_ref()
             if me is not None and me._refs.pop(key, None) is not None:
                 me.live -= nbytes
+                me._on_free(key)
 
         self._refs[key] = weakref.ref(st, _free)
+        self._on_alloc(key, t, nbytes)
         self.live += nbytes
         if self.live > self.window_peak:
             self.window_peak = self.live
+            self._on_peak()
+
+    # hooks for subclasses that attribute bytes (trace/census.py)
+    def _on_alloc(self, key: int, t: Any, nbytes: int) -> None:
+        pass
+
+    def _on_free(self, key: int) -> None:
+        pass
+
+    def _on_peak(self) -> None:
+        pass
 
     def storage_bytes(self, tensors) -> int:
         """Rounded bytes of the distinct storages among `tensors`."""

@@ -193,7 +193,10 @@ def build_setup(
             and not gpu.supports_bf16:
         raise SizeupError(f"{gpu.name} has no bf16 support; use --precision fp16-mixed (or fp32)")
     if gpu is not None and prec == Precision.FP8 and getattr(gpu, "vendor", "") != "generic" and gpu.peak("fp8") <= 0:
-        raise SizeupError(f"{gpu.name} has no fp8 tensor cores; use --precision bf16-mixed or fp16-mixed")
+        from sizeup.core.timing import runnable_precisions
+
+        ok = [p for p in runnable_precisions(gpu) if p != "fp8"] or ["bf16-mixed"]
+        raise SizeupError(f"{gpu.name} has no fp8 tensor cores; use --precision {' or '.join(ok)}")
     paged = False
     optimizer_text = optimizer
     if optimizer is not None:

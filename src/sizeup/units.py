@@ -152,10 +152,14 @@ def parse_duration(text: str | int | float) -> float:
 
 
 def parse_usd(text: str | int | float) -> float:
-    """'$50,000' / '50k' / '1.2M' -> USD."""
-    s = str(text).strip()
-    s = s[1:] if s.startswith("$") else s.replace("$", "", 1) if s.startswith(("-$", "+$")) else s
-    return parse_count(s)
+    """'$50,000' / '50k' / '1.2M' -> USD (>= 0)."""
+    s = str(text).strip() if not isinstance(text, (int, float)) else text
+    if isinstance(s, str):
+        s = s[1:] if s.startswith("$") else s.replace("$", "", 1) if s.startswith(("-$", "+$")) else s
+    value, suffix = _split(s, "USD amount", "'$50,000', '50k' or '1.2M'")
+    if suffix not in _COUNT_SUFFIX:
+        raise UnitError(f"unknown suffix {suffix!r} in USD amount {text!r}; allowed: K, M, B, T")
+    return _bounded(value * _COUNT_SUFFIX[suffix], text, "USD amount")
 
 
 # --------------------------------------------------------------------------- formatting

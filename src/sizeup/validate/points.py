@@ -188,15 +188,10 @@ def load_points(path: str | Path | None = None) -> list[Point | BadPoint]:
     """Points of a published-runs file (default: the packaged dev set), invalid ones as BadPoint."""
     import yaml
 
+    from sizeup.catalog import read_user_yaml
+
     path = Path(path) if path else DEV_SET
-    if not path.exists():
-        raise SizeupError(f"validation file not found: {path}")
-    try:
-        loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-        with open(path, "rb") as fh:
-            raw = yaml.load(fh, Loader=loader)
-    except yaml.YAMLError as exc:
-        raise SizeupError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    raw = read_user_yaml(path, "validation file")  # regular files only, size and nesting bounds, one-line errors
     if isinstance(raw, list):
         raw = {"points": raw}
     if not isinstance(raw, dict) or not isinstance(raw.get("points"), list):

@@ -169,6 +169,26 @@ def read_user_yaml(path: Path | str, what: str = "file") -> Any:
     return parse_yaml_text(read_user_bytes(path, what), str(path))
 
 
+# Characters a catalog name or a free-text GPU name may hold ('NVIDIA H100 SXM5 80GB', 'A100-80GB (PCIe)',
+# 'gaudi2', 'Apple M2 (16GB unified)', 'org/model'). Anything else (';', '|', '$', quotes, control characters)
+# is refused rather than fuzzy-matched to the nearest entry.
+_NAME_OK = re.compile(r"[A-Za-z0-9 ._+/()\-:,@]+")
+MAX_NAME_CHARS = 200
+
+
+def check_name(name: str, kind: str) -> str:
+    """`name` if it can be a name of `kind`; SizeupError otherwise (empty, too long, or odd characters)."""
+    text = str(name)
+    if not text.strip():
+        raise SizeupError(f"the {kind} name is empty")
+    if len(text) > MAX_NAME_CHARS:
+        raise SizeupError(f"the {kind} name is {len(text)} characters long; the limit is {MAX_NAME_CHARS}")
+    if not _NAME_OK.fullmatch(text):
+        bad = "".join(sorted({c for c in text if not _NAME_OK.fullmatch(c)}))
+        raise SizeupError(f"unknown {kind} {text!r}: a {kind} name has no {bad!r} characters")
+    return text
+
+
 def normalize(name: str) -> str:
     """Case-, space-, dash- and underscore-insensitive key: 'Llama-2 7B' -> 'llama27b'."""
     return re.sub(r"[^a-z0-9.]", "", str(name).lower())
@@ -217,6 +237,7 @@ class Catalog:
 
     def model(self, name: str):
         """A preset by id, alias or Hugging Face repo name (case-insensitive)."""
+        check_name(name, "model")
         key = normalize(name)
         model_id = self._model_index.get(key)
         if model_id is None:
@@ -263,6 +284,7 @@ class Catalog:
         """Catalog id for a free-text GPU name ('NVIDIA H100 SXM5' -> 'h100-sxm'); SizeupError if unknown."""
         from sizeup.catalog.hardware import unknown_gpu
 
+        check_name(name, "GPU")
         gpu_id = self._gpu_matcher.resolve(name)
         if gpu_id is None:
             raise unknown_gpu(name, self._gpu_matcher)
@@ -334,6 +356,7 @@ class Catalog:
 
     def platform(self, name: str):
         """A Platform by id or alias ('aws', 'Amazon', 'GCP', 'Lambda Labs'); SizeupError listing them if unknown."""
+        check_name(name, "platform")
         pid = self._platform_index.get(normalize(name))
         if pid is None:
             raise SizeupError(f"unknown platform {name!r}.{did_you_mean(name, self.platforms)} "

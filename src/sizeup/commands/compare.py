@@ -850,7 +850,7 @@ def compare_cmd(
     rows, unfit, notes = run_grid(job, gpu_names, platforms, pricings, counts, catalog, overrides, knobs)
     if not rows and not unfit:
         raise SizeupError(f"none of the platforms {', '.join(platforms)} offers {', '.join(gpu_names)} "
-                          f"with {', '.join(pricings)} pricing; see 'sizeup hardware' / the platform catalog")
+                          f"with {', '.join(pricings)} pricing; see 'sizeup platforms'")
     ok = mark_rows(rows, deadline_s, budget_usd)
     key = (lambda r: r.est.total_cost_usd) if sort == "cost" else (lambda r: r.est.wall_clock_s)
     ok.sort(key=key)

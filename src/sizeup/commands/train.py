@@ -143,7 +143,7 @@ def train_cmd(
     catalog = load_catalog()
     arch = resolve_model(str(values["model"]), catalog)
     if not values.get("gpu"):
-        raise SizeupError("give --gpu (e.g. h100-sxm, a100-80gb, t4); see 'sizeup hardware'")
+        raise SizeupError("give --gpu (e.g. h100-sxm, a100-80gb, t4); see 'sizeup gpus'")
     gpu_spec = catalog.gpu(str(values["gpu"]))
     if gpu_spec.peak("bf16") <= 0 and gpu_spec.peak("fp16") <= 0 and gpu_spec.peak("fp32") <= 0:
         raise SizeupError(f"GPU {gpu_spec.id} has no FLOP/s figures in the catalog; pick a GPU with peaks")

@@ -110,7 +110,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _one_line(text: str) -> str:
-    return " ".join(str(text).split())
+    from sizeup.errors import cap_message
+
+    return cap_message(text)
 
 
 # Numeric flags and the range every command accepts for them (same flag, same rule everywhere):

@@ -246,3 +246,35 @@ def format_pct(x: float) -> str:
     if x is None or not math.isfinite(x):
         return "-"
     return f"{100 * x:.1f}%"
+
+
+# --------------------------------------------------------------------------- checked values from files and flags
+
+
+def parse_whole(value, what: str, low: int = 1, high: int = 1 << 62) -> int:
+    """A whole number in [low, high] from a flag or a file value (7, '2048', '2K', 4096.0). Booleans, fractions
+    (2048.5), NaN/inf and out-of-range values are a UnitError naming `what` and the range: never coerced."""
+    if isinstance(value, bool) or value is None or isinstance(value, (list, dict, tuple)):
+        raise UnitError(f"{what} must be a whole number from {low:,} to {high:,}, got {value!r}")
+    x = parse_count(value) if not isinstance(value, (int, float)) else value
+    if isinstance(x, float):
+        if not math.isfinite(x) or not x.is_integer():
+            raise UnitError(f"{what} must be a whole number from {low:,} to {high:,}, got {value!r}")
+        x = int(x)
+    if not low <= x <= high:
+        raise UnitError(f"{what} must be a whole number from {low:,} to {high:,}, got {value!r}")
+    return int(x)
+
+
+def parse_finite(value, what: str, low: float = 0.0, high: float = MAX_QUANTITY, low_inclusive: bool = True) -> float:
+    """A finite number in [low, high] (or (low, high]) from a flag or file value; anything else is a UnitError."""
+    rng = f"{'[' if low_inclusive else '('}{low:g}, {high:g}]"
+    if isinstance(value, bool) or value is None or isinstance(value, (list, dict, tuple)):
+        raise UnitError(f"{what} must be a number in {rng}, got {value!r}")
+    try:
+        x = float(value) if isinstance(value, (int, float)) else parse_count(value)
+    except (OverflowError, UnitError):
+        raise UnitError(f"{what} must be a number in {rng}, got {value!r}") from None
+    if not math.isfinite(x) or x > high or x < low or (x == low and not low_inclusive):
+        raise UnitError(f"{what} must be a number in {rng}, got {value!r}")
+    return x

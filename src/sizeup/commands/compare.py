@@ -450,7 +450,7 @@ SCENARIO_KEYS = ("model", "tokens", "samples", "tokens_per_sample", "epochs", "s
 def build_job(target: str | None, model: str | None, flags: dict) -> tuple[Job, dict]:
     """(Job, scenario dict) from a model name or scenario file plus flags (flags win)."""
     from sizeup.catalog import resolve_model
-    from sizeup.units import parse_count
+    from sizeup.units import parse_count, parse_finite, parse_whole
 
     name = pick_target(target, model)
     scenario: dict = {}
@@ -467,7 +467,7 @@ def build_job(target: str | None, model: str | None, flags: dict) -> tuple[Job, 
     arch = resolve_model(str(name))
     samples = merged.get("samples")
     tps = merged.get("tokens_per_sample")
-    epochs = float(merged.get("epochs") or 1.0)
+    epochs = parse_finite(merged.get("epochs") or 1.0, "epochs", 0, 1e6, low_inclusive=False)
     if merged.get("tokens") is not None:
         tokens = parse_count(merged["tokens"])
         dataset_tokens = tokens / epochs
@@ -478,17 +478,22 @@ def build_job(target: str | None, model: str | None, flags: dict) -> tuple[Job, 
         raise SizeupError("give the workload: --tokens 15M, or --samples 10000 --tokens-per-sample 500 [--epochs 3]")
     if tokens <= 0:
         raise SizeupError("the workload has no tokens; --tokens / --samples must be > 0")
-    seq = merged.get("seq") or (int(parse_count(tps)) if tps is not None else min(2048, arch.max_seq_len))
+    # same bounds as the flags (cli.UPPER_BOUNDS); a fraction, bool or NaN is refused, never truncated
+    seq = parse_whole(merged["seq"], "seq", 1, 1 << 26) if merged.get("seq") is not None else (
+        parse_whole(tps, "tokens_per_sample", 1, 1 << 26) if tps is not None else min(2048, arch.max_seq_len))
     job = Job(
         model=arch, tokens=tokens, dataset_tokens=dataset_tokens, seq_len=int(seq),
-        global_batch=int(merged["global_batch"]) if merged.get("global_batch") else None,
-        micro_batch=int(merged["micro_batch"]) if merged.get("micro_batch") else None,
+        global_batch=parse_whole(merged["global_batch"], "global_batch", 1, 1 << 30)
+        if merged.get("global_batch") is not None else None,
+        micro_batch=parse_whole(merged["micro_batch"], "micro_batch", 1, 1 << 24)
+        if merged.get("micro_batch") is not None else None,
         precision=_parse_enum("precision", merged.get("precision"), "Precision"),
         optimizer=_parse_enum("optimizer", merged.get("optimizer"), "Optimizer"),
         sharding=_parse_enum("zero", None if merged.get("zero") is None else str(merged["zero"]), "Sharding"),
         recompute=_parse_enum("recompute", merged.get("recompute"), "Recompute"),
         peft=_parse_enum("peft", None if merged.get("peft") is None else str(merged["peft"]).lower(), "Peft"),
-        lora_rank=int(merged["lora_rank"]) if merged.get("lora_rank") else None,
+        lora_rank=parse_whole(merged["lora_rank"], "lora_rank", 1, 1 << 16) if merged.get("lora_rank") is not None
+        else None,
         label=str(merged.get("name") or arch.id),
         samples=parse_count(samples) if samples is not None else None,
         tokens_per_sample=parse_count(tps) if tps is not None else None, epochs=epochs,

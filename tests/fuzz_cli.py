@@ -424,3 +424,41 @@ def problems(case: Case, out: Outcome) -> list[str]:
 
 def label(problem: str) -> str:
     return problem.split(":", 1)[0]
+
+
+def merge_reports(prefix: str) -> dict:
+    """Add up the per-worker reports PREFIX.*.json of a `make fuzz` run."""
+    import collections
+    import glob
+
+    counts: dict = collections.defaultdict(collections.Counter)
+    examples: dict = collections.defaultdict(list)
+    for name in sorted(glob.glob(f"{prefix}.*.json")):
+        with open(name) as fh:
+            report = json.load(fh)
+        for group, values in report["counts"].items():
+            for key, value in values.items():
+                if group == "slowest_s":
+                    counts[group][key] = max(counts[group][key], value)
+                else:
+                    counts[group][key] += value
+        for kind, items in report["examples"].items():
+            examples[kind].extend(items)
+    return {"counts": {k: dict(v) for k, v in counts.items()}, "examples": dict(examples)}
+
+
+if __name__ == "__main__":  # python tests/fuzz_cli.py .fuzz-report
+    import sys
+
+    merged = merge_reports(sys.argv[1] if len(sys.argv) > 1 else ".fuzz-report")
+    c = merged["counts"]
+    problems = c.get("problems", {})
+    print(f"fuzz: {c.get('cases', {}).get('total', 0)} cases; exit codes {c.get('exit', {})}; "
+          f"slowest {c.get('slowest_s', {}).get('max', 0)} s")
+    for kind in ("exit-1", "traceback", "multi-line error", "nan/inf", "negative", "negative/nan in JSON",
+                 "warning", "hang"):
+        print(f"  {kind:22s} {problems.get(kind, 0)}")
+    for kind, items in merged["examples"].items():
+        for item in items[:3]:
+            print(f"  e.g. {kind}: {item['argv']} -> {item['problem'][:200]}")
+    sys.exit(1 if problems else 0)

@@ -78,8 +78,8 @@ def _report():
     if LONG and COUNTS:
         report = {"counts": {k: dict(v) for k, v in COUNTS.items()}, "examples": dict(EXAMPLES)}
         path = os.environ.get("SIZEUP_FUZZ_REPORT")
-        if path:
-            with open(path, "w") as fh:
+        if path:  # one file per xdist worker; `python tests/fuzz_cli.py PATH` adds them up
+            with open(f"{path}.{os.environ.get('PYTEST_XDIST_WORKER', 'main')}.json", "w") as fh:
                 json.dump(report, fh, indent=1)
         print("\nfuzz report:", json.dumps(report["counts"], indent=1))
         for kind, items in EXAMPLES.items():

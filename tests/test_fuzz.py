@@ -22,7 +22,7 @@ LONG = os.environ.get("HYPOTHESIS_PROFILE") == "long"
 LONG_CASES = int(os.environ.get("SIZEUP_FUZZ_CASES", "5000"))
 _HEALTH = [HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much,
            HealthCheck.function_scoped_fixture]
-settings.register_profile("fuzz-default", max_examples=40, deadline=None, derandomize=True, database=None,
+settings.register_profile("fuzz-default", max_examples=100, deadline=None, derandomize=True, database=None,
                           suppress_health_check=_HEALTH, print_blob=True)
 settings.register_profile("fuzz-long", max_examples=LONG_CASES // 2, deadline=None, derandomize=False, database=None,
                           suppress_health_check=_HEALTH, phases=[Phase.generate])

@@ -52,9 +52,12 @@ _POSITIVE_KEYS = frozenset({
     "ffn_hidden_size", "word_embed_proj_dim", "qk_rope_head_dim",
 })
 _LAYER_KEYS = frozenset({"num_hidden_layers", "n_layer", "n_layers"})
+_EXPERT_KEYS = frozenset({"num_local_experts", "num_experts", "n_routed_experts", "num_experts_per_tok",
+                          "n_shared_experts"})
 # Bounds far above any published model (the deepest have ~10^2 layers, widest ~10^5 hidden units, vocabularies
 # ~10^6, contexts ~10^7 tokens) that keep every estimate fast and every product of sizes exact in int64.
 MAX_LAYERS = 1 << 14
+MAX_EXPERTS = 1 << 16
 MAX_CONFIG_INT = 1 << 26
 
 
@@ -98,7 +101,7 @@ class _Cfg:
                 raise bad("a whole number")
             value = int(value)
         low = 1 if key in _POSITIVE_KEYS else 0
-        high = MAX_LAYERS if key in _LAYER_KEYS else MAX_CONFIG_INT
+        high = MAX_LAYERS if key in _LAYER_KEYS else MAX_EXPERTS if key in _EXPERT_KEYS else MAX_CONFIG_INT
         if not low <= value <= high:
             raise bad(f"a whole number from {low} to {high:,}")
         return value

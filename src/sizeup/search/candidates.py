@@ -21,6 +21,8 @@ Legality rules (sources):
 
 from __future__ import annotations
 
+import math
+
 from dataclasses import dataclass, field
 from typing import Mapping
 
@@ -125,7 +127,9 @@ def _powers_of_two(limit: int) -> list[int]:
 
 
 def _divisors(n: int) -> list[int]:
-    return [d for d in range(1, n + 1) if n % d == 0]
+    """Divisors of n in increasing order, in O(sqrt n) (n may be a config's layer or expert count)."""
+    small = [d for d in range(1, math.isqrt(max(1, n)) + 1) if n % d == 0]
+    return sorted(set(small + [n // d for d in small]))
 
 
 # Every multiple of a node up to LINEAR_NODES nodes is tried; above that the node counts grow geometrically

@@ -30,7 +30,10 @@ from pathlib import Path
 
 from hypothesis import strategies as st
 
+# Per-run bounds: CPU seconds (what a run costs, independent of how loaded the machine is) and wall-clock
+# seconds (catches a run blocked without using CPU, e.g. on a FIFO).
 RUN_BOUND_S = 20.0
+WALL_BOUND_S = 120.0
 
 # --------------------------------------------------------------------------- what the commands take
 
@@ -332,19 +335,21 @@ def run_case(case: Case, bound_s: float = RUN_BOUND_S) -> Outcome:
         argv = [paths[int(a[5:])] if a.startswith("@file") else a for a in case.argv]
         out, err = io.StringIO(), io.StringIO()
         old_cwd = os.getcwd()
-        old_handler = signal.getsignal(signal.SIGALRM)
+        old_handlers = (signal.getsignal(signal.SIGALRM), signal.getsignal(signal.SIGPROF))
 
         def alarm(signum, frame):
             raise _Timeout()
 
         signal.signal(signal.SIGALRM, alarm)
+        signal.signal(signal.SIGPROF, alarm)
         t0 = time.perf_counter()
         code, timed_out = None, False
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             try:
                 os.chdir(folder)
-                signal.setitimer(signal.ITIMER_REAL, bound_s)
+                signal.setitimer(signal.ITIMER_PROF, bound_s)
+                signal.setitimer(signal.ITIMER_REAL, max(bound_s, WALL_BOUND_S))
                 with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
                     code = main(argv)
             except _Timeout:
@@ -358,7 +363,9 @@ def run_case(case: Case, bound_s: float = RUN_BOUND_S) -> Outcome:
                 code = 1
             finally:
                 signal.setitimer(signal.ITIMER_REAL, 0)
-                signal.signal(signal.SIGALRM, old_handler)
+                signal.setitimer(signal.ITIMER_PROF, 0)
+                signal.signal(signal.SIGALRM, old_handlers[0])
+                signal.signal(signal.SIGPROF, old_handlers[1])
                 os.chdir(old_cwd)
         seconds = time.perf_counter() - t0
         return Outcome(code, out.getvalue(), err.getvalue(), seconds,
@@ -393,7 +400,7 @@ def problems(case: Case, out: Outcome) -> list[str]:
     """The ways this outcome breaks the contract (empty = fine), each a short label: detail."""
     found = []
     if out.timed_out:
-        return [f"hang: no answer within {RUN_BOUND_S:g} s"]
+        return [f"hang: no answer within {RUN_BOUND_S:g} CPU-s / {WALL_BOUND_S:g} s"]
     if out.code not in (0, 2):
         found.append(f"exit-{out.code}: {out.stderr.strip()[:200]}")
     if "Traceback" in out.stdout + out.stderr:
@@ -405,20 +412,24 @@ def problems(case: Case, out: Outcome) -> list[str]:
     if _WARNING.search(out.stderr) or out.warnings:
         found.append(f"warning: {(out.warnings or [_WARNING.search(out.stderr).group(0)])[0][:200]}")
     if out.code == 0:
-        m = _NAN.search(out.stdout)
-        if m:
-            found.append(f"nan/inf: ...{out.stdout[max(0, m.start() - 60):m.end() + 20]!r}")
-        if re.search(r"\$-\d", out.stdout) and not any("$-" in a for a in case.argv):
-            found.append("negative: a negative dollar amount")
+        data = None
         if "--json" in case.argv and out.stdout.strip():
             try:
                 data = json.loads(out.stdout, parse_constant=lambda c: float(c.lower().replace("infinity", "inf")))
             except ValueError:
                 data = None
-            if data is not None:
-                neg = _negatives(data)
-                if neg:
-                    found.append(f"negative/nan in JSON: {', '.join(neg[:3])}")
+        if data is not None:  # JSON is judged by its numbers (a string "nan" is the user's own text)
+            neg = _negatives(data)
+            if neg:
+                found.append(f"negative/nan in JSON: {', '.join(neg[:3])}")
+        else:
+            echoed = {w.lower() for a in case.argv for w in re.findall(r"[A-Za-z]+", a)} | {
+                w.lower() for f in case.files for w in re.findall(r"[A-Za-z]+", str(f.content))}
+            m = _NAN.search(out.stdout)
+            if m and m.group(1).lower().lstrip("-") not in echoed:  # not the user's own word shown back
+                found.append(f"nan/inf: ...{out.stdout[max(0, m.start() - 60):m.end() + 20]!r}")
+        if re.search(r"\$-\d", out.stdout) and not any("$-" in a for a in case.argv):
+            found.append("negative: a negative dollar amount")
     return found
 
 

@@ -97,5 +97,6 @@ def test_runner_sees_each_kind_of_failure(monkeypatch):
     assert fuzz_cli.problems(case, fuzz_cli.Outcome(0, '{"cost_usd": -5}', "", 0.1, []))
     assert fuzz_cli.problems(case, fuzz_cli.Outcome(2, "", "error: a\nerror: b\n", 0.1, []))
     assert fuzz_cli.problems(case, fuzz_cli.Outcome(0, "x", "", 0.1, ["RuntimeWarning: divide by zero"]))
-    assert fuzz_cli.problems(case, fuzz_cli.Outcome(0, "days nan", "", 0.1, []))
+    assert fuzz_cli.problems(fuzz_cli.Case(["train"]), fuzz_cli.Outcome(0, "days nan", "", 0.1, []))
+    assert fuzz_cli.problems(fuzz_cli.Case(["budget"]), fuzz_cli.Outcome(0, "total $-60.00", "", 0.1, []))
     assert fuzz_cli.problems(case, fuzz_cli.Outcome(None, "", "", 20.0, [], timed_out=True))

@@ -141,3 +141,14 @@ def test_sharding_default_is_the_least_that_fits(capsys):
     data = run_json(capsys, ["train", "llama-3-8b", "--gpu", "h100", "--gpus", "8", "--tokens", "10B", "--zero",
                              "none", "--json"])
     assert data["fits"] is False and data["step_time_s"] is None and data["total_time_s"] is None
+
+
+def test_audit_claims_state_the_full_job(capsys):
+    """A multi-GPU claim with its layout (tp, zero, recompute, framework) gets a memory check of that layout."""
+    data = run_json(capsys, ["audit", "examples/claims/llama2-70b-64xh100-tp8.yaml", "--json"])
+    assert "tp" not in json.dumps(data.get("errors", ""))
+    text = json.dumps(data)
+    assert "unknown key" not in text
+    # 70B over tp 8 with ZeRO-1 over dp 8 fits an 80 GB H100 (weights 140 GB / 8 + sharded states)
+    mem = [c for c in data["checks"] if "memory" in c["name"]]
+    assert mem and all(c["status"] != "fail" for c in mem), mem

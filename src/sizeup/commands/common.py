@@ -175,3 +175,10 @@ def job_command(name: str, *, refuse: dict[str, str] | None = None):
 
 def refuse_all(names, why: str) -> dict[str, str]:
     return {n: why for n in names}
+
+
+def refusals_except(declared, why: str) -> dict[str, str]:
+    """Every job flag a command does not declare itself, refused with the same reason."""
+    from sizeup.job.flags import JOB_FLAG_NAMES
+
+    return {n: why for n in JOB_FLAG_NAMES if n not in declared}

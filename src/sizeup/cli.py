@@ -138,7 +138,7 @@ NON_NEGATIVE_FLAGS = frozenset({
 # above any real run (the largest published clusters are ~10^5 GPUs, contexts ~10^7 tokens, ~10^2 layers)
 # and low enough that every command answers in well under a second and integers stay below 2^63.
 UPPER_BOUNDS = {
-    "--gpus": 1 << 20, "--max-gpus": 1 << 20, "--min-gpus": 1 << 20, "--gpus-per-node": 1 << 10,
+    "--gpus": 1 << 20, "--max-gpus": 1 << 20, "--min-gpus": 1 << 20, "--gpus-per-node": 1 << 16,
     "--tp": 1 << 20, "--pp": 1 << 20, "--cp": 1 << 20, "--ep": 1 << 20, "--virtual-pp": 1 << 10,
     "--seq": 1 << 26, "--prompt-len": 1 << 26, "--output-len": 1 << 26,
     "--micro-batch": 1 << 24, "--global-batch": 1 << 30, "--grad-accum": 1 << 24, "--batch": 1 << 24,

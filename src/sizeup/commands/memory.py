@@ -216,9 +216,6 @@ def build_setup(
     pft = parse_choice("peft", peft, Peft, PEFT_ALIASES) or Peft.NONE
     off_o = parse_choice("offload", offload_optimizer, Offload, OFFLOAD_ALIASES) or Offload.NONE
     off_p = parse_choice("offload", offload_params, Offload, OFFLOAD_ALIASES) or Offload.NONE
-    if off_p != Offload.NONE and shard not in (Sharding.ZERO3, Sharding.FSDP_FULL, Sharding.FSDP_HYBRID):
-        raise SizeupError(f"--offload-params {off_p.value} needs sharded parameters: add --zero 3 "
-                          "(or fsdp-full / fsdp-hybrid)")
     attn = parse_choice("attention", attention, Attention, {"sdpa": "flash", "eager": "math", "fa2": "flash"}) \
         or Attention.FLASH
     sched = parse_choice("pipeline schedule", pp_schedule, PipelineSchedule, {"1f1b": "1f1b"})

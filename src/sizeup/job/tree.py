@@ -69,7 +69,7 @@ class Cluster:
 
     def __post_init__(self):
         _whole("gpus", self.gpus, 1, MAX_GPUS)
-        _whole("gpus-per-node", self.gpus_per_node, 1, 1024)
+        _whole("gpus-per-node", self.gpus_per_node, 1, 65536)  # a TPU v5p pod is one 8,960-chip ICI domain
         if self.memory_bytes is not None and not (math.isfinite(self.memory_bytes) and self.memory_bytes > 0):
             raise SizeupError(f"GPU memory must be > 0, got {self.memory_bytes}")
 

@@ -164,6 +164,7 @@ class BadPoint:
         self.id = str(raw.get("id", "?")) if isinstance(raw, dict) else "?"
         self.category = str(raw.get("category", "?")) if isinstance(raw, dict) else "?"
         measured = raw.get("measured") if isinstance(raw, dict) else None
+        measured = measured if isinstance(measured, list) else []  # a malformed point may hold anything here
         self.quantities = [str(m.get("quantity", "?")) for m in measured or [] if isinstance(m, dict)] or ["?"]
 
 

@@ -252,8 +252,14 @@ class Case:
 FILE_FOR_TARGET = {"audit": "claims", "tokens": "tokens", "validate": "points"}
 
 
-def _target(command: str) -> st.SearchStrategy:
+def _target(command: str, hostile: bool = True) -> st.SearchStrategy:
     kind = FILE_FOR_TARGET.get(command)
+    if not hostile:  # a plausible target: a preset, or the example file of the command
+        examples = {"claims": ["examples/claims/consistent-example.yaml", "examples/claims/seed004-t4-lora.yaml"],
+                    "tokens": ["examples/tokens/vr-session.yaml"], "points": []}.get(
+            kind, ["examples/seed004.yaml", "examples/llama3-8b-fsdp.yaml"] if command in ("compare", "budget") else [])
+        root = Path(__file__).parent.parent
+        return st.sampled_from([str(root / e) for e in examples] or PRESETS)
     if kind == "claims":
         files = st.one_of(claims_files(), special_files())
     elif kind == "tokens":
@@ -266,8 +272,10 @@ def _target(command: str) -> st.SearchStrategy:
     return st.one_of(files, names)
 
 
-def _value(option: str) -> st.SearchStrategy:
+def _value(option: str, hostile: bool = True) -> st.SearchStrategy:
     good = GOOD.get(option, ["1", "2", "0.5"])
+    if not hostile and option not in ("--catalog", "--tokens-spec"):
+        return st.sampled_from(good)
     # plausible values three times as often as hostile ones, so that many cases get past the parsers
     strategies = [st.sampled_from(good), st.sampled_from(good), st.sampled_from(good), st.sampled_from(HOSTILE)]
     if option in ("--catalog",):
@@ -294,12 +302,15 @@ def cases(draw, table: dict, commands: list[str]) -> Case:
     if command == "export":
         add(draw(st.sampled_from(["deepspeed", "torchtitan", "accelerate", "megatron", "fsdp", "potato"])))
         pos = pos[1:]
+    # half the cases are plausible (presets, example files, good values) so that many runs get past the
+    # parsers and their outputs are judged; the other half mix in hostile values and files
+    hostile = draw(st.booleans())
     if pos and draw(st.booleans() if command not in FILE_FOR_TARGET else st.just(True)):
-        add(draw(_target(command)))
-    chosen = draw(st.lists(st.sampled_from(opts), max_size=5, unique=True)) if opts else []
+        add(draw(_target(command, hostile)))
+    chosen = draw(st.lists(st.sampled_from(opts), max_size=5 if hostile else 3, unique=True)) if opts else []
     for opt in chosen:
         argv.append(opt)
-        add(draw(_value(opt)))
+        add(draw(_value(opt, hostile)))
     for flag in draw(st.lists(st.sampled_from(flags), max_size=2, unique=True)) if flags else []:
         argv.append(flag)
     if "--json" not in argv and "--csv" not in argv and "--markdown" not in argv and "--json" in flags \

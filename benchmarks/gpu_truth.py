@@ -920,7 +920,8 @@ def _train_one(torch, transformers, peft_mod, dev: Dev, md: dict, cfg: dict, arc
         torch.cuda.reset_peak_memory_stats()
     t_build = time.perf_counter()
     model = _build_model(torch, transformers, hf_cfg, weights_dtype, dev)
-    out: dict = {"weights_dtype": str(weights_dtype).replace("torch.", "")}
+    out: dict = {"weights_dtype": str(weights_dtype).replace("torch.", ""),
+                 "params_base": int(sum(p.numel() for p in model.parameters()))}
     if lora:
         lcfg = peft_mod.LoraConfig(r=16, lora_alpha=32, lora_dropout=0.0, target_modules="all-linear",
                                    task_type="CAUSAL_LM")
@@ -1172,6 +1173,9 @@ def run(argv) -> int:
               "(use --tiny)", file=sys.stderr)
     transformers_logging(args)
     dev = Dev(torch, kind)
+    if args.tiny and kind == "cpu":
+        # tiny ops on a shared machine: one thread avoids thread-pool wake-up stalls that dominate the timings
+        torch.set_num_threads(1)
     torch.manual_seed(0)
     catalog = CatalogView()
     md = metadata(torch, dev, args, catalog)

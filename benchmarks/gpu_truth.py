@@ -49,6 +49,7 @@ import statistics
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -852,8 +853,9 @@ def training_section(torch, dev: Dev, budget: Budget, res: Results, catalog: Cat
         "bf16-mixed = fp32 weights, grads and AdamW states, forward+backward under torch.autocast(bfloat16); "
         "bf16 = weights, grads and AdamW states in bf16, no autocast. LoRA = peft LoraConfig(r=16, alpha=32, "
         "target_modules='all-linear', dropout 0) on a frozen bf16 base under autocast, adapters as peft creates them. "
-        "recompute hf = model.gradient_checkpointing_enable(use_reentrant=False) on every decoder layer; every-2 = "
-        "the same on layers 0, 2, 4, ... only. param/grad/optimizer_state_bytes = exact bytes of the tensors "
+        "recompute hf = Hugging Face activation checkpointing (activation_checkpointing_enable / "
+        "gradient_checkpointing_enable, use_reentrant=False) on every decoder layer; every-2 = the same on layers 0, 2, "
+        "4, ... only (every_n_layers=2; recompute_api says which call). param/grad/optimizer_state_bytes = exact bytes of the tensors "
         "(grads read after the last backward).")
     if not dev.cuda:
         notes["cuda_only_null_reason"] = ("max_memory_allocated / max_memory_reserved / nvidia-smi are CUDA caching-"
@@ -931,20 +933,30 @@ def _train_one(torch, transformers, peft_mod, dev: Dev, md: dict, cfg: dict, arc
         out["adapter_dtype"] = ",".join(dtypes)
     model.train()
     if cfg["recompute"] in ("hf", "every-2"):
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-        if cfg["recompute"] == "every-2":
-            base = model.get_base_model() if lora else model
-            decoder = base.model.layers
-            if not all(hasattr(layer, "gradient_checkpointing") for layer in decoder):
-                raise RuntimeError("this transformers version checkpoints at the model level (no per-layer "
-                                   "GradientCheckpointingLayer): every-2nd-layer recompute not possible")
-            for i, layer in enumerate(decoder):
-                layer.gradient_checkpointing = i % 2 == 0
-            out["checkpointed_layers"] = [i for i, layer in enumerate(decoder) if layer.gradient_checkpointing]
+        import inspect
+
+        every = 2 if cfg["recompute"] == "every-2" else 1
+        # transformers 5: activation_checkpointing_enable(every_n_layers=...) (gradient_checkpointing_enable is its
+        # deprecated alias); older versions: gradient_checkpointing_enable, every-n via the per-layer flag below
+        enable = getattr(model, "activation_checkpointing_enable", None)
+        if enable is not None and "every_n_layers" in inspect.signature(enable).parameters:
+            enable(activation_checkpointing_kwargs={"use_reentrant": False}, every_n_layers=every)
+            out["recompute_api"] = f"activation_checkpointing_enable(every_n_layers={every}, use_reentrant=False)"
         else:
-            base = model.get_base_model() if lora else model
-            out["checkpointed_layers"] = [i for i, layer in enumerate(base.model.layers)
-                                          if getattr(layer, "gradient_checkpointing", True)]
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+            out["recompute_api"] = "gradient_checkpointing_enable(use_reentrant=False)"
+            if every > 1:
+                base = model.get_base_model() if lora else model
+                decoder = base.model.layers
+                if not all(hasattr(layer, "gradient_checkpointing") for layer in decoder):
+                    raise RuntimeError("this transformers version checkpoints at the model level (no per-layer "
+                                       "GradientCheckpointingLayer): every-2nd-layer recompute not possible")
+                for i, layer in enumerate(decoder):
+                    layer.gradient_checkpointing = i % every == 0
+                out["recompute_api"] += f" + per-layer flag on layers i % {every} == 0"
+        base = model.get_base_model() if lora else model
+        out["checkpointed_layers"] = [i for i, layer in enumerate(base.model.layers)
+                                      if getattr(layer, "gradient_checkpointing", False)]
     trainable = [p for p in model.parameters() if p.requires_grad]
     fused = cfg["optimizer"] == "fused"
     opt = torch.optim.AdamW(trainable, lr=1e-5, betas=(0.9, 0.95), eps=1e-8, weight_decay=0.0,
@@ -1173,6 +1185,17 @@ def run(argv) -> int:
               "(use --tiny)", file=sys.stderr)
     transformers_logging(args)
     dev = Dev(torch, kind)
+    threads = torch.get_num_threads()
+    try:
+        with warnings.catch_warnings():
+            # transformers' own deprecation notices (e.g. is_gradient_checkpointing in v5) say nothing about the run
+            warnings.filterwarnings("ignore", category=FutureWarning)
+            return _run_sections(args, budget, torch, dev, kind)
+    finally:
+        torch.set_num_threads(threads)  # in-process callers (the test suite) keep their setting
+
+
+def _run_sections(args, budget: Budget, torch, dev: Dev, kind: str) -> int:
     if args.tiny and kind == "cpu":
         # tiny ops on a shared machine: one thread avoids thread-pool wake-up stalls that dominate the timings
         torch.set_num_threads(1)

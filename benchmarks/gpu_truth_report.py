@@ -234,11 +234,6 @@ def _attention_comments(results: dict, gpu_id: str, tag: str) -> list[str]:
 
 # --------------------------------------------------------------------------- (b) development-set rows
 
-_RECOMPUTE = {
-    "none": "none",
-    "hf": ("full activation checkpointing of every decoder layer (Hugging Face gradient_checkpointing_enable, "
-           "use_reentrant=False)"),
-}
 _PRECISION = {
     "bf16-mixed": "bf16 mixed precision (torch.autocast bfloat16; fp32 master weights, fp32 gradients and AdamW states)",
     "bf16": "pure bf16 (weights, gradients and AdamW states in bf16)",
@@ -289,13 +284,15 @@ def dev_rows(results: dict, commit: str | None = None) -> tuple[list[dict], list
                     "count": 1, "interconnect": None,
                     "notes": (f"compute capability {md.get('compute_capability')}, CUDA {md.get('cuda_version')}, "
                               f"driver {_driver(md)}") if cuda else f"CPU run ({md.get('platform')})"}
+        api = r.get("recompute_api") or "use_reentrant=False"
         if r["recompute"] == "every-2":
             cl = r.get("checkpointed_layers") or []
             recompute = (f"full activation checkpointing of every 2nd decoder layer only ({len(cl)} of {r['layers']} "
-                         f"layers: {','.join(map(str, cl))}; Hugging Face per-layer gradient_checkpointing flag, "
-                         "use_reentrant=False)")
+                         f"layers: {','.join(map(str, cl))}; Hugging Face {api})")
+        elif r["recompute"] == "hf":
+            recompute = f"full activation checkpointing of every decoder layer (Hugging Face {api})"
         else:
-            recompute = _RECOMPUTE[r["recompute"]]
+            recompute = "none"
         if lora:
             precision = (f"bf16 mixed precision: frozen bf16 base weights, LoRA adapters (master copies) and their "
                          f"AdamW states in {r.get('adapter_dtype')}, torch.autocast bfloat16")

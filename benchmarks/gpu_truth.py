@@ -1091,10 +1091,13 @@ def inference_section(torch, dev: Dev, budget: Budget, res: Results, catalog: Ca
         ids = torch.randint(3, arch["vocab_size"], (b, prompt), device=dev.device, generator=gen)
         kwargs = dict(max_new_tokens=new, min_new_tokens=new, do_sample=False, pad_token_id=0,
                       attention_mask=torch.ones_like(ids))
+        # generate auto-compiles a static-cache decode on accelerators (transformers >= 4.50): disable_compile
+        # keeps the uncompiled variants uncompiled where that switch exists
+        off = {"disable_compile": True} if hasattr(transformers.GenerationConfig(), "disable_compile") else {}
         if variant == "dynamic":
-            kwargs["disable_compile"] = True
+            kwargs.update(off)
         elif variant == "static":
-            kwargs.update(cache_implementation="static", disable_compile=True)
+            kwargs.update(cache_implementation="static", **off)
         else:
             kwargs.update(cache_implementation="static",
                           compile_config=CompileConfig(fullgraph=True, mode="reduce-overhead"))

@@ -380,3 +380,41 @@ def test_raw_catalog_fallback_agrees_with_sizeup():
     assert g_lib["id"] == g_raw["id"] == "h200"
     assert g_raw["peak_flops_per_s"] == pytest.approx(g_lib["peak_flops_per_s"])
     assert g_raw["hbm_bytes_per_s"] == pytest.approx(g_lib["hbm_bytes_per_s"])
+
+
+def test_gpu_training_rows_carry_cuda_memory_and_are_predicted(tmp_path):
+    """The CUDA branch of the row converter (peak allocated / reserved / nvidia-smi), on a GPU-shaped training row."""
+    from sizeup.validate.points import BadPoint, load_points
+
+    res = _synthetic_gpu_results(mamf=0.78, t0=4e-6, hbm_fraction=0.91)
+    res["metadata"].update({"device_memory_bytes": 150_754_820_096, "compute_capability": [9, 0],
+                            "transformers_version": "5.25.0", "peft_version": "0.21.2", "git_dirty": False})
+    row = {"item": "llama-3.2-1b L16 mb4 s2048 bf16-mixed adamw-fused recompute=every-2", "model_id": "llama-3.2-1b",
+           "model_name": "Llama 3.2 1B", "layers": 16, "layers_full": 16, "layers_note": None, "hidden": 2048,
+           "heads": 32, "kv_heads": 8, "head_dim": 64, "ffn": 8192, "vocab": 128256, "tie_embeddings": True,
+           "micro_batch": 4, "seq_len": 2048, "recompute": "every-2", "precision": "bf16-mixed",
+           "optimizer": "adamw-fused", "peft": None, "lora_rank": None, "measured_steps": 3,
+           "recompute_api": "activation_checkpointing_enable(every_n_layers=2, use_reentrant=False)",
+           "checkpointed_layers": list(range(0, 16, 2)), "params_total": 1_235_814_400,
+           "params_base": 1_235_814_400, "param_bytes": 4 * 1_235_814_400, "grad_bytes": 4 * 1_235_814_400,
+           "optimizer_state_bytes": 8 * 1_235_814_400 + 4 * 147, "step_times_s": [0.2, 0.21, 0.205],
+           "step_time_s_median": 0.205, "tokens_per_step": 8192, "tokens_per_s": 8192 / 0.205,
+           "max_memory_allocated_bytes": 40 * 2**30, "max_memory_reserved_bytes": 44 * 2**30,
+           "nvidia_smi_used_bytes": 45 * 2**30, "torch_reserved_at_smi_bytes": 44 * 2**30}
+    row["model_state_bytes"] = row["param_bytes"] + row["grad_bytes"] + row["optimizer_state_bytes"]
+    res["sections"]["training"]["rows"] = [row]
+    path = tmp_path / "rows.yaml"
+    path.write_text(report.rows_yaml(res))
+    points = load_points(path)
+    assert not [p for p in points if isinstance(p, BadPoint)]
+    c = next(p for p in points if p.category == "C")
+    got = {m.quantity: (m.value, m.unit) for m in c.measured}
+    assert got["peak_memory_allocated"] == (40.0, "GiB") and got["peak_memory_reserved"] == (44.0, "GiB")
+    assert got["gpu_memory_used_nvml"] == (45.0, "GiB")
+    assert c.hardware.gpu == "NVIDIA H200" and c.hardware.gpu_memory_gb == pytest.approx(150.754820096)
+    assert "8 of 16 layers: 0,2,4,6,8,10,12,14" in c.parallel.recompute
+    rows = report.compare(path, None)
+    assert all(r["skipped"] is None for r in rows), rows
+    assert all("1x h200" in r["setup"] and "recompute=full" in r["setup"] for r in rows)
+    text = report.format_table(rows, markdown=True)
+    assert "peak_memory_allocated: 1 of 1 predicted" in text

@@ -483,7 +483,7 @@ def gemm_section(torch, dev: Dev, budget: Budget, res: Results, catalog: Catalog
         for s in sizes:
             run(dtype, scaling, s, s, s, "surface")
     # priority 2: the GEMMs of catalog models in a training step (forward, dgrad, wgrad per HF module)
-    model_ids = ["llama-3.2-1b"] if tiny else ["llama-3.2-1b", "llama-3.1-8b", "llama-3-70b", "mistral-7b"]
+    model_ids = ["qwen2.5-0.5b"] if tiny else ["llama-3.2-1b", "llama-3.1-8b", "llama-3-70b", "mistral-7b"]
     tokens = 8 if tiny else 4096
     notes["model_shapes"] = {"tokens_per_gemm": tokens, "models": model_ids,
                              "lm_head": "skipped in --tiny runs" if tiny else "included",
@@ -629,12 +629,12 @@ def bandwidth_section(torch, dev: Dev, budget: Budget, res: Results, tiny: bool)
                            "bytes/s / catalog HBM bandwidth")
     hbm = (md.get("catalog_gpu") or {}).get("hbm_bytes_per_s")
     notes["hbm_bytes_per_s"] = hbm
-    n = 2**16 if tiny else 2**28
+    n = 2**14 if tiny else 2**28
     h = 64 if tiny else 4096
     V = 256 if tiny else 128256
     T = 64 if tiny else 8192
-    warmup, reps = (1, 3) if tiny else (2, 10)
-    bf, f32 = torch.bfloat16, torch.float32
+    warmup, reps = (1, 2) if tiny else (2, 10)
+    bf = torch.bfloat16
     rows = n // h
     try:
         from transformers.models.llama.modeling_llama import LlamaRMSNorm

@@ -45,6 +45,7 @@ def _finite_positive(value) -> bool:
 # --------------------------------------------------------------------------- the tiny CPU run
 
 
+@pytest.mark.filterwarnings("ignore::FutureWarning")  # peft calls transformers' deprecated is_gradient_checkpointing
 def test_tiny_cpu_run_end_to_end(tmp_path, capsys):
     out = tmp_path / "gt"
     assert gt.main([str(out), "--device", "cpu", "--tiny", "--budget-s", "150"]) == 0

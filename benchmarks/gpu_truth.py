@@ -1056,6 +1056,11 @@ def inference_section(torch, dev: Dev, budget: Budget, res: Results, catalog: Ca
         f"{reps} generates. Variants: dynamic (DynamicCache, no compile), static (StaticCache, compile disabled), "
         "static+compile (StaticCache; transformers compiles the decode forward, mode reduce-overhead = CUDA graphs; "
         "compile_s = wall time of the first, compiling generate).")
+    first_need = 0.0 if tiny else 8.0  # build + one dynamic-cache item
+    if not budget.allows(first_need):
+        for b in batches:
+            res.skip(sec, f"all variants batch={b}", budget.reason(first_need))
+        return
     hf_cfg = _llama_config(transformers, arch, arch["num_layers"], prompt + new)
     hf_cfg.use_cache = True
     try:

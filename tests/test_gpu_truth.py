@@ -419,3 +419,20 @@ def test_gpu_training_rows_carry_cuda_memory_and_are_predicted(tmp_path):
     assert all("1x h200" in r["setup"] and "recompute=full" in r["setup"] for r in rows)
     text = report.format_table(rows, markdown=True)
     assert "peak_memory_allocated: 1 of 1 predicted" in text
+
+
+def test_full_size_plan_resolves_and_is_cut_by_the_budget(tmp_path):
+    """The GPU plan (not --tiny): every catalog model it names resolves, and with no time left every item is
+    skipped with the budget reason before anything large is built."""
+    out = tmp_path / "gt"
+    assert gt.main([str(out), "--device", "cpu", "--budget-s", "0.001", "--sections", "training,inference"]) == 0
+    data = json.loads((out / "results.json").read_text())
+    tr = data["sections"]["training"]
+    assert tr["rows"] == [] and len(tr["skipped"]) == len(gt.training_plan(False))
+    assert all(s["reason"].startswith("over budget") for s in tr["skipped"])
+    items = " ".join(s["item"] for s in tr["skipped"])
+    for needle in ("llama-3.2-1b L16", "llama-3.2-3b L28", "llama-3.1-8b L32", "llama-3.1-8b L16",
+                   "llama-style-0.1b L12", "recompute=every-2", "adamw-foreach", "lora"):
+        assert needle in items, needle
+    inf = data["sections"]["inference"]
+    assert inf["rows"] == [] and all(s["reason"].startswith("over budget") for s in inf["skipped"])

@@ -12,6 +12,7 @@ from sizeup.cli import app
 from sizeup.commands.common import (
     CsvOpt, ExplainOpt, GlobalBatchOpt, JsonOpt, MarkdownOpt, OptimizerOpt, PrecisionOpt, SeqOpt, emit, parse_choice,
 )
+from sizeup.commands.common import PlotOpt
 from sizeup.errors import SizeupError
 
 SizesOpt = Annotated[str, typer.Option("--sizes", help="Model sizes, comma-separated (10M,100M,500M,1B,3B).")]
@@ -258,6 +259,7 @@ def scale_cmd(
     csv_: CsvOpt = False,
     markdown: MarkdownOpt = False,
     explain: ExplainOpt = False,
+    plot: PlotOpt = None,
 ) -> None:
     """Scaling table (seed 001): one model family at several sizes, on several hardware options.
 
@@ -457,7 +459,7 @@ def scale_cmd(
                         if pp is not None:
                             terms.extend(named(f"{prefix} {kind}", (t for t in pp.cost.terms
                                                                     if t.name == "cost/total")))
-    emit(Report(data=data, tables=tables, terms=terms, notes=notes), json_, csv_, markdown, explain)
+    emit(Report(data=data, tables=tables, terms=terms, notes=notes), json_, csv_, markdown, explain, plot=plot)
 
 
 # --------------------------------------------------------------------------- sizeup fit-budget

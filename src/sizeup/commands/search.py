@@ -15,6 +15,7 @@ from sizeup.commands.common import (
     ModelOpt, OptimizerOpt, PeftOpt, PpOpt, PrecisionOpt, SamplesOpt, SeqOpt, TokensOpt, TokensPerSampleOpt, TpOpt,
     emit, is_scenario, parse_choice, pick_target,
 )
+from sizeup.commands.common import PlotOpt
 from sizeup.errors import SizeupError, choice_error
 
 DEFAULT_GPUS = ("h100-sxm", "h200", "b200", "a100-80gb-sxm")
@@ -263,6 +264,7 @@ def search_cmd(
     csv_: CsvOpt = False,
     markdown: MarkdownOpt = False,
     explain: ExplainOpt = False,
+    plot: PlotOpt = None,
 ) -> None:
     """Search every legal plan (GPU kind x count x tp/pp/dp/cp/ep x sharding x micro-batch x recompute x offload)
     for the fastest, cheapest or fewest-GPU one that fits in memory and meets the deadline and budget.
@@ -318,7 +320,7 @@ def search_cmd(
     finally:
         close()
     report = build_report(job, result, export, knobs if explain else None)
-    emit(report, json_, csv_, markdown, explain)
+    emit(report, json_, csv_, markdown, explain, plot=plot)
     if export and not (json_ or csv_) and result.plans:
         typer.echo(f"\n# ---- {report.data['export']['filename']} (best plan, --export {export})")
         typer.echo(report.data["export"]["text"], nl=False)

@@ -13,6 +13,7 @@ from sizeup.commands.common import (
     RecomputeOpt, SamplesOpt, SeqOpt, TokensOpt, TokensPerSampleOpt, TpOpt, ZeroOpt, emit, is_scenario,
     pick_target,
 )
+from sizeup.commands.common import PlotOpt
 from sizeup.errors import SizeupError
 
 KernelOpt = Annotated[Optional[str], typer.Option(
@@ -110,6 +111,7 @@ def train_cmd(
     csv_: CsvOpt = False,
     markdown: MarkdownOpt = False,
     explain: ExplainOpt = False,
+    plot: PlotOpt = None,
 ) -> None:
     """Training time: FLOPs per step, step time (roofline + communication + bubble), tokens/s, MFU, bound, GPU-hours.
 
@@ -166,7 +168,7 @@ def train_cmd(
     report = build_report(arch, setup, gpu_spec, step, est, mem, kernel_name, scenario)
     if values.get("platform"):
         add_cost(report, est, values, arch, setup, gpu_spec, catalog)
-    emit(report, json_, csv_, markdown, explain)
+    emit(report, json_, csv_, markdown, explain, plot=plot)
 
 
 def add_cost(report, est, values, arch, setup, gpu_spec, catalog) -> None:

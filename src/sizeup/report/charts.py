@@ -98,7 +98,9 @@ def plot_for(data: dict, kind: str | None, path: str | Path) -> Chart:
 def save(chart: Chart, path: str | Path) -> Chart:
     p = check_path(path)
     try:
-        chart.fig.savefig(p, format=p.suffix.lower()[1:], bbox_inches="tight", dpi=110)
+        fmt = p.suffix.lower()[1:]
+        chart.fig.savefig(p, format=fmt, bbox_inches="tight", dpi=110,
+                          metadata={"Date": None} if fmt == "svg" else None)
     except OSError as exc:
         raise SizeupError(f"--plot {str(path)!r}: cannot write the file ({exc.strerror or exc})") from None
     finally:
@@ -116,7 +118,7 @@ def to_svg(data: dict, kind: str | None = None) -> str:
     chart = build(data, kind)
     buf = io.StringIO()
     try:
-        chart.fig.savefig(buf, format="svg", bbox_inches="tight")
+        chart.fig.savefig(buf, format="svg", bbox_inches="tight", metadata={"Date": None})
     finally:
         _close(chart)
     return buf.getvalue()
@@ -666,12 +668,15 @@ def chart_validate(data: dict) -> Chart:
     ax.fill_between(g, g / 1.10, g * 1.10, color="#bbbbbb", label="±10%")
     ax.plot(g, g, color="black", linewidth=1, label="predicted = measured")
     drawn: dict = {"points": []}
+    groups: dict[tuple[str, str], list[dict]] = {}
     for p in pts:
-        f, q = str(p.get("framework") or p.get("source")), str(p.get("quantity"))
-        ax.scatter([float(p["measured"])], [float(p["predicted"])], color=PALETTE[fw.index(f) % len(PALETTE)],
-                   marker=MARKERS[qs.index(q) % len(MARKERS)], s=14, alpha=0.7, zorder=3)
-        drawn["points"].append({"id": p.get("id"), "quantity": q, "measured": float(p["measured"]),
-                                "predicted": float(p["predicted"])})
+        groups.setdefault((str(p.get("framework") or p.get("source")), str(p.get("quantity"))), []).append(p)
+    for (f, q), members in groups.items():  # one scatter per framework x quantity
+        ax.scatter([float(p["measured"]) for p in members], [float(p["predicted"]) for p in members],
+                   color=PALETTE[fw.index(f) % len(PALETTE)], marker=MARKERS[qs.index(q) % len(MARKERS)], s=14,
+                   alpha=0.7, zorder=3)
+        drawn["points"] += [{"id": p.get("id"), "quantity": q, "measured": float(p["measured"]),
+                             "predicted": float(p["predicted"])} for p in members]
     from matplotlib.lines import Line2D
 
     handles = [Line2D([], [], marker="o", color=PALETTE[i % len(PALETTE)], linestyle="", label=k) for i, k in enumerate(fw)]

@@ -266,3 +266,37 @@ def create_app(workers: int | None = None, timeout_s: float = 10.0) -> Starlette
 
 
 __all__ = ["create_app", "COMMANDS"]
+
+
+class BackgroundServer:
+    """The app on a free loopback port in a background thread (tests and benchmarks): `.url`, `.stop()`."""
+
+    def __init__(self, workers: int = 1, timeout_s: float = 10.0, host: str = "127.0.0.1", port: int = 0):
+        import socket
+        import threading
+        import time
+
+        import uvicorn
+
+        if not port:
+            with socket.socket() as s:
+                s.bind((host, 0))
+                port = s.getsockname()[1]
+        self.app = create_app(workers=workers, timeout_s=timeout_s)
+        self.url = f"http://{host}:{port}"
+        self._server = uvicorn.Server(uvicorn.Config(self.app, host=host, port=port, log_level="warning"))
+        self._thread = threading.Thread(target=self._server.run, daemon=True)
+        self._thread.start()
+        deadline = time.monotonic() + 60
+        while not self._server.started:
+            if time.monotonic() > deadline or not self._thread.is_alive():
+                raise RuntimeError("the sizeup web server did not start")
+            time.sleep(0.05)
+
+    @property
+    def server(self) -> Server:
+        return self.app.state.server
+
+    def stop(self) -> None:
+        self._server.should_exit = True
+        self._thread.join(timeout=30)

@@ -47,7 +47,8 @@ class _Worker:
 
 
 class WorkerPool:
-    def __init__(self, workers: int = 2, timeout_s: float = 10.0, cache_entries: int = 256):
+    def __init__(self, workers: int = 2, timeout_s: float = 10.0, cache_entries: int = 512,
+                 cache_bytes: int = 16 * 2 ** 20):
         self.size = max(1, int(workers))
         self.timeout_s = float(timeout_s)
         self._ctx = mp.get_context("spawn")  # a fresh interpreter: no state copied from the server's event loop
@@ -55,6 +56,8 @@ class WorkerPool:
         self._all: list[_Worker] = []
         self._cache: OrderedDict[tuple, dict] = OrderedDict()
         self._cache_entries = cache_entries
+        self._cache_bytes = cache_bytes
+        self._cached_bytes = 0
         self.stats = {"jobs": 0, "cache_hits": 0, "timeouts": 0, "restarts": 0}
 
     async def start(self) -> None:
@@ -104,10 +107,19 @@ class WorkerPool:
         finally:
             self._idle.put_nowait(worker)
         if result.get("rc") in (0, 2):
-            self._cache[key] = result
-            if len(self._cache) > self._cache_entries:
-                self._cache.popitem(last=False)
+            self._remember(key, result)
         return result
+
+    def _remember(self, key: tuple, result: dict) -> None:
+        """Keep the answer; evict the least recently used beyond the entry and byte limits (bounded memory)."""
+        size = _size(result)
+        if key in self._cache or size > self._cache_bytes // 4:
+            return
+        self._cache[key] = result
+        self._cached_bytes += size
+        while len(self._cache) > self._cache_entries or self._cached_bytes > self._cache_bytes:
+            _, old = self._cache.popitem(last=False)
+            self._cached_bytes -= _size(old)
 
     async def _replace(self, worker: _Worker) -> _Worker:
         loop = asyncio.get_running_loop()
@@ -117,3 +129,13 @@ class WorkerPool:
         self._all.append(fresh)
         self.stats["restarts"] += 1
         return fresh
+
+
+def _size(result: dict) -> int:
+    """Approximate bytes held by one answer (its strings dominate)."""
+    n = len(result.get("stdout", "")) + len(result.get("svg", "")) + len(result.get("stderr", ""))
+    for t in result.get("tables", ()):
+        n += sum(len(c) for row in t["rows"] for c in row) + 64 * len(t["rows"])
+    for t in result.get("terms", ()):
+        n += sum(len(str(v)) for v in t.values())
+    return 2 * n + 1024

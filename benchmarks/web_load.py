@@ -51,6 +51,10 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+# a platform that rents each GPU of the mix (Lambda has no L4/T4)
+LAMBDA_OR_GCP = {"a10": "lambda", "l4": "gcp", "t4": "gcp", "a100-40gb-sxm": "lambda", "h100-sxm": "lambda"}
+
+
 def request_mix(rng: random.Random, n: int) -> list[tuple[str, str, str, bytes | None, int]]:
     """(kind, method, path, body, expected status) for n requests."""
     tokens = [f"{x}M" for x in range(5, 205, 5)]  # 40 values
@@ -59,12 +63,13 @@ def request_mix(rng: random.Random, n: int) -> list[tuple[str, str, str, bytes |
     for _ in range(n):
         r = rng.random()
         if r < 0.30:
+            gpu = rng.choice(gpus)
             job = {"model": "llama-2-7b", "peft": "lora", "tokens": rng.choice(tokens), "seq": 512,
-                   "global-batch": 16, "gpu": rng.choice(gpus), "platform": "lambda"}
+                   "global-batch": 16, "gpu": gpu, "platform": LAMBDA_OR_GCP[gpu]}
             out.append(("api/train", "GET", "/api/train?" + urllib.parse.urlencode(job), None, 200))
         elif r < 0.45:
-            job = {"model": rng.choice(["llama-2-7b", "gpt2", "llama-3-8b"]), "gpu": rng.choice(gpus),
-                   "seq": rng.choice([512, 1024, 2048]), "peft": rng.choice(["lora", "none"])}
+            job = {"model": rng.choice(["llama-2-7b", "gpt2-xl", "llama-3-8b"]), "gpu": rng.choice(gpus),
+                   "seq": rng.choice([256, 512, 1024]), "peft": rng.choice(["lora", "none"])}
             out.append(("api/memory POST", "POST", "/api/memory", json.dumps(job).encode(), 200))
         elif r < 0.52:
             job = {"model": "llama-2-7b", "peft": "lora", "tokens": rng.choice(tokens[:10]), "gpu": "a10,l4,t4",
@@ -80,7 +85,7 @@ def request_mix(rng: random.Random, n: int) -> list[tuple[str, str, str, bytes |
             out.append(("api/infer", "GET", "/api/infer?" + urllib.parse.urlencode(job), None, 200))
         elif r < 0.78:
             job = {"view": "train", "model": "llama-2-7b", "peft": "lora", "tokens": rng.choice(tokens[:20]),
-                   "seq": 512, "global-batch": 16, "gpu": rng.choice(gpus[:3]), "platform": "lambda"}
+                   "seq": 512, "global-batch": 16, "gpu": "a10", "platform": "lambda"}
             out.append(("page/train+chart", "GET", "/?" + urllib.parse.urlencode(job), None, 200))
         elif r < 0.88:
             out.append(("static", "GET", rng.choice(["/static/style.css", "/static/app.js", "/?view=search"]), None, 200))

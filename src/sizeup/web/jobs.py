@@ -120,6 +120,9 @@ def field_of(message: str, job: dict[str, Any]) -> str | None:
     for flag in re.findall(r"--([a-z][a-z0-9-]*)", message):
         if flag in job:
             return flag
+    lead = re.match(r"([a-z][a-z0-9_-]*)\b", message)  # "seq (2048) exceeds ...", "tokens must be > 0"
+    if lead and lead.group(1).replace("_", "-") in job:
+        return lead.group(1).replace("_", "-")
     low = message.lower()
     if "model" in low or "config" in low:
         return "config" if "config" in job else "model"

@@ -42,6 +42,7 @@ COMMAND_MODULES = (
     "workload",
     "audit",
     "scale",
+    "frameworks",
     "plot",
     "serve",
 )
@@ -54,6 +55,7 @@ COMMAND_TO_MODULE = {
     "trace": "trace", "train": "train", "validate": "validate", "compare": "compare", "budget": "budget",
     "demo": "demo", "infer": "infer", "serve-plan": "infer", "search": "search", "export": "search",
     "tokens": "workload", "audit": "audit", "scale": "scale", "fit-budget": "scale",
+    "frameworks": "frameworks",
     "plot": "plot", "serve": "serve",
 }
 

@@ -55,6 +55,7 @@ def argv_of(command, job):
 
 @pytest.mark.parametrize("command, job", [
     ("train", SEED004),
+    ("train", dict(SEED004, framework="hf-trainer")),
     ("memory", {"model": "llama-2-7b", "gpu": "a10", "peft": "lora"}),
     ("compare", {"model": "llama-2-7b", "tokens": "15M", "peft": "lora", "gpu": "a10,l4", "platform": "lambda,aws"}),
     ("infer", {"model": "llama-3-8b", "gpu": "h100-sxm", "batch": 8}),

@@ -134,9 +134,11 @@ def test_seed004_compare_search_explain_share_and_bad_input(srv, browser, tmp_pa
     # bad input: the CLI's one line, next to the field it names
     page.click("#view-train")
     page.wait_for_selector("#f-tokens")
-    fill(page, {"tokens": "lots"})
+    assert page.locator("#f-objective").count() == 0  # search-only fields are not part of the train view
+    fill(page, {"tokens": "lots", "gpu": "a10", "platform": "lambda"})
     page.click("#run")
     page.wait_for_selector("#err-tokens")
+    assert "tokens=lots" in page.url and "objective" not in page.url
     code, _, err = cli(["train", "llama-2-7b", "--tokens", "lots", "--gpu", "a10", "--json"])
     assert code == 2
     assert page.inner_text("#err-tokens") == err.strip().removeprefix("error: ")

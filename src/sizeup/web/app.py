@@ -49,8 +49,7 @@ FIELDS: list[dict[str, Any]] = [
      "choices": ("", "fp32", "tf32", "fp16-mixed", "bf16-mixed", "bf16", "fp8")},
     {"name": "optimizer", "label": "optimizer", "views": TRAIN_VIEWS,
      "choices": ("", "adamw", "adam8bit", "adafactor", "sgd", "lion")},
-    {"name": "kernel", "label": "framework (kernel profile)", "views": ("train", "memory"),
-     "choices": ("", "fused", "hf-eager")},
+    {"name": "framework", "label": "framework", "views": TRAIN_VIEWS, "choices_from": "frameworks"},
     {"name": "peft", "label": "PEFT", "views": TRAIN_VIEWS, "choices": ("", "none", "lora", "qlora")},
     {"name": "lora-rank", "label": "LoRA rank", "hint": "16", "views": TRAIN_VIEWS},
     {"name": "platform", "label": "platform", "hint": "lambda (comma list to compare)",
@@ -75,7 +74,14 @@ def _catalog_lists() -> dict[str, list[str]]:
     from sizeup.catalog import load_catalog
 
     c = load_catalog()
-    return {"models": sorted(c.models), "gpus": sorted(c.gpus), "platforms": sorted(c.platforms)}
+    try:
+        from sizeup.job.frameworks import framework_profiles
+
+        frameworks = [""] + sorted(framework_profiles())
+    except ImportError:  # a sizeup without framework profiles
+        frameworks = []
+    return {"models": sorted(c.models), "gpus": sorted(c.gpus), "platforms": sorted(c.platforms),
+            "frameworks": frameworks}
 
 
 def _templates():
@@ -89,15 +95,23 @@ def _error_payload(exc: JobError) -> dict:
     return {"error": str(exc), "field": exc.field}
 
 
+DRAIN_BYTES = 16 * MAX_REQUEST_BYTES  # read (and drop) an oversized body up to this, so the client gets the 413
+
+
 async def _read_body(request: Request) -> bytes:
     size = request.headers.get("content-length")
-    if size and size.isdigit() and int(size) > MAX_REQUEST_BYTES:
-        raise JobError(f"request is {int(size):,} bytes; the limit is {MAX_REQUEST_BYTES:,} (1 MB)", status=413)
+    declared = int(size) if size and size.isdigit() else None
     body = bytearray()
+    seen = 0
     async for chunk in request.stream():
-        body += chunk
-        if len(body) > MAX_REQUEST_BYTES:
-            raise JobError(f"request is larger than {MAX_REQUEST_BYTES:,} bytes (1 MB)", status=413)
+        seen += len(chunk)
+        if seen <= MAX_REQUEST_BYTES:
+            body += chunk
+        elif seen > DRAIN_BYTES:
+            break
+    if seen > MAX_REQUEST_BYTES or (declared or 0) > MAX_REQUEST_BYTES:
+        raise JobError(f"request is {max(seen, declared or 0):,} bytes; the limit is {MAX_REQUEST_BYTES:,} (1 MB)",
+                       status=413)
     return bytes(body)
 
 
@@ -177,7 +191,9 @@ class Server:
         view = job.pop("view", "train")
         if view not in VIEWS:
             view = "train"
-        job = {k: v for k, v in job.items() if k in FIELD_NAMES or k in ("explain",)}
+        # only the fields this view shows (switching views keeps what applies and drops the rest)
+        shown = {f["name"] for f in FIELDS if view in f["views"]} | {"model", "config"}
+        job = {k: v for k, v in job.items() if k in shown}
         ctx: dict[str, Any] = {"view": view, "job": job}
         status = 200
         if job.get("model") or job.get("config"):

@@ -148,3 +148,9 @@ def test_page_renders_tables_chart_and_explain(srv):
     assert code == 400 and 'id="err-tokens"' in html and "cannot read count" in html
     code, css, _ = http(f"{srv.url}/static/style.css")
     assert code == 200 and "body" in css
+
+
+def test_page_for_a_job_that_does_not_fit(srv):
+    code, html, _ = http(f"{srv.url}/?view=train&model=llama-2-7b&gpu=t4&tokens=15M")
+    assert code == 200
+    assert 'id="sum-fits">no<' in html and 'id="sum-hours">-<' in html and "<svg" in html

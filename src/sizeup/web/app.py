@@ -238,7 +238,7 @@ def _summary(view: str, data: dict | None) -> list[tuple[str, str, str]]:
         cost = data.get("cost") or {}
         hours = cost.get("estimated_hours", data.get("gpu_hours"))
         out.append(("hours", "wall-clock hours", f"{hours}" if hours is not None else "-"))
-        out.append(("gpu-hours", "GPU-hours", f"{data.get('gpu_hours', 0):.3f}"))
+        out.append(("gpu-hours", "GPU-hours", f"{data['gpu_hours']:.3f}" if data.get("gpu_hours") is not None else "-"))
         out.append(("cost", "total cost (USD)", f"{cost.get('total_cost_usd'):.4f}" if cost.get("total_cost_usd") is not None else "-"))
         out.append(("fits", "fits in memory", "yes" if data.get("fits") else "no"))
     elif view == "memory":

@@ -48,7 +48,7 @@ def run_job(command: str, argv: list[str], config_text: str | None, want_chart: 
         if want_chart and command in charts.KINDS:
             try:
                 data = json.loads(result["stdout"])
-                result["svg"] = charts.to_svg(data, command)
+                result["svg"] = charts.to_svg(data)  # told from the JSON: a train that does not fit is a memory answer
             except Exception as exc:  # nothing to draw (e.g. no feasible row): say why instead of a chart
                 result["chart_error"] = " ".join(str(exc).split())
     return result

@@ -154,3 +154,13 @@ def test_page_for_a_job_that_does_not_fit(srv):
     code, html, _ = http(f"{srv.url}/?view=train&model=llama-2-7b&gpu=t4&tokens=15M")
     assert code == 200
     assert 'id="sum-fits">no<' in html and 'id="sum-hours">-<' in html and "<svg" in html
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["serve", "--port", "70000"], "--port must be in 1..65535"),
+    (["serve", "--workers", "0"], "--workers must be in 1..64"),
+    (["serve", "--timeout-s", "-1"], "--timeout-s must be > 0"),
+])
+def test_serve_bad_flags_are_one_line_exit_2(argv, message):
+    code, out, err = cli_json(argv)
+    assert code == 2 and out == "" and len(err.strip().splitlines()) == 1 and message in err

@@ -220,3 +220,14 @@ def test_cli_start_does_not_import_matplotlib():
             "print(); print('matplotlib' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip().splitlines()[-1] == "False"
+
+
+def test_intervals_are_drawn_where_the_json_has_them(capsys, tmp_path):
+    data, _ = run(capsys, tmp_path, "train", *SEED004, "--gpu", "a10", "--platform", "lambda")
+    assert charts._interval(data, "step_time_s") is None  # no command emits p10/p90 today
+    data["step_time_s_p10"], data["step_time_s_p90"] = 0.9 * data["step_time_s"], 1.2 * data["step_time_s"]
+    path = tmp_path / "iv.svg"
+    chart = charts.plot_for(data, None, path)
+    assert chart.drawn["step_time_interval_s"] == (data["step_time_s_p10"], data["step_time_s_p90"])
+    lo, hi = charts._fmt(data["step_time_s_p10"]), charts._fmt(data["step_time_s_p90"])
+    assert has_text(svg_texts(path), f"step time p10-p90: {lo}-{hi} s")

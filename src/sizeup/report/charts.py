@@ -419,9 +419,10 @@ def _scatter_cost_time(ax, rows: list[dict], title: str, drawn: dict, deadline_h
         key = f"{r['platform']}/{r['pricing']}"
         ax.scatter([r["hours"]], [r["cost_usd"]], marker=MARKERS[kinds.index(r["gpu"]) % len(MARKERS)],
                    color=PALETTE[colours_by.index(key) % len(PALETTE)], s=45, alpha=0.85, zorder=3)
-        if r.get("_interval_h"):
+        if r.get("_interval_h"):  # p10-p90 of the wall-clock, where the JSON has it
             lo, hi = r["_interval_h"]
             ax.plot([lo, hi], [r["cost_usd"]] * 2, color="gray", linewidth=1)
+            drawn.setdefault("intervals_h", []).append((r["label"], lo, hi))
     front = pareto_front(pts)
     fx, fy = [pts[i][0] for i in front], [pts[i][1] for i in front]
     ax.step(fx, fy, where="post", color="black", linewidth=1.2, zorder=2, label="Pareto front (cheaper or faster than all others)")
@@ -459,8 +460,10 @@ def chart_compare(data: dict) -> Chart:
         c = _num(r.get("total_cost_usd"))
         if h is None or c is None or not r.get("feasible", True):
             continue
+        iv = _interval(r, "wall_clock_s")
         rows.append({"gpu": r["gpu"], "platform": r["platform"], "pricing": r["pricing"], "hours": h, "cost_usd": c,
-                     "label": f"{r['platform']} {r.get('gpus', 1)}x {r['gpu']}"})
+                     "label": f"{r['platform']} {r.get('gpus', 1)}x {r['gpu']}",
+                     "_interval_h": (iv[0] / 3600, iv[1] / 3600) if iv else None})
     if not rows:
         raise SizeupError("nothing to draw: no row of this comparison is feasible (see its reasons)")
     w = data.get("workload", {})
@@ -482,7 +485,9 @@ def chart_search(data: dict) -> Chart:
             continue
         cfg = p.get("config", {})
         par = "/".join(f"{k}{cfg[k]}" for k in ("tp", "pp", "dp") if cfg.get(k))
-        rows.append({"gpu": p["gpu"], "platform": offer.get("platform", "cheapest"),
+        iv = _interval(res, "wall_clock_s")
+        rows.append({"_interval_h": (iv[0] / 3600, iv[1] / 3600) if iv else None,
+                     "gpu": p["gpu"], "platform": offer.get("platform", "cheapest"),
                      "pricing": offer.get("pricing", "on-demand"), "hours": h, "cost_usd": c,
                      "label": f"#{p.get('rank')} {p['gpus']}x {p['gpu']} {par}"})
     if not rows:

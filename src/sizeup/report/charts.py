@@ -143,6 +143,23 @@ def _figure(w: float = 8.0, h: float = 5.0, ncols: int = 1, widths: tuple | None
     return fig, axes
 
 
+def _plain_log_ticks(ax) -> None:
+    """Log axes labelled with plain numbers (1,000 not 10^3) and no crowded minor labels."""
+    from matplotlib.ticker import FuncFormatter
+
+    def text(v: float) -> str:
+        return f"{v:,.0f}" if v >= 1 else f"{v:g}"
+
+    def minor(v: float, _pos) -> str:  # label 2x and 5x between the decades only
+        lead = round(v / 10 ** math.floor(math.log10(v))) if v > 0 else 0
+        return text(v) if lead in (2, 5) else ""
+
+    for axis, scale in ((ax.xaxis, ax.get_xscale()), (ax.yaxis, ax.get_yscale())):
+        if scale == "log":
+            axis.set_major_formatter(FuncFormatter(lambda v, _pos: text(v)))
+            axis.set_minor_formatter(FuncFormatter(minor))
+
+
 def _num(x: Any) -> float | None:
     if isinstance(x, bool) or x is None:
         return None
@@ -244,7 +261,7 @@ def _memory_axes(ax, bars: list[tuple[str, dict[str, float]]], capacity: float |
         ax.text(len(bars) - 0.5, cap, f"GPU memory {cap:.2f} GiB", ha="right", va="bottom", fontsize=8)
         drawn["capacity_gib"] = cap
     ax.set_xticks(x)
-    ax.set_xticklabels([name for name, _ in bars], rotation=20 if len(bars) > 2 else 0, ha="right" if len(bars) > 2 else "center")
+    ax.set_xticklabels([name for name, _ in bars], fontsize=8)
     ax.set_ylabel("memory per GPU (GiB)")
     ax.set_title(title)
     ax.legend(loc="upper left", fontsize=8, ncol=3)
@@ -264,14 +281,14 @@ def chart_memory(data: dict) -> Chart:
             continue
         # a fix is summarised by its allocated bytes and the allocator/driver overhead above them
         label = str(sug.get("change", "fix"))
-        if (sug.get("gpus") or 1) != (s.get("gpus") or 1):
+        if (sug.get("gpus") or 1) != (s.get("gpus") or 1) and "GPU" not in label:
             label += f" ({sug['gpus']} GPUs)"
-        bars.append((label if len(label) <= 38 else label[:36] + "…", {"allocated (fix)": alloc, "overhead": reserved - alloc}))
+        bars.append((_wrap(label, 22), {"allocated (fix)": alloc, "overhead": reserved - alloc}))
     title = f"Training memory per GPU: {data.get('model')} on {gpu} ({_setup_text(s)}): {fit}"
     fig, ax = _figure(max(7.0, 1.3 * len(bars) + 4), 5.2)
     drawn: dict = {}
     groups = MEMORY_GROUPS if len(bars) == 1 else MEMORY_GROUPS[:-1] + ("allocated (fix)", "overhead")
-    _memory_axes(ax, bars, _num(data.get("gpu_memory_bytes")), _wrap(title), drawn, groups)
+    _memory_axes(ax, bars, _num(data.get("gpu_memory_bytes")), _wrap(title, 120), drawn, groups)
     drawn["labels"] = [b[0] for b in bars]
     return Chart("memory", title, fig, drawn)
 
@@ -596,6 +613,7 @@ def chart_infer(data: dict) -> Chart:
     drawn["chosen"] = {"batch": data.get("batch"), "output_tokens_per_s": x, "tpot_ms": tpot, "ttft_ms": ttft}
     ax.set_xscale("log")
     ax.set_yscale("log")
+    _plain_log_ticks(ax)
     ax.set_xlabel("output tokens/s per replica")
     ax.set_ylabel("latency (ms)")
     ax.grid(True, which="both", alpha=0.2)
@@ -646,6 +664,7 @@ def chart_serve_plan(data: dict) -> Chart:
     ax.legend(handles=handles + ax.get_legend_handles_labels()[0], fontsize=7, loc="best")
     ax.set_xscale("log")
     ax.set_yscale("log")
+    _plain_log_ticks(ax)
     ax.set_xlabel("requests/s one replica sustains at the targets")
     ax.set_ylabel("latency at that load (ms)")
     ax.grid(True, which="both", alpha=0.2)

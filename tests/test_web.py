@@ -164,3 +164,16 @@ def test_page_for_a_job_that_does_not_fit(srv):
 def test_serve_bad_flags_are_one_line_exit_2(argv, message):
     code, out, err = cli_json(argv)
     assert code == 2 and out == "" and len(err.strip().splitlines()) == 1 and message in err
+
+
+def test_page_post_with_a_pasted_config(srv):
+    cfg = {"model_type": "llama", "hidden_size": 2048, "intermediate_size": 5632, "num_hidden_layers": 22,
+           "num_attention_heads": 32, "num_key_value_heads": 4, "vocab_size": 32000,
+           "max_position_embeddings": 2048, "tie_word_embeddings": False}
+    body = urllib.parse.urlencode({"view": "memory", "config": json.dumps(cfg), "gpu": "t4"}).encode()
+    code, html, _ = http(f"{srv.url}/", body, "POST", {"content-type": "application/x-www-form-urlencoded"})
+    assert code == 200 and 'id="sum-peak"' in html and "<svg" in html
+    assert "not part of the link" in html  # the share link cannot carry the pasted config
+    body = urllib.parse.urlencode({"view": "memory", "config": "x" * 300_000, "gpu": "t4"}).encode()
+    code, html, _ = http(f"{srv.url}/", body, "POST", {"content-type": "application/x-www-form-urlencoded"})
+    assert code == 413 and 'id="err-config"' in html and "256 KB" in html

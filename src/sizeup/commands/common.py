@@ -46,6 +46,8 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 CsvOpt = Annotated[bool, typer.Option("--csv", help="Print CSV.")]
 MarkdownOpt = Annotated[bool, typer.Option("--markdown", help="Print Markdown tables.")]
 ExplainOpt = Annotated[bool, typer.Option("--explain", help="Show each figure's formula, inputs and sources.")]
+PlotOpt = Annotated[Optional[str], typer.Option("--plot", help="Also draw the answer as a chart into FILE (.svg or .png).",
+                                                metavar="FILE")]
 
 
 # --------------------------------------------------------------------------- parsing
@@ -84,11 +86,28 @@ def output_format(json_: bool, csv_: bool, markdown: bool) -> str:
     return chosen[0] if chosen else "table"
 
 
-def emit(report, json_: bool = False, csv_: bool = False, markdown: bool = False, explain: bool = False) -> None:
+# Set by the web server's worker (sizeup.web.worker) to receive each Report a command emits (tables, terms).
+REPORT_SINK: list | None = None
+
+
+def emit(report, json_: bool = False, csv_: bool = False, markdown: bool = False, explain: bool = False,
+         plot: str | None = None, kind: str | None = None) -> None:
+    """Print the report; with `plot`, also draw its chart (sizeup.report.charts) into that .svg/.png file."""
     from sizeup.report import render
 
     fmt = output_format(json_, csv_, markdown)
+    chart = None
+    if plot:
+        from sizeup.report import charts
+
+        # a bad file name or an answer with nothing to draw is refused before anything is printed
+        charts.check_path(plot)
+        chart = charts.build(report.data, kind)
     typer.echo(render(report, fmt, explain), nl=False)
+    if REPORT_SINK is not None:
+        REPORT_SINK.append(report)
+    if chart is not None:
+        charts.save(chart, plot)
 
 
 def is_scenario(target: str | None) -> bool:

@@ -11,6 +11,7 @@ from sizeup.commands.common import (
     CsvOpt, ExplainOpt, GpuOpt, GpusOpt, JsonOpt, MarkdownOpt, ModelArg, ModelOpt, PlatformOpt, PpOpt,
     PricingOpt, TpOpt, emit, pick_target, positive,
 )
+from sizeup.commands.common import PlotOpt
 from sizeup.errors import SizeupError
 
 WeightsOpt = Annotated[Optional[str], typer.Option(
@@ -236,6 +237,7 @@ def infer_cmd(
     csv_: CsvOpt = False,
     markdown: MarkdownOpt = False,
     explain: ExplainOpt = False,
+    plot: PlotOpt = None,
 ) -> None:
     """Size one inference replica: weights, KV cache, max concurrency, TTFT/TPOT, tokens/s and $/1M tokens.
 
@@ -331,7 +333,7 @@ def infer_cmd(
         + ([] if gpu else [f"no --gpu given: assumed {g.id}"]),
         warnings=[f"does not fit: {r}" for r in est.reasons],
     )
-    emit(report, json_, csv_, markdown, explain)
+    emit(report, json_, csv_, markdown, explain, plot=plot)
 
 
 # --------------------------------------------------------------------------- serve-plan
@@ -360,6 +362,7 @@ def serve_plan_cmd(
     csv_: CsvOpt = False,
     markdown: MarkdownOpt = False,
     explain: ExplainOpt = False,
+    plot: PlotOpt = None,
 ) -> None:
     """Size a serving fleet: replicas, GPUs and $/month for a request rate and latency targets.
 
@@ -449,4 +452,4 @@ def serve_plan_cmd(
                       rows)],
         terms=list(plan.terms) + option_terms(plan.options, rps, pl, ol), notes=notes, warnings=warnings,
     )
-    emit(report, json_, csv_, markdown, explain)
+    emit(report, json_, csv_, markdown, explain, plot=plot)

@@ -16,6 +16,7 @@ from sizeup.commands.common import (
     MicroBatchOpt, ModelArg, ModelOpt, OptimizerOpt, PeftOpt, PpOpt, PrecisionOpt, RecomputeOpt, SeqOpt,
     TpOpt, ZeroOpt, emit, parse_choice, pick_target, positive, PRICING_FLAGS, job_command, refuse_all,
 )
+from sizeup.commands.common import PlotOpt
 from sizeup.errors import SizeupError
 
 OffloadOptimizerOpt = Annotated[Optional[str], typer.Option(
@@ -146,6 +147,7 @@ def memory_cmd(
     csv_: CsvOpt = False,
     markdown: MarkdownOpt = False,
     explain: ExplainOpt = False,
+    plot: PlotOpt = None,
     flags: dict = None,
 ) -> None:
     """Training memory per GPU: weights, gradients, optimizer, activations, buffers; does it fit?
@@ -202,7 +204,7 @@ def memory_cmd(
                                   kernel=kern, loss=job.execution.loss)
             report.terms.extend(replace(t, name=f"fix '{sg.change}': {t.name}") for t in alt.terms
                                 if t.name in ("memory/peak_allocated", "memory/peak_reserved"))
-    emit(report, json_, csv_, markdown, explain)
+    emit(report, json_, csv_, markdown, explain, plot=plot)
 
 
 def _overheads(fragmentation: float | None):

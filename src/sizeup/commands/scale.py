@@ -10,6 +10,7 @@ import typer
 
 from sizeup.cli import app  # noqa: F401
 from sizeup.commands.common import job_command, refusals_except
+from sizeup.commands.common import PlotOpt
 from sizeup.commands.common import (
     CsvOpt, ExplainOpt, GlobalBatchOpt, JsonOpt, MarkdownOpt, OptimizerOpt, PrecisionOpt, SeqOpt, emit, parse_choice,
 )
@@ -265,6 +266,7 @@ def scale_cmd(
     csv_: CsvOpt = False,
     markdown: MarkdownOpt = False,
     explain: ExplainOpt = False,
+    plot: PlotOpt = None,
     flags: dict = None,
 ) -> None:
     """Scaling table (seed 001): one model family at several sizes, on several hardware options.
@@ -465,7 +467,7 @@ def scale_cmd(
                         if pp is not None:
                             terms.extend(named(f"{prefix} {kind}", (t for t in pp.cost.terms
                                                                     if t.name == "cost/total")))
-    emit(Report(data=data, tables=tables, terms=terms, notes=notes), json_, csv_, markdown, explain)
+    emit(Report(data=data, tables=tables, terms=terms, notes=notes), json_, csv_, markdown, explain, plot=plot)
 
 
 # --------------------------------------------------------------------------- sizeup fit-budget

@@ -232,3 +232,18 @@ def test_schema_additions_are_typed(tmp_path):
     x, y = load_points(tmp_path / "runs.yaml")
     assert isinstance(x, Point) and x.framework == "maxtext" and x.model.head_dim == 128 and x.family == "maxtext"
     assert isinstance(y, BadPoint) and "head_dim" in y.reason
+
+
+def test_stated_head_dim_sets_the_attention_width(points):
+    """MaxText's 128B config: 128 heads of head_dim 128 on a 8192-wide model (attention width 16384, not 8192)."""
+    from sizeup.core.params import count_params
+    from sizeup.validate.mapping import arch_from_fields
+
+    p = next(p for p in points if p.id == "maxtext-v5p-128b-1x-v5p-256")
+    assert (p.model.hidden, p.model.heads, p.model.head_dim) == (8192, 128, 128)
+    arch = arch_from_fields(p)
+    assert arch.head_dim == 128 and arch.num_heads * arch.head_dim == 16384
+    # hand count per layer: q,k,v,o = 4 x 8192 x 16384; SwiGLU = 3 x 8192 x 57344; two RMSNorm weights
+    per_layer = 4 * 8192 * 16384 + 3 * 8192 * 57344 + 2 * 8192
+    expected = 64 * per_layer + 2 * 32000 * 8192 + 8192  # untied embedding and output, final norm
+    assert count_params(arch).total == expected

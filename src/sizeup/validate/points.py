@@ -15,6 +15,7 @@ with a one-line reason, and the validator lists it as skipped.
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal, Optional
 
@@ -200,6 +201,17 @@ def source_family(source: Source | None) -> str:
 
 
 def _read_yaml(path: Path) -> Any:
+    """Parsed YAML of a file, cached on (path, size, mtime): the default set is parsed once per process even
+    though `default_files()` and `load_points()` both read it. Callers must not mutate the result."""
+    try:
+        st = path.stat()
+    except OSError as exc:
+        raise SizeupError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+    return _read_yaml_cached(str(path), st.st_size, st.st_mtime_ns)
+
+
+@lru_cache(maxsize=16)
+def _read_yaml_cached(path: str, size: int, mtime_ns: int) -> Any:
     import yaml
 
     try:

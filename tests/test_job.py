@@ -35,9 +35,10 @@ def validation_rows():
 
 
 def test_every_predicted_training_row_carries_its_command(validation_rows):
-    training = [r for r in validation_rows if r.category != "D"]
+    # every training row whose model is a catalog preset is reproducible from the command line (rows whose
+    # architecture is built from the point's own fields, e.g. MaxText's scaled configs, have no preset to name)
+    training = [r for r in validation_rows if r.category != "D" and any(a.startswith("model preset") for a in r.assumptions)]
     with_command = [r for r in training if r.command]
-    # every training row whose model is a catalog preset is reproducible from the command line
     assert len(with_command) >= 0.95 * len(training), (len(with_command), len(training))
     for r in with_command:
         assert r.command.startswith("sizeup ") and r.command.endswith("--json")

@@ -11,7 +11,7 @@ from sizeup.commands.common import CsvOpt, JsonOpt, MarkdownOpt, emit, positive
 from sizeup.commands.common import PlotOpt
 
 FileArg = Annotated[Optional[str], typer.Argument(
-    help="Published-runs YAML (schema of validate/data/published_runs_dev.yaml); default: the packaged dev set.",
+    help="Published-runs YAML (schema of validate/data/published_runs_dev.yaml); default: the packaged development set (published_runs_dev.yaml plus every validate/data file marked default: true, e.g. published_runs_more.yaml).",
     show_default=False)]
 CategoryOpt = Annotated[Optional[str], typer.Option(
     "--category", help="Only these categories, comma-separated: A pretraining run, B throughput table, C memory, D inference.")]

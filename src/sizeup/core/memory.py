@@ -36,6 +36,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from sizeup.core.explain import Term
+from sizeup.core.flops import op_sac_saved_mms
 from sizeup.core.params import attention_params, count_params, mlp_params, moe_params, norm_params
 from sizeup.core.types import (
     Attention, GpuSpec, MlpKind, ModelArch, NormKind, Offload, Optimizer, Overheads, Peft,
@@ -48,7 +49,9 @@ SHARDING_CODE: dict[Sharding, int] = {
     Sharding.NONE: 0, Sharding.ZERO1: 1, Sharding.ZERO2: 2, Sharding.ZERO3: 3,
     Sharding.FSDP_FULL: 4, Sharding.FSDP_GRAD_OP: 5, Sharding.FSDP_HYBRID: 6, Sharding.MEGATRON_DISTOPT: 7,
 }
-RECOMPUTE_CODE: dict[Recompute, int] = {Recompute.NONE: 0, Recompute.SELECTIVE: 1, Recompute.FULL: 2}
+RECOMPUTE_CODE: dict[Recompute, int] = {Recompute.NONE: 0, Recompute.SELECTIVE: 1, Recompute.FULL: 2,
+                                        Recompute.OP_SAC: 3, Recompute.ATTENTION_ONLY: 4,
+                                        Recompute.LAYER_FRACTION: 5}
 OFFLOAD_CODE: dict[Offload, int] = {Offload.NONE: 0, Offload.CPU: 1, Offload.NVME: 2}
 SCHEDULE_CODE: dict[PipelineSchedule, int] = {
     PipelineSchedule.ONE_F_ONE_B: 0, PipelineSchedule.INTERLEAVED: 1, PipelineSchedule.GPIPE: 2,
@@ -294,6 +297,10 @@ class _Statics:
     final_act: float         # bytes per token of final-norm / head-input tensors (last stage)
     bwd_temp: float          # bytes per token of gradient temporaries inside one layer's backward (before /t)
     act_names: tuple[tuple[str, float, str], ...]
+    act_sac: Mapping[str, float] = field(default_factory=dict)
+    """per-token per-layer coefficients kept under torchtitan op-level SAC (see op_sac_saved_tensors)"""
+    act_attn_only: Mapping[str, float] = field(default_factory=dict)
+    """per-token per-layer coefficients kept when only the attention sublayer is checkpointed"""
     amp_alt: "_Statics | None" = None  # the same model under torch.autocast (hf-eager, *-mixed)
 
 
@@ -441,6 +448,24 @@ def _layer_activation(m: ModelArch, setup_consts: dict, moe_layer: bool) -> list
     return out
 
 
+_ROW_PARALLEL = ("wo", "w2", "shared_w2")
+
+
+def op_sac_saved_tensors(m: ModelArch, moe_layer: bool, resid_bytes: float, mm_bytes: float
+                         ) -> list[tuple[str, float, str]]:
+    """Tensors one block keeps per token under op-level SAC, as (name, bytes, kind) like _layer_activation:
+    the checkpoint's input (the residual stream), the saved mm outputs, and SDPA's outputs (attention output and
+    the fp32 log-sum-exp per head; SDPA is in the save list). Everything else is recomputed in backward."""
+    out: list[tuple[str, float, str]] = [("sac/block_input", resid_bytes * m.hidden_size, "rep")]
+    for name, _k, n, saved in op_sac_saved_mms(m, moe_layer):
+        if saved:
+            kind = "rep" if name in _ROW_PARALLEL or name in ("router", "wq_a", "wkv_a") else (
+                "kv" if name in ("wk", "wv") else "div")
+            out.append((f"sac/{name}_output", mm_bytes * n, kind))
+    out += [("sac/sdpa_output", mm_bytes * m.attn_out_dim, "div"), ("sac/sdpa_lse", 4.0 * m.num_heads, "lse")]
+    return out
+
+
 def _trainable(setup: TrainSetup) -> dict[str, bool]:
     if setup.peft == Peft.NONE:
         return {t: True for t in (*LORA_TARGETS, "router")}
@@ -521,6 +546,18 @@ def _statics(m: ModelArch, setup: TrainSetup, kernel: str, amp: bool | None = No
     e = consts["e"]
     amp = consts["amp"]
     r = 4.0 if amp else e
+    # op-level SAC and attention-only checkpointing: what each block keeps
+    c_mm = 2.0 if amp else e
+    act_sac: dict[str, float] = {"rep": 0.0, "div": 0.0, "kv": 0.0, "s2": 0.0, "lse": 0.0}
+    act_attn: dict[str, float] = {"rep": r * h, "div": 0.0, "kv": 0.0, "s2": 0.0, "lse": 0.0}
+    for moe_l, weight, tensors in ((False, n_dense / L, dense_t), (True, n_moe / L, moe_t)):
+        if weight <= 0:
+            continue
+        for _name, value, kind in op_sac_saved_tensors(m, moe_l, r, c_mm):
+            act_sac[kind] += weight * value
+        for name, value, kind in tensors:
+            if name.startswith(("mlp/", "moe/")):
+                act_attn[kind] += weight * value
     loss = loss or ("vocab-parallel" if kernel == "fused" else "full")
     if loss not in LOSS_IMPLS:
         raise ValueError(f"loss must be one of {', '.join(LOSS_IMPLS)}, got {loss!r}")
@@ -547,6 +584,7 @@ def _statics(m: ModelArch, setup: TrainSetup, kernel: str, amp: bool | None = No
         act=act, act_ckpt=r * h,
         logits_saved=logits_saved, logits_temp=logits_temp, final_act=final_act, bwd_temp=bwd_temp,
         act_names=tuple((n, v, k_) for (n, k_), v in names.items()),
+        act_sac=act_sac, act_attn_only=act_attn,
     )
 
 
@@ -598,6 +636,7 @@ def memory_components(
     optimizer_in_backward: Any = False,
     paged_states: Any = False,
     grads_kept: Any = False,
+    recompute_fraction: Any = 1.0,
 ) -> dict[str, Any]:
     """Per-GPU bytes of every component at the peak (worst stage, worst phase), as arrays.
 
@@ -609,6 +648,7 @@ def memory_components(
     gradient at once, so at most the largest parameter tensor's gradient is live (and no separate
     optimizer phase); paged_states (bool or array): bitsandbytes paged optimizer states evicted to host;
     grads_kept (bool or array): gradients stay allocated between steps (zero_grad(set_to_none=False)).
+    recompute_fraction (number or array): share of blocks fully checkpointed under recompute code 5 (layer-fraction).
     """
     if kernel not in KERNELS:
         raise ValueError(f"kernel must be one of {KERNELS}")
@@ -664,11 +704,14 @@ def memory_components(
         amp_on = np.asarray(amp) > 0
         alt = st.amp_alt
         act_c = {k_: np.where(amp_on, alt.act[k_], st.act[k_]) for k_ in st.act}
+        act_sac_c = {k_: np.where(amp_on, alt.act_sac[k_], st.act_sac[k_]) for k_ in st.act_sac}
+        act_attn_c = {k_: np.where(amp_on, alt.act_attn_only[k_], st.act_attn_only[k_]) for k_ in st.act_attn_only}
         act_ckpt_c = np.where(amp_on, alt.act_ckpt, st.act_ckpt)
         final_act_c = np.where(amp_on, alt.final_act, st.final_act)
         bwd_temp_c = np.where(amp_on, alt.bwd_temp, st.bwd_temp)
     else:
         act_c, act_ckpt_c, final_act_c, bwd_temp_c = st.act, st.act_ckpt, st.final_act, st.bwd_temp
+        act_sac_c, act_attn_c = st.act_sac, st.act_attn_only
     opt_b = optimizer_state_bytes(optimizer, s_el, st.adafactor_fraction)
     tmp_b = 0.0 if fused_optimizer else foreach_temp_fraction(optimizer) * s_el
 
@@ -756,7 +799,14 @@ def memory_components(
         full = rc == 2
         ckpt_tok = act_ckpt_c / np.where(sp, tp, 1.0)
         layer_bytes = tokens * per_tok
-        kept_per_layer = np.where(full, tokens * ckpt_tok, layer_bytes)
+        # op-level SAC (3), attention-only (4), layer fraction (5): what each block keeps through the forward
+        frac = np.clip(f(recompute_fraction), 0.0, 1.0)
+        kept_sac = tokens * _per_token_layer_act(st, tp, sp, 1, s, act_sac_c) if act_sac_c else layer_bytes
+        kept_attn = tokens * _per_token_layer_act(st, tp, sp, 1, s, act_attn_c) if act_attn_c else layer_bytes
+        layer_none = tokens * _per_token_layer_act(st, tp, sp, 0, s, act_c)
+        kept_frac = frac * tokens * ckpt_tok + (1.0 - frac) * layer_none
+        kept_per_layer = np.where(full, tokens * ckpt_tok, np.where(rc == 3, kept_sac, np.where(
+            rc == 4, kept_attn, np.where(rc == 5, kept_frac, layer_bytes))))
         # micro-batches in flight on this stage: 1F1B holds min(p, m) on the first stage (Narayanan 2021),
         # interleaving multiplies by 1 + (p-1)/(p v) (Korthikanti 2022 Sec. 4.2.3); GPipe holds all m
         inflight_first = np.where(sched == 2, m_acc, np.minimum(pp, m_acc))
@@ -799,7 +849,9 @@ def memory_components(
         grads_end = np.where(oib, grad_one, grads_end)
         grads_opt = np.where(oib, grad_one, grads)
         acts_end = np.minimum(acts_kept_gpu, acts_kept_gpu * (1.0 - 1.0 / np.maximum(inflight, 1.0)) + kept_per_layer)
-        bwd_layer = np.where(full, layer_bytes, 0.0) + tokens * bwd_temp_c / tp
+        # the layer being back-propagated holds its recomputed tensors on top of what it kept
+        bwd_layer = np.where(full | ((rc == 5) & (frac > 0)), layer_bytes, np.where(
+            (rc == 3) | (rc == 4), np.maximum(layer_bytes - kept_per_layer, 0.0), 0.0)) + tokens * bwd_temp_c / tp
         casts_end = np.where(full, layer_cast, np.minimum(casts, layer_cast))
         totals = (
             base + grads_fwd + acts_kept_gpu + gathered + logits_fwd + casts_bwd,              # fwd
@@ -937,7 +989,7 @@ def _codes(setup: TrainSetup) -> dict[str, Any]:
         offload_activations=setup.offload_activations, sequence_parallel=setup.sequence_parallel,
         schedule_code=SCHEDULE_CODE[setup.pp_schedule], virtual_pp=setup.virtual_pp,
         gpus_per_node=setup.gpus_per_node, optimizer_in_backward=setup.optimizer_in_backward,
-        grads_kept=not setup.grads_set_to_none,
+        grads_kept=not setup.grads_set_to_none, recompute_fraction=setup.recompute_fraction,
     )
 
 

@@ -251,3 +251,27 @@ def test_lora_adapter_bytes_hand_derivation():
     assert (kf, kb) == (2.0, 4.0)
     _, _, kf, kb = lora_adapter_time(mi, g, M, 1, 2.0, 1, 0.05)
     assert (kf, kb) == (7.0, 9.0)
+
+
+# --------------------------------------------------------------------------- TP / EP overlap
+
+
+def test_tp_overlap_field_hides_tp_traffic_up_to_the_gemm_window():
+    """Llama-2-70B TP8 on the test H100: with the default (timing.yaml tp_overlap 0) all TP all-reduces are exposed;
+    tp_comm_overlap=1 hides them wholly when they are shorter than the layer's GEMMs. The exposed formula c*(1-f) + max(0, c*f - window) at f = 0.5 leaves half of c."""
+    from sizeup.core.memory import check_setup
+
+    m70 = ModelArch(id="llama-2-70b", name="Llama 2 70B", vocab_size=32000, hidden_size=8192, num_layers=80,
+                    num_heads=64, num_kv_heads=8, head_dim=128, ffn_size=28672, max_seq_len=4096)
+    st = TrainSetup(gpus=64, tp=8, pp=2, micro_batch=1, grad_accum=16, seq_len=4096,
+                    sharding=Sharding.MEGATRON_DISTOPT, sequence_parallel=True)
+    base = estimate_step(m70, st, H100, KNOBS)
+    half = estimate_step(m70, st.with_(tp_comm_overlap=0.5), H100, KNOBS)
+    full = estimate_step(m70, st.with_(tp_comm_overlap=1.0), H100, KNOBS)
+    c = base.breakdown["comm/tensor_parallel"]
+    assert c > 0
+    assert half.breakdown["comm/tensor_parallel"] == pytest.approx(0.5 * c, rel=1e-9)
+    assert full.breakdown["comm/tensor_parallel"] == pytest.approx(0.0, abs=1e-12)
+    # the pipeline bubble is (p-1) micro-batch slots, so the step shrinks by c x (m + p - 1)/m = c x 17/16
+    assert base.step_time_s - full.step_time_s == pytest.approx(c * 17 / 16, rel=1e-6)
+    assert check_setup(m70, st.with_(tp_comm_overlap=1.5)) == ["tp-comm-overlap must be in [0, 1], got 1.5"]

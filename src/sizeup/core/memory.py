@@ -958,6 +958,14 @@ def check_setup(model: ModelArch, setup: TrainSetup) -> list[str]:
             problems.append(f"{model.id} has no gate projection (plain MLP); drop 'gate' from the LoRA targets")
     if not 0.0 <= setup.dropout < 1.0:
         problems.append(f"dropout must be in [0, 1), got {setup.dropout}")
+    if not 0.0 <= setup.lora_dropout < 1.0:
+        problems.append(f"lora dropout must be in [0, 1), got {setup.lora_dropout}")
+    if not 0.0 <= setup.recompute_fraction <= 1.0:
+        problems.append(f"recompute fraction must be in [0, 1], got {setup.recompute_fraction}")
+    for name in ("tp_comm_overlap", "ep_comm_overlap"):
+        value = getattr(setup, name)
+        if value is not None and not 0.0 <= value <= 1.0:
+            problems.append(f"{name.replace('_', '-')} must be in [0, 1], got {value}")
     if setup.optimizer_in_backward:
         # gradients must survive across micro-steps / pipeline micro-batches, and DDP, DeepSpeed ZeRO and the
         # Megatron distributed optimizer reduce gradients in their own buckets after the per-parameter hook

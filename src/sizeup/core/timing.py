@@ -348,7 +348,8 @@ def step_kernel(mi: ModelInputs, g: GpuNumbers, knobs: TimingKnobs, *, tp, pp, d
                 seq_len, sharding_code, recompute_code, sequence_parallel=0, virtual_pp=1, offload_code=0,
                 act_bytes: float = 2.0, gemm_bytes: float = 2.0, flash: bool = True, grad_bytes: float = 2.0,
                 gather_bytes: float = 2.0, optimizer_bytes_per_param: float = 36.0, dropout: float = 0.0,
-                kernel: str = "fused", lora_impl_code=0, lora_dropout: float = 0.0, recompute_fraction=1.0) -> dict:
+                kernel: str = "fused", lora_impl_code=0, lora_dropout: float = 0.0, recompute_fraction=1.0,
+                tp_overlap=None, ep_overlap=None, fp8_recipe_code=0) -> dict:
     """Seconds per optimizer step and its parts, for one plan or arrays of plans. Returns a dict of arrays."""
     L, h, V = mi.num_layers, mi.hidden, mi.vocab
     s = seq_len * 1.0
@@ -472,7 +473,11 @@ def step_kernel(mi: ModelInputs, g: GpuNumbers, knobs: TimingKnobs, *, tp, pp, d
     # the TP reduce-scatter outputs (torchtitan save list) so it repeats none
     tp_per_layer = (4.0 + np.where(recompute_code == 2, 2.0, np.where(recompute_code == 4, 1.0, np.where(
         recompute_code == 5, 2.0 * frac, 0.0)))) * t_tp_one
-    tp_exposed_mb = layers * tp_per_layer * (1.0 - knobs.tp_overlap)
+    # a share f of the TP traffic can hide behind the layer's GEMMs (Megatron --tp-comm-overlap: TE userbuffers
+    # split each AG/RS into chunks pipelined with the GEMM that consumes/produces them); the rest is exposed
+    f_tp = knobs.tp_overlap if tp_overlap is None else np.clip(tp_overlap, 0.0, 1.0)
+    tp_window = gemm_fwd + gemm_bwd + rc_gemm
+    tp_exposed_mb = layers * (tp_per_layer * (1.0 - f_tp) + np.maximum(tp_per_layer * f_tp - tp_window, 0.0))
 
     # ---- context parallel: ring pass of K and V blocks, (c-1) steps fwd, 2x in backward (dK, dV)
     kv_bytes = act_bytes * micro_batch * (s / cp) * 2.0 * mi.kv_dim / tp
@@ -485,7 +490,12 @@ def step_kernel(mi: ModelInputs, g: GpuNumbers, knobs: TimingKnobs, *, tp, pp, d
                             g.inter_node_bytes_per_s, g.collective_efficiency_intra, g.collective_efficiency_inter,
                             g.collective_latency_s)
     moe_layers_stage = mi.num_moe_layers / pp
-    ep_exposed_mb = moe_layers_stage * 4.0 * t_a2a * (1.0 - knobs.ep_overlap)
+    # a share f hides behind the layer's other compute (Megatron --overlap-moe-expert-parallel-comm / DeepSeek-V3
+    # DualPipe overlap the a2a of one micro-batch with another's attention/expert GEMMs)
+    f_ep = knobs.ep_overlap if ep_overlap is None else np.clip(ep_overlap, 0.0, 1.0)
+    ep_comm = 4.0 * t_a2a
+    ep_window = layer_fwd + layer_bwd
+    ep_exposed_mb = moe_layers_stage * (ep_comm * (1.0 - f_ep) + np.maximum(ep_comm * f_ep - ep_window, 0.0))
 
     # ---- pipeline: send activations forward and grads backward at each stage boundary
     pp_payload = act_bytes * micro_batch * (s / cp) * h / np.where(sequence_parallel, tp, 1)
@@ -657,6 +667,7 @@ def kernel_args(model: ModelArch, setup: TrainSetup, gpu: GpuSpec, knobs: Timing
         optimizer_bytes_per_param=float(opt_b.get(setup.optimizer.value, opt_b.get("adamw", 36.0))),
         dropout=setup.dropout, kernel=kernel, lora_impl_code=LORA_IMPL_CODE[setup.lora_impl],
         lora_dropout=setup.lora_dropout, recompute_fraction=setup.recompute_fraction,
+        tp_overlap=setup.tp_comm_overlap, ep_overlap=setup.ep_comm_overlap,
     )
     return mi, g, plan
 
@@ -746,8 +757,19 @@ def estimate_step(model: ModelArch, setup: TrainSetup, gpu: GpuSpec, knobs: Timi
              {"p": setup.pp, "v": setup.virtual_pp, "m": setup.grad_accum},
              "Narayanan et al. 2021 §2.2 (1F1B / interleaved bubble (p-1)/(m*v))"),
         Term("time/tensor_parallel_comm", out["tp_comm_s"], "s",
-             "m * L/p * (4 | 6 with full recompute) * all-reduce(b*s*h*bytes, t) * (1 - tp_overlap)",
-             {"t": setup.tp, "tp_overlap": knobs.tp_overlap}, "Shoeybi et al. 2019 §3 (2 all-reduces fwd + 2 bwd per layer)"),
+             "m * L/p * [c*(1-f) + max(0, c*f - GEMM time)], c = (4 | +2 full recompute | +1 attention-only) * "
+             "all-reduce(b*s*h*bytes, t)",
+             {"t": setup.tp, "tp_overlap": knobs.tp_overlap if setup.tp_comm_overlap is None else setup.tp_comm_overlap,
+              "tp_overlap_source": "job (tp_comm_overlap)" if setup.tp_comm_overlap is not None else "timing.yaml"},
+             "Shoeybi et al. 2019 §3 (2 all-reduces fwd + 2 bwd per layer); overlap: Megatron-LM --tp-comm-overlap "
+             "(Transformer Engine userbuffers), off by default"),
+        *([Term("time/expert_parallel_comm", out["ep_comm_s"], "s",
+                "m * MoE layers/p * [c*(1-f) + max(0, c*f - layer compute)], c = 4 * all-to-all(M*K*h*bytes, ep)",
+                {"ep": setup.ep, "ep_overlap": knobs.ep_overlap if setup.ep_comm_overlap is None
+                 else setup.ep_comm_overlap, "experts_per_token": model.experts_per_token},
+                "GShard (Lepikhin 2020) dispatch + combine, fwd + bwd; overlap: Megatron-LM "
+                "--overlap-moe-expert-parallel-comm, DeepSeek-V3 DualPipe (off by default)")]
+          if model.is_moe and setup.ep > 1 else []),
         Term("time/data_parallel_comm_exposed", out["dp_comm_exposed_s"], "s",
              "sum over collectives of c*(1-f) + max(0, c*f - window)  (window = backward / forward compute)",
              {"dp": setup.dp, "sharding": setup.sharding.value, "total_comm_s": out["dp_comm_total_s"],

@@ -159,7 +159,16 @@ def _dtype_bytes(precision: Precision) -> float:
     return 4.0 if precision in (Precision.FP32, Precision.TF32) else 2.0
 
 
-def state_bytes(precision: Precision, kernel: str, sharding_code: Any) -> dict[str, Any]:
+# fp8 weight copies per matmul parameter by recipe: Transformer Engine delayed/current tensor scaling keeps one fp8
+# copy (1 B, the count used so far); rowwise, block (1x128 with fp32 scales) and MXFP8 (32-element blocks, 1-byte
+# e8m0 scales) keep the weight scaled along both axes, rowwise and columnwise (TE Float8BlockScaling /
+# MXFP8BlockScaling quantize both usages; torchao rowwise casts the weight for forward and again for dgrad):
+# 2 x (1 + scale bytes per element).
+FP8_WEIGHT_COPY_BYTES = {"delayed": 1.0, "tensorwise": 1.0, "rowwise": 2.0 * (1.0 + 4.0 / 4096),
+                         "blockwise": 2.0 * (1.0 + 4.0 / 128)}
+
+
+def state_bytes(precision: Precision, kernel: str, sharding_code: Any, fp8_recipe: str = "delayed") -> dict[str, Any]:
     """Bytes per trainable parameter of weights (w), gradients (g), fp32 master (m), the element size
     of optimizer states (s), autocast weight-cast bytes per matmul param (cast), and `amp` (fp32 residual
     stream, torch.autocast). Arrays over `sharding_code` allowed.
@@ -189,7 +198,7 @@ def state_bytes(precision: Precision, kernel: str, sharding_code: Any) -> dict[s
     m = np.where(is_fsdp | eager_amp, 0.0, 4.0) * ones
     cast = np.where(eager_amp, 2.0, 0.0) * ones
     if precision == Precision.FP8:
-        cast = cast + 1.0
+        cast = cast + FP8_WEIGHT_COPY_BYTES.get(str(fp8_recipe), 1.0)
     return {"w": w, "g": g, "m": m, "s": 4.0, "cast": cast, "amp": np.where(eager_amp, 1.0, 0.0) * ones}
 
 
@@ -637,6 +646,7 @@ def memory_components(
     paged_states: Any = False,
     grads_kept: Any = False,
     recompute_fraction: Any = 1.0,
+    fp8_recipe: str = "delayed",
 ) -> dict[str, Any]:
     """Per-GPU bytes of every component at the peak (worst stage, worst phase), as arrays.
 
@@ -697,7 +707,7 @@ def memory_components(
     stage_mm = [layers * st.mm_layer / tp + np.where(single, st.mm_head / tp, 0.0),
                 layers * st.mm_layer / tp + st.mm_head / tp]
 
-    sb = state_bytes(precision, kernel, code)
+    sb = state_bytes(precision, kernel, code, fp8_recipe)
     w_b, g_b, m_b, s_el, cast_b, amp = sb["w"], sb["g"], sb["m"], sb["s"], sb["cast"], sb["amp"]
     # activation coefficients: the autocast variant where torch.autocast runs (hf-eager, *-mixed, unsharded)
     if st.amp_alt is not None:
@@ -1011,7 +1021,7 @@ def components_for(model: ModelArch, setup: TrainSetup, kernel: str = "fused",
         fused_optimizer=setup.fused_optimizer, peft=setup.peft, lora_rank=setup.lora_rank,
         lora_targets=setup.lora_targets, attention=setup.attention, dropout=setup.dropout, kernel=kernel,
         comm_bucket_bytes=ov.comm_bucket_bytes, statics=_statics(model, setup, kernel, loss=loss),
-        paged_states=paged_states,
+        paged_states=paged_states, fp8_recipe=setup.fp8_recipe.value,
     )
 
 
@@ -1087,7 +1097,7 @@ def estimate_memory(
 def _terms(model, setup, kernel, ov, comp, per_gpu, allocated, reserved, gpu_mem, phase, stage,
            loss=None) -> list[Term]:
     st = _statics(model, setup, kernel, loss=loss)
-    sb = state_bytes(setup.precision, kernel, SHARDING_CODE[setup.sharding])
+    sb = state_bytes(setup.precision, kernel, SHARDING_CODE[setup.sharding], setup.fp8_recipe.value)
     if st.amp_alt is not None and float(sb["amp"]) > 0:
         st = st.amp_alt
     n_sh = setup.dp if setup.sharding != Sharding.NONE else 1
@@ -1118,10 +1128,22 @@ def _terms(model, setup, kernel, ov, comp, per_gpu, allocated, reserved, gpu_mem
              "foreach AdamW: + 1 x Psi x state_bytes (torch._foreach_sqrt(exp_avg_sq)); fused: 0",
              {"fused_optimizer": setup.fused_optimizer}, "trace_feasibility.md (Llama-7B peak = P+G+2S+tmp)"),
     ]
-    act_formula = ("L_stage * in_flight * b*s/c * [sum of saved tensors per token]"
-                   if setup.recompute != Recompute.FULL else
-                   "L_stage * in_flight * b*s/c * (layer input bytes per token)  (full recompute)")
+    act_formula = {
+        Recompute.FULL: "L_stage * in_flight * b*s/c * (layer input bytes per token)  (full recompute)",
+        Recompute.OP_SAC: "L_stage * in_flight * b*s/c * (block input + outputs of the 1st, 3rd, 5th.. mm + SDPA "
+                          "output + fp32 LSE)  (torchtitan op-level SAC: pytorch/torchtitan "
+                          "distributed/activation_checkpoint.py _apply_op_sac)",
+        Recompute.ATTENTION_ONLY: "L_stage * in_flight * b*s/c * (layer input + MLP saved tensors)  "
+                                  "(attention sublayer checkpointed)",
+        Recompute.LAYER_FRACTION: "L_stage * in_flight * b*s/c * (f * layer input + (1-f) * all saved tensors)  "
+                                  "(torchtitan selective_ac_option=N: f = 1/N; fms-fsdp selective p)",
+    }.get(setup.recompute, "L_stage * in_flight * b*s/c * [sum of saved tensors per token]")
     tensors = {name: round(v, 3) for name, v, _ in st.act_names}
+    if setup.recompute == Recompute.OP_SAC:
+        tensors = {name: round(v, 3) for name, v, _ in op_sac_saved_tensors(
+            model, model.is_moe and model.first_k_dense_layers == 0, 2.0, 2.0)}
+    elif setup.recompute == Recompute.LAYER_FRACTION:
+        tensors = {**tensors, "recompute_fraction": setup.recompute_fraction}
     terms.append(Term(
         "memory/activations", per_gpu["activations/layers"], "B", act_formula,
         {"kernel": kernel, "b": setup.micro_batch, "s": setup.seq_len, "h": model.hidden_size,

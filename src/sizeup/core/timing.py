@@ -72,6 +72,12 @@ class TimingKnobs:
     host_overhead_s_per_layer_microbatch: float = 0.0
     fp8_matmul_relative_efficiency: float = 0.62
     cpu_optimizer_params_per_s: float = 1.0e9
+    fp8_recipe_matmul_efficiency: Mapping[str, float] = field(default_factory=lambda: {
+        "delayed": 1.0, "tensorwise": 1.0, "rowwise": 1.0, "blockwise": 1.0})
+    """fp8 recipe -> GEMM throughput relative to the tensor-scaled fp8 GEMM (x fp8_matmul_relative_efficiency)."""
+    fp8_recipe_cast_bytes: Mapping[str, float] = field(default_factory=lambda: {
+        "delayed": 3.0, "tensorwise": 5.0, "rowwise": 6.0, "blockwise": 6.0})
+    """fp8 recipe -> HBM bytes per GEMM-input element to scale and cast it (read 16-bit, write fp8, amax passes)."""
     eager_op_dispatch_s: float = 10e-6
     """CPU time to dispatch one eager PyTorch op (Python + autograd + ATen dispatcher + cudaLaunchKernel); a small
     kernel launched from Python takes max(its GPU time, this)."""
@@ -237,7 +243,8 @@ FALLBACK_COLLECTIVE_EFFICIENCY_INTER = 0.75
 FALLBACK_MATMUL_CURVE = ((1e9, 0.5), (1e12, 0.75))
 
 
-def gpu_numbers(gpu: GpuSpec, precision: Precision, knobs: TimingKnobs, kernel: str = "fused") -> GpuNumbers:
+def gpu_numbers(gpu: GpuSpec, precision: Precision, knobs: TimingKnobs, kernel: str = "fused",
+                fp8_recipe: Fp8Recipe = Fp8Recipe.DELAYED) -> GpuNumbers:
     dtype = compute_dtype(gpu, precision)
     attn_dtype = "bf16" if dtype == "fp8" else dtype
     if gpu.peak(attn_dtype) <= 0:
@@ -246,7 +253,8 @@ def gpu_numbers(gpu: GpuSpec, precision: Precision, knobs: TimingKnobs, kernel: 
     xs = tuple(float(np.log(max(x, 1.0))) for x, _ in curve)
     ys = tuple(float(y) for _, y in curve)
     attn = _attention_eff(gpu, knobs, kernel)
-    scale = knobs.matmul_training_fraction * (knobs.fp8_matmul_relative_efficiency if dtype == "fp8" else 1.0)
+    fp8_scale = knobs.fp8_matmul_relative_efficiency * float(knobs.fp8_recipe_matmul_efficiency.get(fp8_recipe.value, 1.0))
+    scale = knobs.matmul_training_fraction * (fp8_scale if dtype == "fp8" else 1.0)
     return GpuNumbers(
         gpu.peak(dtype), gpu.peak(attn_dtype), gpu.hbm_bytes_per_s, gpu.hbm_efficiency or FALLBACK_HBM_EFFICIENCY,
         gpu.intra_node_bytes_per_s or gpu.host_link_bytes_per_s, gpu.inter_node_bytes_per_s or gpu.host_link_bytes_per_s,
@@ -349,7 +357,7 @@ def step_kernel(mi: ModelInputs, g: GpuNumbers, knobs: TimingKnobs, *, tp, pp, d
                 act_bytes: float = 2.0, gemm_bytes: float = 2.0, flash: bool = True, grad_bytes: float = 2.0,
                 gather_bytes: float = 2.0, optimizer_bytes_per_param: float = 36.0, dropout: float = 0.0,
                 kernel: str = "fused", lora_impl_code=0, lora_dropout: float = 0.0, recompute_fraction=1.0,
-                tp_overlap=None, ep_overlap=None, fp8_recipe_code=0) -> dict:
+                tp_overlap=None, ep_overlap=None, fp8_cast_bytes: float = 3.0) -> dict:
     """Seconds per optimizer step and its parts, for one plan or arrays of plans. Returns a dict of arrays."""
     L, h, V = mi.num_layers, mi.hidden, mi.vocab
     s = seq_len * 1.0
@@ -411,8 +419,8 @@ def step_kernel(mi: ModelInputs, g: GpuNumbers, knobs: TimingKnobs, *, tp, pp, d
         hidden_passes = hidden_passes + mi.rmsnorms_per_layer * knobs.eager_rmsnorm_extra_passes
     elem_fwd_bytes = act_bytes * M * (hidden_passes * h / sp_div + ffn_passes * sh.ffn_act_width / tp
                                       + 2.0 * sh.qkv_width / tp)  # rotary/bias on q,k,v: read + write
-    if gemm_bytes < act_bytes:  # fp8: cast every GEMM input (read 2 B, write 1 B)
-        elem_fwd_bytes = elem_fwd_bytes + 3.0 * M * (h + sh.ffn_act_width / tp + sh.attn_v_dim / tp)
+    if gemm_bytes < act_bytes:  # fp8: scale and cast every GEMM input (delayed: read 2 B, write 1 B; see recipe)
+        elem_fwd_bytes = elem_fwd_bytes + fp8_cast_bytes * M * (h + sh.ffn_act_width / tp + sh.attn_v_dim / tp)
     elem_fwd = elem_fwd_bytes / (g.hbm_bytes_per_s * g.hbm_efficiency)
     elem_bwd = elem_fwd * knobs.elementwise_bwd_factor
     if mi.quantized_base:
@@ -651,7 +659,7 @@ def uses_te_attention(kernel: str) -> bool:
 def kernel_args(model: ModelArch, setup: TrainSetup, gpu: GpuSpec, knobs: TimingKnobs, kernel: str = "fused") -> tuple:
     """(ModelInputs, GpuNumbers, keyword plan arguments) for step_kernel from frozen inputs."""
     mi = model_inputs(model, setup)
-    g = gpu_numbers(gpu, setup.precision, knobs, kernel)
+    g = gpu_numbers(gpu, setup.precision, knobs, kernel, setup.fp8_recipe)
     prec = setup.precision.value
     act_bytes = 4.0 if setup.precision in (Precision.FP32, Precision.TF32) else 2.0
     gemm_bytes = 1.0 if compute_dtype(gpu, setup.precision) == "fp8" else act_bytes
@@ -668,6 +676,7 @@ def kernel_args(model: ModelArch, setup: TrainSetup, gpu: GpuSpec, knobs: Timing
         dropout=setup.dropout, kernel=kernel, lora_impl_code=LORA_IMPL_CODE[setup.lora_impl],
         lora_dropout=setup.lora_dropout, recompute_fraction=setup.recompute_fraction,
         tp_overlap=setup.tp_comm_overlap, ep_overlap=setup.ep_comm_overlap,
+        fp8_cast_bytes=float(knobs.fp8_recipe_cast_bytes.get(setup.fp8_recipe.value, 3.0)),
     )
     return mi, g, plan
 

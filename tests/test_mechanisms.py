@@ -320,3 +320,36 @@ def test_fp8_tensorwise_speedup_near_torchao_measurement():
     bf16 = estimate_step(m, st, gpu, KNOBS).step_time_s
     fp8 = estimate_step(m, st.with_(precision=Precision.FP8, fp8_recipe=Fp8Recipe.TENSORWISE), gpu, KNOBS).step_time_s
     assert bf16 / fp8 - 1.0 == pytest.approx(0.25, abs=0.08)
+
+
+# --------------------------------------------------------------------------- pipeline stages
+
+
+def test_uneven_pipeline_split_second_stage_hand_derivation():
+    """Llama-2-70B, tp 8, pp 4, 1F1B, m = 8, s = 4096, b = 1, SP, full recompute, Megatron distributed optimizer,
+    first and last stages with 17 layers (Megatron --decoder-first/last-pipeline-num-layers 17):
+    the two middle stages get ceil((80 - 34) / 2) = 23 layers. Stage index 1 holds p - 1 = 3 micro-batches in
+    flight (stage 0 holds 4 but only 17 layers): 23 x 3 = 69 > 17 x 4 = 68 layer-micro-batches, and 23 layers of
+    weights, so the second stage is the worst.
+    Weights: per layer h(q + 2kv) + q h + 3 h f = 150,994,944 + 704,643,072 = 855,638,016 split by t = 8
+    -> 106,954,752 + 16,384 norm weights = 106,971,136 params x 23 layers x 2 B = 4,920,672,256 B.
+    Activations at the end of backward (the stage's first layer): kept per layer per micro-batch = layer input
+    2 B x 8192 / 8 (SP) x 4096 tokens = 8,388,608 B; 23 x 3 x that x (1 - 1/3) + one layer = 394,264,576 B."""
+    m70 = ModelArch(id="llama-2-70b", name="Llama 2 70B", vocab_size=32000, hidden_size=8192, num_layers=80,
+                    num_heads=64, num_kv_heads=8, head_dim=128, ffn_size=28672, max_seq_len=4096)
+    st = TrainSetup(gpus=32, tp=8, pp=4, micro_batch=1, grad_accum=8, seq_len=4096,
+                    sharding=Sharding.MEGATRON_DISTOPT, recompute=Recompute.FULL, sequence_parallel=True)
+    uneven = st.with_(pp_first_stage_layers=17, pp_last_stage_layers=17)
+    e = estimate_memory(m70, uneven, kernel="fused")
+    assert e.worst_stage == "second"
+    assert e.per_gpu["model/weights"] == pytest.approx(4_920_672_256, rel=1e-12)
+    assert e.peak_phase == "bwd_end"
+    assert e.per_gpu["activations/layers"] == pytest.approx(394_264_576, rel=1e-9)
+    even = estimate_memory(m70, st, kernel="fused")
+    assert even.worst_stage == "first" and even.peak_allocated_bytes < e.peak_allocated_bytes
+    # time: the 23-layer stages set the pace (20 layers when even)
+    t_even = estimate_step(m70, st, H100, KNOBS)
+    t_uneven = estimate_step(m70, uneven, H100, KNOBS)
+    assert t_uneven.step_time_s > t_even.step_time_s
+    from sizeup.core.memory import check_setup
+    assert check_setup(m70, st.with_(pp_first_stage_layers=40, pp_last_stage_layers=40))

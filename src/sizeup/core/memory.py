@@ -647,6 +647,8 @@ def memory_components(
     grads_kept: Any = False,
     recompute_fraction: Any = 1.0,
     fp8_recipe: str = "delayed",
+    first_stage_layers: Any = 0,
+    last_stage_layers: Any = 0,
 ) -> dict[str, Any]:
     """Per-GPU bytes of every component at the peak (worst stage, worst phase), as arrays.
 
@@ -693,19 +695,28 @@ def memory_components(
     fsdp_grad_op = code == 5
 
     # ---- parameters on the worst stages (Megatron: embedding on the first stage, head on the last)
-    layers = np.ceil(st.L / pp)                                   # layers per stage
+    even = np.ceil(st.L / pp)                                     # layers per stage (even split)
+    fsl, lsl = f(first_stage_layers), f(last_stage_layers)
+    uneven = ((fsl > 0) | (lsl > 0)) & (pp > 1)
+    l_first = np.where(uneven & (fsl > 0), fsl, even)
+    l_last = np.where(uneven & (lsl > 0), lsl, even)
+    l_mid = np.where(uneven, np.ceil(np.maximum(st.L - l_first - l_last, 0.0) / np.maximum(pp - 2, 1)), even)
+    layers = even
     layer_dense_local = st.layer_tp / tp + st.layer_rep
     layer_exp_local = st.layer_exp / (tp * ep)
     single = pp == 1
     emb_first = st.emb / tp
     # tied embeddings with pp > 1: the last stage keeps its own copy of the V x h matrix (Megatron)
     head_last = st.head / tp + np.where(st.tied & ~single, (st.V * st.h) / tp, 0.0)
-    # stage 0 = first (embedding, + head when pp == 1), stage 1 = last (head)
-    stage_nonexp = [layers * layer_dense_local + emb_first + np.where(single, st.head / tp, 0.0),
-                    layers * layer_dense_local + head_last + np.where(single, emb_first, 0.0)]
-    stage_exp = [layers * layer_exp_local, layers * layer_exp_local]
-    stage_mm = [layers * st.mm_layer / tp + np.where(single, st.mm_head / tp, 0.0),
-                layers * st.mm_layer / tp + st.mm_head / tp]
+    # stage 0 = first (embedding, + head when pp == 1), stage 1 = last (head), stage 2 = second (p > 2: no embedding
+    # or head, the most in-flight micro-batches after the first)
+    stage_layers = [l_first, l_last, l_mid]
+    stage_nonexp = [l_first * layer_dense_local + emb_first + np.where(single, st.head / tp, 0.0),
+                    l_last * layer_dense_local + head_last + np.where(single, emb_first, 0.0),
+                    l_mid * layer_dense_local]
+    stage_exp = [sl * layer_exp_local for sl in stage_layers]
+    stage_mm = [l_first * st.mm_layer / tp + np.where(single, st.mm_head / tp, 0.0),
+                l_last * st.mm_layer / tp + st.mm_head / tp, l_mid * st.mm_layer / tp]
 
     sb = state_bytes(precision, kernel, code, fp8_recipe)
     w_b, g_b, m_b, s_el, cast_b, amp = sb["w"], sb["g"], sb["m"], sb["s"], sb["cast"], sb["amp"]
@@ -727,8 +738,9 @@ def memory_components(
 
     peft_on = peft != Peft.NONE
     results = []
-    for stage in (0, 1):
+    for stage in (0, 1, 2):
         nonexp, exp_, mm = stage_nonexp[stage], stage_exp[stage], stage_mm[stage]
+        layers = stage_layers[stage]
         total_params = nonexp + exp_
         if peft_on:
             # frozen base: 16-bit (LoRA) or NF4 for the Linear weights of the layers (QLoRA)
@@ -824,6 +836,8 @@ def memory_components(
         inter = np.where((sched == 1) & ~single, 1.0 + (pp - 1.0) / (pp * vpp), 1.0)
         if stage == 0:
             inflight = inflight_first * inter
+        elif stage == 2:  # stage index 1 of p holds p - 1 micro-batches under 1F1B (Narayanan 2021 Sec. 2.2)
+            inflight = np.where(sched == 2, m_acc, np.maximum(np.minimum(pp - 1.0, m_acc), 1.0)) * inter
         else:  # the last stage runs each micro-batch's backward right after its forward (1F1B)
             inflight = np.where(single, 1.0, np.where(sched == 2, m_acc, 1.0))
         acts = layers * kept_per_layer * inflight
@@ -907,7 +921,10 @@ def memory_components(
         results.append(chosen)
     worst = np.where(results[1]["total"] > results[0]["total"], 1, 0)
     out = {k_: np.where(worst == 1, results[1][k_], results[0][k_]) for k_ in results[0]}
-    out["stage"] = worst
+    # the second stage matters only for p > 2 with an uneven split (an even split leaves it below the first)
+    second = uneven & (pp > 2) & (results[2]["total"] > out["total"])
+    out = {k_: np.where(second, results[2][k_], out[k_]) for k_ in out}
+    out["stage"] = np.where(second, 2, worst)
     return out
 
 
@@ -970,6 +987,19 @@ def check_setup(model: ModelArch, setup: TrainSetup) -> list[str]:
         problems.append(f"dropout must be in [0, 1), got {setup.dropout}")
     if not 0.0 <= setup.lora_dropout < 1.0:
         problems.append(f"lora dropout must be in [0, 1), got {setup.lora_dropout}")
+    if setup.pp_first_stage_layers or setup.pp_last_stage_layers:
+        f_, l_ = setup.pp_first_stage_layers, setup.pp_last_stage_layers
+        if f_ < 0 or l_ < 0:
+            problems.append("pipeline first/last stage layers must be >= 0")
+        elif setup.pp < 2:
+            problems.append("first/last pipeline stage layers need pp >= 2")
+        elif (f_ or math.ceil(model.num_layers / setup.pp)) + (l_ or math.ceil(model.num_layers / setup.pp)) \
+                > model.num_layers or (setup.pp > 2 and (f_ or 0) + (l_ or 0) >= model.num_layers):
+            problems.append(f"first ({f_}) + last ({l_}) pipeline stage layers leave no layers for the other "
+                            f"stages of {model.num_layers}")
+        elif setup.pp == 2 and f_ and l_ and f_ + l_ != model.num_layers:
+            problems.append(f"with pp 2 the first ({f_}) and last ({l_}) stage layers must add up to "
+                            f"{model.num_layers}")
     if not 0.0 <= setup.recompute_fraction <= 1.0:
         problems.append(f"recompute fraction must be in [0, 1], got {setup.recompute_fraction}")
     for name in ("tp_comm_overlap", "ep_comm_overlap"):
@@ -1008,6 +1038,7 @@ def _codes(setup: TrainSetup) -> dict[str, Any]:
         schedule_code=SCHEDULE_CODE[setup.pp_schedule], virtual_pp=setup.virtual_pp,
         gpus_per_node=setup.gpus_per_node, optimizer_in_backward=setup.optimizer_in_backward,
         grads_kept=not setup.grads_set_to_none, recompute_fraction=setup.recompute_fraction,
+        first_stage_layers=setup.pp_first_stage_layers, last_stage_layers=setup.pp_last_stage_layers,
     )
 
 
@@ -1062,7 +1093,7 @@ def estimate_memory(
     headroom = None if gpu_memory_bytes is None else float(gpu_memory_bytes) - reserved
     fits = None if gpu_memory_bytes is None else bool(reserved <= gpu_memory_bytes)
     phase = PHASES[int(comp["phase"])]
-    stage = ("first", "last")[int(comp["stage"])] if setup.pp > 1 else "only"
+    stage = ("first", "last", "second")[int(comp["stage"])] if setup.pp > 1 else "only"
     reasons: list[str] = []
     if fits is False:
         top = sorted(((v, k_) for k_, v in per_gpu.items() if v > 0), reverse=True)[:3]

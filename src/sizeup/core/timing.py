@@ -357,13 +357,20 @@ def step_kernel(mi: ModelInputs, g: GpuNumbers, knobs: TimingKnobs, *, tp, pp, d
                 act_bytes: float = 2.0, gemm_bytes: float = 2.0, flash: bool = True, grad_bytes: float = 2.0,
                 gather_bytes: float = 2.0, optimizer_bytes_per_param: float = 36.0, dropout: float = 0.0,
                 kernel: str = "fused", lora_impl_code=0, lora_dropout: float = 0.0, recompute_fraction=1.0,
-                tp_overlap=None, ep_overlap=None, fp8_cast_bytes: float = 3.0) -> dict:
+                tp_overlap=None, ep_overlap=None, fp8_cast_bytes: float = 3.0, first_stage_layers=0,
+                last_stage_layers=0) -> dict:
     """Seconds per optimizer step and its parts, for one plan or arrays of plans. Returns a dict of arrays."""
     L, h, V = mi.num_layers, mi.hidden, mi.vocab
     s = seq_len * 1.0
     M = micro_batch * s / cp  # tokens per GPU per micro-batch
-    layers = L / pp  # layers per stage (bottleneck stage rounds up)
-    layers = np.ceil(layers)
+    # layers per stage: even split (bottleneck stage rounds up), or Megatron's uneven split
+    # (--decoder-first/last-pipeline-num-layers): first F, last F_last, the rest spread over the p-2 middle stages
+    even = np.ceil(L / pp)
+    l_first = np.where(first_stage_layers > 0, first_stage_layers, even)
+    l_last = np.where((last_stage_layers > 0) & (pp > 1), last_stage_layers, even)
+    l_mid = np.where(pp > 2, np.ceil(np.maximum(L - l_first - l_last, 0.0) / np.maximum(pp - 2, 1)), 0.0)
+    l_mid = np.where((first_stage_layers > 0) | (last_stage_layers > 0), l_mid, even)
+    layers = np.maximum(np.maximum(l_first, l_mid), np.where(pp > 1, l_last, l_first))
     sh = mi.shapes
 
     # ---- GEMMs of one layer, forward (roofline per weight matrix)
@@ -470,7 +477,10 @@ def step_kernel(mi: ModelInputs, g: GpuNumbers, knobs: TimingKnobs, *, tp, pp, d
 
     mb_fwd = layers * layer_fwd
     mb_bwd = layers * (layer_bwd + layer_rc)
-    mb_compute = mb_fwd + mb_bwd + head_time + layers * host
+    # the slowest stage sets the pipeline's pace: the last one carries the logits/loss head
+    per_layer = layer_fwd + layer_bwd + layer_rc + host
+    head_stage = np.where(pp > 1, l_last, layers)
+    mb_compute = np.maximum(layers * per_layer, head_stage * per_layer + head_time)
 
     # ---- tensor-parallel collectives: 2 all-reduce fwd + 2 bwd per layer (Shoeybi 2019 §3); SP: AG+RS, same bytes
     tp_payload = act_bytes * micro_batch * (s / cp) * h
@@ -677,6 +687,8 @@ def kernel_args(model: ModelArch, setup: TrainSetup, gpu: GpuSpec, knobs: Timing
         lora_dropout=setup.lora_dropout, recompute_fraction=setup.recompute_fraction,
         tp_overlap=setup.tp_comm_overlap, ep_overlap=setup.ep_comm_overlap,
         fp8_cast_bytes=float(knobs.fp8_recipe_cast_bytes.get(setup.fp8_recipe.value, 3.0)),
+        first_stage_layers=setup.pp_first_stage_layers if setup.pp > 1 else 0,
+        last_stage_layers=setup.pp_last_stage_layers if setup.pp > 1 else 0,
     )
     return mi, g, plan
 

@@ -355,6 +355,10 @@ class TrainSetup:
     """Share of transformer blocks fully checkpointed when `recompute` is layer-fraction (torchtitan every-N-th: 1/N)."""
     fp8_recipe: Fp8Recipe = Fp8Recipe.DELAYED
     """fp8 scaling recipe when `precision` is fp8 (`Fp8Recipe`)."""
+    pp_first_stage_layers: int = 0
+    """Transformer layers on the first pipeline stage (Megatron `--decoder-first-pipeline-num-layers`); 0 = even split."""
+    pp_last_stage_layers: int = 0
+    """Transformer layers on the last pipeline stage (Megatron `--decoder-last-pipeline-num-layers`); 0 = even split."""
     tp_comm_overlap: float | None = None
     """Share of tensor-parallel collectives hidden behind GEMMs; None = timing.yaml `tp_overlap` (0: Megatron default,
     `--tp-comm-overlap` with TE userbuffers hides most of it)."""

@@ -353,3 +353,36 @@ def test_uneven_pipeline_split_second_stage_hand_derivation():
     assert t_uneven.step_time_s > t_even.step_time_s
     from sizeup.core.memory import check_setup
     assert check_setup(m70, st.with_(pp_first_stage_layers=40, pp_last_stage_layers=40))
+
+
+# --------------------------------------------------------------------------- FSDP buffers
+
+
+def test_fsdp_reduce_scatter_buffers_hand_derivation():
+    """FSDP2 (pytorch torch/distributed/fsdp/_fully_shard/_fsdp_collectives.py foreach_reduce): the reduce-scatter
+    input is allocated in reduce_dtype and filled from the unsharded gradients, which are freed only after the
+    copy-in, so a unit's gradient is live twice (compute dtype + reduce dtype) in backward; in forward only the
+    unit being computed and the prefetched next one are unsharded.
+    Llama-3.1-8B, FSDP over 8, bf16-mixed: the largest unit is the 128,256 x 4096 = 525,336,576-param embedding,
+    the next layer has 218,112,000 params (4096 x (4096 + 2 x 1024) + 4096^2 + 3 x 4096 x 14336 + 2 x 4096).
+    forward: (525,336,576 + 218,112,000) x 2 B = 1,486,897,152 B; backward with reduce_dtype fp32:
+    + 525,336,576 x (2 + 4) = 3,152,019,456 -> 4,638,916,608 B; bf16 reduce: + 525,336,576 x 4 -> 3,588,243,456 B."""
+    from sizeup.core.memory import components_for
+
+    st = TrainSetup(gpus=8, micro_batch=1, seq_len=4096, sharding=Sharding.FSDP_FULL)
+    layer = 4096 * (4096 + 2 * 1024) + 4096 * 4096 + 3 * 4096 * 14336 + 2 * 4096
+    assert layer == 218_112_000
+    emb = 128_256 * 4096
+    fp32 = components_for(LLAMA31_8B, st.with_(grad_reduce_dtype="fp32"), "fused")
+    bf16 = components_for(LLAMA31_8B, st.with_(grad_reduce_dtype="bf16"), "fused")
+    phase = {0: "fwd", 1: "bwd", 2: "bwd_end"}[int(fp32["phase"])]
+    assert phase in ("bwd", "bwd_end")
+    assert float(fp32["buffers/gathered_params"]) == pytest.approx((emb + layer) * 2 + emb * 6, rel=1e-12)
+    assert float(bf16["buffers/gathered_params"]) == pytest.approx((emb + layer) * 2 + emb * 4, rel=1e-12)
+    assert (emb + layer) * 2 == 1_486_897_152 and (emb + layer) * 2 + emb * 6 == 4_638_916_608
+    # the forward phase holds only the two unsharded units
+    assert float(fp32["phase_fwd"]) - float(bf16["phase_fwd"]) == 0.0
+    # the reduce dtype also sets the reduce-scatter bytes in the step time
+    t32 = estimate_step(LLAMA31_8B, st.with_(grad_reduce_dtype="fp32"), H100, KNOBS)
+    t16 = estimate_step(LLAMA31_8B, st.with_(grad_reduce_dtype="bf16"), H100, KNOBS)
+    assert t32.breakdown["comm/data_parallel_exposed"] >= t16.breakdown["comm/data_parallel_exposed"]

@@ -649,6 +649,7 @@ def memory_components(
     fp8_recipe: str = "delayed",
     first_stage_layers: Any = 0,
     last_stage_layers: Any = 0,
+    grad_reduce_bytes: float = 0.0,
 ) -> dict[str, Any]:
     """Per-GPU bytes of every component at the peak (worst stage, worst phase), as arrays.
 
@@ -772,6 +773,7 @@ def memory_components(
             layer_b = NF4_BYTES_PER_PARAM if peft == Peft.QLORA else base_b
             big = max(st.emb * base_b, st.V * st.h * base_b, st.layer_unit * layer_b)
             gathered = np.where(par_sh, (big + st.layer_unit * layer_b) / tp, 0.0) + gather_unit
+            gathered_f = gathered_b = gathered
         else:
             def shard(x, sharded, n=n_sh, ne=n_sh_exp):
                 return np.where(sharded, x[0] / n + x[1] / ne, x[0] + x[1])
@@ -790,8 +792,18 @@ def memory_components(
             comp_b = np.where(precision in (Precision.FP32, Precision.TF32), 4.0, comp_b)
             # the largest unit being computed + the next layer prefetched, and the unit's full gradient
             gathered = np.where(par_sh, ((st.largest_unit + st.layer_unit) * comp_b + st.largest_unit * g_b) / tp, 0.0)
+            # FSDP (codes 4, 6): forward holds the unit being computed + the prefetched next one (Zhao et al. 2023
+            # Sec. 3.3; FSDP2 implicit prefetch); backward adds the unit's unsharded gradient in the compute dtype
+            # and the reduce-scatter input in the reduce dtype (FSDP2 casts the gradient to reduce_dtype before the
+            # reduce-scatter and frees it when the collective completes), i.e. comp_b + reduce_b per parameter
+            red_b = np.where(grad_reduce_bytes > 0, grad_reduce_bytes, g_b)
+            fsdp_codes = np.isin(code, (4, 6))
+            gathered_f = np.where(fsdp_codes, (st.largest_unit + st.layer_unit) * comp_b / tp, gathered)
+            gathered_b = np.where(fsdp_codes, gathered_f + st.largest_unit * (comp_b + red_b) / tp, gathered)
             # FSDP SHARD_GRAD_OP keeps the gathered 16-bit params from forward through backward
             gathered = gathered + np.where(fsdp_grad_op, total_params * comp_b, 0.0)
+            gathered_f = gathered_f + np.where(fsdp_grad_op, total_params * comp_b, 0.0)
+            gathered_b = gathered_b + np.where(fsdp_grad_op, total_params * comp_b, 0.0)
             grad_b = g_b
         # optimizer step fused into backward (PyTorch tutorial "optimizer hooks in backward";
         # torchtune optimizer_in_bwd): register_post_accumulate_grad_hook steps each parameter and sets
@@ -878,9 +890,9 @@ def memory_components(
             (rc == 3) | (rc == 4), np.maximum(layer_bytes - kept_per_layer, 0.0), 0.0)) + tokens * bwd_temp_c / tp
         casts_end = np.where(full, layer_cast, np.minimum(casts, layer_cast))
         totals = (
-            base + grads_fwd + acts_kept_gpu + gathered + logits_fwd + casts_bwd,              # fwd
-            base + grads_fb + acts_kept_gpu + gathered + logits_bwd + casts_bwd + buckets,     # bwd
-            base + grads_end + acts_end + gathered + bwd_layer + casts_end + buckets,          # bwd_end
+            base + grads_fwd + acts_kept_gpu + gathered_f + logits_fwd + casts_bwd,            # fwd
+            base + grads_fb + acts_kept_gpu + gathered_b + logits_bwd + casts_bwd + buckets,   # bwd
+            base + grads_end + acts_end + gathered_b + bwd_layer + casts_end + buckets,        # bwd_end
             base + grads_opt + temps_gpu + buckets,                                            # opt
         )
         phase = np.where(totals[1] >= totals[0], 1, 0)
@@ -903,7 +915,7 @@ def memory_components(
             "activations/backward_layer": np.where(ph2, bwd_layer, 0.0),
             "activations/logits_loss": np.where(ph0, logits_fwd, np.where(ph1, logits_bwd, 0.0)),
             "activations/weight_casts": np.where(ph2, casts_end, np.where(is_opt, 0.0, casts_bwd)),
-            "buffers/gathered_params": np.where(is_opt, 0.0, gathered),
+            "buffers/gathered_params": np.where(is_opt, 0.0, np.where(ph0, gathered_f, gathered_b)),
             "buffers/comm_buckets": np.where(ph0, 0.0, buckets),
         }
         chosen["total"] = best
@@ -1000,6 +1012,8 @@ def check_setup(model: ModelArch, setup: TrainSetup) -> list[str]:
         elif setup.pp == 2 and f_ and l_ and f_ + l_ != model.num_layers:
             problems.append(f"with pp 2 the first ({f_}) and last ({l_}) stage layers must add up to "
                             f"{model.num_layers}")
+    if setup.grad_reduce_dtype not in ("", "bf16", "fp32"):
+        problems.append(f"gradient reduce dtype must be bf16 or fp32, got {setup.grad_reduce_dtype!r}")
     if not 0.0 <= setup.recompute_fraction <= 1.0:
         problems.append(f"recompute fraction must be in [0, 1], got {setup.recompute_fraction}")
     for name in ("tp_comm_overlap", "ep_comm_overlap"):
@@ -1039,6 +1053,7 @@ def _codes(setup: TrainSetup) -> dict[str, Any]:
         gpus_per_node=setup.gpus_per_node, optimizer_in_backward=setup.optimizer_in_backward,
         grads_kept=not setup.grads_set_to_none, recompute_fraction=setup.recompute_fraction,
         first_stage_layers=setup.pp_first_stage_layers, last_stage_layers=setup.pp_last_stage_layers,
+        grad_reduce_bytes={"bf16": 2.0, "fp32": 4.0}.get(setup.grad_reduce_dtype, 0.0),
     )
 
 
@@ -1196,8 +1211,13 @@ def _terms(model, setup, kernel, ov, comp, per_gpu, allocated, reserved, gpu_mem
                           {"cast_bytes": float(sb["cast"])}, "trace_feasibility.md (+12.3 GiB for Llama-7B AMP)"))
     if per_gpu["buffers/gathered_params"]:
         terms.append(Term("memory/gathered_params", per_gpu["buffers/gathered_params"], "B",
-                          "((largest unit + next layer) * compute bytes + largest unit * grad bytes) / t",
-                          {"largest_unit_params": st.largest_unit, "layer_params": st.layer_unit}, "DeepSpeed estimate_zero3: 4 x largest layer"))
+                          "FSDP: fwd (largest unit + prefetched layer) * compute bytes / t; bwd + largest unit * "
+                          "(compute bytes (unsharded grad) + reduce bytes (reduce-scatter input)) / t; "
+                          "ZeRO-3: ((largest unit + next layer) * compute bytes + largest unit * grad bytes) / t",
+                          {"largest_unit_params": st.largest_unit, "layer_params": st.layer_unit,
+                           "grad_reduce_dtype": setup.grad_reduce_dtype or "precision default", "phase": phase},
+                          "DeepSpeed estimate_zero3: 4 x largest layer; FSDP2 _fsdp_collectives.foreach_reduce "
+                          "(reduce-scatter input in reduce_dtype, grads freed after the copy-in); Zhao et al. 2023"))
     terms.append(Term("memory/peak_allocated", allocated, "B",
                       "max over phases (fwd, bwd, bwd_end, opt) and pipeline stages of the sum of components",
                       {"phase": phase, "stage": stage, **{f"phase_{p}": float(comp[f'phase_{p}']) for p in PHASES}},

@@ -680,7 +680,8 @@ def kernel_args(model: ModelArch, setup: TrainSetup, gpu: GpuSpec, knobs: Timing
         recompute_code=RECOMPUTE_CODE[setup.recompute], sequence_parallel=int(setup.sequence_parallel),
         virtual_pp=setup.virtual_pp if setup.pp > 1 else 1, offload_code=OFFLOAD_CODE[setup.offload_optimizer],
         act_bytes=act_bytes, gemm_bytes=gemm_bytes, flash=setup.attention == Attention.FLASH,
-        grad_bytes=float(knobs.grad_reduce_bytes.get(prec, act_bytes)),
+        grad_bytes=({"bf16": 2.0, "fp32": 4.0}.get(setup.grad_reduce_dtype)
+                    or float(knobs.grad_reduce_bytes.get(prec, act_bytes))),
         gather_bytes=float(knobs.param_gather_bytes.get(prec, act_bytes)),
         optimizer_bytes_per_param=float(opt_b.get(setup.optimizer.value, opt_b.get("adamw", 36.0))),
         dropout=setup.dropout, kernel=kernel, lora_impl_code=LORA_IMPL_CODE[setup.lora_impl],

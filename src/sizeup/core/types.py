@@ -355,6 +355,9 @@ class TrainSetup:
     """Share of transformer blocks fully checkpointed when `recompute` is layer-fraction (torchtitan every-N-th: 1/N)."""
     fp8_recipe: Fp8Recipe = Fp8Recipe.DELAYED
     """fp8 scaling recipe when `precision` is fp8 (`Fp8Recipe`)."""
+    grad_reduce_dtype: str = ""
+    """dtype gradients are reduced in: "bf16" | "fp32"; "" = the precision's default (timing.yaml grad_reduce_bytes;
+    FSDP2 MixedPrecisionPolicy(reduce_dtype=torch.float32) in torchtitan, bf16 in llm-foundry's DEFAULT mode)."""
     pp_first_stage_layers: int = 0
     """Transformer layers on the first pipeline stage (Megatron `--decoder-first-pipeline-num-layers`); 0 = even split."""
     pp_last_stage_layers: int = 0

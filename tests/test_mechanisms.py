@@ -386,3 +386,71 @@ def test_fsdp_reduce_scatter_buffers_hand_derivation():
     t32 = estimate_step(LLAMA31_8B, st.with_(grad_reduce_dtype="fp32"), H100, KNOBS)
     t16 = estimate_step(LLAMA31_8B, st.with_(grad_reduce_dtype="bf16"), H100, KNOBS)
     assert t32.breakdown["comm/data_parallel_exposed"] >= t16.breakdown["comm/data_parallel_exposed"]
+
+
+# --------------------------------------------------------------------------- MoE
+
+
+def _moe():
+    return ModelArch(id="moe-test", name="moe", vocab_size=32000, hidden_size=2048, num_layers=16, num_heads=16,
+                     num_kv_heads=16, head_dim=128, ffn_size=8192, num_experts=64, experts_per_token=8,
+                     expert_ffn_size=1024)
+
+
+def test_moe_load_imbalance_matches_a_multinomial_simulation():
+    """The busiest of ep = 8 expert-parallel ranks under uniform routing: draw M*K = 4096 x 8 token-expert
+    assignments per rank, 8 ranks, each to a uniform random rank (numpy multinomial, 4000 trials, seed 0); the
+    mean of (max load / mean load) is the imbalance factor the step model applies to the expert GEMMs and
+    all-to-all. Normal approximation (counts = mean + sqrt(M K) (Z_i - Z_bar)): 1 + e(8) / sqrt(32768)
+    = 1 + 1.4236 / 181.02 = 1.00786, e(8) the expected maximum of 8 standard normals."""
+    import numpy as np
+
+    from sizeup.core.timing import expected_max_std_normal
+
+    ep, mk = 8, 4096 * 8
+    rng = np.random.default_rng(0)
+    loads = rng.multinomial(mk * ep, [1.0 / ep] * ep, size=4000)
+    simulated = float((loads.max(axis=1) / mk).mean())
+    formula = 1.0 + float(expected_max_std_normal(ep)) / np.sqrt(mk)
+    assert formula == pytest.approx(1.00786, abs=2e-5)
+    assert formula - 1.0 == pytest.approx(simulated - 1.0, rel=0.05)
+
+
+def test_moe_routing_traffic_imbalance_and_capacity_in_step_time():
+    """One MoE layer type (64 experts, top-8, h 2048) on one test H100, b=1 s=4096, no EP: the routing traffic per
+    layer forward is 16 B x M x E (fp32 router softmax/top-k) + 2 B x M x h x (2 + 2K) (permute: read M h, write
+    K M h; unpermute: read K M h, write M h) = 16 x 4096 x 64 + 2 x 4096 x 2048 x 18 = 4,194,304 + 301,989,888
+    = 306,184,192 B; with backward (x 3) and 16 layers: 14.70 GB / 3.015e12 B/s = 4.874 ms of elementwise time.
+    With EP the busiest rank's expert GEMMs scale by the imbalance; padding to capacity 1.25 costs 1.25x expert
+    GEMM time over an unpadded dropless run on one rank."""
+    m = _moe()
+    st = TrainSetup(gpus=1, micro_batch=1, seq_len=4096)
+    dense_equiv = m.with_(num_experts=0, experts_per_token=0, expert_ffn_size=0)
+    t = estimate_step(m, st, H100, KNOBS)
+    route = 16 * 4096 * 64 + 2 * 4096 * 2048 * 18
+    assert route == 306_184_192
+    # the elementwise difference between the MoE model and its dense twin = routing + the MLP activation width
+    from sizeup.core.flops import layer_shapes
+    sh_m, sh_d = layer_shapes(m), layer_shapes(dense_equiv)
+    t_d = estimate_step(dense_equiv, st, H100, KNOBS)
+    diff = t.breakdown["compute/elementwise"] - t_d.breakdown["compute/elementwise"]
+    ffn_passes = 3.0  # fused SwiGLU passes (timing.yaml elementwise_passes_ffn_fwd.fused)
+    act = 2.0 * 4096 * ffn_passes * (sh_m.ffn_act_width - sh_d.ffn_act_width)
+    expected = (route + act) * 3 * 16 / (3.35e12 * 0.9)
+    assert diff == pytest.approx(expected, rel=1e-6)
+    assert route * 3 * 16 / (3.35e12 * 0.9) == pytest.approx(4.874e-3, rel=1e-3)
+    pad = estimate_step(m, st.with_(moe_capacity_factor=1.25, moe_pad_to_capacity=True), H100, KNOBS)
+    drop = estimate_step(m, st.with_(moe_capacity_factor=1.25), H100, KNOBS)
+    assert drop.step_time_s == pytest.approx(t.step_time_s)  # one rank: no imbalance, nothing dropped
+    assert pad.step_time_s > t.step_time_s
+
+
+def test_moe_terms_in_explain():
+    m = _moe()
+    st = TrainSetup(gpus=8, micro_batch=1, seq_len=4096, ep=8, sharding=Sharding.FSDP_FULL)
+    est = estimate_step(m, st, H100, KNOBS)
+    term = {t.name: t for t in est.terms}["moe/load_imbalance"]
+    import numpy as np
+    from sizeup.core.timing import expected_max_std_normal
+    assert term.value == pytest.approx(1.0 + float(expected_max_std_normal(8)) / np.sqrt(4096 * 8), rel=1e-12)
+    assert "time/expert_parallel_comm" in {t.name for t in est.terms}

@@ -1012,6 +1012,10 @@ def check_setup(model: ModelArch, setup: TrainSetup) -> list[str]:
         elif setup.pp == 2 and f_ and l_ and f_ + l_ != model.num_layers:
             problems.append(f"with pp 2 the first ({f_}) and last ({l_}) stage layers must add up to "
                             f"{model.num_layers}")
+    if setup.moe_capacity_factor < 0 or (setup.moe_capacity_factor and setup.moe_capacity_factor < 1.0):
+        problems.append(f"MoE capacity factor must be 0 (dropless) or >= 1, got {setup.moe_capacity_factor}")
+    if setup.moe_pad_to_capacity and not setup.moe_capacity_factor:
+        problems.append("padding expert inputs to capacity needs a capacity factor")
     if setup.grad_reduce_dtype not in ("", "bf16", "fp32"):
         problems.append(f"gradient reduce dtype must be bf16 or fp32, got {setup.grad_reduce_dtype!r}")
     if not 0.0 <= setup.recompute_fraction <= 1.0:

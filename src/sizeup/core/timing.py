@@ -159,6 +159,9 @@ class ModelInputs:
     quantized_base: bool
     rmsnorms_per_layer: float = 0.0
     """RMSNorms per layer (0 for LayerNorm models): eager PyTorch runs them as several fp32 kernels."""
+    num_experts: int = 0
+    moe_fraction: float = 0.0
+    """Share of layers that are MoE layers."""
     sac_gemm_share: float = 0.0
     """Share of the layer's forward GEMM FLOPs that op-level SAC recomputes (the mms it does not save)."""
     attn_gemm_share: float = 0.0
@@ -191,6 +194,9 @@ def model_inputs(m: ModelArch, setup: TrainSetup | None = None) -> ModelInputs:
                 per_layer += r * (a + b)
         trainable = float(per_layer * m.num_layers)
         frozen = 1.0
+    num_experts: int = 0
+    moe_fraction: float = 0.0
+    """Share of layers that are MoE layers."""
     sac_gemm_share: float = 0.0
     """Share of the layer's forward GEMM FLOPs that op-level SAC recomputes (the mms it does not save)."""
     attn_gemm_share: float = 0.0
@@ -206,6 +212,7 @@ def model_inputs(m: ModelArch, setup: TrainSetup | None = None) -> ModelInputs:
                        m.num_moe_layers, max(1, m.experts_per_token), m.kv_dim, m.mlp_kind.gated, frozen,
                        float(m.q_dim / m.num_heads), peft == Peft.QLORA,
                        float(m.norms_per_layer) if m.norm_kind == NormKind.RMSNORM else 0.0,
+                       m.num_experts, m.num_moe_layers / m.num_layers,
                        recompute_gemm_share(m, Recompute.OP_SAC), recompute_gemm_share(m, Recompute.ATTENTION_ONLY),
                        adapters, float(setup.lora_rank) if (setup and peft != Peft.NONE) else 0.0)
 
@@ -290,6 +297,36 @@ def _gemm_time(g: GpuNumbers, flops, bytes_):
 LORA_IMPL_CODE = {LoraImpl.FUSED: 0, LoraImpl.PEFT: 1}
 
 
+def _expected_max_table() -> tuple[np.ndarray, np.ndarray]:
+    """E[max of n iid N(0,1)] = integral x * n * phi(x) * Phi(x)^(n-1) dx for n = 1 .. 2^14 (order statistics)."""
+    from math import erf
+
+    x = np.linspace(-8.0, 8.0, 16001)
+    phi = np.exp(-0.5 * x * x) / np.sqrt(2.0 * np.pi)
+    cdf = 0.5 * (1.0 + np.vectorize(erf)(x / np.sqrt(2.0)))
+    ns = 2.0 ** np.arange(0, 15)
+    vals = np.array([np.trapezoid(x * n * phi * cdf ** (n - 1.0), x) for n in ns])
+    return np.log(ns), vals
+
+
+_EMAX_LOG_N, _EMAX = _expected_max_table()
+
+
+def expected_max_std_normal(n):
+    """Expected maximum of n standard normal draws (0 for n = 1), interpolated in log n; array-friendly."""
+    return np.interp(np.log(np.maximum(n, 1.0)), _EMAX_LOG_N, _EMAX)
+
+
+def moe_imbalance(mi: ModelInputs, setup: TrainSetup):
+    """The load-imbalance factor step_kernel applies for this setup (same formula; for --explain)."""
+    M = setup.micro_batch * setup.seq_len / setup.cp
+    mk = max(M * mi.experts_per_token * max(mi.moe_fraction, 1e-9), 1.0)
+    imb = 1.0 + float(expected_max_std_normal(max(setup.ep, 1))) / np.sqrt(mk)
+    if setup.moe_capacity_factor > 0:
+        imb = setup.moe_capacity_factor if setup.moe_pad_to_capacity else min(imb, setup.moe_capacity_factor)
+    return imb if mi.num_experts > 0 else 1.0
+
+
 def lora_adapter_time(mi: ModelInputs, g: GpuNumbers, M, tp, act_bytes: float = 2.0, impl_code=0,
                       lora_dropout: float = 0.0):
     """GPU seconds per layer per micro-batch of the LoRA adapters and the kernels they launch.
@@ -358,7 +395,7 @@ def step_kernel(mi: ModelInputs, g: GpuNumbers, knobs: TimingKnobs, *, tp, pp, d
                 gather_bytes: float = 2.0, optimizer_bytes_per_param: float = 36.0, dropout: float = 0.0,
                 kernel: str = "fused", lora_impl_code=0, lora_dropout: float = 0.0, recompute_fraction=1.0,
                 tp_overlap=None, ep_overlap=None, fp8_cast_bytes: float = 3.0, first_stage_layers=0,
-                last_stage_layers=0) -> dict:
+                last_stage_layers=0, moe_capacity_factor=0.0, moe_pad_to_capacity=False) -> dict:
     """Seconds per optimizer step and its parts, for one plan or arrays of plans. Returns a dict of arrays."""
     L, h, V = mi.num_layers, mi.hidden, mi.vocab
     s = seq_len * 1.0
@@ -372,6 +409,19 @@ def step_kernel(mi: ModelInputs, g: GpuNumbers, knobs: TimingKnobs, *, tp, pp, d
     l_mid = np.where((first_stage_layers > 0) | (last_stage_layers > 0), l_mid, even)
     layers = np.maximum(np.maximum(l_first, l_mid), np.where(pp > 1, l_last, l_first))
     sh = mi.shapes
+
+    # ---- MoE load imbalance: the busiest expert-parallel rank sets the pace of the grouped GEMMs and the all-to-all.
+    # Token-to-rank assignments of a balanced router as a multinomial (M*K*ep draws over ep ranks, mean M*K per
+    # rank): in the normal approximation the counts are mean + sqrt(M*K) * (Z_i - Z_bar) with Z iid N(0,1) (the
+    # fixed total gives the -1/(n-1) correlation), so the busiest rank's expected load is mean + e(ep) sqrt(M*K),
+    # e(n) the expected maximum of n standard normals (e(n) -> sqrt(2 ln n): Raab & Steger 1998). A capacity factor C drops the excess (factor <= C) or, padded to capacity (Switch/GShard,
+    # Megatron --moe-pad-expert-input-to-capacity), always computes C x the mean.
+    mk = np.maximum(M * mi.experts_per_token * max(mi.moe_fraction, 1e-9), 1.0)
+    epf = np.maximum(np.asarray(ep, dtype=float), 1.0)
+    imb = 1.0 + expected_max_std_normal(epf) / np.sqrt(mk)
+    cf = np.asarray(moe_capacity_factor, dtype=float)
+    imb = np.where(cf > 0, np.where(np.asarray(moe_pad_to_capacity, dtype=bool), cf, np.minimum(imb, cf)), imb)
+    imb = np.where(mi.num_experts > 0, imb, 1.0)
 
     # ---- GEMMs of one layer, forward (roofline per weight matrix)
     gemm_fwd = 0.0
@@ -390,6 +440,8 @@ def step_kernel(mi: ModelInputs, g: GpuNumbers, knobs: TimingKnobs, *, tp, pp, d
         f = 2.0 * rows * gm.k * gm.n / split
         byt = gemm_bytes * (rows * gm.k + gm.k * gm.n / split) + act_bytes * rows * gm.n / split
         t, tc, tm = _gemm_time(g, f, byt)
+        if gm.expert:
+            t, tc, tm = t * imb, tc * imb, tm * imb
         gemm_fwd = gemm_fwd + n_calls * t
         gemm_fwd_compute = gemm_fwd_compute + n_calls * tc
         gemm_fwd_memory = gemm_fwd_memory + n_calls * tm
@@ -428,6 +480,13 @@ def step_kernel(mi: ModelInputs, g: GpuNumbers, knobs: TimingKnobs, *, tp, pp, d
                                       + 2.0 * sh.qkv_width / tp)  # rotary/bias on q,k,v: read + write
     if gemm_bytes < act_bytes:  # fp8: scale and cast every GEMM input (delayed: read 2 B, write 1 B; see recipe)
         elem_fwd_bytes = elem_fwd_bytes + fp8_cast_bytes * M * (h + sh.ffn_act_width / tp + sh.attn_v_dim / tp)
+    if mi.num_experts > 0:
+        # MoE routing traffic per MoE layer (Megatron-Core moe_utils permute/unpermute, router in fp32): router
+        # softmax + top-k over E logits (write 4 B fp32 logits, softmax read/write 8 B, top-k read 4 B) and the
+        # token permutation: permute reads M*h and writes K*M*h, unpermute reads K*M*h (+ probs) and writes M*h
+        K = mi.experts_per_token
+        route = 16.0 * M * mi.num_experts + act_bytes * M * h / sp_div * (2.0 + 2.0 * K) * imb
+        elem_fwd_bytes = elem_fwd_bytes + mi.moe_fraction * route
     elem_fwd = elem_fwd_bytes / (g.hbm_bytes_per_s * g.hbm_efficiency)
     elem_bwd = elem_fwd * knobs.elementwise_bwd_factor
     if mi.quantized_base:
@@ -503,7 +562,7 @@ def step_kernel(mi: ModelInputs, g: GpuNumbers, knobs: TimingKnobs, *, tp, pp, d
     cp_exposed_mb = layers * np.maximum(cp_time - knobs.cp_overlap * (attn_fwd + attn_bwd), (1 - knobs.cp_overlap) * cp_time)
 
     # ---- expert parallel: dispatch + combine all-to-all, forward and backward (Lepikhin 2020 GShard)
-    ep_payload = act_bytes * M * mi.experts_per_token * h
+    ep_payload = act_bytes * M * mi.experts_per_token * h * imb  # the busiest rank receives imb x the mean
     t_a2a = collective_time("all-to-all", ep_payload, ep, tp * cp, g.node_size, g.intra_node_bytes_per_s,
                             g.inter_node_bytes_per_s, g.collective_efficiency_intra, g.collective_efficiency_inter,
                             g.collective_latency_s)
@@ -688,6 +747,7 @@ def kernel_args(model: ModelArch, setup: TrainSetup, gpu: GpuSpec, knobs: Timing
         lora_dropout=setup.lora_dropout, recompute_fraction=setup.recompute_fraction,
         tp_overlap=setup.tp_comm_overlap, ep_overlap=setup.ep_comm_overlap,
         fp8_cast_bytes=float(knobs.fp8_recipe_cast_bytes.get(setup.fp8_recipe.value, 3.0)),
+        moe_capacity_factor=setup.moe_capacity_factor, moe_pad_to_capacity=setup.moe_pad_to_capacity,
         first_stage_layers=setup.pp_first_stage_layers if setup.pp > 1 else 0,
         last_stage_layers=setup.pp_last_stage_layers if setup.pp > 1 else 0,
     )
@@ -772,6 +832,16 @@ def estimate_step(model: ModelArch, setup: TrainSetup, gpu: GpuSpec, knobs: Timi
                 "Hu et al. 2021 (LoRA eq. 3); huggingface/peft tuners/lora/layer.py Linear.forward; unslothai/unsloth "
                 "kernels/utils.py matmul_lora; dispatch: " + ks.get("eager_op_dispatch_s", "timing.yaml"))]
           if setup.peft != Peft.NONE else []),
+        *([Term("moe/load_imbalance", _f(moe_imbalance(mi, setup)), "x",
+                "busiest EP rank / mean = 1 + e(ep)/sqrt(M*K) (dropless) | min(that, C) (capacity C) | C (padded); "
+                "applied to expert GEMMs, permutation traffic and the all-to-all",
+                {"ep": setup.ep, "M_tokens": setup.micro_batch * setup.seq_len / setup.cp, "K": model.experts_per_token,
+                 "E": model.num_experts, "capacity_factor": setup.moe_capacity_factor,
+                 "pad_to_capacity": setup.moe_pad_to_capacity,
+                 "routing_bytes_per_moe_layer_fwd": "16*M*E + bytes*M*h*(2 + 2K)*imbalance"},
+                "multinomial token-to-rank counts, normal approximation; e(n) expected max of n N(0,1) (Raab & Steger "
+                "1998); Megatron-Core moe_utils permute/unpermute, fp32 router; Switch/GShard capacity")]
+          if model.is_moe else []),
         Term("time/logits_loss", out["logits_loss_s"], "s", "m * (3 * logits GEMM + V*M*bytes_per_vocab/HBM)",
              {"V": model.vocab_size, "bytes_per_vocab": knobs.logits_bytes_per_vocab_token},
              ks.get("logits_bytes_per_vocab_token", "timing.yaml")),

@@ -355,6 +355,10 @@ class TrainSetup:
     """Share of transformer blocks fully checkpointed when `recompute` is layer-fraction (torchtitan every-N-th: 1/N)."""
     fp8_recipe: Fp8Recipe = Fp8Recipe.DELAYED
     """fp8 scaling recipe when `precision` is fp8 (`Fp8Recipe`)."""
+    moe_capacity_factor: float = 0.0
+    """MoE expert capacity factor C (tokens per expert <= C x mean); 0 = dropless (Megatron-Core default)."""
+    moe_pad_to_capacity: bool = False
+    """Pad every expert's input to its capacity (Switch/GShard; Megatron --moe-pad-expert-input-to-capacity)."""
     grad_reduce_dtype: str = ""
     """dtype gradients are reduced in: "bf16" | "fp32"; "" = the precision's default (timing.yaml grad_reduce_bytes;
     FSDP2 MixedPrecisionPolicy(reduce_dtype=torch.float32) in torchtitan, bf16 in llm-foundry's DEFAULT mode)."""

@@ -454,3 +454,19 @@ def test_moe_terms_in_explain():
     from sizeup.core.timing import expected_max_std_normal
     assert term.value == pytest.approx(1.0 + float(expected_max_std_normal(8)) / np.sqrt(4096 * 8), rel=1e-12)
     assert "time/expert_parallel_comm" in {t.name for t in est.terms}
+
+
+def test_qlora_kbit_preparation_hand_derivation():
+    """PEFT prepare_model_for_kbit_training casts the non-quantized parameters to fp32. Llama-2-7B (untied):
+    embedding 32000 x 4096 + head 32000 x 4096 + 65 RMSNorms x 4096 = 262,410,240 params x 2 B more =
+    524,820,480 B of weights; the NF4 layer weights are unchanged. Its other default, gradient checkpointing,
+    is what separates ~26.5 GiB (none) from ~6.7 GiB (full) for b4 s1024 under hf-eager: a job that omits it
+    is predicted ~4x too high."""
+    m = LLAMA7B.with_(hf_model_type="llama")
+    st = TrainSetup(gpus=1, micro_batch=4, seq_len=1024, peft=Peft.QLORA, lora_rank=16,
+                    lora_targets=("q", "k", "v", "o", "gate", "up", "down"), recompute=Recompute.FULL)
+    a = estimate_memory(m, st, kernel="hf-eager")
+    b = estimate_memory(m, st.with_(kbit_fp32_non_quantized=True), kernel="hf-eager")
+    assert b.per_gpu["model/weights"] - a.per_gpu["model/weights"] == pytest.approx(2 * 262_410_240, rel=1e-12)
+    none = estimate_memory(m, st.with_(recompute=Recompute.NONE), kernel="hf-eager")
+    assert none.peak_allocated_bytes > 3 * a.peak_allocated_bytes

@@ -650,6 +650,7 @@ def memory_components(
     first_stage_layers: Any = 0,
     last_stage_layers: Any = 0,
     grad_reduce_bytes: float = 0.0,
+    kbit_fp32_non_quantized: Any = False,
 ) -> dict[str, Any]:
     """Per-GPU bytes of every component at the peak (worst stage, worst phase), as arrays.
 
@@ -748,7 +749,10 @@ def memory_components(
             base_b = 4.0 if precision in (Precision.FP32, Precision.TF32) else 2.0
             quant = layers * (st.quant_layer / tp + st.layer_exp / (tp * ep))
             if peft == Peft.QLORA:
-                base = (total_params - quant) * base_b + quant * NF4_BYTES_PER_PARAM
+                # PEFT prepare_model_for_kbit_training casts every non-quantized parameter (embeddings, norms, the
+                # LM head) to fp32 (huggingface/peft src/peft/utils/other.py: "cast all non INT8 parameters to fp32")
+                nonq_b = np.where(np.asarray(kbit_fp32_non_quantized, dtype=bool), 4.0, base_b)
+                base = (total_params - quant) * nonq_b + quant * NF4_BYTES_PER_PARAM
             else:
                 base = total_params * base_b
             trainable = layers * st.adapter_layer / tp
@@ -1058,6 +1062,7 @@ def _codes(setup: TrainSetup) -> dict[str, Any]:
         grads_kept=not setup.grads_set_to_none, recompute_fraction=setup.recompute_fraction,
         first_stage_layers=setup.pp_first_stage_layers, last_stage_layers=setup.pp_last_stage_layers,
         grad_reduce_bytes={"bf16": 2.0, "fp32": 4.0}.get(setup.grad_reduce_dtype, 0.0),
+        kbit_fp32_non_quantized=setup.kbit_fp32_non_quantized,
     )
 
 

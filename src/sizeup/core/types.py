@@ -349,6 +349,10 @@ class TrainSetup:
     lora_targets: tuple[str, ...] = ("q", "k", "v", "o")
     lora_impl: LoraImpl = LoraImpl.FUSED
     """How adapters execute: fused kernels (default) or eager Hugging Face PEFT modules (`LoraImpl`)."""
+    kbit_fp32_non_quantized: bool = False
+    """QLoRA through PEFT `prepare_model_for_kbit_training`: every non-quantized parameter (embeddings, norms, LM head)
+    is cast to fp32 (huggingface/peft utils/other.py). That function also turns on gradient checkpointing by default
+    (use_gradient_checkpointing=True): a profile for HF QLoRA should set recompute full as well."""
     lora_dropout: float = 0.0
     """Dropout on each adapter's input (PEFT `lora_dropout`; eager PEFT runs it as its own kernel)."""
     recompute_fraction: float = 1.0

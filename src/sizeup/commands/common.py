@@ -37,7 +37,7 @@ TpOpt = Annotated[Optional[int], typer.Option("--tp", help="Tensor-parallel degr
 PpOpt = Annotated[Optional[int], typer.Option("--pp", help="Pipeline-parallel degree.")]
 CpOpt = Annotated[Optional[int], typer.Option("--cp", help="Context-parallel degree.")]
 EpOpt = Annotated[Optional[int], typer.Option("--ep", help="Expert-parallel degree (MoE).")]
-RecomputeOpt = Annotated[Optional[str], typer.Option("--recompute", help="none | selective | full (activation checkpointing).")]
+RecomputeOpt = Annotated[Optional[str], typer.Option("--recompute", help="none | selective (Megatron: attention core) | full | op-sac (torchtitan op-level SAC) | attention-only | layer-fraction (activation checkpointing).")]
 PeftOpt = Annotated[Optional[str], typer.Option("--peft", help="none | lora | qlora (yes = lora, no = none).")]
 LoraRankOpt = Annotated[Optional[int], typer.Option("--lora-rank", help="LoRA rank r (default 16).")]
 PlatformOpt = Annotated[Optional[str], typer.Option("--platform", help="Cloud platform id (aws, gcp, azure, lambda, runpod, modal, coreweave, vast).")]
@@ -69,7 +69,10 @@ PEFT_ALIASES = {"yes": "lora", "true": "lora", "on": "lora", "no": "none", "fals
 OPTIMIZER_ALIASES = {"adam": "adamw", "adam-w": "adamw", "adamw8bit": "adam8bit", "adam-8bit": "adam8bit",
                      "8bit": "adam8bit", "paged-adamw-8bit": "adam8bit", "bnb": "adam8bit", "momentum": "sgd"}
 RECOMPUTE_ALIASES = {"no": "none", "off": "none", "0": "none", "yes": "full", "on": "full",
-                     "checkpointing": "full", "gradient-checkpointing": "full", "ac": "full", "sac": "selective"}
+                     "checkpointing": "full", "gradient-checkpointing": "full", "ac": "full",
+                     # torchtitan's "selective" AC with selective_ac_option="op" is op-level SAC, not Megatron's
+                     "sac": "op-sac", "op": "op-sac", "op-level": "op-sac", "megatron-selective": "selective",
+                     "attention": "attention-only", "layers": "layer-fraction"}
 OFFLOAD_ALIASES = {"no": "none", "off": "none", "host": "cpu", "yes": "cpu", "disk": "nvme", "ssd": "nvme"}
 
 E = TypeVar("E", bound=Enum)

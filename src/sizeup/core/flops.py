@@ -361,5 +361,7 @@ def flops_per_step(m: ModelArch, setup: TrainSetup) -> FlopsEstimate:
              {"B": setup.global_batch, "s": s, "L": L, "h": h, "V": V},
              "Narayanan et al. 2021 eq. 3 (assumes 4h MLP, MHA, no recompute)"),
     )
+    if setup.peft == Peft.NONE:
+        terms = tuple(t for t in terms if t.name != "flops/lora_adapters_per_step")
     return FlopsEstimate(T, fwd, model, model_causal, hardware, executed, rc_model, six_nd, six_nd_ne, narayanan,
                          per_component, terms)

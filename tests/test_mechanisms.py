@@ -470,3 +470,49 @@ def test_qlora_kbit_preparation_hand_derivation():
     assert b.per_gpu["model/weights"] - a.per_gpu["model/weights"] == pytest.approx(2 * 262_410_240, rel=1e-12)
     none = estimate_memory(m, st.with_(recompute=Recompute.NONE), kernel="hf-eager")
     assert none.peak_allocated_bytes > 3 * a.peak_allocated_bytes
+
+
+def test_eager_peft_kernel_count_matches_a_dispatch_trace():
+    """Count the non-view aten ops an eager PEFT LoRA Linear dispatches (huggingface/peft LoraLayer.forward without
+    dropout: result = base(x) + lora_B(lora_A(x)) * scaling, fp32 adapters under bf16 autocast) minus those of the
+    frozen base Linear alone, forward and backward, with a TorchDispatchMode. The trace shows forward mm, _to_copy,
+    mm, _to_copy, mul, add (6) and backward mul, 4 x mm, 2 x _to_copy, add (8): the kernel counts the step model
+    charges dispatch time for (impl peft, no dropout)."""
+    torch = pytest.importorskip("torch")
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    from sizeup.core.timing import gpu_numbers, lora_adapter_time, model_inputs
+
+    views = {"t", "view", "_unsafe_view", "transpose", "expand", "detach", "alias", "as_strided", "reshape",
+             "permute", "unsqueeze", "squeeze", "slice", "select", "_reshape_alias"}
+
+    class Count(TorchDispatchMode):
+        def __init__(self):
+            super().__init__()
+            self.ops = []
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            if func.__name__.split(".")[0] not in views:
+                self.ops.append(func.__name__.split(".")[0])
+            return func(*args, **(kwargs or {}))
+
+    def run(lora: bool):
+        g = torch.Generator().manual_seed(0)
+        x = torch.randn(2, 32, 128, generator=g).to(torch.bfloat16).requires_grad_()
+        w = torch.randn(96, 128, generator=g).to(torch.bfloat16)
+        a = torch.randn(8, 128, generator=g, requires_grad=True)
+        b = torch.randn(96, 8, generator=g, requires_grad=True)
+        c = Count()
+        with torch.autocast("cpu", dtype=torch.bfloat16), c:
+            y = torch.nn.functional.linear(x, w)
+            if lora:
+                y = y + torch.nn.functional.linear(torch.nn.functional.linear(x, a), b) * 2.0
+            n_fwd = len(c.ops)
+            y.backward(torch.ones_like(y))
+        return n_fwd, len(c.ops) - n_fwd
+
+    base_f, base_b = run(False)
+    lora_f, lora_b = run(True)
+    mi = model_inputs(LLAMA7B, TrainSetup(peft=Peft.LORA, lora_rank=16, lora_targets=("q",)))
+    _, _, kf, kb = lora_adapter_time(mi, gpu_numbers(H100, Precision.BF16_MIXED, KNOBS), 4096, 1, 2.0, 1, 0.0)
+    assert (lora_f - base_f, lora_b - base_b) == (6, 8) == (kf, kb)

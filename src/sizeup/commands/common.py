@@ -50,30 +50,10 @@ ExplainOpt = Annotated[bool, typer.Option("--explain", help="Show each figure's 
 
 # --------------------------------------------------------------------------- parsing
 
-# Spellings users type for the shared choices (value -> canonical enum value; "mixed" = bf16-mixed, or
-# fp16-mixed on GPUs without bf16, resolved by sizeup.commands.memory.build_setup).
-PRECISION_ALIASES = {
-    "fp16": "fp16-mixed", "amp": "mixed", "mixed": "mixed", "fp16mixed": "fp16-mixed", "bf16mixed": "bf16-mixed",
-    "float32": "fp32", "float16": "fp16-mixed", "bfloat16": "bf16", "half": "fp16-mixed", "32": "fp32",
-    "16-mixed": "fp16-mixed", "bf16-true": "bf16", "pure-bf16": "bf16", "16": "fp16-mixed",
-}
-ZERO_ALIASES = {
-    "0": "none", "no": "none", "off": "none", "ddp": "none", "false": "none",
-    "1": "zero1", "2": "zero2", "3": "zero3", "zero-1": "zero1", "zero-2": "zero2", "zero-3": "zero3",
-    "fsdp": "fsdp-full", "full-shard": "fsdp-full", "fsdp-full-shard": "fsdp-full",
-    "shard-grad-op": "fsdp-grad-op", "hybrid": "fsdp-hybrid", "hsdp": "fsdp-hybrid", "hybrid-shard": "fsdp-hybrid",
-    "distopt": "megatron-distopt", "distributed-optimizer": "megatron-distopt", "megatron": "megatron-distopt",
-}
-PEFT_ALIASES = {"yes": "lora", "true": "lora", "on": "lora", "no": "none", "false": "none", "off": "none",
-                "full": "none", "4bit": "qlora", "q-lora": "qlora"}
-OPTIMIZER_ALIASES = {"adam": "adamw", "adam-w": "adamw", "adamw8bit": "adam8bit", "adam-8bit": "adam8bit",
-                     "8bit": "adam8bit", "paged-adamw-8bit": "adam8bit", "bnb": "adam8bit", "momentum": "sgd"}
-RECOMPUTE_ALIASES = {"no": "none", "off": "none", "0": "none", "yes": "full", "on": "full",
-                     "checkpointing": "full", "gradient-checkpointing": "full", "ac": "full",
-                     # torchtitan's "selective" AC with selective_ac_option="op" is op-level SAC, not Megatron's
-                     "sac": "op-sac", "op": "op-sac", "op-level": "op-sac", "megatron-selective": "selective",
-                     "attention": "attention-only", "layers": "layer-fraction"}
-OFFLOAD_ALIASES = {"no": "none", "off": "none", "host": "cpu", "yes": "cpu", "disk": "nvme", "ssd": "nvme"}
+# the one alias table lives with the job description (re-exported for the commands that parse lists of choices)
+from sizeup.job.choices import (  # noqa: E402,F401
+    OFFLOAD_ALIASES, OPTIMIZER_ALIASES, PEFT_ALIASES, PRECISION_ALIASES, RECOMPUTE_ALIASES, ZERO_ALIASES,
+)
 
 E = TypeVar("E", bound=Enum)
 

@@ -157,6 +157,8 @@ def _gb(b: float | None) -> str:
 def _usd(pp) -> str:
     from sizeup.units import format_usd
 
+    if pp is not None and not pp.cost.feasible:
+        return "infeasible"
     return "-" if pp is None else format_usd(pp.cost.total_cost_usd)
 
 
@@ -216,8 +218,12 @@ def _point_dict(pt, kinds) -> dict:
     for kind in kinds:
         pp = pt.costs.get(kind)
         est = pp.cost if pp is not None else None
-        if est is not None:
-            costs[kind] = {"platform": est.platform, "instance": est.instance, "total_cost_usd": est.total_cost_usd,
+        if est is not None and not est.feasible:  # no invented time or price for a run that cannot progress
+            costs[kind] = {"platform": est.platform, "instance": est.instance, "feasible": False,
+                           "reasons": list(est.reasons), "price_usd_per_gpu_hour": est.price_usd_per_gpu_hour,
+                           "price_as_of": est.price_as_of, "price_source": est.price_source}
+        elif est is not None:
+            costs[kind] = {"feasible": True, "platform": est.platform, "instance": est.instance, "total_cost_usd": est.total_cost_usd,
                            "compute_cost_usd": est.compute_cost_usd, "storage_cost_usd": est.storage_cost_usd,
                            "price_usd_per_gpu_hour": est.price_usd_per_gpu_hour, "price_as_of": est.price_as_of,
                            "price_source": est.price_source, "wall_clock_s": est.wall_clock_s,

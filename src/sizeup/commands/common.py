@@ -37,7 +37,7 @@ TpOpt = Annotated[Optional[int], typer.Option("--tp", help="Tensor-parallel degr
 PpOpt = Annotated[Optional[int], typer.Option("--pp", help="Pipeline-parallel degree.")]
 CpOpt = Annotated[Optional[int], typer.Option("--cp", help="Context-parallel degree.")]
 EpOpt = Annotated[Optional[int], typer.Option("--ep", help="Expert-parallel degree (MoE).")]
-RecomputeOpt = Annotated[Optional[str], typer.Option("--recompute", help="none | selective | full (activation checkpointing).")]
+RecomputeOpt = Annotated[Optional[str], typer.Option("--recompute", help="none | selective (Megatron: attention core) | full | op-sac (torchtitan op-level SAC) | attention-only | layer-fraction (activation checkpointing).")]
 PeftOpt = Annotated[Optional[str], typer.Option("--peft", help="none | lora | qlora (yes = lora, no = none).")]
 LoraRankOpt = Annotated[Optional[int], typer.Option("--lora-rank", help="LoRA rank r (default 16).")]
 PlatformOpt = Annotated[Optional[str], typer.Option("--platform", help="Cloud platform id (aws, gcp, azure, lambda, runpod, modal, coreweave, vast).")]

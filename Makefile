@@ -7,7 +7,7 @@ SIZEUP := $(VENV)/bin/sizeup
 # CPU build of torch, installed before transformers so that nothing pulls a CUDA build.
 TORCH_PIN := torch==2.13.0
 
-.PHONY: demo test venv install install-dev install-trace bench clean
+.PHONY: demo test venv install install-dev install-trace install-export-check bench clean
 
 $(VENV)/.created:
 	$(PYTHON) -m venv $(VENV)
@@ -29,7 +29,12 @@ install-trace: install-dev
 demo: install
 	$(SIZEUP) demo
 
-test: install-trace
+# The target frameworks' config parsers for the export round-trip tests, against the CPU torch above.
+install-export-check: install-trace
+	$(PIP) install -e ".[export-check]"
+	DS_BUILD_OPS=0 $(PIP) install --no-deps --no-build-isolation "deepspeed==0.19.8" "torchtitan==0.2.2"
+
+test: install-export-check
 	$(PY) -m pytest -n 2 tests
 
 bench: install

@@ -73,6 +73,9 @@ class ModelFile(Strict):
     v_head_dim: int = Field(default=0, ge=0)
     sliding_window: int = Field(default=0, ge=0)
     sliding_window_layers: int = Field(default=0, ge=0)
+    rope_theta: Optional[float] = Field(default=None, gt=0, description="RoPE base (HF rope_theta)")
+    norm_eps: Optional[float] = Field(default=None, gt=0, lt=1, description="norm epsilon (HF rms_norm_eps)")
+    rope_scaling: Optional[dict[str, float | str]] = Field(default=None, description="HF rope_scaling")
     notes: str = ""
 
     @model_validator(mode="after")
@@ -146,6 +149,9 @@ class ModelFile(Strict):
             v_head_dim=self.v_head_dim,
             sliding_window=self.sliding_window,
             sliding_window_layers=window_layers,
+            rope_theta=self.rope_theta,
+            norm_eps=self.norm_eps,
+            rope_scaling=tuple(sorted((self.rope_scaling or {}).items())),
             source=self.source,
             hf_model_type=self.hf_model_type,
             aliases=tuple(self.aliases),

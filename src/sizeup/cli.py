@@ -79,6 +79,11 @@ def main(argv: list[str] | None = None) -> int:
     from sizeup.units import UnitError
 
     argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        argv = render_options(argv)
+    except SizeupError as exc:
+        typer.echo(f"error: {_one_line(str(exc))}", err=True)
+        return 2
     command = _command_in(argv)
     register((command,) if command else None)
     try:
@@ -107,6 +112,46 @@ def main(argv: list[str] | None = None) -> int:
                    "the command line (SIZEUP_DEBUG=1 shows the traceback)", err=True)
         return 1
     return 0
+
+
+def render_options(argv: list[str]) -> list[str]:
+    """Take the output options every table command shares out of argv into sizeup.report.OPTIONS:
+    --wide (all columns), --table NAME (one table of several), --csv-dir DIR / --csv=DIR (one CSV file per table).
+    Returns argv without them (the command's own parser never sees them)."""
+    from sizeup import report
+    from sizeup.errors import SizeupError
+
+    opts = report.RenderOptions()
+    out: list[str] = []
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg == "--":
+            out += argv[i:]
+            break
+        flag, eq, value = arg.partition("=")
+        if arg == "--wide":
+            opts.wide = True
+        elif flag in ("--table", "--csv-dir") or (flag == "--csv" and eq):
+            if not eq:
+                if i + 1 >= len(argv) or argv[i + 1].startswith("-"):
+                    raise SizeupError(f"{flag} needs a value")
+                i += 1
+                value = argv[i]
+            if not value.strip():
+                raise SizeupError(f"{flag} needs a value")
+            if flag == "--table":
+                opts.table = value.strip()
+            else:
+                opts.csv_dir = value
+                out.append("--csv")
+        else:
+            out.append(arg)
+        i += 1
+    if "--help" in out:
+        return out
+    report.OPTIONS = opts
+    return out
 
 
 def _one_line(text: str) -> str:

@@ -43,7 +43,7 @@ LoraRankOpt = Annotated[Optional[int], typer.Option("--lora-rank", help="LoRA ra
 PlatformOpt = Annotated[Optional[str], typer.Option("--platform", help="Cloud platform id (aws, gcp, azure, lambda, runpod, modal, coreweave, vast).")]
 PricingOpt = Annotated[Optional[str], typer.Option("--pricing", help="on-demand | spot | reserved.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON.")]
-CsvOpt = Annotated[bool, typer.Option("--csv", help="Print CSV.")]
+CsvOpt = Annotated[bool, typer.Option("--csv", help="Print the main table as tidy CSV (units in the header, plain numbers); --table NAME picks another table, --csv-dir DIR writes one file per table. Tables: --wide shows every column.")]
 MarkdownOpt = Annotated[bool, typer.Option("--markdown", help="Print Markdown tables.")]
 ExplainOpt = Annotated[bool, typer.Option("--explain", help="Show each figure's formula, inputs and sources.")]
 
@@ -102,10 +102,12 @@ def output_format(json_: bool, csv_: bool, markdown: bool) -> str:
 
 
 def emit(report, json_: bool = False, csv_: bool = False, markdown: bool = False, explain: bool = False) -> None:
-    from sizeup.report import render
+    from sizeup.report import csv_others_note, render
 
     fmt = output_format(json_, csv_, markdown)
     typer.echo(render(report, fmt, explain), nl=False)
+    if fmt == "csv" and csv_others_note(report):
+        typer.echo(csv_others_note(report), err=True)
 
 
 def is_scenario(target: str | None) -> bool:

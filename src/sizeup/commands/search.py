@@ -326,17 +326,32 @@ def search_cmd(
             typer.echo(f"# note: {note}")
 
 
+def merge_label_twins(rows: list[list], cols: list[str]) -> list[list]:
+    """Rows that differ only in the sharding label (zero1 and megatron-distopt give the same numbers) become one
+    row naming both, so that the top rows are different plans."""
+    label, rank, why = cols.index("sharding"), cols.index("#"), cols.index("vs #1")
+    out: list[list] = []
+    for r in rows:
+        key = [v for i, v in enumerate(r) if i not in (label, rank, why)]
+        twin = next((o for o in out if [v for i, v in enumerate(o) if i not in (label, rank, why)] == key), None)
+        if twin is not None:
+            twin[label] = f"{twin[label]} = {r[label]}"
+        else:
+            out.append(list(r))
+    return out
+
+
 def _row(p) -> list:
     from sizeup.units import format_bytes, format_duration, format_usd
 
-    return [p.rank, p.gpu, p.gpus, f"{p.tp}/{p.pp}/{p.dp}/{p.cp}/{p.ep}",
+    return [p.rank, p.gpu, p.gpus, p.platform or "-", p.pricing or "-", f"{p.tp}/{p.pp}/{p.dp}/{p.cp}/{p.ep}",
             p.sharding.value + (" +cpu-offload" if p.offload.value != "none" else ""), p.micro_batch, p.grad_accum,
             p.recompute.value, format_bytes(p.memory_reserved_bytes), format_duration(p.step_time_s),
             f"{100 * p.mfu:.1f}%", p.bound, f"{p.days:,.2f}", format_usd(p.cost_usd) if p.cost_usd is not None else "-",
             p.why_not_best]
 
 
-COLUMNS = ["#", "GPU", "#GPUs", "tp/pp/dp/cp/ep", "sharding", "micro-batch", "accum", "recompute", "memory/GPU",
+COLUMNS = ["#", "GPU", "#GPUs", "platform", "pricing", "tp/pp/dp/cp/ep", "sharding", "micro-batch", "accum", "recompute", "memory/GPU",
            "step time", "MFU", "bound", "days", "cost", "vs #1"]
 
 
@@ -376,10 +391,10 @@ def build_report(job: dict, result, export: str | None = None, knobs=None):
              "gpus": "fewest GPUs"}[result.objective]
     cols, row = COLUMNS, _row
     if len(job["space"].global_batches) > 1:  # several global batches searched: show which one each plan uses
-        cols = COLUMNS[:7] + ["global batch"] + COLUMNS[7:]
-        row = lambda p: _row(p)[:7] + [p.global_batch] + _row(p)[7:]  # noqa: E731
+        cols = COLUMNS[:9] + ["global batch"] + COLUMNS[9:]
+        row = lambda p: _row(p)[:9] + [p.global_batch] + _row(p)[9:]  # noqa: E731
     tables = [Table(f"{arch.name}: {title} ({format_count(job['tokens'])} tokens)", cols,
-                    [row(p) for p in result.plans])]
+                    merge_label_twins([row(p) for p in result.plans], cols), name="plans")]
     if len(result.best_per_gpu) > 1:
         tables.append(Table("best plan per GPU kind", cols[:-1], [row(p)[:-1] for p in result.best_per_gpu]))
     pruned_rows = sorted(result.pruned.items(), key=lambda kv: -kv[1])

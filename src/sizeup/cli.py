@@ -12,16 +12,56 @@ import os
 import sys
 
 import typer
+import typer.core
+
+class _GroupedHelp(typer.core.TyperGroup):
+    """`sizeup --help`: commands grouped by what users do, each with its full first docstring line."""
+
+    def format_commands(self, ctx, formatter) -> None:
+        register()
+        listed = set()
+        for group, names in HELP_GROUPS:
+            rows = []
+            for name in names:
+                cmd = self.get_command(ctx, name)
+                if cmd is None or cmd.hidden:
+                    continue
+                listed.add(name)
+                rows.append((name, " ".join((cmd.help or "").strip().split("\n\n")[0].split())))
+            if rows:
+                with formatter.section(group):
+                    formatter.write_dl(rows, col_max=14)
+        rest = [n for n in self.list_commands(ctx) if n not in listed]
+        if rest:
+            with formatter.section("Other"):
+                formatter.write_dl([(n, " ".join((self.get_command(ctx, n).help or "").strip().split("\n\n")[0].split()))
+                                    for n in rest])
+
+
+# `sizeup --help` sections (by what users do); tests/test_outputs.py checks every command is in one.
+HELP_GROUPS = (
+    ("Size a model", ("params", "memory", "trace", "tokens")),
+    ("Plan training", ("train", "compare", "search", "export", "scale", "fit-budget", "budget")),
+    ("Serve", ("infer", "serve-plan")),
+    ("Check claims and accuracy", ("audit", "validate", "demo")),
+    ("Catalog", ("models", "gpus", "platforms")),
+    ("Output", ("schema",)),
+)
 
 app = typer.Typer(
     name="sizeup",
+    cls=_GroupedHelp,
     help="Size AI training and inference runs before renting a GPU: parameters, memory, FLOPs, time, cost.\n\n"
     "Examples:\n\n"
     "  sizeup params llama-2-7b\n\n"
     "  sizeup memory llama-2-7b --gpu t4 --peft qlora --seq 512\n\n"
-    "  sizeup train llama-3-8b --gpu h100-sxm --gpus 8 --tokens 10B --explain",
+    "  sizeup train llama-3-8b --gpu h100-sxm --gpus 8 --tokens 10B --explain\n\n"
+    "Output options of every table command: --json, --csv (main table; --table NAME for another, --csv-dir DIR for "
+    "one file per table), --markdown, --wide (all columns), --explain. 'sizeup schema COMMAND' prints the JSON "
+    "Schema of a command's --json output. Shell completion: 'sizeup --install-completion' (or "
+    "'sizeup --show-completion bash >> ~/.bashrc').",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )
@@ -51,7 +91,7 @@ COMMAND_TO_MODULE = {
     "params": "params", "models": "params", "gpus": "hardware", "platforms": "hardware", "memory": "memory",
     "trace": "trace", "train": "train", "validate": "validate", "compare": "compare", "budget": "budget",
     "demo": "demo", "infer": "infer", "serve-plan": "infer", "search": "search", "export": "search",
-    "tokens": "workload", "audit": "audit", "scale": "scale", "fit-budget": "scale",
+    "tokens": "workload", "audit": "audit", "scale": "scale", "fit-budget": "scale", "schema": "schema",
 }
 
 

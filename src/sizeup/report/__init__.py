@@ -460,6 +460,9 @@ def to_text(report: Report, explain: bool = False, options: RenderOptions | None
 
     opts = options or OPTIONS
     width = width or terminal_width()
+    if opts.wide:  # every column at its natural width, however wide the terminal
+        width = max([width] + [sum(max([len(str(c))] + [len(_cell(r[j])) for r in t.rows if j < len(r)]) + 3
+                                   for j, c in enumerate(t.columns)) + 1 for t in report.tables])
     console = Console(file=io.StringIO(), record=True, width=width, force_terminal=False, color_system=None)
     # plain text everywhere: "[positions]" in a formula or a note is text, not rich markup
     for table in report.tables:

@@ -100,6 +100,34 @@ def test_json_matches_its_schema(capsys, name):
         jsonschema.validate(json.loads(out), schema)
 
 
+@pytest.mark.parametrize("argv", [
+    MAIN["train"] + ["--platform", "lambda"],
+    MAIN["search"] + ["--export", "deepspeed"],
+    MAIN["memory"] + ["--explain"],
+], ids=["train-platform", "search-export", "memory-explain"])
+def test_json_with_options_matches_its_schema(capsys, argv):
+    jsonschema = pytest.importorskip("jsonschema")
+    _, out, _ = run(capsys, ["schema", argv[0]])
+    schema = json.loads(out)
+    code, out, err = run(capsys, argv + ["--json"])
+    assert code == 0, err
+    jsonschema.validate(json.loads(out), schema)
+
+
+def test_unknown_storage_cost_is_na_not_zero(capsys):
+    """Lambda's catalog entry has no storage price: the cost is unknown (n/a / null), never $0.0000."""
+    code, out, _ = run(capsys, MAIN["train"] + ["--platform", "lambda", "--explain"])
+    assert code == 0
+    line = next(ln for ln in out.splitlines() if "storage cost" in ln)
+    assert "n/a" in line and "$0" not in line
+    assert "no storage price" in out
+    code, out, _ = run(capsys, MAIN["train"] + ["--platform", "lambda", "--json"])
+    data = json.loads(out)
+    assert data["cost_breakdown"]["storage_cost"] is None and data["cost"]["storage_cost_usd"] is None
+    code, out, _ = run(capsys, MAIN["train"] + ["--platform", "lambda", "--csv", "--table", "cost"])
+    assert "storage_cost" in out.splitlines()[0] and "n/a" in out.splitlines()[1]
+
+
 def test_schema_refuses_unknown_command(capsys):
     assert main(["schema", "nope"]) == 2
     assert capsys.readouterr().err.count("\n") == 1

@@ -608,6 +608,7 @@ class PlatformFile(Strict):
             block_storage_usd_per_gb_month=st.block_usd_per_gb_month.value if st.block_usd_per_gb_month else 0.0,
             object_storage_usd_per_gb_month=st.object_usd_per_gb_month.value if st.object_usd_per_gb_month else 0.0,
             storage_source=cite(st.block_usd_per_gb_month) or f"{self.name} storage price not collected (cost omitted)",
+            storage_price_known=st.block_usd_per_gb_month is not None,
             egress_usd_per_gb=st.egress_usd_per_gb.value if st.egress_usd_per_gb else 0.0,
             egress_free_gb=st.egress_free_gb.value if st.egress_free_gb else 0.0,
             egress_source=cite(st.egress_usd_per_gb) or f"{self.name} egress price not collected (cost omitted)",

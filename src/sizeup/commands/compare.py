@@ -407,7 +407,7 @@ def cost_dict(est: Any, gpu: Any) -> dict:
         "gpus": est.gpus, "instances": est.instances, "gpus_paid": est.gpus_paid,
         "estimated_hours": round(est.wall_clock_s / 3600.0, 4),
         "cost_breakdown": {"compute_cost": round(est.compute_cost_usd, 4),
-                           "storage_cost": round(est.storage_cost_usd, 4),
+                           "storage_cost": round(est.storage_cost_usd, 4) if est.storage_cost_known else None,
                            "egress_cost": round(est.egress_cost_usd, 4),
                            "total_cost": round(est.total_cost_usd, 4)},
         "compute_s": est.compute_s, "wall_clock_s": est.wall_clock_s, "billed_s": est.billed_s,
@@ -416,7 +416,10 @@ def cost_dict(est: Any, gpu: Any) -> dict:
         "price_usd_per_hour": est.price_usd_per_hour, "price_usd_per_gpu_hour": est.price_usd_per_gpu_hour,
         "usd_per_tbps_hour": usd_per_tbps_hour(est.price_usd_per_gpu_hour, getattr(gpu, "hbm_bytes_per_s", 0.0)),
         "price_as_of": est.price_as_of, "price_source": est.price_source,
-        "compute_cost_usd": est.compute_cost_usd, "storage_cost_usd": est.storage_cost_usd,
+        "compute_cost_usd": est.compute_cost_usd,
+        "storage_cost_usd": est.storage_cost_usd if est.storage_cost_known else None,
+        "storage_cost_unknown_reason": None if est.storage_cost_known else f"{est.platform}: no storage price in the "
+                                                                          "catalog; total excludes storage",
         "egress_cost_usd": est.egress_cost_usd, "total_cost_usd": est.total_cost_usd,
         "energy_kwh": est.energy_kwh, "co2_kg": est.co2_kg, "feasible": est.feasible, "reasons": list(est.reasons),
     }

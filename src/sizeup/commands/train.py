@@ -173,7 +173,7 @@ def add_cost(report, est, values, arch, setup, gpu_spec, catalog) -> None:
     """`--platform P [--pricing K]`: price the run (seed 004 field names next to sizeup's own)."""
     from sizeup.commands.compare import cost_section
     from sizeup.core.explain import Term
-    from sizeup.report import Table
+    from sizeup.report import Num, Table
     from sizeup.units import format_duration, format_usd
 
     if est is None:
@@ -193,10 +193,11 @@ def add_cost(report, est, values, arch, setup, gpu_spec, catalog) -> None:
                       f"[{cost.get('price_source')}]"),
             ("wall-clock incl. restarts", format_duration(3600 * cost["estimated_hours"])),
             ("compute cost", format_usd(breakdown["compute_cost"])),
-            ("storage cost", format_usd(breakdown["storage_cost"])),
+            ("storage cost", Num(None, reason=cost.get("storage_cost_unknown_reason") or "")
+             if breakdown["storage_cost"] is None else format_usd(breakdown["storage_cost"])),
             ("egress cost", format_usd(breakdown["egress_cost"])),
             ("total cost", format_usd(breakdown["total_cost"]))]
-    report.tables.insert(1, Table("cost", ["figure", "value"], rows))
+    report.tables.insert(1, Table("cost", ["figure", "value"], rows, name="cost"))
     report.warnings.extend(cost.get("warnings", []))
     report.terms.extend(Term(t["name"], t["value"], t["unit"], t["formula"], t.get("inputs", {}), t.get("source", ""))
                         for t in explained)

@@ -489,8 +489,8 @@ def to_text(report: Report, explain: bool = False, options: RenderOptions | None
     if explain and report.terms:
         console.print(explain_text(report.terms), markup=False, highlight=False)
     if explain:
-        unknown = [(str(t.columns[j]), c.reason) for t in report.tables for row in t.rows
-                   for j, c in enumerate(row) if isinstance(c, Num) and c.value is None and c.reason]
+        unknown = [(str(row[0]) if _key_value(t) or j else str(t.columns[j]), c.reason) for t in report.tables
+                   for row in t.rows for j, c in enumerate(row) if isinstance(c, Num) and c.value is None and c.reason]
         for col, reason in dict.fromkeys(unknown):
-            console.print(f"n/a in '{col}': {reason}", markup=False, highlight=False)
+            console.print(f"n/a ({col}): {reason}", markup=False, highlight=False)
     return console.export_text().rstrip() + "\n"

@@ -1,9 +1,9 @@
 """Typed results of every command's `--json` output (pydantic v2): `sizeup schema COMMAND` prints the JSON Schema
 generated from these models, and tests/test_outputs.py validates each command's real output against it.
 
-Conventions: keys are required unless marked optional; a number that is unknown is null (never NaN, never 0);
-unknown keys are refused (`additionalProperties: false`) so that a renamed or dropped key breaks the test, not a
-user's pipeline. Every output may carry `warnings` (list of one-line strings) and, with --explain, `explain`
+Conventions: the keys listed are always present (a renamed or dropped key breaks the schema test, not a user's
+pipeline); a number that is unknown is null (never NaN, never 0); options add keys (e.g. `train --platform` adds
+`cost`), which the schema allows. Every output may carry `warnings` (list of one-line strings) and, with --explain, `explain`
 (one object per figure: name, value, unit, formula, inputs, source).
 """
 
@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict
 
 
 class _Out(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="allow")
 
     warnings: list[str] = []
     explain: Optional[list[dict[str, Any]]] = None

@@ -44,7 +44,7 @@ HELP_GROUPS = (
     ("Plan training", ("train", "compare", "search", "export", "scale", "fit-budget", "budget")),
     ("Serve", ("infer", "serve-plan")),
     ("Check claims and accuracy", ("audit", "validate", "demo")),
-    ("Catalog", ("models", "gpus", "platforms")),
+    ("Catalog", ("models", "gpus", "platforms", "frameworks")),
     ("Output", ("schema",)),
 )
 
@@ -82,6 +82,8 @@ COMMAND_MODULES = (
     "workload",
     "audit",
     "scale",
+    "frameworks",
+    "schema",
 )
 
 # command name -> module, so one call imports (and typer builds the parser of) only the command it runs;
@@ -91,7 +93,8 @@ COMMAND_TO_MODULE = {
     "params": "params", "models": "params", "gpus": "hardware", "platforms": "hardware", "memory": "memory",
     "trace": "trace", "train": "train", "validate": "validate", "compare": "compare", "budget": "budget",
     "demo": "demo", "infer": "infer", "serve-plan": "infer", "search": "search", "export": "search",
-    "tokens": "workload", "audit": "audit", "scale": "scale", "fit-budget": "scale", "schema": "schema",
+    "tokens": "workload", "audit": "audit", "scale": "scale", "fit-budget": "scale",
+    "frameworks": "frameworks", "schema": "schema",
 }
 
 

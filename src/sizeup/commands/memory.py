@@ -296,7 +296,7 @@ def memory_report(model, setup, est, suggestions, gpu, kernel: str) -> Any:
     tables = [
         Table(f"{model.name}: training memory per GPU", ["component", "bytes", "share"], rows,
               note=f"kernel profile: {kernel}; model states {_gib(est.model_state_bytes)}, "
-                   f"activations {_gib(est.activation_bytes)}"),
+                   f"activations {_gib(est.activation_bytes)}", name="memory"),
         Table("fit", ["", ""], fit_rows),
     ]
     sugg_data = []

@@ -242,8 +242,8 @@ def build_report(arch, setup, gpu, step, est, mem, style, scenario):
     if arch.max_seq_len and setup.seq_len > arch.max_seq_len:
         warnings.append(f"seq {setup.seq_len} is longer than {arch.id}'s context of {arch.max_seq_len} tokens "
                         "(needs RoPE scaling / long-context training)")
-    report = Report(data=data, tables=[Table(f"{arch.name} training estimate", ["figure", "value"], rows),
-                                        Table("step time breakdown (s)", ["part", "seconds", "share"], bd_rows)],
+    report = Report(data=data, tables=[Table(f"{arch.name} training estimate", ["figure", "value"], rows, name="estimate"),
+                                        Table("step time breakdown (s)", ["part", "seconds", "share"], bd_rows, name="breakdown")],
                     terms=list(pc.terms) + list(est.terms if est else step.terms) + per_gpu_terms(step, setup)
                     + (list(mem.terms) if mem is not None else []),
                     notes=notes, warnings=warnings)

@@ -588,8 +588,9 @@ def torchtitan(model: ModelArch, setup: TrainSetup, steps: int | None = None) ->
     if setup.sharding in (Sharding.ZERO1, Sharding.ZERO2):
         notes.append(f"{setup.sharding.value} -> FSDP2 with fsdp_reshard_after_forward = never (ZeRO-2 semantics)")
     if model.rope_scaling == () and name == "llama3":
-        notes.append(f"torchtitan's llama3 {flavor} applies Llama-3.1 RoPE scaling (factor 8, original context "
-                     f"8192); {model.id} has none: identical below 8192 positions only for high frequencies")
+        notes.append(f"torchtitan's llama3 {flavor} applies Llama-3.1 RoPE scaling (factor 8, original context 8192) "
+                     f"that {model.id} lacks: rotary dims with wavelength > 2048 tokens turn more slowly; same shapes "
+                     "and weights, fine from scratch, not bit-identical to the released checkpoint")
     notes.append("set [model] hf_assets_path to the downloaded tokenizer folder (scripts/download_hf_assets.py)")
     lines = [f"# torchtitan (v0.2.x TOML job config) for {model.id}: {setup.gpus} GPUs (sizeup plan)"]
     for section, fields_ in sections.items():

@@ -484,6 +484,8 @@ def megatron(model: ModelArch, setup: TrainSetup, steps: int | None = None) -> E
         args += ["--adam-beta1", repr(r.beta1), "--adam-beta2", repr(r.beta2), "--adam-eps", repr(r.eps)]
     if steps:
         args += ["--train-iters", str(steps), "--lr-decay-iters", str(steps)]
+    else:
+        notes.append("no step count in the plan (give --tokens): pretrain_gpt.py also needs --train-iters N")
     nodes, per_node = _nodes(setup)
     lines = [f"# Megatron-LM arguments for {model.id} on {setup.gpus} GPUs ({nodes} x {per_node})",
              f"torchrun --nnodes {nodes} --nproc-per-node {per_node} pretrain_gpt.py \\"]

@@ -342,7 +342,7 @@ def to_markdown(report: Report, explain: bool = False) -> str:
     for table in report.tables:
         if table.title:
             out.append(f"### {table.title}\n")
-        out.append("| " + " | ".join(table.columns) + " |")
+        out.append("| " + " | ".join(str(c) for c in table.columns) + " |")
         out.append("|" + "|".join("---" for _ in table.columns) + "|")
         for row in table.rows:
             out.append("| " + " | ".join(_cell(v).replace("|", "\\|") for v in row) + " |")

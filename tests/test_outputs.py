@@ -27,6 +27,7 @@ JSON = dict(MAIN, **{
     "tokens": ["tokens", "--sample-seconds", "10", "--stream", "text:tokens=64", "--samples", "1M"],
     "audit": ["audit", "examples/claims/seed004-t4-full.yaml"], "validate": ["validate", "--worst", "3"],
     "fit-budget": ["fit-budget", "--budget", "200", "--params", "100M", "--gpu", "a100-80gb", "--gpus", "1"],
+    "frameworks": ["frameworks"],
 })
 
 
@@ -126,6 +127,29 @@ def test_unknown_storage_cost_is_na_not_zero(capsys):
     assert data["cost_breakdown"]["storage_cost"] is None and data["cost"]["storage_cost_usd"] is None
     code, out, _ = run(capsys, MAIN["train"] + ["--platform", "lambda", "--csv", "--table", "cost"])
     assert "storage_cost" in out.splitlines()[0] and "n/a" in out.splitlines()[1]
+
+
+@pytest.mark.trace
+def test_trace_json_matches_its_schema(capsys, tmp_path):
+    pytest.importorskip("transformers")
+    jsonschema = pytest.importorskip("jsonschema")
+    cfg = {"model_type": "llama", "vocab_size": 512, "hidden_size": 64, "intermediate_size": 172,
+           "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2,
+           "max_position_embeddings": 256, "tie_word_embeddings": False}
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(cfg))
+    _, out, _ = run(capsys, ["schema", "trace"])
+    schema = json.loads(out)
+    code, out, err = run(capsys, ["trace", str(path), "--seq", "32", "--json"])
+    assert code == 0, err
+    jsonschema.validate(json.loads(out), schema)
+
+
+def test_every_json_command_has_a_schema():
+    from sizeup.report.schemas import OUTPUTS
+
+    no_json = {"demo", "schema"}  # demo prints tables only; schema prints a schema
+    assert set(COMMAND_TO_MODULE) - no_json == set(OUTPUTS)
 
 
 def test_schema_refuses_unknown_command(capsys):

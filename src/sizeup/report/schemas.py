@@ -296,7 +296,57 @@ class FitBudgetOutput(_Out):
     evaluations: int
 
 
+class TraceOutput(_Out):
+    """`sizeup trace --json` (needs the trace extra)."""
+
+    model_id: str
+    hf_model_type: str
+    num_layers: int
+    traced_layers: list[Any]
+    extrapolated: bool
+    micro_batch: int
+    seq_len: int
+    precision: str
+    optimizer: str
+    optimizer_impl: str
+    gradient_checkpointing: bool
+    cuda_like: bool
+    params: int
+    trainable_params: int
+    flops_per_step: int
+    attention_flops_per_step: int
+    flops_causal_per_step: int
+    peak_bytes: int
+    peak_phase: str
+    phase_peak_bytes: dict[str, Any]
+    first_step_phase_peak_bytes: dict[str, Any]
+    activation_bytes: int
+    weights_bytes: int
+    grads_bytes: int
+    optimizer_state_bytes: int
+    step_start_bytes: int
+    attention_mask_used: bool
+    segment_peak_bytes: dict[str, Any]
+    torch_version: str
+    transformers_version: str
+    trace_s: Optional[float]
+    notes: list[Any]
+    tokens_per_step: int
+    flops_6nd: int
+    active_params: int
+    recompute: str
+    analytic_params: int
+
+
+class FrameworksOutput(_Out):
+    """`sizeup frameworks --json`."""
+
+    frameworks: list[dict[str, Any]]
+
+
 OUTPUTS: dict[str, type[_Out]] = {
+    'trace': TraceOutput,
+    'frameworks': FrameworksOutput,
     'params': ParamsOutput,
     'models': ModelsOutput,
     'gpus': GpusOutput,

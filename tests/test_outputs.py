@@ -75,7 +75,7 @@ def test_csv_is_tidy_and_loads_into_pandas(capsys, name):
 
 def test_csv_units_in_header_and_table_choice(capsys, tmp_path):
     code, out, err = run(capsys, MAIN["memory"] + ["--csv"])
-    assert out.splitlines()[0] == "component,bytes_gib,share_percent" and "GiB" not in out
+    assert out.splitlines()[0] == "component,memory_gib,share_percent" and "GiB" not in out
     assert "other tables: fit" in err
     code, out, _ = run(capsys, MAIN["memory"] + ["--csv", "--table", "fit"])
     assert code == 0 and out.splitlines()[0].startswith("gpu,gpu_memory_gib,")

@@ -85,6 +85,9 @@ def test_csv_units_in_header_and_table_choice(capsys, tmp_path):
     files = sorted(p.name for p in tmp_path.iterdir())
     assert code == 0 and "plans.csv" in files and len(files) >= 2
     assert all(len({len(r) for r in csv.reader(open(tmp_path / f))}) == 1 for f in files)
+    other = tmp_path / "memory"
+    code, out, _ = run(capsys, MAIN["memory"] + ["--csv", f"{other}/"])
+    assert code == 0 and sorted(p.name for p in other.iterdir()) == ["fit.csv", "memory.csv"]
 
 
 @pytest.mark.parametrize("name", sorted(JSON))

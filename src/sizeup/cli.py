@@ -159,7 +159,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def render_options(argv: list[str]) -> list[str]:
     """Take the output options every table command shares out of argv into sizeup.report.OPTIONS:
-    --wide (all columns), --table NAME (one table of several), --csv-dir DIR / --csv=DIR (one CSV file per table).
+    --wide (all columns), --table NAME (one table of several), --csv-dir DIR / --csv=DIR / --csv DIR/ (one CSV file
+    per table; `--csv DIR` when DIR is an existing folder or ends with a slash).
     Returns argv without them (the command's own parser never sees them)."""
     from sizeup import report
     from sizeup.errors import SizeupError
@@ -175,6 +176,11 @@ def render_options(argv: list[str]) -> list[str]:
         flag, eq, value = arg.partition("=")
         if arg == "--wide":
             opts.wide = True
+        elif arg == "--csv" and i + 1 < len(argv) and not argv[i + 1].startswith("-") and (
+                argv[i + 1].endswith(("/", os.sep)) or os.path.isdir(argv[i + 1])):
+            opts.csv_dir = argv[i + 1]  # `--csv DIR`: a folder (existing, or written with a trailing slash)
+            out.append("--csv")
+            i += 1
         elif flag in ("--table", "--csv-dir") or (flag == "--csv" and eq):
             if not eq:
                 if i + 1 >= len(argv) or argv[i + 1].startswith("-"):

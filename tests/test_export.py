@@ -118,6 +118,18 @@ def test_megatron_flags_exist_in_megatron_lm_parser():
                     assert value in ref[flag]["choices"], (flag, value)
 
 
+def test_lora_is_a_note_for_launchers_and_refused_by_trainers():
+    from sizeup.core.types import Peft
+
+    s = SETUPS[3].with_(peft=Peft.QLORA, lora_rank=8)
+    for fmt in ("deepspeed", "fsdp", "accelerate"):
+        notes = " ".join(export_plan(fmt, L70, s).notes)
+        assert "LoraConfig(r=8" in notes and "nf4" in notes
+    for fmt in ("megatron", "torchtitan"):
+        with pytest.raises(ExportRefused, match="qlora fine-tuning"):
+            export_plan(fmt, L70, s)
+
+
 def test_torchtitan_flavor_is_torchtitans_name_or_refused():
     cfg = parse("torchtitan", export_plan("torchtitan", L70, SETUPS[3]).text)
     assert (cfg["model"]["name"], cfg["model"]["flavor"]) == ("llama3", "70B")

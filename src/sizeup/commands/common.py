@@ -43,7 +43,7 @@ LoraRankOpt = Annotated[Optional[int], typer.Option("--lora-rank", help="LoRA ra
 PlatformOpt = Annotated[Optional[str], typer.Option("--platform", help="Cloud platform id (aws, gcp, azure, lambda, runpod, modal, coreweave, vast).")]
 PricingOpt = Annotated[Optional[str], typer.Option("--pricing", help="on-demand | spot | reserved.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON.")]
-CsvOpt = Annotated[bool, typer.Option("--csv", help="Print the main table as tidy CSV (units in the header, plain numbers); --table NAME picks another table, --csv-dir DIR writes one file per table. Tables: --wide shows every column.")]
+CsvOpt = Annotated[bool, typer.Option("--csv", help="Print the main table as tidy CSV (units in the header, plain numbers); --table NAME picks another table, --csv-dir DIR (or --csv DIR/) writes one file per table. Tables: --wide shows every column.")]
 MarkdownOpt = Annotated[bool, typer.Option("--markdown", help="Print Markdown tables.")]
 ExplainOpt = Annotated[bool, typer.Option("--explain", help="Show each figure's formula, inputs and sources.")]
 

@@ -31,7 +31,8 @@ from dataclasses import dataclass
 import yaml
 
 from sizeup.core.types import (
-    MlpKind, ModelArch, NormKind, Offload, Optimizer, PositionKind, Precision, QkNorm, Recompute, Sharding, TrainSetup,
+    MlpKind, ModelArch, NormKind, Offload, Optimizer, Peft, PositionKind, Precision, QkNorm, Recompute, Sharding,
+    TrainSetup,
 )
 from sizeup.errors import SizeupError
 
@@ -657,6 +658,20 @@ def accelerate(model: ModelArch, setup: TrainSetup, steps: int | None = None) ->
     return Export("accelerate", text, "accelerate_config.yaml", tuple(notes))
 
 
+def _peft(fmt: str, setup: TrainSetup) -> str | None:
+    """LoRA / QLoRA live in the model code (peft.get_peft_model); the launchers that load a transformers model say
+    so, the trainers that build their own model (Megatron-LM pretrain_gpt, torchtitan) refuse."""
+    if setup.peft == Peft.NONE:
+        return None
+    if fmt in ("megatron", "torchtitan"):
+        raise _refuse(fmt, f"{setup.peft.value} fine-tuning (its trainer builds and trains the full model)",
+                      "export deepspeed, fsdp or accelerate and wrap the model with peft")
+    quant = ", base loaded in 4-bit NF4 (BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type='nf4'))" \
+        if setup.peft == Peft.QLORA else ""
+    return (f"{setup.peft.value}: wrap the model with peft.get_peft_model(model, LoraConfig(r={setup.lora_rank}, "
+            f"target_modules={list(setup.lora_targets)})){quant}")
+
+
 EXPORTERS = {"deepspeed": deepspeed, "fsdp": fsdp, "megatron": megatron, "torchtitan": torchtitan,
              "accelerate": accelerate}
 
@@ -668,7 +683,10 @@ def export_plan(fmt: str, model: ModelArch, setup: TrainSetup, steps: int | None
         from sizeup.errors import choice_error
 
         raise choice_error("export format", fmt, list(FORMATS))
+    peft_note = _peft(key, setup)
     out = EXPORTERS[key](model, setup, steps)
+    if peft_note:
+        out = Export(out.format, out.text, out.filename, out.notes + (peft_note,))
     problems = validate(key, out.text)
     if problems:  # a bug in an exporter, not a user error
         raise AssertionError(f"{key} export failed validation: {problems}")

@@ -43,6 +43,13 @@ class Num:
     value: float | int | None
     fmt: str = "{:,.4g}"
     reason: str = ""
+    unit: str = ""
+    """The raw value's unit for CSV headers when the column itself has none (figure | value tables)."""
+
+    @staticmethod
+    def shown(value: float | int | None, text: str, unit: str = "") -> "Num":
+        """A number displayed as ready-made text (e.g. '2.11 d', '791 TFLOP (6ND ...)'), raw `value` in `unit`."""
+        return Num(value, text.replace("{", "{{").replace("}", "}}"), unit=unit)
 
     def display(self) -> str:
         if self.value is None or (isinstance(self.value, float) and not math.isfinite(self.value)):
@@ -136,7 +143,8 @@ _UNIT_NAMES = {"$": "usd", "%": "percent", "B": "bytes", "KiB": "kib", "MiB": "m
                "min": "min", "h": "h", "d": "days", "days": "days", "W": "w", "kW": "kw", "kWh": "kwh",
                "TFLOP/s": "tflops", "PFLOP/s": "pflops", "GB/s": "gb_per_s", "TB/s": "tb_per_s",
                "tok/s": "tokens_per_s", "tokens/s": "tokens_per_s", "$/h": "usd_per_hour", "x": "x",
-               "kg": "kg", "t": "tonnes", "kgCO2e": "kg_co2e", "tCO2e": "t_co2e", "ms/token": "ms_per_token"}
+               "kg": "kg", "t": "tonnes", "kgCO2e": "kg_co2e", "tCO2e": "t_co2e", "ms/token": "ms_per_token",
+               "FLOP": "flop", "params": "params", "tokens": "tokens", "steps": "steps"}
 _COUNT_SUFFIX = {"K": 1e3, "M": 1e6, "B": 1e9, "T": 1e12, "P": 1e15}
 _NUM_RE = __import__("re").compile(
     r"^(?P<dollar>\$)?(?P<num>[-+]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:[eE][-+]?\d+)?)"
@@ -157,6 +165,17 @@ def _parse_cell(text: str) -> tuple[float, str] | None:
     if unit and unit not in _UNIT_NAMES:
         return None
     return value, unit
+
+
+_LONG_UNIT = {"h": ("hours", "hour"), "s": ("seconds", "second"), "days": ("days",), "percent": ("percent", "pct"),
+              "tokens": ("tokens",), "params": ("params",), "steps": ("steps",)}
+
+
+def with_unit(label: str, unit: str) -> str:
+    """`label_unit`, unless the label already names the unit (gpu_hours + h, tokens + tokens)."""
+    if not unit or label.endswith(unit) or any(label.endswith(w) for w in _LONG_UNIT.get(unit, ())):
+        return label
+    return f"{label}_{unit}"
 
 
 def snake(name: str) -> str:
@@ -195,14 +214,13 @@ def tidy(table: Table) -> tuple[list[str], list[list[str]]]:
         cells = [row[j] if j < len(row) else None for row in table.rows]
         name = snake(str(col))
         if isinstance(col, Col):
-            unit = _UNIT_NAMES.get(col.unit, snake(col.unit)) if col.unit else ""
-            header.append(f"{name}_{unit}" if unit and not name.endswith(unit) else name)
+            header.append(with_unit(name, _UNIT_NAMES.get(col.unit, snake(col.unit)) if col.unit else ""))
             columns_out.append([c.raw() if isinstance(c, Num) else _plain(c) for c in cells])
             continue
         parsed = []
         for c in cells:
             if isinstance(c, Num):
-                parsed.append((c, ""))
+                parsed.append((c, c.unit))
             elif isinstance(c, (int, float)) and not isinstance(c, bool):
                 parsed.append((Num(c), ""))
             elif isinstance(c, str) and c.strip() not in ("", "-", "n/a"):
@@ -215,8 +233,7 @@ def tidy(table: Table) -> tuple[list[str], list[list[str]]]:
             values = ["n/a" if p == "blank" else (p[0].raw() if isinstance(p[0], Num) else _raw_number(p[0]))
                       for p in parsed]
             if len(units) == 1:
-                unit = _UNIT_NAMES.get(next(iter(units)), "")
-                header.append(f"{name}_{unit}" if unit and not name.endswith(unit) else name)
+                header.append(with_unit(name, _UNIT_NAMES.get(next(iter(units)), "")))
                 columns_out.append(values)
             else:
                 header += [name, f"{name}_unit"]
@@ -263,7 +280,7 @@ def transpose(table: Table) -> tuple[list[str], list[list[str]]]:
     for r in table.rows:
         label, value = snake(str(r[0])), r[1]
         if isinstance(value, Num):
-            header.append(label)
+            header.append(with_unit(label, _UNIT_NAMES.get(value.unit, snake(value.unit)) if value.unit else ""))
             row.append(value.raw())
             continue
         p = _parse_cell(_cell(value)) if not isinstance(value, (int, float)) else (float(value), "")
@@ -271,8 +288,7 @@ def transpose(table: Table) -> tuple[list[str], list[list[str]]]:
             header.append(label)
             row.append(_plain(value))
         else:
-            unit = _UNIT_NAMES.get(p[1], "")
-            header.append(f"{label}_{unit}" if unit and not label.endswith(unit) else label)
+            header.append(with_unit(label, _UNIT_NAMES.get(p[1], "")))
             row.append(_raw_number(p[0]))
         for extra, col in zip(r[2:], table.columns[2:]):
             if str(extra).strip() not in ("", "-"):

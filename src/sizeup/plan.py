@@ -583,7 +583,10 @@ def table_row(r: Row) -> tuple:
                 "-", f"{r.ev.tokens_per_s:,.0f}" if r.ev.tokens_per_s else "-", "-", "-", "-", "-",
                 e.price_as_of.split(" ")[0][:10], "infeasible: " + "; ".join(e.reasons))
     tbps = cost_dict(e, r.ev.gpu)["usd_per_tbps_hour"]
-    paid = f"{e.gpus}" if e.gpus_paid == e.gpus else f"{e.gpus} ({e.gpus_paid} paid)"
+    from sizeup.report import Num
+
+    # typed: the GPU count is the raw number (CSV `gpus`), the paid whole instances stay in the display
+    paid = Num.shown(e.gpus, f"{e.gpus}" if e.gpus_paid == e.gpus else f"{e.gpus} ({e.gpus_paid} paid)")
     st = r.ev.setup
     fit = f"mb {st.micro_batch}" + ("" if str(st.recompute) == "none" else f", {st.recompute} recompute")
     return (

@@ -326,8 +326,8 @@ def infer_cmd(
         ]
     report = Report(
         data=data,
-        tables=[Table(f"{arch.name} on {est.gpus} x {g.name}: memory", ["figure", "value", "note"], rows),
-                Table("latency, throughput, cost", ["figure", "value", "note"], perf)],
+        tables=[Table(f"{arch.name} on {est.gpus} x {g.name}: memory", ["figure", "value", "note"], rows, name="memory"),
+                Table("latency, throughput, cost", ["figure", "value", "note"], perf, name="performance")],
         terms=list(est.terms) + shown_terms(est, knobs, price, price_note, batch is not None or concurrency is not None),
         notes=list(est.notes) + ([price_note] if est.usd_per_1m_output_tokens is None else [])
         + ([] if gpu else [f"no --gpu given: assumed {g.id}"]),
@@ -449,7 +449,7 @@ def serve_plan_cmd(
         data=data,
         tables=[Table(f"{arch.name}: {rps:g} req/s", ["gpu", "tp", "feasible", "replicas", "gpus", "conc/replica (now/max)",
                                                       "TTFT p95", "TPOT p95", "$/hour", "$/month", "binding / reason"],
-                      rows)],
+                      rows, name="options")],
         terms=list(plan.terms) + option_terms(plan.options, rps, pl, ol), notes=notes, warnings=warnings,
     )
     emit(report, json_, csv_, markdown, explain, plot=plot)

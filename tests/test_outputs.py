@@ -151,7 +151,7 @@ def test_trace_json_matches_its_schema(capsys, tmp_path):
 def test_every_json_command_has_a_schema():
     from sizeup.report.schemas import OUTPUTS
 
-    no_json = {"demo", "schema"}  # demo prints tables only; schema prints a schema
+    no_json = {"demo", "schema", "plot", "serve"}  # tables only; a schema; a chart file; a web server
     assert set(COMMAND_TO_MODULE) - no_json == set(OUTPUTS)
 
 

@@ -35,6 +35,196 @@ AllowLongOpt = Annotated[bool, typer.Option(
     "--allow-long-context", help="Allow prompt + output longer than the model's max_seq_len.")]
 
 
+EngineOpt = Annotated[Optional[str], typer.Option(
+    "--engine", help="Serving engine profile: vllm | sglang | trtllm | tgi | lmdeploy | llama.cpp | hf-generate | gpt-fast "
+                     "(catalog/data/engines.yaml; default: the generic catalog knobs).")]
+EngineOptOpt = Annotated[Optional[list[str]], typer.Option(
+    "--engine-opt", help="Override one engine field, FIELD=VALUE (repeatable), e.g. max_num_seqs=128, "
+                         "chunked_prefill=false, speculative.num_tokens=4.")]
+TraceOpt = Annotated[Optional[str], typer.Option(
+    "--trace", help="Request trace: JSONL or CSV with input/output token lengths per request (input_len/prompt_tokens, "
+                    "output_len/completion_tokens; optional arrival_s).")]
+RequestsOpt = Annotated[Optional[int], typer.Option(
+    "--requests", help="Requests to simulate (default 2000 for infer, 800 per sizing run for serve-plan).")]
+
+MAJOR_CLOUDS = ("aws", "gcp", "azure")
+COST_RULE = ("$/1M tokens = price x GPUs x hours of the simulated run (idle included) / tokens served; the GPU time of "
+             "prompt work is charged to input tokens, decode work to output tokens (a mixed step splits its weight "
+             "and communication time by token count, attention by who causes it)")
+
+
+def parse_engine(name: str | None, opts: list[str] | None, gpu, arch, base_knobs):
+    """(EngineProfile for this GPU with --engine-opt applied, ServingKnobs). No engine and no options -> the
+    generic profile and the catalog knobs unchanged."""
+    from sizeup.catalog.engines import engine_profile
+
+    prof = engine_profile(name).for_gpu(gpu)
+    overrides: dict[str, str] = {}
+    for item in opts or []:
+        key, sep, value = str(item).partition("=")
+        if not sep or not key.strip():
+            raise SizeupError(f"--engine-opt {item!r}: give FIELD=VALUE, e.g. max_num_seqs=128")
+        overrides[key.strip()] = value.strip()
+    if overrides:
+        prof = prof.with_overrides(overrides)
+    if name is None and not overrides:
+        return prof, base_knobs
+    return prof, prof.knobs(base_knobs, arch.num_layers)
+
+
+def read_trace(path: str):
+    """(prompt lengths, output lengths, arrival times or None) from a JSONL or CSV request trace."""
+    import csv
+    import json
+    from pathlib import Path
+
+    import numpy as np
+
+    p = Path(path)
+    if not p.is_file():
+        raise SizeupError(f"--trace {path!r} not found")
+    in_keys = ("input_len", "prompt_len", "input_tokens", "prompt_tokens", "isl", "input_length")
+    out_keys = ("output_len", "output_tokens", "completion_tokens", "osl", "max_tokens", "output_length")
+    t_keys = ("arrival_s", "timestamp", "arrival_time")
+    rows: list[dict] = []
+    try:
+        text = p.read_text(encoding="utf-8")
+    except (UnicodeDecodeError, OSError) as exc:
+        raise SizeupError(f"--trace {path}: cannot read ({type(exc).__name__})") from None
+    if p.suffix.lower() in (".jsonl", ".json", ".ndjson") or text.lstrip().startswith("{"):
+        for n, line in enumerate(text.splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError:
+                raise SizeupError(f"--trace {path}: line {n} is not JSON") from None
+            if not isinstance(obj, dict):
+                raise SizeupError(f"--trace {path}: line {n} is not a JSON object")
+            rows.append(obj)
+    else:
+        rows = list(csv.DictReader(text.splitlines()))
+
+    def pick(row: dict, keys, n: int, required: bool):
+        for k in keys:
+            if k in row and row[k] not in (None, ""):
+                try:
+                    v = float(row[k])
+                except (TypeError, ValueError):
+                    raise SizeupError(f"--trace {path}: request {n}: {k}={row[k]!r} is not a number") from None
+                if not np.isfinite(v) or v < (1 if required else 0) or (required and v != int(v)):
+                    raise SizeupError(f"--trace {path}: request {n}: {k}={row[k]!r} must be a whole number >= 1"
+                                      if required else f"--trace {path}: request {n}: {k} must be >= 0")
+                return v
+        if required:
+            raise SizeupError(f"--trace {path}: request {n} has none of {', '.join(keys)}")
+        return None
+
+    if not rows:
+        raise SizeupError(f"--trace {path}: no requests")
+    pl = np.array([pick(r, in_keys, i + 1, True) for i, r in enumerate(rows)], dtype=np.int64)
+    ol = np.array([pick(r, out_keys, i + 1, True) for i, r in enumerate(rows)], dtype=np.int64)
+    ts = [pick(r, t_keys, i + 1, False) for i, r in enumerate(rows)]
+    arrivals = None
+    if all(t is not None for t in ts):
+        a = np.array(ts, dtype=float)
+        arrivals = np.sort(a - a.min())
+    return pl, ol, arrivals
+
+
+def default_price(catalog, gpu, platform: str | None, pricing: str | None, override: float | None):
+    """(USD per GPU-hour, description, platform id) for $/token: --price-per-gpu-hour; else --platform's offer;
+    else the on-demand price of a major cloud (AWS, then GCP, then Azure) for this GPU. Marketplace and
+    neocloud prices are used only when asked for with --platform."""
+    if override is not None or platform:
+        price, note = gpu_price(catalog, gpu, platform, pricing, override)
+        return price, note, (platform or "user")
+    if not hasattr(catalog, "offers"):
+        return None, "no prices in the catalog; pass --price-per-gpu-hour", None
+    kind = pricing or "on-demand"
+    for cloud in MAJOR_CLOUDS:
+        try:
+            offers = catalog.offers(cloud, gpu.id, kind, strict=False)
+        except SizeupError:
+            continue
+        if offers:
+            o = offers[0]
+            return (o.price_usd_per_gpu_hour,
+                    f"{o.platform} {o.instance} {o.pricing}, ${o.price_usd_per_gpu_hour:.2f}/GPU-h as of {o.price_as_of} "
+                    f"(default: the first major cloud - AWS, GCP, Azure - renting {gpu.id}; --platform for others)",
+                    o.platform)
+    return (None, f"no AWS/GCP/Azure {kind} price for {gpu.id} in the catalog; pass --platform (e.g. a marketplace) "
+                  "or --price-per-gpu-hour", None)
+
+
+def load_workload(n: int, s: int, n_out: int, rps: float | None, concurrency: int | None, trace: str | None,
+                  max_len: int | None):
+    """The simulated requests: the trace's lengths (and arrivals, unless --rps/--concurrency is given), or
+    fixed lengths s/n_out; Poisson at --rps, else closed-loop at `concurrency`."""
+    from sizeup.core.inference import LengthDist
+    from sizeup.core.serving_sim import Workload, make_workload
+
+    if trace:
+        pl, ol, arrivals = read_trace(trace)
+        if rps is None and concurrency is None and arrivals is not None:
+            return Workload(pl, ol, arrivals, None, len(pl) / max(float(arrivals[-1]), 1e-9)), "trace arrivals"
+        return make_workload(len(pl), pl, ol, rate_rps=rps, concurrency=None if rps else concurrency,
+                             max_total_len=max_len), ("trace lengths, " + (f"Poisson {rps:g} req/s" if rps else
+                                                                           f"{concurrency} concurrent clients"))
+    wl = make_workload(n, LengthDist.fixed(s), LengthDist.fixed(n_out), rate_rps=rps,
+                       concurrency=None if rps else concurrency)
+    return wl, (f"Poisson arrivals at {rps:g} req/s" if rps else f"{concurrency} concurrent clients (closed loop)")
+
+
+def sim_rows(res) -> list:
+    def ms(x: float) -> str:
+        return f"{x * 1e3:,.1f} ms"
+
+    s = res.summary()
+    return [
+        ("TTFT", ms(s["ttft_p50_s"]), ms(s["ttft_p90_s"]), ms(s["ttft_p99_s"])),
+        ("TPOT (per request)", ms(s["tpot_p50_s"]), ms(s["tpot_p90_s"]), ms(s["tpot_p99_s"])),
+        ("ITL (per token)", ms(s["itl_p50_s"]), ms(s["itl_p90_s"]), ms(s["itl_p99_s"])),
+        ("end-to-end latency", f"{s['e2e_p50_s']:,.2f} s", f"{s['e2e_p90_s']:,.2f} s", f"{s['e2e_p99_s']:,.2f} s"),
+    ]
+
+
+def sim_terms(prefix: str, res, load_text: str, engine) -> list:
+    from sizeup.core.explain import Term
+
+    s = res.summary()
+    src = ("sizeup.core.serving_sim: step-level simulation of the engine scheduler (Orca iteration-level batching; "
+           "Sarathi-Serve chunked prefill; vLLM recompute preemption), each step timed by the roofline step model")
+    ins = {"load": load_text, "engine": engine.id, "requests": res.n_requests, "steps": res.steps,
+           "preemptions": res.preemptions, "mean_running": round(res.running_mean, 2),
+           "mean_queued": round(res.queue_mean, 2)}
+    out = []
+    for what, label in (("ttft", "time to first token"), ("tpot", "(e2e - ttft)/(n - 1) per request"),
+                        ("itl", "gap between tokens, over all tokens"), ("e2e", "arrival to last token")):
+        for q in (50, 90, 99):
+            out.append(Term(f"{prefix}load/{what}_p{q}", s[f"{what}_p{q}_s"], "s", f"p{q} over simulated requests: {label}",
+                            ins, src))
+    out += [Term(f"{prefix}load/output_tokens_per_s", res.output_tokens_per_s, "tokens/s", "output tokens / makespan",
+                 {"output_tokens": res.output_tokens, "makespan_s": res.duration_s}, src),
+            Term(f"{prefix}load/request_throughput", res.request_throughput_rps, "requests/s", "completed / makespan",
+                 {"completed": res.completed, "makespan_s": res.duration_s}, src),
+            Term(f"{prefix}load/gpu_utilization", res.gpu_utilization, "fraction", "busy GPU time / makespan",
+                 {"busy_s": res.busy_s, "makespan_s": res.duration_s}, src)]
+    return out
+
+
+def cost_terms(prefix: str, cost, res, price_note: str) -> list:
+    from sizeup.core.explain import Term
+
+    ins = {"price": cost.price_usd_per_gpu_hour, "gpus": cost.gpus, "run_s": res.duration_s, "busy_s": res.busy_s,
+           "prefill_s": res.prefill_gpu_s, "input_tokens": res.input_tokens, "output_tokens": res.output_tokens}
+    return [Term(f"{prefix}cost/usd_per_1m_input_tokens", cost.usd_per_1m_input_tokens, "USD",
+                 "price*gpus*run_h * prefill_s/busy_s / input_tokens * 1e6", ins, COST_RULE + "; price: " + price_note),
+            Term(f"{prefix}cost/usd_per_1m_output_tokens", cost.usd_per_1m_output_tokens, "USD",
+                 "price*gpus*run_h * (1 - prefill_s/busy_s) / output_tokens * 1e6", ins,
+                 COST_RULE + "; price: " + price_note)]
+
+
 # --------------------------------------------------------------------------- shared parsing
 
 
@@ -225,11 +415,15 @@ def infer_cmd(
     output_len: OutputLenOpt = None,
     batch: BatchOpt = None,
     concurrency: ConcurrencyOpt = None,
+    rps: Annotated[Optional[float], typer.Option("--rps", help="Simulate Poisson arrivals at this request rate instead of a fixed concurrency.")] = None,
+    engine: EngineOpt = None,
+    engine_opt: EngineOptOpt = None,
+    trace: TraceOpt = None,
+    requests: RequestsOpt = None,
     static: StaticOpt = False,
     platform: PlatformOpt = None,
     pricing: PricingOpt = None,
     price_per_gpu_hour: PricePerGpuHourOpt = None,
-    utilization: UtilizationOpt = None,
     gpu_memory_utilization: GpuMemUtilOpt = None,
     allow_long_context: AllowLongOpt = False,
     json_: JsonOpt = False,
@@ -239,18 +433,23 @@ def infer_cmd(
 ) -> None:
     """Size one inference replica: weights, KV cache, max concurrency, TTFT/TPOT, tokens/s and $/1M tokens.
 
+    Latency and throughput are the closed-form answer at one batch; the load section simulates the engine's
+    scheduler (default: --concurrency/--batch clients, else the memory-limited batch; or --rps Poisson arrivals),
+    and $/1M tokens come from that simulated load.
+
     Examples:
 
       sizeup infer llama-2-7b --gpu a100-80gb
 
       sizeup infer llama-3-70b --gpu h100 --tp 4 --weights fp8 --kv-dtype fp8 --prompt-len 2048 --output-len 256
 
-      sizeup infer mistral-7b --gpu l4 --weights int4 --concurrency 32 --price-per-gpu-hour 0.8 --json
+      sizeup infer llama-3-8b --gpu h100 --engine vllm --rps 10 --prompt-len 1024 --output-len 256
 
-      sizeup infer deepseek-v3 --gpu h200 --tp 8 --weights fp8 --explain
+      sizeup infer mistral-7b --gpu l4 --weights int4 --concurrency 32 --price-per-gpu-hour 0.8 --json
     """
     from sizeup.catalog import load_catalog, resolve_model
-    from sizeup.core.inference import ServeSetup, estimate_inference
+    from sizeup.core.inference import ServeSetup, estimate_inference, fit_fixes
+    from sizeup.core.serving_sim import Scheduler, SimInfeasible, sim_token_cost, simulate
     from sizeup.report import Report, Table
     from sizeup.validate.inference_points import load_serving_knobs
 
@@ -261,12 +460,13 @@ def infer_cmd(
         raise SizeupError("give a model: a preset id (see 'sizeup models') or a path to config.json")
     if is_scenario(name):
         raise SizeupError(f"{name!r} is a scenario file; 'sizeup infer' takes a model preset id or a config.json")
-    for flag, val in (("tp", tp), ("pp", pp), ("gpus", gpus), ("batch", batch), ("concurrency", concurrency)):
+    for flag, val in (("tp", tp), ("pp", pp), ("gpus", gpus), ("batch", batch), ("concurrency", concurrency),
+                      ("requests", requests)):
         positive(flag, val)
     if batch is not None and concurrency is not None and batch != concurrency:
         raise SizeupError(f"--batch {batch} and --concurrency {concurrency} disagree; give one")
-    if utilization is not None and not (0 < utilization <= 1):
-        raise SizeupError(f"--utilization must be in (0, 1], got {utilization}")
+    if rps is not None and not (rps > 0 and rps < float("inf")):
+        raise SizeupError(f"--rps must be a finite number > 0 requests per second, got {rps}")
     if gpu_memory_utilization is not None and not (0 < gpu_memory_utilization <= 1):
         raise SizeupError(f"--gpu-memory-utilization must be in (0, 1], got {gpu_memory_utilization}")
     catalog = load_catalog()
@@ -290,13 +490,16 @@ def infer_cmd(
     knobs = load_serving_knobs(catalog)
     if gpu_memory_utilization is not None:
         knobs = knobs.with_(gpu_memory_utilization=gpu_memory_utilization)
-    price, price_note = gpu_price(catalog, g, platform, pricing, price_per_gpu_hour)
+    prof, knobs = parse_engine(engine, engine_opt, g, arch, knobs)
+    if static and prof.batching != "static":
+        prof = prof.with_overrides({"batching": "static"})
+    price, price_note, price_platform = default_price(catalog, g, platform, pricing, price_per_gpu_hour)
+    given = batch if batch is not None else concurrency
     setup = ServeSetup(tp=tp_, pp=pp_, weights=w, kv_dtype=kv, prompt_len=s, output_len=n,
-                       batch=batch if batch is not None else concurrency, static=static)
-    est = estimate_inference(arch, g, setup, knobs, price, utilization)
+                       batch=given, static=prof.batching == "static")
+    est = estimate_inference(arch, g, setup, knobs, None)
+    engine_note = f"engine: {prof.describe()}"
 
-    data = est.to_dict() | {"model": arch.id, "gpu": g.id, "price_note": price_note,
-                            "max_seq_len": arch.max_seq_len}
     rows = [
         ("weights (total)", _fmt_bytes(est.weights_bytes), f"{est.weights_dtype}"),
         ("weights per GPU", _fmt_bytes(est.weights_bytes_per_gpu), f"tp={tp_} pp={pp_}"),
@@ -305,10 +508,61 @@ def infer_cmd(
         ("KV budget per GPU", _fmt_bytes(max(est.kv_budget_bytes_per_gpu, 0.0)),
          f"{knobs.gpu_memory_utilization:.0%} of {_fmt_bytes(g.memory_bytes)} minus weights/activations/graphs"),
         ("max concurrency", f"{est.max_concurrency:,}", f"sequences of {s + n} tokens"),
-        ("batch used", f"{est.batch:,}", est.batching),
     ]
+    base = {"model": arch.id, "gpu": g.id, "engine": prof.id, "engine_profile": prof.describe(),
+            "max_seq_len": arch.max_seq_len}
+    if not est.fits:
+        fixes = fit_fixes(arch, g, setup, knobs)
+        data = {k: v for k, v in est.to_dict().items()
+                if not k.startswith(("ttft", "tpot", "e2e", "output_tokens", "input_tokens", "usd", "decode_",
+                                     "compute_bound"))}
+        data |= base | {"fits": False, "reasons": list(est.reasons), "fixes": fixes, "ttft_s": None, "tpot_s": None,
+                        "e2e_latency_s": None, "output_tokens_per_s": None, "usd_per_1m_input_tokens": None,
+                        "usd_per_1m_output_tokens": None, "load": None, "cost": None}
+        report = Report(
+            data=data,
+            tables=[Table(f"{arch.name} on {est.gpus} x {g.name}: does not fit", ["figure", "value", "note"], rows),
+                    Table("fixes", ["change"], [(f,) for f in fixes] or [("none found",)])],
+            terms=[t for t in est.terms if t.name.startswith(("weights", "kv", "memory", "serve/max"))],
+            notes=[f"does not fit: {r}" for r in est.reasons] + ["no latency, throughput or price for a replica that "
+                                                                  "does not fit"] + [engine_note],
+        )
+        emit(report, json_, csv_, markdown, explain)
+        return
+
+    # ---------------------------------------------------------------- the load: simulate the engine's scheduler
+    clients = given if given is not None else est.batch
+    wl, load_text = load_workload(requests or 2000, s, n, rps, clients if rps is None else None, trace,
+                                  arch.max_seq_len if not allow_long_context else None)
+    sched = Scheduler.from_engine(prof, knobs, est.batch if prof.batching == "static" else None)
+    try:
+        res = simulate(arch, g, setup, knobs, sched, wl)
+    except SimInfeasible as exc:
+        raise SizeupError(f"the simulated load cannot be served: {exc}") from None
+    cost = sim_token_cost(res, price, est.gpus) if price is not None else None
+    summ = res.summary()
+    notes = list(est.notes) + [engine_note]
+    if cost is not None:
+        notes.append("$/1M tokens: " + COST_RULE + f"; at the simulated load ({load_text})")
+    else:
+        notes.append(price_note)
+    if summ["ttft_p50_s"] > 1.2 * est.ttft_s or abs(summ["tpot_p50_s"] - est.tpot_s) > 0.2 * est.tpot_s:
+        notes.append(f"under load ({load_text}) the simulated engine gives TTFT p50 {summ['ttft_p50_s'] * 1e3:,.1f} ms "
+                     f"and TPOT p50 {summ['tpot_p50_s'] * 1e3:,.2f} ms vs the closed-form {est.ttft_s * 1e3:,.1f} / "
+                     f"{est.tpot_s * 1e3:,.2f} ms at batch {est.batch} (queueing, prefill/decode interference)")
+    data = est.to_dict() | base | {
+        "price_note": price_note, "price_platform": price_platform, "price_usd_per_gpu_hour": price,
+        "load": {"description": load_text, **summ},
+        "cost": cost.to_dict() if cost else None,
+        "usd_per_hour": cost.usd_per_hour if cost else None,
+        "usd_per_month": cost.usd_per_hour * 730.0 if cost else None,
+        "usd_per_1m_input_tokens": cost.usd_per_1m_input_tokens if cost else None,
+        "usd_per_1m_output_tokens": cost.usd_per_1m_output_tokens if cost else None,
+        "utilization": res.gpu_utilization, "fixes": [],
+    }
+    rows.append(("batch used (closed form)", f"{est.batch:,}", est.batching))
     perf = [
-        ("TTFT", f"{est.ttft_s * 1e3:,.1f} ms", "time to first token"),
+        ("TTFT", f"{est.ttft_s * 1e3:,.1f} ms", "prefill(s) + one decode step (no queueing)"),
         ("TPOT", f"{est.tpot_s * 1e3:,.2f} ms", f"decode step at batch {est.batch}, {est.decode_bound}-bound"),
         ("end-to-end latency", f"{est.e2e_latency_s:,.2f} s", f"{s} in + {n} out"),
         ("output tokens/s (replica)", f"{est.output_tokens_per_s:,.0f}", f"{est.gpus} GPU(s)"),
@@ -316,20 +570,31 @@ def infer_cmd(
         ("output tokens/s per request", f"{est.output_tokens_per_s_per_request:,.1f}", "1 / TPOT"),
         ("decode turns compute-bound at batch", str(est.compute_bound_batch or "never (<65536)"), "weight GEMMs"),
     ]
-    if est.usd_per_1m_output_tokens is not None:
-        perf += [
+    load_rows = sim_rows(res) + [
+        ("output tokens/s", f"{res.output_tokens_per_s:,.0f}", "", ""),
+        ("requests/s", f"{res.request_throughput_rps:,.2f}", "", ""),
+        ("GPU busy", f"{res.gpu_utilization:.0%}", "", ""),
+        ("mean running / queued", f"{res.running_mean:,.1f} / {res.queue_mean:,.1f}", "", ""),
+    ]
+    tables = [Table(f"{arch.name} on {est.gpus} x {g.name}: memory", ["figure", "value", "note"], rows),
+              Table("closed form (one batch, no queueing)", ["figure", "value", "note"], perf),
+              Table(f"under load: {load_text}, {res.n_requests:,} requests, engine {prof.id}",
+                    ["figure", "p50", "p90", "p99"], load_rows)]
+    if cost is not None:
+        tables.append(Table("cost at the simulated load", ["figure", "value", "note"], [
             ("$ per GPU-hour", f"{price:,.3f}", price_note),
-            ("$ per 1M output tokens", f"{est.usd_per_1m_output_tokens:,.3f}", f"at {est.utilization:.0%} utilisation"),
-            ("$ per 1M input tokens", f"{est.usd_per_1m_input_tokens:,.3f}", f"at {est.utilization:.0%} utilisation"),
-        ]
+            ("$ per 1M input tokens", f"{cost.usd_per_1m_input_tokens:,.4f}",
+             f"{cost.input_share_of_gpu_time:.0%} of busy GPU time is prompt work"),
+            ("$ per 1M output tokens", f"{cost.usd_per_1m_output_tokens:,.4f}", "decode work"),
+            ("$ per hour / month", f"{cost.usd_per_hour:,.2f} / {cost.usd_per_hour * 730:,.0f}", "730 h month"),
+        ]))
     report = Report(
-        data=data,
-        tables=[Table(f"{arch.name} on {est.gpus} x {g.name}: memory", ["figure", "value", "note"], rows),
-                Table("latency, throughput, cost", ["figure", "value", "note"], perf)],
-        terms=list(est.terms) + shown_terms(est, knobs, price, price_note, batch is not None or concurrency is not None),
-        notes=list(est.notes) + ([price_note] if est.usd_per_1m_output_tokens is None else [])
-        + ([] if gpu else [f"no --gpu given: assumed {g.id}"]),
-        warnings=[f"does not fit: {r}" for r in est.reasons],
+        data=data, tables=tables,
+        terms=[t for t in est.terms if not t.name.startswith("cost/")]
+        + shown_terms(est, knobs, price, price_note, given is not None) + sim_terms("", res, load_text, prof)
+        + (cost_terms("", cost, res, price_note) if cost else []),
+        notes=notes + ([] if gpu else [f"no --gpu given: assumed {g.id}"]),
+        warnings=[],
     )
     emit(report, json_, csv_, markdown, explain)
 

@@ -1009,3 +1009,55 @@ def plan_fleet(model: ModelArch, gpus: Sequence[tuple[GpuSpec, float | None]], t
             terms.append(Term("fleet/usd_per_month", best.usd_per_month, "USD", "gpus * price * 730 h",
                               {"gpus": best.gpus, "price": best.price_usd_per_gpu_hour}, "730 h = 8760/12"))
     return FleetPlan(best, tuple(options), tuple(notes), tuple(terms))
+
+
+# --------------------------------------------------------------------------- does-not-fit: fixes
+
+
+def max_context_that_fits(model: ModelArch, gpu: GpuSpec, setup: ServeSetup, knobs: ServingKnobs,
+                          batch: int = 1) -> int:
+    """Longest context (prompt + output) of which `batch` sequences fit in the KV budget (0 if none)."""
+    wb = weight_bytes(model, setup.weights, knobs.quant_group_size).total_bytes
+    budget = _f(kv_budget_bytes(model, gpu.memory_bytes, setup.tp, setup.pp, wb, knobs))
+    if budget <= 0:
+        return 0
+    lo, hi = 0, max(1, model.max_seq_len) * 64
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        need = batch * _f(kv_bytes_per_sequence(model, mid, setup.kv_dtype, setup.tp, setup.pp, knobs.block_size_tokens))
+        lo, hi = (mid, hi) if need <= budget else (lo, mid)
+    return lo
+
+
+def fit_fixes(model: ModelArch, gpu: GpuSpec, setup: ServeSetup, knobs: ServingKnobs) -> list[str]:
+    """Changes that make a replica that does not fit fit (each checked with estimate_inference's memory rules):
+    more tensor parallelism, an 8-bit KV cache, 8/4-bit weights, a shorter context, fewer concurrent sequences."""
+    def fits(s: ServeSetup, g_mem: float | None = None) -> bool:
+        return estimate_inference(model, gpu, s, knobs).fits
+
+    out: list[str] = []
+    for t in (2, 4, 8, 16):
+        if t <= setup.tp or t * setup.pp > max(gpu.node_size, 1) or model.num_heads % t:
+            continue
+        if fits(setup.with_(tp=t)):
+            out.append(f"--tp {t} (weights and KV sharded over {t} GPUs)")
+            break
+    if setup.kv_dtype not in (KvDtype.FP8, KvDtype.INT8) and fits(setup.with_(kv_dtype=KvDtype.FP8)):
+        out.append("--kv-dtype fp8 (halves the KV cache)")
+    for w in (WeightDtype.FP8, WeightDtype.INT4):
+        if weight_bits_per_param(w) < weight_bits_per_param(setup.weights) and fits(setup.with_(weights=w)):
+            out.append(f"--weights {w} ({'W8A8' if w == WeightDtype.FP8 else 'AWQ/GPTQ W4A16'})")
+            break
+    ctx = setup.prompt_len + setup.output_len
+    c1 = max_context_that_fits(model, gpu, setup, knobs, 1)
+    if 0 < c1 < ctx:
+        out.append(f"a context of at most {c1:,} tokens (prompt + output) at batch 1")
+    if setup.batch is not None and setup.batch > 1:
+        best = 0
+        for b in range(setup.batch - 1, 0, -1):
+            if fits(setup.with_(batch=b)):
+                best = b
+                break
+        if best:
+            out.append(f"--concurrency {best} (the most sequences of {ctx} tokens that fit)")
+    return out

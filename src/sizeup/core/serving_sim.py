@@ -769,3 +769,90 @@ def run_load(model: ModelArch, gpu: GpuSpec, setup: ServeSetup, knobs: ServingKn
 __all__ = ["Workload", "make_workload", "sample_lengths", "Scheduler", "StepModel", "SimResult", "SimInfeasible",
            "simulate", "run_load", "TokenCost", "token_cost", "sim_token_cost", "kv_capacity_bytes", "PERCENTILES"]
 _unused = (Mapping, WeightDtype, _allreduce_s, _p2p_s)
+
+
+# --------------------------------------------------------------------------- replica sizing for SLOs
+
+
+@dataclass(frozen=True)
+class SloTargets:
+    ttft_p95_s: float | None = None
+    tpot_p95_s: float | None = None
+    ttft_p50_s: float | None = None
+    tpot_p50_s: float | None = None
+
+    def met(self, res: SimResult) -> tuple[bool, str]:
+        checks = (("ttft", 95, self.ttft_p95_s), ("tpot", 95, self.tpot_p95_s),
+                  ("ttft", 50, self.ttft_p50_s), ("tpot", 50, self.tpot_p50_s))
+        for what, q, limit in checks:
+            if limit is not None and res.pct(what, q) > limit:
+                return False, f"latency ({what} p{q})"
+        return True, ""
+
+
+@dataclass(frozen=True)
+class ReplicaSizing:
+    feasible: bool
+    reason: str
+    binding: str
+    max_rps_per_replica: float
+    saturation_rps: float
+    replicas: int
+    operating_rps_per_replica: float
+    result: SimResult | None
+
+
+def _lengths_like(prompt, output, n: int, seed: int):
+    rng = np.random.default_rng(seed + 7)
+    p = sample_lengths(prompt, n, rng) if isinstance(prompt, LengthDist) else np.resize(np.asarray(prompt), n)
+    o = sample_lengths(output, n, rng) if isinstance(output, LengthDist) else np.resize(np.asarray(output), n)
+    return p, o
+
+
+def size_replicas(model: ModelArch, gpu: GpuSpec, setup: ServeSetup, knobs: ServingKnobs, sched: Scheduler,
+                  prompt, output, rps: float, targets: SloTargets, n_requests: int = 800, seed: int = 0,
+                  max_utilization: float = 0.95) -> ReplicaSizing:
+    """Largest Poisson request rate one replica carries within the targets (bisection on simulated runs with
+    common random numbers), then replicas = ceil(rps / that rate) and a final run at rps / replicas.
+    A rate above `max_utilization` of the saturation throughput (closed loop at max_num_seqs) is never used:
+    at 100 % the queue grows without bound whatever the finite run shows."""
+    p, o = _lengths_like(prompt, output, n_requests, seed)
+    sm = StepModel(model, gpu, setup, knobs, sched.token_budget + sched.max_num_seqs * (sched.spec_tokens + 1))
+    gaps = np.random.default_rng(seed).exponential(1.0, n_requests)
+
+    def run_rate(r: float) -> SimResult:
+        return simulate(model, gpu, setup, knobs, sched, Workload(p, o, np.cumsum(gaps) / r, None, r), sm)
+
+    sat = simulate(model, gpu, setup, knobs, sched,
+                   Workload(p, o, None, min(sched.max_num_seqs, n_requests), None), sm).request_throughput_rps
+    hi = max_utilization * sat
+    lo = hi / 1000.0
+    res_lo = run_rate(lo)
+    ok, why = targets.met(res_lo)
+    if not ok:
+        return ReplicaSizing(False, f"even an idle replica misses the target: {why.split('(')[-1].rstrip(')')} "
+                             f"{_fmt_pct(res_lo, why)}", why, 0.0, sat, 0, 0.0, None)
+    res_hi = run_rate(hi)
+    if targets.met(res_hi)[0]:
+        r_max, binding = hi, "throughput (replica saturated)"
+    else:
+        binding = targets.met(res_hi)[1]
+        for _ in range(9):
+            mid = math.sqrt(lo * hi)
+            if targets.met(run_rate(mid))[0]:
+                lo = mid
+            else:
+                hi = mid
+        r_max = lo
+    replicas = max(1, math.ceil(rps / r_max - 1e-9))
+    op = rps / replicas
+    final = run_rate(op)
+    if replicas == 1 and rps < 0.5 * r_max:
+        binding = "minimum (one replica is more than enough)"
+    return ReplicaSizing(True, "", binding, r_max, sat, replicas, op, final)
+
+
+def _fmt_pct(res: SimResult, why: str) -> str:
+    what = "ttft" if "ttft" in why else "tpot"
+    q = 95 if "p95" in why else 50
+    return f"{res.pct(what, q) * 1e3:,.1f} ms"

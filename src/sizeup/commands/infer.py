@@ -617,6 +617,10 @@ def serve_plan_cmd(
     tp: TpOpt = None,
     weights: WeightsOpt = None,
     kv_dtype: KvDtypeOpt = None,
+    engine: EngineOpt = None,
+    engine_opt: EngineOptOpt = None,
+    trace: TraceOpt = None,
+    requests: RequestsOpt = None,
     platform: PlatformOpt = None,
     pricing: PricingOpt = None,
     price_per_gpu_hour: PricePerGpuHourOpt = None,
@@ -626,7 +630,10 @@ def serve_plan_cmd(
     markdown: MarkdownOpt = False,
     explain: ExplainOpt = False,
 ) -> None:
-    """Size a serving fleet: replicas, GPUs and $/month for a request rate and latency targets.
+    """Size a serving fleet: replicas, GPUs, $/month and $/1M tokens for a request rate and latency targets.
+
+    Each (GPU, TP) option simulates the engine's scheduler under Poisson arrivals to find the largest request
+    rate one replica carries within the p50/p95 targets; replicas = ceil(rps / that rate).
 
     Examples:
 
@@ -634,10 +641,14 @@ def serve_plan_cmd(
 
       sizeup serve-plan llama-3-70b --rps 20 --prompt-len p50=512,p95=2048 --output-len p50=200,p95=800 --gpu h100,a100-80gb
 
-      sizeup serve-plan mistral-7b --rps 50 --tpot-p95 30ms --weights int4 --price-per-gpu-hour 2.5 --json
+      sizeup serve-plan mistral-7b --rps 50 --tpot-p95 30ms --weights int4 --engine vllm --price-per-gpu-hour 2.5 --json
     """
+    import math
+
     from sizeup.catalog import load_catalog, resolve_model
-    from sizeup.core.inference import LatencyTargets, Traffic, plan_fleet
+    from sizeup.core.explain import Term
+    from sizeup.core.inference import ServeSetup, estimate_inference, fit_fixes
+    from sizeup.core.serving_sim import Scheduler, SimInfeasible, SloTargets, sim_token_cost, size_replicas
     from sizeup.report import Report, Table
     from sizeup.units import parse_duration
     from sizeup.validate.inference_points import load_serving_knobs
@@ -647,15 +658,27 @@ def serve_plan_cmd(
         raise SizeupError("give a model: a preset id (see 'sizeup models') or a path to config.json")
     if rps is None:
         raise SizeupError("--rps is required: the request rate to serve, e.g. --rps 5")
-    if rps <= 0:
-        raise SizeupError(f"--rps must be > 0 requests per second, got {rps}")
+    if not (rps > 0) or not math.isfinite(rps):
+        raise SizeupError(f"--rps must be a finite number > 0 requests per second, got {rps}")
     positive("tp", tp)
+    positive("requests", requests)
     catalog = load_catalog()
     arch = resolve_model(name)
     w = parse_weights(weights)
     kv = parse_kv(kv_dtype, w)
-    pl = parse_length_dist("prompt-len", prompt_len, 512)
-    ol = parse_length_dist("output-len", output_len, 128)
+    if trace:
+        tp_lens, to_lens, _ = read_trace(trace)
+        import numpy as np
+
+        from sizeup.core.inference import LengthDist
+
+        pl = LengthDist(float(np.percentile(tp_lens, 50)), float(np.percentile(tp_lens, 95)))
+        ol = LengthDist(float(np.percentile(to_lens, 50)), float(np.percentile(to_lens, 95)))
+        prompt_src, output_src = tp_lens, to_lens
+    else:
+        pl = parse_length_dist("prompt-len", prompt_len, 512)
+        ol = parse_length_dist("output-len", output_len, 128)
+        prompt_src, output_src = pl, ol
     if pl.p95 + ol.p95 > arch.max_seq_len and not allow_long_context:
         raise SizeupError(f"p95 prompt {pl.p95:.0f} + p95 output {ol.p95:.0f} tokens exceeds {arch.id}'s "
                           f"max_seq_len {arch.max_seq_len}; pass --allow-long-context to go on")
@@ -671,47 +694,138 @@ def serve_plan_cmd(
             raise SizeupError(f"--{flag} must be > 0, got {text!r}")
         return value
 
-    targets = LatencyTargets(ttft_p95_s=seconds("ttft-p95", ttft_p95), tpot_p95_s=seconds("tpot-p95", tpot_p95),
-                             ttft_p50_s=seconds("ttft-p50", ttft_p50), tpot_p50_s=seconds("tpot-p50", tpot_p50))
+    targets = SloTargets(ttft_p95_s=seconds("ttft-p95", ttft_p95), tpot_p95_s=seconds("tpot-p95", tpot_p95),
+                         ttft_p50_s=seconds("ttft-p50", ttft_p50), tpot_p50_s=seconds("tpot-p50", tpot_p50))
     names = [x.strip() for x in (gpu or "h100-sxm,a100-80gb,l40s").split(",") if x.strip()]
-    gpu_list = []
-    for gname in names:
-        g = resolve_gpu(gname, catalog)
-        price, _ = gpu_price(catalog, g, platform, pricing, price_per_gpu_hour)
-        gpu_list.append((g, price))
-    knobs = load_serving_knobs(catalog)
+    base_knobs = load_serving_knobs(catalog)
     if tp:
         check_layout(arch, tp, 1)
     tp_choices = (tp,) if tp else tuple(t for t in (1, 2, 4, 8) if arch.num_heads % t == 0)
-    plan = plan_fleet(arch, gpu_list, Traffic(rps, pl, ol), targets, w, kv, knobs, tp_choices=tp_choices)
+    n_req = requests or 800
+    options: list[dict] = []
+    terms: list = []
+    prof_desc = ""
+    for gname in names:
+        g = resolve_gpu(gname, catalog)
+        price, price_note, price_platform = default_price(catalog, g, platform, pricing, price_per_gpu_hour)
+        prof, knobs = parse_engine(engine, engine_opt, g, arch, base_knobs)
+        prof_desc = prof.describe()
+        for t in tp_choices:
+            if t > max(g.node_size, 1):
+                continue
+            opt: dict = {"gpu_id": g.id, "tp": t, "engine": prof.id, "feasible": False, "fits": True, "reason": "",
+                         "binding": "", "fixes": [], "replicas": None, "gpus": None, "max_rps_per_replica": None,
+                         "operating_rps_per_replica": None, "ttft_p50_s": None, "ttft_p95_s": None,
+                         "tpot_p50_s": None, "tpot_p95_s": None, "itl_p95_s": None, "e2e_p95_s": None,
+                         "gpu_utilization": None, "price_usd_per_gpu_hour": price, "price_note": price_note,
+                         "platform": price_platform, "usd_per_hour": None, "usd_per_month": None,
+                         "usd_per_1m_input_tokens": None, "usd_per_1m_output_tokens": None}
+            setup = ServeSetup(tp=t, weights=w, kv_dtype=kv, prompt_len=int(round(pl.p95)),
+                               output_len=int(round(ol.p95)), batch=1)
+            est = estimate_inference(arch, g, setup, knobs)
+            if not est.fits:
+                opt |= {"fits": False, "reason": "does not fit: " + "; ".join(est.reasons),
+                        "fixes": fit_fixes(arch, g, setup, knobs), "binding": "memory"}
+                options.append(opt)
+                continue
+            sched = Scheduler.from_engine(prof, knobs, est.max_concurrency if prof.batching == "static" else None)
+            try:
+                sz = size_replicas(arch, g, setup, knobs, sched, prompt_src, output_src, rps, targets, n_req)
+            except SimInfeasible as exc:
+                opt |= {"fits": False, "reason": f"does not fit: {exc}", "binding": "memory",
+                        "fixes": fit_fixes(arch, g, setup, knobs)}
+                options.append(opt)
+                continue
+            if not sz.feasible:
+                opt |= {"reason": sz.reason, "binding": sz.binding}
+                options.append(opt)
+                continue
+            res = sz.result
+            summ = res.summary()
+            gpus_total = sz.replicas * t
+            opt |= {"feasible": True, "binding": sz.binding, "replicas": sz.replicas, "gpus": gpus_total,
+                    "max_rps_per_replica": sz.max_rps_per_replica, "saturation_rps_per_replica": sz.saturation_rps,
+                    "operating_rps_per_replica": sz.operating_rps_per_replica,
+                    "ttft_p50_s": summ["ttft_p50_s"], "ttft_p95_s": summ["ttft_p95_s"],
+                    "tpot_p50_s": summ["tpot_p50_s"], "tpot_p95_s": summ["tpot_p95_s"],
+                    "itl_p95_s": summ["itl_p95_s"], "e2e_p95_s": summ["e2e_p95_s"],
+                    "gpu_utilization": res.gpu_utilization}
+            k = f"{g.id} tp{t}"
+            src = "sizeup.core.serving_sim.size_replicas: bisection on simulated Poisson load (same random stream)"
+            terms += [
+                Term(f"{k}: fleet/max_rps_per_replica", sz.max_rps_per_replica, "requests/s",
+                     "largest Poisson rate whose simulated p50/p95 TTFT/TPOT meet the targets (<= 95% of saturation)",
+                     {"saturation_rps": sz.saturation_rps, "binding": sz.binding, "requests_simulated": n_req}, src),
+                Term(f"{k}: fleet/replicas", float(sz.replicas), "replicas", "max(1, ceil(rps / max_rps_per_replica))",
+                     {"rps": rps, "max_rps_per_replica": sz.max_rps_per_replica}, src),
+                Term(f"{k}: fleet/gpus", float(gpus_total), "GPUs", "replicas * tp", {"replicas": sz.replicas, "tp": t}, src),
+                Term(f"{k}: time/ttft_p95", summ["ttft_p95_s"], "s", "p95 TTFT of the simulated run at rps / replicas",
+                     {"rps_per_replica": sz.operating_rps_per_replica}, src),
+                Term(f"{k}: time/tpot_p95", summ["tpot_p95_s"], "s", "p95 TPOT of the simulated run at rps / replicas",
+                     {"rps_per_replica": sz.operating_rps_per_replica}, src),
+            ]
+            if price is not None:
+                cost = sim_token_cost(res, price, t)
+                usd_h = price * gpus_total
+                opt |= {"usd_per_hour": usd_h, "usd_per_month": usd_h * 730.0,
+                        "usd_per_1m_input_tokens": cost.usd_per_1m_input_tokens,
+                        "usd_per_1m_output_tokens": cost.usd_per_1m_output_tokens,
+                        "input_share_of_gpu_time": cost.input_share_of_gpu_time}
+                terms += [
+                    Term(f"{k}: fleet/usd_per_hour", usd_h, "USD/h", "gpus * price", {"gpus": gpus_total, "price": price},
+                         price_note),
+                    Term(f"{k}: fleet/usd_per_month", usd_h * 730.0, "USD", "usd_per_hour * 730 h",
+                         {"usd_per_hour": usd_h}, "730 h = 8760/12"),
+                ] + cost_terms(f"{k}: ", cost, res, price_note)
+            options.append(opt)
+
+    feasible = [o for o in options if o["feasible"]]
+
+    def key(o):
+        return (o["usd_per_hour"] if o["usd_per_hour"] is not None else math.inf, o["gpus"], o["tp"])
+
+    best = min(feasible, key=key) if feasible else None
 
     def money(x):
-        return None if x is None else f"{x:,.2f}" if x < 1000 else f"{x:,.0f}"
+        return "-" if x is None else f"{x:,.2f}" if x < 1000 else f"{x:,.0f}"
 
-    rows = [(o.gpu_id, o.tp, "yes" if o.feasible else "no", o.replicas or "-", o.gpus or "-",
-             f"{o.operating_concurrency}/{o.concurrency_per_replica}" if o.feasible else "-",
-             f"{o.ttft_p95_s * 1e3:,.0f} ms" if o.feasible else "-",
-             f"{o.tpot_p95_s * 1e3:,.1f} ms" if o.feasible else "-",
-             money(o.usd_per_hour), money(o.usd_per_month), o.binding if o.feasible else o.reason)
-            for o in plan.options]
-    best = plan.best
+    def ms(x):
+        return "-" if x is None else f"{x * 1e3:,.0f} ms" if x >= 0.1 else f"{x * 1e3:,.1f} ms"
+
+    rows = [(o["gpu_id"], o["tp"], "yes" if o["feasible"] else ("no" if o["fits"] else "does not fit"),
+             o["replicas"] or "-", o["gpus"] or "-",
+             f"{o['max_rps_per_replica']:,.2f}" if o["max_rps_per_replica"] else "-",
+             ms(o["ttft_p95_s"]), ms(o["tpot_p95_s"]), money(o["usd_per_month"]),
+             "-" if o["usd_per_1m_input_tokens"] is None else f"{o['usd_per_1m_input_tokens']:,.3f}",
+             "-" if o["usd_per_1m_output_tokens"] is None else f"{o['usd_per_1m_output_tokens']:,.3f}",
+             o["platform"] or "-",
+             o["binding"] if o["feasible"] else (o["reason"] + (f"; fixes: {', '.join(o['fixes'])}" if o["fixes"] else "")))
+            for o in options]
     data = {"model": arch.id, "rps": rps, "prompt_len": {"p50": pl.p50, "p95": pl.p95, "mean": pl.mean},
             "output_len": {"p50": ol.p50, "p95": ol.p95, "mean": ol.mean},
             "targets": {"ttft_p95_s": targets.ttft_p95_s, "tpot_p95_s": targets.tpot_p95_s,
                         "ttft_p50_s": targets.ttft_p50_s, "tpot_p50_s": targets.tpot_p50_s},
-            "weights_dtype": str(w), "kv_dtype": str(kv),
-            "best": best.to_dict() if best else None, "options": [o.to_dict() for o in plan.options]}
+            "weights_dtype": str(w), "kv_dtype": str(kv), "engine": engine or "generic", "engine_profile": prof_desc,
+            "cost_rule": COST_RULE, "requests_simulated": n_req,
+            "best": best, "options": options}
     warnings = [] if best else ["no option meets the targets: relax them, allow more tensor parallelism or a bigger GPU"]
-    notes = list(plan.notes)
+    notes = [f"engine: {prof_desc}",
+             f"each option: {n_req} simulated requests per run, Poisson arrivals, lengths "
+             + ("from the trace" if trace else f"log-normal with prompt p50 {pl.p50:.0f}/p95 {pl.p95:.0f} and output "
+                                               f"p50 {ol.p50:.0f}/p95 {ol.p95:.0f}"),
+             "$/1M tokens: " + COST_RULE + "; at each option's operating load (rps / replicas)",
+             "replicas run at rps / replicas; no headroom for bursts beyond the Poisson variation is added"]
     if best:
-        notes.insert(0, f"best: {best.replicas} replica(s) x tp {best.tp} on {best.gpu_id} = {best.gpus} GPUs"
-                        + (f", ${best.usd_per_month:,.0f}/month" if best.usd_per_month is not None else "")
-                        + f"; binding constraint: {best.binding}")
+        notes.insert(0, f"best: {best['replicas']} replica(s) x tp {best['tp']} on {best['gpu_id']} = {best['gpus']} GPUs"
+                        + (f", ${best['usd_per_month']:,.0f}/month on {best['platform']}, "
+                           f"${best['usd_per_1m_input_tokens']:,.3f} / ${best['usd_per_1m_output_tokens']:,.3f} "
+                           "per 1M input / output tokens" if best["usd_per_month"] is not None else "")
+                        + f"; binding constraint: {best['binding']}")
     report = Report(
         data=data,
-        tables=[Table(f"{arch.name}: {rps:g} req/s", ["gpu", "tp", "feasible", "replicas", "gpus", "conc/replica (now/max)",
-                                                      "TTFT p95", "TPOT p95", "$/hour", "$/month", "binding / reason"],
-                      rows)],
-        terms=list(plan.terms) + option_terms(plan.options, rps, pl, ol), notes=notes, warnings=warnings,
+        tables=[Table(f"{arch.name}: {rps:g} req/s", ["gpu", "tp", "feasible", "replicas", "gpus", "max req/s/replica",
+                                                      "TTFT p95", "TPOT p95", "$/month", "$/1M in", "$/1M out",
+                                                      "platform", "binding / reason"], rows)],
+        terms=terms, notes=notes, warnings=warnings,
     )
     emit(report, json_, csv_, markdown, explain)

@@ -75,6 +75,12 @@ def sample_lengths(dist: LengthDist, n: int, rng: np.random.Generator, cap: int 
     return out
 
 
+def poisson_arrivals(n: int, rate_rps: float, seed: int = 0) -> np.ndarray:
+    """Arrival times of a Poisson process: cumulative exponential gaps of mean 1/rate. The same seed gives the same
+    unit gaps at every rate (common random numbers), so runs at different rates differ only by the rate."""
+    return np.cumsum(np.random.default_rng(seed).exponential(1.0, n)) / rate_rps
+
+
 def make_workload(n: int, prompt: LengthDist | Sequence[int], output: LengthDist | Sequence[int],
                   rate_rps: float | None = None, concurrency: int | None = None, seed: int = 0,
                   max_total_len: int | None = None) -> Workload:
@@ -84,7 +90,7 @@ def make_workload(n: int, prompt: LengthDist | Sequence[int], output: LengthDist
         raise SizeupError("give either a request rate or a concurrency for the load")
     if n < 1:
         raise SizeupError("the simulation needs at least one request")
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(seed + 7)  # lengths; arrivals use their own stream (seed) - see poisson_arrivals
 
     def lengths(spec) -> np.ndarray:
         if isinstance(spec, LengthDist):
@@ -101,8 +107,7 @@ def make_workload(n: int, prompt: LengthDist | Sequence[int], output: LengthDist
     if rate_rps is not None:
         if not (rate_rps > 0 and math.isfinite(rate_rps)):
             raise SizeupError(f"request rate must be a finite number > 0, got {rate_rps}")
-        arrivals = np.cumsum(rng.exponential(1.0 / rate_rps, n))
-        return Workload(p, o, arrivals, None, float(rate_rps))
+        return Workload(p, o, poisson_arrivals(n, rate_rps, seed), None, float(rate_rps))
     if concurrency < 1:
         raise SizeupError(f"concurrency must be >= 1, got {concurrency}")
     return Workload(p, o, None, int(concurrency), None)
@@ -818,10 +823,10 @@ def size_replicas(model: ModelArch, gpu: GpuSpec, setup: ServeSetup, knobs: Serv
     at 100 % the queue grows without bound whatever the finite run shows."""
     p, o = _lengths_like(prompt, output, n_requests, seed)
     sm = StepModel(model, gpu, setup, knobs, sched.token_budget + sched.max_num_seqs * (sched.spec_tokens + 1))
-    gaps = np.random.default_rng(seed).exponential(1.0, n_requests)
+    unit = poisson_arrivals(n_requests, 1.0, seed)
 
     def run_rate(r: float) -> SimResult:
-        return simulate(model, gpu, setup, knobs, sched, Workload(p, o, np.cumsum(gaps) / r, None, r), sm)
+        return simulate(model, gpu, setup, knobs, sched, Workload(p, o, unit / r, None, r), sm)
 
     sat = simulate(model, gpu, setup, knobs, sched,
                    Workload(p, o, None, min(sched.max_num_seqs, n_requests), None), sm).request_throughput_rps
@@ -837,7 +842,7 @@ def size_replicas(model: ModelArch, gpu: GpuSpec, setup: ServeSetup, knobs: Serv
         r_max, binding = hi, "throughput (replica saturated)"
     else:
         binding = targets.met(res_hi)[1]
-        for _ in range(9):
+        for _ in range(7):
             mid = math.sqrt(lo * hi)
             if targets.met(run_rate(mid))[0]:
                 lo = mid

@@ -429,6 +429,7 @@ def _simulate_continuous(sm: StepModel, sched: Scheduler, wl: Workload, cap: flo
     itl_w: list[np.ndarray] = []
     area_run = area_queue = 0.0
     spec_extra = sched.spec_tokens * sched.spec_draft_cost_ratio
+    stall = 0.0                            # time decoding requests spent paused by prefill-only steps
     while done < N:
         while nxt < issued and arr_l[nxt] <= t + 1e-12:
             waiting.append(nxt)
@@ -551,7 +552,12 @@ def _simulate_continuous(sm: StepModel, sched: Scheduler, wl: Workload, cap: flo
                 dt = float(cum[k - 1])
             else:
                 dt = float(durs.sum()) if k == kmax else float(durs[:k].sum())
-            itl_v.append(durs[:k] / E)
+            gaps = durs[:k] / E
+            if stall:
+                gaps = gaps.copy()
+                gaps[0] += stall
+                stall = 0.0
+            itl_v.append(gaps)
             itl_w.append(np.full(k, float(n_dec) * E))
             step_gen = np.minimum(k * E, rem)
             steps += k
@@ -570,8 +576,11 @@ def _simulate_continuous(sm: StepModel, sched: Scheduler, wl: Workload, cap: flo
             pre_part = dense * (n_pre / tokens) + pre_attn
             steps += 1
             computed += int(n_pre)
+            if n_dec_all and not n_dec:
+                stall += dur
             if n_dec:
-                itl_v.append(np.array([dur / E]))
+                itl_v.append(np.array([dur / E + stall]))
+                stall = 0.0
                 itl_w.append(np.array([float(n_dec) * E]))
                 step_gen = np.minimum(E, ol[dec_now] - gen[dec_now])
         area_run += n_run * dur

@@ -37,5 +37,20 @@ def main() -> None:
               f"TPOT p50 {s['tpot_p50_s']*1e3:5.1f} ms; {res.output_tokens_per_s:,.0f} out tok/s; util {res.gpu_utilization:.0%})")
 
 
+def validation_report() -> None:
+    """Serving rows of the validator (points that state engine, lengths and load): |error| by class."""
+    import json
+
+    from sizeup.validate.inference_points import serving_error_report
+    from sizeup.validate.runner import run_validation
+
+    rep = serving_error_report(run_validation(categories=["D"]).rows)
+    print(json.dumps(rep, indent=1))
+
+
 if __name__ == "__main__":
+    import sys
+
     main()
+    if "--validation" in sys.argv:
+        validation_report()

@@ -20,6 +20,8 @@ from sizeup.errors import SizeupError, pydantic_message
 
 DATA_DIR = Path(__file__).parent / "data"
 DEV_SET = DATA_DIR / "published_runs_dev.yaml"
+DEFAULT_FILES = (DEV_SET, DATA_DIR / "serving_points.yaml", DATA_DIR / "published_runs_more.yaml")
+"""Files `load_points()` reads when no path is given (those that exist), in this order."""
 
 
 class _Fixed(BaseModel):
@@ -184,11 +186,19 @@ def source_family(source: Source | None) -> str:
     return head[:60] or "unknown"
 
 
-def load_points(path: str | Path | None = None) -> list[Point | BadPoint]:
-    """Points of a published-runs file (default: the packaged dev set), invalid ones as BadPoint."""
+def load_points(path: str | Path | list | tuple | None = None) -> list[Point | BadPoint]:
+    """Points of a published-runs file, or of several (a list), invalid ones as BadPoint.
+    Default: every existing file of DEFAULT_FILES (the dev set, the serving points, further published runs)."""
+    if path is None:
+        path = [f for f in DEFAULT_FILES if f.exists()]
+    if isinstance(path, (list, tuple)):
+        return [p for f in path for p in load_points(f)]
+    return _load_file(Path(path))
+
+
+def _load_file(path: Path) -> list[Point | BadPoint]:
     import yaml
 
-    path = Path(path) if path else DEV_SET
     if not path.exists():
         raise SizeupError(f"validation file not found: {path}")
     try:

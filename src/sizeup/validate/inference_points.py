@@ -347,12 +347,19 @@ def _predict_under_load(point: dict, catalog, quantity: str, unit: str, knobs: S
 
     wl = point.get("workload") or {}
     par = point.get("parallel") or {}
+    trace_in, trace_out = wl.get("input_lens"), wl.get("output_lens")
     s = _first_int(wl, "input_len", "prompt_len", "isl")
     n = _first_int(wl, "output_len", "osl")
+    if trace_in and trace_out:
+        s, n = int(np.mean(trace_in)), int(np.mean(trace_out))
     if s is None or n is None:
         raise Skip("prompt/output lengths not stated")
     conc = _int(wl.get("concurrency"))
     rate = _rate(wl, "")
+    burst = conc is None and rate is None and str(wl.get("request_rate", "")).lower() == "inf" \
+        and _int(wl.get("num_requests")) is not None
+    if burst:
+        conc = _int(wl.get("num_requests"))  # every request sent at t=0: a closed loop that never refills
     if conc is None and rate is None:
         raise Skip("neither a concurrency nor a request rate is stated")
     if "sim" not in cache:
@@ -370,7 +377,14 @@ def _predict_under_load(point: dict, catalog, quantity: str, unit: str, knobs: S
         n_req = stated_n or 20 * (conc or 1)
         lens_p = np.full(n_req, s, dtype=np.int64)
         lens_o = np.full(n_req, n, dtype=np.int64)
-        if conc is not None:
+        if trace_in and trace_out:
+            lens_p = np.maximum(1, np.asarray(trace_in, dtype=np.int64))
+            lens_o = np.maximum(1, np.asarray(trace_out, dtype=np.int64))
+            n_req = len(lens_p)
+        if burst:
+            work = Workload(lens_p, lens_o, np.zeros(n_req), None, None)
+            load = f"all {n_req} requests at t=0"
+        elif conc is not None:
             work = Workload(lens_p, lens_o, None, conc, None)
             load = f"{conc} concurrent clients"
         else:
@@ -382,6 +396,7 @@ def _predict_under_load(point: dict, catalog, quantity: str, unit: str, knobs: S
         except SimInfeasible as exc:
             raise Skip(f"does not fit: {exc}") from None
         how = (f"core.serving_sim, engine profile {prof.id}, {load}, {n_req} requests"
+               + (" (lengths from the point's trace)" if trace_in and trace_out else "")
                + ("" if stated_n else " (count not stated: 20 per client; fixed lengths keep clients in lockstep)")
                + f", {s}/{n} tokens, tp {tp}, {weights} weights on {gpu.id}")
         cache["sim"] = (res, how)
@@ -445,5 +460,7 @@ def serving_error_report(rows) -> dict:
 def _row_conc(row) -> int:
     import re as _re
 
-    m = _re.search(r"(\d+) concurrent clients", getattr(row, "definition", "") or "")
-    return int(m.group(1)) if m else 0
+    m = _re.search(r"(\d+) concurrent clients|all (\d+) requests at t=0", getattr(row, "definition", "") or "")
+    if m:
+        return int(m.group(1) or m.group(2))
+    return 0

@@ -300,3 +300,33 @@ def test_bad_engine_and_load_input_is_one_line(capsys, args, needle):
     code, out, err = cli(capsys, *args)
     assert code == 2
     assert needle in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+# --------------------------------------------------------------------------- windowed KV (hand derivations)
+
+
+def test_gemma3_kv_per_token_falls_with_context():
+    """Gemma 3 27B: 62 layers, 10 global + 52 local (window 1024), 16 KV heads x 128 x 2 B x (K,V) = 8192 B per layer
+    per token. KV(c)/c = 8192 * (10 + 52 * min(c, 1024) / c)."""
+    from sizeup.core.inference import KvDtype, kv_bytes_per_token_by_context
+
+    m = CAT.model("gemma-3-27b")
+    got = kv_bytes_per_token_by_context(m, KvDtype.BF16, [1024, 131072])
+    assert got[1024] == pytest.approx(8192 * 62)
+    assert got[131072] == pytest.approx(8192 * (10 + 52 * 1024 / 131072))
+
+
+def test_llama4_chunked_attention_caps_kv():
+    """Llama 4 Scout: 48 layers, 36 with chunked attention (8192-token chunks), 8 KV heads x 128 x 2 B x 2 = 4096 B per
+    layer per token; worst-case KV at 256K = 4096 * (12 * 262144 + 36 * 8192)."""
+    from sizeup.core.inference import KvDtype, kv_bytes_per_sequence
+
+    m = CAT.model("llama-4-scout")
+    assert float(kv_bytes_per_sequence(m, 262144, KvDtype.BF16)) == pytest.approx(4096 * (12 * 262144 + 36 * 8192))
+
+
+def test_gemma3_preset_matches_transformers_param_count():
+    """27,009,346,304 = Gemma3ForCausalLM(text_config of google/gemma-3-27b-it) on the meta device (transformers 4.5x+)."""
+    from sizeup.core.params import count_params
+
+    assert count_params(CAT.model("gemma-3-27b")).total == 27_009_346_304

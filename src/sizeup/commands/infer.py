@@ -509,8 +509,17 @@ def infer_cmd(
          f"{knobs.gpu_memory_utilization:.0%} of {_fmt_bytes(g.memory_bytes)} minus weights/activations/graphs"),
         ("max concurrency", f"{est.max_concurrency:,}", f"sequences of {s + n} tokens"),
     ]
+    from sizeup.core.inference import kv_bytes_per_token_by_context, window_layers
+
+    ctx_points = sorted({c for c in (1024, 8192, 32768, 131072, s + n) if c <= max(arch.max_seq_len, s + n)})
+    kv_by_ctx = kv_bytes_per_token_by_context(arch, kv, ctx_points, tp_, pp_)
+    if window_layers(arch):
+        rows.insert(3, ("KV per token of context (per GPU)",
+                        ", ".join((f"{c // 1024}K" if c % 1024 == 0 else f"{c:,}") + f": {v / 1024:,.1f} KiB"
+                                  for c, v in kv_by_ctx.items()),
+                        f"{window_layers(arch)} of {arch.num_layers} layers keep only {arch.sliding_window} tokens"))
     base = {"model": arch.id, "gpu": g.id, "engine": prof.id, "engine_profile": prof.describe(),
-            "max_seq_len": arch.max_seq_len}
+            "max_seq_len": arch.max_seq_len, "kv_bytes_per_token_by_context": kv_by_ctx}
     if not est.fits:
         fixes = fit_fixes(arch, g, setup, knobs)
         data = {k: v for k, v in est.to_dict().items()

@@ -1061,3 +1061,11 @@ def fit_fixes(model: ModelArch, gpu: GpuSpec, setup: ServeSetup, knobs: ServingK
         if best:
             out.append(f"--concurrency {best} (the most sequences of {ctx} tokens that fit)")
     return out
+
+
+def kv_bytes_per_token_by_context(m: ModelArch, kv_dtype: KvDtype, contexts: Sequence[int], tp: int = 1,
+                                  pp: int = 1) -> dict[int, float]:
+    """KV bytes per token of context, averaged over a sequence of c tokens, on one GPU (no block rounding):
+    KV(c)/c. Constant for full attention; it falls with c for sliding-window / chunked-attention layers
+    (Gemma 2/3, Mistral, Llama 4), which is why one per-token figure misleads for windowed models."""
+    return {int(c): float(kv_bytes_per_sequence(m, c, kv_dtype, tp, pp, 1)) / float(c) for c in contexts if c >= 1}

@@ -391,7 +391,7 @@ def memory_cmd(
     from sizeup.pipeline import fit_sharding, overheads_for
 
     values, _ = collect_values(target, model, flags or {})
-    for key in ("tokens", "samples", "tokens_per_sample", "epochs"):
+    for key in ("tokens", "samples", "epochs"):
         if key not in (flags or {}) or (flags or {}).get(key) is None:
             values.pop(key, None)  # a scenario's workload does not change memory per GPU
     positive("max-gpus", max_gpus)

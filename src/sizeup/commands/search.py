@@ -19,8 +19,6 @@ from sizeup.commands.common import (
 from sizeup.errors import SizeupError, choice_error
 
 DEFAULT_GPUS = ("h100-sxm", "h200", "b200", "a100-80gb-sxm")
-# Llama 3 (Dubey et al. 2024, "The Llama 3 Herd of Models", Sec. 3.4.1): pre-training starts at a 4M-token batch.
-DEFAULT_BATCH_TOKENS = 4 * 2**20
 
 ObjectiveOpt = Annotated[str, typer.Option("--objective", help="time (fastest) | cost (cheapest) | pareto (cost vs time front).")]
 TopOpt = Annotated[int, typer.Option("--top", help="How many plans to show.")]
@@ -62,12 +60,17 @@ def _ints(name: str, text: str | None) -> tuple[int, ...] | None:
     return tuple(sorted(set(out)))
 
 
-def global_batches(text: Any, seq_len: int) -> tuple[tuple[int, ...], str]:
-    """(values, note). A range 'A-B' keeps 2^k, 3*2^k and 5*2^k inside it (so dp with a factor 3 or 5 fits)."""
+def global_batches(text: Any, seq_len: int, tokens: float | None = None) -> tuple[tuple[int, ...], str]:
+    """(values, note). A range 'A-B' keeps 2^k, 3*2^k and 5*2^k inside it (so dp with a factor 3 or 5 fits).
+    Default: the rule every command uses (sizeup.job.parse: about 1M tokens, at least 1000 optimizer steps),
+    rounded to a power of two so that any power-of-two data-parallel degree divides it."""
     if text is None:
-        b = max(1, 2 ** round(math.log2(max(1.0, DEFAULT_BATCH_TOKENS / seq_len))))
-        return (b,), (f"global batch {b} sequences x {seq_len} = {b * seq_len / 2**20:.3g}M tokens (default ~4M tokens, "
-                      "Llama 3 paper Sec. 3.4.1; set --global-batch)")
+        from sizeup.job.parse import DEFAULT_BATCH_TOKENS, DEFAULT_MIN_STEPS
+
+        target = DEFAULT_BATCH_TOKENS if tokens is None else min(DEFAULT_BATCH_TOKENS, tokens / DEFAULT_MIN_STEPS)
+        b = max(1, 2 ** math.floor(math.log2(max(1.0, target / seq_len))))
+        return (b,), (f"global batch {b} sequences x {seq_len} = {b * seq_len / 2**20:.3g}M tokens (default: about 1M "
+                      f"tokens and at least {DEFAULT_MIN_STEPS} steps, as every command; set --global-batch)")
     s = str(text).replace(" ", "")
     if "-" in s:
         lo_s, hi_s = s.split("-", 1)
@@ -143,7 +146,7 @@ def build_search(values: dict[str, Any], flags: dict[str, Any], scenario) -> dic
     if arch.position.value == "learned" and seq > arch.max_seq_len:
         raise SizeupError(f"--seq {seq} is longer than {arch.id}'s {arch.max_seq_len} learned positions")
     notes: list[str] = list(scenario.notes)
-    gbs, gb_note = global_batches(values.get("global_batch"), seq)
+    gbs, gb_note = global_batches(values.get("global_batch"), seq, workload.total_tokens)
     if gb_note:
         notes.append(gb_note)
 

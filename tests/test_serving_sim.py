@@ -330,3 +330,19 @@ def test_gemma3_preset_matches_transformers_param_count():
     from sizeup.core.params import count_params
 
     assert count_params(CAT.model("gemma-3-27b")).total == 27_009_346_304
+
+
+def test_replica_sizing_follows_the_targets():
+    """A tighter TTFT target never lets a replica carry more traffic; more traffic never needs fewer replicas."""
+    from sizeup.core.serving_sim import SloTargets, size_replicas
+
+    p, o = LengthDist(512, 1024), LengthDist(128, 256)
+    loose = size_replicas(M8, H100, SETUP, VK, SCHED, p, o, 10.0, SloTargets(ttft_p95_s=2.0), n_requests=200)
+    tight = size_replicas(M8, H100, SETUP, VK, SCHED, p, o, 10.0, SloTargets(ttft_p95_s=0.2), n_requests=200)
+    assert loose.feasible and tight.feasible
+    assert tight.max_rps_per_replica <= loose.max_rps_per_replica * (1 + 1e-9)
+    assert tight.result.pct("ttft", 95) <= 0.2
+    more = size_replicas(M8, H100, SETUP, VK, SCHED, p, o, 200.0, SloTargets(ttft_p95_s=0.2), n_requests=200)
+    assert more.replicas >= tight.replicas
+    impossible = size_replicas(M8, H100, SETUP, VK, SCHED, p, o, 10.0, SloTargets(ttft_p95_s=1e-4), n_requests=200)
+    assert not impossible.feasible and "ttft" in impossible.binding

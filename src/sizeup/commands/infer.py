@@ -11,6 +11,7 @@ from sizeup.commands.common import (
     CsvOpt, ExplainOpt, GpuOpt, GpusOpt, JsonOpt, MarkdownOpt, ModelArg, ModelOpt, PlatformOpt, PpOpt,
     PricingOpt, TpOpt, emit, pick_target, positive,
 )
+from sizeup.commands.common import PlotOpt
 from sizeup.errors import SizeupError
 
 WeightsOpt = Annotated[Optional[str], typer.Option(
@@ -430,6 +431,7 @@ def infer_cmd(
     csv_: CsvOpt = False,
     markdown: MarkdownOpt = False,
     explain: ExplainOpt = False,
+    plot: PlotOpt = None,
 ) -> None:
     """Size one inference replica: weights, KV cache, max concurrency, TTFT/TPOT, tokens/s and $/1M tokens.
 
@@ -605,7 +607,7 @@ def infer_cmd(
         notes=notes + ([] if gpu else [f"no --gpu given: assumed {g.id}"]),
         warnings=[],
     )
-    emit(report, json_, csv_, markdown, explain)
+    emit(report, json_, csv_, markdown, explain, plot=plot)
 
 
 # --------------------------------------------------------------------------- serve-plan
@@ -638,6 +640,7 @@ def serve_plan_cmd(
     csv_: CsvOpt = False,
     markdown: MarkdownOpt = False,
     explain: ExplainOpt = False,
+    plot: PlotOpt = None,
 ) -> None:
     """Size a serving fleet: replicas, GPUs, $/month and $/1M tokens for a request rate and latency targets.
 
@@ -837,4 +840,4 @@ def serve_plan_cmd(
                                                       "platform", "binding / reason"], rows)],
         terms=terms, notes=notes, warnings=warnings,
     )
-    emit(report, json_, csv_, markdown, explain)
+    emit(report, json_, csv_, markdown, explain, plot=plot)

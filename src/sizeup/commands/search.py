@@ -11,6 +11,7 @@ import typer
 
 from sizeup.cli import app
 from sizeup.commands.common import job_command
+from sizeup.commands.common import PlotOpt
 from sizeup.commands.common import (
     CpOpt, CsvOpt, EpochsOpt, EpOpt, ExplainOpt, JsonOpt, LoraRankOpt, MarkdownOpt, MicroBatchOpt, ModelArg,
     ModelOpt, OptimizerOpt, PeftOpt, PpOpt, PrecisionOpt, SamplesOpt, SeqOpt, TokensOpt, TokensPerSampleOpt, TpOpt,
@@ -279,6 +280,7 @@ def search_cmd(
     csv_: CsvOpt = False,
     markdown: MarkdownOpt = False,
     explain: ExplainOpt = False,
+    plot: PlotOpt = None,
     flags: dict = None,
 ) -> None:
     """Search every legal plan (GPU kind x count x tp/pp/dp/cp/ep x sharding x micro-batch x recompute x offload)
@@ -335,7 +337,7 @@ def search_cmd(
     finally:
         close()
     report = build_report(job, result, export, knobs if explain else None)
-    emit(report, json_, csv_, markdown, explain)
+    emit(report, json_, csv_, markdown, explain, plot=plot)
     if export and not (json_ or csv_) and result.plans:
         typer.echo(f"\n# ---- {report.data['export']['filename']} (best plan, --export {export})")
         typer.echo(report.data["export"]["text"], nl=False)

@@ -7,6 +7,7 @@ from typing import Annotated, Any, Optional
 import typer
 
 from sizeup.commands.common import CsvOpt, ExplainOpt, JsonOpt, MarkdownOpt, ModelArg, ModelOpt, emit, job_command
+from sizeup.commands.common import PlotOpt
 from sizeup.errors import SizeupError
 
 @job_command("train")
@@ -17,6 +18,7 @@ def train_cmd(
     csv_: CsvOpt = False,
     markdown: MarkdownOpt = False,
     explain: ExplainOpt = False,
+    plot: PlotOpt = None,
     flags: dict = None,
 ) -> None:
     """Training time: FLOPs per step, step time (roofline + communication + bubble), tokens/s, MFU, bound, GPU-hours.
@@ -42,7 +44,7 @@ def train_cmd(
     if job.pricing.platform and job.workload is None:
         raise SizeupError("pricing a run needs its size: give --tokens, or --samples with --tokens-per-sample")
     ev = evaluate(job, knobs_for(job, scenario.timing))
-    emit(train_report(ev, scenario), json_, csv_, markdown, explain)
+    emit(train_report(ev, scenario), json_, csv_, markdown, explain, plot=plot)
 
 
 def job_section(job) -> dict:

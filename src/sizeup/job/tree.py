@@ -69,7 +69,7 @@ class Cluster:
 
     def __post_init__(self):
         _whole("gpus", self.gpus, 1, MAX_GPUS)
-        _whole("gpus-per-node", self.gpus_per_node, 1, 1024)
+        _whole("gpus-per-node", self.gpus_per_node, 1, 100_000)  # TPU pods: v5p slices of 8,960 chips
         if self.memory_bytes is not None and not (math.isfinite(self.memory_bytes) and self.memory_bytes > 0):
             raise SizeupError(f"GPU memory must be > 0, got {self.memory_bytes}")
 

@@ -6,7 +6,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from sizeup.cli import app
+from sizeup.cli import app  # noqa: F401
+from sizeup.commands.common import job_command, refusals_except
 from sizeup.commands.common import (
     CsvOpt, ExplainOpt, GpuOpt, GpusOpt, JsonOpt, MarkdownOpt, ModelArg, ModelOpt, PlatformOpt, PpOpt,
     PricingOpt, TpOpt, emit, pick_target, positive,
@@ -402,7 +403,7 @@ def _fmt_bytes(b: float) -> str:
 # --------------------------------------------------------------------------- infer
 
 
-@app.command("infer")
+@job_command("infer", refuse=refusals_except(['target', 'model', 'gpu', 'gpus', 'tp', 'pp', 'weights', 'kv_dtype', 'prompt_len', 'output_len', 'batch', 'concurrency', 'rps', 'engine', 'engine_opt', 'trace', 'requests', 'static', 'platform', 'pricing', 'price_per_gpu_hour', 'gpu_memory_utilization', 'allow_long_context', 'json_', 'csv_', 'markdown', 'explain', 'plot'], "a serving estimate has no training workload, optimizer, sharding, recompute or adapters; this is a training field ('sizeup train' takes it)"))
 def infer_cmd(
     target: ModelArg = None,
     model: ModelOpt = None,
@@ -432,6 +433,7 @@ def infer_cmd(
     markdown: MarkdownOpt = False,
     explain: ExplainOpt = False,
     plot: PlotOpt = None,
+    flags: dict = None,
 ) -> None:
     """Size one inference replica: weights, KV cache, max concurrency, TTFT/TPOT, tokens/s and $/1M tokens.
 
@@ -613,7 +615,7 @@ def infer_cmd(
 # --------------------------------------------------------------------------- serve-plan
 
 
-@app.command("serve-plan")
+@job_command("serve-plan", refuse=refusals_except(['target', 'model', 'rps', 'prompt_len', 'output_len', 'ttft_p95', 'tpot_p95', 'ttft_p50', 'tpot_p50', 'gpu', 'tp', 'weights', 'kv_dtype', 'engine', 'engine_opt', 'trace', 'requests', 'platform', 'pricing', 'price_per_gpu_hour', 'allow_long_context', 'json_', 'csv_', 'markdown', 'explain', 'plot'], 'the serving plan sizes replicas over GPU kinds and tensor parallelism; this training or layout field is not part of a serving plan here'))
 def serve_plan_cmd(
     target: ModelArg = None,
     model: ModelOpt = None,
@@ -641,6 +643,7 @@ def serve_plan_cmd(
     markdown: MarkdownOpt = False,
     explain: ExplainOpt = False,
     plot: PlotOpt = None,
+    flags: dict = None,
 ) -> None:
     """Size a serving fleet: replicas, GPUs, $/month and $/1M tokens for a request rate and latency targets.
 

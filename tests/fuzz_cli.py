@@ -61,8 +61,8 @@ def command_table() -> dict[str, tuple[list[str], list[str], list[str]]]:
 
 
 # Commands left out of the bounded run: `trace` builds torch models (seconds each; it has its own tests),
-# `demo` and a bare `validate` replay whole data sets (seconds each).
-SLOW = {"trace", "demo"}
+# `demo` replays whole data sets (seconds each), `serve` starts a web server (it runs until stopped).
+SLOW = {"trace", "demo", "serve"}
 
 PRESETS = ["llama-2-7b", "gpt2", "llama-3-8b", "mixtral-8x7b", "llama-2-70b", "deepseek-v3", "gemma-2-2b"]
 GPUS = ["h100", "a100-80gb", "t4", "tpu-v5e", "gaudi2", "rtx-4090", "mi300x", "24GiB", "h100,a100-80gb", "a10"]

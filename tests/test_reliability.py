@@ -106,6 +106,13 @@ def test_budget_scenario_buy_values(tmp_path):
     refused("budget", path, fragment="purchase_usd")
 
 
+@pytest.mark.parametrize("phases", ["true", "5", "{a: 1}", "[1]"])
+def test_budget_scenario_phases_of_the_wrong_shape(tmp_path, phases):
+    # found by `make fuzz`: `phases: true` was an internal error
+    refused("budget", write(tmp_path / "s.yaml", f"model: llama-2-7b\ntokens: 1B\nphases: {phases}\n"),
+            fragment="phases")
+
+
 @pytest.mark.parametrize("key, value", [("deadline", "-3d"), ("budget", "-50")])
 def test_scenario_negative_deadline_and_budget(tmp_path, key, value):
     path = write(tmp_path / "s.yaml", f"model: gpt2\ntokens: 10M\ngpu: h100\n{key}: {value}\n")

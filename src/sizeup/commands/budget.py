@@ -149,6 +149,8 @@ def budget_cmd(
     job, merged = (build_job(target, model, flags) if (target or model) else (None, {}))
     specs = [parse_phase(p) for p in (phase or [])]
     if not specs and merged.get("phases"):
+        if not isinstance(merged["phases"], list):
+            raise SizeupError("scenario phases must be a list of {name, months, runs_per_month, cost_per_run}")
         for p in merged["phases"]:
             if not isinstance(p, dict):
                 raise SizeupError("scenario phases must be a list of {name, months, runs_per_month, cost_per_run}")

@@ -43,7 +43,7 @@ LoraRankOpt = Annotated[Optional[int], typer.Option("--lora-rank", help="LoRA ra
 PlatformOpt = Annotated[Optional[str], typer.Option("--platform", help="Cloud platform id (aws, gcp, azure, lambda, runpod, modal, coreweave, vast).")]
 PricingOpt = Annotated[Optional[str], typer.Option("--pricing", help="on-demand | spot | reserved.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON.")]
-CsvOpt = Annotated[bool, typer.Option("--csv", help="Print CSV.")]
+CsvOpt = Annotated[bool, typer.Option("--csv", help="Print the main table as tidy CSV (units in the header, plain numbers); --table NAME picks another table, --csv-dir DIR (or --csv DIR/) writes one file per table. Tables: --wide shows every column.")]
 MarkdownOpt = Annotated[bool, typer.Option("--markdown", help="Print Markdown tables.")]
 ExplainOpt = Annotated[bool, typer.Option("--explain", help="Show each figure's formula, inputs and sources.")]
 PlotOpt = Annotated[Optional[str], typer.Option("--plot", help="Also draw the answer as a chart into FILE (.svg or .png).",
@@ -93,7 +93,7 @@ REPORT_SINK: list | None = None
 def emit(report, json_: bool = False, csv_: bool = False, markdown: bool = False, explain: bool = False,
          plot: str | None = None, kind: str | None = None) -> None:
     """Print the report; with `plot`, also draw its chart (sizeup.report.charts) into that .svg/.png file."""
-    from sizeup.report import render
+    from sizeup.report import csv_others_note, render
 
     fmt = output_format(json_, csv_, markdown)
     chart = None
@@ -104,6 +104,8 @@ def emit(report, json_: bool = False, csv_: bool = False, markdown: bool = False
         charts.check_path(plot)
         chart = charts.build(report.data, kind)
     typer.echo(render(report, fmt, explain), nl=False)
+    if fmt == "csv" and csv_others_note(report):
+        typer.echo(csv_others_note(report), err=True)
     if REPORT_SINK is not None:
         REPORT_SINK.append(report)
     if chart is not None:

@@ -175,7 +175,7 @@ def compare_cmd(
             warnings.append(w)
 
     tables = [Table(f"{job.label}: {job.tokens:,.0f} tokens, sorted by {sort}", TABLE_COLUMNS,
-                    [table_row(r) for r in ok])]
+                    [table_row(r) for r in ok], name="options")]
     if excluded:
         tables.append(Table("excluded by constraints", TABLE_COLUMNS, [table_row(r) for r in excluded]))
     if unfit:

@@ -587,8 +587,8 @@ def infer_cmd(
         ("GPU busy", f"{res.gpu_utilization:.0%}", "", ""),
         ("mean running / queued", f"{res.running_mean:,.1f} / {res.queue_mean:,.1f}", "", ""),
     ]
-    tables = [Table(f"{arch.name} on {est.gpus} x {g.name}: memory", ["figure", "value", "note"], rows),
-              Table("closed form (one batch, no queueing)", ["figure", "value", "note"], perf),
+    tables = [Table(f"{arch.name} on {est.gpus} x {g.name}: memory", ["figure", "value", "note"], rows, name="memory"),
+              Table("closed form (one batch, no queueing)", ["figure", "value", "note"], perf, name="performance"),
               Table(f"under load: {load_text}, {res.n_requests:,} requests, engine {prof.id}",
                     ["figure", "p50", "p90", "p99"], load_rows)]
     if cost is not None:

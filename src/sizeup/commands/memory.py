@@ -56,16 +56,20 @@ def memory_report(model, setup, est, suggestions, gpu, kernel: str) -> Any:
     """The Report for `sizeup memory` (also usable by other commands)."""
     from sizeup.report import Report, Table
 
+    from sizeup.report import Col, Num
+
     total = est.peak_allocated_bytes
+    gib = lambda b: Num(b / 2**30, "{:.2f} GiB")  # noqa: E731 - typed cell: raw GiB behind the display
+    share = lambda b: Num(100 * b / total, "{:.1f}%") if total else "-"  # noqa: E731
     rows = []
     for key, value in est.per_gpu.items():
         if value > 0:
-            rows.append((key, _gib(value), f"{100 * value / total:.1f}%" if total else "-"))
-    rows.append(("= peak allocated (torch max_memory_allocated)", _gib(total), "100.0%"))
+            rows.append((key, gib(value), share(value)))
+    rows.append(("= peak allocated (torch max_memory_allocated)", gib(total), share(total)))
     for key, value in est.overhead_bytes.items():
         if value > 0:
-            rows.append((f"+ {key.replace('_', ' ')}", _gib(value), ""))
-    rows.append(("= peak reserved (nvidia-smi)", _gib(est.peak_reserved_bytes), ""))
+            rows.append((f"+ {key.replace('_', ' ')}", gib(value), ""))
+    rows.append(("= peak reserved (nvidia-smi)", gib(est.peak_reserved_bytes), ""))
     fit_rows = [
         ("GPU", gpu.name if gpu is not None else ("memory given" if est.gpu_memory_bytes else "none given")),
         ("GPU memory", _gib(est.gpu_memory_bytes)),
@@ -76,9 +80,9 @@ def memory_report(model, setup, est, suggestions, gpu, kernel: str) -> Any:
         ("host (CPU) memory", _gib(est.host_bytes)),
     ]
     tables = [
-        Table(f"{model.name}: training memory per GPU", ["component", "bytes", "share"], rows,
+        Table(f"{model.name}: training memory per GPU", ["component", Col("memory", "GiB"), Col("share", "%")], rows,
               note=f"kernel profile: {kernel}; model states {_gib(est.model_state_bytes)}, "
-                   f"activations {_gib(est.activation_bytes)}"),
+                   f"activations {_gib(est.activation_bytes)}", name="memory"),
         Table("fit", ["", ""], fit_rows),
     ]
     sugg_data = []

@@ -227,6 +227,11 @@ class ModelArch:
     # attention window
     sliding_window: int = 0
     sliding_window_layers: int = 0
+    # numerics a framework needs to rebuild the model (HF config.json `rope_theta`, `rms_norm_eps` /
+    # `layer_norm_eps`, `rope_scaling`); None / () when the source does not give them
+    rope_theta: float | None = None
+    norm_eps: float | None = None
+    rope_scaling: tuple[tuple[str, float | str], ...] = ()
     # provenance
     source: str = ""
     hf_model_type: str = ""

@@ -729,7 +729,7 @@ def serve_plan_cmd(
             if t > max(g.node_size, 1):
                 continue
             opt: dict = {"gpu_id": g.id, "tp": t, "engine": prof.id, "feasible": False, "fits": True, "reason": "",
-                         "binding": "", "fixes": [], "replicas": None, "gpus": None, "max_rps_per_replica": None,
+                         "binding": "", "fixes": [], "replicas": None, "gpus": None, "max_rps_per_replica": None, "requests_per_s_per_replica": None,
                          "operating_rps_per_replica": None, "ttft_p50_s": None, "ttft_p95_s": None,
                          "tpot_p50_s": None, "tpot_p95_s": None, "itl_p95_s": None, "e2e_p95_s": None,
                          "gpu_utilization": None, "price_usd_per_gpu_hour": price, "price_note": price_note,
@@ -760,6 +760,7 @@ def serve_plan_cmd(
             gpus_total = sz.replicas * t
             opt |= {"feasible": True, "binding": sz.binding, "replicas": sz.replicas, "gpus": gpus_total,
                     "max_rps_per_replica": sz.max_rps_per_replica, "saturation_rps_per_replica": sz.saturation_rps,
+                    "requests_per_s_per_replica": sz.max_rps_per_replica,
                     "operating_rps_per_replica": sz.operating_rps_per_replica,
                     "ttft_p50_s": summ["ttft_p50_s"], "ttft_p95_s": summ["ttft_p95_s"],
                     "tpot_p50_s": summ["tpot_p50_s"], "tpot_p95_s": summ["tpot_p95_s"],

@@ -7,7 +7,7 @@ SIZEUP := $(VENV)/bin/sizeup
 # CPU build of torch, installed before transformers so that nothing pulls a CUDA build.
 TORCH_PIN := torch==2.13.0
 
-.PHONY: demo test venv install install-dev install-trace install-web install-export-check chromium bench clean
+.PHONY: demo test venv install install-dev install-trace install-web install-export-check chromium bench fuzz clean
 
 $(VENV)/.created:
 	$(PYTHON) -m venv $(VENV)
@@ -46,6 +46,12 @@ install-export-check: install-trace
 
 bench: install
 	$(PY) benchmarks/cli_speed.py
+
+# Bad-input fuzz of every command, long profile (>= 5,000 cases; counts printed, reports in .fuzz-report.*.json)
+fuzz: install-dev
+	rm -f .fuzz-report.*.json
+	HYPOTHESIS_PROFILE=long SIZEUP_FUZZ_REPORT=.fuzz-report $(PY) -m pytest -n 2 -q -p no:cacheprovider tests/test_fuzz.py
+	$(PY) tests/fuzz_cli.py .fuzz-report
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .hypothesis

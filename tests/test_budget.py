@@ -69,7 +69,7 @@ def test_seed004_scenario_plan_vs_buying(capsys):
 
 @pytest.mark.parametrize("args, needle", [
     (["--phase", "dev:3:4"], "name:months:runs_per_month:cost_per_run"),
-    (["--phase", "dev:x:4:1"], "numbers"),
+    (["--phase", "dev:x:4:1"], "must be a number"),
     (["--phase", "dev:3:4:lambda/a10"], "needs a model"),
     ([], "--phase"),
     (["--buy-gpu", "a100-80gb"], "--purchase-usd"),

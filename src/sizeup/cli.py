@@ -207,7 +207,9 @@ def render_options(argv: list[str]) -> list[str]:
 
 
 def _one_line(text: str) -> str:
-    return " ".join(str(text).split())
+    from sizeup.errors import cap_message
+
+    return cap_message(text)
 
 
 # Numeric flags and the range every command accepts for them (same flag, same rule everywhere):
@@ -225,6 +227,21 @@ NON_NEGATIVE_FLAGS = frozenset({
     "--checkpoints-kept", "--usd-per-kwh", "--rent-usd-per-hour", "--purchase-usd", "--retain",
     "--max-age-days", "--max-price-age-days", "--dropout", "--fragmentation",
 })
+
+
+# Upper bounds of the sizes that drive work or memory (same everywhere; stated in the error). Each is far
+# above any real run (the largest published clusters are ~10^5 GPUs, contexts ~10^7 tokens, ~10^2 layers)
+# and low enough that every command answers in well under a second and integers stay below 2^63.
+UPPER_BOUNDS = {
+    "--gpus": 1 << 20, "--max-gpus": 1 << 20, "--min-gpus": 1 << 20, "--gpus-per-node": 1 << 16,
+    "--tp": 1 << 20, "--pp": 1 << 20, "--cp": 1 << 20, "--ep": 1 << 20, "--virtual-pp": 1 << 10,
+    "--seq": 1 << 26, "--prompt-len": 1 << 26, "--output-len": 1 << 26,
+    "--micro-batch": 1 << 24, "--global-batch": 1 << 30, "--grad-accum": 1 << 24, "--batch": 1 << 24,
+    "--concurrency": 1 << 24, "--layers": 1 << 14, "--vocab": 1 << 24, "--lora-rank": 1 << 16,
+    "--top": 10_000, "--worst": 10_000, "--epochs": 1e6, "--checkpoints-kept": 1e6,
+    "--mfu-min": 1.0, "--dropout": 1.0, "--fragmentation": 10.0, "--preemption-rate": 1e6,
+}
+NON_NEGATIVE_FLAGS = NON_NEGATIVE_FLAGS | {"--mfu-min", "--utilization"}
 
 
 def _number(value: str) -> float | None:
@@ -248,6 +265,7 @@ def _number(value: str) -> float | None:
 def check_numbers(argv: list[str]) -> None:
     """Refuse NaN/inf for any option, and zero/negative values for the counts and sizes above (exit 2)."""
     import math
+    import re
 
     from sizeup.errors import SizeupError
 
@@ -262,6 +280,8 @@ def check_numbers(argv: list[str]) -> None:
                 continue
             value = argv[i + 1]
         x = _number(value)
+        if x is None and re.match(r"\s*[-\u2212]\s*\$?\s*[\d.]", value):  # '-1B', '-$5': negative with a suffix
+            x = -1.0
         if x is None:
             continue
         if not math.isfinite(x):
@@ -270,6 +290,28 @@ def check_numbers(argv: list[str]) -> None:
             raise SizeupError(f"{flag} must be > 0, got {value}")
         if flag in NON_NEGATIVE_FLAGS and x < 0:
             raise SizeupError(f"{flag} must be >= 0, got {value}")
+        if flag in UPPER_BOUNDS:
+            _check_upper(flag, value, UPPER_BOUNDS[flag])
+
+
+def _check_upper(flag: str, value: str, bound: float) -> None:
+    """Refuse a value above the flag's bound; lists ('1,2,8'), ranges ('8..64') and suffixes ('64K') are read."""
+    import re
+
+    from sizeup.errors import SizeupError
+    from sizeup.units import UnitError, parse_count
+
+    for part in re.split(r"\.\.|[,:=]|\s+", value):
+        part = part.strip()
+        if not part or not re.match(r"[+]?[\d.]", part):
+            continue
+        try:
+            x = parse_count(part)
+        except UnitError:
+            continue
+        if x > bound:
+            shown = f"{bound:,.0f}" if bound >= 10 else f"{bound:g}"
+            raise SizeupError(f"{flag} must be <= {shown}, got {value}")
 
 
 def _name_the_option(message: str, argv: list[str]) -> str:

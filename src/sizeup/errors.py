@@ -29,13 +29,32 @@ def choice_error(kind: str, value: str, allowed: Iterable[str]) -> SizeupError:
     return SizeupError(f"unknown {kind} {value!r}.{did_you_mean(str(value), allowed)} Allowed: {', '.join(allowed)}")
 
 
+# An error is one readable line: at most MAX_PROBLEMS problems (then a count of the rest), each value
+# shown at most MAX_VALUE_CHARS long, the whole line at most MAX_MESSAGE_CHARS.
+MAX_PROBLEMS = 5
+MAX_VALUE_CHARS = 80
+MAX_MESSAGE_CHARS = 600
+
+
+def cap_message(text: str, limit: int = MAX_MESSAGE_CHARS) -> str:
+    """One line of at most `limit` characters (whitespace collapsed; the cut says how much was left out)."""
+    line = " ".join(str(text).split())
+    if len(line) <= limit:
+        return line
+    return line[:limit].rstrip() + f" ... ({len(line) - limit:,} more characters)"
+
+
 def pydantic_message(exc) -> str:
-    """Flatten a pydantic ValidationError into one line."""
+    """Flatten a pydantic ValidationError into one line: the first MAX_PROBLEMS problems and a count of the rest."""
     parts = []
-    for err in exc.errors():
+    errors = exc.errors()
+    for err in errors[:MAX_PROBLEMS]:
         loc = ".".join(str(x) for x in err.get("loc", ()) if x != "__root__")
         msg = err.get("msg", "invalid").removeprefix("Value error, ")
         if err.get("type") == "extra_forbidden":
             msg = "unknown key"
+        loc = loc if len(loc) <= MAX_VALUE_CHARS else loc[:MAX_VALUE_CHARS] + "..."
+        msg = msg if len(msg) <= 2 * MAX_VALUE_CHARS else msg[:2 * MAX_VALUE_CHARS] + "..."
         parts.append(f"{loc}: {msg}" if loc else msg)
-    return "; ".join(parts)
+    more = len(errors) - MAX_PROBLEMS
+    return "; ".join(parts) + (f"; and {more:,} more problem{'s' if more > 1 else ''}" if more > 0 else "")

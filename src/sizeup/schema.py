@@ -20,7 +20,7 @@ from sizeup.core.types import (
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)  # NaN/inf refused in every file
 
 
 # =========================================================================== models

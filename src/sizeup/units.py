@@ -56,17 +56,51 @@ _DURATION_SUFFIX = {
 }
 
 
+# Largest magnitude any parsed quantity may have (after its suffix): far above any real count, size,
+# duration or price (1e30 FLOP is ~1e5x the largest training run), and small enough that products of two
+# quantities stay finite. Bigger inputs ('1e300T') are refused instead of becoming inf.
+MAX_QUANTITY = 1e30
+
+# Thousands separators are read only in the unambiguous form 1,500,000 (groups of three digits); '1,5'
+# (a decimal comma in many locales) or '15,00' is refused rather than guessed.
+_THOUSANDS = re.compile(r"[-+]?\d{1,3}(,\d{3})+(\.\d*)?([eE][-+]?\d+)?")
+
+
+def _number_text(raw: str, text, what: str) -> float:
+    if "," in raw and not _THOUSANDS.fullmatch(raw):
+        raise UnitError(f"ambiguous {what} {text!r}: a comma is read only as a thousands separator "
+                        "(1,500,000); write decimals with a point (1.5B)")
+    try:
+        return float(raw.replace("_", "").replace(",", ""))
+    except ValueError:
+        raise UnitError(f"cannot read {what} {text!r}") from None
+
+
+def _bounded(value: float, text, what: str) -> float:
+    """Every quantity sizeup parses is a count, size, rate, duration or price: finite, >= 0, <= MAX_QUANTITY."""
+    if not math.isfinite(value) or abs(value) > MAX_QUANTITY:
+        raise UnitError(f"{what} {text!r} is out of range (at most {MAX_QUANTITY:g})")
+    if value < 0:
+        raise UnitError(f"{what} {text!r} is negative; it must be >= 0")
+    return value + 0.0  # -0.0 -> 0.0
+
+
 def _split(text: str, what: str, example: str) -> tuple[float, str]:
-    if isinstance(text, (int, float)) and not isinstance(text, bool):
-        return float(text), ""
+    if isinstance(text, bool):
+        raise UnitError(f"cannot read {what} {text!r}; write it like {example}")
+    if isinstance(text, (int, float)):
+        try:
+            return _bounded(float(text), text, what), ""
+        except OverflowError:
+            raise UnitError(f"{what} {text!r} is out of range (at most {MAX_QUANTITY:g})") from None
     s = str(text).strip()
     m = re.fullmatch(_NUM + r"\s*([A-Za-z/]*)", s)
     if not m:
         raise UnitError(f"cannot read {what} {text!r}; write it like {example}")
-    value = float(m.group(1).replace("_", "").replace(",", ""))
+    value = _number_text(m.group(1), text, what)
     if not math.isfinite(value):
         raise UnitError(f"{what} {text!r} is not a finite number")
-    return value, m.group(2)
+    return _bounded(value, text, what), m.group(2)
 
 
 def parse_count(text: str | int | float) -> float:
@@ -74,7 +108,7 @@ def parse_count(text: str | int | float) -> float:
     value, suffix = _split(text, "count", "'7B', '15M', '1.5T' or '2048'")
     if suffix not in _COUNT_SUFFIX:
         raise UnitError(f"unknown count suffix {suffix!r} in {text!r}; allowed: K, M, B (or G), T")
-    return value * _COUNT_SUFFIX[suffix]
+    return _bounded(value * _COUNT_SUFFIX[suffix], text, "count")
 
 
 def parse_int_count(text: str | int | float) -> int:
@@ -91,7 +125,7 @@ def parse_bytes(text: str | int | float) -> float:
     key = suffix.lower()
     if key not in _BYTES_SUFFIX:
         raise UnitError(f"unknown size unit {suffix!r} in {text!r}; allowed: B, KB, MB, GB, TB, KiB, MiB, GiB, TiB")
-    return value * _BYTES_SUFFIX[key]
+    return _bounded(value * _BYTES_SUFFIX[key], text, "size")
 
 
 def parse_bandwidth(text: str | int | float) -> float:
@@ -100,12 +134,12 @@ def parse_bandwidth(text: str | int | float) -> float:
     m = re.fullmatch(_NUM + r"\s*([KMGTP]?)(i?)([bB])/s", s)
     if not m:
         raise UnitError(f"cannot read bandwidth {text!r}; write it like '3.35TB/s' (bytes) or '400Gb/s' (bits)")
-    value = float(m.group(1).replace(",", "").replace("_", ""))
+    value = _bounded(_number_text(m.group(1), text, "bandwidth"), text, "bandwidth")
     prefix = {"": 1, "K": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "P": 1e15}[m.group(2)]
     if m.group(3):
         prefix = {"": 1, "K": KiB, "M": MiB, "G": GiB, "T": TiB, "P": 1024**5}[m.group(2)]
     bits = m.group(4) == "b"
-    return value * prefix / (8 if bits else 1)
+    return _bounded(value * prefix / (8 if bits else 1), text, "bandwidth")
 
 
 def parse_duration(text: str | int | float) -> float:
@@ -114,13 +148,18 @@ def parse_duration(text: str | int | float) -> float:
     key = suffix.lower()
     if key not in _DURATION_SUFFIX:
         raise UnitError(f"unknown duration unit {suffix!r} in {text!r}; allowed: s, m, h, d, w, mo, y")
-    return value * _DURATION_SUFFIX[key]
+    return _bounded(value * _DURATION_SUFFIX[key], text, "duration")
 
 
 def parse_usd(text: str | int | float) -> float:
-    """'$50,000' / '50k' / '1.2M' -> USD."""
-    s = str(text).strip().lstrip("$").replace(",", "")
-    return parse_count(s)
+    """'$50,000' / '50k' / '1.2M' -> USD (>= 0)."""
+    s = str(text).strip() if not isinstance(text, (int, float)) else text
+    if isinstance(s, str):
+        s = s[1:] if s.startswith("$") else s.replace("$", "", 1) if s.startswith(("-$", "+$")) else s
+    value, suffix = _split(s, "USD amount", "'$50,000', '50k' or '1.2M'")
+    if suffix not in _COUNT_SUFFIX:
+        raise UnitError(f"unknown suffix {suffix!r} in USD amount {text!r}; allowed: K, M, B, T")
+    return _bounded(value * _COUNT_SUFFIX[suffix], text, "USD amount")
 
 
 # --------------------------------------------------------------------------- formatting
@@ -207,3 +246,35 @@ def format_pct(x: float) -> str:
     if x is None or not math.isfinite(x):
         return "-"
     return f"{100 * x:.1f}%"
+
+
+# --------------------------------------------------------------------------- checked values from files and flags
+
+
+def parse_whole(value, what: str, low: int = 1, high: int = 1 << 62) -> int:
+    """A whole number in [low, high] from a flag or a file value (7, '2048', '2K', 4096.0). Booleans, fractions
+    (2048.5), NaN/inf and out-of-range values are a UnitError naming `what` and the range: never coerced."""
+    if isinstance(value, bool) or value is None or isinstance(value, (list, dict, tuple)):
+        raise UnitError(f"{what} must be a whole number from {low:,} to {high:,}, got {value!r}")
+    x = parse_count(value) if not isinstance(value, (int, float)) else value
+    if isinstance(x, float):
+        if not math.isfinite(x) or not x.is_integer():
+            raise UnitError(f"{what} must be a whole number from {low:,} to {high:,}, got {value!r}")
+        x = int(x)
+    if not low <= x <= high:
+        raise UnitError(f"{what} must be a whole number from {low:,} to {high:,}, got {value!r}")
+    return int(x)
+
+
+def parse_finite(value, what: str, low: float = 0.0, high: float = MAX_QUANTITY, low_inclusive: bool = True) -> float:
+    """A finite number in [low, high] (or (low, high]) from a flag or file value; anything else is a UnitError."""
+    rng = f"{'[' if low_inclusive else '('}{low:g}, {high:g}]"
+    if isinstance(value, bool) or value is None or isinstance(value, (list, dict, tuple)):
+        raise UnitError(f"{what} must be a number in {rng}, got {value!r}")
+    try:
+        x = float(value) if isinstance(value, (int, float)) else parse_count(value)
+    except (OverflowError, UnitError):
+        raise UnitError(f"{what} must be a number in {rng}, got {value!r}") from None
+    if not math.isfinite(x) or x > high or x < low or (x == low and not low_inclusive):
+        raise UnitError(f"{what} must be a number in {rng}, got {value!r}")
+    return x

@@ -2,18 +2,21 @@
 
 Nothing is read at import. `load_catalog()` returns a cached `Catalog`; each kind of entry is
 read (with the C YAML loader when available) and validated by pydantic the first time it is asked for.
+
+Every file the CLI reads goes through `read_user_bytes` (regular files only, size-bounded, never blocks
+on a FIFO) and YAML through `read_yaml` (one-line errors, bounded nesting and size). The parsed YAML of
+the packaged catalog is kept between runs in a private JSON cache (`catalog_cache.py`): data only, never
+code, verified against a hash of the source files and rebuilt on any mismatch.
 """
 
 from __future__ import annotations
 
 import functools
-import hashlib
 import os
-import pickle
 import re
-import sys
+import stat
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import yaml
 
@@ -21,30 +24,169 @@ from sizeup.errors import SizeupError, did_you_mean, pydantic_message
 
 DATA_DIR = Path(__file__).parent / "data"
 
+# Largest file the CLI reads (scenario, config.json, claims, token specs, catalogs, published points).
+# The largest real input is a published-runs file of a few hundred KB; 16 MiB leaves room and bounds memory.
+MAX_FILE_BYTES = 16 * 1024 * 1024
+# Deepest nesting and most nodes a user YAML/JSON file may have: real files nest < 10 levels and hold
+# < 100k values; the bounds refuse recursion bombs and alias ("billion laughs") expansions.
+MAX_NESTING = 64
+MAX_NODES = 2_000_000
+
 try:  # the C loader is ~10x faster than the pure-Python one
     _Loader = yaml.CSafeLoader
 except AttributeError:  # pragma: no cover
     _Loader = yaml.SafeLoader
 
 
-def read_yaml(path: Path) -> Any:
-    with open(path, "rb") as fh:
-        return yaml.load(fh, Loader=_Loader)
+def read_user_bytes(path: Path | str, what: str = "file", max_bytes: int = MAX_FILE_BYTES) -> bytes:
+    """The bytes of a regular file; anything else (missing, directory, FIFO, device, unreadable, larger than
+    max_bytes) is a one-line SizeupError. Opened non-blocking, so a FIFO swapped in after the check cannot hang."""
+    text = str(path)
+    try:
+        st = os.stat(text)
+    except FileNotFoundError:
+        raise SizeupError(f"{what} {text!r} not found") from None
+    except (OSError, ValueError) as exc:
+        raise SizeupError(f"cannot read {what} {text!r}: {_os_reason(exc)}") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise SizeupError(f"{what} {text!r} is a directory; give a file")
+    if not stat.S_ISREG(st.st_mode):
+        raise SizeupError(f"{what} {text!r} is not a regular file (a FIFO, socket or device); give a file")
+    if st.st_size > max_bytes:
+        raise SizeupError(f"{what} {text!r} is {st.st_size:,} bytes; the limit is {max_bytes:,} bytes")
+    try:
+        fd = os.open(text, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0))
+    except OSError as exc:
+        raise SizeupError(f"cannot read {what} {text!r}: {_os_reason(exc)}") from None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise SizeupError(f"{what} {text!r} is not a regular file (a FIFO, socket or device); give a file")
+        chunks, total = [], 0
+        while True:
+            chunk = os.read(fd, 1 << 20)
+            if not chunk:
+                break
+            total += len(chunk)
+            if total > max_bytes:
+                raise SizeupError(f"{what} {text!r} is larger than the limit of {max_bytes:,} bytes")
+            chunks.append(chunk)
+    except OSError as exc:
+        raise SizeupError(f"cannot read {what} {text!r}: {_os_reason(exc)}") from None
+    finally:
+        os.close(fd)
+    return b"".join(chunks)
+
+
+def read_user_text(path: Path | str, what: str = "file", max_bytes: int = MAX_FILE_BYTES) -> str:
+    """A regular UTF-8 text file (see read_user_bytes); binary content is a one-line SizeupError."""
+    data = read_user_bytes(path, what, max_bytes)
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise SizeupError(f"{what} {str(path)!r} is not a UTF-8 text file") from None
+
+
+def _os_reason(exc: BaseException) -> str:
+    return getattr(exc, "strerror", None) or type(exc).__name__
+
+
+def check_shape(data: Any, where: str, max_depth: int = MAX_NESTING, max_nodes: int = MAX_NODES) -> Any:
+    """Refuse parsed data nested deeper than max_depth or holding more than max_nodes values (counting a
+    YAML alias each time it is used): one line instead of a RecursionError or an exponential walk."""
+    budget = [max_nodes]
+    stack = [(data, 0)]
+    while stack:
+        node, depth = stack.pop()
+        budget[0] -= 1
+        if budget[0] < 0:
+            raise SizeupError(f"{where}: more than {max_nodes:,} values (after expanding aliases); refused")
+        if isinstance(node, dict):
+            if depth >= max_depth:
+                raise SizeupError(f"{where}: nested more than {max_depth} levels deep; refused")
+            stack.extend((v, depth + 1) for v in node.values())
+            stack.extend((k, depth + 1) for k in node if isinstance(k, (tuple, frozenset)))
+        elif isinstance(node, (list, tuple)):
+            if depth >= max_depth:
+                raise SizeupError(f"{where}: nested more than {max_depth} levels deep; refused")
+            stack.extend((v, depth + 1) for v in node)
+    return data
+
+
+def parse_yaml_text(data: bytes | str, where: str) -> Any:
+    """YAML text -> data; a parse error, a recursion bomb or an alias bomb is one line naming `where`."""
+    try:
+        value = yaml.load(data, Loader=_Loader)
+    except yaml.YAMLError as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise SizeupError(f"{where}: not valid YAML ({first[:200]})") from None
+    except UnicodeDecodeError:
+        raise SizeupError(f"{where}: not a UTF-8 text YAML file") from None
+    except RecursionError:
+        raise SizeupError(f"{where}: nested more than {MAX_NESTING} levels deep; refused") from None
+    except (ValueError, TypeError, OverflowError) as exc:  # e.g. a timestamp out of range
+        raise SizeupError(f"{where}: not valid YAML ({type(exc).__name__}: {str(exc)[:200]})") from None
+    return check_shape(value, where)
+
+
+def parse_json_text(text: str, where: str) -> Any:
+    """JSON text -> data with one-line errors (syntax, recursion bombs, huge integers)."""
+    import json
+
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise SizeupError(f"{where} is not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})") from None
+    except RecursionError:
+        raise SizeupError(f"{where}: nested more than {MAX_NESTING} levels deep; refused") from None
+    except ValueError as exc:  # e.g. an integer with more than 4300 digits
+        raise SizeupError(f"{where} is not valid JSON ({str(exc)[:200]})") from None
+    return check_shape(value, where)
+
+
+def _in_data_dir(path: Path) -> bool:
+    try:
+        return Path(path).resolve().is_relative_to(DATA_DIR.resolve())
+    except (OSError, ValueError):
+        return False
+
+
+def read_yaml(path: Path, what: str = "file") -> Any:
+    """A YAML file's data. Packaged catalog files come from the verified JSON cache when it is current;
+    every other file is read as a user file (read_user_bytes + parse_yaml_text: one-line errors, bounds)."""
+    if _in_data_dir(path):
+        from sizeup.catalog import catalog_cache
+
+        hit, value = catalog_cache.lookup(Path(path))
+        if hit:
+            return value
+        with open(path, "rb") as fh:
+            return yaml.load(fh, Loader=_Loader)
+    return parse_yaml_text(read_user_bytes(path, what), str(path))
 
 
 def read_user_yaml(path: Path | str, what: str = "file") -> Any:
-    """A user's YAML file; missing or malformed -> one-line SizeupError (never a parser traceback)."""
-    from sizeup.errors import SizeupError
+    """A user's YAML file; missing, not a regular file, too large or malformed -> one-line SizeupError."""
+    return parse_yaml_text(read_user_bytes(path, what), str(path))
 
-    p = Path(path)
-    if not p.is_file():
-        raise SizeupError(f"{what} {str(path)!r} not found")
-    try:
-        return read_yaml(p)
-    except yaml.YAMLError as exc:
-        raise SizeupError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
-    except UnicodeDecodeError:
-        raise SizeupError(f"{path}: not a text YAML file") from None
+
+# Characters a catalog name or a free-text GPU name may hold ('NVIDIA H100 SXM5 80GB', 'A100-80GB (PCIe)',
+# 'gaudi2', 'Apple M2 (16GB unified)', 'org/model'). Anything else (';', '|', '$', quotes, control characters)
+# is refused rather than fuzzy-matched to the nearest entry.
+_NAME_OK = re.compile(r"[A-Za-z0-9 ._+/()\-:,@]+")
+MAX_NAME_CHARS = 200
+
+
+def check_name(name: str, kind: str) -> str:
+    """`name` if it can be a name of `kind`; SizeupError otherwise (empty, too long, or odd characters)."""
+    text = str(name)
+    if not text.strip():
+        raise SizeupError(f"the {kind} name is empty")
+    if len(text) > MAX_NAME_CHARS:
+        raise SizeupError(f"the {kind} name is {len(text)} characters long; the limit is {MAX_NAME_CHARS}")
+    if not _NAME_OK.fullmatch(text):
+        bad = "".join(sorted({c for c in text if not _NAME_OK.fullmatch(c)}))
+        raise SizeupError(f"unknown {kind} {text!r}: a {kind} name has no {bad!r} characters")
+    return text
 
 
 def normalize(name: str) -> str:
@@ -53,45 +195,13 @@ def normalize(name: str) -> str:
 
 
 def cache_dir() -> Path | None:
-    """Where parsed catalogs are kept between runs ($SIZEUP_CACHE_DIR, else $XDG_CACHE_HOME/sizeup or
+    """Where the parsed catalog is kept between runs ($SIZEUP_CACHE_DIR, else $XDG_CACHE_HOME/sizeup or
     ~/.cache/sizeup); None when SIZEUP_NO_CACHE is set."""
     if os.environ.get("SIZEUP_NO_CACHE"):
         return None
     root = os.environ.get("SIZEUP_CACHE_DIR") or os.path.join(
         os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "sizeup")
     return Path(root)
-
-
-def disk_cached(kind: str) -> Callable:
-    """A cached_property whose value is also pickled to cache_dir(), keyed by every catalog file's path, size
-    and mtime (and the Python and sizeup versions): a warm CLI call skips YAML parsing and validation."""
-
-    def wrap(build: Callable) -> functools.cached_property:
-        def get(self):
-            folder = cache_dir()
-            path = folder / f"{kind}-{self.cache_key}.pickle" if folder else None
-            if path is not None:
-                try:
-                    with open(path, "rb") as fh:
-                        return pickle.load(fh)
-                except Exception:  # missing, stale format or unreadable: rebuild
-                    pass
-            value = build(self)
-            if path is not None:
-                try:
-                    folder.mkdir(parents=True, exist_ok=True)
-                    tmp = path.with_suffix(f".{os.getpid()}.tmp")
-                    with open(tmp, "wb") as fh:
-                        pickle.dump(value, fh, protocol=pickle.HIGHEST_PROTOCOL)
-                    os.replace(tmp, path)
-                except Exception:  # read-only home, unpicklable user entry...: just don't cache
-                    pass
-            return value
-
-        get.__doc__ = build.__doc__
-        return functools.cached_property(get)
-
-    return wrap
 
 
 class Catalog:
@@ -101,24 +211,8 @@ class Catalog:
         self.data_dir = Path(data_dir)
         self.extra_files = tuple(Path(p) for p in extra_files)
 
-    @functools.cached_property
-    def cache_key(self) -> str:
-        from sizeup import __version__
-
-        digest = hashlib.sha1(f"{__version__} {sys.version}".encode())
-        # the code that builds the cached objects is part of the key: a new field must not come back from an old pickle
-        code = [Path(__file__).resolve().parent.parent / f for f in ("schema.py", "core/types.py", "core/platform.py",
-                                                                      "core/cost.py", "catalog/hardware.py")]
-        for path in sorted(self.data_dir.rglob("*.yaml")) + code + [Path(p).resolve() for p in self.extra_files]:
-            try:
-                st = path.stat()
-                digest.update(f"{path}:{st.st_size}:{st.st_mtime_ns};".encode())
-            except OSError:
-                digest.update(f"{path}:missing;".encode())
-        return digest.hexdigest()[:20]
-
     # ------------------------------------------------------------------ models
-    @disk_cached("models")
+    @functools.cached_property
     def models(self) -> dict:
         from sizeup.schema import ModelFile
         from pydantic import ValidationError
@@ -143,6 +237,7 @@ class Catalog:
 
     def model(self, name: str):
         """A preset by id, alias or Hugging Face repo name (case-insensitive)."""
+        check_name(name, "model")
         key = normalize(name)
         model_id = self._model_index.get(key)
         if model_id is None:
@@ -159,27 +254,27 @@ class Catalog:
 
         return read_user_files(self.extra_files)
 
-    @disk_cached("efficiency")
+    @functools.cached_property
     def efficiency(self):
         """catalog/data/efficiency.yaml (schema.EfficiencyFile): achievable-fraction defaults and families."""
         from sizeup.catalog.hardware import load_efficiency
 
         return load_efficiency(self.data_dir)
 
-    @disk_cached("gpu_files")
+    @functools.cached_property
     def _gpu_files(self) -> dict:
         from sizeup.catalog.hardware import load_gpu_files
 
         return load_gpu_files(self.data_dir, self._user_entries[0])
 
-    @disk_cached("gpus")
+    @functools.cached_property
     def gpus(self) -> dict:
         """id -> GpuSpec (dense peaks, one-direction links, achievable fractions; sources in .sources)."""
         from sizeup.catalog.hardware import build_gpus
 
         return build_gpus(self._gpu_files, self.efficiency)
 
-    @disk_cached("gpu_matcher")
+    @functools.cached_property
     def _gpu_matcher(self):
         from sizeup.catalog.hardware import GpuMatcher
 
@@ -189,6 +284,7 @@ class Catalog:
         """Catalog id for a free-text GPU name ('NVIDIA H100 SXM5' -> 'h100-sxm'); SizeupError if unknown."""
         from sizeup.catalog.hardware import unknown_gpu
 
+        check_name(name, "GPU")
         gpu_id = self._gpu_matcher.resolve(name)
         if gpu_id is None:
             raise unknown_gpu(name, self._gpu_matcher)
@@ -243,7 +339,7 @@ class Catalog:
         path = self.data_dir / "hw_sources.yaml"
         return (read_yaml(path) or {}).get("sources", {}) if path.is_file() else {}
 
-    @disk_cached("platforms")
+    @functools.cached_property
     def platforms(self) -> dict:
         """id -> core.platform.Platform (billing, spot, storage, instances with dated prices)."""
         from sizeup.catalog.hardware import load_platforms
@@ -260,6 +356,7 @@ class Catalog:
 
     def platform(self, name: str):
         """A Platform by id or alias ('aws', 'Amazon', 'GCP', 'Lambda Labs'); SizeupError listing them if unknown."""
+        check_name(name, "platform")
         pid = self._platform_index.get(normalize(name))
         if pid is None:
             raise SizeupError(f"unknown platform {name!r}.{did_you_mean(name, self.platforms)} "

@@ -54,18 +54,15 @@ def read_user_files(paths: tuple[Path, ...]) -> tuple[dict[str, dict], dict[str,
     """(gpus, platforms) raw entries from user catalog files, later files winning."""
     from pydantic import ValidationError
 
-    from sizeup.catalog import read_yaml
     from sizeup.schema import UserCatalogFile
 
     gpus: dict[str, dict] = {}
     platforms: dict[str, dict] = {}
+    from sizeup.catalog import read_user_yaml
+
     for path in paths:
-        if not Path(path).is_file():
-            raise SizeupError(f"catalog file {str(path)!r} not found")
-        try:
-            raw = read_yaml(Path(path)) or {}
-        except Exception as exc:  # yaml.YAMLError and friends: one line
-            raise SizeupError(f"catalog file {path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+        # regular files only, size and nesting bounds, one-line errors (catalog.read_user_bytes)
+        raw = read_user_yaml(Path(path), "catalog file") or {}
         if not isinstance(raw, dict):
             raise SizeupError(f"catalog file {path}: expected a mapping with top-level 'gpus:' and/or 'platforms:'")
         try:

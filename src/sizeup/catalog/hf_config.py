@@ -9,6 +9,7 @@ is tied); `tests/test_params_vs_torch.py` checks the resulting counts against `s
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
@@ -32,8 +33,36 @@ _TIED_DEFAULT = {
 }
 
 
+# How each config.json key read below is checked (a value of the wrong kind is refused, never coerced:
+# `hidden_size: 4096.7` is not 4096, `num_hidden_layers: true` is not 1, `attention_bias: "false"` is not true).
+_BOOL_KEYS = frozenset({
+    "tie_word_embeddings", "attention_bias", "mlp_bias", "use_sliding_window", "use_parallel_residual",
+    "parallel_attn", "no_bias", "new_decoder_architecture", "multi_query", "enable_bias", "do_layer_norm_before",
+    "bias", "alibi", "learned_pos_emb", "_remove_final_layer_norm",
+})
+_FLOAT_KEYS = frozenset({"expansion_ratio"})
+_STRUCT_KEYS = frozenset({"attn_config", "ffn_config", "mlp_only_layers", "moe_layers", "text_config"})
+# integers that must be >= 1 when present (sizes, counts of heads, layers and experts)
+_POSITIVE_KEYS = frozenset({
+    "vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size", "n_layer",
+    "n_head", "n_heads", "n_embd", "d_model", "n_layers", "num_local_experts", "num_experts", "n_routed_experts",
+    "num_experts_per_tok", "num_key_value_heads", "num_kv_heads", "head_dim", "moe_intermediate_size", "ffn_dim",
+    "v_head_dim", "kv_lora_rank", "max_position_embeddings", "n_positions", "max_seq_len", "seq_length",
+    "intermediate_size_mlp", "decoder_sparse_step", "interleave_moe_layer_step", "moe_layer_freq", "n_inner",
+    "ffn_hidden_size", "word_embed_proj_dim", "qk_rope_head_dim",
+})
+_LAYER_KEYS = frozenset({"num_hidden_layers", "n_layer", "n_layers"})
+_EXPERT_KEYS = frozenset({"num_local_experts", "num_experts", "n_routed_experts", "num_experts_per_tok",
+                          "n_shared_experts"})
+# Bounds far above any published model (the deepest have ~10^2 layers, widest ~10^5 hidden units, vocabularies
+# ~10^6, contexts ~10^7 tokens) that keep every estimate fast and every product of sizes exact in int64.
+MAX_LAYERS = 1 << 14
+MAX_EXPERTS = 1 << 16
+MAX_CONFIG_INT = 1 << 26
+
+
 class _Cfg:
-    """Key access that fails with one line naming the file and the missing key."""
+    """Key access that fails with one line naming the file and the key (missing, wrong type, out of range)."""
 
     def __init__(self, data: Mapping[str, Any], where: str, model_type: str):
         self.data, self.where, self.model_type = data, where, model_type
@@ -41,7 +70,7 @@ class _Cfg:
     def req(self, *keys: str) -> Any:
         for key in keys:
             if self.data.get(key) is not None:
-                return self.data[key]
+                return self._checked(key, self.data[key])
         raise SizeupError(
             f"{self.where}: {self.model_type} config is missing key {keys[0]!r}"
             + (f" (or {', '.join(repr(k) for k in keys[1:])})" if len(keys) > 1 else "")
@@ -49,7 +78,33 @@ class _Cfg:
 
     def get(self, key: str, default: Any = None) -> Any:
         value = self.data.get(key)
-        return default if value is None else value
+        return default if value is None else self._checked(key, value)
+
+    def _checked(self, key: str, value: Any) -> Any:
+        def bad(what: str) -> SizeupError:
+            return SizeupError(f"{self.where}: {key} must be {what}, got {json.dumps(value)[:60]}")
+
+        if key in _STRUCT_KEYS:
+            return value
+        if key in _BOOL_KEYS:
+            if not isinstance(value, bool):
+                raise bad("true or false")
+            return value
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise bad("a number")
+        if key in _FLOAT_KEYS:
+            if not (math.isfinite(value) and 0 < value <= MAX_CONFIG_INT):
+                raise bad(f"a finite number in (0, {MAX_CONFIG_INT}]")
+            return value
+        if isinstance(value, float):
+            if not (math.isfinite(value) and value.is_integer()):
+                raise bad("a whole number")
+            value = int(value)
+        low = 1 if key in _POSITIVE_KEYS else 0
+        high = MAX_LAYERS if key in _LAYER_KEYS else MAX_EXPERTS if key in _EXPERT_KEYS else MAX_CONFIG_INT
+        if not low <= value <= high:
+            raise bad(f"a whole number from {low} to {high:,}")
+        return value
 
 
 def _llama_like(c: _Cfg, **overrides: Any) -> dict[str, Any]:
@@ -321,21 +376,15 @@ SUPPORTED_MODEL_TYPES = tuple(sorted(MAPPERS))
 
 
 def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise SizeupError(f"config file not found: {path}") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise SizeupError(f"cannot read config file {path}: {exc.__class__.__name__}: {exc}") from None
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise SizeupError(f"{path} is not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})") from None
+    from sizeup.catalog import parse_json_text, read_user_text
+
+    data = parse_json_text(read_user_text(path, "config file"), str(path))
     if not isinstance(data, dict):
         raise SizeupError(f"{path} is not a Hugging Face config: expected a JSON object, got {type(data).__name__}")
     return data
 
 
+_SPLIT_HIDDEN_TYPES = frozenset({"gpt2", "gpt_neox", "gptj", "opt", "bloom", "falcon", "mpt"})
 def _numerics(data: Mapping[str, Any]) -> dict[str, Any]:
     """RoPE base / scaling and norm epsilon as config.json spells them (transformers v4 `rope_theta` +
     `rope_scaling`; v5 `rope_parameters`; `rms_norm_eps` / `layer_norm_eps` / `layer_norm_epsilon`)."""
@@ -357,7 +406,12 @@ def arch_from_hf_dict(data: Mapping[str, Any], model_id: str = "", where: str = 
     """Build a ModelArch from an already-parsed config.json dict (validated through ModelFile)."""
     from pydantic import ValidationError
 
+    from sizeup.catalog import check_shape
     from sizeup.schema import ModelFile
+
+    if not isinstance(data, Mapping):
+        raise SizeupError(f"{where}: expected a JSON object (a Hugging Face config), got {type(data).__name__}")
+    check_shape(data, where)
 
     model_type = str(data.get("model_type") or "")
     if not model_type:
@@ -380,11 +434,17 @@ def arch_from_hf_dict(data: Mapping[str, Any], model_id: str = "", where: str = 
     cfg = _Cfg(data, where, model_type)
     try:
         fields = mapper(cfg)
-    except (TypeError, ValueError, AttributeError) as exc:
-        raise SizeupError(f"{where}: a {model_type} config value has the wrong type ({exc})") from None
+    except (TypeError, ValueError, AttributeError, ZeroDivisionError, KeyError, IndexError) as exc:
+        raise SizeupError(f"{where}: a {model_type} config value has the wrong type or range "
+                          f"({type(exc).__name__}: {str(exc)[:120]})") from None
     ident = model_id or str(data.get("_name_or_path") or "") or "config"
     fields.update(_numerics(data))
     fields = {k: v for k, v in fields.items() if v is not None}
+    hidden, heads = fields.get("hidden_size"), fields.get("num_heads")
+    if model_type in _SPLIT_HIDDEN_TYPES and isinstance(hidden, int) and isinstance(heads, int) and hidden % heads:
+        # these transformers classes derive head_dim = hidden / heads and refuse a remainder
+        raise SizeupError(f"{where}: hidden size {hidden} is not divisible by {heads} attention heads "
+                          f"({model_type} derives the head size from them)")
     try:
         mf = ModelFile.model_validate(dict(
             name=ident, source=f"Hugging Face config.json ({where})", aliases=[], hf_model_type=model_type, **fields))

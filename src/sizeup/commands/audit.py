@@ -16,16 +16,11 @@ from sizeup.errors import SizeupError
 def load_claims(path: Path):
     from pydantic import ValidationError
 
-    from sizeup.catalog import read_yaml
+    from sizeup.catalog import read_user_yaml
     from sizeup.errors import pydantic_message
     from sizeup.schema import ClaimsFile
 
-    if not path.exists():
-        raise SizeupError(f"claims file {str(path)!r} not found")
-    try:
-        raw = read_yaml(path)
-    except Exception as exc:  # yaml.YAMLError and friends
-        raise SizeupError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    raw = read_user_yaml(path, "claims file")
     if not isinstance(raw, dict):
         raise SizeupError(f"{path}: expected a mapping with params/model, samples or tokens, gpu, gpus, claimed")
     from sizeup.job.flags import JOB_FLAG_NAMES
@@ -46,11 +41,28 @@ def build_claims(cf, catalog):
     from sizeup.core.params import count_params
     from sizeup.units import GB, parse_count
 
+    from sizeup.units import UnitError
+
+    def count(key: str, value):
+        if value is None:
+            return None
+        try:
+            x = parse_count(value)
+        except UnitError as exc:
+            raise SizeupError(f"claims: {key}: {exc}") from None
+        if x <= 0:
+            raise SizeupError(f"claims: {key} must be > 0, got {value!r}")
+        return x
+
     arch = catalog.model(cf.model) if cf.model else None
-    params = float(count_params(arch).total) if arch else parse_count(cf.params)
-    samples = parse_count(cf.samples) * cf.epochs if cf.samples is not None else None
-    tps = parse_count(cf.tokens_per_sample) if cf.tokens_per_sample is not None else None
-    tokens = parse_count(cf.tokens) if cf.tokens is not None else samples * tps
+    params = float(count_params(arch).total) if arch else count("params", cf.params)
+    samples = count("samples", cf.samples) * cf.epochs if cf.samples is not None else None
+    tps = count("tokens_per_sample", cf.tokens_per_sample)
+    tokens = count("tokens", cf.tokens) if cf.tokens is not None else samples * tps
+    for key, bound in (("gpus", 1 << 20), ("micro_batch", 1 << 24), ("seq", 1 << 26)):
+        value = getattr(cf, key)
+        if value is not None and value > bound:
+            raise SizeupError(f"claims: {key} must be <= {bound:,}, got {value}")
     gpu = catalog.gpu(cf.gpu)
     peft = cf.peft.lower() in ("lora", "qlora", "yes", "true")
     precision = (cf.precision or ("bf16-mixed" if gpu.supports_bf16 else "fp16-mixed")).lower()

@@ -19,18 +19,51 @@ PhaseOpt = Annotated[Optional[list[str]], typer.Option(
                     "platform/gpu[/pricing[/gpus]] (lambda/a10) to compute it from the scenario/model workload.")]
 
 
+# Bounds of the plan's numbers (stated in the errors): a plan longer than a century or with more than a
+# million runs a month is a typo, and the bounds keep every total finite.
+MAX_MONTHS = 1200.0
+MAX_RUNS_PER_MONTH = 1e6
+
+
+def bounded_number(value: Any, what: str, low: float, high: float, low_inclusive: bool = True) -> float:
+    """A finite number in [low, high] (or (low, high]); anything else (text, bool, NaN, inf, out of range) is
+    one SizeupError naming `what` and the range."""
+    import math
+
+    rng = f"{'[' if low_inclusive else '('}{low:g}, {high:g}]"
+    if isinstance(value, bool):
+        raise SizeupError(f"{what} must be a number in {rng}, got {value!r}")
+    try:
+        x = float(value)
+    except (TypeError, ValueError, OverflowError):
+        raise SizeupError(f"{what} must be a number in {rng}, got {value!r}") from None
+    if not math.isfinite(x) or x > high or x < low or (x == low and not low_inclusive):
+        raise SizeupError(f"{what} must be a number in {rng}, got {value!r}")
+    return x
+
+
+def _looks_numeric(text: str) -> bool:
+    import re
+
+    return bool(re.match(r"\s*[-+\u2212]?\s*\$?\s*[-+\u2212]?[\d.]", str(text))) or str(text).strip().lower() in (
+        "nan", "inf", "-inf", "+inf", "infinity", "-nan")
+
+
 def parse_phase(text: str) -> dict:
     parts = [p.strip() for p in str(text).split(":")]
     if len(parts) != 4 or not all(parts):
         raise SizeupError(f"bad --phase {text!r}; write name:months:runs_per_month:cost_per_run, "
                           "e.g. dev:3:4:0.62 or prod:3:1:modal/a100-40gb")
     name, months, runs, cost = parts
-    try:
-        months_f, runs_f = float(months), float(runs)
-    except ValueError:
-        raise SizeupError(f"bad --phase {text!r}: months and runs_per_month must be numbers") from None
-    if months_f <= 0 or runs_f < 0:
-        raise SizeupError(f"bad --phase {text!r}: months must be > 0 and runs_per_month >= 0")
+    months_f = bounded_number(months, f"--phase {text!r}: months", 0, MAX_MONTHS, low_inclusive=False)
+    runs_f = bounded_number(runs, f"--phase {text!r}: runs_per_month", 0, MAX_RUNS_PER_MONTH)
+    if _looks_numeric(cost):
+        from sizeup.units import UnitError, parse_usd
+
+        try:
+            parse_usd(cost)
+        except UnitError as exc:
+            raise SizeupError(f"--phase {text!r}: cost_per_run: {exc}") from None
     return {"name": name, "months": months_f, "runs_per_month": runs_f, "cost": cost}
 
 
@@ -121,6 +154,8 @@ def budget_cmd(
                 raise SizeupError("scenario phases must be a list of {name, months, runs_per_month, cost_per_run}")
             specs.append(parse_phase(f"{p.get('name')}:{p.get('months')}:{p.get('runs_per_month')}:{p.get('cost_per_run')}"))
     buy = merged.get("buy") or {}
+    if not isinstance(buy, dict):
+        raise SizeupError("scenario 'buy' must be a mapping like {gpu: rtx-4090, purchase_usd: 1599}")
     buy_gpu = buy_gpu or buy.get("gpu")
     if not specs and not buy_gpu:
         raise SizeupError("give at least one --phase name:months:runs_per_month:cost_per_run, or --buy-gpu")
@@ -130,6 +165,8 @@ def budget_cmd(
         try:
             cost = parse_usd(s["cost"])
         except Exception:
+            if _looks_numeric(s["cost"]):
+                raise SizeupError(f"--phase {s['name']}: cost_per_run {s['cost']!r} is not a USD amount >= 0") from None
             if job is None:
                 raise SizeupError(f"--phase {s['name']}: cost {s['cost']!r} needs a model or scenario to compute "
                                   "it from; or give USD") from None
@@ -158,17 +195,29 @@ def budget_cmd(
         gpu = catalog.gpu(buy_gpu)
         price = purchase_usd or buy.get("purchase_usd")
         if price is not None:
-            purchase, purchase_src = parse_usd(price), "--purchase-usd"
+            from sizeup.units import UnitError
+
+            try:
+                purchase, purchase_src = parse_usd(price), "--purchase-usd"
+            except UnitError as exc:
+                raise SizeupError(f"purchase_usd: {exc}") from None
         elif gpu.purchase_usd:
             purchase, purchase_src = float(gpu.purchase_usd), gpu.sources.get("purchase_usd", "GPU catalog")
         else:
             raise SizeupError(f"no purchase price for {gpu.id} in the catalog; give --purchase-usd")
-        power = power_w or buy.get("power_w") or gpu.tdp_w
+        power = power_w if power_w is not None else buy.get("power_w", gpu.tdp_w)
         if not power:
             raise SizeupError(f"no TDP for {gpu.id} in the catalog; give --power-w")
-        pue_v = pue if pue is not None else float(buy.get("pue") or energy_value("pue", "own")[0])
+        # the same bounds for flags and scenario values: power up to a 1 MW box, PUE 1-10, $0-100/kWh
+        power = bounded_number(power, "power_w", 0, 1e6, low_inclusive=False)
+        pue_v = bounded_number(pue if pue is not None else buy.get("pue", energy_value("pue", "own")[0]),
+                               "pue", 1.0, 10.0)
         kwh_v, kwh_src = (usd_per_kwh, "--usd-per-kwh") if usd_per_kwh is not None else energy_value(
             "electricity_usd_per_kwh", "default")
+        kwh_v = bounded_number(kwh_v, "usd_per_kwh", 0, 100.0)
+        if rent_usd_per_hour is not None:
+            bounded_number(rent_usd_per_hour, "--rent-usd-per-hour", 0, 1e6)
+        bounded_number(amortize_months, "--amortize-months", 0, MAX_MONTHS, low_inclusive=False)
         if not (0 < utilization <= 1):
             raise SizeupError(f"--utilization must be in (0, 1], got {utilization}")
         if amortize_months <= 0:

@@ -76,7 +76,7 @@ def compare_cmd(
     deadline: Annotated[Optional[str], typer.Option("--deadline", help="Latest acceptable wall-clock, e.g. 10d, 6h.")] = None,
     budget: Annotated[Optional[str], typer.Option("--budget", help="Most you will pay for the run (USD), e.g. 5000.")] = None,
     max_gpus: Annotated[Optional[int], typer.Option("--max-gpus", help="Drop GPU counts above this.")] = None,
-    sort: Annotated[str, typer.Option("--sort", help="cost | time")] = "cost",
+    sort: Annotated[Optional[str], typer.Option("--sort", help="cost | time (default cost)")] = None,
     kernel: Annotated[Optional[str], typer.Option("--kernel", help="fused (Megatron/TE/flash) | hf-eager (Hugging Face modules).")] = None,
     impact: Annotated[bool, typer.Option("--impact", help="Optimisation-impact table (precision x PEFT) on the first GPU/platform.")] = False,
     price_per_gpu_hour: PricePerGpuHourOpt = None,
@@ -121,8 +121,9 @@ def compare_cmd(
                  platform=platform, pricing=pricing, deadline=deadline, budget=budget, max_gpus=max_gpus,
                  kernel=kernel)}
     job, merged = build_job(target, model, flags)
+    sort = sort if sort is not None else merged.get("sort", "cost")  # the scenario's sort: is read, and checked
     if sort not in ("cost", "time"):
-        raise choice_error("--sort", sort, ["cost", "time"])
+        raise choice_error("sort", sort, ["cost", "time"])
     catalog = load_catalog(extra_files=tuple(str(p) for p in (catalog_file or ())))
     gpu_names = _as_list(merged.get("gpu"))
     if not gpu_names:
@@ -152,7 +153,7 @@ def compare_cmd(
     rows, unfit, notes = run_grid(job, gpu_names, platforms, pricings, counts, catalog, overrides, knobs)
     if not rows and not unfit:
         raise SizeupError(f"none of the platforms {', '.join(platforms)} offers {', '.join(gpu_names)} "
-                          f"with {', '.join(pricings)} pricing; see 'sizeup hardware' / the platform catalog")
+                          f"with {', '.join(pricings)} pricing; see 'sizeup platforms'")
     ok = mark_rows(rows, deadline_s, budget_usd)
     key = (lambda r: r.est.total_cost_usd) if sort == "cost" else (lambda r: r.est.wall_clock_s)
     ok.sort(key=key)

@@ -154,6 +154,8 @@ def build_search(values: dict[str, Any], flags: dict[str, Any], scenario) -> dic
 
     gpu_names = values.get("gpu")
     names = [g.strip() for g in str(gpu_names).split(",") if g.strip()] if gpu_names else list(DEFAULT_GPUS)
+    if not names:
+        raise SizeupError(f"--gpu {gpu_names!r} names no GPU; give one or more, e.g. h100-sxm,a100-80gb")
     gpus_specs = []
     for n in names:
         spec = catalog.gpu(n)
@@ -177,7 +179,7 @@ def build_search(values: dict[str, Any], flags: dict[str, Any], scenario) -> dic
                 offers += offers_for(catalog, pid, spec.id, kind, strict=False)
         if platforms and not offers:
             raise SizeupError(f"no {spec.id} offer at {', '.join(pricings)} pricing on {', '.join(platforms)}; "
-                              "drop --platform or pick another --gpu (see 'sizeup hardware')")
+                              "drop --platform or pick another --gpu (see 'sizeup gpus' and 'sizeup platforms')")
         precision = precision_fixed or (Precision.BF16_MIXED if spec.supports_bf16 else Precision.FP16_MIXED)
         targets.append(Target(spec, tuple(offers), precision))
 

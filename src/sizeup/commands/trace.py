@@ -36,13 +36,10 @@ def _load_target(name: str):
     from sizeup.catalog import resolve_model
 
     if name.lower().endswith(".json"):
+        from sizeup.catalog import parse_json_text, read_user_text
+
         path = Path(name)
-        if not path.is_file():
-            raise SizeupError(f"no such config file: {name}")
-        try:
-            cfg = json.loads(path.read_text())
-        except (OSError, ValueError) as exc:
-            raise SizeupError(f"{name}: not a JSON config ({exc})") from None
+        cfg = parse_json_text(read_user_text(path, "config file"), name)
         if not isinstance(cfg, dict):
             raise SizeupError(f"{name}: expected a JSON object (a Hugging Face config.json)")
         cfg.setdefault("_name_or_path", path.parent.name if path.name == "config.json" else path.stem)

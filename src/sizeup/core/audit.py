@@ -77,6 +77,40 @@ class AuditResult:
     terms: tuple[Term, ...]
 
 
+# Largest GPU count a claim may state (as for every --gpus flag): far above any real cluster.
+MAX_CLAIM_GPUS = 1 << 20
+
+
+def check_claims(c: Claims) -> None:
+    """Refuse claims no arithmetic can be done on (one SizeupError line naming the field): sizes and counts
+    must be finite and > 0, claimed figures finite and > 0 (cost and price >= 0), GPUs a whole number."""
+    import math
+
+    from sizeup.errors import SizeupError
+
+    def need(name: str, value, allow_zero: bool = False, optional: bool = False) -> None:
+        if value is None and optional:
+            return
+        ok = (isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+              and (value >= 0 if allow_zero else value > 0))
+        if not ok:
+            raise SizeupError(f"claims: {name} must be a finite number {'>= 0' if allow_zero else '> 0'}, got {value!r}")
+
+    need("params", c.params)
+    need("tokens", c.tokens)
+    need("samples", c.samples, optional=True)
+    need("tokens_per_sample", c.tokens_per_sample, optional=True)
+    if isinstance(c.gpus, bool) or not isinstance(c.gpus, int) or not 1 <= c.gpus <= MAX_CLAIM_GPUS:
+        raise SizeupError(f"claims: gpus must be a whole number from 1 to {MAX_CLAIM_GPUS:,}, got {c.gpus!r}")
+    need("the GPU's memory", c.gpu_memory_bytes)
+    need("the GPU's peak FLOP/s", c.peak_flops_per_s, allow_zero=True)
+    for name in ("claimed_throughput_samples_per_s", "claimed_throughput_tokens_per_s", "claimed_wall_clock_hours",
+                 "claimed_gpu_hours", "claimed_peak_memory_bytes"):
+        need(name.removeprefix("claimed_"), getattr(c, name), optional=True)
+    for name in ("claimed_cost_usd", "claimed_price_per_gpu_hour"):
+        need(name.removeprefix("claimed_"), getattr(c, name), allow_zero=True, optional=True)
+
+
 def _rel(a: float, b: float) -> float:
     return abs(a - b) / max(abs(b), 1e-30)
 
@@ -90,6 +124,7 @@ def _agree(name: str, what: str, implied: float, claimed: float, tol: float, ari
 
 
 def audit(c: Claims, limits: AuditLimits = AuditLimits()) -> AuditResult:
+    check_claims(c)
     tol = limits.rel_tolerance
     checks: list[Check] = []
     tps = c.tokens_per_sample
@@ -128,8 +163,10 @@ def audit(c: Claims, limits: AuditLimits = AuditLimits()) -> AuditResult:
     if c.claimed_gpu_hours:
         bases["gpu_hours"] = c.claimed_gpu_hours * 3600
     implied_mfu = {}
+    if not c.peak_flops_per_s:  # no dense peak in the catalog for this GPU: no MFU to imply (never NaN)
+        bases = {}
     for basis, gpu_seconds in bases.items():
-        mfu = flops / (gpu_seconds * c.peak_flops_per_s) if c.peak_flops_per_s else float("nan")
+        mfu = flops / (gpu_seconds * c.peak_flops_per_s)
         implied_mfu[basis] = mfu
         arithmetic = (f"{c.flops_per_token_factor:g} x {c.params:,.4g} params x {tokens:,.4g} tokens = {flops:,.4g} FLOP; "
                       f"/ ({gpu_seconds:,.4g} GPU-s x {c.peak_flops_per_s / 1e12:,.4g} TFLOP/s dense peak) = {100 * mfu:.2f}% MFU")

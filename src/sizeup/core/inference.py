@@ -650,7 +650,8 @@ def estimate_inference(
     kv_tok_gpu = kv_tok * _f(kv_tp_fraction(model, tp)) / pp
     kv_seq = _f(kv_bytes_per_sequence(model, ctx_max, setup.kv_dtype, tp, pp, knobs.block_size_tokens))
     act = _f(activation_peak_bytes(model, tp, knobs))
-    budget = _f(kv_budget_bytes(model, mem_bytes, tp, pp, W, knobs))
+    # no negative memory in any output: when the weights do not fit, the KV budget is 0 and fits is false
+    budget = max(0.0, _f(kv_budget_bytes(model, mem_bytes, tp, pp, W, knobs)))
     max_conc = int(max(0.0, math.floor(budget / kv_seq))) if kv_seq > 0 else 0
     reasons: list[str] = []
     notes: list[str] = []
@@ -891,7 +892,7 @@ def plan_replica(model: ModelArch, gpu: GpuSpec, tp: int, traffic: Traffic, targ
     s95, n95 = traffic.prompt_len.p95, traffic.output_len.p95
     wb = weight_bytes(model, weights, knobs.quant_group_size).total_bytes
     sh = _shapes(model)
-    budget = _f(kv_budget_bytes(model, gpu.memory_bytes, tp, 1, wb, knobs))
+    budget = max(0.0, _f(kv_budget_bytes(model, gpu.memory_bytes, tp, 1, wb, knobs)))  # 0 when weights do not fit
     kv_seq = _f(kv_bytes_per_sequence(model, s_mean + n_mean, kv_dtype, tp, 1, knobs.block_size_tokens))
     c_mem = int(max(0, math.floor(budget / kv_seq))) if kv_seq > 0 else 0
 

@@ -126,15 +126,27 @@ PEAK_DTYPE = {
 }
 
 
+_DTYPE_FALLBACKS = {"bf16": ("fp16",), "tf32": ("fp32",), "fp8": ("bf16", "fp16"), "fp16": ("fp32",)}
+
+
+def runnable_precisions(gpu: GpuSpec) -> list[str]:
+    """The precisions with a compute peak on this accelerator (directly or through a fallback dtype)."""
+    return [p.value for p in Precision if (gpu.peak("fp8") > 0 if p is Precision.FP8 else
+            any(gpu.peak(d) > 0 for d in (PEAK_DTYPE[p], *_DTYPE_FALLBACKS.get(PEAK_DTYPE[p], ()))))]
+
+
 def compute_dtype(gpu: GpuSpec, precision: Precision) -> str:
-    """The peak FLOP/s path a precision runs on; bf16 falls back to fp16, tf32 to fp32 when the GPU lacks them."""
+    """The peak FLOP/s path a precision runs on; bf16 falls back to fp16, tf32 to fp32 when the GPU lacks them.
+    A precision with no path (fp32 on a TPU, whose catalog entry has only a bf16 peak) is refused: no 0 FLOP/s."""
     dtype = PEAK_DTYPE[precision]
-    if gpu.peak(dtype) > 0:
-        return dtype
-    for fallback in {"bf16": ("fp16",), "tf32": ("fp32",), "fp8": ("bf16", "fp16"), "fp16": ("fp32",)}.get(dtype, ()):
-        if gpu.peak(fallback) > 0:
-            return fallback
-    return "fp32"
+    for candidate in (dtype, *_DTYPE_FALLBACKS.get(dtype, ())):
+        if gpu.peak(candidate) > 0:
+            return candidate
+    from sizeup.errors import SizeupError
+
+    ok = runnable_precisions(gpu)
+    raise SizeupError(f"{gpu.name} cannot run --precision {precision.value} (the catalog lists no {dtype} compute "
+                      "peak for it)" + (f"; use --precision {' or '.join(ok)}" if ok else "; it lists no compute peak"))
 
 
 @dataclass(frozen=True)

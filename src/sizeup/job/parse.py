@@ -317,7 +317,10 @@ def build_job(values: dict[str, Any], catalog=None, *, need_gpu: bool = True, al
         if prec in (Precision.BF16_MIXED, Precision.BF16) and not gpu.supports_bf16:
             raise SizeupError(f"{gpu.name} has no bf16 support; use --precision fp16-mixed (or fp32)")
         if prec == Precision.FP8 and gpu.peak("fp8") <= 0:
-            raise SizeupError(f"{gpu.name} has no fp8 tensor cores; use --precision bf16-mixed or fp16-mixed")
+            from sizeup.core.timing import runnable_precisions
+
+            ok = [p for p in runnable_precisions(gpu) if p != "fp8"] or ["bf16-mixed"]
+            raise SizeupError(f"{gpu.name} has no fp8 tensor cores; use --precision {' or '.join(ok)}")
     from sizeup.core.types import Fp8Recipe, LoraImpl
 
     fp8_recipe = C.parse_choice("fp8 recipe", v.get("fp8_recipe"), Fp8Recipe, C.FP8_RECIPE_ALIASES)

@@ -21,6 +21,8 @@ Legality rules (sources):
 
 from __future__ import annotations
 
+import math
+
 from dataclasses import dataclass, field
 from typing import Mapping
 
@@ -127,21 +129,48 @@ def _powers_of_two(limit: int) -> list[int]:
 
 
 def _divisors(n: int) -> list[int]:
-    return [d for d in range(1, n + 1) if n % d == 0]
+    """Divisors of n in increasing order, in O(sqrt n) (n may be a config's layer or expert count)."""
+    small = [d for d in range(1, math.isqrt(max(1, n)) + 1) if n % d == 0]
+    return sorted(set(small + [n // d for d in small]))
+
+
+# Every multiple of a node up to LINEAR_NODES nodes is tried; above that the node counts grow geometrically
+# (GEOMETRIC_STEPS per doubling, ~4% apart), so the number of GPU counts - and with it the grid's size, time
+# and memory - grows with log(max_gpus) instead of max_gpus (a 10^6-GPU bound once took 3.5 GB).
+LINEAR_NODES = 128
+GEOMETRIC_STEPS = 16
+
+
+def _multiples(unit: int, max_gpus: int) -> list[int]:
+    """unit, 2*unit, ... up to LINEAR_NODES*unit, then multiples of unit ~4% apart, all <= max_gpus."""
+    unit = max(1, unit)
+    n_max = max_gpus // unit
+    ks = set(range(1, min(n_max, LINEAR_NODES) + 1))
+    i = 1
+    while True:
+        k = int(round(LINEAR_NODES * 2 ** (i / GEOMETRIC_STEPS)))
+        if k > n_max:
+            break
+        ks.add(k)
+        i += 1
+    if n_max > LINEAR_NODES:
+        ks.add(n_max)
+    return [k * unit for k in sorted(ks)]
 
 
 def default_gpu_counts(node_size: int, max_gpus: int, min_gpus: int = 1,
                        instance_sizes: tuple[int, ...] = ()) -> tuple[int, ...]:
     """GPU counts to try: whole instances when instance sizes are given (a platform is named), else powers of
-    two up to a node plus every multiple of the node size, up to max_gpus."""
+    two up to a node plus multiples of the node size (every one up to LINEAR_NODES nodes, then ~4% apart),
+    up to max_gpus."""
     counts: set[int] = set()
     if instance_sizes:
         for g in set(instance_sizes):
             # several instances only when each is a full node (the GPUs' inter-node network); else one instance
-            counts.update(range(g, max_gpus + 1, g) if g >= max(1, node_size) else [g])
+            counts.update(_multiples(g, max_gpus) if g >= max(1, node_size) else [g])
     else:
         counts.update(_powers_of_two(max_gpus))
-        counts.update(range(max(1, node_size), max_gpus + 1, max(1, node_size)))
+        counts.update(_multiples(max(1, node_size), max_gpus))
     return tuple(sorted(c for c in counts if min_gpus <= c <= max_gpus))
 
 

@@ -180,6 +180,7 @@ class BadPoint:
         self.id = str(raw.get("id", "?")) if isinstance(raw, dict) else "?"
         self.category = str(raw.get("category", "?")) if isinstance(raw, dict) else "?"
         measured = raw.get("measured") if isinstance(raw, dict) else None
+        measured = measured if isinstance(measured, list) else []  # a malformed point may hold anything here
         self.quantities = [str(m.get("quantity", "?")) for m in measured or [] if isinstance(m, dict)] or ["?"]
 
 
@@ -212,16 +213,10 @@ def _read_yaml(path: Path) -> Any:
 
 @lru_cache(maxsize=16)
 def _read_yaml_cached(path: str, size: int, mtime_ns: int) -> Any:
-    import yaml
+    from sizeup.catalog import read_user_yaml
 
-    try:
-        loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-        with open(path, "rb") as fh:
-            return yaml.load(fh, Loader=loader)
-    except yaml.YAMLError as exc:
-        raise SizeupError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
-    except OSError as exc:
-        raise SizeupError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+    # regular files only (a FIFO or a directory is one line, never a hang), size and nesting bounds
+    return read_user_yaml(path, "validation file")
 
 
 def _is_default(raw: Any) -> bool:
@@ -267,6 +262,10 @@ def load_points(path: str | Path | None = None) -> list[Point | BadPoint]:
         path = Path(path)
         if not path.exists():
             raise SizeupError(f"validation file not found: {path}")
+        if not path.is_file():  # a directory, FIFO or device: one line before any stat-keyed cache
+            from sizeup.catalog import read_user_bytes
+
+            read_user_bytes(path, "validation file")
         return _points_of(path, _read_yaml(path))
     out: list[Point | BadPoint] = []
     seen: dict[str, Path] = {}

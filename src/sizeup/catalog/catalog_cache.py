@@ -1,0 +1,284 @@
+"""A private, verified, data-only cache of the packaged catalog's parsed YAML (replaces a pickle cache).
+
+Why: parsing the ~70 catalog YAML files costs ~30 ms per CLI call; reading them back as one JSON file
+costs ~1 ms (benchmarks/cli_speed.py). JSON cannot execute code on load, unlike pickle.
+
+Safety rules, each checked on every read (any failure: the cache is ignored and rebuilt, never trusted):
+- the directory is created 0700 and used only if it is a real directory (not a symlink) owned by this user
+  with no group/other permission bits; the file is opened with O_NOFOLLOW, must be a regular file owned by
+  this user, mode 0600, and at most MAX_CACHE_BYTES;
+- the file names its format and SCHEMA_VERSION, the sizeup version, the SHA-256 of every source file's
+  path and content, and the SHA-256 of its own payload; a mismatch in any of them is a miss;
+- YAML-only types are tagged (dates, non-string keys) and checked to round-trip before writing;
+- entries from other versions or sources (and old *.pickle files) are pruned when a new entry is written.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import os
+import stat
+from pathlib import Path
+from typing import Any
+
+SCHEMA_VERSION = 1
+FORMAT = "sizeup-catalog-cache"
+MAX_CACHE_BYTES = 64 * 1024 * 1024
+_PREFIX = "catalog-"
+
+_state: dict[str, Any] = {}  # per process: {"key": (data_dir, digest), "entries": {relpath: tagged data}}
+
+
+def _data_dir() -> Path:
+    from sizeup.catalog import DATA_DIR
+
+    return DATA_DIR.resolve()
+
+
+def source_files(data_dir: Path) -> list[Path]:
+    return sorted(data_dir.rglob("*.yaml"))
+
+
+def sources_digest(data_dir: Path, files: list[Path] | None = None) -> str:
+    """SHA-256 over the schema version, sizeup version and every source file's relative path and bytes."""
+    from sizeup import __version__
+
+    h = hashlib.sha256(f"{FORMAT} {SCHEMA_VERSION} {__version__}\n".encode())
+    for path in files if files is not None else source_files(data_dir):
+        data = path.read_bytes()
+        rel = path.relative_to(data_dir).as_posix()
+        h.update(f"{rel}\0{len(data)}\0".encode())
+        h.update(data)
+    return h.hexdigest()
+
+
+# --------------------------------------------------------------------------- tagged JSON encoding
+
+
+def encode(value: Any) -> Any:
+    """YAML data -> JSON data; dates and non-string keys become {"__t": ...} tags. TypeError if not encodable."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, list):
+        return [encode(v) for v in value]
+    if isinstance(value, dict):
+        if all(isinstance(k, str) for k in value) and "__t" not in value:
+            return {k: encode(v) for k, v in value.items()}
+        return {"__t": "map", "v": [[encode(k), encode(v)] for k, v in value.items()]}
+    if isinstance(value, _dt.datetime):
+        return {"__t": "datetime", "v": value.isoformat()}
+    if isinstance(value, _dt.date):
+        return {"__t": "date", "v": value.isoformat()}
+    if isinstance(value, bytes):
+        return {"__t": "bytes", "v": value.hex()}
+    raise TypeError(f"cannot cache a {type(value).__name__}")
+
+
+def decode(value: Any) -> Any:
+    """Inverse of encode; builds new containers on every call (callers may mutate what they get)."""
+    if isinstance(value, list):
+        return [decode(v) for v in value]
+    if isinstance(value, dict):
+        tag = value.get("__t")
+        if tag is None:
+            return {k: decode(v) for k, v in value.items()}
+        if tag == "map":
+            return {_hashable(decode(k)): decode(v) for k, v in value["v"]}
+        if tag == "datetime":
+            return _dt.datetime.fromisoformat(value["v"])
+        if tag == "date":
+            return _dt.date.fromisoformat(value["v"])
+        if tag == "bytes":
+            return bytes.fromhex(value["v"])
+        raise ValueError(f"unknown tag {tag!r}")
+    return value
+
+
+def _hashable(key: Any) -> Any:
+    return tuple(key) if isinstance(key, list) else key
+
+
+def _payload_digest(entries: Any) -> str:
+    return hashlib.sha256(json.dumps(entries, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+# --------------------------------------------------------------------------- private directory and files
+
+
+def private_dir(create: bool) -> Path | None:
+    """The cache directory if it is safe to use (created 0700 when asked); None otherwise."""
+    from sizeup.catalog import cache_dir
+
+    folder = cache_dir()
+    if folder is None:
+        return None
+    try:
+        if create and not os.path.lexists(folder):
+            os.makedirs(folder, mode=0o700, exist_ok=True)
+            os.chmod(folder, 0o700)  # makedirs' mode is filtered by the umask
+        st = os.lstat(folder)
+    except OSError:
+        return None
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid():
+        return None
+    if st.st_mode & 0o077:
+        try:  # our own directory made by an older sizeup under a loose umask: tighten it
+            os.chmod(folder, 0o700)
+        except OSError:
+            return None
+    return folder
+
+
+def _read_private(path: Path) -> bytes | None:
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+    try:
+        fd = os.open(path, flags)
+    except OSError:
+        return None
+    try:
+        st = os.fstat(fd)
+        if (not stat.S_ISREG(st.st_mode) or st.st_uid != os.geteuid() or st.st_mode & 0o077
+                or st.st_size > MAX_CACHE_BYTES):
+            return None
+        with os.fdopen(os.dup(fd), "rb") as fh:
+            return fh.read(MAX_CACHE_BYTES + 1)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+
+
+def _cache_file(folder: Path, digest: str) -> Path:
+    return folder / f"{_PREFIX}v{SCHEMA_VERSION}-{digest[:32]}.json"
+
+
+def load_entries(folder: Path, digest: str) -> dict | None:
+    """The verified entries of the cache file for `digest`, or None (missing, foreign, corrupt, tampered)."""
+    raw = _read_private(_cache_file(folder, digest))
+    if raw is None:
+        return None
+    try:
+        doc = json.loads(raw)
+        ok = (isinstance(doc, dict) and doc.get("format") == FORMAT and doc.get("schema") == SCHEMA_VERSION
+              and doc.get("sources_sha256") == digest and isinstance(doc.get("entries"), dict)
+              and doc.get("payload_sha256") == _payload_digest(doc["entries"]))
+    except (ValueError, RecursionError, TypeError):
+        return None
+    return doc["entries"] if ok else None
+
+
+def write_entries(folder: Path, digest: str, entries: dict) -> None:
+    """Atomically write a 0600 cache file, then prune every other cache file in the folder."""
+    doc = {"format": FORMAT, "schema": SCHEMA_VERSION, "sources_sha256": digest,
+           "payload_sha256": _payload_digest(entries), "entries": entries}
+    target = _cache_file(folder, digest)
+    tmp = folder / f".{_PREFIX}{os.getpid()}-{os.urandom(6).hex()}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(doc, fh, separators=(",", ":"))
+        os.chmod(tmp, 0o600)
+        os.replace(tmp, target)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    prune(folder, keep=target)
+
+
+def prune(folder: Path, keep: Path | None = None) -> int:
+    """Remove stale cache files (other catalog-*.json, leftover temp files, old *.pickle); returns the count."""
+    removed = 0
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return 0
+    for name in names:
+        path = folder / name
+        if keep is not None and path == keep:
+            continue
+        if not (name.startswith(_PREFIX) and name.endswith(".json") or name.endswith(".pickle")
+                or name.startswith(f".{_PREFIX}") and name.endswith(".tmp")):
+            continue
+        try:
+            st = os.lstat(path)
+            if stat.S_ISREG(st.st_mode) and st.st_uid == os.geteuid():
+                os.unlink(path)
+                removed += 1
+        except OSError:
+            pass
+    return removed
+
+
+# --------------------------------------------------------------------------- lookup
+
+
+def _entries() -> dict | None:
+    data_dir = _data_dir()
+    folder = private_dir(create=True)
+    files = source_files(data_dir)
+    try:
+        digest = sources_digest(data_dir, files)
+    except OSError:
+        return None
+    key = (str(data_dir), digest)
+    if _state.get("key") == key:
+        return _state.get("entries")
+    entries = load_entries(folder, digest) if folder is not None else None
+    if entries is None:
+        entries = _build(data_dir, files)
+        if folder is not None and entries is not None:
+            try:
+                write_entries(folder, digest, entries)
+            except (OSError, TypeError, ValueError):  # read-only home, full disk: run without the cache
+                pass
+    _state.update(key=key, entries=entries)
+    return entries
+
+
+def _build(data_dir: Path, files: list[Path]) -> dict | None:
+    import yaml
+
+    from sizeup.catalog import _Loader
+
+    entries = {}
+    for path in files:
+        try:
+            with open(path, "rb") as fh:
+                value = yaml.load(fh, Loader=_Loader)
+            tagged = encode(value)
+            if decode(json.loads(json.dumps(tagged))) != value:  # NaN or an odd type: not cached
+                continue
+        except (OSError, TypeError, ValueError, yaml.YAMLError):
+            continue  # read directly (and reported) when asked for
+        entries[path.relative_to(data_dir).as_posix()] = tagged
+    return entries
+
+
+def lookup(path: Path) -> tuple[bool, Any]:
+    """(True, data) for a packaged catalog file held by the current cache; (False, None) otherwise."""
+    if _state.get("checked") is None:
+        _state["checked"] = True
+        try:
+            _entries()
+        except Exception:  # the cache is an optimisation: never a reason to fail
+            _state.update(key=None, entries=None)
+    entries = _state.get("entries")
+    if not entries:
+        return False, None
+    try:
+        rel = Path(path).resolve().relative_to(_data_dir()).as_posix()
+    except ValueError:
+        return False, None
+    if rel not in entries:
+        return False, None
+    return True, decode(entries[rel])
+
+
+def reset() -> None:
+    """Forget this process's view of the cache (tests)."""
+    _state.clear()

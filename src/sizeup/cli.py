@@ -42,6 +42,7 @@ COMMAND_MODULES = (
     "workload",
     "audit",
     "scale",
+    "calibrate",
 )
 
 # command name -> module, so one call imports (and typer builds the parser of) only the command it runs;
@@ -52,6 +53,7 @@ COMMAND_TO_MODULE = {
     "trace": "trace", "train": "train", "validate": "validate", "compare": "compare", "budget": "budget",
     "demo": "demo", "infer": "infer", "serve-plan": "infer", "search": "search", "export": "search",
     "tokens": "workload", "audit": "audit", "scale": "scale", "fit-budget": "scale",
+    "calibrate": "calibrate",
 }
 
 

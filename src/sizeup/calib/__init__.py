@@ -101,6 +101,17 @@ def use(name: str | None) -> None:
     _ACTIVE = name
 
 
+def use_from_flags(calibration: str | None, no_calibration: bool = False) -> None:
+    """The --calibration NAME / --no-calibration options of a command (checked: the profile must load)."""
+    if calibration is not None and no_calibration and not is_off(calibration):
+        raise SizeupError("--calibration and --no-calibration contradict each other; give one")
+    if no_calibration:
+        use("off")
+    elif calibration is not None:
+        use(calibration.strip())
+        load()  # a missing or malformed profile: one clear line now, not in the middle of the estimate
+
+
 @contextlib.contextmanager
 def using(name: str | None) -> Iterator[None]:
     """Temporarily make NAME the active calibration (restores the previous choice)."""
@@ -262,6 +273,13 @@ def _quantity_class(quantity: str) -> tuple[str, bool]:
                       f"{', '.join(INFERENCE_QUANTITIES)}")
 
 
+def job_signature(setup: Any, model_id: str, gpu_id: str, kernel: str) -> str:
+    """What identifies 'the same job' for a user profile's same-job interval (batch and token count aside)."""
+    st = setup
+    return (f"{model_id}|{gpu_id}|{st.gpus}|tp{st.tp}|pp{st.pp}|cp{st.cp}|ep{st.ep}|mb{st.micro_batch}|s{st.seq_len}|"
+            f"{st.precision.value}|{st.sharding.value}|{st.recompute.value}|{st.peft.value}|{kernel}")
+
+
 def regime_keys(quantity_class: str, profile: str | None = None, gpus: Any = None) -> list[str]:
     """Most specific first: 'throughput|eager|2-8', 'throughput|eager', 'throughput'."""
     keys = []
@@ -285,7 +303,10 @@ def interval_factors(quantity: str, regime: Mapping[str, Any] | None = None,
     if cal is None:
         cal = load()
     table = _interval_table(cal)
-    for key in regime_keys(klass, regime.get("profile"), regime.get("gpus")):
+    keys = regime_keys(klass, regime.get("profile"), regime.get("gpus"))
+    if cal is not None and regime.get("job") and regime.get("job") == cal.fitted.get("job_signature"):
+        keys.insert(0, f"{klass}|same-job")  # the very job the profile was fitted on: its own held-out spread
+    for key in keys:
         entry = table.get(key)
         if isinstance(entry, Mapping) and all(k in entry for k in ("p10", "p50", "p90")):
             f10, f50, f90 = float(entry["p10"]), float(entry["p50"]), float(entry["p90"])

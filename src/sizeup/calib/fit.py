@@ -257,10 +257,30 @@ def log_errors(dev: DevSet, pred: np.ndarray) -> np.ndarray:
     return np.where(pred > hi, np.log(pred / hi), np.where(pred < lo, np.log(pred / lo), 0.0))
 
 
-def objective(dev: DevSet, abs_log: np.ndarray, families: Iterable[str]) -> np.ndarray:
-    """Mean over the given families of each family's median |ln error| (per candidate column)."""
+MIN_FAMILY_ROWS = 3
+"""A family with fewer training-throughput rows enters the objective pooled with the other small families
+(one group), so that a single quoted figure does not weigh as much as a family's whole table."""
+SMALL = "(families with < 3 rows)"
+
+
+def groups(dev: DevSet, families: Iterable[str]) -> list[np.ndarray]:
+    """Row masks of the objective's groups for a fold that trains on `families`: one per family with at least
+    MIN_FAMILY_ROWS rows, and one pooling the smaller ones."""
     fam = dev.t_family
-    parts = [np.median(abs_log[fam == f], axis=0) for f in families if np.any(fam == f)]
+    keep = set(families)
+    big, small = [], np.zeros(len(fam), dtype=bool)
+    for f in sorted(keep):
+        mask = fam == f
+        if mask.sum() >= MIN_FAMILY_ROWS:
+            big.append(mask)
+        else:
+            small |= mask
+    return big + ([small] if small.any() else [])
+
+
+def objective(dev: DevSet, abs_log: np.ndarray, families: Iterable[str]) -> np.ndarray:
+    """Mean over the fold's groups (families) of each group's median |ln error| (per candidate column)."""
+    parts = [np.median(abs_log[m], axis=0) for m in groups(dev, families)]
     if not parts:
         return np.zeros(abs_log.shape[1])
     return np.mean(parts, axis=0)
@@ -503,7 +523,8 @@ def refit(path=None, dev: DevSet | None = None) -> dict:
             "on": dev.files,
             "throughput_rows_per_family": counts,
             "objective": "mean over source families of the family's median |ln(predicted/measured)| over its "
-                         "training-throughput rows (families weighted equally, not rows)",
+                         "training-throughput rows (families weighted equally, not rows; families with fewer than "
+                         f"{MIN_FAMILY_ROWS} rows pooled into one group)",
             "method": f"bounded coordinate search on {GRID_POINTS}-point grids, {ROUNDS} rounds (span halved each "
                       "round), from the physical values; numpy only (sizeup.calib.fit)",
             "command": "sizeup calibrate --refit --write",

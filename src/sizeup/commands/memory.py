@@ -17,6 +17,7 @@ from sizeup.commands.common import (
     MicroBatchOpt, ModelArg, ModelOpt, OptimizerOpt, PeftOpt, PpOpt, PrecisionOpt, RecomputeOpt, SeqOpt,
     TpOpt, ZeroOpt, emit, parse_choice, pick_target, positive,
 )
+from sizeup.commands.common import CalibrationOpt, NoCalibrationOpt
 from sizeup.errors import SizeupError
 
 OffloadOptimizerOpt = Annotated[Optional[str], typer.Option(
@@ -388,6 +389,8 @@ def memory_cmd(
     loss: LossOpt = None,
     optimizer_in_backward: OptimizerInBackwardOpt = False,
     max_gpus: MaxGpusOpt = None,
+    calibration: CalibrationOpt = None,
+    no_calibration: NoCalibrationOpt = False,
     json_: JsonOpt = False,
     csv_: CsvOpt = False,
     markdown: MarkdownOpt = False,
@@ -411,6 +414,9 @@ def memory_cmd(
 
       sizeup memory llama-3.1-8b --gpu rtx-4090 --micro-batch 2 --precision bf16 --recompute full --optimizer paged-adamw8bit --optimizer-in-backward
     """
+    from sizeup.calib import use_from_flags
+
+    use_from_flags(calibration, no_calibration)
     from sizeup.catalog import resolve_model
     from sizeup.core.memory import KERNELS, LOSS_IMPLS, estimate_memory, suggest_fixes
 
@@ -477,6 +483,9 @@ def memory_cmd(
         suggestions = suggest_fixes(arch, setup, est.gpu_memory_bytes, ov, max_gpus=max_gpus or 1024, kernel=kern,
                                     loss=loss_impl)
     report = memory_report(arch, setup, est, suggestions, gpu_spec, kern)
+    from sizeup.calib.report import decorate_memory
+
+    decorate_memory(report, est, setup, kern)
     if arch.max_seq_len and setup.seq_len > arch.max_seq_len:
         report.warnings.append(f"seq {setup.seq_len} is longer than {arch.id}'s context of {arch.max_seq_len} tokens "
                                "(needs RoPE scaling / long-context training)")
@@ -496,7 +505,9 @@ def _overheads(fragmentation: float | None):
 
     from sizeup.catalog.overheads import load_overheads
 
-    ov = load_overheads()
+    from sizeup.calib import apply_to_overheads
+
+    ov = apply_to_overheads(load_overheads())  # a user calibration's fitted fragmentation (flag wins)
     if fragmentation is not None:
         if not 0.0 <= fragmentation <= 1.0:
             raise SizeupError(f"--fragmentation must be in [0, 1], got {fragmentation}")

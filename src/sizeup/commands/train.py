@@ -13,6 +13,7 @@ from sizeup.commands.common import (
     RecomputeOpt, SamplesOpt, SeqOpt, TokensOpt, TokensPerSampleOpt, TpOpt, ZeroOpt, emit, is_scenario,
     pick_target,
 )
+from sizeup.commands.common import CalibrationOpt, NoCalibrationOpt
 from sizeup.errors import SizeupError
 
 KernelOpt = Annotated[Optional[str], typer.Option(
@@ -106,6 +107,8 @@ def train_cmd(
     kernel: KernelOpt = None,
     platform: PlatformOpt = None,
     pricing: PricingOpt = None,
+    calibration: CalibrationOpt = None,
+    no_calibration: NoCalibrationOpt = False,
     json_: JsonOpt = False,
     csv_: CsvOpt = False,
     markdown: MarkdownOpt = False,
@@ -130,6 +133,9 @@ def train_cmd(
     from sizeup.core.timing import estimate_step
     from sizeup.scenario import Scenario, load_scenario, load_timing_knobs
 
+    from sizeup.calib import use_from_flags
+
+    use_from_flags(calibration, no_calibration)
     name = pick_target(target, model)
     scenario = load_scenario(name) if is_scenario(name) else Scenario()
     flags = dict(model=None if is_scenario(name) else name, gpu=gpu, gpus=gpus, tokens=tokens, samples=samples,
@@ -155,7 +161,9 @@ def train_cmd(
         raise SizeupError(f"--kernel must be one of {', '.join(KERNELS)}, got {values['kernel']!r}")
     knobs = load_timing_knobs(scenario.timing)
     workload = _workload(values)
-    overheads = load_overheads()
+    from sizeup.calib import apply_to_overheads
+
+    overheads = apply_to_overheads(load_overheads())  # a user calibration's fitted fragmentation
     if workload is not None:
         est = estimate_training(arch, setup, gpu_spec, workload, knobs, kernel=kernel_name, overheads=overheads)
         step, mem = est.step, est.memory
@@ -164,6 +172,9 @@ def train_cmd(
         step = estimate_step(arch, setup, gpu_spec, knobs, kernel=kernel_name)
         mem = estimate_memory(arch, setup, gpu_spec, overheads=overheads, kernel=memory_kernel(kernel_name))
     report = build_report(arch, setup, gpu_spec, step, est, mem, kernel_name, scenario)
+    from sizeup.calib.report import decorate_train
+
+    decorate_train(report, step, est, mem, setup, kernel_name)
     if values.get("platform"):
         add_cost(report, est, values, arch, setup, gpu_spec, catalog)
     emit(report, json_, csv_, markdown, explain)

@@ -853,14 +853,14 @@ def _source_text(p: Point) -> str:
 # --------------------------------------------------------------------------- leave-one-source-out
 
 
-def loso_report(path=None):
+def loso_report(path=None, payload: dict | None = None):
     """`sizeup validate --loso`: refit the calibration without each source family and predict that family
     (sizeup.calib.fit); per-family and overall median / p90 |error| and coverage, with calibration off and
     in-sample next to it."""
     from sizeup.calib import fit as calfit
     from sizeup.report import Report, Table
 
-    payload = calfit.refit(path)
+    payload = payload or calfit.refit(path)
     acc = payload["accuracy"]
 
     def cells(st: dict | None) -> tuple:

@@ -65,6 +65,8 @@ class ParsedLog:
     records: list[Record] = field(default_factory=list)
     summary: dict = field(default_factory=dict)
     """Whole-run figures a framework prints once (HF Trainer train_runtime / train_samples_per_second)."""
+    per_step: bool = True
+    """False when every record carries the same whole-run figure (HF Trainer): no held-out part exists."""
 
 
 def _num(text: str) -> float:
@@ -140,7 +142,7 @@ _DICT = re.compile(r"\{'[a-z_]+':.*\}")
 
 
 def parse_hf_trainer(text: str) -> ParsedLog:
-    out = ParsedLog("hf-trainer")
+    out = ParsedLog("hf-trainer", per_step=False)
     step = 0
     for line in text.splitlines():
         m = _DICT.search(line)

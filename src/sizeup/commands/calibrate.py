@@ -132,6 +132,8 @@ def calibrate_cmd(
         parsed = parse_log(path, fmt)
         records = parsed.records
         source = {"path": str(path), "format": parsed.format}
+        if not parsed.per_step:
+            records, holdout, warmup = records[:1], 0.0, 0  # one whole-run figure: nothing to hold out
     if len(records) < 2:
         holdout = 0.0
     profile, check = calibrate_run(the_job, records, name, source, holdout=holdout, warmup=warmup)
@@ -166,6 +168,8 @@ def calibrate_cmd(
                                                                                "before (packaged)", "after (calibrated)"],
                             hold_rows))
     notes = [f"profile written to {written} (mode 0600); use it with --calibration {name}"]
+    if not check:
+        notes.append("no held-out part: the run gives one figure (or --holdout 0); fitted on all of it")
     if the_job.kernel == "fused" and not kernel and "kernel" not in values:
         notes.append("kernels assumed 'fused'; pass --kernel eager (plain PyTorch / HF) or te (Megatron/NeMo "
                      "Transformer Engine) if the run used those")

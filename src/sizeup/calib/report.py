@@ -57,6 +57,7 @@ def decorate_train(report, step, est, mem, setup, kernel: str) -> None:
         iv["peak_reserved_bytes"] = interval_dict("memory", {"profile": memory_kernel(kernel), "gpus": setup.gpus,
                                                              "job": sig}, mem.peak_reserved_bytes, cal)
     report.data["intervals"] = iv
+    _terms(report, iv, cal)
     calibration_note(report)
     if not report.tables:
         return
@@ -79,7 +80,22 @@ def decorate_memory(report, est, setup, kernel: str) -> None:
     cal = load()
     d = interval_dict("memory", {"profile": kernel, "gpus": setup.gpus}, est.peak_reserved_bytes, cal)
     report.data.setdefault("intervals", {})["peak_reserved_bytes"] = d
+    _terms(report, {"peak_reserved_bytes": d}, cal)
     calibration_note(report)
     for t in report.tables:
         if t.title == "fit":
             _append(t, "peak reserved", d, format_bytes)
+
+
+def _terms(report, iv: dict, cal) -> None:
+    """--explain: one Term per interval (value, the factors' regime, where they come from)."""
+    from sizeup.core.explain import Term
+
+    where = ("calibration off: residuals of the physics-only model on the dev set (calibration.yaml intervals.physical)"
+             if cal is None else f"{cal.describe()}: intervals from leave-one-source-out residuals")
+    units = {"step_time_s": "s", "total_time_s": "s", "gpu_hours": "GPU-h", "tokens_per_s": "tokens/s",
+             "tokens_per_s_per_gpu": "tokens/s", "mfu": "fraction", "peak_reserved_bytes": "B"}
+    for name, d in iv.items():
+        report.terms.append(Term(f"interval/{name} (P50)", d["p50"], units.get(name, ""),
+                                 "figure x (f10, f50, f90) of the regime; time = 1 / rate factors",
+                                 {"p10": d["p10"], "p90": d["p90"], "regime": d.get("interval_regime") or "none"}, where))

@@ -14,7 +14,7 @@ def registered_commands() -> dict[str, str]:
     out = {}
     for module in COMMAND_MODULES:
         src = importlib.import_module(f"sizeup.commands.{module}").__file__
-        for name in re.findall(r'@app\.command\("([^"]+)"\)', open(src).read()):
+        for name in re.findall(r'@(?:app\.command|job_command)\("([^"]+)"', open(src).read()):
             out[name] = module
     return out
 

@@ -43,6 +43,7 @@ COMMAND_MODULES = (
     "audit",
     "scale",
     "calibrate",
+    "frameworks",
 )
 
 # command name -> module, so one call imports (and typer builds the parser of) only the command it runs;
@@ -54,6 +55,7 @@ COMMAND_TO_MODULE = {
     "demo": "demo", "infer": "infer", "serve-plan": "infer", "search": "search", "export": "search",
     "tokens": "workload", "audit": "audit", "scale": "scale", "fit-budget": "scale",
     "calibrate": "calibrate",
+    "frameworks": "frameworks",
 }
 
 

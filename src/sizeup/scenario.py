@@ -26,45 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from sizeup.errors import SizeupError
 
-TIMING_FILE = Path(__file__).parent / "catalog" / "data" / "timing.yaml"
-
-
-# --------------------------------------------------------------------------- timing knobs
-
-
-@functools.lru_cache(maxsize=4)
-def _timing_data(path: str) -> dict:
-    from sizeup.catalog import read_yaml
-
-    return read_yaml(Path(path)) or {}
-
-
-def load_timing_knobs(overrides: dict | None = None, path: Path | None = None):
-    """TimingKnobs from catalog/data/timing.yaml, with optional {name: value} overrides (dicts merge)."""
-    from sizeup.core.timing import TimingKnobs
-
-    from sizeup.calib import apply_to_timing
-
-    data = apply_to_timing(_timing_data(str(path or TIMING_FILE)))  # fitted values (calibration.yaml) unless off
-    for key, value in (overrides or {}).items():
-        base = data.get(key)
-        if isinstance(value, dict) and isinstance(base, dict) and isinstance(base.get("value"), dict):
-            merged = dict(base["value"])
-            merged.update(value)
-            value = merged
-        data[key] = {"value": value, "source": "scenario override"}
-    try:
-        return TimingKnobs.from_mapping(data)
-    except KeyError as exc:
-        from dataclasses import fields
-
-        from sizeup.errors import did_you_mean
-
-        names = [f.name for f in fields(TimingKnobs) if f.name != "sources"]
-        raise SizeupError(f"unknown timing knob {exc.args[0]!r}.{did_you_mean(str(exc.args[0]), names)} "
-                          f"Known: {', '.join(names)}") from None
-    except TypeError as exc:
-        raise SizeupError(f"bad timing knob value: {exc}") from None
+from sizeup.catalog.knobs import TIMING_FILE, load_timing_knobs  # noqa: F401  (re-exported)
 
 
 # --------------------------------------------------------------------------- schema

@@ -6,7 +6,7 @@ that `core/` works with. Errors are turned into one clear line by `sizeup.errors
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Any, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -240,6 +240,9 @@ class ClaimsFile(Strict):
     platform: Optional[str] = None
     pricing: str = "on-demand"
     claimed: ClaimedFigures = ClaimedFigures()
+    job: dict[str, Any] = {}
+    """every other job field of the claimed plan (tp, pp, zero, recompute, framework, global_batch, ...), under
+    the same names as the CLI flags; written at the top level of the claims file"""
 
     @model_validator(mode="after")
     def _need_size_and_work(self) -> "ClaimsFile":

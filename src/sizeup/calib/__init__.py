@@ -124,6 +124,19 @@ def using(name: str | None) -> Iterator[None]:
         _ACTIVE = before
 
 
+_PROFILE: list = []  # in-memory profiles pushed by using_profile (not written to disk)
+
+
+@contextlib.contextmanager
+def using_profile(cal: "Calibration | None") -> Iterator[None]:
+    """Temporarily make the Calibration object `cal` active (None = calibration off)."""
+    _PROFILE.append(cal)
+    try:
+        yield
+    finally:
+        _PROFILE.pop()
+
+
 def active_name() -> str:
     if _ACTIVE is not None:
         return _ACTIVE
@@ -157,6 +170,8 @@ _CACHE: dict[tuple[str, float], Calibration] = {}
 
 def load(name: str | None = None) -> Calibration | None:
     """The profile NAME (default: the active one); None when calibration is off. Bad profile -> SizeupError."""
+    if name is None and _PROFILE:
+        return _PROFILE[-1]
     name = active_name() if name is None else name
     _check_name(name)
     if is_off(name):

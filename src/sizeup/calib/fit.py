@@ -94,7 +94,7 @@ class DevSet:
     t_meas: np.ndarray
     t_lo: np.ndarray                # measured interval (rounded sources: [v - 0.5, v + 1)); lo == hi otherwise
     t_hi: np.ndarray
-    points: list                    # (mi, plan, gpu, precision, kernel, step0)
+    points: list                    # (mi, plan, gpu, precision, kernel, step0, the job's physical knobs)
     physical: np.ndarray            # knob vector of the physical values (timing.yaml)
     base_knobs: Any                 # TimingKnobs, calibration off
     files: list[str] = field(default_factory=list)
@@ -145,11 +145,20 @@ def knobs_with(base, K: np.ndarray):
                       elementwise_passes_hidden_fwd=passes)
 
 
+def _job_of(ctx, prefer: tuple[str, ...]):
+    """The point's job (sizeup.validate.jobs, built by the validator's Context) if one was built."""
+    for key in prefer:
+        entry = ctx._cache.get(key)
+        if entry and entry[0] == "ok":
+            return entry[1][0]
+    return None
+
+
 def build(path=None, rows=None) -> DevSet:
     """Run the validator once with calibration off and cache what a refit needs."""
+    from sizeup.catalog.knobs import load_timing_knobs
     from sizeup.core.timing import kernel_args
-    from sizeup.scenario import load_timing_knobs
-    from sizeup.validate.mapping import infer_kernel, infer_timing_kernel
+    from sizeup.pipeline import knobs_for
     from sizeup.validate.runner import run_validation
 
     with using("off"):
@@ -173,10 +182,10 @@ def build(path=None, rows=None) -> DevSet:
             if st is not None:
                 n = st.gpus
             if ctx is not None and p is not None:
-                try:
-                    prof = infer_timing_kernel(p, st) if k == "throughput" else (infer_kernel(p) if k == "memory" else "")
-                except Exception:  # a point the mapping cannot read: no profile, pooled interval
-                    prof = ""
+                job = _job_of(ctx, ("job_11", "job_01", "job_00", "job_10"))
+                if job is not None:
+                    prof = {"throughput": job.execution.timing_kernel,
+                            "memory": job.execution.memory_kernel}.get(k, "")
             profile.append(prof)
             gpus.append(n)
             if k != "throughput" or not r.ok or ctx is None:
@@ -191,10 +200,12 @@ def build(path=None, rows=None) -> DevSet:
             key = id(ctx)
             if key not in point_index:
                 step0 = float(entry[1].step_time_s)
-                kernel = infer_timing_kernel(p, ctx.setup)
-                mi, _g, plan = kernel_args(ctx.model, ctx.setup, ctx.gpu, base, kernel)
+                job = ctx.job()[0]  # the job the step was estimated for (pipeline.step_for)
+                kernel = job.execution.timing_kernel
+                jknobs = knobs_for(job)  # calibration off here: physical values + the job's overlap fields
+                mi, _g, plan = kernel_args(job.model, job.setup, job.gpu, jknobs, kernel)
                 point_index[key] = len(points)
-                points.append((mi, plan, ctx.gpu, ctx.setup.precision, kernel, step0))
+                points.append((mi, plan, job.gpu, job.setup.precision, kernel, step0, jknobs))
             t_rows.append(i)
             t_point.append(point_index[key])
             t_sign.append(_sign(r))
@@ -234,9 +245,9 @@ def step_times(dev: DevSet, K: np.ndarray) -> np.ndarray:
     from sizeup.core.timing import gpu_numbers, step_kernel
 
     K = np.atleast_2d(K)
-    knobs = knobs_with(dev.base_knobs, K)
     out = np.empty((len(dev.points), K.shape[0]))
-    for j, (mi, plan, gpu, precision, kernel, _step0) in enumerate(dev.points):
+    for j, (mi, plan, gpu, precision, kernel, _step0, jknobs) in enumerate(dev.points):
+        knobs = knobs_with(jknobs, K)
         g = gpu_numbers(gpu, precision, knobs, kernel)
         out[j] = np.broadcast_to(step_kernel(mi, g, knobs, **plan)["step_time_s"], (K.shape[0],))
     return out

@@ -30,9 +30,6 @@ from sizeup.calib import TIMING_KNOBS, Calibration, job_signature, load
 from sizeup.calib.logs import ParsedLog, Record
 from sizeup.errors import SizeupError
 
-JOB_KEYS = ("model", "gpu", "gpus", "seq", "micro_batch", "global_batch", "grad_accum", "precision", "optimizer", "zero",
-            "tp", "pp", "cp", "ep", "virtual_pp", "recompute", "peft", "lora_rank", "kernel", "attention",
-            "offload_optimizer", "sequence_parallel")
 MEASURED_KEYS = ("step_time_s", "tokens_per_s", "tokens_per_s_per_gpu", "samples_per_s", "peak_memory_reserved_gib",
                  "peak_memory_allocated_gib")
 S_GRID = np.exp(np.linspace(math.log(0.05), math.log(4.0), 801))
@@ -40,43 +37,47 @@ S_GRID = np.exp(np.linspace(math.log(0.05), math.log(4.0), 801))
 
 @dataclass
 class Job:
+    """A measured run's job: sizeup.job's Job (the same one `sizeup train` builds from these flags)."""
+
     values: dict
-    arch: Any
-    setup: Any
-    gpu: Any
-    kernel: str
+    job: Any
+
+    @property
+    def arch(self):
+        return self.job.model
+
+    @property
+    def setup(self):
+        return self.job.setup
+
+    @property
+    def gpu(self):
+        return self.job.gpu
+
+    @property
+    def kernel(self) -> str:
+        return self.job.execution.timing_kernel
 
     def describe(self) -> str:
         st = self.setup
         return (f"{self.arch.id} on {st.gpus}x {self.gpu.id}: tp{st.tp} pp{st.pp} cp{st.cp} dp{st.dp} mb{st.micro_batch} "
                 f"ga{st.grad_accum} s{st.seq_len} {st.precision.value} {st.sharding.value} recompute={st.recompute.value} "
-                f"{self.kernel} kernels")
+                f"{self.job.execution.framework} ({self.kernel} kernels)")
 
 
 def build_job(values: Mapping[str, Any]) -> Job:
-    """The job from flag-named values (what `sizeup train` reads)."""
-    from sizeup.catalog import load_catalog, resolve_model
-    from sizeup.commands.train import build_train_setup
-    from sizeup.core.timing import KERNELS
+    """The job from job-flag values (sizeup.job.build_job: what `sizeup train` reads; unknown keys are errors)."""
+    from sizeup.job import build_job as job_build
 
-    unknown = [k for k in values if k not in JOB_KEYS and values[k] is not None]
-    if unknown:
-        from sizeup.errors import did_you_mean
-
-        raise SizeupError(f"job: unknown key {unknown[0]!r}.{did_you_mean(unknown[0], JOB_KEYS)} "
-                          f"Allowed: {', '.join(JOB_KEYS)}")
-    if not values.get("model"):
+    vals = {k: v for k, v in values.items() if v is not None}
+    if not vals.get("model"):
         raise SizeupError("the measured run needs its job: give the model (--model or job.model in the YAML)")
-    if not values.get("gpu"):
+    if not vals.get("gpu"):
         raise SizeupError("the measured run needs its job: give the GPU (--gpu or job.gpu in the YAML)")
-    catalog = load_catalog()
-    arch = resolve_model(str(values["model"]), catalog)
-    gpu = catalog.gpu(str(values["gpu"]))
-    setup = build_train_setup(arch, gpu, dict(values))
-    kernel = str(values.get("kernel") or "fused").lower()
-    if kernel not in KERNELS:
-        raise SizeupError(f"kernel must be one of {', '.join(KERNELS)}, got {values['kernel']!r}")
-    return Job(dict(values), arch, setup, gpu, kernel)
+    job = job_build(vals)
+    if job.gpu is None or job.gpu.vendor == "generic":
+        raise SizeupError("the measured run needs a catalog GPU (e.g. h100-sxm), not a bare memory size")
+    return Job(vals, job)
 
 
 # --------------------------------------------------------------------------- measured figures
@@ -175,29 +176,29 @@ def summarize(records: list[Record], job: Job) -> Measured:
 # --------------------------------------------------------------------------- predictions under a profile
 
 
-def knobs_for(cal: Calibration | None):
-    from sizeup.core.timing import TimingKnobs
-    from sizeup.scenario import TIMING_FILE, _timing_data
-    from sizeup.calib import apply_to_timing
+def knobs_for(job: Job, cal: Calibration | None):
+    """The job's timing knobs under the profile `cal` (None = physics only), made as sizeup.pipeline.knobs_for makes
+    them under the active profile."""
+    from sizeup import calib
+    from sizeup.pipeline import knobs_for as pipeline_knobs
 
-    return TimingKnobs.from_mapping(apply_to_timing(_timing_data(str(TIMING_FILE)), cal, use_active=False))
+    with calib.using_profile(cal):
+        return pipeline_knobs(job.job)
 
 
-def overheads_for(cal: Calibration | None):
-    from sizeup.calib import apply_to_overheads
-    from sizeup.catalog.overheads import load_overheads
+def overheads_for(job: Job, cal: Calibration | None):
+    from sizeup import calib
+    from sizeup.pipeline import overheads_for as pipeline_overheads
 
-    ov = load_overheads()
-    return apply_to_overheads(ov, cal) if cal is not None else ov
+    with calib.using_profile(cal):
+        return pipeline_overheads(job.job)
 
 
 def predict(job: Job, cal: Calibration | None) -> dict:
-    from sizeup.core.estimate import memory_kernel
-    from sizeup.core.memory import estimate_memory
-    from sizeup.core.timing import estimate_step
+    from sizeup.pipeline import memory_for, step_for
 
-    step = estimate_step(job.arch, job.setup, job.gpu, knobs_for(cal), kernel=job.kernel)
-    mem = estimate_memory(job.arch, job.setup, job.gpu, overheads=overheads_for(cal), kernel=memory_kernel(job.kernel))
+    step = step_for(job.job, knobs_for(job, cal))
+    mem = memory_for(job.job, overheads_for(job, cal))
     return {"step_time_s": step.step_time_s, "peak_reserved_bytes": mem.peak_reserved_bytes,
             "peak_allocated_bytes": mem.peak_allocated_bytes, "memory": mem}
 
@@ -222,7 +223,7 @@ def fit_profile(job: Job, measured: Measured, name: str, base: Calibration | Non
 
     if measured.step_time_s is None and measured.peak_memory_bytes is None:
         raise SizeupError("nothing to fit: the measured run has no step time, throughput or peak memory")
-    base_knobs = knobs_for(base)
+    base_knobs = knobs_for(job, base)
     vec = knob_vector(base_knobs)
     knobs = dict(zip(TIMING_KNOBS, (float(v) for v in vec)))
     fitted: dict[str, Any] = {}
@@ -239,7 +240,7 @@ def fit_profile(job: Job, measured: Measured, name: str, base: Calibration | Non
     overheads: dict[str, float] = {}
     if measured.peak_memory_bytes and measured.memory_kind == "reserved":
         pred = predict(job, base)
-        ov = overheads_for(base)
+        ov = overheads_for(job, base)
         f0 = float(ov.fragmentation_fraction)
         alloc = float(pred["peak_allocated_bytes"])
         fixed = float(pred["peak_reserved_bytes"]) - alloc * (1.0 + f0)

@@ -7,7 +7,8 @@ from typing import Annotated
 
 import typer
 
-from sizeup.cli import app
+from sizeup.cli import app  # noqa: F401
+from sizeup.commands.common import job_command, refusals_except
 from sizeup.commands.common import CsvOpt, ExplainOpt, JsonOpt, MarkdownOpt, emit
 from sizeup.errors import SizeupError
 
@@ -27,6 +28,12 @@ def load_claims(path: Path):
         raise SizeupError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
     if not isinstance(raw, dict):
         raise SizeupError(f"{path}: expected a mapping with params/model, samples or tokens, gpu, gpus, claimed")
+    from sizeup.job.flags import JOB_FLAG_NAMES
+
+    # job fields of the claimed plan other than the claim's own keys go to `job` (validated by the job parser)
+    raw = dict(raw)
+    extra = {k: raw.pop(k) for k in list(raw) if k in JOB_FLAG_NAMES and k not in ClaimsFile.model_fields}
+    raw["job"] = {**(raw.get("job") or {}), **extra}
     try:
         return ClaimsFile.model_validate(raw)
     except ValidationError as exc:
@@ -77,24 +84,24 @@ def model_checks(claims, arch, gpu, cf, precision):
 
     if arch is None:
         return claims
-    from sizeup.catalog.overheads import load_overheads
-    from sizeup.commands.memory import build_setup
-    from sizeup.core.estimate import estimate_training
-    from sizeup.core.memory import estimate_memory
-    from sizeup.core.workload import Workload
+    from sizeup.job import build_job
+    from sizeup.pipeline import memory_for, train_for
 
     seq = cf.seq or int(min(claims.tokens_per_sample or arch.max_seq_len, arch.max_seq_len))
-    setup = build_setup(arch, gpu, gpus=cf.gpus, seq=seq, micro_batch=cf.micro_batch or 1, precision=precision,
-                        peft=cf.peft)
-    mem = estimate_memory(arch, setup, gpu=gpu, overheads=load_overheads())
-    est = estimate_training(arch, setup, gpu, Workload(tokens=claims.tokens), with_memory=False)
+    values = {**cf.job, "model": cf.model, "gpu": gpu.id, "gpus": cf.gpus, "seq": seq,
+              "micro_batch": cf.micro_batch or cf.job.get("micro_batch") or 1, "precision": precision,
+              "peft": cf.peft, "tokens": claims.tokens}
+    job = build_job(values)
+    setup = job.setup
+    mem = memory_for(job)
+    est = train_for(job)
     described = (f"micro-batch {setup.micro_batch} x seq {setup.seq_len}, {setup.precision.value}, "
                  f"{setup.peft.value if setup.peft.value != 'none' else 'full training'}, recompute {setup.recompute.value}")
     return replace(claims, modelled_peak_memory_bytes=mem.peak_reserved_bytes, modelled_time_s=est.total_time_s,
                    modelled_setup=described)
 
 
-@app.command("audit")
+@job_command("audit", refuse=refusals_except(['claims_file', 'tolerance', 'mfu_min', 'json_', 'csv_', 'markdown', 'explain'], 'audit reads the plan from the claims file; put this field in the claims'))
 def audit_cmd(
     claims_file: Annotated[Path, typer.Argument(help="YAML file with the claimed plan (see examples/claims/).")],
     tolerance: Annotated[float, typer.Option("--tolerance", help="Relative tolerance for arithmetic checks.")] = 0.25,
@@ -103,6 +110,7 @@ def audit_cmd(
     csv_: CsvOpt = False,
     markdown: MarkdownOpt = False,
     explain: ExplainOpt = False,
+    flags: dict = None,
 ) -> None:
     """Audit a claimed plan: throughput x time, GPU-hours, cost, implied MFU and memory, each with its arithmetic.
 

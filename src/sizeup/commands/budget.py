@@ -6,7 +6,8 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from sizeup.cli import app
+from sizeup.cli import app  # noqa: F401
+from sizeup.commands.common import job_command, refusals_except
 from sizeup.commands.common import (
     CsvOpt, EpochsOpt, ExplainOpt, JsonOpt, LoraRankOpt, MarkdownOpt, ModelArg, ModelOpt, PeftOpt, PlatformOpt,
     PrecisionOpt, PricingOpt, SamplesOpt, TokensOpt, TokensPerSampleOpt, emit,
@@ -64,7 +65,7 @@ def run_cost(job: Any, spec: str, catalog: Any, knobs: Any, terms_out: list | No
     return est.total_cost_usd, d
 
 
-@app.command("budget")
+@job_command("budget", refuse=refusals_except(['target', 'model', 'phase', 'tokens', 'samples', 'tokens_per_sample', 'epochs', 'precision', 'peft', 'lora_rank', 'buy_gpu', 'purchase_usd', 'power_w', 'pue', 'usd_per_kwh', 'amortize_months', 'utilization', 'rent_usd_per_hour', 'platform', 'pricing', 'json_', 'csv_', 'markdown', 'explain'], "the monthly plan prices phases from --phase; evaluate a run with 'sizeup train'"))
 def budget_cmd(
     target: ModelArg = None,
     model: ModelOpt = None,
@@ -90,6 +91,7 @@ def budget_cmd(
     csv_: CsvOpt = False,
     markdown: MarkdownOpt = False,
     explain: ExplainOpt = False,
+    flags: dict = None,
 ) -> None:
     """Budget a project: runs per month x cost per run over months, and buy vs rent.
 

@@ -7,11 +7,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from sizeup.cli import app
-from sizeup.commands.common import (
-    CpOpt, EpOpt, GlobalBatchOpt, GpuOpt, GpusOpt, JsonOpt, LoraRankOpt, MarkdownOpt, MicroBatchOpt, ModelOpt,
-    OptimizerOpt, PeftOpt, PpOpt, PrecisionOpt, RecomputeOpt, SeqOpt, TpOpt, ZeroOpt, emit,
-)
+from sizeup.commands.common import JsonOpt, MarkdownOpt, ModelOpt, emit, job_command
 from sizeup.errors import SizeupError
 
 RunArg = Annotated[Optional[str], typer.Argument(
@@ -28,7 +24,6 @@ FormatOpt = Annotated[Optional[str], typer.Option(
 HoldoutOpt = Annotated[float, typer.Option(
     "--holdout", help="Share of the steps (the last ones) kept out of the fit to show before/after; 0 = fit on all.")]
 WarmupOpt = Annotated[Optional[int], typer.Option("--warmup", help="Logged steps to drop at the start (default: the first 10 %).")]
-KernelOpt = Annotated[Optional[str], typer.Option("--kernel", help="fused | te | eager | hf-eager: the kernels the run executed.")]
 RefitOpt = Annotated[bool, typer.Option(
     "--refit", help="Refit the packaged calibration on the development set (sources weighted equally) and show "
                     "accuracy with calibration off, on and leave-one-source-out.")]
@@ -36,29 +31,13 @@ WriteOpt = Annotated[bool, typer.Option("--write", help="With --refit: write cat
 DevOpt = Annotated[Optional[str], typer.Option("--dev", help="With --refit: published-runs YAML to fit on (default: the packaged dev set).")]
 
 
-@app.command("calibrate")
+@job_command("calibrate")
 def calibrate_cmd(
     run: RunArg = None,
+    model: ModelOpt = None,
     name: NameOpt = None,
     store: StoreOpt = None,
     job: JobOpt = None,
-    model: ModelOpt = None,
-    gpu: GpuOpt = None,
-    gpus: GpusOpt = None,
-    seq: SeqOpt = None,
-    micro_batch: MicroBatchOpt = None,
-    global_batch: GlobalBatchOpt = None,
-    precision: PrecisionOpt = None,
-    optimizer: OptimizerOpt = None,
-    zero: ZeroOpt = None,
-    tp: TpOpt = None,
-    pp: PpOpt = None,
-    cp: CpOpt = None,
-    ep: EpOpt = None,
-    recompute: RecomputeOpt = None,
-    peft: PeftOpt = None,
-    lora_rank: LoraRankOpt = None,
-    kernel: KernelOpt = None,
     fmt: FormatOpt = None,
     holdout: HoldoutOpt = 0.5,
     warmup: WarmupOpt = None,
@@ -67,6 +46,7 @@ def calibrate_cmd(
     dev: DevOpt = None,
     json_: JsonOpt = False,
     markdown: MarkdownOpt = False,
+    flags: dict = None,
 ) -> None:
     """Calibrate sizeup on your cluster from a measured run, or refit the packaged calibration.
 
@@ -79,8 +59,8 @@ def calibrate_cmd(
 
       sizeup calibrate train.log --job job.yaml --name my-h100s
 
-      sizeup calibrate torchtitan.log --model llama-3-8b --gpu h100-sxm --gpus 8 --zero fsdp-full --seq 8192
-        --micro-batch 1 --global-batch 8 --recompute full --kernel eager --name h100-pod
+      sizeup calibrate torchtitan.log --model llama-3-8b --gpu h100-sxm --gpus 8 --framework torchtitan --seq 8192
+        --micro-batch 1 --global-batch 8 --recompute full --name h100-pod
 
       sizeup calibrate measured.yaml --name lab-a100s
 
@@ -105,9 +85,9 @@ def calibrate_cmd(
     from sizeup.calib.logs import parse_log
     from sizeup.calib.user import build_job, calibrate_run, records_from_yaml
 
-    flags = dict(model=model, gpu=gpu, gpus=gpus, seq=seq, micro_batch=micro_batch, global_batch=global_batch,
-                 precision=precision, optimizer=optimizer, zero=zero, tp=tp, pp=pp, cp=cp, ep=ep, recompute=recompute,
-                 peft=peft, lora_rank=lora_rank, kernel=kernel)
+    flags = {k: v for k, v in (flags or {}).items() if v is not None}
+    if model:
+        flags["model"] = model
     values: dict[str, Any] = {}
     path = Path(run)
     measured_yaml = None
@@ -170,9 +150,9 @@ def calibrate_cmd(
     notes = [f"profile written to {written} (mode 0600); use it with --calibration {name}"]
     if not check:
         notes.append("no held-out part: the run gives one figure (or --holdout 0); fitted on all of it")
-    if the_job.kernel == "fused" and not kernel and "kernel" not in values:
-        notes.append("kernels assumed 'fused'; pass --kernel eager (plain PyTorch / HF) or te (Megatron/NeMo "
-                     "Transformer Engine) if the run used those")
+    if "framework" not in values and "kernel" not in values:
+        notes.append(f"framework assumed {the_job.job.execution.framework!r} ({the_job.kernel} kernels); pass "
+                     "--framework (megatron, torchtitan, hf-trainer, deepspeed, ...) to match the run")
     emit(Report(data={"profile": profile, "path": str(written)}, tables=tables, notes=notes), json_, False, markdown)
 
 

@@ -121,3 +121,69 @@ def pick_target(target: str | None, model: str | None) -> str | None:
     if target and model and target != model:
         raise SizeupError(f"two models given ({target!r} and --model {model!r}); give one")
     return target or model
+
+
+# --------------------------------------------------------------------------- job commands
+
+PRICING_FLAGS = ("platform", "pricing", "price_per_gpu_hour", "billing_increment_s", "min_billing_s",
+                 "preemption_rate", "restart_s", "checkpoints_kept", "retain", "catalog", "max_price_age_days")
+WORKLOAD_FLAGS = ("tokens", "samples", "tokens_per_sample", "epochs")
+
+
+def _job_annotation(f):
+    from sizeup.job.flags import JobFlag  # noqa: F401
+
+    kind = {"text": str, "count": str, "int": int, "float": float, "bool": bool, "list": list[str]}[f.kind]
+    decls = (f"{f.flag}/--no-{f.flag[2:]}",) if f.kind == "bool" else (f.flag,)
+    return Annotated[Optional[kind], typer.Option(*decls, help=f.help, show_default=False,
+                                                  rich_help_panel=f"Job: {f.section}")]
+
+
+def job_command(name: str, *, refuse: dict[str, str] | None = None):
+    """Register a command that takes a job: every job flag of sizeup.job.flags becomes an option of it (the ones the
+    function declares itself keep their own declaration). The function receives the other job flags as
+    `flags: dict` (None = not given). A flag in `refuse` that is given on the command line is one line, exit 2,
+    saying why it cannot matter for this command."""
+    import functools
+    import inspect
+
+    from sizeup.cli import app
+    from sizeup.job.flags import JOB_FLAGS
+
+    refuse = refuse or {}
+
+    def deco(func):
+        sig = inspect.signature(func, eval_str=True)
+        own = set(sig.parameters)
+        params = [p for p in sig.parameters.values() if p.name != "flags"]
+        extra = [inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=_job_annotation(f))
+                 for f in JOB_FLAGS if f.name not in own]
+        names = [p.name for p in extra]
+
+        @functools.wraps(func)
+        def wrapper(**kwargs):
+            flags = {n: kwargs.pop(n, None) for n in names}
+            for key, value in flags.items():
+                if value is not None and value != [] and key in refuse:
+                    flag = "--" + key.replace("_", "-")
+                    raise SizeupError(f"{flag} does not apply to 'sizeup {name}': {refuse[key]}")
+            flags = {k: (None if v == [] else v) for k, v in flags.items()}
+            return func(**kwargs, flags=flags)
+
+        wrapper.__signature__ = sig.replace(parameters=params + extra)
+        wrapper.__annotations__ = {p.name: p.annotation for p in params + extra}  # evaluated, for get_type_hints
+        del wrapper.__wrapped__
+        return app.command(name)(wrapper)
+
+    return deco
+
+
+def refuse_all(names, why: str) -> dict[str, str]:
+    return {n: why for n in names}
+
+
+def refusals_except(declared, why: str) -> dict[str, str]:
+    """Every job flag a command does not declare itself, refused with the same reason."""
+    from sizeup.job.flags import JOB_FLAG_NAMES
+
+    return {n: why for n in JOB_FLAG_NAMES if n not in declared}

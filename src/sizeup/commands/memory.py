@@ -10,12 +10,11 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from sizeup.cli import app
 from sizeup.commands.common import (
     OFFLOAD_ALIASES, OPTIMIZER_ALIASES, PEFT_ALIASES, PRECISION_ALIASES, RECOMPUTE_ALIASES, ZERO_ALIASES,
     CpOpt, CsvOpt, EpOpt, ExplainOpt, GlobalBatchOpt, GpuOpt, GpusOpt, JsonOpt, LoraRankOpt, MarkdownOpt,
     MicroBatchOpt, ModelArg, ModelOpt, OptimizerOpt, PeftOpt, PpOpt, PrecisionOpt, RecomputeOpt, SeqOpt,
-    TpOpt, ZeroOpt, emit, parse_choice, pick_target, positive,
+    TpOpt, ZeroOpt, emit, parse_choice, pick_target, positive, PRICING_FLAGS, job_command, refuse_all,
 )
 from sizeup.commands.common import CalibrationOpt, NoCalibrationOpt
 from sizeup.errors import SizeupError
@@ -357,50 +356,26 @@ def _setup_dict(setup) -> dict:
     return d
 
 
-@app.command("memory")
+@job_command("memory", refuse=refuse_all(PRICING_FLAGS, "memory per GPU does not depend on the price; "
+                                                         "'sizeup train --platform' prices a run"))
 def memory_cmd(
     target: ModelArg = None,
     model: ModelOpt = None,
-    gpu: GpuOpt = None,
-    gpus: GpusOpt = None,
-    seq: SeqOpt = None,
-    micro_batch: MicroBatchOpt = None,
-    global_batch: GlobalBatchOpt = None,
-    precision: PrecisionOpt = None,
-    optimizer: OptimizerOpt = None,
-    zero: ZeroOpt = None,
-    tp: TpOpt = None,
-    pp: PpOpt = None,
-    cp: CpOpt = None,
-    ep: EpOpt = None,
-    recompute: RecomputeOpt = None,
-    peft: PeftOpt = None,
-    lora_rank: LoraRankOpt = None,
-    lora_targets: LoraTargetsOpt = None,
-    offload_optimizer: OffloadOptimizerOpt = None,
-    offload_params: OffloadParamsOpt = None,
-    offload_activations: OffloadActivationsOpt = False,
-    kernel: KernelOpt = None,
-    attention: AttentionOpt = None,
-    fragmentation: FragmentationOpt = None,
-    sequence_parallel: SequenceParallelOpt = False,
-    foreach: ForeachOpt = False,
-    dropout: DropoutOpt = None,
-    loss: LossOpt = None,
-    optimizer_in_backward: OptimizerInBackwardOpt = False,
     max_gpus: MaxGpusOpt = None,
-    calibration: CalibrationOpt = None,
-    no_calibration: NoCalibrationOpt = False,
     json_: JsonOpt = False,
     csv_: CsvOpt = False,
     markdown: MarkdownOpt = False,
     explain: ExplainOpt = False,
+    calibration: CalibrationOpt = None,
+    no_calibration: NoCalibrationOpt = False,
+    flags: dict = None,
 ) -> None:
     """Training memory per GPU: weights, gradients, optimizer, activations, buffers; does it fit?
 
     Defaults: full training, bf16-mixed (fp16-mixed on GPUs without bf16), AdamW (fused step),
-    micro-batch 1, seq 2048 or the model's max_seq_len if shorter, 1 GPU, no sharding, no recompute,
-    flash attention, --kernel fused. When it does not fit, lists the cheapest changes that would.
+    micro-batch 1, seq 2048 or the model's max_seq_len if shorter, 1 GPU, the least sharding that fits,
+    no recompute, the framework's kernels (--framework; generic = fused kernels + flash attention).
+    --gpu also takes a bare size like 24GiB. When it does not fit, lists the cheapest changes that would.
 
     Examples:
 
@@ -414,78 +389,36 @@ def memory_cmd(
 
       sizeup memory llama-3.1-8b --gpu rtx-4090 --micro-batch 2 --precision bf16 --recompute full --optimizer paged-adamw8bit --optimizer-in-backward
     """
+    from sizeup.core.memory import estimate_memory, suggest_fixes
+    from sizeup.job import build_job, collect_values
+    from sizeup.pipeline import fit_sharding, overheads_for
+
     from sizeup.calib import use_from_flags
 
     use_from_flags(calibration, no_calibration)
-    from sizeup.catalog import resolve_model
-    from sizeup.core.memory import KERNELS, LOSS_IMPLS, estimate_memory, suggest_fixes
-
-    from sizeup.commands.common import is_scenario
-
-    name = pick_target(target, model)
-    if is_scenario(name):  # a scenario file supplies defaults; flags override it
-        from sizeup.scenario import load_scenario
-
-        values = load_scenario(name).merged(dict(
-            gpu=gpu, gpus=gpus, seq=seq, micro_batch=micro_batch, global_batch=global_batch, precision=precision,
-            optimizer=optimizer, zero=zero, tp=tp, pp=pp, cp=cp, ep=ep, recompute=recompute, peft=peft,
-            lora_rank=lora_rank, kernel=kernel))
-        name = values.get("model")
-        gpu, gpus, seq, micro_batch, global_batch = (values.get(k) for k in ("gpu", "gpus", "seq", "micro_batch",
-                                                                             "global_batch"))
-        precision, optimizer, zero, tp, pp, cp, ep = (values.get(k) for k in ("precision", "optimizer", "zero", "tp",
-                                                                              "pp", "cp", "ep"))
-        recompute, peft, lora_rank, kernel = (values.get(k) for k in ("recompute", "peft", "lora_rank", "kernel"))
-        zero = None if zero is None else str(zero)
-        peft = ("lora" if peft else "none") if isinstance(peft, bool) else peft
-        grad_accum = values.get("grad_accum")
-        optimizer_in_backward = bool(optimizer_in_backward or values.get("optimizer_in_backward"))
-        if seq is None and values.get("tokens_per_sample") is not None:
-            # unpacked samples: one sample per sequence (as `sizeup train`)
-            from sizeup.units import parse_count
-
-            seq = max(1, int(-(-parse_count(values["tokens_per_sample"]) // 1)))
-    else:
-        grad_accum = None
-    if not name:
-        raise SizeupError("give a model: a preset id (see 'sizeup models') or a path to config.json")
-    arch = resolve_model(str(name))
-    gpu_spec, gpu_mem = resolve_gpu_or_memory(None if gpu is None else str(gpu))
+    values, _ = collect_values(target, model, flags or {})
+    for key in ("tokens", "samples", "tokens_per_sample", "epochs"):
+        if key not in (flags or {}) or (flags or {}).get(key) is None:
+            values.pop(key, None)  # a scenario's workload does not change memory per GPU
     positive("max-gpus", max_gpus)
-    kern = (kernel or "fused").strip().lower().replace("_", "-")
-    kern = {"hf": "hf-eager", "eager": "hf-eager", "huggingface": "hf-eager", "megatron": "fused", "te": "fused"}.get(kern, kern)
-    if kern not in KERNELS:
-        from sizeup.errors import choice_error
-
-        raise choice_error("kernel", kernel, KERNELS)
-    loss_impl = None
-    if loss is not None:
-        loss_impl = loss.strip().lower().replace("_", "-")
-        loss_impl = {"hf": "full", "megatron": "vocab-parallel", "liger": "fused-linear", "cce": "fused-linear",
-                     "chunk": "chunked"}.get(loss_impl, loss_impl)
-        if loss_impl not in LOSS_IMPLS:
-            from sizeup.errors import choice_error
-
-            raise choice_error("loss", loss, LOSS_IMPLS)
-    setup = build_setup(
-        arch, gpu_spec, gpus=gpus, seq=seq, micro_batch=micro_batch, global_batch=global_batch, precision=precision,
-        optimizer=optimizer, zero=zero, tp=tp, pp=pp, cp=cp, ep=ep, recompute=recompute, peft=peft,
-        lora_rank=lora_rank, lora_targets=lora_targets, offload_optimizer=offload_optimizer,
-        offload_params=offload_params, offload_activations=offload_activations, attention=attention,
-        sequence_parallel=sequence_parallel, foreach=foreach, dropout=dropout,
-        grad_accum=grad_accum if global_batch is None else None, optimizer_in_backward=optimizer_in_backward,
-    )
-    ov = _overheads(fragmentation)
-    est = estimate_memory(arch, setup, gpu=gpu_spec, gpu_memory_bytes=gpu_mem, overheads=ov, kernel=kern,
-                          loss=loss_impl)
+    job = build_job(values, need_gpu=False, allow_memory_gpu=True)
+    ov = overheads_for(job)
+    job, est = fit_sharding(job, ov)
+    setup, arch, kern = job.setup, job.model, job.execution.memory_kernel
     suggestions = []
     if est.fits is False:
         suggestions = suggest_fixes(arch, setup, est.gpu_memory_bytes, ov, max_gpus=max_gpus or 1024, kernel=kern,
-                                    loss=loss_impl)
-    report = memory_report(arch, setup, est, suggestions, gpu_spec, kern)
-    from sizeup.calib.report import decorate_memory
+                                    loss=job.execution.loss)
+    report = memory_report(arch, setup, est, suggestions, job.gpu, kern)
+    from sizeup.calib.report import decorate_memory  # P10/P50/P90 of peak reserved
 
     decorate_memory(report, est, setup, kern)
+    report.data["job"] = {"values": job.to_values(), "framework": job.execution.framework,
+                          "defaults": dict(job.defaults), "command": job.command("memory")}
+    shown = [f"{k.replace('_', '-')} {how}" for k, how in job.defaults
+             if k not in ("framework", "global_batch", "gpus")]
+    if shown:
+        report.notes.append("defaults used: " + "; ".join(shown))
     if arch.max_seq_len and setup.seq_len > arch.max_seq_len:
         report.warnings.append(f"seq {setup.seq_len} is longer than {arch.id}'s context of {arch.max_seq_len} tokens "
                                "(needs RoPE scaling / long-context training)")
@@ -493,8 +426,8 @@ def memory_cmd(
         from dataclasses import replace
 
         for sg in suggestions:
-            alt = estimate_memory(arch, sg.setup, gpu=gpu_spec, gpu_memory_bytes=est.gpu_memory_bytes, overheads=ov,
-                                  kernel=kern, loss=loss_impl)
+            alt = estimate_memory(arch, sg.setup, gpu=job.gpu, gpu_memory_bytes=est.gpu_memory_bytes, overheads=ov,
+                                  kernel=kern, loss=job.execution.loss)
             report.terms.extend(replace(t, name=f"fix '{sg.change}': {t.name}") for t in alt.terms
                                 if t.name in ("memory/peak_allocated", "memory/peak_reserved"))
     emit(report, json_, csv_, markdown, explain)
@@ -505,9 +438,7 @@ def _overheads(fragmentation: float | None):
 
     from sizeup.catalog.overheads import load_overheads
 
-    from sizeup.calib import apply_to_overheads
-
-    ov = apply_to_overheads(load_overheads())  # a user calibration's fitted fragmentation (flag wins)
+    ov = load_overheads()
     if fragmentation is not None:
         if not 0.0 <= fragmentation <= 1.0:
             raise SizeupError(f"--fragmentation must be in [0, 1], got {fragmentation}")

@@ -8,7 +8,8 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from sizeup.cli import app
+from sizeup.cli import app  # noqa: F401
+from sizeup.commands.common import job_command, refusals_except
 from sizeup.commands.common import (
     CsvOpt, ExplainOpt, GlobalBatchOpt, JsonOpt, MarkdownOpt, OptimizerOpt, PrecisionOpt, SeqOpt, emit, parse_choice,
 )
@@ -232,7 +233,7 @@ def _point_dict(pt, kinds) -> dict:
 # --------------------------------------------------------------------------- sizeup scale
 
 
-@app.command("scale")
+@job_command("scale", refuse=refusals_except(['sizes', 'gpus', 'samples_per_param', 'samples', 'tokens', 'tokens_per_sample', 'batch', 'global_batch', 'seq', 'precision', 'optimizer', 'platform', 'pricing', 'price_per_gpu_hour', 'vocab', 'tied', 'kernel', 'tokens_spec', 'data_tokens_per_second', 'checkpoints_kept', 'json_', 'csv_', 'markdown', 'explain'], "the scaling table sizes a model family from --sizes with its own recipe; evaluate one size with 'sizeup train'"))
 def scale_cmd(
     sizes: SizesOpt = "10M,100M,500M,1B,3B",
     gpus: OptionsOpt = "rtx-3090,2xrtx-3090,a100-80gb",
@@ -258,6 +259,7 @@ def scale_cmd(
     csv_: CsvOpt = False,
     markdown: MarkdownOpt = False,
     explain: ExplainOpt = False,
+    flags: dict = None,
 ) -> None:
     """Scaling table (seed 001): one model family at several sizes, on several hardware options.
 
@@ -463,7 +465,7 @@ def scale_cmd(
 # --------------------------------------------------------------------------- sizeup fit-budget
 
 
-@app.command("fit-budget")
+@job_command("fit-budget", refuse=refusals_except(['budget', 'deadline', 'gpu', 'gpus', 'max_gpus', 'platform', 'pricing', 'tokens', 'params', 'tokens_per_param', 'seq', 'global_batch', 'precision', 'optimizer', 'price_per_gpu_hour', 'vocab', 'tied', 'kernel', 'json_', 'csv_', 'markdown', 'explain'], "reverse mode searches model size / tokens / GPU count with its own recipe; evaluate the answer with 'sizeup train'"))
 def fit_budget_cmd(
     budget: Annotated[Optional[str], typer.Option("--budget", help="Most you will pay (USD), e.g. 5000 or 5k.")] = None,
     deadline: Annotated[Optional[str], typer.Option("--deadline", help="Latest wall-clock, e.g. 10d, 36h.")] = None,
@@ -487,6 +489,7 @@ def fit_budget_cmd(
     csv_: CsvOpt = False,
     markdown: MarkdownOpt = False,
     explain: ExplainOpt = False,
+    flags: dict = None,
 ) -> None:
     """Reverse mode: from a budget and/or deadline to the plan that fits it.
 

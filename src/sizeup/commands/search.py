@@ -10,6 +10,7 @@ from typing import Annotated, Any, Optional
 import typer
 
 from sizeup.cli import app
+from sizeup.commands.common import job_command
 from sizeup.commands.common import (
     CpOpt, CsvOpt, EpochsOpt, EpOpt, ExplainOpt, JsonOpt, LoraRankOpt, MarkdownOpt, MicroBatchOpt, ModelArg,
     ModelOpt, OptimizerOpt, PeftOpt, PpOpt, PrecisionOpt, SamplesOpt, SeqOpt, TokensOpt, TokensPerSampleOpt, TpOpt,
@@ -120,7 +121,7 @@ def build_search(values: dict[str, Any], flags: dict[str, Any], scenario) -> dic
     from sizeup.catalog.overheads import load_overheads
     from sizeup.commands.compare import cost_knobs, energy_value, offers_for, parse_pricing
     from sizeup.commands.common import PEFT_ALIASES, PRECISION_ALIASES, ZERO_ALIASES
-    from sizeup.commands.train import _workload
+    from sizeup.job.parse import parse_workload as _workload
     from sizeup.core.cost import checkpoint_size
     from sizeup.core.timing import model_inputs
     from sizeup.core.types import Attention, Offload, Optimizer, Peft, Precision, Recompute, Sharding, TrainSetup
@@ -223,7 +224,19 @@ def build_search(values: dict[str, Any], flags: dict[str, Any], scenario) -> dic
                 notes=notes)
 
 
-@app.command("search")
+SEARCH_VARIES = ("gpu", "gpus", "platform", "pricing", "zero", "recompute", "global_batch")
+SEARCH_READS = ("tokens", "samples", "tokens_per_sample", "epochs", "seq", "micro_batch", "precision", "optimizer",
+                "tp", "pp", "cp", "ep", "peft", "lora_rank", "kernel")
+
+
+def _search_refusals() -> dict[str, str]:
+    from sizeup.job.flags import JOB_FLAG_NAMES
+
+    return {n: "the plan search does not vary or pin this field yet; take the plan it finds to 'sizeup train' "
+               "with this flag to evaluate it" for n in JOB_FLAG_NAMES if n not in SEARCH_VARIES + SEARCH_READS}
+
+
+@job_command("search", refuse=_search_refusals())
 def search_cmd(
     target: ModelArg = None,
     model: ModelOpt = None,
@@ -263,6 +276,7 @@ def search_cmd(
     csv_: CsvOpt = False,
     markdown: MarkdownOpt = False,
     explain: ExplainOpt = False,
+    flags: dict = None,
 ) -> None:
     """Search every legal plan (GPU kind x count x tp/pp/dp/cp/ep x sharding x micro-batch x recompute x offload)
     for the fastest, cheapest or fewest-GPU one that fits in memory and meets the deadline and budget.
@@ -480,28 +494,18 @@ RecomputeOpt1 = Annotated[Optional[str], typer.Option("--recompute", help="none 
 OffloadOpt1 = Annotated[Optional[str], typer.Option("--offload", help="Optimizer offload: none | cpu.")]
 
 
-@app.command("export")
+@job_command("export", refuse={n: "an export writes the parallel plan and recipe, not a price"
+                               for n in ("platform", "pricing", "price_per_gpu_hour", "billing_increment_s",
+                                         "min_billing_s", "preemption_rate", "restart_s", "checkpoints_kept",
+                                         "retain", "catalog", "max_price_age_days")})
 def export_cmd(
     fmt: FormatArg,
     target: ModelArg = None,
     model: ModelOpt = None,
-    gpu: GpuOpt1 = None,
-    gpus: GpusOpt1 = None,
-    tokens: TokensOpt = None,
-    seq: SeqOpt = None,
-    micro_batch: MicroBatchOpt = None,
-    global_batch: GlobalBatchOpt1 = None,
-    precision: PrecisionOpt = None,
-    optimizer: OptimizerOpt = None,
-    zero: ZeroOpt1 = None,
-    tp: TpOpt = None,
-    pp: PpOpt = None,
-    cp: CpOpt = None,
-    ep: EpOpt = None,
-    recompute: RecomputeOpt1 = None,
     offload: OffloadOpt1 = None,
     out: OutOpt = None,
     json_: JsonOpt = False,
+    flags: dict = None,
 ) -> None:
     """Write a plan as a runnable config: DeepSpeed JSON, torchrun + FSDP2, Megatron-LM args, torchtitan TOML,
     accelerate YAML (key names checked against each framework's documented keys).
@@ -516,9 +520,7 @@ def export_cmd(
     """
     import json
 
-    from sizeup.catalog import load_catalog, resolve_model
-    from sizeup.commands.train import build_train_setup
-    from sizeup.scenario import Scenario, load_scenario
+    from sizeup.job import build_job, collect_values
     from sizeup.search.export import FORMATS, export_plan
 
     if fmt.strip().lower() not in FORMATS:
@@ -526,23 +528,15 @@ def export_cmd(
     if offload is not None and offload.strip().lower() not in ("none", "no", "off", "cpu", "host", "yes"):
         # DeepSpeed's NVMe offload needs an nvme_path this export does not write; the help promises none | cpu
         raise choice_error("--offload", offload, ["none", "cpu"])
-    name = pick_target(target, model)
-    scenario = load_scenario(name) if is_scenario(name) else Scenario()
-    flags = dict(model=None if is_scenario(name) else name, gpu=gpu, gpus=gpus, tokens=tokens, seq=seq,
-                 micro_batch=micro_batch, global_batch=global_batch, precision=precision, optimizer=optimizer,
-                 zero=zero, tp=tp, pp=pp, cp=cp, ep=ep, recompute=recompute, offload_optimizer=offload)
-    values = scenario.merged(flags)
-    if not values.get("model"):
-        raise SizeupError("give a model (preset id, config.json) or a scenario .yaml; see 'sizeup models'")
-    catalog = load_catalog()
-    arch = resolve_model(str(values["model"]), catalog)
-    gpu_spec = catalog.gpu(str(values["gpu"])) if values.get("gpu") else None
-    setup = build_train_setup(arch, gpu_spec, values)
+    flags = dict(flags or {})
+    if offload is not None:
+        flags["offload_optimizer"] = offload
+    values, _ = collect_values(target, model, flags)
+    job = build_job(values, need_gpu=False)
+    arch, setup = job.model, job.setup
     steps = None
-    if values.get("tokens"):
-        from sizeup.units import parse_count
-
-        steps = max(1, math.ceil(parse_count(values["tokens"]) / setup.tokens_per_step - 1e-9))
+    if job.workload is not None:
+        steps = max(1, math.ceil(job.workload.total_tokens / setup.tokens_per_step - 1e-9))
     ex = export_plan(fmt, arch, setup, steps)
     if out:
         from pathlib import Path

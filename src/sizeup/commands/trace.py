@@ -9,7 +9,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from sizeup.cli import app
+from sizeup.cli import app  # noqa: F401
+from sizeup.commands.common import job_command, refusals_except
 from sizeup.commands.common import (
     CsvOpt, ExplainOpt, JsonOpt, MarkdownOpt, MicroBatchOpt, ModelArg, ModelOpt, OptimizerOpt, PrecisionOpt,
     RecomputeOpt, SeqOpt, emit, pick_target, positive,
@@ -79,7 +80,7 @@ class _Progress:
             self.status = None
 
 
-@app.command("trace")
+@job_command("trace", refuse=refusals_except(['target', 'model', 'micro_batch', 'seq', 'precision', 'optimizer', 'recompute', 'layers', 'full', 'optimizer_impl', 'device_semantics', 'breakdown', 'json_', 'csv_', 'markdown', 'explain'], 'exact mode traces one training step of the HF model; this field does not change that trace'))
 def trace_cmd(
     target: ModelArg = None,
     model: ModelOpt = None,
@@ -97,6 +98,7 @@ def trace_cmd(
     csv_: CsvOpt = False,
     markdown: MarkdownOpt = False,
     explain: ExplainOpt = False,
+    flags: dict = None,
 ) -> None:
     """Exact mode: run two training steps of the real Hugging Face model on fake tensors and measure
     parameters, FLOPs and peak memory per phase (needs: pip install 'sizeup[trace]').

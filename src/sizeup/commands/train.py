@@ -6,115 +6,26 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from sizeup.cli import app
-from sizeup.commands.common import (
-    CpOpt, CsvOpt, EpochsOpt, EpOpt, ExplainOpt, GlobalBatchOpt, GpuOpt, GpusOpt, JsonOpt, LoraRankOpt, MarkdownOpt,
-    MicroBatchOpt, ModelArg, ModelOpt, OptimizerOpt, PeftOpt, PlatformOpt, PpOpt, PrecisionOpt, PricingOpt,
-    RecomputeOpt, SamplesOpt, SeqOpt, TokensOpt, TokensPerSampleOpt, TpOpt, ZeroOpt, emit, is_scenario,
-    pick_target,
-)
+from sizeup.commands.common import CsvOpt, ExplainOpt, JsonOpt, MarkdownOpt, ModelArg, ModelOpt, emit, job_command
 from sizeup.commands.common import CalibrationOpt, NoCalibrationOpt
 from sizeup.errors import SizeupError
 
-KernelOpt = Annotated[Optional[str], typer.Option(
-    "--kernel", help="fused (fused norm/activation kernels + FlashAttention-2, default) | te (Megatron-Core/NeMo with "
-                     "Transformer Engine/cuDNN attention) | eager (plain PyTorch / Hugging Face modules).")]
-GradAccumOpt = Annotated[Optional[int], typer.Option("--grad-accum", help="Gradient accumulation steps (else derived from --global-batch).")]
-
-def _int(name: str, value) -> int | None:
-    if value is None:
-        return None
-    try:
-        out = int(value)
-    except (TypeError, ValueError):
-        raise SizeupError(f"{name} must be a whole number, got {value!r}") from None
-    if out <= 0:
-        raise SizeupError(f"--{name} must be > 0, got {value}")
-    return out
-
-
-def build_train_setup(arch, gpu, values: dict[str, Any]):
-    """TrainSetup from merged scenario/flag values: `sizeup memory`'s parser (same flags, aliases and checks),
-    with the batch resolved from any two of micro-batch / global batch / accumulation, the sequence taken from
-    tokens per sample when not given (unpacked samples), and sequence parallelism on with tensor parallelism."""
-    from sizeup.commands.memory import build_setup
-    from sizeup.core.workload import resolve_batch
-
-    gpus = _int("gpus", values.get("gpus")) or 1
-    tp, pp, cp = (_int(k, values.get(k)) or 1 for k in ("tp", "pp", "cp"))
-    if gpus % (tp * pp * cp):
-        raise SizeupError(f"--gpus {gpus} must be a multiple of tp x pp x cp = {tp}x{pp}x{cp} = {tp * pp * cp}")
-    seq = _int("seq", values.get("seq"))
-    if seq is None and values.get("tokens_per_sample") is not None:
-        from sizeup.units import parse_count
-
-        seq = max(1, min(int(-(-parse_count(values["tokens_per_sample"]) // 1)), arch.max_seq_len))
-    batch = resolve_batch(gpus // (tp * pp * cp), _int("micro-batch", values.get("micro_batch")),
-                          _int("global-batch", values.get("global_batch")), _int("grad-accum", values.get("grad_accum")))
-    peft = values.get("peft")
-    sp = values.get("sequence_parallel")
-    return build_setup(
-        arch, gpu, gpus=gpus, seq=seq, micro_batch=batch.micro_batch, grad_accum=batch.grad_accum, tp=tp, pp=pp,
-        cp=cp, ep=_int("ep", values.get("ep")), precision=values.get("precision"), optimizer=values.get("optimizer"),
-        zero=None if values.get("zero") is None else str(values["zero"]), recompute=values.get("recompute"),
-        peft=("lora" if peft else "none") if isinstance(peft, bool) else peft,
-        lora_rank=_int("lora-rank", values.get("lora_rank")), attention=values.get("attention"),
-        offload_optimizer=values.get("offload_optimizer"), virtual_pp=_int("virtual-pp", values.get("virtual_pp")),
-        sequence_parallel=(tp > 1) if sp is None else bool(sp),
-    )
-
-
-def _workload(values: dict[str, Any]):
-    from sizeup.core.workload import Workload
-    from sizeup.units import parse_count
-
-    tokens = values.get("tokens")
-    samples = values.get("samples")
-    tps = values.get("tokens_per_sample")
-    epochs = values.get("epochs")
-    if tokens is None and samples is None:
-        return None
-    return Workload(tokens=parse_count(tokens) if tokens is not None else None,
-                    samples=parse_count(samples) if samples is not None else None,
-                    tokens_per_sample=parse_count(tps) if tps is not None else None,
-                    epochs=float(epochs) if epochs is not None else 1.0)
-
-
-@app.command("train")
+@job_command("train")
 def train_cmd(
     target: ModelArg = None,
     model: ModelOpt = None,
-    gpu: GpuOpt = None,
-    gpus: GpusOpt = None,
-    tokens: TokensOpt = None,
-    samples: SamplesOpt = None,
-    tokens_per_sample: TokensPerSampleOpt = None,
-    epochs: EpochsOpt = None,
-    seq: SeqOpt = None,
-    micro_batch: MicroBatchOpt = None,
-    global_batch: GlobalBatchOpt = None,
-    grad_accum: GradAccumOpt = None,
-    precision: PrecisionOpt = None,
-    optimizer: OptimizerOpt = None,
-    zero: ZeroOpt = None,
-    tp: TpOpt = None,
-    pp: PpOpt = None,
-    cp: CpOpt = None,
-    ep: EpOpt = None,
-    recompute: RecomputeOpt = None,
-    peft: PeftOpt = None,
-    lora_rank: LoraRankOpt = None,
-    kernel: KernelOpt = None,
-    platform: PlatformOpt = None,
-    pricing: PricingOpt = None,
-    calibration: CalibrationOpt = None,
-    no_calibration: NoCalibrationOpt = False,
     json_: JsonOpt = False,
     csv_: CsvOpt = False,
     markdown: MarkdownOpt = False,
     explain: ExplainOpt = False,
+    calibration: CalibrationOpt = None,
+    no_calibration: NoCalibrationOpt = False,
+    flags: dict = None,
 ) -> None:
     """Training time: FLOPs per step, step time (roofline + communication + bubble), tokens/s, MFU, bound, GPU-hours.
+
+    A job that does not fit in GPU memory gets fits: false, the reasons and the cheapest fixes, and no time or
+    price. Every job flag is accepted (see the Job panels below); what was not given is stated with its default.
 
     Examples:
 
@@ -124,79 +35,101 @@ def train_cmd(
 
       sizeup train examples/seed003-70b-h100.yaml --explain
 
-      sizeup train examples/seed004.yaml --gpu a10 --kernel eager
+      sizeup train examples/seed004.yaml --gpu a10 --framework hf-trainer --platform lambda
     """
-    from sizeup.catalog import load_catalog, resolve_model
-    from sizeup.catalog.overheads import load_overheads
-    from sizeup.core.estimate import estimate_training, memory_kernel
-    from sizeup.core.memory import estimate_memory
-    from sizeup.core.timing import estimate_step
-    from sizeup.scenario import Scenario, load_scenario, load_timing_knobs
+    from sizeup.job import build_job, collect_values
+    from sizeup.pipeline import evaluate, knobs_for
 
     from sizeup.calib import use_from_flags
 
     use_from_flags(calibration, no_calibration)
-    name = pick_target(target, model)
-    scenario = load_scenario(name) if is_scenario(name) else Scenario()
-    flags = dict(model=None if is_scenario(name) else name, gpu=gpu, gpus=gpus, tokens=tokens, samples=samples,
-                 tokens_per_sample=tokens_per_sample, epochs=epochs, seq=seq, micro_batch=micro_batch,
-                 global_batch=global_batch, grad_accum=grad_accum, precision=precision, optimizer=optimizer, zero=zero,
-                 tp=tp, pp=pp, cp=cp, ep=ep, recompute=recompute, peft=peft, lora_rank=lora_rank, kernel=kernel,
-                 platform=platform, pricing=pricing)
-    values = scenario.merged(flags)
-    if not values.get("model"):
-        raise SizeupError("give a model (preset id, config.json) or a scenario .yaml; see 'sizeup models'")
-    catalog = load_catalog()
-    arch = resolve_model(str(values["model"]), catalog)
-    if not values.get("gpu"):
-        raise SizeupError("give --gpu (e.g. h100-sxm, a100-80gb, t4); see 'sizeup hardware'")
-    gpu_spec = catalog.gpu(str(values["gpu"]))
-    if gpu_spec.peak("bf16") <= 0 and gpu_spec.peak("fp16") <= 0 and gpu_spec.peak("fp32") <= 0:
-        raise SizeupError(f"GPU {gpu_spec.id} has no FLOP/s figures in the catalog; pick a GPU with peaks")
-    setup = build_train_setup(arch, gpu_spec, values)
-    from sizeup.core.timing import KERNELS
+    values, scenario = collect_values(target, model, flags or {})
+    job = build_job(values)
+    if job.pricing.platform and job.workload is None:
+        raise SizeupError("pricing a run needs its size: give --tokens, or --samples with --tokens-per-sample")
+    ev = evaluate(job, knobs_for(job, scenario.timing))
+    report = train_report(ev, scenario)
+    from sizeup.calib.report import decorate_memory, decorate_train  # P10/P50/P90 next to each figure
 
-    kernel_name = str(values.get("kernel") or "fused").lower()
-    if kernel_name not in KERNELS:
-        raise SizeupError(f"--kernel must be one of {', '.join(KERNELS)}, got {values['kernel']!r}")
-    knobs = load_timing_knobs(scenario.timing)
-    workload = _workload(values)
-    from sizeup.calib import apply_to_overheads
-
-    overheads = apply_to_overheads(load_overheads())  # a user calibration's fitted fragmentation
-    if workload is not None:
-        est = estimate_training(arch, setup, gpu_spec, workload, knobs, kernel=kernel_name, overheads=overheads)
-        step, mem = est.step, est.memory
-    else:
-        est = None
-        step = estimate_step(arch, setup, gpu_spec, knobs, kernel=kernel_name)
-        mem = estimate_memory(arch, setup, gpu_spec, overheads=overheads, kernel=memory_kernel(kernel_name))
-    report = build_report(arch, setup, gpu_spec, step, est, mem, kernel_name, scenario)
-    from sizeup.calib.report import decorate_train
-
-    decorate_train(report, step, est, mem, setup, kernel_name)
-    if values.get("platform"):
-        add_cost(report, est, values, arch, setup, gpu_spec, catalog)
+    if ev.step is not None:
+        decorate_train(report, ev.step, ev.train, ev.memory, ev.job.setup, ev.job.execution.timing_kernel)
+    elif ev.memory is not None:
+        decorate_memory(report, ev.memory, ev.job.setup, ev.job.execution.memory_kernel)
     emit(report, json_, csv_, markdown, explain)
 
 
-def add_cost(report, est, values, arch, setup, gpu_spec, catalog) -> None:
-    """`--platform P [--pricing K]`: price the run (seed 004 field names next to sizeup's own)."""
-    from sizeup.commands.compare import cost_section
+def job_section(job) -> dict:
+    """The job as JSON: the values that rebuild it, the framework profile and the defaults chosen."""
+    return {"values": job.to_values(), "framework": job.execution.framework,
+            "timing_kernel": job.execution.timing_kernel, "memory_kernel": job.execution.memory_kernel,
+            "defaults": dict(job.defaults), "command": job.command("train")}
+
+
+def defaults_note(job) -> str | None:
+    shown = [f"{k.replace('_', '-')} {how}" for k, how in job.defaults if k not in ("framework",)]
+    if not shown:
+        return None
+    return "defaults used: " + "; ".join(shown)
+
+
+def train_report(ev, scenario):
+    """The report of one evaluated job: the estimate, or fits: false with the reasons and fixes."""
+    job = ev.job
+    if ev.fits is False:
+        from sizeup.commands.memory import memory_report
+
+        report = memory_report(job.model, job.setup, ev.memory, ev.fixes, job.gpu, job.execution.memory_kernel)
+        report.data.update({"fits": False, "feasible": False, "reasons": ev.reasons, "job": job_section(job),
+                            "step_time_s": None, "tokens_per_s": None, "total_time_s": None, "gpu_hours": None,
+                            "cost": None})
+        report.notes.insert(0, "does not fit in GPU memory: no time or price is estimated; see the fixes")
+        if job.model.max_seq_len and job.batch.seq_len > job.model.max_seq_len:
+            report.warnings.append(f"seq {job.batch.seq_len} is longer than {job.model.id}'s context of "
+                                   f"{job.model.max_seq_len} tokens (needs RoPE scaling / long-context training)")
+        note = defaults_note(job)
+        if note:
+            report.notes.append(note)
+        return report
+    report = build_report(job.model, job.setup, job.gpu, ev.step, ev.train, ev.memory, job.execution.timing_kernel,
+                          scenario)
+    report.data["job"] = job_section(job)
+    report.data["framework"] = job.execution.framework
+    note = defaults_note(job)
+    if note:
+        report.notes.append(note)
+    if ev.cost is not None:
+        add_cost(report, ev.cost)
+    report.data["feasible"] = ev.feasible
+    if not ev.feasible:
+        report.data["reasons"] = ev.reasons
+    return report
+
+
+def add_cost(report, cost: dict) -> None:
+    """Price the run (seed 004 field names next to sizeup's own); an infeasible run (spot that cannot make
+    progress) shows why and no price."""
     from sizeup.core.explain import Term
     from sizeup.report import Table
     from sizeup.units import format_duration, format_usd
 
-    if est is None:
-        raise SizeupError("pricing a run needs its size: give --tokens, or --samples with --tokens-per-sample")
-    pricing = str(values.get("pricing") or "on-demand")
-    cost = cost_section(est, str(values["platform"]), pricing, gpu_spec, model=arch, setup=setup,
-                        tokens=est.tokens, catalog=catalog)
+    cost = dict(cost)
     explained = cost.pop("explain", [])
     report.data["cost"] = cost
     for key in ("throughput_tokens_per_sec", "estimated_hours", "cost_breakdown"):
         report.data[key] = cost.get(key)
     report.data["platform"], report.data["pricing"] = cost.get("platform"), cost.get("pricing")
+    if cost.get("feasible") is False:
+        report.data["cost"] = {k: cost.get(k) for k in ("platform", "instance", "pricing", "feasible", "reasons",
+                                                         "expected_interruptions")}
+        report.data["feasible"] = False
+        report.data["reasons"] = list(cost.get("reasons") or [])
+        report.data["estimated_hours"] = None
+        report.data["cost_breakdown"] = None
+        report.tables.insert(1, Table("cost", ["figure", "value"], [
+            ("platform / instance", f"{cost.get('platform')} {cost.get('instance')} ({cost.get('pricing')})"),
+            ("feasible", "NO: " + "; ".join(cost.get("reasons") or []))]))
+        report.warnings.extend(cost.get("reasons") or [])
+        return
     breakdown = cost["cost_breakdown"]
     rows = [("platform / instance", f"{cost.get('platform')} {cost.get('instance')} ({cost.get('pricing')}), "
                                     f"{cost.get('instances')} instance(s), {cost.get('gpus_paid')} GPUs paid"),

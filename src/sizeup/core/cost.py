@@ -215,6 +215,11 @@ def checkpoint_size(total_params: float, trainable_params: float, precision: Pre
     return CheckpointSize(total, per_param, params_saved, (term,))
 
 
+# the checkpoint model's validity limits (see cost_kernel)
+VALID_INTERRUPTIONS_PER_INTERVAL = 1.0
+MAX_LOST_FRACTION = 0.5
+
+
 def young_daly_interval_s(checkpoint_write_s: float, failure_rate_per_s: float) -> float:
     """τ = sqrt(2 δ M), M = 1/Λ (Young 1974). inf when nothing fails."""
     if failure_rate_per_s <= 0:
@@ -288,8 +293,14 @@ def cost_kernel(compute_s, gpus, offer: Offer, knobs: CostKnobs, checkpoint_byte
     restart = offer.restart_s if offer.restart_s > 0 else knobs.restart_s
     loss_per_failure = restart + tau / 2.0
     denom = 1.0 - rate * loss_per_failure
-    stalled = denom <= 0.05
-    denom = np.where(stalled, 0.05, denom)
+    # Validity of the first-order model (Young 1974; Daly 2006, FGCS 22(3) sec. 3: it assumes at most one failure per
+    # checkpoint interval, Λτ << 1): with more than VALID_INTERRUPTIONS_PER_INTERVAL expected interruptions per
+    # interval, or more than MAX_LOST_FRACTION of the time lost to restarts and redone work, the run does not make
+    # reliable progress and no wall-clock is invented for it.
+    with np.errstate(invalid="ignore"):
+        per_interval = np.where(np.isfinite(tau), rate * tau, 0.0)
+    stalled = (denom <= 1.0 - MAX_LOST_FRACTION) | (per_interval > VALID_INTERRUPTIONS_PER_INTERVAL)
+    denom = np.where(stalled, 1.0 - MAX_LOST_FRACTION, denom)
     wall = np.where(rate > 0, (T + ckpt) / denom, T + ckpt)                         # W = T(1+δ/τ)/(1-Λ(R+τ/2))
     # each spot preemption ends the instance's billed session; the replacement is rounded up again: on average
     # half an increment (hardware failures restart the job, usually on the same instances: no new session)
@@ -303,7 +314,7 @@ def cost_kernel(compute_s, gpus, offer: Offer, knobs: CostKnobs, checkpoint_byte
     after_gb = (dataset_bytes + np.where(kept > 0, C, 0.0) + knobs.log_bytes) / GB
     storage_usd = (during_gb * wall / MONTH_S + after_gb * knobs.retain_s / MONTH_S) * offer.storage_usd_per_gb_month
     egress_usd = max(0.0, final_weights_bytes / GB - offer.egress_free_gb) * offer.egress_usd_per_gb + 0.0 * wall
-    return {"instances": n, "rate_per_s": rate, "spot_rate_per_s": spot + 0.0 * wall, "checkpoint_write_s": delta,
+    return {"instances": n, "rate_per_s": rate, "interruptions_per_interval": per_interval, "spot_rate_per_s": spot + 0.0 * wall, "checkpoint_write_s": delta,
             "checkpoint_interval_s": tau, "checkpoint_overhead_s": ckpt, "restart_s": restart,
             "loss_per_failure_s": loss_per_failure, "stalled": stalled, "wall_clock_s": wall,
             "preemptions": preemptions, "billed_s": billed, "compute_usd": compute_usd, "checkpoints_kept": kept,
@@ -359,8 +370,10 @@ def estimate_cost(
     restart_src = offer.restart_source if offer.restart_s > 0 else knobs.sources.get("restart_s", "CostKnobs")
     if k["stalled"]:
         reasons.append(
-            f"expected interruptions every {format_h(1 / rate_s)} but each costs {format_h(k['loss_per_failure_s'])} "
-            "(restart + half a checkpoint interval): the run would not make progress"
+            f"expected interruptions every {format_h(1 / rate_s)} ({k['interruptions_per_interval']:.2g} per checkpoint "
+            f"interval) and each costs {format_h(k['loss_per_failure_s'])} (restart + half an interval): the run would "
+            "not make reliable progress (first-order checkpoint model invalid); use on-demand or reserved capacity, "
+            "fewer instances, or faster checkpoints"
         )
     interruptions = rate_s * wall_s
     terms.append(Term("cost/checkpoint_interval", tau_s, "s", tau_formula + ", capped at T",

@@ -95,8 +95,8 @@ class TimingKnobs:
 
 
 def default_knobs() -> TimingKnobs:
-    """Knobs from catalog/data/timing.yaml (the loader lives in sizeup.scenario; core never opens files itself)."""
-    from sizeup.scenario import load_timing_knobs
+    """Knobs from catalog/data/timing.yaml (the loader lives in sizeup.catalog.knobs; core never opens files itself)."""
+    from sizeup.catalog.knobs import load_timing_knobs
 
     return load_timing_knobs()
 

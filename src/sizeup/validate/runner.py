@@ -124,6 +124,10 @@ class Row:
     """The Point this row came from (for the calibration fit and leave-one-source-out; not serialised)."""
     context: Any = field(default=None, repr=False, compare=False)
     """The training point's Context (model, setup, GPU, step estimate), kept for the calibration fit."""
+    command: str | None = None
+    """The equivalent `sizeup train|memory ... --json` command (None when the model is not a catalog preset)."""
+    command_check: dict | None = None
+    """{key, value}: the figure of that command's JSON this row's prediction is computed from."""
 
     @property
     def ok(self) -> bool:
@@ -141,6 +145,9 @@ class Row:
             out["definition"] = self.definition
         if self.setup:
             out["setup"] = self.setup
+        if self.command:
+            out["command"] = self.command
+            out["command_check"] = self.command_check
         if self.assumptions:
             out["assumptions"] = list(self.assumptions)
         if self.bound:
@@ -254,29 +261,35 @@ class Context:
                 f"ga{st.grad_accum} s{st.seq_len} {st.precision.value} {st.optimizer.value} {st.sharding.value} "
                 f"recompute={st.recompute.value}" + (" " + " ".join(extra) if extra else ""))
 
-    # physics
+    # the point as a job (sizeup.validate.jobs): the same job `sizeup train/memory` builds from the row's command
+    def job(self, need_batch: bool = True, need_seq: bool = True):
+        from sizeup.validate.jobs import point_job
+
+        key = f"job_{int(need_batch)}{int(need_seq)}"
+        return self._get(key, lambda: point_job(self.point, self.model, self.gpu,
+                                                self.setup_result(need_batch, need_seq).setup))
+
+    # physics: through the pipeline, as every command
     @property
     def step(self):
         def make():
-            from sizeup.core.timing import estimate_step
-            from sizeup.validate.mapping import infer_timing_kernel
+            from sizeup.pipeline import step_for
 
-            return estimate_step(self.model, self.setup, self.gpu, kernel=infer_timing_kernel(self.point, self.setup))
-        return self._get("step", make)
+            return step_for(self.job()[0])
+        step = self._get("step", make)
+        self._cache["used"] = ("ok", ("train", self.job(), "step_time_s", step.step_time_s))
+        return step
 
     def memory(self, need_seq: bool = True):
         def make():
-            from sizeup.catalog.overheads import load_overheads
-            from sizeup.core.memory import estimate_memory
-            from sizeup.validate.mapping import infer_kernel, infer_loss
+            from sizeup.pipeline import memory_for
 
-            setup = self.setup_result(need_batch=False, need_seq=need_seq).setup
-            kernel = infer_kernel(self.point)
-            loss = infer_loss(self.point)
-            ov = load_overheads()
             # paged optimizers (setup.paged_optimizer) are paged to host memory inside estimate_memory
-            return estimate_memory(self.model, setup, gpu=self.gpu, kernel=kernel, loss=loss, overheads=ov)
-        return self._get(f"memory_{int(need_seq)}", make)
+            return memory_for(self.job(False, need_seq)[0])
+        mem = self._get(f"memory_{int(need_seq)}", make)
+        self._cache["used"] = ("ok", ("memory", self.job(False, need_seq), "peak_allocated_bytes",
+                                      mem.peak_allocated_bytes))
+        return mem
 
     @property
     def flops(self):
@@ -679,6 +692,7 @@ def predict_point(point: Point | BadPoint, catalog) -> list[Row]:
         try:
             if quantity == "model_state_memory_per_gpu" and not point.model.layers and point.model.params:
                 _use_stand_in(ctx)
+            ctx._cache.pop("used", None)
             value_si, how = handler(ctx, m)
             predicted = from_si(value_si, m.unit)
         except Skip as exc:
@@ -687,6 +701,12 @@ def predict_point(point: Point | BadPoint, catalog) -> list[Row]:
         nb = _needs_batch(quantity)
         _finish(row, predicted, how, ctx.assumptions(nb, _needs_seq(quantity) or nb), bound=quantity == "fits_in_gpu_memory")
         row.setup = ctx.describe(nb, _needs_seq(quantity) or nb)
+        used = ctx._cache.get("used")
+        if row.ok and used and used[0] == "ok":
+            kind, (job, reproducible), key, value = used[1]
+            if reproducible:
+                row.command = job.command(kind) + " --json"
+                row.command_check = {"key": key, "value": value}
     return rows
 
 

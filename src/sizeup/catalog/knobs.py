@@ -1,0 +1,74 @@
+"""The timing knobs (catalog/data/timing.yaml) with optional overrides: the one loader every entry point uses."""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+from sizeup.errors import SizeupError
+
+TIMING_FILE = Path(__file__).parent / "data" / "timing.yaml"
+
+
+
+
+@functools.lru_cache(maxsize=4)
+def _timing_data(path: str) -> dict:
+    from sizeup.catalog import read_yaml
+
+    return read_yaml(Path(path)) or {}
+
+
+def load_timing_knobs(overrides: dict | None = None, path: Path | None = None):
+    """TimingKnobs from catalog/data/timing.yaml, with optional {name: value} overrides (dicts merge)."""
+    from sizeup.core.timing import TimingKnobs
+
+    from sizeup.calib import apply_to_timing
+
+    data = apply_to_timing(_timing_data(str(path or TIMING_FILE)))  # fitted values (calibration.yaml) unless off
+    for key, value in (overrides or {}).items():
+        _check_override(str(key), value, data.get(key))
+        base = data.get(key)
+        if isinstance(value, dict) and isinstance(base, dict) and isinstance(base.get("value"), dict):
+            merged = dict(base["value"])
+            merged.update(value)
+            value = merged
+        data[key] = {"value": value, "source": "scenario override"}
+    try:
+        return TimingKnobs.from_mapping(data)
+    except KeyError as exc:
+        from dataclasses import fields
+
+        from sizeup.errors import did_you_mean
+
+        names = [f.name for f in fields(TimingKnobs) if f.name != "sources"]
+        raise SizeupError(f"unknown timing knob {exc.args[0]!r}.{did_you_mean(str(exc.args[0]), names)} "
+                          f"Known: {', '.join(names)}") from None
+    except TypeError as exc:
+        raise SizeupError(f"bad timing knob value: {exc}") from None
+
+
+
+
+def _check_override(key: str, value, base) -> None:
+    """A timing override must have the type of the catalog value it replaces, with finite numbers; fractions
+    (overlaps, efficiencies) stay in [0, 1]."""
+    import math
+
+    base_value = base.get("value") if isinstance(base, dict) and "value" in base else base
+    values = value.values() if isinstance(value, dict) else [value]
+    if isinstance(base_value, dict) != isinstance(value, dict) and base is not None:
+        kind = "a mapping" if isinstance(base_value, dict) else "a number"
+        raise SizeupError(f"timing override {key}: must be {kind}, got {value!r}")
+    for x in values:
+        if isinstance(x, list) and all(isinstance(i, (int, float)) and not isinstance(i, bool) for i in x):
+            items = x
+        elif isinstance(x, (int, float)) and not isinstance(x, bool):
+            items = [x]
+        else:
+            raise SizeupError(f"timing override {key}: must be a number, got {x!r}")
+        for i in items:
+            if not math.isfinite(i) or i < 0:
+                raise SizeupError(f"timing override {key}: must be a finite number >= 0, got {i!r}")
+            if (key.endswith(("_overlap", "_fraction", "_efficiency")) or "efficiency" in key) and i > 1:
+                raise SizeupError(f"timing override {key}: a fraction must be in [0, 1], got {i!r}")

@@ -1,0 +1,528 @@
+"""ONE parser from flag values to a Job: CLI flags, scenario YAML, audit claims, published points (through
+sizeup.job.prose) and the web form all arrive here as a dict of job-flag names -> values.
+
+`collect_values(target, model, flags)` merges a scenario file (if the target is one) with the flags given;
+`build_job(values, ...)` validates every value and fills what was not given with a stated default.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from sizeup.errors import SizeupError
+from sizeup.job import choices as C
+from sizeup.job.flags import FLAG_BY_NAME, JOB_FLAG_NAMES
+
+DEFAULT_SEQ = 2048
+# Default global batch: about 1M tokens per optimizer step (GPT-3 paper, Brown et al. 2020, Table 2.1: 0.5M-2M
+# tokens for 125M-13B models; Llama 2 uses 4M), but never fewer than 1000 optimizer steps for the run
+# (fine-tuning runs of a few million tokens then get batches of tens of sequences, as HF/torchtune recipes use).
+DEFAULT_BATCH_TOKENS = 2**20
+DEFAULT_MIN_STEPS = 1000
+LORA_TARGET_SETS = {
+    "all": ("q", "k", "v", "o", "gate", "up", "down"), "all-linear": ("q", "k", "v", "o", "gate", "up", "down"),
+    "attn": ("q", "k", "v", "o"), "attention": ("q", "k", "v", "o"), "mlp": ("gate", "up", "down"),
+}
+LORA_TARGET_ALIASES = {
+    "q_proj": "q", "k_proj": "k", "v_proj": "v", "o_proj": "o", "out_proj": "o", "output_proj": "o",
+    "gate_proj": "gate", "up_proj": "up", "down_proj": "down", "w1": "gate", "w3": "up", "w2": "down",
+    "c_attn": "qkv", "c_proj": "o", "c_fc": "up", "fc1": "up", "fc2": "down",
+}
+
+
+# --------------------------------------------------------------------------- values
+
+
+def collect_values(target: str | None, model: str | None, flags: dict[str, Any]) -> tuple[dict[str, Any], Any]:
+    """(values, scenario): the scenario file's values (when the target is a .yaml) overridden by every flag given."""
+    from sizeup.scenario import Scenario, load_scenario
+
+    if target and model and target != model:
+        raise SizeupError(f"two models given ({target!r} and --model {model!r}); give one")
+    name = target or model
+    is_file = bool(name) and str(name).lower().endswith((".yaml", ".yml"))
+    scenario = load_scenario(name) if is_file else Scenario()
+    given = {k: v for k, v in flags.items() if v is not None and v != () and v != []}
+    if not is_file and name:
+        given["model"] = name
+    return scenario.merged(given), scenario
+
+
+def _int(name: str, value) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise SizeupError(f"--{name} must be a whole number, got {value!r}")
+    if isinstance(value, float):
+        if not math.isfinite(value) or value != int(value):
+            raise SizeupError(f"--{name} must be a whole number, got {value!r}")
+        value = int(value)
+    if isinstance(value, str):
+        text = value.strip().replace("_", "")
+        if not text.lstrip("+-").isdigit():
+            raise SizeupError(f"--{name} must be a whole number, got {value!r}")
+        value = int(text)
+    if not isinstance(value, int):
+        raise SizeupError(f"--{name} must be a whole number, got {value!r}")
+    if value <= 0:
+        raise SizeupError(f"--{name} must be > 0, got {value}")
+    if value > 2**40:
+        raise SizeupError(f"--{name} must be <= {2**40:,}, got {value:,}")
+    return value
+
+
+def _float(name: str, value, lo: float = 0.0) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise SizeupError(f"--{name} must be a number, got {value!r}")
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        raise SizeupError(f"--{name} must be a number, got {value!r}") from None
+    if not math.isfinite(x) or x < lo:
+        raise SizeupError(f"--{name} must be a finite number >= {lo:g}, got {value!r}")
+    return x
+
+
+def _count(name: str, value) -> float | None:
+    if value is None:
+        return None
+    from sizeup.units import UnitError, parse_count
+
+    if isinstance(value, bool):
+        raise SizeupError(f"--{name} must be a count like 15M or 2B, got {value!r}")
+    try:
+        x = float(parse_count(value))
+    except (UnitError, ValueError, TypeError) as exc:
+        raise SizeupError(f"--{name}: {exc}") from None
+    if not math.isfinite(x) or x <= 0:
+        raise SizeupError(f"--{name} must be > 0, got {value!r}")
+    if x > 1e18:
+        raise SizeupError(f"--{name} must be <= 1e18, got {value!r}")
+    return x
+
+
+def parse_workload(values: dict[str, Any]):
+    """Workload from tokens, or samples x tokens per sample x epochs (None when neither is given)."""
+    from sizeup.core.workload import Workload
+
+    tokens, samples, tps = _count("tokens", values.get("tokens")), _count("samples", values.get("samples")), \
+        _count("tokens-per-sample", values.get("tokens_per_sample"))
+    epochs = _float("epochs", values.get("epochs"))
+    if epochs is not None and epochs <= 0:
+        raise SizeupError(f"--epochs must be > 0, got {values.get('epochs')!r}")
+    if tokens is None and samples is None:
+        return None
+    return Workload(tokens=tokens, samples=samples, tokens_per_sample=tps, epochs=epochs or 1.0)
+
+
+def parse_lora_targets(text, model=None) -> tuple[str, ...] | None:
+    """'q,v' / 'all' / 'q_proj,v_proj' / a list -> canonical target names; unknown -> SizeupError."""
+    from sizeup.core.memory import LORA_TARGETS
+    from sizeup.errors import did_you_mean
+
+    if text is None:
+        return None
+    parts = [str(p) for p in text] if isinstance(text, (list, tuple)) else str(text).split(",")
+    key = ",".join(p.strip().lower() for p in parts)
+    if key in LORA_TARGET_SETS:
+        targets = LORA_TARGET_SETS[key]
+        if model is not None and not model.mlp_kind.gated:
+            targets = tuple(t for t in targets if t != "gate")
+        return targets
+    out: list[str] = []
+    for raw in parts:
+        name = raw.strip().lower()
+        if not name:
+            continue
+        name = LORA_TARGET_ALIASES.get(name, name)
+        for n in (("q", "k", "v") if name == "qkv" else (name,)):
+            if n not in LORA_TARGETS:
+                raise SizeupError(f"unknown LoRA target {raw.strip()!r}.{did_you_mean(raw.strip(), LORA_TARGETS)} "
+                                  f"Allowed: {', '.join(LORA_TARGETS)}, or all, attn, mlp")
+            if n not in out:
+                out.append(n)
+    if not out:
+        raise SizeupError("--lora-targets is empty; give e.g. q,v or all")
+    return tuple(out)
+
+
+def parse_recompute_layers(text, num_layers: int) -> float | None:
+    """'0.25' | '21/80' | 'every-2' | 'every 2nd' -> fraction of layers checkpointed."""
+    import re
+
+    if text is None:
+        return None
+    if isinstance(text, bool):
+        raise SizeupError(f"--recompute-layers must be a fraction, 'K/L' or 'every-N', got {text!r}")
+    t = str(text).strip().lower()
+    m = re.fullmatch(r"every[\s_-]*(\d+)(?:st|nd|rd|th)?(?:[\s_-]*layers?)?", t)
+    if m:
+        n = int(m.group(1))
+        if n < 1:
+            raise SizeupError(f"--recompute-layers every-N needs N >= 1, got {text!r}")
+        return math.ceil(num_layers / n) / num_layers
+    m = re.fullmatch(r"(\d+)\s*(?:/|of)\s*(\d+)", t)
+    if m:
+        k, total = int(m.group(1)), int(m.group(2))
+        if total < 1 or not 0 < k <= total:
+            raise SizeupError(f"--recompute-layers {text!r}: need 0 < K <= L")
+        return k / total
+    try:
+        x = float(t)
+    except ValueError:
+        raise SizeupError(f"--recompute-layers must be a fraction (0.25), 'K/L' (21/80) or 'every-N', got {text!r}") from None
+    if not math.isfinite(x) or not 0 < x <= 1:
+        raise SizeupError(f"--recompute-layers must be in (0, 1], got {text!r}")
+    return x
+
+
+def resolve_gpu(text, catalog, allow_memory: bool = False):
+    """(GpuSpec | None, memory bytes | None) from --gpu: a catalog GPU, or (memory/trace) a size like 24GiB."""
+    if text is None:
+        return None, None
+    if isinstance(text, (list, tuple)):
+        raise SizeupError(f"--gpu takes one GPU kind here, got {len(text)} ({', '.join(map(str, text))}); "
+                          "'sizeup compare' evaluates several")
+    text = str(text)
+    if "," in text:
+        raise SizeupError(f"--gpu takes one GPU kind here, got {text!r}; 'sizeup compare' evaluates several")
+    from sizeup.units import UnitError, parse_bytes
+
+    try:
+        mem = parse_bytes(text)
+    except (UnitError, ValueError):
+        mem = None
+    if mem is not None:
+        if not allow_memory:
+            raise SizeupError(f"--gpu {text!r} is a memory size; this command needs a GPU kind for its FLOP/s and "
+                              "bandwidth (see 'sizeup gpus'); 'sizeup memory' takes a size")
+        if not (math.isfinite(mem) and 0 < mem <= 2**50):
+            raise SizeupError(f"--gpu memory must be between 1 B and 1 PiB, got {text!r}")
+        try:
+            gpu = catalog.gpu_or_memory(text)
+            return gpu, float(gpu.memory_bytes)
+        except SizeupError:
+            return None, float(mem)
+    gpu = catalog.gpu(text)
+    return gpu, float(gpu.memory_bytes)
+
+
+def default_precision(gpu) -> str:
+    """bf16-mixed, or fp16-mixed on GPUs without bf16 (V100, T4)."""
+    if gpu is None or getattr(gpu, "vendor", "") == "generic" or gpu.supports_bf16:
+        return "bf16-mixed"
+    return "fp16-mixed"
+
+
+def default_global_batch(tokens: float | None, seq: int, unit: int) -> tuple[int, str]:
+    """(sequences per optimizer step, how it was chosen): ~1M tokens, at least DEFAULT_MIN_STEPS steps, a multiple of
+    micro-batch x dp (`unit`)."""
+    if tokens is None:
+        return unit, "micro-batch x dp (no accumulation; no workload given)"
+    target = min(DEFAULT_BATCH_TOKENS, tokens / DEFAULT_MIN_STEPS)
+    seqs = max(1, int(target // seq))
+    b = max(unit, (seqs // unit) * unit)
+    return b, (f"min(1M tokens, tokens / {DEFAULT_MIN_STEPS} steps) = {target:,.0f} tokens -> {b} sequences "
+               f"(a multiple of micro-batch x dp = {unit})")
+
+
+# --------------------------------------------------------------------------- the parser
+
+
+def build_job(values: dict[str, Any], catalog=None, *, need_gpu: bool = True, allow_memory_gpu: bool = False,
+              need_workload: bool = False, model=None, command: str = "train"):
+    """A validated Job from job-flag values (None = not given). Raises SizeupError (exit 2) on bad input.
+
+    model: an already-resolved ModelArch (published points built from their fields); else values['model'].
+    """
+    from sizeup.catalog import load_catalog, resolve_model
+    from sizeup.core.types import (
+        Attention, Offload, Optimizer, Peft, PipelineSchedule, Precision, Recompute, Sharding,
+    )
+    from sizeup.core.workload import Workload
+    from sizeup.job.frameworks import framework_profile
+    from sizeup.job.tree import (
+        Batch, Cluster, Execution, Job, OffloadSpec, OptimizerSpec, Parallelism, PeftSpec, PrecisionSpec,
+        PricingSpec, RecomputeSpec,
+    )
+
+    unknown = [k for k in values if k not in JOB_FLAG_NAMES and k not in ("model", "region")]
+    if unknown:
+        from sizeup.errors import did_you_mean
+
+        raise SizeupError(f"unknown job field {unknown[0]!r}.{did_you_mean(unknown[0], JOB_FLAG_NAMES)}")
+    catalog = catalog or load_catalog()
+    v = values
+    given = tuple(k for k in JOB_FLAG_NAMES if v.get(k) is not None)
+    defaults: list[tuple[str, str]] = []
+
+    # model
+    arch = model
+    if arch is None:
+        if not v.get("model"):
+            raise SizeupError("give a model: a preset id (see 'sizeup models'), a config.json path or a scenario .yaml")
+        arch = resolve_model(str(v["model"]), catalog)
+    positions = _int("positions", v.get("positions"))
+    if positions is not None:
+        from sizeup.core.types import PositionKind
+
+        if arch.position != PositionKind.LEARNED:
+            raise SizeupError(f"--positions sizes a learned position table; {arch.id} uses {arch.position.value} "
+                              "positions")
+        arch = arch.with_(num_position_embeddings=positions, max_seq_len=max(positions, arch.max_seq_len))
+
+    # cluster
+    gpu, gpu_mem = resolve_gpu(v.get("gpu"), catalog, allow_memory=allow_memory_gpu)
+    if gpu is None and gpu_mem is None and need_gpu:
+        raise SizeupError("give --gpu (e.g. h100-sxm, a100-80gb, t4); see 'sizeup gpus'")
+    if gpu is not None and need_gpu and not allow_memory_gpu and gpu.vendor != "generic" \
+            and max(gpu.peak("bf16"), gpu.peak("fp16"), gpu.peak("fp32")) <= 0:
+        raise SizeupError(f"GPU {gpu.id} has no FLOP/s figures in the catalog; pick a GPU with peaks")
+    gpus_v = v.get("gpus")
+    if isinstance(gpus_v, (list, tuple)) or (isinstance(gpus_v, str) and "," in gpus_v):
+        raise SizeupError(f"--gpus takes one count here, got {gpus_v!r}; 'sizeup compare' evaluates several")
+    n_gpus = _int("gpus", gpus_v)
+    if n_gpus is None:
+        n_gpus = 1
+        defaults.append(("gpus", "1"))
+    node = _int("gpus-per-node", v.get("gpus_per_node")) or int(getattr(gpu, "node_size", 0) or 8)
+    cluster = Cluster(gpu, n_gpus, node, gpu_mem)
+
+    # execution (framework profile + overrides)
+    prof = framework_profile(v.get("framework"))
+    if v.get("framework") is None:
+        defaults.append(("framework", "generic: fused kernels + flash attention"))
+    overridden = []
+    compile_ = C.parse_bool("--compile", v.get("compile"))
+    if compile_ is None:
+        compile_ = bool(prof["compile"])
+    else:
+        overridden.append("compile")
+
+    # precision
+    prec_text = v.get("precision")
+    if prec_text is not None:
+        key = C._key(prec_text)
+        key = C.PRECISION_ALIASES.get(key, key)
+        if key == "mixed":
+            key = default_precision(gpu)
+        prec = C.parse_choice("precision", key, Precision)
+    else:
+        prec = Precision(default_precision(gpu))
+        defaults.append(("precision", f"{prec.value}" + ("" if prec == Precision.BF16_MIXED else " (no bf16 on this GPU)")))
+    if gpu is not None and gpu.vendor != "generic":
+        if prec in (Precision.BF16_MIXED, Precision.BF16) and not gpu.supports_bf16:
+            raise SizeupError(f"{gpu.name} has no bf16 support; use --precision fp16-mixed (or fp32)")
+        if prec == Precision.FP8 and gpu.peak("fp8") <= 0:
+            raise SizeupError(f"{gpu.name} has no fp8 tensor cores; use --precision bf16-mixed or fp16-mixed")
+    fp8_recipe = C.parse_code("fp8 recipe", v.get("fp8_recipe"), ("delayed", "tensorwise", "rowwise", "block"),
+                              {"mx": "block", "mxfp8": "block", "blockwise": "block", "current": "tensorwise",
+                               "row": "rowwise", "tensor": "tensorwise"})
+    if fp8_recipe is None and prec == Precision.FP8:
+        fp8_recipe = prof["fp8_recipe"]
+    kernel = C.parse_code("kernel", v.get("kernel"), C.TIMING_KERNELS, C.KERNEL_ALIASES)
+    if kernel is not None:
+        timing_kernel = kernel
+        memory_kernel = "hf-eager" if kernel == "eager" else "fused"
+        overridden.append("kernel")
+    else:
+        if prec == Precision.FP8 and prof["fp8_library"] == "te":
+            timing_kernel = "te"
+        elif compile_:
+            timing_kernel = "fused"
+        else:
+            timing_kernel = prof["timing_kernel"]
+        memory_kernel = "fused" if compile_ else prof["memory_kernel"]
+    attention = C.parse_choice("attention", v.get("attention"), Attention, C.ATTENTION_ALIASES)
+    if attention is None:
+        attention = Attention(prof["attention"])
+    else:
+        overridden.append("attention")
+    from sizeup.core.memory import LOSS_IMPLS
+
+    loss = C.parse_code("loss", v.get("loss"), tuple(LOSS_IMPLS), C.LOSS_ALIASES)
+    if loss is None:
+        loss = prof["loss"]
+    else:
+        overridden.append("loss")
+    dp_overlap = _float("dp-overlap", v.get("dp_overlap"))
+    tp_overlap = _float("tp-overlap", v.get("tp_overlap"))
+    for name, x in (("dp-overlap", dp_overlap), ("tp-overlap", tp_overlap)):
+        if x is not None and x > 1:
+            raise SizeupError(f"--{name} must be in [0, 1], got {x}")
+    dropout = _float("dropout", v.get("dropout"))
+    fragmentation = _float("fragmentation", v.get("fragmentation"))
+
+    # optimizer
+    opt_text = v.get("optimizer")
+    paged = False
+    if opt_text is not None:
+        key = C._key(opt_text)
+        if key.startswith("paged"):  # PagedAdamW, PagedAdamW8bit, paged_adamw_8bit, paged-lion
+            paged = True
+            key = key[len("paged"):].lstrip("-") or "adamw"
+            key = {"adamw-8bit": "adam8bit", "adamw-32bit": "adamw", "adam-8bit": "adam8bit"}.get(key, key)
+            if key not in ("adamw", "adam8bit", "adamw8bit", "lion"):
+                raise SizeupError(f"unknown paged optimizer {opt_text!r}; paged variants exist for: "
+                                  "paged-adamw, paged-adamw8bit, paged-lion")
+        opt = C.parse_choice("optimizer", key, Optimizer, C.OPTIMIZER_ALIASES)
+    else:
+        opt = Optimizer.ADAMW
+        defaults.append(("optimizer", "adamw (fused step)"))
+    foreach = C.parse_bool("--foreach", v.get("foreach")) or False
+    in_bwd = C.parse_bool("--optimizer-in-backward", v.get("optimizer_in_backward")) or False
+
+    # peft
+    pft = C.parse_choice("peft", v.get("peft"), Peft, C.PEFT_ALIASES)
+    targets = parse_lora_targets(v.get("lora_targets"), arch)
+    rank = _int("lora-rank", v.get("lora_rank"))
+    if pft is None:
+        pft = Peft.LORA if (targets is not None or rank is not None) else Peft.NONE
+    lora_impl = C.parse_code("lora implementation", v.get("lora_impl"), ("peft", "fused"),
+                             {"eager": "peft", "hf": "peft", "unsloth": "fused", "kernels": "fused"})
+    if lora_impl is None:
+        lora_impl = prof["lora_impl"] if prof["lora_impl"] in ("peft", "fused") else "peft"
+    elif pft == Peft.NONE:
+        raise SizeupError("--lora-impl needs --peft lora or qlora")
+    if pft != Peft.NONE and prof["lora_impl"] == "none" and v.get("lora_impl") is None:
+        raise SizeupError(f"{prof['name']} has no LoRA support in its profile; pick a framework that has "
+                          "(hf-trainer, torchtune, unsloth, nemo, ...) or give --lora-impl")
+    peft_spec = PeftSpec(pft, rank or 16, targets or ("q", "k", "v", "o"), lora_impl)
+
+    # recompute
+    rec = C.parse_choice("recompute", v.get("recompute"), Recompute, C.RECOMPUTE_ALIASES)
+    if rec is None:
+        rec = Recompute.NONE
+        defaults.append(("recompute", "none"))
+    layers = parse_recompute_layers(v.get("recompute_layers"), arch.num_layers)
+    meaning = {Recompute.SELECTIVE: prof["selective_recompute"], Recompute.FULL: "whole blocks",
+               Recompute.NONE: ""}.get(rec, "")
+    rec_spec = RecomputeSpec(rec, layers if layers is not None else 1.0, meaning)
+
+    # offload
+    off_o = C.parse_choice("offload", v.get("offload_optimizer"), Offload, C.OFFLOAD_ALIASES) or Offload.NONE
+    off_p = C.parse_choice("offload", v.get("offload_params"), Offload, C.OFFLOAD_ALIASES) or Offload.NONE
+    off_a = C.parse_bool("--offload-activations", v.get("offload_activations")) or False
+
+    # parallelism
+    tp, pp, cp, ep = (_int(k, v.get(k)) or 1 for k in ("tp", "pp", "cp", "ep"))
+    vpp = _int("virtual-pp", v.get("virtual_pp")) or 1
+    sched = C.parse_choice("pipeline schedule", v.get("pp_schedule"), PipelineSchedule, C.PIPELINE_ALIASES)
+    if sched is None:
+        sched = PipelineSchedule.INTERLEAVED if vpp > 1 else PipelineSchedule.ONE_F_ONE_B
+    zero = v.get("zero")
+    shard = C.parse_choice("sharding (--zero)", None if zero is None else str(zero), Sharding, C.ZERO_ALIASES)
+    if shard is None:
+        if off_p != Offload.NONE:
+            shard = Sharding.ZERO3
+        elif off_o != Offload.NONE:
+            shard = Sharding.ZERO2
+        elif prof.get("default_sharding") and n_gpus > 1:
+            shard = Sharding(prof["default_sharding"])
+        else:
+            shard = Sharding.NONE
+        defaults.append(("zero", f"{shard.value}" + (" (the framework's)" if prof.get("default_sharding") else "")
+                         + "; the least sharding that fits is chosen when this does not fit"))
+    sp = C.parse_bool("--sequence-parallel", v.get("sequence_parallel"))
+    if sp is None:
+        sp = bool(prof["sequence_parallel_with_tp"]) and tp > 1
+    par = Parallelism(n_gpus, tp, pp, cp, ep, vpp, sched, sp, shard)
+
+    # workload
+    workload = parse_workload(v)
+    tps = workload.tokens_per_sample if workload is not None else None
+    if workload is None and need_workload:
+        raise SizeupError("give the workload: --tokens 15M, or --samples 10000 --tokens-per-sample 500 [--epochs 3]")
+
+    # batch
+    seq = _int("seq", v.get("seq"))
+    if seq is None:
+        if tps is not None:
+            seq = max(1, min(math.ceil(tps), arch.max_seq_len or math.ceil(tps)))
+            defaults.append(("seq", f"{seq} (tokens per sample: one unpacked sample per sequence)"))
+        else:
+            seq = min(DEFAULT_SEQ, arch.max_seq_len or DEFAULT_SEQ)
+            defaults.append(("seq", f"{seq}"))
+    mb = _int("micro-batch", v.get("micro_batch"))
+    gb = _int("global-batch", v.get("global_batch"))
+    ga = _int("grad-accum", v.get("grad_accum"))
+    dp = par.dp
+    if mb is None:
+        if gb is not None and ga is not None:
+            if gb % (dp * ga):
+                raise SizeupError(f"inconsistent batch: global batch {gb} is not a multiple of data-parallel {dp} x "
+                                  f"grad accumulation {ga}")
+            mb = gb // (dp * ga)
+            if mb < 1:
+                raise SizeupError(f"inconsistent batch: global batch {gb} < data-parallel {dp} x grad accumulation {ga}")
+        else:
+            mb = 1
+            defaults.append(("micro_batch", "1"))
+    if gb is None and ga is None:
+        gb, how = default_global_batch(workload.total_tokens if workload else None, seq, mb * dp)
+        defaults.append(("global_batch", how))
+    if gb is not None:
+        if gb % (mb * dp):
+            near = max(1, round(gb / (mb * dp))) * mb * dp
+            raise SizeupError(f"--global-batch ({gb}) must be a multiple of micro-batch x data-parallel ranks "
+                              f"({mb} x {dp} = {mb * dp}); try --global-batch {near}")
+        if ga is not None and gb != mb * dp * ga:
+            raise SizeupError(f"inconsistent batch: global batch {gb} != micro-batch {mb} x data-parallel {dp} x "
+                              f"grad accumulation {ga} = {mb * dp * ga}")
+        ga = gb // (mb * dp)
+    batch = Batch(seq, mb, ga, dp)
+
+    # pricing
+    platform = v.get("platform")
+    if isinstance(platform, (list, tuple)):
+        platform = ",".join(map(str, platform))
+    pricing_v = v.get("pricing")
+    if isinstance(pricing_v, (list, tuple)):
+        pricing_v = ",".join(map(str, pricing_v))
+    retain = v.get("retain")
+    retain_s = 0.0
+    if retain is not None:
+        from sizeup.units import parse_duration
+
+        retain_s = float(parse_duration(str(retain)))
+    catalogs = v.get("catalog") or ()
+    if isinstance(catalogs, (str, bytes)):
+        catalogs = (catalogs,)
+    pricing = PricingSpec(
+        platform=None if platform is None else str(platform),
+        pricing=C.parse_pricing(pricing_v) if pricing_v is not None and "," not in str(pricing_v) else
+        (str(pricing_v) if pricing_v is not None else "on-demand"),
+        price_per_gpu_hour=_float("price-per-gpu-hour", v.get("price_per_gpu_hour")),
+        billing_increment_s=_float("billing-increment-s", v.get("billing_increment_s")),
+        min_billing_s=_float("min-billing-s", v.get("min_billing_s")),
+        preemption_rate=_float("preemption-rate", v.get("preemption_rate")),
+        restart_s=_float("restart-s", v.get("restart_s")),
+        checkpoints_kept=None if v.get("checkpoints_kept") is None else int(_float("checkpoints-kept", v["checkpoints_kept"])),
+        retain_s=retain_s, catalogs=tuple(str(c) for c in catalogs),
+        max_price_age_days=int(_float("max-price-age-days", v.get("max_price_age_days")) or 180)
+        if v.get("max_price_age_days") is not None else 180,
+    )
+
+    execution = Execution(
+        framework=prof["id"], framework_name=prof["name"], timing_kernel=timing_kernel, memory_kernel=memory_kernel,
+        attention=attention, loss=loss, compile=bool(compile_), fp8_library=prof["fp8_library"],
+        selective_recompute=prof["selective_recompute"], dropout=dropout or 0.0, fragmentation=fragmentation,
+        dp_overlap=dp_overlap if dp_overlap is not None else prof.get("dp_overlap"),
+        tp_overlap=tp_overlap if tp_overlap is not None else prof.get("tp_overlap"),
+        grads_set_to_none=bool(prof["grads_set_to_none"]), overridden=tuple(overridden),
+        sources=tuple((k, str(s)) for k, s in (prof.get("sources") or {}).items()),
+    )
+    return Job(
+        model=arch, cluster=cluster, parallelism=par, batch=batch,
+        precision=PrecisionSpec(prec, fp8_recipe), optimizer=OptimizerSpec(opt, not foreach, paged, in_bwd),
+        recompute=rec_spec, offload=OffloadSpec(off_o, off_p, off_a), peft=peft_spec, execution=execution,
+        pricing=pricing, workload=workload, defaults=tuple(defaults), given=given,
+        label=str(v.get("model") or arch.id),
+    )
+
+
+def value_flag(name: str) -> str:
+    return FLAG_BY_NAME[name].flag if name in FLAG_BY_NAME else "--" + name.replace("_", "-")

@@ -1,0 +1,79 @@
+"""A published point as a job: the point's structured fields and what the prose table reads from its text become
+job-flag values, and the one job parser (sizeup.job.build_job) builds the job the prediction uses. The same values
+are the `sizeup train ...` command each predicted row carries (JSON key `command`)."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from sizeup.core.types import Offload, Peft, PositionKind, Recompute
+
+
+def point_framework(point) -> str | None:
+    """The framework profile the point's source or text names (validate/data/frameworks.yaml), or None."""
+    from sizeup.validate.mapping import framework_for
+
+    return framework_for(point).get("profile")
+
+
+def point_values(point, arch, gpu, setup) -> dict[str, Any]:
+    """Job-flag values of a point whose plan was read into `setup` (sizeup.validate.mapping.build_setup)."""
+    from sizeup.validate.mapping import COMPILED, infer_loss
+
+    text = point.text()
+    v: dict[str, Any] = {"model": arch.id, "gpu": gpu.id, "gpus": setup.gpus, "gpus_per_node": setup.gpus_per_node,
+                         "seq": setup.seq_len, "micro_batch": setup.micro_batch,
+                         "global_batch": setup.global_batch, "tp": setup.tp, "pp": setup.pp, "cp": setup.cp,
+                         "ep": setup.ep, "virtual_pp": setup.virtual_pp, "pp_schedule": setup.pp_schedule.value,
+                         "zero": setup.sharding.value, "precision": setup.precision.value,
+                         "optimizer": ("paged-" if setup.paged_optimizer else "") + setup.optimizer.value,
+                         "recompute": setup.recompute.value, "attention": setup.attention.value}
+    if setup.tp > 1:
+        v["sequence_parallel"] = setup.sequence_parallel
+    if arch.position == PositionKind.LEARNED and arch.num_position_embeddings:
+        v["positions"] = arch.num_position_embeddings
+    if not setup.fused_optimizer:
+        v["foreach"] = True
+    if setup.optimizer_in_backward:
+        v["optimizer_in_backward"] = True
+    if setup.offload_optimizer != Offload.NONE:
+        v["offload_optimizer"] = setup.offload_optimizer.value
+    if setup.offload_params != Offload.NONE:
+        v["offload_params"] = setup.offload_params.value
+    if setup.offload_activations:
+        v["offload_activations"] = True
+    if setup.peft != Peft.NONE:
+        v.update(peft=setup.peft.value, lora_rank=setup.lora_rank, lora_targets=",".join(setup.lora_targets))
+    if setup.dropout:
+        v["dropout"] = setup.dropout
+    fw = point_framework(point)
+    if fw:
+        v["framework"] = fw
+        if setup.peft != Peft.NONE:
+            from sizeup.job.frameworks import framework_profile
+
+            if framework_profile(fw)["lora_impl"] == "none":
+                v["lora_impl"] = "peft"
+    v["compile"] = bool(re.search(COMPILED, text))
+    if re.search(r"transformer ?engine", text):
+        v["kernel"] = "te"
+    loss = infer_loss(point)
+    if loss:
+        v["loss"] = loss
+    return v
+
+
+def point_job(point, arch, gpu, setup):
+    """(Job, reproducible): the job of a point's plan, and whether `sizeup train` rebuilds the same model from the
+    values (a catalog preset, with --positions for learned tables)."""
+    from sizeup.job import build_job
+
+    values = point_values(point, arch, gpu, setup)
+    job = build_job(values, model=arch)
+    reproducible = False
+    try:
+        reproducible = build_job(values).model == arch
+    except Exception:
+        reproducible = False
+    return job, reproducible

@@ -1,0 +1,154 @@
+"""Issue 11: one job description. Parity of `sizeup validate` with the commands it prints, every job flag on every
+job command, spot infeasibility as a result everywhere, and the layering rules."""
+
+import json
+import re
+import shlex
+from pathlib import Path
+
+import pytest
+
+from sizeup.cli import main
+from sizeup.job import JOB_FLAGS, build_job
+
+JOB_COMMANDS = ["memory", "train", "compare", "search", "scale", "fit-budget", "audit", "trace", "export", "budget"]
+
+
+def run_json(capsys, argv):
+    code = main(argv)
+    out, err = capsys.readouterr()
+    assert code == 0, (argv, err)
+    return json.loads(out)
+
+
+@pytest.fixture(scope="module")
+def validation_rows():
+    from sizeup.catalog import load_catalog
+    from sizeup.validate.points import Point, load_points
+    from sizeup.validate.runner import predict_point
+
+    catalog = load_catalog()
+    rows = []
+    for p in load_points():
+        rows += [r for r in predict_point(p, catalog) if r.ok]
+    return rows
+
+
+def test_every_predicted_training_row_carries_its_command(validation_rows):
+    training = [r for r in validation_rows if r.category != "D"]
+    with_command = [r for r in training if r.command]
+    # every training row whose model is a catalog preset is reproducible from the command line
+    assert len(with_command) >= 0.95 * len(training), (len(with_command), len(training))
+    for r in with_command:
+        assert r.command.startswith("sizeup ") and r.command.endswith("--json")
+        assert r.to_dict()["command"] == r.command
+
+
+def test_parity_validate_vs_its_commands(validation_rows, capsys):
+    """Running each row's `command` gives the figure the row's prediction was computed from (the whole dev set;
+    identical commands are run once). A job that does not fit by sizeup's memory model has no time in `train`
+    (fits false), so its throughput rows are counted apart and must be few."""
+    by_command: dict[str, list] = {}
+    for r in validation_rows:
+        if r.command:
+            by_command.setdefault(r.command, []).append(r)
+    assert len(by_command) > 100
+    not_fitting = 0
+    for command, rows in by_command.items():
+        argv = shlex.split(command)[1:]
+        data = run_json(capsys, argv)
+        for r in rows:
+            key, value = r.command_check["key"], r.command_check["value"]
+            if data.get(key) is None and data.get("fits") is False:
+                not_fitting += 1
+                continue
+            assert data[key] == pytest.approx(value, rel=1e-9), (command, key)
+    assert not_fitting <= 0.1 * sum(len(v) for v in by_command.values())
+
+
+@pytest.mark.parametrize("command", JOB_COMMANDS)
+def test_every_job_command_accepts_every_job_flag(command, capsys):
+    assert main([command, "--help"]) == 0
+    out = capsys.readouterr().out
+    for flag in JOB_FLAGS:
+        assert re.search(rf"(^|\s){re.escape(flag.flag)}\b", out), (command, flag.flag)
+
+
+def test_a_flag_that_cannot_matter_is_one_line_saying_why(capsys):
+    assert main(["memory", "llama-2-7b", "--gpu", "t4", "--platform", "aws"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "does not apply to 'sizeup memory'" in err
+
+
+SPOT = ["llama-3-70b", "--gpu", "h100", "--gpus", "1024", "--tp", "8", "--pp", "4", "--zero", "1",
+        "--tokens", "15T", "--platform", "aws", "--pricing", "spot"]
+
+
+def test_spot_that_cannot_progress_is_infeasible_in_train(capsys):
+    data = run_json(capsys, ["train", *SPOT, "--json"])
+    assert data["feasible"] is False and data["reasons"] and "progress" in data["reasons"][0]
+    assert data["estimated_hours"] is None and data["cost_breakdown"] is None
+
+
+def test_spot_that_cannot_progress_is_infeasible_in_compare(capsys):
+    data = run_json(capsys, ["compare", *SPOT, "--json"])
+    rows = data["rows"] if "rows" in data else data.get("excluded", [])
+    flat = json.dumps(data)
+    assert "not make reliable progress" in flat
+
+
+def test_spot_that_cannot_progress_is_infeasible_in_search(capsys):
+    data = run_json(capsys, ["search", "llama-3-70b", "--gpu", "h100", "--gpus", "1024", "--tp", "8", "--pp", "4",
+                             "--zero", "1", "--tokens", "15T", "--platform", "aws", "--pricing", "spot", "--json"])
+    assert data["plans"] == [] and data["feasible"] == 0
+
+
+def test_layering_core_imports_no_scenario_commands_or_validate():
+    root = Path(__file__).resolve().parent.parent / "src" / "sizeup"
+    for folder in ("core", "search"):
+        for path in (root / folder).glob("*.py"):
+            text = path.read_text()
+            for bad in ("sizeup.scenario", "sizeup.commands", "sizeup.validate", "sizeup.cli"):
+                assert bad not in text, (path.name, bad)
+
+
+def test_job_is_validated_on_construction():
+    with pytest.raises(Exception, match="multiple of tp"):
+        build_job({"model": "llama-2-7b", "gpu": "h100", "gpus": 12, "tp": 8})
+    with pytest.raises(Exception, match="gpus"):
+        build_job({"model": "llama-2-7b", "gpu": "h100", "gpus": 0})
+    with pytest.raises(Exception, match="micro-batch"):
+        build_job({"model": "llama-2-7b", "gpu": "h100", "micro_batch": 0})
+
+
+def test_job_round_trips_through_its_values():
+    job = build_job({"model": "llama-3-8b", "gpu": "h100-sxm", "gpus": 16, "tp": 2, "tokens": "10B",
+                     "framework": "torchtitan", "recompute": "full", "precision": "fp8"})
+    again = build_job(job.to_values())
+    assert again.setup == job.setup and again.execution == job.execution
+    assert job.execution.timing_kernel == "eager"  # torchtitan's fp8 is torchao Float8Linear, not TE
+
+
+def test_default_global_batch_is_about_a_million_tokens_and_stated(capsys):
+    data = run_json(capsys, ["train", "llama-3-8b", "--gpu", "h100", "--gpus", "8", "--tokens", "10B", "--json"])
+    assert data["setup"]["tokens_per_step"] == 512 * 2048
+    assert "global_batch" in data["job"]["defaults"]
+
+
+def test_sharding_default_is_the_least_that_fits(capsys):
+    data = run_json(capsys, ["train", "llama-3-8b", "--gpu", "h100", "--gpus", "8", "--tokens", "10B", "--json"])
+    assert data["fits"] is True and data["setup"]["sharding"] == "zero1"
+    data = run_json(capsys, ["train", "llama-3-8b", "--gpu", "h100", "--gpus", "8", "--tokens", "10B", "--zero",
+                             "none", "--json"])
+    assert data["fits"] is False and data["step_time_s"] is None and data["total_time_s"] is None
+
+
+def test_audit_claims_state_the_full_job(capsys):
+    """A multi-GPU claim with its layout (tp, zero, recompute, framework) gets a memory check of that layout."""
+    data = run_json(capsys, ["audit", "examples/claims/llama2-70b-64xh100-tp8.yaml", "--json"])
+    assert "tp" not in json.dumps(data.get("errors", ""))
+    text = json.dumps(data)
+    assert "unknown key" not in text
+    # 70B over tp 8 with ZeRO-1 over dp 8 fits an 80 GB H100 (weights 140 GB / 8 + sharded states)
+    mem = [c for c in data["checks"] if "memory" in c["name"]]
+    assert mem and all(c["status"] != "fail" for c in mem), mem

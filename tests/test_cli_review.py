@@ -72,7 +72,7 @@ def assert_one_line_error(code, err, *fragments):
     # usage errors from click were 4 lines (Usage/Try/blank/Error)
     (["train", "llama-2-7b", "--gpu", "t4", "--bogus-flag", "1"], "No such option: --bogus-flag"),
     (["scale", "llama-2-7b"], "unexpected extra argument"),
-    (["memory", "llama-2-7b", "--gpus", "abc"], "Invalid value for '--gpus'"),
+    (["memory", "llama-2-7b", "--gpus", "abc"], "--gpus must be a whole number"),
     (["paramz"], "No such command"),
     # export wrote a DeepSpeed config with device nvme and no nvme_path (help: none | cpu)
     (["export", "deepspeed", "llama-2-7b", "--offload", "nvme"], "unknown --offload 'nvme'"),
@@ -138,9 +138,10 @@ def test_values_in_range_still_pass(capsys):
 def test_infeasible_train_is_a_result_with_fits_false_and_reasons(capsys):
     data = run_json(capsys, "train", "llama-3.1-405b", "--gpu", "t4", "--tokens", "1B")
     assert data["fits"] is False and data["reasons"] and data["memory"]["fits"] is False
-    assert data["total_time_s"] > 0
+    # issue 11: a job that does not fit gets no time or price, but the fixes
+    assert data["total_time_s"] is None and data["step_time_s"] is None and data["suggestions"]
     code, out, _ = run(capsys, "train", "llama-3.1-405b", "--gpu", "t4", "--tokens", "1B")
-    assert code == 0 and "DOES NOT FIT" in out
+    assert code == 0 and "does not fit in GPU memory" in out and "NO" in out
 
 
 def test_infeasible_compare_and_search_rows_are_results(capsys):

@@ -46,7 +46,7 @@ def test_flat_scenario_seed004(capsys):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["llama-2-7b", "--gpu", "h100", "--gpus", "8", "--global-batch", "12", "--micro-batch", "1"], "inconsistent batch"),
+    (["llama-2-7b", "--gpu", "h100", "--gpus", "8", "--global-batch", "12", "--micro-batch", "1"], "must be a multiple of micro-batch"),
     (["llama-2-7b", "--gpus", "8"], "--gpu"),
     (["llama-2-7b", "--gpu", "h100", "--gpus", "6", "--tp", "4"], "multiple of tp"),
     (["llama-2-7b", "--gpu", "h100", "--zero", "7"], "zero"),

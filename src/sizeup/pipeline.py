@@ -120,6 +120,10 @@ def evaluate(job, knobs=None, *, fixes: bool = True, price: bool = True, max_gpu
     """memory -> (fits) time -> (platform) cost -> risk, for one job."""
     from sizeup.core.memory import suggest_fixes
 
+    if price and job.pricing.platform:
+        from sizeup.plan import check_offers
+
+        check_offers(job)
     ov = overheads_for(job)
     job, mem = fit_sharding(job, ov)
     ev = Evaluation(job, mem)

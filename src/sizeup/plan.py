@@ -175,9 +175,9 @@ class Evaluation:
 def make_setup(job: Job, gpu: Any, gpus: int, micro_batch: int):
     """A TrainSetup for `gpus` GPUs of kind `gpu`: the job's layout and recipe (from its job tree), data parallel over
     the rest, micro-batch `micro_batch`, accumulation up to the job's global batch."""
-    from sizeup.core.types import Precision
+    from sizeup.core.types import Precision, TrainSetup
 
-    base = job.tree.setup
+    base = job.tree.setup if job.tree is not None else TrainSetup(seq_len=job.seq_len)
     precision = job.precision or base.precision
     if precision in (Precision.BF16_MIXED, Precision.BF16) and not gpu.supports_bf16:
         precision = Precision.FP16_MIXED
@@ -185,9 +185,9 @@ def make_setup(job: Job, gpu: Any, gpus: int, micro_batch: int):
     dp = max(1, gpus // group)
     global_batch = job.global_batch or micro_batch * dp
     grad_accum = max(1, math.ceil(global_batch / (micro_batch * dp)))
-    node = job.tree.cluster.gpus_per_node if "gpus_per_node" in job.tree.given else \
+    node = job.tree.cluster.gpus_per_node if job.tree is not None and "gpus_per_node" in job.tree.given else \
         max(1, int(getattr(gpu, "node_size", 8) or 8))
-    return base.with_(gpus=gpus, micro_batch=micro_batch, grad_accum=grad_accum, precision=precision,
+    return base.with_(gpus=gpus, micro_batch=micro_batch, grad_accum=grad_accum, precision=precision, seq_len=job.seq_len,
                       gpus_per_node=node, recompute=job.recompute or base.recompute, peft=job.peft or base.peft,
                       optimizer=job.optimizer or base.optimizer, sharding=job.sharding or base.sharding)
 
@@ -709,3 +709,15 @@ def job_cost(train_estimate: Any, job: Any, catalog: Any = None) -> dict:
     return cost_section(train_estimate, pr.platform, pr.pricing, job.gpu, model=job.model, setup=job.setup,
                         tokens=train_estimate.tokens, dataset_tokens=w.total_tokens / w.epochs if w else None,
                         catalog=catalog, overrides=overrides, knobs=knobs, max_price_age_days=pr.max_price_age_days)
+
+
+def check_offers(job: Any, catalog: Any = None) -> None:
+    """The job's platform rents its GPU with its pricing kind (one line listing what it has, otherwise): checked
+    before anything is estimated, so a plan that does not fit is not the only answer to a typo."""
+    from sizeup.catalog import load_catalog
+
+    pr = job.pricing
+    if not pr.platform or job.gpu is None:
+        return
+    catalog = catalog or (load_catalog(extra_files=pr.catalogs) if pr.catalogs else load_catalog())
+    offers_for(catalog, pr.platform, job.gpu.id, parse_pricing(pr.pricing))

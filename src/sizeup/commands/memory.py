@@ -397,7 +397,7 @@ def memory_cmd(
 
     use_from_flags(calibration, no_calibration)
     values, _ = collect_values(target, model, flags or {})
-    for key in ("tokens", "samples", "tokens_per_sample", "epochs"):
+    for key in ("tokens", "samples", "epochs"):
         if key not in (flags or {}) or (flags or {}).get(key) is None:
             values.pop(key, None)  # a scenario's workload does not change memory per GPU
     positive("max-gpus", max_gpus)

@@ -79,7 +79,12 @@ def train_report(ev, scenario):
         from sizeup.commands.memory import memory_report
 
         report = memory_report(job.model, job.setup, ev.memory, ev.fixes, job.gpu, job.execution.memory_kernel)
+        mem = ev.memory
         report.data.update({"fits": False, "feasible": False, "reasons": ev.reasons, "job": job_section(job),
+                            "memory": {"per_gpu": dict(mem.per_gpu), "peak_allocated_bytes": mem.peak_allocated_bytes,
+                                       "peak_reserved_bytes": mem.peak_reserved_bytes,
+                                       "gpu_memory_bytes": mem.gpu_memory_bytes, "headroom_bytes": mem.headroom_bytes,
+                                       "fits": mem.fits, "reasons": list(mem.reasons)},
                             "step_time_s": None, "tokens_per_s": None, "total_time_s": None, "gpu_hours": None,
                             "cost": None})
         report.notes.insert(0, "does not fit in GPU memory: no time or price is estimated; see the fixes")

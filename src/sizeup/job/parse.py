@@ -433,7 +433,7 @@ def build_job(values: dict[str, Any], catalog=None, *, need_gpu: bool = True, al
 
     # workload
     workload = parse_workload(v)
-    tps = workload.tokens_per_sample if workload is not None else None
+    tps = _count("tokens-per-sample", v.get("tokens_per_sample"))
     if workload is None and need_workload:
         raise SizeupError("give the workload: --tokens 15M, or --samples 10000 --tokens-per-sample 500 [--epochs 3]")
 

@@ -19,7 +19,7 @@ def point_framework(point) -> str | None:
 
 def point_values(point, arch, gpu, setup) -> dict[str, Any]:
     """Job-flag values of a point whose plan was read into `setup` (sizeup.validate.mapping.build_setup)."""
-    from sizeup.validate.mapping import COMPILED, infer_loss
+    from sizeup.validate.mapping import compiled, infer_loss, transformer_engine
 
     text = point.text()
     v: dict[str, Any] = {"model": arch.id, "gpu": gpu.id, "gpus": setup.gpus, "gpus_per_node": setup.gpus_per_node,
@@ -55,8 +55,8 @@ def point_values(point, arch, gpu, setup) -> dict[str, Any]:
 
             if framework_profile(fw)["lora_impl"] == "none":
                 v["lora_impl"] = "peft"
-    v["compile"] = bool(re.search(COMPILED, text))
-    if re.search(r"transformer ?engine", text):
+    v["compile"] = compiled(point)
+    if transformer_engine(point):
         v["kernel"] = "te"
     loss = infer_loss(point)
     if loss:

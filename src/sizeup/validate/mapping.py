@@ -60,24 +60,28 @@ def parse_sharding(text: str | None) -> Sharding | None:
 
 
 def parse_precision(text: str | None, gpu: GpuSpec | None = None) -> Precision | None:
-    """'bf16 AMP (... amp_bf16 ...)' -> bf16-mixed, 'bf16 (MP mode PURE ...)' -> bf16, 'FP8 ...' -> fp8."""
+    """'bf16 AMP (... amp_bf16 ...)' -> bf16-mixed, 'bf16 (MP mode PURE ...)' -> bf16, 'FP8 ...' -> fp8; fp32 only
+    when no 16-bit or 8-bit compute dtype is named ('bf16 with fp32 reduce' is bf16). Wording: validate/prose.py."""
+    from sizeup.validate.prose import mentions
+
     if not text:
         return None
-    t = text.lower()
-    if re.search(r"fp8|float8|e4m3", t):
+    m = {k for k, v in mentions(text).items() if v}
+    sixteen = bool(m & {"bf16", "fp16", "mixed", "master_weights", "four_bit_base"})
+    if "fp8" in m:
         return Precision.FP8
-    if re.search(r"\bfp32\b|full precision|float32", t) and "master" not in t:
+    if "fp32" in m and not sixteen:
         return Precision.FP32
-    if "tf32" in t:
+    if "tf32" in m and not sixteen:
         return Precision.TF32
-    mixed = bool(re.search(r"amp|mixed|autocast|master", t))
-    if "bf16" in t or "bfloat16" in t:
-        if "pure" in t and "amp" not in t:
+    mixed = bool(m & {"mixed", "master_weights"})
+    if "bf16" in m:
+        if "pure" in m and "mixed" not in m:
             return Precision.BF16
-        if "fp16" in t and "not stated" in t:  # 'fp16/bf16 (not stated)': a 16-bit mixed recipe either way
+        if "fp16" in m and "not_stated" in m:  # 'fp16/bf16 (not stated)': a 16-bit mixed recipe either way
             return _sixteen_bit(gpu)
-        return Precision.BF16_MIXED if (mixed or "compute" in t or "nf4" in t or "4-bit" in t) else Precision.BF16
-    if "fp16" in t or "float16" in t or "half" in t:
+        return Precision.BF16_MIXED if (mixed or m & {"compute_dtype", "four_bit_base"}) else Precision.BF16
+    if "fp16" in m:
         return Precision.FP16_MIXED
     if mixed:
         return _sixteen_bit(gpu)
@@ -95,8 +99,10 @@ def parse_recompute(text: str | None) -> tuple[Recompute | None, bool]:
     """(recompute, sequence_parallel) from e.g. 'selective activation recomputation + sequence parallelism'."""
     if not text:
         return None, False
+    from sizeup.validate.prose import says
+
     t = text.lower()
-    sp = "sequence parallel" in t
+    sp = says(t, "sequence_parallel")
     if re.fullmatch(r"\s*(none|no|false|off|disabled)\s*", t):
         return Recompute.NONE, sp
     hits = []
@@ -114,19 +120,14 @@ def parse_recompute(text: str | None) -> tuple[Recompute | None, bool]:
 
 
 def parse_optimizer(*texts: str | None) -> Optimizer | None:
-    t = " ".join(x for x in texts if x).lower()
-    if not t:
-        return None
-    if re.search(r"8-?bit|adamw8bit|adam8bit|bnb", t):
-        return Optimizer.ADAM8BIT
-    if "lion" in t:
-        return Optimizer.LION
-    if "adafactor" in t:
-        return Optimizer.ADAFACTOR
-    if re.search(r"\bsgd\b", t):
-        return Optimizer.SGD
-    if "adam" in t:
-        return Optimizer.ADAMW
+    """The optimizer the texts name (8-bit Adam only when 8-bit wording is there: 'bnb' alone is a library)."""
+    from sizeup.validate.prose import mentions
+
+    m = {k for k, v in mentions(" ; ".join(x for x in texts if x)).items() if v}
+    for concept, value in (("adam_8bit", Optimizer.ADAM8BIT), ("lion", Optimizer.LION),
+                           ("adafactor", Optimizer.ADAFACTOR), ("sgd", Optimizer.SGD), ("adam", Optimizer.ADAMW)):
+        if concept in m:
+            return value
     return None
 
 
@@ -159,8 +160,10 @@ def parse_peft(point: Point) -> tuple[Peft, int | None, tuple[str, ...] | None]:
 def paged_optimizer(point: Point) -> bool:
     """bitsandbytes paged optimizers keep states in unified memory: on the GPU while they fit, paged
     to host memory under pressure (bitsandbytes docs, 'Paged optimizers')."""
-    t = " ".join(x for x in (point.parallel.optimizer, point.parallel.precision, point.parallel.other) if x).lower()
-    return "paged" in t
+    from sizeup.validate.prose import says
+
+    return says(" ; ".join(x for x in (point.parallel.optimizer, point.parallel.precision, point.parallel.other) if x),
+                "paged")
 
 
 def optimizer_in_backward(point: Point) -> bool:
@@ -207,19 +210,31 @@ def framework_for(point: Point) -> dict:
     return {"name": "unknown framework", **table["default"], "source": "default: fused kernels"}
 
 
-COMPILED = r"torch\.compile|compile on|compile: ?true|compiled|\+ ?compile\b"
+def compiled(point: Point) -> bool:
+    """The run states torch.compile (and no clause denies it)."""
+    from sizeup.validate.prose import says
+
+    return says(point.text(), "compile")
+
+
+def transformer_engine(point: Point) -> bool:
+    from sizeup.validate.prose import says
+
+    return says(point.text(), "transformer_engine")
 
 
 def infer_loss(point: Point) -> str | None:
     """Loss implementation the point states (memory of the logits/loss buffers); None = the kernel's default."""
-    if re.search(r"chunked cross[- ]entropy|chunked ce|chunked_ce", point.text()):
+    from sizeup.validate.prose import says
+
+    if says(point.text(), "chunked_ce"):
         return "chunked"
     return None
 
 
 def infer_kernel(point: Point) -> str:
     """Memory profile of the kernels the point's framework runs: Hugging Face eager modules vs fused kernels."""
-    if re.search(COMPILED, point.text()):
+    if compiled(point):
         return "fused"
     return framework_for(point)["memory_kernel"]
 
@@ -230,9 +245,9 @@ def infer_timing_kernel(point: Point, setup: TrainSetup | None = None) -> str:
     Transformer Engine -> 'te'; torch.compile -> 'fused'; otherwise the named framework's default kernels."""
     fp8_te = framework_for(point).get("fp8_uses_te", True)
     if (setup is not None and setup.precision == Precision.FP8 and fp8_te) \
-            or re.search(r"transformer ?engine", point.text()):
+            or transformer_engine(point):
         return "te"
-    if re.search(COMPILED, point.text()):
+    if compiled(point):
         return "fused"
     return framework_for(point)["timing_kernel"]
 
@@ -250,7 +265,9 @@ def attention_for(point: Point, gpu: GpuSpec) -> Attention:
     """Materialised (math) attention when the run states eager attention, predates FlashAttention, or ran on a
     GPU without bf16 tensor cores (pre-Ampere: FlashAttention-2 needs sm80); otherwise flash."""
     year = source_year(point)
-    if re.search(r"\beager\b", point.text()) or (year is not None and year < FLASH_ATTENTION_YEAR):
+    from sizeup.validate.prose import says
+
+    if says(point.text(), "eager_attention") or (year is not None and year < FLASH_ATTENTION_YEAR):
         return Attention.MATH
     if gpu is not None and not gpu.supports_bf16:
         return Attention.MATH
@@ -397,7 +414,9 @@ def arch_from_fields(point: Point) -> ModelArch:
     else:
         pos = PositionKind.ROTARY
     seq = int(m.seq_len or 2048)
-    if "tied" in t or "tie" in t.split():
+    from sizeup.validate.prose import says
+
+    if says(t, "tied_embeddings"):
         ties = [True]
     elif m.params:
         ties = [False, True]
@@ -597,7 +616,10 @@ def build_setup(point: Point, model: ModelArch, gpu: GpuSpec, need_batch: bool =
         recompute = Recompute.NONE
         if par.recompute is None:
             notes.append("recompute not stated, none assumed")
-    sp = sp or "sequence parallel" in (par.other or "").lower()
+    from sizeup.validate.prose import mentions
+
+    stated = mentions(par.other).get("sequence_parallel")
+    sp = (sp or stated is True) and stated is not False
     peft, rank, targets = parse_peft(point)
     off_opt, off_params, off_act = parse_offload(point)
     opt_in_bwd = optimizer_in_backward(point)

@@ -1,0 +1,89 @@
+"""The prose table: the one place that reads the free text of published points (quotes, `other`, precision and
+recompute strings). Each entry names a concept, the wording that states it, and the job field it feeds; the
+engine finds each concept clause by clause and decides whether the clause affirms or negates it:
+
+    "no sequence parallelism"       -> sequence_parallel: False   (a negator before the words, same clause)
+    "sequence_parallel=False"       -> sequence_parallel: False   (= false / off / disabled right after)
+    "untied embeddings"             -> tied: not mentioned        (words match whole, never inside 'untied')
+    "bnb" alone                     -> nothing (8-bit Adam needs '8-bit' / 'adamw8bit' wording)
+
+`mentions(text)` returns {concept: True | False} for the concepts the text states or denies (absent = not said).
+sizeup.validate.mapping turns these into job-flag values; nothing else reads prose.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+
+# (concept, job field it informs, wording regex). Words are matched whole: a letter may not touch either end.
+PROSE_TABLE: tuple[tuple[str, str, str], ...] = (
+    ("fp8", "precision", r"fp8|float8|e4m3|e5m2"),
+    ("fp32", "precision", r"fp32|float32|full precision"),
+    ("tf32", "precision", r"tf32"),
+    ("bf16", "precision", r"bf16|bfloat16"),
+    ("fp16", "precision", r"fp16|float16|half precision|half"),
+    ("mixed", "precision", r"amp|mixed|autocast"),
+    ("master_weights", "precision", r"master(?: weights?)?"),
+    ("pure", "precision", r"pure"),
+    ("four_bit_base", "precision", r"nf4|4-bit"),
+    ("compute_dtype", "precision", r"compute"),
+    ("not_stated", "precision", r"not stated"),
+    ("sequence_parallel", "sequence_parallel", r"sequence[ _-]parallel(?:ism)?"),
+    ("adam_8bit", "optimizer", r"8-?bit(?: adamw?)?|(?:paged_?)?adamw?_?8-?bit"),
+    ("lion", "optimizer", r"lion"),
+    ("adafactor", "optimizer", r"adafactor"),
+    ("sgd", "optimizer", r"sgd"),
+    ("adam", "optimizer", r"(?:paged_?)?adamw?"),
+    ("paged", "optimizer", r"paged(?:_?adamw?(?:_?8-?bit)?|_?lion)?"),
+    ("compile", "compile", r"torch\.compile|compile on|compile: ?true|compiled|compile"),
+    ("transformer_engine", "kernel", r"transformer ?engine"),
+    ("chunked_ce", "loss", r"chunked cross[- ]entropy|chunked ce|chunked_ce"),
+    ("eager_attention", "attention", r"eager"),
+    ("tied_embeddings", "tie_embeddings", r"tied(?: embeddings?)?|tie(?:s)? (?:word )?embeddings?|tie"),
+)
+
+NEGATORS = r"no|not|without|w/o|disabled?|off|false|none|never"
+_AFTER_NEG = re.compile(r"^\s*(?:[:=]\s*)?(?:false|off|disabled|no|none|0)(?![a-z])", re.I)
+
+
+def _clauses(text: str) -> list[str]:
+    return [c for c in re.split(r"[;,+()\n]|\.\s", text.lower()) if c.strip()]
+
+
+@functools.lru_cache(maxsize=64)
+def _pattern(words: str) -> re.Pattern:
+    return re.compile(rf"(?<![a-z])(?:{words})(?![a-z])")
+
+
+def clause_state(clause: str, words: str) -> bool | None:
+    """True when the clause states the wording, False when it denies it, None when it does not mention it."""
+    m = _pattern(words).search(clause)
+    if not m:
+        return None
+    before = clause[:m.start()].split()[-3:]
+    if any(re.fullmatch(rf"(?:{NEGATORS})[:,]?", w) for w in before):
+        return False
+    if _AFTER_NEG.match(clause[m.end():]):
+        return False
+    return True
+
+
+def mentions(text: str | None) -> dict[str, bool]:
+    """{concept: True (stated) | False (denied)} over the text's clauses; a statement anywhere wins over a denial
+    elsewhere only when no clause denies it ('no SP' in one clause and 'SP' in another: denied)."""
+    out: dict[str, bool] = {}
+    if not text:
+        return out
+    for clause in _clauses(text):
+        for concept, _, words in PROSE_TABLE:
+            state = clause_state(clause, words)
+            if state is None:
+                continue
+            out[concept] = out.get(concept, True) and state
+    return out
+
+
+def says(text: str | None, concept: str) -> bool:
+    """The text states the concept (and no clause denies it)."""
+    return mentions(text).get(concept) is True

@@ -49,6 +49,12 @@ INFERENCE_QUANTITIES = ("inference_rate", "inference_time", "inference_memory")
 SCALE_BUCKETS = ((1, "1"), (8, "2-8"), (64, "9-64"), (10**12, "65+"))
 
 
+def timing_profile(kernel: str | None) -> str:
+    """The step-time profile of a kernel family for interval regimes: 'hf-eager' times as 'eager'."""
+    k = str(kernel or "")
+    return "eager" if "eager" in k else k
+
+
 def scale_bucket(gpus: Any) -> str:
     """'1', '2-8', '9-64' or '65+' GPUs ('' when unknown)."""
     try:
@@ -110,6 +116,8 @@ def use_from_flags(calibration: str | None, no_calibration: bool = False) -> Non
     elif calibration is not None:
         use(calibration.strip())
         load()  # a missing or malformed profile: one clear line now, not in the middle of the estimate
+    else:
+        use(None)  # back to $SIZEUP_CALIBRATION / the packaged profile (a previous call in this process may have set one)
 
 
 @contextlib.contextmanager

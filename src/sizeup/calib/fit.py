@@ -28,9 +28,7 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from sizeup.calib import (
-    DEFAULT, SCALE_BUCKETS, TIMING_KNOBS, regime_keys, scale_bucket, using,
-)
+from sizeup.calib import DEFAULT, SCALE_BUCKETS, TIMING_KNOBS, regime_keys, timing_profile, using
 
 KNOB_BOUNDS = {
     # (low, high): efficiencies at most their physical (benchmark) value; counted passes at least the kernel list
@@ -184,7 +182,7 @@ def build(path=None, rows=None) -> DevSet:
             if ctx is not None and p is not None:
                 job = _job_of(ctx, ("job_11", "job_01", "job_00", "job_10"))
                 if job is not None:
-                    prof = {"throughput": job.execution.timing_kernel,
+                    prof = {"throughput": timing_profile(job.execution.timing_kernel),
                             "memory": job.execution.memory_kernel}.get(k, "")
             profile.append(prof)
             gpus.append(n)

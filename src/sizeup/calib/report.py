@@ -9,11 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from sizeup.calib import active_name, interval_dict, is_off, job_signature, load
-
-
-def _timing_profile(kernel: str) -> str:
-    return "eager" if "eager" in str(kernel) else str(kernel)
+from sizeup.calib import active_name, interval_dict, is_off, job_signature, load, timing_profile
 
 
 def _fmt_range(d: dict, fmt: Callable[[float], str]) -> str:
@@ -42,7 +38,7 @@ def decorate_train(report, step, est, mem, setup, kernel: str) -> None:
 
     cal = load()
     sig = job_signature(setup, report.data.get("model", ""), report.data.get("gpu", ""), kernel)
-    regime = {"profile": _timing_profile(kernel), "gpus": setup.gpus, "job": sig}
+    regime = {"profile": timing_profile(kernel), "gpus": setup.gpus, "job": sig}
     iv: dict[str, Any] = {}
     iv["step_time_s"] = interval_dict("time", regime, step.step_time_s, cal)
     iv["tokens_per_s"] = interval_dict("throughput", regime, step.tokens_per_s, cal)

@@ -95,10 +95,9 @@ def validate_cmd(
                               "--no-calibration")
         emit(loso_report(file), json_, csv_, markdown)
         return
-    if no_calibration:
-        from sizeup.calib import use
+    from sizeup.calib import use_from_flags
 
-        use("off")
+    use_from_flags(None, no_calibration)
     cats = [c for c in (category or "").split(",") if c.strip()]
     bad = [c for c in cats if c.strip().upper() not in ("A", "B", "C", "D")]
     if bad:
@@ -146,6 +145,11 @@ def validate_cmd(
     notes = [f"{s['points']['predicted']}/{s['points']['total']} points predicted; "
              f"full-configuration training measurements: {s['full_training_points']['n']}/"
              f"{s['full_training_points']['total']} predicted"]
+    from sizeup.calib import load as load_calibration
+
+    cal = load_calibration()
+    notes.append("calibration: " + (cal.describe() if cal else "off (physical knob values only)")
+                 + "; in-sample figures: 'sizeup validate --loso' gives the cross-validated ones")
     for label, key in (("all measurements", "overall"), ("throughput, MFU/HFU, TFLOP/s", "throughput_and_mfu")):
         st = s[key]
         notes.append(f"{label}: median |error| {_pct0(st['median_abs_error_pct'])}, p90 {_pct0(st['p90_abs_error_pct'])}, "

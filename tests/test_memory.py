@@ -462,17 +462,17 @@ def test_cli_memory_size_gpu_and_options(capsys):
     assert data["gpu_memory_bytes"] == 24 * GiB and data["setup"]["attention"] == "math"
 
 
-def test_build_setup_aliases(cat):
-    from sizeup.commands.memory import build_setup
+def test_job_parser_aliases(cat):
+    from sizeup.job import build_job
 
-    model = cat.model("llama-2-7b")
-    s = build_setup(model, cat.gpu("t4"), precision="amp", zero="3", gpus=8, peft="yes", lora_targets="all",
-                    global_batch=64)
+    s = build_job({"model": "llama-2-7b", "gpu": "t4", "precision": "amp", "zero": "3", "gpus": 8, "peft": "yes",
+                   "lora_targets": "all", "global_batch": 64}).setup
     assert s.precision == Precision.FP16_MIXED and s.sharding == Sharding.ZERO3 and s.peft == Peft.LORA
     assert s.lora_targets == ("q", "k", "v", "o", "gate", "up", "down") and s.grad_accum == 8
-    s2 = build_setup(model, cat.gpu("h100-sxm"), precision="mixed", zero="fsdp", optimizer="adam")
+    s2 = build_job({"model": "llama-2-7b", "gpu": "h100-sxm", "precision": "mixed", "zero": "fsdp",
+                    "optimizer": "adam"}).setup
     assert s2.precision == Precision.BF16_MIXED and s2.sharding == Sharding.FSDP_FULL and s2.optimizer == Optimizer.ADAMW
-    assert build_setup(cat.model("gpt2")).seq_len == 1024   # model context shorter than 2048
+    assert build_job({"model": "gpt2"}, need_gpu=False).setup.seq_len == 1024   # model context shorter than 2048
 
 
 @pytest.mark.parametrize("args,fragment", [

@@ -166,7 +166,9 @@ def test_markdown_and_csv(capsys):
     assert "| Scale | Params |" in out and "GPU Hours (2x rtx-3090)" in out and "Gradient checkpointing" in out
     assert main(["scale", "--sizes", "10M", "--gpus", "a100-80gb", "--csv", "--pricing", "on-demand"]) == 0
     rows = list(csv.reader(io.StringIO(capsys.readouterr().out)))
-    assert rows[0][:3] == ["Scale", "Params", "Params (exact)"] and rows[1][0] == "Tiny"
+    # tidy CSV: snake_case header, plain numbers (sizeup.report.tidy)
+    assert rows[0][:3] == ["scale", "params", "params_exact"] and rows[1][0] == "Tiny"
+    assert float(rows[1][1]) == 10e6
 
 
 def test_data_hours_from_rate(capsys):

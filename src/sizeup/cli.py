@@ -12,16 +12,56 @@ import os
 import sys
 
 import typer
+import typer.core
+
+class _GroupedHelp(typer.core.TyperGroup):
+    """`sizeup --help`: commands grouped by what users do, each with its full first docstring line."""
+
+    def format_commands(self, ctx, formatter) -> None:
+        register()
+        listed = set()
+        for group, names in HELP_GROUPS:
+            rows = []
+            for name in names:
+                cmd = self.get_command(ctx, name)
+                if cmd is None or cmd.hidden:
+                    continue
+                listed.add(name)
+                rows.append((name, " ".join((cmd.help or "").strip().split("\n\n")[0].split())))
+            if rows:
+                with formatter.section(group):
+                    formatter.write_dl(rows, col_max=14)
+        rest = [n for n in self.list_commands(ctx) if n not in listed]
+        if rest:
+            with formatter.section("Other"):
+                formatter.write_dl([(n, " ".join((self.get_command(ctx, n).help or "").strip().split("\n\n")[0].split()))
+                                    for n in rest])
+
+
+# `sizeup --help` sections (by what users do); tests/test_outputs.py checks every command is in one.
+HELP_GROUPS = (
+    ("Size a model", ("params", "memory", "trace", "tokens")),
+    ("Plan training", ("train", "compare", "search", "export", "scale", "fit-budget", "budget")),
+    ("Serve", ("infer", "serve-plan")),
+    ("Check claims and accuracy", ("audit", "validate", "demo")),
+    ("Catalog", ("models", "gpus", "platforms", "frameworks")),
+    ("Output, charts and the web page", ("schema", "plot", "serve")),
+)
 
 app = typer.Typer(
     name="sizeup",
+    cls=_GroupedHelp,
     help="Size AI training and inference runs before renting a GPU: parameters, memory, FLOPs, time, cost.\n\n"
     "Examples:\n\n"
     "  sizeup params llama-2-7b\n\n"
     "  sizeup memory llama-2-7b --gpu t4 --peft qlora --seq 512\n\n"
-    "  sizeup train llama-3-8b --gpu h100-sxm --gpus 8 --tokens 10B --explain",
+    "  sizeup train llama-3-8b --gpu h100-sxm --gpus 8 --tokens 10B --explain\n\n"
+    "Output options of every table command: --json, --csv (main table; --table NAME for another, --csv-dir DIR for "
+    "one file per table), --markdown, --wide (all columns), --explain. 'sizeup schema COMMAND' prints the JSON "
+    "Schema of a command's --json output. Shell completion: 'sizeup --install-completion' (or "
+    "'sizeup --show-completion bash >> ~/.bashrc').",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )
@@ -44,6 +84,9 @@ COMMAND_MODULES = (
     "scale",
     "calibrate",
     "frameworks",
+    "plot",
+    "serve",
+    "schema",
 )
 
 # command name -> module, so one call imports (and typer builds the parser of) only the command it runs;
@@ -55,7 +98,8 @@ COMMAND_TO_MODULE = {
     "demo": "demo", "infer": "infer", "serve-plan": "infer", "search": "search", "export": "search",
     "tokens": "workload", "audit": "audit", "scale": "scale", "fit-budget": "scale",
     "calibrate": "calibrate",
-    "frameworks": "frameworks",
+    "frameworks": "frameworks", "schema": "schema",
+    "plot": "plot", "serve": "serve",
 }
 
 
@@ -83,6 +127,11 @@ def main(argv: list[str] | None = None) -> int:
     from sizeup.units import UnitError
 
     argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        argv = render_options(argv)
+    except SizeupError as exc:
+        typer.echo(f"error: {_one_line(str(exc))}", err=True)
+        return 2
     command = _command_in(argv)
     register((command,) if command else None)
     try:
@@ -111,6 +160,52 @@ def main(argv: list[str] | None = None) -> int:
                    "the command line (SIZEUP_DEBUG=1 shows the traceback)", err=True)
         return 1
     return 0
+
+
+def render_options(argv: list[str]) -> list[str]:
+    """Take the output options every table command shares out of argv into sizeup.report.OPTIONS:
+    --wide (all columns), --table NAME (one table of several), --csv-dir DIR / --csv=DIR / --csv DIR/ (one CSV file
+    per table; `--csv DIR` when DIR is an existing folder or ends with a slash).
+    Returns argv without them (the command's own parser never sees them)."""
+    from sizeup import report
+    from sizeup.errors import SizeupError
+
+    opts = report.RenderOptions()
+    out: list[str] = []
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg == "--":
+            out += argv[i:]
+            break
+        flag, eq, value = arg.partition("=")
+        if arg == "--wide":
+            opts.wide = True
+        elif arg == "--csv" and i + 1 < len(argv) and not argv[i + 1].startswith("-") and (
+                argv[i + 1].endswith(("/", os.sep)) or os.path.isdir(argv[i + 1])):
+            opts.csv_dir = argv[i + 1]  # `--csv DIR`: a folder (existing, or written with a trailing slash)
+            out.append("--csv")
+            i += 1
+        elif flag in ("--table", "--csv-dir") or (flag == "--csv" and eq):
+            if not eq:
+                if i + 1 >= len(argv) or argv[i + 1].startswith("-"):
+                    raise SizeupError(f"{flag} needs a value")
+                i += 1
+                value = argv[i]
+            if not value.strip():
+                raise SizeupError(f"{flag} needs a value")
+            if flag == "--table":
+                opts.table = value.strip()
+            else:
+                opts.csv_dir = value
+                out.append("--csv")
+        else:
+            out.append(arg)
+        i += 1
+    if "--help" in out:
+        return out
+    report.OPTIONS = opts
+    return out
 
 
 def _one_line(text: str) -> str:

@@ -23,8 +23,6 @@ def knobs_for(job, overrides: dict | None = None):
     changes = {}
     if ex.dp_overlap is not None:
         changes.update(dp_overlap=ex.dp_overlap, fsdp_overlap=ex.dp_overlap)
-    if ex.tp_overlap is not None and ex.tp_overlap != knobs.tp_overlap:
-        changes["tp_overlap"] = ex.tp_overlap
     return knobs.with_(**changes) if changes else knobs
 
 

@@ -388,7 +388,7 @@ def cost_dict(est: Any, gpu: Any) -> dict:
         "gpus": est.gpus, "instances": est.instances, "gpus_paid": est.gpus_paid,
         "estimated_hours": round(est.wall_clock_s / 3600.0, 4),
         "cost_breakdown": {"compute_cost": round(est.compute_cost_usd, 4),
-                           "storage_cost": round(est.storage_cost_usd, 4),
+                           "storage_cost": round(est.storage_cost_usd, 4) if est.storage_cost_known else None,
                            "egress_cost": round(est.egress_cost_usd, 4),
                            "total_cost": round(est.total_cost_usd, 4)},
         "compute_s": est.compute_s, "wall_clock_s": est.wall_clock_s, "billed_s": est.billed_s,
@@ -397,7 +397,10 @@ def cost_dict(est: Any, gpu: Any) -> dict:
         "price_usd_per_hour": est.price_usd_per_hour, "price_usd_per_gpu_hour": est.price_usd_per_gpu_hour,
         "usd_per_tbps_hour": usd_per_tbps_hour(est.price_usd_per_gpu_hour, getattr(gpu, "hbm_bytes_per_s", 0.0)),
         "price_as_of": est.price_as_of, "price_source": est.price_source,
-        "compute_cost_usd": est.compute_cost_usd, "storage_cost_usd": est.storage_cost_usd,
+        "compute_cost_usd": est.compute_cost_usd,
+        "storage_cost_usd": est.storage_cost_usd if est.storage_cost_known else None,
+        "storage_cost_unknown_reason": None if est.storage_cost_known else f"{est.platform}: no storage price in the "
+                                                                          "catalog; total excludes storage",
         "egress_cost_usd": est.egress_cost_usd, "total_cost_usd": est.total_cost_usd,
         "energy_kwh": est.energy_kwh, "co2_kg": est.co2_kg, "feasible": est.feasible, "reasons": list(est.reasons),
     }
@@ -580,7 +583,10 @@ def table_row(r: Row) -> tuple:
                 "-", f"{r.ev.tokens_per_s:,.0f}" if r.ev.tokens_per_s else "-", "-", "-", "-", "-",
                 e.price_as_of.split(" ")[0][:10], "infeasible: " + "; ".join(e.reasons))
     tbps = cost_dict(e, r.ev.gpu)["usd_per_tbps_hour"]
-    paid = f"{e.gpus}" if e.gpus_paid == e.gpus else f"{e.gpus} ({e.gpus_paid} paid)"
+    from sizeup.report import Num
+
+    # typed: the GPU count is the raw number (CSV `gpus`), the paid whole instances stay in the display
+    paid = Num.shown(e.gpus, f"{e.gpus}" if e.gpus_paid == e.gpus else f"{e.gpus} ({e.gpus_paid} paid)")
     st = r.ev.setup
     fit = f"mb {st.micro_batch}" + ("" if str(st.recompute) == "none" else f", {st.recompute} recompute")
     return (

@@ -73,6 +73,9 @@ class ModelFile(Strict):
     v_head_dim: int = Field(default=0, ge=0)
     sliding_window: int = Field(default=0, ge=0)
     sliding_window_layers: int = Field(default=0, ge=0)
+    rope_theta: Optional[float] = Field(default=None, gt=0, description="RoPE base (HF rope_theta)")
+    norm_eps: Optional[float] = Field(default=None, gt=0, lt=1, description="norm epsilon (HF rms_norm_eps)")
+    rope_scaling: Optional[dict[str, float | str]] = Field(default=None, description="HF rope_scaling")
     notes: str = ""
 
     @model_validator(mode="after")
@@ -146,6 +149,9 @@ class ModelFile(Strict):
             v_head_dim=self.v_head_dim,
             sliding_window=self.sliding_window,
             sliding_window_layers=window_layers,
+            rope_theta=self.rope_theta,
+            norm_eps=self.norm_eps,
+            rope_scaling=tuple(sorted((self.rope_scaling or {}).items())),
             source=self.source,
             hf_model_type=self.hf_model_type,
             aliases=tuple(self.aliases),
@@ -605,6 +611,7 @@ class PlatformFile(Strict):
             block_storage_usd_per_gb_month=st.block_usd_per_gb_month.value if st.block_usd_per_gb_month else 0.0,
             object_storage_usd_per_gb_month=st.object_usd_per_gb_month.value if st.object_usd_per_gb_month else 0.0,
             storage_source=cite(st.block_usd_per_gb_month) or f"{self.name} storage price not collected (cost omitted)",
+            storage_price_known=st.block_usd_per_gb_month is not None,
             egress_usd_per_gb=st.egress_usd_per_gb.value if st.egress_usd_per_gb else 0.0,
             egress_free_gb=st.egress_free_gb.value if st.egress_free_gb else 0.0,
             egress_source=cite(st.egress_usd_per_gb) or f"{self.name} egress price not collected (cost omitted)",

@@ -231,7 +231,7 @@ def _setup_of(ctx):
 def _default_files() -> list[str]:
     from sizeup.validate import points as pts
 
-    files = getattr(pts, "DEFAULT_FILES", None) or [getattr(pts, "DEV_SET")]
+    files = pts.default_files() if hasattr(pts, "default_files") else [pts.DEV_SET]
     return [Path(f).name for f in files]
 
 

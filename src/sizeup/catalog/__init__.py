@@ -106,7 +106,10 @@ class Catalog:
         from sizeup import __version__
 
         digest = hashlib.sha1(f"{__version__} {sys.version}".encode())
-        for path in sorted(self.data_dir.rglob("*.yaml")) + [Path(p).resolve() for p in self.extra_files]:
+        # the code that builds the cached objects is part of the key: a new field must not come back from an old pickle
+        code = [Path(__file__).resolve().parent.parent / f for f in ("schema.py", "core/types.py", "core/platform.py",
+                                                                      "core/cost.py", "catalog/hardware.py")]
+        for path in sorted(self.data_dir.rglob("*.yaml")) + code + [Path(p).resolve() for p in self.extra_files]:
             try:
                 st = path.stat()
                 digest.update(f"{path}:{st.st_size}:{st.st_mtime_ns};".encode())

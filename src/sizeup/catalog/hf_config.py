@@ -320,6 +320,23 @@ def _read_json(path: Path) -> dict[str, Any]:
     return data
 
 
+def _numerics(data: Mapping[str, Any]) -> dict[str, Any]:
+    """RoPE base / scaling and norm epsilon as config.json spells them (transformers v4 `rope_theta` +
+    `rope_scaling`; v5 `rope_parameters`; `rms_norm_eps` / `layer_norm_eps` / `layer_norm_epsilon`)."""
+    params = data.get("rope_parameters") if isinstance(data.get("rope_parameters"), dict) else {}
+    theta = data.get("rope_theta", params.get("rope_theta"))
+    scaling = data.get("rope_scaling") if isinstance(data.get("rope_scaling"), dict) else {
+        k: v for k, v in params.items() if k != "rope_theta"}
+    scaling = {str(k): v for k, v in (scaling or {}).items()
+               if isinstance(v, (int, float, str)) and not isinstance(v, bool)}
+    if scaling.get("rope_type", scaling.get("type")) == "default":
+        scaling = {}
+    eps = next((data[k] for k in ("rms_norm_eps", "layer_norm_eps", "layer_norm_epsilon", "norm_epsilon",
+                                  "norm_eps") if isinstance(data.get(k), (int, float))), None)
+    return {"rope_theta": float(theta) if isinstance(theta, (int, float)) and theta > 0 else None,
+            "norm_eps": float(eps) if eps else None, "rope_scaling": scaling or None}
+
+
 def arch_from_hf_dict(data: Mapping[str, Any], model_id: str = "", where: str = "config.json") -> ModelArch:
     """Build a ModelArch from an already-parsed config.json dict (validated through ModelFile)."""
     from pydantic import ValidationError
@@ -350,6 +367,7 @@ def arch_from_hf_dict(data: Mapping[str, Any], model_id: str = "", where: str = 
     except (TypeError, ValueError, AttributeError) as exc:
         raise SizeupError(f"{where}: a {model_type} config value has the wrong type ({exc})") from None
     ident = model_id or str(data.get("_name_or_path") or "") or "config"
+    fields.update(_numerics(data))
     fields = {k: v for k, v in fields.items() if v is not None}
     try:
         mf = ModelFile.model_validate(dict(

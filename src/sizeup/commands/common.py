@@ -37,13 +37,13 @@ TpOpt = Annotated[Optional[int], typer.Option("--tp", help="Tensor-parallel degr
 PpOpt = Annotated[Optional[int], typer.Option("--pp", help="Pipeline-parallel degree.")]
 CpOpt = Annotated[Optional[int], typer.Option("--cp", help="Context-parallel degree.")]
 EpOpt = Annotated[Optional[int], typer.Option("--ep", help="Expert-parallel degree (MoE).")]
-RecomputeOpt = Annotated[Optional[str], typer.Option("--recompute", help="none | selective | full (activation checkpointing).")]
+RecomputeOpt = Annotated[Optional[str], typer.Option("--recompute", help="none | selective (Megatron: attention core) | full | op-sac (torchtitan op-level SAC) | attention-only | layer-fraction (activation checkpointing).")]
 PeftOpt = Annotated[Optional[str], typer.Option("--peft", help="none | lora | qlora (yes = lora, no = none).")]
 LoraRankOpt = Annotated[Optional[int], typer.Option("--lora-rank", help="LoRA rank r (default 16).")]
 PlatformOpt = Annotated[Optional[str], typer.Option("--platform", help="Cloud platform id (aws, gcp, azure, lambda, runpod, modal, coreweave, vast).")]
 PricingOpt = Annotated[Optional[str], typer.Option("--pricing", help="on-demand | spot | reserved.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON.")]
-CsvOpt = Annotated[bool, typer.Option("--csv", help="Print CSV.")]
+CsvOpt = Annotated[bool, typer.Option("--csv", help="Print the main table as tidy CSV (units in the header, plain numbers); --table NAME picks another table, --csv-dir DIR (or --csv DIR/) writes one file per table. Tables: --wide shows every column.")]
 MarkdownOpt = Annotated[bool, typer.Option("--markdown", help="Print Markdown tables.")]
 ExplainOpt = Annotated[bool, typer.Option("--explain", help="Show each figure's formula, inputs and sources.")]
 CalibrationOpt = Annotated[Optional[str], typer.Option(
@@ -51,31 +51,16 @@ CalibrationOpt = Annotated[Optional[str], typer.Option(
                           "(packaged) or 'off' (default: $SIZEUP_CALIBRATION, else the packaged one).")]
 NoCalibrationOpt = Annotated[bool, typer.Option(
     "--no-calibration", help="Physical knob values only, no fitted calibration (= --calibration off).")]
+PlotOpt = Annotated[Optional[str], typer.Option("--plot", help="Also draw the answer as a chart into FILE (.svg or .png).",
+                                                metavar="FILE")]
 
 
 # --------------------------------------------------------------------------- parsing
 
-# Spellings users type for the shared choices (value -> canonical enum value; "mixed" = bf16-mixed, or
-# fp16-mixed on GPUs without bf16, resolved by sizeup.commands.memory.build_setup).
-PRECISION_ALIASES = {
-    "fp16": "fp16-mixed", "amp": "mixed", "mixed": "mixed", "fp16mixed": "fp16-mixed", "bf16mixed": "bf16-mixed",
-    "float32": "fp32", "float16": "fp16-mixed", "bfloat16": "bf16", "half": "fp16-mixed", "32": "fp32",
-    "16-mixed": "fp16-mixed", "bf16-true": "bf16", "pure-bf16": "bf16", "16": "fp16-mixed",
-}
-ZERO_ALIASES = {
-    "0": "none", "no": "none", "off": "none", "ddp": "none", "false": "none",
-    "1": "zero1", "2": "zero2", "3": "zero3", "zero-1": "zero1", "zero-2": "zero2", "zero-3": "zero3",
-    "fsdp": "fsdp-full", "full-shard": "fsdp-full", "fsdp-full-shard": "fsdp-full",
-    "shard-grad-op": "fsdp-grad-op", "hybrid": "fsdp-hybrid", "hsdp": "fsdp-hybrid", "hybrid-shard": "fsdp-hybrid",
-    "distopt": "megatron-distopt", "distributed-optimizer": "megatron-distopt", "megatron": "megatron-distopt",
-}
-PEFT_ALIASES = {"yes": "lora", "true": "lora", "on": "lora", "no": "none", "false": "none", "off": "none",
-                "full": "none", "4bit": "qlora", "q-lora": "qlora"}
-OPTIMIZER_ALIASES = {"adam": "adamw", "adam-w": "adamw", "adamw8bit": "adam8bit", "adam-8bit": "adam8bit",
-                     "8bit": "adam8bit", "paged-adamw-8bit": "adam8bit", "bnb": "adam8bit", "momentum": "sgd"}
-RECOMPUTE_ALIASES = {"no": "none", "off": "none", "0": "none", "yes": "full", "on": "full",
-                     "checkpointing": "full", "gradient-checkpointing": "full", "ac": "full", "sac": "selective"}
-OFFLOAD_ALIASES = {"no": "none", "off": "none", "host": "cpu", "yes": "cpu", "disk": "nvme", "ssd": "nvme"}
+# the one alias table lives with the job description (re-exported for the commands that parse lists of choices)
+from sizeup.job.choices import (  # noqa: E402,F401
+    OFFLOAD_ALIASES, OPTIMIZER_ALIASES, PEFT_ALIASES, PRECISION_ALIASES, RECOMPUTE_ALIASES, ZERO_ALIASES,
+)
 
 E = TypeVar("E", bound=Enum)
 
@@ -106,11 +91,30 @@ def output_format(json_: bool, csv_: bool, markdown: bool) -> str:
     return chosen[0] if chosen else "table"
 
 
-def emit(report, json_: bool = False, csv_: bool = False, markdown: bool = False, explain: bool = False) -> None:
-    from sizeup.report import render
+# Set by the web server's worker (sizeup.web.worker) to receive each Report a command emits (tables, terms).
+REPORT_SINK: list | None = None
+
+
+def emit(report, json_: bool = False, csv_: bool = False, markdown: bool = False, explain: bool = False,
+         plot: str | None = None, kind: str | None = None) -> None:
+    """Print the report; with `plot`, also draw its chart (sizeup.report.charts) into that .svg/.png file."""
+    from sizeup.report import csv_others_note, render
 
     fmt = output_format(json_, csv_, markdown)
+    chart = None
+    if plot:
+        from sizeup.report import charts
+
+        # a bad file name or an answer with nothing to draw is refused before anything is printed
+        charts.check_path(plot)
+        chart = charts.build(report.data, kind)
     typer.echo(render(report, fmt, explain), nl=False)
+    if fmt == "csv" and csv_others_note(report):
+        typer.echo(csv_others_note(report), err=True)
+    if REPORT_SINK is not None:
+        REPORT_SINK.append(report)
+    if chart is not None:
+        charts.save(chart, plot)
 
 
 def is_scenario(target: str | None) -> bool:

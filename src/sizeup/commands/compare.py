@@ -17,6 +17,7 @@ from typing import Annotated, Any, Optional
 import typer
 
 from sizeup.commands.common import job_command
+from sizeup.commands.common import PlotOpt
 from sizeup.commands.common import (
     CsvOpt, EpochsOpt, ExplainOpt, GlobalBatchOpt, JsonOpt, LoraRankOpt, MarkdownOpt, MicroBatchOpt, ModelArg,
     ModelOpt, OptimizerOpt, PeftOpt, PrecisionOpt, RecomputeOpt, SamplesOpt, SeqOpt, TokensOpt,
@@ -91,6 +92,7 @@ def compare_cmd(
     csv_: CsvOpt = False,
     markdown: MarkdownOpt = False,
     explain: ExplainOpt = False,
+    plot: PlotOpt = None,
     flags: dict = None,
 ) -> None:
     """Compare one training job across GPUs x platforms x pricing x GPU counts, sorted by total cost.
@@ -144,7 +146,7 @@ def compare_cmd(
 
     if impact:
         report = impact_report(job, catalog, gpu_names[0], platforms, pricings[0], counts[0], overrides, knobs)
-        emit(report, json_, csv_, markdown, explain)
+        emit(report, json_, csv_, markdown, explain, plot=plot)
         return
 
     rows, unfit, notes = run_grid(job, gpu_names, platforms, pricings, counts, catalog, overrides, knobs)
@@ -173,7 +175,7 @@ def compare_cmd(
             warnings.append(w)
 
     tables = [Table(f"{job.label}: {job.tokens:,.0f} tokens, sorted by {sort}", TABLE_COLUMNS,
-                    [table_row(r) for r in ok])]
+                    [table_row(r) for r in ok], name="options")]
     if excluded:
         tables.append(Table("excluded by constraints", TABLE_COLUMNS, [table_row(r) for r in excluded]))
     if unfit:
@@ -210,7 +212,7 @@ def compare_cmd(
         "pareto": [row_dict(r) for r in ok if "pareto" in r.marks],
         "sort": sort, "deadline_s": deadline_s, "budget_usd": budget_usd,
     }
-    emit(Report(data=data, tables=tables, terms=terms, notes=notes, warnings=warnings), json_, csv_, markdown, explain)
+    emit(Report(data=data, tables=tables, terms=terms, notes=notes, warnings=warnings), json_, csv_, markdown, explain, plot=plot)
 
 
 def impact_report(job: Job, catalog: Any, gpu_name: str, platforms: list[str], pricing: str, gpus: int,

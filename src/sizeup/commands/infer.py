@@ -11,6 +11,7 @@ from sizeup.commands.common import (
     CsvOpt, ExplainOpt, GpuOpt, GpusOpt, JsonOpt, MarkdownOpt, ModelArg, ModelOpt, PlatformOpt, PpOpt,
     PricingOpt, TpOpt, emit, pick_target, positive,
 )
+from sizeup.commands.common import PlotOpt
 from sizeup.errors import SizeupError
 
 WeightsOpt = Annotated[Optional[str], typer.Option(
@@ -236,6 +237,7 @@ def infer_cmd(
     csv_: CsvOpt = False,
     markdown: MarkdownOpt = False,
     explain: ExplainOpt = False,
+    plot: PlotOpt = None,
 ) -> None:
     """Size one inference replica: weights, KV cache, max concurrency, TTFT/TPOT, tokens/s and $/1M tokens.
 
@@ -324,14 +326,14 @@ def infer_cmd(
         ]
     report = Report(
         data=data,
-        tables=[Table(f"{arch.name} on {est.gpus} x {g.name}: memory", ["figure", "value", "note"], rows),
-                Table("latency, throughput, cost", ["figure", "value", "note"], perf)],
+        tables=[Table(f"{arch.name} on {est.gpus} x {g.name}: memory", ["figure", "value", "note"], rows, name="memory"),
+                Table("latency, throughput, cost", ["figure", "value", "note"], perf, name="performance")],
         terms=list(est.terms) + shown_terms(est, knobs, price, price_note, batch is not None or concurrency is not None),
         notes=list(est.notes) + ([price_note] if est.usd_per_1m_output_tokens is None else [])
         + ([] if gpu else [f"no --gpu given: assumed {g.id}"]),
         warnings=[f"does not fit: {r}" for r in est.reasons],
     )
-    emit(report, json_, csv_, markdown, explain)
+    emit(report, json_, csv_, markdown, explain, plot=plot)
 
 
 # --------------------------------------------------------------------------- serve-plan
@@ -360,6 +362,7 @@ def serve_plan_cmd(
     csv_: CsvOpt = False,
     markdown: MarkdownOpt = False,
     explain: ExplainOpt = False,
+    plot: PlotOpt = None,
 ) -> None:
     """Size a serving fleet: replicas, GPUs and $/month for a request rate and latency targets.
 
@@ -446,7 +449,7 @@ def serve_plan_cmd(
         data=data,
         tables=[Table(f"{arch.name}: {rps:g} req/s", ["gpu", "tp", "feasible", "replicas", "gpus", "conc/replica (now/max)",
                                                       "TTFT p95", "TPOT p95", "$/hour", "$/month", "binding / reason"],
-                      rows)],
+                      rows, name="options")],
         terms=list(plan.terms) + option_terms(plan.options, rps, pl, ol), notes=notes, warnings=warnings,
     )
-    emit(report, json_, csv_, markdown, explain)
+    emit(report, json_, csv_, markdown, explain, plot=plot)

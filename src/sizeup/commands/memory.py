@@ -1,7 +1,7 @@
 """`sizeup memory`: training memory per GPU, the fit check and what would make it fit.
 
-`build_setup(...)` turns the shared CLI flags into a TrainSetup (aliases, defaults, validation) and is
-public so that `sizeup train` / `sizeup search` build setups exactly the same way.
+The flags become a job through the one job parser (sizeup.job.build_job); `memory_report` renders a memory
+estimate (also used by `sizeup train` for a job that does not fit).
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from sizeup.commands.common import (
     TpOpt, ZeroOpt, emit, parse_choice, pick_target, positive, PRICING_FLAGS, job_command, refuse_all,
 )
 from sizeup.commands.common import CalibrationOpt, NoCalibrationOpt
+from sizeup.commands.common import PlotOpt
 from sizeup.errors import SizeupError
 
 OffloadOptimizerOpt = Annotated[Optional[str], typer.Option(
@@ -46,225 +47,6 @@ OptimizerInBackwardOpt = Annotated[bool, typer.Option(
                                     "applied and freed at once; needs grad-accum 1, pp 1, one GPU or FSDP.")]
 MaxGpusOpt = Annotated[Optional[int], typer.Option("--max-gpus", help="Largest GPU count a suggestion may use (default 1024).")]
 
-LORA_TARGET_SETS = {
-    "all": ("q", "k", "v", "o", "gate", "up", "down"),
-    "all-linear": ("q", "k", "v", "o", "gate", "up", "down"),
-    "attn": ("q", "k", "v", "o"), "attention": ("q", "k", "v", "o"),
-    "mlp": ("gate", "up", "down"),
-}
-LORA_TARGET_ALIASES = {
-    "q_proj": "q", "k_proj": "k", "v_proj": "v", "o_proj": "o", "out_proj": "o", "output_proj": "o",
-    "gate_proj": "gate", "up_proj": "up", "down_proj": "down", "w1": "gate", "w3": "up", "w2": "down",
-    "c_attn": "qkv", "c_proj": "o", "c_fc": "up", "fc1": "up", "fc2": "down",
-}
-
-DEFAULT_SEQ = 2048
-
-
-def parse_lora_targets(text: str | None, model=None) -> tuple[str, ...] | None:
-    """'q,v' / 'all' / 'q_proj,v_proj' -> canonical target names; unknown -> SizeupError."""
-    from sizeup.core.memory import LORA_TARGETS
-    from sizeup.errors import did_you_mean
-
-    if text is None:
-        return None
-    key = text.strip().lower()
-    if key in LORA_TARGET_SETS:
-        targets = LORA_TARGET_SETS[key]
-        if model is not None and not model.mlp_kind.gated:
-            targets = tuple(t for t in targets if t != "gate")
-        return targets
-    out: list[str] = []
-    for raw in key.split(","):
-        name = raw.strip()
-        if not name:
-            continue
-        name = LORA_TARGET_ALIASES.get(name, name)
-        names = ("q", "k", "v") if name == "qkv" else (name,)
-        for n in names:
-            if n not in LORA_TARGETS:
-                raise SizeupError(f"unknown LoRA target {raw.strip()!r}.{did_you_mean(raw.strip(), LORA_TARGETS)} "
-                                  f"Allowed: {', '.join(LORA_TARGETS)}, or all, attn, mlp")
-            if n not in out:
-                out.append(n)
-    if not out:
-        raise SizeupError("--lora-targets is empty; give e.g. q,v or all")
-    return tuple(out)
-
-
-def default_precision(gpu) -> str:
-    """bf16-mixed, or fp16-mixed on GPUs without bf16 (V100, T4)."""
-    if gpu is None or getattr(gpu, "vendor", "") == "generic" or gpu.supports_bf16:
-        return "bf16-mixed"
-    return "fp16-mixed"
-
-
-def resolve_gpu_or_memory(text: str | None):
-    """(GpuSpec | None, memory bytes | None) from --gpu: a catalog GPU or a size like 24GiB / 16GB."""
-    if text is None:
-        return None, None
-    from sizeup.units import UnitError, parse_bytes
-
-    try:
-        mem = parse_bytes(text)
-    except (UnitError, ValueError):
-        mem = None
-    from sizeup.catalog import load_catalog
-
-    catalog = load_catalog()
-    if mem is not None:
-        if mem <= 0:
-            raise SizeupError(f"--gpu memory must be > 0, got {text!r}")
-        if hasattr(catalog, "gpu_or_memory"):
-            try:
-                gpu = catalog.gpu_or_memory(text)
-                return gpu, float(gpu.memory_bytes)
-            except SizeupError:
-                pass
-        return None, float(mem)
-    if not hasattr(catalog, "gpu"):
-        raise SizeupError(f"--gpu {text!r}: the GPU catalog is not available; give a memory size like 24GiB")
-    gpu = catalog.gpu(text)
-    return gpu, float(gpu.memory_bytes)
-
-
-def build_setup(
-    model,
-    gpu=None,
-    gpus: int | None = None,
-    seq: int | None = None,
-    micro_batch: int | None = None,
-    global_batch: int | None = None,
-    precision: str | None = None,
-    optimizer: str | None = None,
-    zero: str | None = None,
-    tp: int | None = None,
-    pp: int | None = None,
-    cp: int | None = None,
-    ep: int | None = None,
-    recompute: str | None = None,
-    peft: str | None = None,
-    lora_rank: int | None = None,
-    lora_targets: str | tuple[str, ...] | None = None,
-    offload_optimizer: str | None = None,
-    offload_params: str | None = None,
-    offload_activations: bool = False,
-    attention: str | None = None,
-    sequence_parallel: bool = False,
-    foreach: bool = False,
-    dropout: float | None = None,
-    pp_schedule: str | None = None,
-    virtual_pp: int | None = None,
-    grad_accum: int | None = None,
-    gpus_per_node: int | None = None,
-    check: bool = True,
-    optimizer_in_backward: bool = False,
-):
-    """A TrainSetup from CLI-style values (None = default). Raises SizeupError (exit 2) on bad input.
-
-    Defaults: full training, bf16-mixed (fp16-mixed on GPUs without bf16), adamw (fused step), micro-batch 1,
-    seq 2048 or the model's max_seq_len if shorter, 1 GPU, no sharding, no recompute, flash attention.
-    `global_batch` sets gradient accumulation = global_batch / (micro_batch * dp).
-    `optimizer` may name a bitsandbytes paged optimizer ("paged-adamw", "paged-adamw8bit"): the same states,
-    with `paged_optimizer=True` (evicted to host memory when the GPU runs out).
-    """
-    from sizeup.core.memory import check_setup
-    from sizeup.core.types import (
-        Attention, Offload, Optimizer, Peft, PipelineSchedule, Precision, Recompute, Sharding, TrainSetup,
-    )
-
-    for name, value in (("gpus", gpus), ("seq", seq), ("micro-batch", micro_batch), ("global-batch", global_batch),
-                        ("tp", tp), ("pp", pp), ("cp", cp), ("ep", ep), ("lora-rank", lora_rank),
-                        ("virtual-pp", virtual_pp), ("grad-accum", grad_accum), ("gpus-per-node", gpus_per_node)):
-        positive(name, value)
-    if dropout is not None and not 0.0 <= dropout < 1.0:
-        raise SizeupError(f"--dropout must be in [0, 1), got {dropout}")
-
-    prec_text = precision
-    if prec_text is not None:
-        key = str(prec_text).strip().lower().replace("_", "-")
-        key = PRECISION_ALIASES.get(key, key)
-        if key == "mixed":
-            key = default_precision(gpu)
-        prec = parse_choice("precision", key, Precision)
-    else:
-        prec = Precision(default_precision(gpu))
-    if gpu is not None and getattr(gpu, "vendor", "") != "generic" and prec in (Precision.BF16_MIXED, Precision.BF16) \
-            and not gpu.supports_bf16:
-        raise SizeupError(f"{gpu.name} has no bf16 support; use --precision fp16-mixed (or fp32)")
-    if gpu is not None and prec == Precision.FP8 and getattr(gpu, "vendor", "") != "generic" and gpu.peak("fp8") <= 0:
-        raise SizeupError(f"{gpu.name} has no fp8 tensor cores; use --precision bf16-mixed or fp16-mixed")
-    paged = False
-    optimizer_text = optimizer
-    if optimizer is not None:
-        key = str(optimizer).strip().lower().replace("_", "-")
-        if key.startswith("paged"):  # PagedAdamW, PagedAdamW8bit, paged_adamw_8bit, paged-lion ...
-            paged = True
-            key = key[len("paged"):].lstrip("-") or "adamw"
-            optimizer = {"adamw-8bit": "adam8bit", "adamw-32bit": "adamw", "adam-8bit": "adam8bit"}.get(key, key)
-    try:
-        opt = parse_choice("optimizer", optimizer, Optimizer, OPTIMIZER_ALIASES) or Optimizer.ADAMW
-    except SizeupError:
-        if not paged:
-            raise
-        raise SizeupError(f"unknown paged optimizer {optimizer_text!r}; paged variants exist for: "
-                          "paged-adamw, paged-adamw8bit, paged-lion") from None
-    shard = parse_choice("sharding (--zero)", zero, Sharding, ZERO_ALIASES) or Sharding.NONE
-    rec = parse_choice("recompute", recompute, Recompute, RECOMPUTE_ALIASES) or Recompute.NONE
-    pft = parse_choice("peft", peft, Peft, PEFT_ALIASES) or Peft.NONE
-    off_o = parse_choice("offload", offload_optimizer, Offload, OFFLOAD_ALIASES) or Offload.NONE
-    off_p = parse_choice("offload", offload_params, Offload, OFFLOAD_ALIASES) or Offload.NONE
-    attn = parse_choice("attention", attention, Attention, {"sdpa": "flash", "eager": "math", "fa2": "flash"}) \
-        or Attention.FLASH
-    sched = parse_choice("pipeline schedule", pp_schedule, PipelineSchedule, {"1f1b": "1f1b"})
-    if isinstance(lora_targets, str) or lora_targets is None:
-        targets = parse_lora_targets(lora_targets, model)
-    else:
-        targets = tuple(lora_targets)
-    if targets is None:
-        targets = ("q", "k", "v", "o")
-    if lora_targets is not None and pft == Peft.NONE:
-        pft = Peft.LORA
-    if lora_rank is not None and pft == Peft.NONE:
-        pft = Peft.LORA
-
-    seq_len = seq if seq is not None else min(DEFAULT_SEQ, model.max_seq_len or DEFAULT_SEQ)
-    n_gpus = gpus or 1
-    t, p, c, e = tp or 1, pp or 1, cp or 1, ep or 1
-    if (off_o != Offload.NONE) and shard == Sharding.NONE:
-        shard = Sharding.ZERO2 if off_p == Offload.NONE else Sharding.ZERO3
-    if off_p != Offload.NONE and shard == Sharding.NONE:
-        shard = Sharding.ZERO3
-    mb = micro_batch or 1
-    dp = max(1, n_gpus // (t * p * c))
-    ga = grad_accum or 1
-    if global_batch is not None:
-        if global_batch % (mb * dp):
-            raise SizeupError(f"--global-batch ({global_batch}) must be a multiple of micro-batch x data-parallel "
-                              f"ranks ({mb} x {dp} = {mb * dp})")
-        ga = global_batch // (mb * dp)
-    if virtual_pp and virtual_pp > 1 and sched is None:
-        sched = PipelineSchedule.INTERLEAVED
-    node = gpus_per_node or (getattr(gpu, "node_size", None) or 8)
-    setup = TrainSetup(
-        gpus=n_gpus, tp=t, pp=p, cp=c, ep=e, micro_batch=mb, grad_accum=ga, seq_len=seq_len, precision=prec,
-        optimizer=opt, fused_optimizer=not foreach, sharding=shard, sequence_parallel=bool(sequence_parallel),
-        pp_schedule=sched or PipelineSchedule.ONE_F_ONE_B, virtual_pp=virtual_pp or 1, recompute=rec,
-        attention=attn, offload_optimizer=off_o, offload_params=off_p, offload_activations=bool(offload_activations),
-        peft=pft, lora_rank=lora_rank or 16, lora_targets=targets, dropout=dropout or 0.0, gpus_per_node=int(node),
-        optimizer_in_backward=bool(optimizer_in_backward), paged_optimizer=paged,
-    )
-    if check:
-        problems = check_setup(model, setup)
-        if problems:
-            raise SizeupError("; ".join(problems))
-    return setup
-
-
-# the brief also names it this way
-setup_from_options = build_setup
-
-
 def _gib(x: float | None) -> str:
     if x is None:
         return "-"
@@ -275,16 +57,20 @@ def memory_report(model, setup, est, suggestions, gpu, kernel: str) -> Any:
     """The Report for `sizeup memory` (also usable by other commands)."""
     from sizeup.report import Report, Table
 
+    from sizeup.report import Col, Num
+
     total = est.peak_allocated_bytes
+    gib = lambda b: Num(b / 2**30, "{:.2f} GiB")  # noqa: E731 - typed cell: raw GiB behind the display
+    share = lambda b: Num(100 * b / total, "{:.1f}%") if total else "-"  # noqa: E731
     rows = []
     for key, value in est.per_gpu.items():
         if value > 0:
-            rows.append((key, _gib(value), f"{100 * value / total:.1f}%" if total else "-"))
-    rows.append(("= peak allocated (torch max_memory_allocated)", _gib(total), "100.0%"))
+            rows.append((key, gib(value), share(value)))
+    rows.append(("= peak allocated (torch max_memory_allocated)", gib(total), share(total)))
     for key, value in est.overhead_bytes.items():
         if value > 0:
-            rows.append((f"+ {key.replace('_', ' ')}", _gib(value), ""))
-    rows.append(("= peak reserved (nvidia-smi)", _gib(est.peak_reserved_bytes), ""))
+            rows.append((f"+ {key.replace('_', ' ')}", gib(value), ""))
+    rows.append(("= peak reserved (nvidia-smi)", gib(est.peak_reserved_bytes), ""))
     fit_rows = [
         ("GPU", gpu.name if gpu is not None else ("memory given" if est.gpu_memory_bytes else "none given")),
         ("GPU memory", _gib(est.gpu_memory_bytes)),
@@ -295,9 +81,9 @@ def memory_report(model, setup, est, suggestions, gpu, kernel: str) -> Any:
         ("host (CPU) memory", _gib(est.host_bytes)),
     ]
     tables = [
-        Table(f"{model.name}: training memory per GPU", ["component", "bytes", "share"], rows,
+        Table(f"{model.name}: training memory per GPU", ["component", Col("memory", "GiB"), Col("share", "%")], rows,
               note=f"kernel profile: {kernel}; model states {_gib(est.model_state_bytes)}, "
-                   f"activations {_gib(est.activation_bytes)}"),
+                   f"activations {_gib(est.activation_bytes)}", name="memory"),
         Table("fit", ["", ""], fit_rows),
     ]
     sugg_data = []
@@ -368,6 +154,7 @@ def memory_cmd(
     explain: ExplainOpt = False,
     calibration: CalibrationOpt = None,
     no_calibration: NoCalibrationOpt = False,
+    plot: PlotOpt = None,
     flags: dict = None,
 ) -> None:
     """Training memory per GPU: weights, gradients, optimizer, activations, buffers; does it fit?
@@ -430,7 +217,7 @@ def memory_cmd(
                                   kernel=kern, loss=job.execution.loss)
             report.terms.extend(replace(t, name=f"fix '{sg.change}': {t.name}") for t in alt.terms
                                 if t.name in ("memory/peak_allocated", "memory/peak_reserved"))
-    emit(report, json_, csv_, markdown, explain)
+    emit(report, json_, csv_, markdown, explain, plot=plot)
 
 
 def _overheads(fragmentation: float | None):

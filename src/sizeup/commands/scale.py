@@ -10,6 +10,7 @@ import typer
 
 from sizeup.cli import app  # noqa: F401
 from sizeup.commands.common import job_command, refusals_except
+from sizeup.commands.common import PlotOpt
 from sizeup.commands.common import (
     CsvOpt, ExplainOpt, GlobalBatchOpt, JsonOpt, MarkdownOpt, OptimizerOpt, PrecisionOpt, SeqOpt, emit, parse_choice,
 )
@@ -157,6 +158,8 @@ def _gb(b: float | None) -> str:
 def _usd(pp) -> str:
     from sizeup.units import format_usd
 
+    if pp is not None and not pp.cost.feasible:
+        return "infeasible"
     return "-" if pp is None else format_usd(pp.cost.total_cost_usd)
 
 
@@ -216,8 +219,12 @@ def _point_dict(pt, kinds) -> dict:
     for kind in kinds:
         pp = pt.costs.get(kind)
         est = pp.cost if pp is not None else None
-        if est is not None:
-            costs[kind] = {"platform": est.platform, "instance": est.instance, "total_cost_usd": est.total_cost_usd,
+        if est is not None and not est.feasible:  # no invented time or price for a run that cannot progress
+            costs[kind] = {"platform": est.platform, "instance": est.instance, "feasible": False,
+                           "reasons": list(est.reasons), "price_usd_per_gpu_hour": est.price_usd_per_gpu_hour,
+                           "price_as_of": est.price_as_of, "price_source": est.price_source}
+        elif est is not None:
+            costs[kind] = {"feasible": True, "platform": est.platform, "instance": est.instance, "total_cost_usd": est.total_cost_usd,
                            "compute_cost_usd": est.compute_cost_usd, "storage_cost_usd": est.storage_cost_usd,
                            "price_usd_per_gpu_hour": est.price_usd_per_gpu_hour, "price_as_of": est.price_as_of,
                            "price_source": est.price_source, "wall_clock_s": est.wall_clock_s,
@@ -259,6 +266,7 @@ def scale_cmd(
     csv_: CsvOpt = False,
     markdown: MarkdownOpt = False,
     explain: ExplainOpt = False,
+    plot: PlotOpt = None,
     flags: dict = None,
 ) -> None:
     """Scaling table (seed 001): one model family at several sizes, on several hardware options.
@@ -459,7 +467,7 @@ def scale_cmd(
                         if pp is not None:
                             terms.extend(named(f"{prefix} {kind}", (t for t in pp.cost.terms
                                                                     if t.name == "cost/total")))
-    emit(Report(data=data, tables=tables, terms=terms, notes=notes), json_, csv_, markdown, explain)
+    emit(Report(data=data, tables=tables, terms=terms, notes=notes), json_, csv_, markdown, explain, plot=plot)
 
 
 # --------------------------------------------------------------------------- sizeup fit-budget

@@ -11,16 +11,16 @@ import typer
 
 from sizeup.cli import app
 from sizeup.commands.common import job_command
+from sizeup.commands.common import PlotOpt
 from sizeup.commands.common import (
     CpOpt, CsvOpt, EpochsOpt, EpOpt, ExplainOpt, JsonOpt, LoraRankOpt, MarkdownOpt, MicroBatchOpt, ModelArg,
     ModelOpt, OptimizerOpt, PeftOpt, PpOpt, PrecisionOpt, SamplesOpt, SeqOpt, TokensOpt, TokensPerSampleOpt, TpOpt,
     emit, is_scenario, parse_choice, pick_target,
 )
 from sizeup.errors import SizeupError, choice_error
+from sizeup.report import Col
 
 DEFAULT_GPUS = ("h100-sxm", "h200", "b200", "a100-80gb-sxm")
-# Llama 3 (Dubey et al. 2024, "The Llama 3 Herd of Models", Sec. 3.4.1): pre-training starts at a 4M-token batch.
-DEFAULT_BATCH_TOKENS = 4 * 2**20
 
 ObjectiveOpt = Annotated[str, typer.Option("--objective", help="time (fastest) | cost (cheapest) | pareto (cost vs time front).")]
 TopOpt = Annotated[int, typer.Option("--top", help="How many plans to show.")]
@@ -62,12 +62,17 @@ def _ints(name: str, text: str | None) -> tuple[int, ...] | None:
     return tuple(sorted(set(out)))
 
 
-def global_batches(text: Any, seq_len: int) -> tuple[tuple[int, ...], str]:
-    """(values, note). A range 'A-B' keeps 2^k, 3*2^k and 5*2^k inside it (so dp with a factor 3 or 5 fits)."""
+def global_batches(text: Any, seq_len: int, tokens: float | None = None) -> tuple[tuple[int, ...], str]:
+    """(values, note). A range 'A-B' keeps 2^k, 3*2^k and 5*2^k inside it (so dp with a factor 3 or 5 fits).
+    Default: the rule every command uses (sizeup.job.parse: about 1M tokens, at least 1000 optimizer steps),
+    rounded to a power of two so that any power-of-two data-parallel degree divides it."""
     if text is None:
-        b = max(1, 2 ** round(math.log2(max(1.0, DEFAULT_BATCH_TOKENS / seq_len))))
-        return (b,), (f"global batch {b} sequences x {seq_len} = {b * seq_len / 2**20:.3g}M tokens (default ~4M tokens, "
-                      "Llama 3 paper Sec. 3.4.1; set --global-batch)")
+        from sizeup.job.parse import DEFAULT_BATCH_TOKENS, DEFAULT_MIN_STEPS
+
+        target = DEFAULT_BATCH_TOKENS if tokens is None else min(DEFAULT_BATCH_TOKENS, tokens / DEFAULT_MIN_STEPS)
+        b = max(1, 2 ** math.floor(math.log2(max(1.0, target / seq_len))))
+        return (b,), (f"global batch {b} sequences x {seq_len} = {b * seq_len / 2**20:.3g}M tokens (default: about 1M "
+                      f"tokens and at least {DEFAULT_MIN_STEPS} steps, as every command; set --global-batch)")
     s = str(text).replace(" ", "")
     if "-" in s:
         lo_s, hi_s = s.split("-", 1)
@@ -143,7 +148,7 @@ def build_search(values: dict[str, Any], flags: dict[str, Any], scenario) -> dic
     if arch.position.value == "learned" and seq > arch.max_seq_len:
         raise SizeupError(f"--seq {seq} is longer than {arch.id}'s {arch.max_seq_len} learned positions")
     notes: list[str] = list(scenario.notes)
-    gbs, gb_note = global_batches(values.get("global_batch"), seq)
+    gbs, gb_note = global_batches(values.get("global_batch"), seq, workload.total_tokens)
     if gb_note:
         notes.append(gb_note)
 
@@ -276,6 +281,7 @@ def search_cmd(
     csv_: CsvOpt = False,
     markdown: MarkdownOpt = False,
     explain: ExplainOpt = False,
+    plot: PlotOpt = None,
     flags: dict = None,
 ) -> None:
     """Search every legal plan (GPU kind x count x tp/pp/dp/cp/ep x sharding x micro-batch x recompute x offload)
@@ -332,26 +338,49 @@ def search_cmd(
     finally:
         close()
     report = build_report(job, result, export, knobs if explain else None)
-    emit(report, json_, csv_, markdown, explain)
+    emit(report, json_, csv_, markdown, explain, plot=plot)
     if export and not (json_ or csv_) and result.plans:
-        typer.echo(f"\n# ---- {report.data['export']['filename']} (best plan, --export {export})")
-        typer.echo(report.data["export"]["text"], nl=False)
-        for note in report.data["export"]["notes"]:
-            typer.echo(f"# note: {note}")
+        ex = report.data["export"]
+        if ex.get("text") is None:
+            typer.echo(f"\n# ---- --export {export}: {ex['refused']}")
+        else:
+            typer.echo(f"\n# ---- {ex['filename']} (plan #{ex['plan_rank']}, --export {export})")
+            typer.echo(ex["text"], nl=False)
+            for note in ex["notes"]:
+                typer.echo(f"# note: {note}")
+
+
+def merge_label_twins(rows: list[list], cols: list[str]) -> list[list]:
+    """Rows that differ only in the sharding label (zero1 and megatron-distopt give the same numbers) become one
+    row naming both, so that the top rows are different plans."""
+    label, rank, why = cols.index("sharding"), cols.index("#"), cols.index("vs #1")
+    out: list[list] = []
+    for r in rows:
+        key = [v for i, v in enumerate(r) if i not in (label, rank, why)]
+        twin = next((o for o in out if [v for i, v in enumerate(o) if i not in (label, rank, why)] == key), None)
+        if twin is not None:
+            twin[label] = f"{twin[label]} = {r[label]}"
+        else:
+            out.append(list(r))
+    return out
 
 
 def _row(p) -> list:
-    from sizeup.units import format_bytes, format_duration, format_usd
+    from sizeup.report import Num
+    from sizeup.units import format_duration
 
-    return [p.rank, p.gpu, p.gpus, f"{p.tp}/{p.pp}/{p.dp}/{p.cp}/{p.ep}",
+    return [p.rank, p.gpu, p.gpus, p.platform or "-", p.pricing or "-", f"{p.tp}/{p.pp}/{p.dp}/{p.cp}/{p.ep}",
             p.sharding.value + (" +cpu-offload" if p.offload.value != "none" else ""), p.micro_batch, p.grad_accum,
-            p.recompute.value, format_bytes(p.memory_reserved_bytes), format_duration(p.step_time_s),
-            f"{100 * p.mfu:.1f}%", p.bound, f"{p.days:,.2f}", format_usd(p.cost_usd) if p.cost_usd is not None else "-",
+            p.recompute.value, Num(p.memory_reserved_bytes / 2**30, "{:.2f} GiB"),
+            Num(p.step_time_s, format_duration(p.step_time_s).replace("{", "{{").replace("}", "}}")),
+            Num(100 * p.mfu, "{:.1f}%"), p.bound, Num(p.days, "{:,.2f}"),
+            Num(p.cost_usd, "${:,.2f}", reason="no price for this GPU kind (give --platform / --pricing)"),
             p.why_not_best]
 
 
-COLUMNS = ["#", "GPU", "#GPUs", "tp/pp/dp/cp/ep", "sharding", "micro-batch", "accum", "recompute", "memory/GPU",
-           "step time", "MFU", "bound", "days", "cost", "vs #1"]
+COLUMNS = ["#", "GPU", "#GPUs", "platform", "pricing", "tp/pp/dp/cp/ep", "sharding", "micro-batch", "accum",
+           "recompute", Col("memory/GPU", "GiB"), Col("step time", "s", 8), Col("MFU", "%", 9), "bound",
+           Col("days", "d", 3), Col("cost", "$", 2), "vs #1"]
 
 
 def plan_row_terms(p, arch, job: dict, knobs, prefix: str) -> list:
@@ -390,10 +419,10 @@ def build_report(job: dict, result, export: str | None = None, knobs=None):
              "gpus": "fewest GPUs"}[result.objective]
     cols, row = COLUMNS, _row
     if len(job["space"].global_batches) > 1:  # several global batches searched: show which one each plan uses
-        cols = COLUMNS[:7] + ["global batch"] + COLUMNS[7:]
-        row = lambda p: _row(p)[:7] + [p.global_batch] + _row(p)[7:]  # noqa: E731
+        cols = COLUMNS[:9] + ["global batch"] + COLUMNS[9:]
+        row = lambda p: _row(p)[:9] + [p.global_batch] + _row(p)[9:]  # noqa: E731
     tables = [Table(f"{arch.name}: {title} ({format_count(job['tokens'])} tokens)", cols,
-                    [row(p) for p in result.plans])]
+                    merge_label_twins([row(p) for p in result.plans], cols), name="plans")]
     if len(result.best_per_gpu) > 1:
         tables.append(Table("best plan per GPU kind", cols[:-1], [row(p)[:-1] for p in result.best_per_gpu]))
     pruned_rows = sorted(result.pruned.items(), key=lambda kv: -kv[1])
@@ -441,11 +470,24 @@ def build_report(job: dict, result, export: str | None = None, knobs=None):
         "strategy_note": strategy_note(result.plans) if result.plans else None,
     }
     if export and result.plans:
-        from sizeup.search.export import export_plan
+        # the best plan the target can express (a refused plan is skipped with its reason, never translated)
+        from sizeup.search.export import ExportRefused, export_plan
 
-        best = result.plans[0]
-        ex = export_plan(export, arch, best.setup(), best.steps)
-        data["export"] = {"format": ex.format, "filename": ex.filename, "text": ex.text, "notes": list(ex.notes)}
+        refused: list[str] = []
+        data["export"] = None
+        for p in result.plans:
+            try:
+                ex = export_plan(export, arch, p.setup(), p.steps)
+            except ExportRefused as exc:
+                refused.append(f"plan #{p.rank}: {exc}")
+                continue
+            notes_ex = ([f"plans #1..#{p.rank - 1} refused ({refused[0]})"] if refused else []) + list(ex.notes)
+            data["export"] = {"format": ex.format, "filename": ex.filename, "text": ex.text, "notes": notes_ex,
+                              "plan_rank": p.rank}
+            break
+        if data["export"] is None:
+            data["export"] = {"format": export, "filename": None, "text": None, "notes": [], "plan_rank": None,
+                              "refused": f"no listed plan can be expressed ({refused[0]})"}
     terms = []
     if result.plans:
         b = result.plans[0]

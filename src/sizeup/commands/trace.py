@@ -80,7 +80,13 @@ class _Progress:
             self.status = None
 
 
-@job_command("trace", refuse=refusals_except(['target', 'model', 'micro_batch', 'seq', 'precision', 'optimizer', 'recompute', 'layers', 'full', 'optimizer_impl', 'device_semantics', 'breakdown', 'json_', 'csv_', 'markdown', 'explain'], 'exact mode traces one training step of the HF model; this field does not change that trace'))
+# exact mode traces the Hugging Face model as it is: adapters would need the peft package, which is not a dependency
+TRACE_PEFT = {n: "exact mode traces full training of the Hugging Face model (LoRA adapters need the peft package, "
+                 "which sizeup does not install); 'sizeup memory --peft lora|qlora' models adapters analytically"
+              for n in ("peft", "lora_rank", "lora_targets", "lora_impl")}
+
+
+@job_command("trace", refuse={**refusals_except(['target', 'model', 'micro_batch', 'seq', 'precision', 'optimizer', 'recompute', 'layers', 'full', 'optimizer_impl', 'device_semantics', 'breakdown', 'json_', 'csv_', 'markdown', 'explain'], 'exact mode traces one training step of the HF model; this field does not change that trace'), **TRACE_PEFT})
 def trace_cmd(
     target: ModelArg = None,
     model: ModelOpt = None,

@@ -8,6 +8,7 @@ import typer
 
 from sizeup.commands.common import CsvOpt, ExplainOpt, JsonOpt, MarkdownOpt, ModelArg, ModelOpt, emit, job_command
 from sizeup.commands.common import CalibrationOpt, NoCalibrationOpt
+from sizeup.commands.common import PlotOpt
 from sizeup.errors import SizeupError
 
 @job_command("train")
@@ -20,6 +21,7 @@ def train_cmd(
     explain: ExplainOpt = False,
     calibration: CalibrationOpt = None,
     no_calibration: NoCalibrationOpt = False,
+    plot: PlotOpt = None,
     flags: dict = None,
 ) -> None:
     """Training time: FLOPs per step, step time (roofline + communication + bubble), tokens/s, MFU, bound, GPU-hours.
@@ -55,7 +57,7 @@ def train_cmd(
         decorate_train(report, ev.step, ev.train, ev.memory, ev.job.setup, ev.job.execution.timing_kernel)
     elif ev.memory is not None:
         decorate_memory(report, ev.memory, ev.job.setup, ev.job.execution.memory_kernel)
-    emit(report, json_, csv_, markdown, explain)
+    emit(report, json_, csv_, markdown, explain, plot=plot)
 
 
 def job_section(job) -> dict:
@@ -114,7 +116,7 @@ def add_cost(report, cost: dict) -> None:
     """Price the run (seed 004 field names next to sizeup's own); an infeasible run (spot that cannot make
     progress) shows why and no price."""
     from sizeup.core.explain import Term
-    from sizeup.report import Table
+    from sizeup.report import Num, Table
     from sizeup.units import format_duration, format_usd
 
     cost = dict(cost)
@@ -142,10 +144,11 @@ def add_cost(report, cost: dict) -> None:
                       f"[{cost.get('price_source')}]"),
             ("wall-clock incl. restarts", format_duration(3600 * cost["estimated_hours"])),
             ("compute cost", format_usd(breakdown["compute_cost"])),
-            ("storage cost", format_usd(breakdown["storage_cost"])),
+            ("storage cost", Num(None, reason=cost.get("storage_cost_unknown_reason") or "")
+             if breakdown["storage_cost"] is None else format_usd(breakdown["storage_cost"])),
             ("egress cost", format_usd(breakdown["egress_cost"])),
             ("total cost", format_usd(breakdown["total_cost"]))]
-    report.tables.insert(1, Table("cost", ["figure", "value"], rows))
+    report.tables.insert(1, Table("cost", ["figure", "value"], rows, name="cost"))
     report.warnings.extend(cost.get("warnings", []))
     report.terms.extend(Term(t["name"], t["value"], t["unit"], t["formula"], t.get("inputs", {}), t.get("source", ""))
                         for t in explained)
@@ -215,28 +218,38 @@ def build_report(arch, setup, gpu, step, est, mem, style, scenario):
         "fits": mem.fits if mem is not None else None,
         "reasons": list(mem.reasons) if mem is not None else [],
     }
+    # typed cells: the display text is unchanged, the raw number (unit in the CSV header) is behind it
+    from sizeup.report import Num
+
     rows = [
-        ("params", format_count(pc.total) + ("" if pc.active == pc.total else f" ({format_count(pc.active)} active)")),
+        ("params", Num.shown(pc.total, format_count(pc.total)
+                             + ("" if pc.active == pc.total else f" ({format_count(pc.active)} active)"))),
         ("setup", f"{setup.gpus}x {gpu.id}: tp={setup.tp} pp={setup.pp} cp={setup.cp} dp={setup.dp} ep={setup.ep}, "
                   f"{setup.sharding.value}, {setup.precision.value}, recompute {setup.recompute.value}, {style} kernels"),
         ("batch", f"micro {setup.micro_batch} x dp {setup.dp} x accum {setup.grad_accum} = {setup.global_batch} seq x "
                   f"{setup.seq_len} = {format_count(setup.tokens_per_step)} tokens/step"),
-        ("model FLOPs / step", f"{format_flops(fl.model_flops)}  (6ND would say {format_flops(fl.six_nd)}: "
-                               f"{abs(100 * (fl.six_nd / fl.model_flops - 1)):.1f}% "
-                               f"{'less' if fl.six_nd < fl.model_flops else 'more'}; with causal attention "
-                               f"{format_flops(fl.model_flops_causal)})"),
-        ("step time", format_duration(step.step_time_s)),
-        ("tokens/s", f"{step.tokens_per_s:,.0f} total, {step.tokens_per_s_per_gpu:,.0f} per GPU"),
+        ("model FLOPs / step", Num.shown(fl.model_flops,
+                                         f"{format_flops(fl.model_flops)}  (6ND would say {format_flops(fl.six_nd)}: "
+                                         f"{abs(100 * (fl.six_nd / fl.model_flops - 1)):.1f}% "
+                                         f"{'less' if fl.six_nd < fl.model_flops else 'more'}; with causal attention "
+                                         f"{format_flops(fl.model_flops_causal)})", "FLOP")),
+        ("step time", Num.shown(step.step_time_s, format_duration(step.step_time_s), "s")),
+        ("tokens/s", Num.shown(step.tokens_per_s, f"{step.tokens_per_s:,.0f} total, {step.tokens_per_s_per_gpu:,.0f} "
+                               "per GPU", "tokens/s")),
         ("MFU / HFU", f"{format_pct(step.mfu)} / {format_pct(step.hfu)}  ({step.model_flops_per_s_per_gpu / 1e12:,.0f} "
                       f"model TFLOP/s per GPU of {step.peak_flops_per_s / 1e12:,.0f} {step.compute_dtype} peak)"),
         ("bound", f"{step.bound} ({step.bound_margin:,.1f}x the next); compute/memory time = {step.compute_memory_ratio:,.1f}"),
     ]
     if memory:
-        rows.append(("memory per GPU", f"{format_bytes(mem.peak_reserved_bytes)} of {format_bytes(mem.gpu_memory_bytes)} "
-                                        f"-> {'fits' if mem.fits else 'DOES NOT FIT'}"))
+        rows.append(("memory per GPU", Num.shown(mem.peak_reserved_bytes / 2**30,
+                                                 f"{format_bytes(mem.peak_reserved_bytes)} of "
+                                                 f"{format_bytes(mem.gpu_memory_bytes)} -> "
+                                                 f"{'fits' if mem.fits else 'DOES NOT FIT'}", "GiB")))
     if est:
-        rows += [("tokens", format_count(est.tokens)), ("steps", f"{est.steps:,}"),
-                 ("wall-clock", format_duration(est.total_time_s)), ("GPU-hours", f"{est.gpu_hours:,.1f}")]
+        rows += [("tokens", Num.shown(est.tokens, format_count(est.tokens))),
+                 ("steps", Num.shown(est.steps, f"{est.steps:,}")),
+                 ("wall-clock", Num.shown(est.total_time_s, format_duration(est.total_time_s), "s")),
+                 ("GPU-hours", Num.shown(est.gpu_hours, f"{est.gpu_hours:,.1f}", "h"))]
     bd_rows = [(k, v, f"{100 * v / step.step_time_s:.1f}%") for k, v in step.breakdown.items() if v > 0]
     notes = list(scenario.notes)
     notes.append("MFU counts attention over the full s^2 (PaLM appendix B, llm-foundry, NeMo); mfu_causal halves it "
@@ -259,8 +272,8 @@ def build_report(arch, setup, gpu, step, est, mem, style, scenario):
     if arch.max_seq_len and setup.seq_len > arch.max_seq_len:
         warnings.append(f"seq {setup.seq_len} is longer than {arch.id}'s context of {arch.max_seq_len} tokens "
                         "(needs RoPE scaling / long-context training)")
-    report = Report(data=data, tables=[Table(f"{arch.name} training estimate", ["figure", "value"], rows),
-                                        Table("step time breakdown (s)", ["part", "seconds", "share"], bd_rows)],
+    report = Report(data=data, tables=[Table(f"{arch.name} training estimate", ["figure", "value"], rows, name="estimate"),
+                                        Table("step time breakdown (s)", ["part", "seconds", "share"], bd_rows, name="breakdown")],
                     terms=list(pc.terms) + list(est.terms if est else step.terms) + per_gpu_terms(step, setup)
                     + (list(mem.terms) if mem is not None else []),
                     notes=notes, warnings=warnings)

@@ -8,9 +8,10 @@ import typer
 
 from sizeup.cli import app
 from sizeup.commands.common import CsvOpt, JsonOpt, MarkdownOpt, emit, positive
+from sizeup.commands.common import PlotOpt
 
 FileArg = Annotated[Optional[str], typer.Argument(
-    help="Published-runs YAML (schema of validate/data/published_runs_dev.yaml); default: the packaged dev set.",
+    help="Published-runs YAML (schema of validate/data/published_runs_dev.yaml); default: the packaged development set (published_runs_dev.yaml plus every validate/data file marked default: true, e.g. published_runs_more.yaml).",
     show_default=False)]
 CategoryOpt = Annotated[Optional[str], typer.Option(
     "--category", help="Only these categories, comma-separated: A pretraining run, B throughput table, C memory, D inference.")]
@@ -57,6 +58,7 @@ def validate_cmd(
     json_: JsonOpt = False,
     csv_: CsvOpt = False,
     markdown: MarkdownOpt = False,
+    plot: PlotOpt = None,
 ) -> None:
     """Compare sizeup's predictions with published training and inference measurements.
 
@@ -154,7 +156,7 @@ def validate_cmd(
         st = s[key]
         notes.append(f"{label}: median |error| {_pct0(st['median_abs_error_pct'])}, p90 {_pct0(st['p90_abs_error_pct'])}, "
                      f"{st['n']}/{st['total']} predicted")
-    emit(Report(data=data, tables=tables, notes=notes), json_, csv_, markdown)
+    emit(Report(data=data, tables=tables, notes=notes), json_, csv_, markdown, plot=plot)
 
 
 def _cov(st: dict) -> str:

@@ -61,6 +61,8 @@ class Offer:
     preemption_source: str = ""
     storage_usd_per_gb_month: float = 0.0
     storage_source: str = ""
+    storage_price_known: bool = True
+    """False: the catalog has no storage price here, so storage cost is unknown (reported n/a, not $0)."""
     egress_usd_per_gb: float = 0.0
     egress_free_gb: float = 0.0
     egress_source: str = ""
@@ -133,6 +135,7 @@ class CostEstimate:
     checkpoint_write_s: float
     compute_cost_usd: float
     storage_cost_usd: float
+    """0 in the arithmetic when `storage_cost_known` is False (no storage price): reports show n/a."""
     egress_cost_usd: float
     total_cost_usd: float
     energy_kwh: float | None
@@ -140,6 +143,7 @@ class CostEstimate:
     feasible: bool
     reasons: tuple[str, ...] = ()
     terms: tuple[Term, ...] = ()
+    storage_cost_known: bool = True
 
     @property
     def billed_hours(self) -> float:
@@ -432,6 +436,7 @@ def estimate_cost(
         compute_cost_usd=compute_usd, storage_cost_usd=storage_usd, egress_cost_usd=egress_usd,
         total_cost_usd=total_usd, energy_kwh=energy_kwh, co2_kg=co2_kg,
         feasible=not reasons, reasons=tuple(reasons), terms=tuple(terms),
+        storage_cost_known=offer.storage_price_known,
     )
 
 

@@ -121,6 +121,71 @@ def layer_shapes(m: ModelArch) -> LayerShapes:
                        qk_dim + 2 * m.kv_dim, h, m.vocab_size)
 
 
+def op_sac_mm_order(m: ModelArch, moe_layer: bool = False) -> list[tuple[str, int, int]]:
+    """The aten.mm calls of one transformer block in forward order, as (name, in, out): torchtitan's Llama/DeepSeek
+    blocks run wq, wk, wv (MLA: wq or wq_a/wq_b, wkv_a, wkv_b), wo, then w1 (gate), w3 (up), w2 (down); a MoE
+    block runs the router gate mm and the shared experts' w1, w3, w2 (routed experts use grouped_mm, not aten.mm)."""
+    h = m.hidden_size
+    out: list[tuple[str, int, int]] = []
+    if m.is_mla:
+        qk_head = m.qk_nope_head_dim + m.qk_rope_head_dim
+        if m.q_lora_rank:
+            out += [("wq_a", h, m.q_lora_rank), ("wq_b", m.q_lora_rank, m.num_heads * qk_head)]
+        else:
+            out.append(("wq", h, m.num_heads * qk_head))
+        out += [("wkv_a", h, m.kv_lora_rank + m.qk_rope_head_dim),
+                ("wkv_b", m.kv_lora_rank, m.num_heads * (m.qk_nope_head_dim + m.v_head_dim))]
+    else:
+        out += [("wq", h, m.q_dim), ("wk", h, m.kv_dim), ("wv", h, m.kv_dim)]
+    out.append(("wo", m.attn_out_dim, h))
+    if moe_layer:
+        out.append(("router", h, m.num_experts))
+        if m.num_shared_experts:
+            fs = m.shared_expert_ffn_size or m.expert_ffn_size * m.num_shared_experts
+            out += ([("shared_w1", h, fs), ("shared_w3", h, fs)] if m.mlp_kind.gated else [("shared_w1", h, fs)]) \
+                + [("shared_w2", fs, h)]
+    else:
+        f = m.ffn_size
+        out += ([("w1", h, f), ("w3", h, f)] if m.mlp_kind.gated else [("w1", h, f)]) + [("w2", f, h)]
+    return out
+
+
+def op_sac_saved_mms(m: ModelArch, moe_layer: bool = False) -> list[tuple[str, int, int, bool]]:
+    """(name, in, out, saved) for each mm of a block under torchtitan op-level SAC: the policy counts aten.mm calls
+    in forward and saves the output of every one except every second (count % 2 == 0 recomputed), i.e. the 1st,
+    3rd, 5th ... mm are saved (pytorch/torchtitan torchtitan/distributed/activation_checkpoint.py _apply_op_sac)."""
+    return [(n, k, o, i % 2 == 0) for i, (n, k, o) in enumerate(op_sac_mm_order(m, moe_layer))]
+
+
+def recompute_gemm_share(m: ModelArch, recompute: Recompute, fraction: float = 1.0) -> float:
+    """Share of one layer's forward weight-GEMM FLOPs run again in backward under a recompute policy (averaged
+    over dense and MoE layers; routed experts count as recomputed under op-SAC: grouped_mm is not in its save list).
+    full 1; layer-fraction f; attention-only: the attention projections' share; op-SAC: the mms it does not save;
+    none / Megatron selective 0 (selective recomputes only the attention core, which has no weight GEMM)."""
+    if recompute == Recompute.FULL:
+        return 1.0
+    if recompute == Recompute.LAYER_FRACTION:
+        return min(max(fraction, 0.0), 1.0)
+    if recompute not in (Recompute.OP_SAC, Recompute.ATTENTION_ONLY):
+        return 0.0
+    shapes = layer_shapes(m)
+    total = sum(g.flops_per_token for g in shapes.gemms)
+    if total <= 0:
+        return 0.0
+    attn = sum(g.flops_per_token for g in shapes.gemms if g.name.startswith("attn/"))
+    if recompute == Recompute.ATTENTION_ONLY:
+        return attn / total
+    L = m.num_layers
+    n_moe = m.num_moe_layers
+    rc = 0.0
+    for moe_l, weight in ((False, (L - n_moe) / L), (True, n_moe / L)):
+        if weight <= 0:
+            continue
+        rc += weight * sum(2.0 * k * n for _name, k, n, saved in op_sac_saved_mms(m, moe_l) if not saved)
+    routed = sum(g.flops_per_token for g in shapes.gemms if g.expert)
+    return min(1.0, (rc + routed) / total)
+
+
 def attention_keys_per_query(s, window: int = 0, causal: bool = True):
     """Average number of keys each query attends to (array-friendly in s).
 
@@ -185,6 +250,22 @@ def flops_per_token_forward(m: ModelArch, s, causal: bool = False, shapes: Layer
     return {"layers/gemm": gemm, "layers/attention": attn, "logits": logits}
 
 
+def lora_adapter_shapes(m: ModelArch, targets) -> list[tuple[int, int]]:
+    """(in, out) features of each LoRA-adapted Linear of one layer (dense shapes; MLA q/kv projections as q/k/v)."""
+    h = m.hidden_size
+    widths = {"q": (h, m.q_dim), "k": (h, m.kv_dim), "v": (h, m.kv_dim), "o": (m.attn_out_dim, h),
+              "gate": (h, m.ffn_size), "up": (h, m.ffn_size), "down": (m.ffn_size, h)}
+    return [widths[t] for t in targets if t in widths]
+
+
+def lora_adapter_flops_per_token(m: ModelArch, setup: TrainSetup) -> float:
+    """Forward FLOPs per token of all LoRA adapters: L * sum 2*r*(k+n); 0 without PEFT."""
+    if setup.peft == Peft.NONE:
+        return 0.0
+    return float(m.num_layers * sum(2.0 * setup.lora_rank * (k + n)
+                                    for k, n in lora_adapter_shapes(m, setup.lora_targets)))
+
+
 def flops_per_step(m: ModelArch, setup: TrainSetup) -> FlopsEstimate:
     """Model, hardware and executed FLOPs of one optimizer step, with 6ND and Narayanan's eq. 3 alongside."""
     s = setup.seq_len
@@ -205,6 +286,15 @@ def flops_per_step(m: ModelArch, setup: TrainSetup) -> FlopsEstimate:
     elif setup.recompute == Recompute.SELECTIVE:
         rc_model = fwd["layers/attention"] * T
         rc_exec = (fwd_causal if setup.attention == Attention.FLASH else fwd)["layers/attention"] * T
+    elif setup.recompute in (Recompute.OP_SAC, Recompute.ATTENTION_ONLY, Recompute.LAYER_FRACTION):
+        # op-SAC: the unsaved mms again, SDPA saved; attention-only: attention projections + core;
+        # layer-fraction: a share f of the layers in full
+        share = recompute_gemm_share(m, setup.recompute, setup.recompute_fraction)
+        attn_share = {Recompute.OP_SAC: 0.0, Recompute.ATTENTION_ONLY: 1.0}.get(
+            setup.recompute, min(max(setup.recompute_fraction, 0.0), 1.0))
+        attn_ex = (fwd_causal if setup.attention == Attention.FLASH else fwd)["layers/attention"]
+        rc_model = (share * fwd["layers/gemm"] + attn_share * fwd["layers/attention"]) * T
+        rc_exec = (share * fwd["layers/gemm"] + attn_share * attn_ex) * T
     else:
         rc_model = rc_exec = 0.0
     if setup.peft != Peft.NONE:
@@ -218,6 +308,12 @@ def flops_per_step(m: ModelArch, setup: TrainSetup) -> FlopsEstimate:
     attn_bwd = 2.5 if setup.attention == Attention.FLASH else 2.0
     gemm_passes = 2.0 if setup.peft != Peft.NONE else 3.0
     executed = (gemm_passes * (fwd["layers/gemm"] + fwd["logits"]) + (1.0 + attn_bwd) * attn_exec) * T + rc_exec
+    # LoRA adapters: forward x@A (2*k*r) and @B (2*r*n) per token, backward 2x (dA, dB, d(xA), dx): 3x forward,
+    # + one more forward when the layer is recomputed (Hu et al. 2021 eq. 3)
+    adapter_fwd = lora_adapter_flops_per_token(m, setup)
+    adapter = adapter_fwd * T * (3.0 + {Recompute.FULL: 1.0, Recompute.OP_SAC: 1.0, Recompute.LAYER_FRACTION:
+                                        min(max(setup.recompute_fraction, 0.0), 1.0)}.get(setup.recompute, 0.0))
+    executed += adapter
 
     pc = count_params(m)
     n_active = float(pc.active)
@@ -242,18 +338,30 @@ def flops_per_step(m: ModelArch, setup: TrainSetup) -> FlopsEstimate:
              "Megatron-LM training.py num_floating_point_operations (causal 1/2 on core attention)"),
         Term("flops/recompute_per_step", rc_model, "FLOP",
              {"full": "(gemm + attention) forward * T", "selective": "attention forward * T",
-              "none": "0"}[setup.recompute.value], {"recompute": setup.recompute.value},
-             "Korthikanti et al. 2022 §4-5"),
+              "none": "0", "op-sac": "share_unsaved_mm * gemm forward * T (SDPA saved)",
+              "attention-only": "(attention projections + attention) forward * T",
+              "layer-fraction": "f * (gemm + attention) forward * T"}[setup.recompute.value],
+             {"recompute": setup.recompute.value,
+              "gemm_share_recomputed": recompute_gemm_share(m, setup.recompute, setup.recompute_fraction),
+              "recompute_fraction": setup.recompute_fraction},
+             "Korthikanti et al. 2022 §4-5; op-sac: pytorch/torchtitan distributed/activation_checkpoint.py "
+             "(saves every other aten.mm and SDPA)"),
         Term("flops/hardware_per_step", hardware, "FLOP", "model + recompute", {}, "HFU numerator (PaLM appendix B)"),
         Term("flops/executed_per_step", executed, "FLOP",
              "3*(gemm+logits)*T + (1+bwd_factor)*attention_executed*T + recompute_executed",
              {"attention": setup.attention.value, "bwd_factor": attn_bwd},
              "flash: causal half computed, backward 5 vs 2 matmuls (Dao 2023 FlashAttention-2 §3.1)"),
+        Term("flops/lora_adapters_per_step", adapter, "FLOP",
+             "L * sum_targets 2*r*(k+n) * T * (3 [+1 full recompute])  (executed only; MFU counts the frozen base)",
+             {"r": setup.lora_rank, "targets": ",".join(setup.lora_targets), "peft": setup.peft.value},
+             "Hu et al. 2021 LoRA eq. 3 (h = W0 x + B A x)"),
         Term("flops/6ND", six_nd, "FLOP", "6 * N_active * T", {"N_active": n_active, "T": T},
              "Kaplan et al. 2020 §2.1; Transformer Math 101"),
         Term("flops/narayanan_eq3", narayanan, "FLOP", "72*B*s*L*h^2*(1 + s/(6h) + V/(12hL))",
              {"B": setup.global_batch, "s": s, "L": L, "h": h, "V": V},
              "Narayanan et al. 2021 eq. 3 (assumes 4h MLP, MHA, no recompute)"),
     )
+    if setup.peft == Peft.NONE:
+        terms = tuple(t for t in terms if t.name != "flops/lora_adapters_per_step")
     return FlopsEstimate(T, fwd, model, model_causal, hardware, executed, rc_model, six_nd, six_nd_ne, narayanan,
                          per_component, terms)

@@ -36,6 +36,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from sizeup.core.explain import Term
+from sizeup.core.flops import op_sac_saved_mms
 from sizeup.core.params import attention_params, count_params, mlp_params, moe_params, norm_params
 from sizeup.core.types import (
     Attention, GpuSpec, MlpKind, ModelArch, NormKind, Offload, Optimizer, Overheads, Peft,
@@ -48,7 +49,9 @@ SHARDING_CODE: dict[Sharding, int] = {
     Sharding.NONE: 0, Sharding.ZERO1: 1, Sharding.ZERO2: 2, Sharding.ZERO3: 3,
     Sharding.FSDP_FULL: 4, Sharding.FSDP_GRAD_OP: 5, Sharding.FSDP_HYBRID: 6, Sharding.MEGATRON_DISTOPT: 7,
 }
-RECOMPUTE_CODE: dict[Recompute, int] = {Recompute.NONE: 0, Recompute.SELECTIVE: 1, Recompute.FULL: 2}
+RECOMPUTE_CODE: dict[Recompute, int] = {Recompute.NONE: 0, Recompute.SELECTIVE: 1, Recompute.FULL: 2,
+                                        Recompute.OP_SAC: 3, Recompute.ATTENTION_ONLY: 4,
+                                        Recompute.LAYER_FRACTION: 5}
 OFFLOAD_CODE: dict[Offload, int] = {Offload.NONE: 0, Offload.CPU: 1, Offload.NVME: 2}
 SCHEDULE_CODE: dict[PipelineSchedule, int] = {
     PipelineSchedule.ONE_F_ONE_B: 0, PipelineSchedule.INTERLEAVED: 1, PipelineSchedule.GPIPE: 2,
@@ -156,7 +159,16 @@ def _dtype_bytes(precision: Precision) -> float:
     return 4.0 if precision in (Precision.FP32, Precision.TF32) else 2.0
 
 
-def state_bytes(precision: Precision, kernel: str, sharding_code: Any) -> dict[str, Any]:
+# fp8 weight copies per matmul parameter by recipe: Transformer Engine delayed/current tensor scaling keeps one fp8
+# copy (1 B, the count used so far); rowwise, block (1x128 with fp32 scales) and MXFP8 (32-element blocks, 1-byte
+# e8m0 scales) keep the weight scaled along both axes, rowwise and columnwise (TE Float8BlockScaling /
+# MXFP8BlockScaling quantize both usages; torchao rowwise casts the weight for forward and again for dgrad):
+# 2 x (1 + scale bytes per element).
+FP8_WEIGHT_COPY_BYTES = {"delayed": 1.0, "tensorwise": 1.0, "rowwise": 2.0 * (1.0 + 4.0 / 4096),
+                         "blockwise": 2.0 * (1.0 + 4.0 / 128)}
+
+
+def state_bytes(precision: Precision, kernel: str, sharding_code: Any, fp8_recipe: str = "delayed") -> dict[str, Any]:
     """Bytes per trainable parameter of weights (w), gradients (g), fp32 master (m), the element size
     of optimizer states (s), autocast weight-cast bytes per matmul param (cast), and `amp` (fp32 residual
     stream, torch.autocast). Arrays over `sharding_code` allowed.
@@ -186,7 +198,7 @@ def state_bytes(precision: Precision, kernel: str, sharding_code: Any) -> dict[s
     m = np.where(is_fsdp | eager_amp, 0.0, 4.0) * ones
     cast = np.where(eager_amp, 2.0, 0.0) * ones
     if precision == Precision.FP8:
-        cast = cast + 1.0
+        cast = cast + FP8_WEIGHT_COPY_BYTES.get(str(fp8_recipe), 1.0)
     return {"w": w, "g": g, "m": m, "s": 4.0, "cast": cast, "amp": np.where(eager_amp, 1.0, 0.0) * ones}
 
 
@@ -294,6 +306,10 @@ class _Statics:
     final_act: float         # bytes per token of final-norm / head-input tensors (last stage)
     bwd_temp: float          # bytes per token of gradient temporaries inside one layer's backward (before /t)
     act_names: tuple[tuple[str, float, str], ...]
+    act_sac: Mapping[str, float] = field(default_factory=dict)
+    """per-token per-layer coefficients kept under torchtitan op-level SAC (see op_sac_saved_tensors)"""
+    act_attn_only: Mapping[str, float] = field(default_factory=dict)
+    """per-token per-layer coefficients kept when only the attention sublayer is checkpointed"""
     amp_alt: "_Statics | None" = None  # the same model under torch.autocast (hf-eager, *-mixed)
 
 
@@ -441,6 +457,24 @@ def _layer_activation(m: ModelArch, setup_consts: dict, moe_layer: bool) -> list
     return out
 
 
+_ROW_PARALLEL = ("wo", "w2", "shared_w2")
+
+
+def op_sac_saved_tensors(m: ModelArch, moe_layer: bool, resid_bytes: float, mm_bytes: float
+                         ) -> list[tuple[str, float, str]]:
+    """Tensors one block keeps per token under op-level SAC, as (name, bytes, kind) like _layer_activation:
+    the checkpoint's input (the residual stream), the saved mm outputs, and SDPA's outputs (attention output and
+    the fp32 log-sum-exp per head; SDPA is in the save list). Everything else is recomputed in backward."""
+    out: list[tuple[str, float, str]] = [("sac/block_input", resid_bytes * m.hidden_size, "rep")]
+    for name, _k, n, saved in op_sac_saved_mms(m, moe_layer):
+        if saved:
+            kind = "rep" if name in _ROW_PARALLEL or name in ("router", "wq_a", "wkv_a") else (
+                "kv" if name in ("wk", "wv") else "div")
+            out.append((f"sac/{name}_output", mm_bytes * n, kind))
+    out += [("sac/sdpa_output", mm_bytes * m.attn_out_dim, "div"), ("sac/sdpa_lse", 4.0 * m.num_heads, "lse")]
+    return out
+
+
 def _trainable(setup: TrainSetup) -> dict[str, bool]:
     if setup.peft == Peft.NONE:
         return {t: True for t in (*LORA_TARGETS, "router")}
@@ -521,6 +555,18 @@ def _statics(m: ModelArch, setup: TrainSetup, kernel: str, amp: bool | None = No
     e = consts["e"]
     amp = consts["amp"]
     r = 4.0 if amp else e
+    # op-level SAC and attention-only checkpointing: what each block keeps
+    c_mm = 2.0 if amp else e
+    act_sac: dict[str, float] = {"rep": 0.0, "div": 0.0, "kv": 0.0, "s2": 0.0, "lse": 0.0}
+    act_attn: dict[str, float] = {"rep": r * h, "div": 0.0, "kv": 0.0, "s2": 0.0, "lse": 0.0}
+    for moe_l, weight, tensors in ((False, n_dense / L, dense_t), (True, n_moe / L, moe_t)):
+        if weight <= 0:
+            continue
+        for _name, value, kind in op_sac_saved_tensors(m, moe_l, r, c_mm):
+            act_sac[kind] += weight * value
+        for name, value, kind in tensors:
+            if name.startswith(("mlp/", "moe/")):
+                act_attn[kind] += weight * value
     loss = loss or ("vocab-parallel" if kernel == "fused" else "full")
     if loss not in LOSS_IMPLS:
         raise ValueError(f"loss must be one of {', '.join(LOSS_IMPLS)}, got {loss!r}")
@@ -547,6 +593,7 @@ def _statics(m: ModelArch, setup: TrainSetup, kernel: str, amp: bool | None = No
         act=act, act_ckpt=r * h,
         logits_saved=logits_saved, logits_temp=logits_temp, final_act=final_act, bwd_temp=bwd_temp,
         act_names=tuple((n, v, k_) for (n, k_), v in names.items()),
+        act_sac=act_sac, act_attn_only=act_attn,
     )
 
 
@@ -598,6 +645,12 @@ def memory_components(
     optimizer_in_backward: Any = False,
     paged_states: Any = False,
     grads_kept: Any = False,
+    recompute_fraction: Any = 1.0,
+    fp8_recipe: str = "delayed",
+    first_stage_layers: Any = 0,
+    last_stage_layers: Any = 0,
+    grad_reduce_bytes: float = 0.0,
+    kbit_fp32_non_quantized: Any = False,
 ) -> dict[str, Any]:
     """Per-GPU bytes of every component at the peak (worst stage, worst phase), as arrays.
 
@@ -609,6 +662,7 @@ def memory_components(
     gradient at once, so at most the largest parameter tensor's gradient is live (and no separate
     optimizer phase); paged_states (bool or array): bitsandbytes paged optimizer states evicted to host;
     grads_kept (bool or array): gradients stay allocated between steps (zero_grad(set_to_none=False)).
+    recompute_fraction (number or array): share of blocks fully checkpointed under recompute code 5 (layer-fraction).
     """
     if kernel not in KERNELS:
         raise ValueError(f"kernel must be one of {KERNELS}")
@@ -643,46 +697,62 @@ def memory_components(
     fsdp_grad_op = code == 5
 
     # ---- parameters on the worst stages (Megatron: embedding on the first stage, head on the last)
-    layers = np.ceil(st.L / pp)                                   # layers per stage
+    even = np.ceil(st.L / pp)                                     # layers per stage (even split)
+    fsl, lsl = f(first_stage_layers), f(last_stage_layers)
+    uneven = ((fsl > 0) | (lsl > 0)) & (pp > 1)
+    l_first = np.where(uneven & (fsl > 0), fsl, even)
+    l_last = np.where(uneven & (lsl > 0), lsl, even)
+    l_mid = np.where(uneven, np.ceil(np.maximum(st.L - l_first - l_last, 0.0) / np.maximum(pp - 2, 1)), even)
+    layers = even
     layer_dense_local = st.layer_tp / tp + st.layer_rep
     layer_exp_local = st.layer_exp / (tp * ep)
     single = pp == 1
     emb_first = st.emb / tp
     # tied embeddings with pp > 1: the last stage keeps its own copy of the V x h matrix (Megatron)
     head_last = st.head / tp + np.where(st.tied & ~single, (st.V * st.h) / tp, 0.0)
-    # stage 0 = first (embedding, + head when pp == 1), stage 1 = last (head)
-    stage_nonexp = [layers * layer_dense_local + emb_first + np.where(single, st.head / tp, 0.0),
-                    layers * layer_dense_local + head_last + np.where(single, emb_first, 0.0)]
-    stage_exp = [layers * layer_exp_local, layers * layer_exp_local]
-    stage_mm = [layers * st.mm_layer / tp + np.where(single, st.mm_head / tp, 0.0),
-                layers * st.mm_layer / tp + st.mm_head / tp]
+    # stage 0 = first (embedding, + head when pp == 1), stage 1 = last (head), stage 2 = second (p > 2: no embedding
+    # or head, the most in-flight micro-batches after the first)
+    stage_layers = [l_first, l_last, l_mid]
+    stage_nonexp = [l_first * layer_dense_local + emb_first + np.where(single, st.head / tp, 0.0),
+                    l_last * layer_dense_local + head_last + np.where(single, emb_first, 0.0),
+                    l_mid * layer_dense_local]
+    stage_exp = [sl * layer_exp_local for sl in stage_layers]
+    stage_mm = [l_first * st.mm_layer / tp + np.where(single, st.mm_head / tp, 0.0),
+                l_last * st.mm_layer / tp + st.mm_head / tp, l_mid * st.mm_layer / tp]
 
-    sb = state_bytes(precision, kernel, code)
+    sb = state_bytes(precision, kernel, code, fp8_recipe)
     w_b, g_b, m_b, s_el, cast_b, amp = sb["w"], sb["g"], sb["m"], sb["s"], sb["cast"], sb["amp"]
     # activation coefficients: the autocast variant where torch.autocast runs (hf-eager, *-mixed, unsharded)
     if st.amp_alt is not None:
         amp_on = np.asarray(amp) > 0
         alt = st.amp_alt
         act_c = {k_: np.where(amp_on, alt.act[k_], st.act[k_]) for k_ in st.act}
+        act_sac_c = {k_: np.where(amp_on, alt.act_sac[k_], st.act_sac[k_]) for k_ in st.act_sac}
+        act_attn_c = {k_: np.where(amp_on, alt.act_attn_only[k_], st.act_attn_only[k_]) for k_ in st.act_attn_only}
         act_ckpt_c = np.where(amp_on, alt.act_ckpt, st.act_ckpt)
         final_act_c = np.where(amp_on, alt.final_act, st.final_act)
         bwd_temp_c = np.where(amp_on, alt.bwd_temp, st.bwd_temp)
     else:
         act_c, act_ckpt_c, final_act_c, bwd_temp_c = st.act, st.act_ckpt, st.final_act, st.bwd_temp
+        act_sac_c, act_attn_c = st.act_sac, st.act_attn_only
     opt_b = optimizer_state_bytes(optimizer, s_el, st.adafactor_fraction)
     tmp_b = 0.0 if fused_optimizer else foreach_temp_fraction(optimizer) * s_el
 
     peft_on = peft != Peft.NONE
     results = []
-    for stage in (0, 1):
+    for stage in (0, 1, 2):
         nonexp, exp_, mm = stage_nonexp[stage], stage_exp[stage], stage_mm[stage]
+        layers = stage_layers[stage]
         total_params = nonexp + exp_
         if peft_on:
             # frozen base: 16-bit (LoRA) or NF4 for the Linear weights of the layers (QLoRA)
             base_b = 4.0 if precision in (Precision.FP32, Precision.TF32) else 2.0
             quant = layers * (st.quant_layer / tp + st.layer_exp / (tp * ep))
             if peft == Peft.QLORA:
-                base = (total_params - quant) * base_b + quant * NF4_BYTES_PER_PARAM
+                # PEFT prepare_model_for_kbit_training casts every non-quantized parameter (embeddings, norms, the
+                # LM head) to fp32 (huggingface/peft src/peft/utils/other.py: "cast all non INT8 parameters to fp32")
+                nonq_b = np.where(np.asarray(kbit_fp32_non_quantized, dtype=bool), 4.0, base_b)
+                base = (total_params - quant) * nonq_b + quant * NF4_BYTES_PER_PARAM
             else:
                 base = total_params * base_b
             trainable = layers * st.adapter_layer / tp
@@ -707,6 +777,7 @@ def memory_components(
             layer_b = NF4_BYTES_PER_PARAM if peft == Peft.QLORA else base_b
             big = max(st.emb * base_b, st.V * st.h * base_b, st.layer_unit * layer_b)
             gathered = np.where(par_sh, (big + st.layer_unit * layer_b) / tp, 0.0) + gather_unit
+            gathered_f = gathered_b = gathered
         else:
             def shard(x, sharded, n=n_sh, ne=n_sh_exp):
                 return np.where(sharded, x[0] / n + x[1] / ne, x[0] + x[1])
@@ -725,8 +796,18 @@ def memory_components(
             comp_b = np.where(precision in (Precision.FP32, Precision.TF32), 4.0, comp_b)
             # the largest unit being computed + the next layer prefetched, and the unit's full gradient
             gathered = np.where(par_sh, ((st.largest_unit + st.layer_unit) * comp_b + st.largest_unit * g_b) / tp, 0.0)
+            # FSDP (codes 4, 6): forward holds the unit being computed + the prefetched next one (Zhao et al. 2023
+            # Sec. 3.3; FSDP2 implicit prefetch); backward adds the unit's unsharded gradient in the compute dtype
+            # and the reduce-scatter input in the reduce dtype (FSDP2 casts the gradient to reduce_dtype before the
+            # reduce-scatter and frees it when the collective completes), i.e. comp_b + reduce_b per parameter
+            red_b = np.where(grad_reduce_bytes > 0, grad_reduce_bytes, g_b)
+            fsdp_codes = np.isin(code, (4, 6))
+            gathered_f = np.where(fsdp_codes, (st.largest_unit + st.layer_unit) * comp_b / tp, gathered)
+            gathered_b = np.where(fsdp_codes, gathered_f + st.largest_unit * (comp_b + red_b) / tp, gathered)
             # FSDP SHARD_GRAD_OP keeps the gathered 16-bit params from forward through backward
             gathered = gathered + np.where(fsdp_grad_op, total_params * comp_b, 0.0)
+            gathered_f = gathered_f + np.where(fsdp_grad_op, total_params * comp_b, 0.0)
+            gathered_b = gathered_b + np.where(fsdp_grad_op, total_params * comp_b, 0.0)
             grad_b = g_b
         # optimizer step fused into backward (PyTorch tutorial "optimizer hooks in backward";
         # torchtune optimizer_in_bwd): register_post_accumulate_grad_hook steps each parameter and sets
@@ -756,7 +837,14 @@ def memory_components(
         full = rc == 2
         ckpt_tok = act_ckpt_c / np.where(sp, tp, 1.0)
         layer_bytes = tokens * per_tok
-        kept_per_layer = np.where(full, tokens * ckpt_tok, layer_bytes)
+        # op-level SAC (3), attention-only (4), layer fraction (5): what each block keeps through the forward
+        frac = np.clip(f(recompute_fraction), 0.0, 1.0)
+        kept_sac = tokens * _per_token_layer_act(st, tp, sp, 1, s, act_sac_c) if act_sac_c else layer_bytes
+        kept_attn = tokens * _per_token_layer_act(st, tp, sp, 1, s, act_attn_c) if act_attn_c else layer_bytes
+        layer_none = tokens * _per_token_layer_act(st, tp, sp, 0, s, act_c)
+        kept_frac = frac * tokens * ckpt_tok + (1.0 - frac) * layer_none
+        kept_per_layer = np.where(full, tokens * ckpt_tok, np.where(rc == 3, kept_sac, np.where(
+            rc == 4, kept_attn, np.where(rc == 5, kept_frac, layer_bytes))))
         # micro-batches in flight on this stage: 1F1B holds min(p, m) on the first stage (Narayanan 2021),
         # interleaving multiplies by 1 + (p-1)/(p v) (Korthikanti 2022 Sec. 4.2.3); GPipe holds all m
         inflight_first = np.where(sched == 2, m_acc, np.minimum(pp, m_acc))
@@ -764,6 +852,8 @@ def memory_components(
         inter = np.where((sched == 1) & ~single, 1.0 + (pp - 1.0) / (pp * vpp), 1.0)
         if stage == 0:
             inflight = inflight_first * inter
+        elif stage == 2:  # stage index 1 of p holds p - 1 micro-batches under 1F1B (Narayanan 2021 Sec. 2.2)
+            inflight = np.where(sched == 2, m_acc, np.maximum(np.minimum(pp - 1.0, m_acc), 1.0)) * inter
         else:  # the last stage runs each micro-batch's backward right after its forward (1F1B)
             inflight = np.where(single, 1.0, np.where(sched == 2, m_acc, 1.0))
         acts = layers * kept_per_layer * inflight
@@ -799,12 +889,14 @@ def memory_components(
         grads_end = np.where(oib, grad_one, grads_end)
         grads_opt = np.where(oib, grad_one, grads)
         acts_end = np.minimum(acts_kept_gpu, acts_kept_gpu * (1.0 - 1.0 / np.maximum(inflight, 1.0)) + kept_per_layer)
-        bwd_layer = np.where(full, layer_bytes, 0.0) + tokens * bwd_temp_c / tp
+        # the layer being back-propagated holds its recomputed tensors on top of what it kept
+        bwd_layer = np.where(full | ((rc == 5) & (frac > 0)), layer_bytes, np.where(
+            (rc == 3) | (rc == 4), np.maximum(layer_bytes - kept_per_layer, 0.0), 0.0)) + tokens * bwd_temp_c / tp
         casts_end = np.where(full, layer_cast, np.minimum(casts, layer_cast))
         totals = (
-            base + grads_fwd + acts_kept_gpu + gathered + logits_fwd + casts_bwd,              # fwd
-            base + grads_fb + acts_kept_gpu + gathered + logits_bwd + casts_bwd + buckets,     # bwd
-            base + grads_end + acts_end + gathered + bwd_layer + casts_end + buckets,          # bwd_end
+            base + grads_fwd + acts_kept_gpu + gathered_f + logits_fwd + casts_bwd,            # fwd
+            base + grads_fb + acts_kept_gpu + gathered_b + logits_bwd + casts_bwd + buckets,   # bwd
+            base + grads_end + acts_end + gathered_b + bwd_layer + casts_end + buckets,        # bwd_end
             base + grads_opt + temps_gpu + buckets,                                            # opt
         )
         phase = np.where(totals[1] >= totals[0], 1, 0)
@@ -827,7 +919,7 @@ def memory_components(
             "activations/backward_layer": np.where(ph2, bwd_layer, 0.0),
             "activations/logits_loss": np.where(ph0, logits_fwd, np.where(ph1, logits_bwd, 0.0)),
             "activations/weight_casts": np.where(ph2, casts_end, np.where(is_opt, 0.0, casts_bwd)),
-            "buffers/gathered_params": np.where(is_opt, 0.0, gathered),
+            "buffers/gathered_params": np.where(is_opt, 0.0, np.where(ph0, gathered_f, gathered_b)),
             "buffers/comm_buckets": np.where(ph0, 0.0, buckets),
         }
         chosen["total"] = best
@@ -845,7 +937,10 @@ def memory_components(
         results.append(chosen)
     worst = np.where(results[1]["total"] > results[0]["total"], 1, 0)
     out = {k_: np.where(worst == 1, results[1][k_], results[0][k_]) for k_ in results[0]}
-    out["stage"] = worst
+    # the second stage matters only for p > 2 with an uneven split (an even split leaves it below the first)
+    second = uneven & (pp > 2) & (results[2]["total"] > out["total"])
+    out = {k_: np.where(second, results[2][k_], out[k_]) for k_ in out}
+    out["stage"] = np.where(second, 2, worst)
     return out
 
 
@@ -906,6 +1001,33 @@ def check_setup(model: ModelArch, setup: TrainSetup) -> list[str]:
             problems.append(f"{model.id} has no gate projection (plain MLP); drop 'gate' from the LoRA targets")
     if not 0.0 <= setup.dropout < 1.0:
         problems.append(f"dropout must be in [0, 1), got {setup.dropout}")
+    if not 0.0 <= setup.lora_dropout < 1.0:
+        problems.append(f"lora dropout must be in [0, 1), got {setup.lora_dropout}")
+    if setup.pp_first_stage_layers or setup.pp_last_stage_layers:
+        f_, l_ = setup.pp_first_stage_layers, setup.pp_last_stage_layers
+        if f_ < 0 or l_ < 0:
+            problems.append("pipeline first/last stage layers must be >= 0")
+        elif setup.pp < 2:
+            problems.append("first/last pipeline stage layers need pp >= 2")
+        elif (f_ or math.ceil(model.num_layers / setup.pp)) + (l_ or math.ceil(model.num_layers / setup.pp)) \
+                > model.num_layers or (setup.pp > 2 and (f_ or 0) + (l_ or 0) >= model.num_layers):
+            problems.append(f"first ({f_}) + last ({l_}) pipeline stage layers leave no layers for the other "
+                            f"stages of {model.num_layers}")
+        elif setup.pp == 2 and f_ and l_ and f_ + l_ != model.num_layers:
+            problems.append(f"with pp 2 the first ({f_}) and last ({l_}) stage layers must add up to "
+                            f"{model.num_layers}")
+    if setup.moe_capacity_factor < 0 or (setup.moe_capacity_factor and setup.moe_capacity_factor < 1.0):
+        problems.append(f"MoE capacity factor must be 0 (dropless) or >= 1, got {setup.moe_capacity_factor}")
+    if setup.moe_pad_to_capacity and not setup.moe_capacity_factor:
+        problems.append("padding expert inputs to capacity needs a capacity factor")
+    if setup.grad_reduce_dtype not in ("", "bf16", "fp32"):
+        problems.append(f"gradient reduce dtype must be bf16 or fp32, got {setup.grad_reduce_dtype!r}")
+    if not 0.0 <= setup.recompute_fraction <= 1.0:
+        problems.append(f"recompute fraction must be in [0, 1], got {setup.recompute_fraction}")
+    for name in ("tp_comm_overlap", "ep_comm_overlap"):
+        value = getattr(setup, name)
+        if value is not None and not 0.0 <= value <= 1.0:
+            problems.append(f"{name.replace('_', '-')} must be in [0, 1], got {value}")
     if setup.optimizer_in_backward:
         # gradients must survive across micro-steps / pipeline micro-batches, and DDP, DeepSpeed ZeRO and the
         # Megatron distributed optimizer reduce gradients in their own buckets after the per-parameter hook
@@ -937,7 +1059,10 @@ def _codes(setup: TrainSetup) -> dict[str, Any]:
         offload_activations=setup.offload_activations, sequence_parallel=setup.sequence_parallel,
         schedule_code=SCHEDULE_CODE[setup.pp_schedule], virtual_pp=setup.virtual_pp,
         gpus_per_node=setup.gpus_per_node, optimizer_in_backward=setup.optimizer_in_backward,
-        grads_kept=not setup.grads_set_to_none,
+        grads_kept=not setup.grads_set_to_none, recompute_fraction=setup.recompute_fraction,
+        first_stage_layers=setup.pp_first_stage_layers, last_stage_layers=setup.pp_last_stage_layers,
+        grad_reduce_bytes={"bf16": 2.0, "fp32": 4.0}.get(setup.grad_reduce_dtype, 0.0),
+        kbit_fp32_non_quantized=setup.kbit_fp32_non_quantized,
     )
 
 
@@ -951,7 +1076,7 @@ def components_for(model: ModelArch, setup: TrainSetup, kernel: str = "fused",
         fused_optimizer=setup.fused_optimizer, peft=setup.peft, lora_rank=setup.lora_rank,
         lora_targets=setup.lora_targets, attention=setup.attention, dropout=setup.dropout, kernel=kernel,
         comm_bucket_bytes=ov.comm_bucket_bytes, statics=_statics(model, setup, kernel, loss=loss),
-        paged_states=paged_states,
+        paged_states=paged_states, fp8_recipe=setup.fp8_recipe.value,
     )
 
 
@@ -992,7 +1117,7 @@ def estimate_memory(
     headroom = None if gpu_memory_bytes is None else float(gpu_memory_bytes) - reserved
     fits = None if gpu_memory_bytes is None else bool(reserved <= gpu_memory_bytes)
     phase = PHASES[int(comp["phase"])]
-    stage = ("first", "last")[int(comp["stage"])] if setup.pp > 1 else "only"
+    stage = ("first", "last", "second")[int(comp["stage"])] if setup.pp > 1 else "only"
     reasons: list[str] = []
     if fits is False:
         top = sorted(((v, k_) for k_, v in per_gpu.items() if v > 0), reverse=True)[:3]
@@ -1027,7 +1152,7 @@ def estimate_memory(
 def _terms(model, setup, kernel, ov, comp, per_gpu, allocated, reserved, gpu_mem, phase, stage,
            loss=None) -> list[Term]:
     st = _statics(model, setup, kernel, loss=loss)
-    sb = state_bytes(setup.precision, kernel, SHARDING_CODE[setup.sharding])
+    sb = state_bytes(setup.precision, kernel, SHARDING_CODE[setup.sharding], setup.fp8_recipe.value)
     if st.amp_alt is not None and float(sb["amp"]) > 0:
         st = st.amp_alt
     n_sh = setup.dp if setup.sharding != Sharding.NONE else 1
@@ -1058,10 +1183,22 @@ def _terms(model, setup, kernel, ov, comp, per_gpu, allocated, reserved, gpu_mem
              "foreach AdamW: + 1 x Psi x state_bytes (torch._foreach_sqrt(exp_avg_sq)); fused: 0",
              {"fused_optimizer": setup.fused_optimizer}, "trace_feasibility.md (Llama-7B peak = P+G+2S+tmp)"),
     ]
-    act_formula = ("L_stage * in_flight * b*s/c * [sum of saved tensors per token]"
-                   if setup.recompute != Recompute.FULL else
-                   "L_stage * in_flight * b*s/c * (layer input bytes per token)  (full recompute)")
+    act_formula = {
+        Recompute.FULL: "L_stage * in_flight * b*s/c * (layer input bytes per token)  (full recompute)",
+        Recompute.OP_SAC: "L_stage * in_flight * b*s/c * (block input + outputs of the 1st, 3rd, 5th.. mm + SDPA "
+                          "output + fp32 LSE)  (torchtitan op-level SAC: pytorch/torchtitan "
+                          "distributed/activation_checkpoint.py _apply_op_sac)",
+        Recompute.ATTENTION_ONLY: "L_stage * in_flight * b*s/c * (layer input + MLP saved tensors)  "
+                                  "(attention sublayer checkpointed)",
+        Recompute.LAYER_FRACTION: "L_stage * in_flight * b*s/c * (f * layer input + (1-f) * all saved tensors)  "
+                                  "(torchtitan selective_ac_option=N: f = 1/N; fms-fsdp selective p)",
+    }.get(setup.recompute, "L_stage * in_flight * b*s/c * [sum of saved tensors per token]")
     tensors = {name: round(v, 3) for name, v, _ in st.act_names}
+    if setup.recompute == Recompute.OP_SAC:
+        tensors = {name: round(v, 3) for name, v, _ in op_sac_saved_tensors(
+            model, model.is_moe and model.first_k_dense_layers == 0, 2.0, 2.0)}
+    elif setup.recompute == Recompute.LAYER_FRACTION:
+        tensors = {**tensors, "recompute_fraction": setup.recompute_fraction}
     terms.append(Term(
         "memory/activations", per_gpu["activations/layers"], "B", act_formula,
         {"kernel": kernel, "b": setup.micro_batch, "s": setup.seq_len, "h": model.hidden_size,
@@ -1083,8 +1220,13 @@ def _terms(model, setup, kernel, ov, comp, per_gpu, allocated, reserved, gpu_mem
                           {"cast_bytes": float(sb["cast"])}, "trace_feasibility.md (+12.3 GiB for Llama-7B AMP)"))
     if per_gpu["buffers/gathered_params"]:
         terms.append(Term("memory/gathered_params", per_gpu["buffers/gathered_params"], "B",
-                          "((largest unit + next layer) * compute bytes + largest unit * grad bytes) / t",
-                          {"largest_unit_params": st.largest_unit, "layer_params": st.layer_unit}, "DeepSpeed estimate_zero3: 4 x largest layer"))
+                          "FSDP: fwd (largest unit + prefetched layer) * compute bytes / t; bwd + largest unit * "
+                          "(compute bytes (unsharded grad) + reduce bytes (reduce-scatter input)) / t; "
+                          "ZeRO-3: ((largest unit + next layer) * compute bytes + largest unit * grad bytes) / t",
+                          {"largest_unit_params": st.largest_unit, "layer_params": st.layer_unit,
+                           "grad_reduce_dtype": setup.grad_reduce_dtype or "precision default", "phase": phase},
+                          "DeepSpeed estimate_zero3: 4 x largest layer; FSDP2 _fsdp_collectives.foreach_reduce "
+                          "(reduce-scatter input in reduce_dtype, grads freed after the copy-in); Zhao et al. 2023"))
     terms.append(Term("memory/peak_allocated", allocated, "B",
                       "max over phases (fwd, bwd, bwd_end, opt) and pipeline stages of the sum of components",
                       {"phase": phase, "stage": stage, **{f"phase_{p}": float(comp[f'phase_{p}']) for p in PHASES}},

@@ -66,6 +66,8 @@ class Platform:
     conflicts: tuple[str, ...] = ()
     note: str = ""
     sources: Mapping[str, str] = field(default_factory=dict)
+    storage_price_known: bool = True
+    """False when the catalog has no block-storage price for this platform: storage cost is unknown, not $0."""
 
     @property
     def gpu_ids(self) -> list[str]:
@@ -95,6 +97,7 @@ class Platform:
             preemption_source=self.preemption_source if price.kind == "spot" else "",
             storage_usd_per_gb_month=self.block_storage_usd_per_gb_month,
             storage_source=self.storage_source,
+            storage_price_known=self.storage_price_known,
             egress_usd_per_gb=self.egress_usd_per_gb,
             egress_free_gb=self.egress_free_gb,
             egress_source=self.egress_source,

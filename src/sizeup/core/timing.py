@@ -28,10 +28,13 @@ import numpy as np
 
 from sizeup.core.comms import collective_time, ring_coefficients
 from sizeup.core.explain import Term
-from sizeup.core.flops import LayerShapes, attention_flops_per_token, flops_per_step, layer_shapes
+from sizeup.core.flops import (
+    LayerShapes, attention_flops_per_token, flops_per_step, layer_shapes, recompute_gemm_share,
+)
 from sizeup.core.params import count_params
 from sizeup.core.types import (
-    Attention, GpuSpec, ModelArch, NormKind, Offload, Peft, Precision, Recompute, Sharding, TrainSetup,
+    Attention, Fp8Recipe, GpuSpec, LoraImpl, ModelArch, NormKind, Offload, Peft, Precision, Recompute, Sharding,
+    TrainSetup,
 )
 
 # --------------------------------------------------------------------------- knobs (data: catalog/data/timing.yaml)
@@ -71,6 +74,15 @@ class TimingKnobs:
     host_overhead_s_per_layer_microbatch: float = 0.0
     fp8_matmul_relative_efficiency: float = 0.62
     cpu_optimizer_params_per_s: float = 1.0e9
+    fp8_recipe_matmul_efficiency: Mapping[str, float] = field(default_factory=lambda: {
+        "delayed": 1.0, "tensorwise": 1.0, "rowwise": 1.0, "blockwise": 1.0})
+    """fp8 recipe -> GEMM throughput relative to the tensor-scaled fp8 GEMM (x fp8_matmul_relative_efficiency)."""
+    fp8_recipe_cast_bytes: Mapping[str, float] = field(default_factory=lambda: {
+        "delayed": 3.0, "tensorwise": 5.0, "rowwise": 6.0, "blockwise": 6.0})
+    """fp8 recipe -> HBM bytes per GEMM-input element to scale and cast it (read 16-bit, write fp8, amax passes)."""
+    eager_op_dispatch_s: float = 10e-6
+    """CPU time to dispatch one eager PyTorch op (Python + autograd + ATen dispatcher + cudaLaunchKernel); a small
+    kernel launched from Python takes max(its GPU time, this)."""
     sources: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -107,7 +119,8 @@ SHARDING_CODE = {
     Sharding.NONE: 0, Sharding.ZERO1: 1, Sharding.MEGATRON_DISTOPT: 1, Sharding.ZERO2: 2,
     Sharding.FSDP_GRAD_OP: 2, Sharding.ZERO3: 3, Sharding.FSDP_FULL: 3, Sharding.FSDP_HYBRID: 4,
 }
-RECOMPUTE_CODE = {Recompute.NONE: 0, Recompute.SELECTIVE: 1, Recompute.FULL: 2}
+RECOMPUTE_CODE = {Recompute.NONE: 0, Recompute.SELECTIVE: 1, Recompute.FULL: 2, Recompute.OP_SAC: 3,
+                  Recompute.ATTENTION_ONLY: 4, Recompute.LAYER_FRACTION: 5}
 OFFLOAD_CODE = {Offload.NONE: 0, Offload.CPU: 1, Offload.NVME: 2}
 PEAK_DTYPE = {
     Precision.FP32: "fp32", Precision.TF32: "tf32", Precision.FP16_MIXED: "fp16",
@@ -148,6 +161,16 @@ class ModelInputs:
     quantized_base: bool
     rmsnorms_per_layer: float = 0.0
     """RMSNorms per layer (0 for LayerNorm models): eager PyTorch runs them as several fp32 kernels."""
+    num_experts: int = 0
+    moe_fraction: float = 0.0
+    """Share of layers that are MoE layers."""
+    sac_gemm_share: float = 0.0
+    """Share of the layer's forward GEMM FLOPs that op-level SAC recomputes (the mms it does not save)."""
+    attn_gemm_share: float = 0.0
+    """Share of the layer's forward GEMM FLOPs in the attention projections (recomputed by attention-only)."""
+    adapters: tuple[tuple[float, float, bool], ...] = ()
+    """LoRA-adapted Linears of one layer: (in features, out features, column-parallel under TP)."""
+    lora_rank: float = 0.0
 
 
 def model_inputs(m: ModelArch, setup: TrainSetup | None = None) -> ModelInputs:
@@ -173,10 +196,27 @@ def model_inputs(m: ModelArch, setup: TrainSetup | None = None) -> ModelInputs:
                 per_layer += r * (a + b)
         trainable = float(per_layer * m.num_layers)
         frozen = 1.0
+    num_experts: int = 0
+    moe_fraction: float = 0.0
+    """Share of layers that are MoE layers."""
+    sac_gemm_share: float = 0.0
+    """Share of the layer's forward GEMM FLOPs that op-level SAC recomputes (the mms it does not save)."""
+    attn_gemm_share: float = 0.0
+    """Share of the layer's forward GEMM FLOPs in the attention projections (recomputed by attention-only)."""
+    adapters: tuple[tuple[float, float, bool], ...] = ()
+    if peft != Peft.NONE:
+        h = m.hidden_size
+        cols = {"q": (h, m.q_dim, True), "k": (h, m.kv_dim, True), "v": (h, m.kv_dim, True),
+                "o": (m.attn_out_dim, h, False), "gate": (h, m.ffn_size, True), "up": (h, m.ffn_size, True),
+                "down": (m.ffn_size, h, False)}
+        adapters = tuple((float(cols[t][0]), float(cols[t][1]), cols[t][2]) for t in setup.lora_targets if t in cols)
     return ModelInputs(layer_shapes(m), m.num_layers, m.hidden_size, m.vocab_size, float(pc.total), expert, trainable,
                        m.num_moe_layers, max(1, m.experts_per_token), m.kv_dim, m.mlp_kind.gated, frozen,
                        float(m.q_dim / m.num_heads), peft == Peft.QLORA,
-                       float(m.norms_per_layer) if m.norm_kind == NormKind.RMSNORM else 0.0)
+                       float(m.norms_per_layer) if m.norm_kind == NormKind.RMSNORM else 0.0,
+                       m.num_experts, m.num_moe_layers / m.num_layers,
+                       recompute_gemm_share(m, Recompute.OP_SAC), recompute_gemm_share(m, Recompute.ATTENTION_ONLY),
+                       adapters, float(setup.lora_rank) if (setup and peft != Peft.NONE) else 0.0)
 
 
 @dataclass(frozen=True)
@@ -212,7 +252,8 @@ FALLBACK_COLLECTIVE_EFFICIENCY_INTER = 0.75
 FALLBACK_MATMUL_CURVE = ((1e9, 0.5), (1e12, 0.75))
 
 
-def gpu_numbers(gpu: GpuSpec, precision: Precision, knobs: TimingKnobs, kernel: str = "fused") -> GpuNumbers:
+def gpu_numbers(gpu: GpuSpec, precision: Precision, knobs: TimingKnobs, kernel: str = "fused",
+                fp8_recipe: Fp8Recipe = Fp8Recipe.DELAYED) -> GpuNumbers:
     dtype = compute_dtype(gpu, precision)
     attn_dtype = "bf16" if dtype == "fp8" else dtype
     if gpu.peak(attn_dtype) <= 0:
@@ -222,7 +263,8 @@ def gpu_numbers(gpu: GpuSpec, precision: Precision, knobs: TimingKnobs, kernel: 
     ys = tuple(float(y) for _, y in curve)
     attn = _attention_eff(gpu, knobs, kernel)
     attn = (attn[0] * knobs.attention_end_to_end_scale, attn[1] * knobs.attention_end_to_end_scale)
-    scale = knobs.matmul_training_fraction * (knobs.fp8_matmul_relative_efficiency if dtype == "fp8" else 1.0)
+    fp8_scale = knobs.fp8_matmul_relative_efficiency * float(knobs.fp8_recipe_matmul_efficiency.get(fp8_recipe.value, 1.0))
+    scale = knobs.matmul_training_fraction * (fp8_scale if dtype == "fp8" else 1.0)
     return GpuNumbers(
         gpu.peak(dtype), gpu.peak(attn_dtype), gpu.hbm_bytes_per_s, gpu.hbm_efficiency or FALLBACK_HBM_EFFICIENCY,
         gpu.intra_node_bytes_per_s or gpu.host_link_bytes_per_s, gpu.inter_node_bytes_per_s or gpu.host_link_bytes_per_s,
@@ -255,18 +297,134 @@ def _gemm_time(g: GpuNumbers, flops, bytes_):
     return np.maximum(t_c, t_m), t_c, t_m
 
 
+LORA_IMPL_CODE = {LoraImpl.FUSED: 0, LoraImpl.PEFT: 1}
+
+
+def _expected_max_table() -> tuple[np.ndarray, np.ndarray]:
+    """E[max of n iid N(0,1)] = integral x * n * phi(x) * Phi(x)^(n-1) dx for n = 1 .. 2^14 (order statistics)."""
+    from math import erf
+
+    x = np.linspace(-8.0, 8.0, 16001)
+    phi = np.exp(-0.5 * x * x) / np.sqrt(2.0 * np.pi)
+    cdf = 0.5 * (1.0 + np.vectorize(erf)(x / np.sqrt(2.0)))
+    ns = 2.0 ** np.arange(0, 15)
+    vals = np.array([np.trapezoid(x * n * phi * cdf ** (n - 1.0), x) for n in ns])
+    return np.log(ns), vals
+
+
+_EMAX_LOG_N, _EMAX = _expected_max_table()
+
+
+def expected_max_std_normal(n):
+    """Expected maximum of n standard normal draws (0 for n = 1), interpolated in log n; array-friendly."""
+    return np.interp(np.log(np.maximum(n, 1.0)), _EMAX_LOG_N, _EMAX)
+
+
+def moe_imbalance(mi: ModelInputs, setup: TrainSetup):
+    """The load-imbalance factor step_kernel applies for this setup (same formula; for --explain)."""
+    M = setup.micro_batch * setup.seq_len / setup.cp
+    mk = max(M * mi.experts_per_token * max(mi.moe_fraction, 1e-9), 1.0)
+    imb = 1.0 + float(expected_max_std_normal(max(setup.ep, 1))) / np.sqrt(mk)
+    if setup.moe_capacity_factor > 0:
+        imb = setup.moe_capacity_factor if setup.moe_pad_to_capacity else min(imb, setup.moe_capacity_factor)
+    return imb if mi.num_experts > 0 else 1.0
+
+
+def lora_adapter_time(mi: ModelInputs, g: GpuNumbers, M, tp, act_bytes: float = 2.0, impl_code=0,
+                      lora_dropout: float = 0.0):
+    """GPU seconds per layer per micro-batch of the LoRA adapters and the kernels they launch.
+
+    Per adapted Linear y = x W (x: M x k, W frozen) with rank r (Hu et al. 2021 LoRA eq. 3: h = W0 x + B A x):
+      forward   A-GEMM 2*M*k*r, B-GEMM 2*M*r*n                     (rows M; TP splits n or k like the base)
+      backward  dB = (x A)^T dy, d(xA) = dy B^T, dA = x^T d(xA), dx_lora = d(xA) A^T   -> 4 GEMMs of the same sizes
+      (the frozen base runs only its dgrad; that is in the base GEMM term). Each GEMM at its roofline.
+    impl 0 "fused" (Unsloth matmul_lora: the B-GEMM and dx_lora accumulate into the base output / dgrad with addmm:
+    2 fwd + 4 bwd kernels, +1 read of the M x n / M x k accumulator); impl 1 "peft" (HF PEFT LoraLayer:
+    `result + lora_B(lora_A(dropout(x))) * scaling` as separate ops: + mul (r M*n, w M*n) + add (r 2 M*n, w M*n)
+    + 2 autocast casts of the fp32 adapter weights [+ dropout r/w M*k + 1-byte mask]; backward + mul backward
+    (r/w M*n) + dx accumulation (r 2 M*k, w M*k) + 2 fp32 gradient casts [+ dropout backward]).
+    Returns (fwd_gpu_s, bwd_gpu_s, kernels_fwd, kernels_bwd).
+    """
+    if not mi.adapters or mi.lora_rank <= 0:
+        return 0.0, 0.0, 0.0, 0.0
+    r = mi.lora_rank
+    e = act_bytes
+    bw = g.hbm_bytes_per_s * g.hbm_efficiency
+    peft = np.asarray(impl_code) == 1
+    drop = lora_dropout > 0
+    fwd = bwd = k_f = k_b = 0.0
+
+    def kern(flops, byt):
+        return _gemm_time(g, flops, byt)[0]
+
+    for k, n, col in mi.adapters:
+        kl = k if col else k / tp
+        nl = n / tp if col else n
+        acc_f = np.where(peft, 0.0, e * M * nl)  # fused: addmm reads the base output it accumulates into
+        acc_b = np.where(peft, 0.0, e * M * kl)
+        fwd = fwd + kern(2.0 * M * kl * r, e * (M * kl + kl * r + M * r)) \
+            + kern(2.0 * M * r * nl, e * (M * r + r * nl + M * nl) + acc_f)
+        bwd = bwd + kern(2.0 * M * nl * r, e * (M * nl + M * r + r * nl)) \
+            + kern(2.0 * M * nl * r, e * (M * nl + r * nl + M * r)) \
+            + kern(2.0 * M * kl * r, e * (M * kl + M * r + kl * r)) \
+            + kern(2.0 * M * r * kl, e * (M * r + kl * r + M * kl) + acc_b)
+        casts = 2.0 * 3.0 * r * (kl + nl)  # fp32 -> 16-bit copies of A and B: read 4 B, write 2 B per weight
+        f_extra = (2.0 * e * M * nl + 3.0 * e * M * nl + casts) / bw
+        b_extra = (2.0 * e * M * nl + 3.0 * e * M * kl + casts) / bw
+        nf, nb = 4.0, 4.0
+        if drop:
+            f_extra = f_extra + (2.0 * e * M * kl + M * kl) / bw
+            b_extra = b_extra + (2.0 * e * M * kl + M * kl) / bw
+            nf, nb = 5.0, 5.0
+        fwd = fwd + np.where(peft, f_extra, 0.0)
+        bwd = bwd + np.where(peft, b_extra, 0.0)
+        k_f = k_f + 2.0 + np.where(peft, nf, 0.0)
+        k_b = k_b + 4.0 + np.where(peft, nb, 0.0)
+    return fwd, bwd, k_f, k_b
+
+
+def host_bound_increment(base_gpu_s, base_host_s, extra_gpu_s, extra_kernels, dispatch_s):
+    """Extra wall time of adding kernels to a stream fed by one CPU thread (a two-stage pipeline, CPU issue then GPU
+    run, with the launch queue in between): wall = max(GPU time, CPU issue time), so the increment is
+    max(G + g, C + n*d) - max(G, C). Large base kernels leave the CPU ahead and hide the launches of small ones;
+    small bases make them launch-bound (PyTorch CUDA semantics: kernels are queued asynchronously)."""
+    return np.maximum(base_gpu_s + extra_gpu_s, base_host_s + extra_kernels * dispatch_s) \
+        - np.maximum(base_gpu_s, base_host_s)
+
+
 def step_kernel(mi: ModelInputs, g: GpuNumbers, knobs: TimingKnobs, *, tp, pp, dp, cp, ep, micro_batch, grad_accum,
                 seq_len, sharding_code, recompute_code, sequence_parallel=0, virtual_pp=1, offload_code=0,
                 act_bytes: float = 2.0, gemm_bytes: float = 2.0, flash: bool = True, grad_bytes: float = 2.0,
                 gather_bytes: float = 2.0, optimizer_bytes_per_param: float = 36.0, dropout: float = 0.0,
-                kernel: str = "fused") -> dict:
+                kernel: str = "fused", lora_impl_code=0, lora_dropout: float = 0.0, recompute_fraction=1.0,
+                tp_overlap=None, ep_overlap=None, fp8_cast_bytes: float = 3.0, first_stage_layers=0,
+                last_stage_layers=0, moe_capacity_factor=0.0, moe_pad_to_capacity=False) -> dict:
     """Seconds per optimizer step and its parts, for one plan or arrays of plans. Returns a dict of arrays."""
     L, h, V = mi.num_layers, mi.hidden, mi.vocab
     s = seq_len * 1.0
     M = micro_batch * s / cp  # tokens per GPU per micro-batch
-    layers = L / pp  # layers per stage (bottleneck stage rounds up)
-    layers = np.ceil(layers)
+    # layers per stage: even split (bottleneck stage rounds up), or Megatron's uneven split
+    # (--decoder-first/last-pipeline-num-layers): first F, last F_last, the rest spread over the p-2 middle stages
+    even = np.ceil(L / pp)
+    l_first = np.where(first_stage_layers > 0, first_stage_layers, even)
+    l_last = np.where((last_stage_layers > 0) & (pp > 1), last_stage_layers, even)
+    l_mid = np.where(pp > 2, np.ceil(np.maximum(L - l_first - l_last, 0.0) / np.maximum(pp - 2, 1)), 0.0)
+    l_mid = np.where((first_stage_layers > 0) | (last_stage_layers > 0), l_mid, even)
+    layers = np.maximum(np.maximum(l_first, l_mid), np.where(pp > 1, l_last, l_first))
     sh = mi.shapes
+
+    # ---- MoE load imbalance: the busiest expert-parallel rank sets the pace of the grouped GEMMs and the all-to-all.
+    # Token-to-rank assignments of a balanced router as a multinomial (M*K*ep draws over ep ranks, mean M*K per
+    # rank): in the normal approximation the counts are mean + sqrt(M*K) * (Z_i - Z_bar) with Z iid N(0,1) (the
+    # fixed total gives the -1/(n-1) correlation), so the busiest rank's expected load is mean + e(ep) sqrt(M*K),
+    # e(n) the expected maximum of n standard normals (e(n) -> sqrt(2 ln n): Raab & Steger 1998). A capacity factor C drops the excess (factor <= C) or, padded to capacity (Switch/GShard,
+    # Megatron --moe-pad-expert-input-to-capacity), always computes C x the mean.
+    mk = np.maximum(M * mi.experts_per_token * max(mi.moe_fraction, 1e-9), 1.0)
+    epf = np.maximum(np.asarray(ep, dtype=float), 1.0)
+    imb = 1.0 + expected_max_std_normal(epf) / np.sqrt(mk)
+    cf = np.asarray(moe_capacity_factor, dtype=float)
+    imb = np.where(cf > 0, np.where(np.asarray(moe_pad_to_capacity, dtype=bool), cf, np.minimum(imb, cf)), imb)
+    imb = np.where(mi.num_experts > 0, imb, 1.0)
 
     # ---- GEMMs of one layer, forward (roofline per weight matrix)
     gemm_fwd = 0.0
@@ -285,6 +443,8 @@ def step_kernel(mi: ModelInputs, g: GpuNumbers, knobs: TimingKnobs, *, tp, pp, d
         f = 2.0 * rows * gm.k * gm.n / split
         byt = gemm_bytes * (rows * gm.k + gm.k * gm.n / split) + act_bytes * rows * gm.n / split
         t, tc, tm = _gemm_time(g, f, byt)
+        if gm.expert:
+            t, tc, tm = t * imb, tc * imb, tm * imb
         gemm_fwd = gemm_fwd + n_calls * t
         gemm_fwd_compute = gemm_fwd_compute + n_calls * tc
         gemm_fwd_memory = gemm_fwd_memory + n_calls * tm
@@ -321,8 +481,15 @@ def step_kernel(mi: ModelInputs, g: GpuNumbers, knobs: TimingKnobs, *, tp, pp, d
         hidden_passes = hidden_passes + mi.rmsnorms_per_layer * knobs.eager_rmsnorm_extra_passes
     elem_fwd_bytes = act_bytes * M * (hidden_passes * h / sp_div + ffn_passes * sh.ffn_act_width / tp
                                       + 2.0 * sh.qkv_width / tp)  # rotary/bias on q,k,v: read + write
-    if gemm_bytes < act_bytes:  # fp8: cast every GEMM input (read 2 B, write 1 B)
-        elem_fwd_bytes = elem_fwd_bytes + 3.0 * M * (h + sh.ffn_act_width / tp + sh.attn_v_dim / tp)
+    if gemm_bytes < act_bytes:  # fp8: scale and cast every GEMM input (delayed: read 2 B, write 1 B; see recipe)
+        elem_fwd_bytes = elem_fwd_bytes + fp8_cast_bytes * M * (h + sh.ffn_act_width / tp + sh.attn_v_dim / tp)
+    if mi.num_experts > 0:
+        # MoE routing traffic per MoE layer (Megatron-Core moe_utils permute/unpermute, router in fp32): router
+        # softmax + top-k over E logits (write 4 B fp32 logits, softmax read/write 8 B, top-k read 4 B) and the
+        # token permutation: permute reads M*h and writes K*M*h, unpermute reads K*M*h (+ probs) and writes M*h
+        K = mi.experts_per_token
+        route = 16.0 * M * mi.num_experts + act_bytes * M * h / sp_div * (2.0 + 2.0 * K) * imb
+        elem_fwd_bytes = elem_fwd_bytes + mi.moe_fraction * route
     elem_fwd = elem_fwd_bytes / (g.hbm_bytes_per_s * g.hbm_efficiency)
     elem_bwd = elem_fwd * knobs.elementwise_bwd_factor
     if mi.quantized_base:
@@ -332,10 +499,35 @@ def step_kernel(mi: ModelInputs, g: GpuNumbers, knobs: TimingKnobs, *, tp, pp, d
         elem_fwd = elem_fwd + deq
         elem_bwd = elem_bwd + deq
 
-    layer_fwd = gemm_fwd + attn_fwd + attn_mem / (1.0 + knobs.elementwise_bwd_factor) + elem_fwd
-    layer_bwd = gemm_bwd + attn_bwd + attn_mem * knobs.elementwise_bwd_factor / (1.0 + knobs.elementwise_bwd_factor) + elem_bwd
-    # recompute: selective = attention core forward again; full = whole layer forward again (Korthikanti 2022)
-    layer_rc = np.where(recompute_code == 2, layer_fwd, np.where(recompute_code == 1, attn_fwd, 0.0))
+    # ---- LoRA adapters (their GEMMs and, for eager PEFT, their extra elementwise kernels), launched from Python:
+    # the CPU issue time of their kernels hides behind the base layer's GPU time only while the CPU is ahead
+    la_gf, la_gb, la_kf, la_kb = lora_adapter_time(mi, g, M, tp, act_bytes, lora_impl_code, lora_dropout)
+    host_half = 0.5 * knobs.host_overhead_s_per_layer_microbatch
+    base_f = gemm_fwd + attn_fwd + attn_mem / (1.0 + knobs.elementwise_bwd_factor) + elem_fwd
+    base_b = gemm_bwd + attn_bwd + attn_mem * knobs.elementwise_bwd_factor / (1.0 + knobs.elementwise_bwd_factor) \
+        + elem_bwd
+    lora_fwd = host_bound_increment(base_f, host_half, la_gf, la_kf, knobs.eager_op_dispatch_s)
+    lora_bwd = host_bound_increment(base_b, host_half, la_gb, la_kb, knobs.eager_op_dispatch_s)
+
+    layer_fwd = gemm_fwd + attn_fwd + attn_mem / (1.0 + knobs.elementwise_bwd_factor) + elem_fwd + lora_fwd
+    layer_bwd = gemm_bwd + attn_bwd + attn_mem * knobs.elementwise_bwd_factor / (1.0 + knobs.elementwise_bwd_factor) \
+        + elem_bwd + lora_bwd
+    # recompute: selective = attention core forward again; full = whole layer forward again (Korthikanti 2022);
+    # op-SAC (3) = the unsaved mms + every elementwise op (SDPA saved; torchtitan); attention-only (4) = attention
+    # projections, core and the attention half of the elementwise ops; layer-fraction (5) = a share f of full
+    frac = np.clip(recompute_fraction, 0.0, 1.0)
+    attn_elem = act_bytes * M * (0.5 * hidden_passes * h / sp_div + 2.0 * sh.qkv_width / tp) \
+        / (g.hbm_bytes_per_s * g.hbm_efficiency)
+    rc_gemm = np.where(recompute_code == 2, 1.0, np.where(recompute_code == 3, mi.sac_gemm_share, np.where(
+        recompute_code == 4, mi.attn_gemm_share, np.where(recompute_code == 5, frac, 0.0)))) * gemm_fwd
+    rc_attn = np.where((recompute_code == 1) | (recompute_code == 2) | (recompute_code == 4), 1.0,
+                       np.where(recompute_code == 5, frac, 0.0)) * (attn_fwd + attn_mem / (1.0 + knobs.elementwise_bwd_factor))
+    rc_attn = rc_attn - np.where(recompute_code == 1, attn_mem / (1.0 + knobs.elementwise_bwd_factor), 0.0)
+    rc_elem = np.where((recompute_code == 2) | (recompute_code == 3), elem_fwd, np.where(
+        recompute_code == 4, np.minimum(attn_elem, elem_fwd), np.where(recompute_code == 5, frac * elem_fwd, 0.0)))
+    rc_lora = np.where((recompute_code == 2) | (recompute_code == 3), 1.0,
+                       np.where(recompute_code == 5, frac, 0.0)) * lora_fwd
+    layer_rc = rc_gemm + rc_attn + rc_elem + rc_lora
     host = knobs.host_overhead_s_per_layer_microbatch
 
     # ---- logits + loss (last stage)
@@ -347,15 +539,25 @@ def step_kernel(mi: ModelInputs, g: GpuNumbers, knobs: TimingKnobs, *, tp, pp, d
 
     mb_fwd = layers * layer_fwd
     mb_bwd = layers * (layer_bwd + layer_rc)
-    mb_compute = mb_fwd + mb_bwd + head_time + layers * host
+    # the slowest stage sets the pipeline's pace: the last one carries the logits/loss head
+    per_layer = layer_fwd + layer_bwd + layer_rc + host
+    head_stage = np.where(pp > 1, l_last, layers)
+    mb_compute = np.maximum(layers * per_layer, head_stage * per_layer + head_time)
 
     # ---- tensor-parallel collectives: 2 all-reduce fwd + 2 bwd per layer (Shoeybi 2019 §3); SP: AG+RS, same bytes
     tp_payload = act_bytes * micro_batch * (s / cp) * h
     t_tp_one = collective_time("all-reduce", tp_payload, tp, 1, g.node_size, g.intra_node_bytes_per_s,
                                g.inter_node_bytes_per_s, g.collective_efficiency_intra, g.collective_efficiency_inter,
                                g.collective_latency_s)
-    tp_per_layer = np.where(recompute_code == 2, 6.0, 4.0) * t_tp_one
-    tp_exposed_mb = layers * tp_per_layer * (1.0 - knobs.tp_overlap)
+    # full recompute repeats the 2 forward all-reduces, attention-only its 1, layer-fraction f x 2; op-SAC saves
+    # the TP reduce-scatter outputs (torchtitan save list) so it repeats none
+    tp_per_layer = (4.0 + np.where(recompute_code == 2, 2.0, np.where(recompute_code == 4, 1.0, np.where(
+        recompute_code == 5, 2.0 * frac, 0.0)))) * t_tp_one
+    # a share f of the TP traffic can hide behind the layer's GEMMs (Megatron --tp-comm-overlap: TE userbuffers
+    # split each AG/RS into chunks pipelined with the GEMM that consumes/produces them); the rest is exposed
+    f_tp = knobs.tp_overlap if tp_overlap is None else np.clip(tp_overlap, 0.0, 1.0)
+    tp_window = gemm_fwd + gemm_bwd + rc_gemm
+    tp_exposed_mb = layers * (tp_per_layer * (1.0 - f_tp) + np.maximum(tp_per_layer * f_tp - tp_window, 0.0))
 
     # ---- context parallel: ring pass of K and V blocks, (c-1) steps fwd, 2x in backward (dK, dV)
     kv_bytes = act_bytes * micro_batch * (s / cp) * 2.0 * mi.kv_dim / tp
@@ -363,12 +565,17 @@ def step_kernel(mi: ModelInputs, g: GpuNumbers, knobs: TimingKnobs, *, tp, pp, d
     cp_exposed_mb = layers * np.maximum(cp_time - knobs.cp_overlap * (attn_fwd + attn_bwd), (1 - knobs.cp_overlap) * cp_time)
 
     # ---- expert parallel: dispatch + combine all-to-all, forward and backward (Lepikhin 2020 GShard)
-    ep_payload = act_bytes * M * mi.experts_per_token * h
+    ep_payload = act_bytes * M * mi.experts_per_token * h * imb  # the busiest rank receives imb x the mean
     t_a2a = collective_time("all-to-all", ep_payload, ep, tp * cp, g.node_size, g.intra_node_bytes_per_s,
                             g.inter_node_bytes_per_s, g.collective_efficiency_intra, g.collective_efficiency_inter,
                             g.collective_latency_s)
     moe_layers_stage = mi.num_moe_layers / pp
-    ep_exposed_mb = moe_layers_stage * 4.0 * t_a2a * (1.0 - knobs.ep_overlap)
+    # a share f hides behind the layer's other compute (Megatron --overlap-moe-expert-parallel-comm / DeepSeek-V3
+    # DualPipe overlap the a2a of one micro-batch with another's attention/expert GEMMs)
+    f_ep = knobs.ep_overlap if ep_overlap is None else np.clip(ep_overlap, 0.0, 1.0)
+    ep_comm = 4.0 * t_a2a
+    ep_window = layer_fwd + layer_bwd
+    ep_exposed_mb = moe_layers_stage * (ep_comm * (1.0 - f_ep) + np.maximum(ep_comm * f_ep - ep_window, 0.0))
 
     # ---- pipeline: send activations forward and grads backward at each stage boundary
     pp_payload = act_bytes * micro_batch * (s / cp) * h / np.where(sequence_parallel, tp, 1)
@@ -442,16 +649,15 @@ def step_kernel(mi: ModelInputs, g: GpuNumbers, knobs: TimingKnobs, *, tp, pp, d
 
     # ---- classification: compute (GEMM + attention at the math roofline), memory (HBM-bound ops), network
     compute_part = m * layers * (gemm_fwd_compute * (3.0 - mi.frozen_fraction) + attn_fwd + attn_bwd)
-    memory_part = m * layers * (elem_fwd + elem_bwd + attn_mem) + m * loss + optimizer
+    memory_part = m * layers * (elem_fwd + elem_bwd + attn_mem + lora_fwd + lora_bwd) + m * loss + optimizer
     network_part = dp_exposed + m * (tp_exposed_mb + cp_exposed_mb + ep_exposed_mb + pp_exposed_mb)
     return {
         "step_time_s": step,
         "compute_s": m * mb_compute,
-        "gemm_s": m * layers * (gemm_fwd + gemm_bwd + np.where(recompute_code == 2, gemm_fwd, 0.0)),
-        "attention_s": m * layers * (attn_fwd + attn_bwd + attn_mem + np.where(
-            recompute_code == 2, attn_fwd + attn_mem / (1.0 + knobs.elementwise_bwd_factor),
-            np.where(recompute_code == 1, attn_fwd, 0.0))),
-        "elementwise_s": m * layers * (elem_fwd + elem_bwd + np.where(recompute_code == 2, elem_fwd, 0.0)),
+        "gemm_s": m * layers * (gemm_fwd + gemm_bwd + rc_gemm),
+        "attention_s": m * layers * (attn_fwd + attn_bwd + attn_mem + rc_attn),
+        "elementwise_s": m * layers * (elem_fwd + elem_bwd + rc_elem),
+        "lora_adapters_s": m * layers * (lora_fwd + lora_bwd + rc_lora),
         "logits_loss_s": m * head_time,
         "host_overhead_s": m * layers * host + knobs.data_loader_s_per_step,
         "recompute_s": m * layers * layer_rc,
@@ -525,7 +731,7 @@ def uses_te_attention(kernel: str) -> bool:
 def kernel_args(model: ModelArch, setup: TrainSetup, gpu: GpuSpec, knobs: TimingKnobs, kernel: str = "fused") -> tuple:
     """(ModelInputs, GpuNumbers, keyword plan arguments) for step_kernel from frozen inputs."""
     mi = model_inputs(model, setup)
-    g = gpu_numbers(gpu, setup.precision, knobs, kernel)
+    g = gpu_numbers(gpu, setup.precision, knobs, kernel, setup.fp8_recipe)
     prec = setup.precision.value
     act_bytes = 4.0 if setup.precision in (Precision.FP32, Precision.TF32) else 2.0
     gemm_bytes = 1.0 if compute_dtype(gpu, setup.precision) == "fp8" else act_bytes
@@ -536,10 +742,17 @@ def kernel_args(model: ModelArch, setup: TrainSetup, gpu: GpuSpec, knobs: Timing
         recompute_code=RECOMPUTE_CODE[setup.recompute], sequence_parallel=int(setup.sequence_parallel),
         virtual_pp=setup.virtual_pp if setup.pp > 1 else 1, offload_code=OFFLOAD_CODE[setup.offload_optimizer],
         act_bytes=act_bytes, gemm_bytes=gemm_bytes, flash=setup.attention == Attention.FLASH,
-        grad_bytes=float(knobs.grad_reduce_bytes.get(prec, act_bytes)),
+        grad_bytes=({"bf16": 2.0, "fp32": 4.0}.get(setup.grad_reduce_dtype)
+                    or float(knobs.grad_reduce_bytes.get(prec, act_bytes))),
         gather_bytes=float(knobs.param_gather_bytes.get(prec, act_bytes)),
         optimizer_bytes_per_param=float(opt_b.get(setup.optimizer.value, opt_b.get("adamw", 36.0))),
-        dropout=setup.dropout, kernel=kernel,
+        dropout=setup.dropout, kernel=kernel, lora_impl_code=LORA_IMPL_CODE[setup.lora_impl],
+        lora_dropout=setup.lora_dropout, recompute_fraction=setup.recompute_fraction,
+        tp_overlap=setup.tp_comm_overlap, ep_overlap=setup.ep_comm_overlap,
+        fp8_cast_bytes=float(knobs.fp8_recipe_cast_bytes.get(setup.fp8_recipe.value, 3.0)),
+        moe_capacity_factor=setup.moe_capacity_factor, moe_pad_to_capacity=setup.moe_pad_to_capacity,
+        first_stage_layers=setup.pp_first_stage_layers if setup.pp > 1 else 0,
+        last_stage_layers=setup.pp_last_stage_layers if setup.pp > 1 else 0,
     )
     return mi, g, plan
 
@@ -569,6 +782,7 @@ def estimate_step(model: ModelArch, setup: TrainSetup, gpu: GpuSpec, knobs: Timi
         "compute/gemm": out["gemm_s"],
         "compute/attention": out["attention_s"],
         "compute/elementwise": out["elementwise_s"],
+        "compute/lora_adapters": out["lora_adapters_s"],
         "compute/logits_loss": out["logits_loss_s"],
         "compute/host_overhead": out["host_overhead_s"],
         "pipeline_bubble": out["bubble_s"],
@@ -608,6 +822,29 @@ def estimate_step(model: ModelArch, setup: TrainSetup, gpu: GpuSpec, knobs: Timi
               "eager_rmsnorm_extra_passes_per_layer": (knobs.eager_rmsnorm_extra_passes * mi.rmsnorms_per_layer
                                                        if kernel_style(kernel) == "eager" else 0.0),
               "hbm_efficiency": g.hbm_efficiency}, ks.get("elementwise_passes_hidden_fwd", "timing.yaml")),
+        *([Term("time/lora_adapters", out["lora_adapters_s"], "s",
+                "m * L/p * [max(G+g, C+n*d) - max(G, C)] fwd and bwd; g = sum_targets roofline of A 2*M*k*r, B 2*M*r*n "
+                "(bwd: dB, d(xA), dA, dx_lora) (+ eager PEFT scale/add/dX-accumulate/casts/dropout), n kernels, "
+                "d dispatch, G base layer GPU time, C base host time",
+                {"lora_impl": setup.lora_impl.value, "r": setup.lora_rank, "targets": ",".join(setup.lora_targets),
+                 "lora_dropout": setup.lora_dropout, "eager_op_dispatch_s": knobs.eager_op_dispatch_s,
+                 "kernels_per_layer_fwd_bwd": sum(_f(x) for x in lora_adapter_time(
+                     mi, g, setup.micro_batch * setup.seq_len / setup.cp, setup.tp, plan["act_bytes"],
+                     plan["lora_impl_code"], setup.lora_dropout)[2:]),
+                 "host_overhead_s_per_layer_microbatch": knobs.host_overhead_s_per_layer_microbatch},
+                "Hu et al. 2021 (LoRA eq. 3); huggingface/peft tuners/lora/layer.py Linear.forward; unslothai/unsloth "
+                "kernels/utils.py matmul_lora; dispatch: " + ks.get("eager_op_dispatch_s", "timing.yaml"))]
+          if setup.peft != Peft.NONE else []),
+        *([Term("moe/load_imbalance", _f(moe_imbalance(mi, setup)), "x",
+                "busiest EP rank / mean = 1 + e(ep)/sqrt(M*K) (dropless) | min(that, C) (capacity C) | C (padded); "
+                "applied to expert GEMMs, permutation traffic and the all-to-all",
+                {"ep": setup.ep, "M_tokens": setup.micro_batch * setup.seq_len / setup.cp, "K": model.experts_per_token,
+                 "E": model.num_experts, "capacity_factor": setup.moe_capacity_factor,
+                 "pad_to_capacity": setup.moe_pad_to_capacity,
+                 "routing_bytes_per_moe_layer_fwd": "16*M*E + bytes*M*h*(2 + 2K)*imbalance"},
+                "multinomial token-to-rank counts, normal approximation; e(n) expected max of n N(0,1) (Raab & Steger "
+                "1998); Megatron-Core moe_utils permute/unpermute, fp32 router; Switch/GShard capacity")]
+          if model.is_moe else []),
         Term("time/logits_loss", out["logits_loss_s"], "s", "m * (3 * logits GEMM + V*M*bytes_per_vocab/HBM)",
              {"V": model.vocab_size, "bytes_per_vocab": knobs.logits_bytes_per_vocab_token},
              ks.get("logits_bytes_per_vocab_token", "timing.yaml")),
@@ -615,8 +852,19 @@ def estimate_step(model: ModelArch, setup: TrainSetup, gpu: GpuSpec, knobs: Timi
              {"p": setup.pp, "v": setup.virtual_pp, "m": setup.grad_accum},
              "Narayanan et al. 2021 §2.2 (1F1B / interleaved bubble (p-1)/(m*v))"),
         Term("time/tensor_parallel_comm", out["tp_comm_s"], "s",
-             "m * L/p * (4 | 6 with full recompute) * all-reduce(b*s*h*bytes, t) * (1 - tp_overlap)",
-             {"t": setup.tp, "tp_overlap": knobs.tp_overlap}, "Shoeybi et al. 2019 §3 (2 all-reduces fwd + 2 bwd per layer)"),
+             "m * L/p * [c*(1-f) + max(0, c*f - GEMM time)], c = (4 | +2 full recompute | +1 attention-only) * "
+             "all-reduce(b*s*h*bytes, t)",
+             {"t": setup.tp, "tp_overlap": knobs.tp_overlap if setup.tp_comm_overlap is None else setup.tp_comm_overlap,
+              "tp_overlap_source": "job (tp_comm_overlap)" if setup.tp_comm_overlap is not None else "timing.yaml"},
+             "Shoeybi et al. 2019 §3 (2 all-reduces fwd + 2 bwd per layer); overlap: Megatron-LM --tp-comm-overlap "
+             "(Transformer Engine userbuffers), off by default"),
+        *([Term("time/expert_parallel_comm", out["ep_comm_s"], "s",
+                "m * MoE layers/p * [c*(1-f) + max(0, c*f - layer compute)], c = 4 * all-to-all(M*K*h*bytes, ep)",
+                {"ep": setup.ep, "ep_overlap": knobs.ep_overlap if setup.ep_comm_overlap is None
+                 else setup.ep_comm_overlap, "experts_per_token": model.experts_per_token},
+                "GShard (Lepikhin 2020) dispatch + combine, fwd + bwd; overlap: Megatron-LM "
+                "--overlap-moe-expert-parallel-comm, DeepSeek-V3 DualPipe (off by default)")]
+          if model.is_moe and setup.ep > 1 else []),
         Term("time/data_parallel_comm_exposed", out["dp_comm_exposed_s"], "s",
              "sum over collectives of c*(1-f) + max(0, c*f - window)  (window = backward / forward compute)",
              {"dp": setup.dp, "sharding": setup.sharding.value, "total_comm_s": out["dp_comm_total_s"],

@@ -104,9 +104,48 @@ class Sharding(StrEnum):
 class Recompute(StrEnum):
     NONE = "none"
     SELECTIVE = "selective"
-    """Recompute attention core only (Korthikanti et al. 2022)."""
+    """Megatron selective: recompute the attention core only (Korthikanti et al. 2022 Sec. 5; Megatron-LM
+    `--recompute-granularity selective`). With flash attention the s x s scores are never stored, so this saves
+    nothing over `none`."""
     FULL = "full"
     """Keep only each layer's input; recompute the layer in backward."""
+    OP_SAC = "op-sac"
+    """torchtitan op-level selective AC (`selective_ac_option = "op"`): inside each checkpointed block the outputs of
+    the ops in the save list (every other aten.mm counted in forward order, SDPA, TP reduce-scatter) are kept; every
+    other op is recomputed in backward (pytorch/torchtitan torchtitan/distributed/activation_checkpoint.py)."""
+    ATTENTION_ONLY = "attention-only"
+    """Checkpoint the attention sublayer (norm, QKV, rotary, attention core, output projection) and keep the MLP's
+    saved tensors: Megatron-Core `--recompute-modules` style module recompute applied to the attention block."""
+    LAYER_FRACTION = "layer-fraction"
+    """Full checkpointing of a fraction `TrainSetup.recompute_fraction` of the blocks, the rest store everything:
+    torchtitan `selective_ac_option = N` (every N-th block, fraction 1/N), fms-fsdp `selective_checkpointing` p,
+    MLPerf-style "21 of 80 layers"."""
+
+
+class LoraImpl(StrEnum):
+    """How the LoRA adapters of each adapted Linear execute (step time only; memory is the same)."""
+
+    FUSED = "fused"
+    """Adapter GEMMs folded into the base layer's kernels (Unsloth `matmul_lora`: X@W then addmm_(X@A, B) with the
+    scaling in alpha; backward dX via addmm_ into the base dgrad): the adapter GEMMs' own FLOPs and bytes only."""
+    PEFT = "peft"
+    """Hugging Face PEFT eager `LoraLayer.forward`: result = base(x) + lora_B(lora_A(dropout(x))) * scaling, each a
+    separate kernel launched from Python (fp32 adapter weights cast under autocast), plus the elementwise scale/add and
+    the dX accumulation in backward (huggingface/peft src/peft/tuners/lora/layer.py)."""
+
+
+class Fp8Recipe(StrEnum):
+    """fp8 scaling recipe (used when `precision` is fp8)."""
+
+    TENSORWISE = "tensorwise"
+    """One scale per tensor computed from the current amax (torchao Float8 `tensorwise`, TE Float8CurrentScaling)."""
+    DELAYED = "delayed"
+    """One scale per tensor from an amax history of past steps (Transformer Engine DelayedScaling, the TE default)."""
+    ROWWISE = "rowwise"
+    """One scale per row of each operand (torchao Float8 `rowwise`): finer scaling, slower GEMM kernels."""
+    BLOCKWISE = "blockwise"
+    """Block scaling: DeepSeek-V3 1x128 / 128x128 blocks (TE Float8BlockScaling) or MXFP8 32-element blocks with
+    e8m0 scales (Blackwell, TE MXFP8BlockScaling)."""
 
 
 class Attention(StrEnum):
@@ -188,6 +227,11 @@ class ModelArch:
     # attention window
     sliding_window: int = 0
     sliding_window_layers: int = 0
+    # numerics a framework needs to rebuild the model (HF config.json `rope_theta`, `rms_norm_eps` /
+    # `layer_norm_eps`, `rope_scaling`); None / () when the source does not give them
+    rope_theta: float | None = None
+    norm_eps: float | None = None
+    rope_scaling: tuple[tuple[str, float | str], ...] = ()
     # provenance
     source: str = ""
     hf_model_type: str = ""
@@ -308,6 +352,34 @@ class TrainSetup:
     peft: Peft = Peft.NONE
     lora_rank: int = 16
     lora_targets: tuple[str, ...] = ("q", "k", "v", "o")
+    lora_impl: LoraImpl = LoraImpl.FUSED
+    """How adapters execute: fused kernels (default) or eager Hugging Face PEFT modules (`LoraImpl`)."""
+    kbit_fp32_non_quantized: bool = False
+    """QLoRA through PEFT `prepare_model_for_kbit_training`: every non-quantized parameter (embeddings, norms, LM head)
+    is cast to fp32 (huggingface/peft utils/other.py). That function also turns on gradient checkpointing by default
+    (use_gradient_checkpointing=True): a profile for HF QLoRA should set recompute full as well."""
+    lora_dropout: float = 0.0
+    """Dropout on each adapter's input (PEFT `lora_dropout`; eager PEFT runs it as its own kernel)."""
+    recompute_fraction: float = 1.0
+    """Share of transformer blocks fully checkpointed when `recompute` is layer-fraction (torchtitan every-N-th: 1/N)."""
+    fp8_recipe: Fp8Recipe = Fp8Recipe.DELAYED
+    """fp8 scaling recipe when `precision` is fp8 (`Fp8Recipe`)."""
+    moe_capacity_factor: float = 0.0
+    """MoE expert capacity factor C (tokens per expert <= C x mean); 0 = dropless (Megatron-Core default)."""
+    moe_pad_to_capacity: bool = False
+    """Pad every expert's input to its capacity (Switch/GShard; Megatron --moe-pad-expert-input-to-capacity)."""
+    grad_reduce_dtype: str = ""
+    """dtype gradients are reduced in: "bf16" | "fp32"; "" = the precision's default (timing.yaml grad_reduce_bytes;
+    FSDP2 MixedPrecisionPolicy(reduce_dtype=torch.float32) in torchtitan, bf16 in llm-foundry's DEFAULT mode)."""
+    pp_first_stage_layers: int = 0
+    """Transformer layers on the first pipeline stage (Megatron `--decoder-first-pipeline-num-layers`); 0 = even split."""
+    pp_last_stage_layers: int = 0
+    """Transformer layers on the last pipeline stage (Megatron `--decoder-last-pipeline-num-layers`); 0 = even split."""
+    tp_comm_overlap: float | None = None
+    """Share of tensor-parallel collectives hidden behind GEMMs; None = timing.yaml `tp_overlap` (0: Megatron default,
+    `--tp-comm-overlap` with TE userbuffers hides most of it)."""
+    ep_comm_overlap: float | None = None
+    """Share of expert-parallel all-to-all hidden behind compute; None = timing.yaml `ep_overlap`."""
     dropout: float = 0.0
     gpus_per_node: int = 8
     # optimizer step fused into backward (torchtune `optimizer_in_bwd=True`; PyTorch tutorial "How to save

@@ -42,7 +42,7 @@ def job_values(job) -> dict[str, Any]:
     v["zero"] = p.sharding.value
     v["precision"] = job.precision.precision.value
     if job.precision.fp8_recipe:
-        v["fp8_recipe"] = job.precision.fp8_recipe
+        v["fp8_recipe"] = job.precision.fp8_recipe.value
     opt = job.optimizer
     v["optimizer"] = ("paged-" if opt.paged else "") + opt.kind.value
     if not opt.fused:
@@ -50,7 +50,7 @@ def job_values(job) -> dict[str, Any]:
     if opt.in_backward:
         v["optimizer_in_backward"] = True
     v["recompute"] = job.recompute.policy.value
-    if job.recompute.policy != Recompute.NONE and job.recompute.layers_fraction < 1.0:
+    if job.recompute.layers_fraction < 1.0:
         v["recompute_layers"] = f"{job.recompute.layers_fraction:.17g}"
     if job.offload.optimizer != Offload.NONE:
         v["offload_optimizer"] = job.offload.optimizer.value
@@ -60,7 +60,7 @@ def job_values(job) -> dict[str, Any]:
         v["offload_activations"] = True
     if job.peft.method != Peft.NONE:
         v.update(peft=job.peft.method.value, lora_rank=job.peft.rank, lora_targets=",".join(job.peft.targets),
-                 lora_impl=job.peft.impl)
+                 lora_impl=job.peft.impl.value)
     if ex.framework != "generic":
         v["framework"] = ex.framework
     if "kernel" in ex.overridden:

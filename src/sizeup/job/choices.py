@@ -32,7 +32,12 @@ OPTIMIZER_ALIASES = {"adam": "adamw", "adam-w": "adamw", "adamw8bit": "adam8bit"
                      "adamw-8bit": "adam8bit", "8bit": "adam8bit", "momentum": "sgd"}
 RECOMPUTE_ALIASES = {"no": "none", "off": "none", "0": "none", "false": "none", "yes": "full", "on": "full",
                      "true": "full", "checkpointing": "full", "gradient-checkpointing": "full", "ac": "full",
-                     "full-ac": "full", "megatron-selective": "selective"}
+                     "full-ac": "full", "megatron-selective": "selective", "sac": "op-sac", "op": "op-sac",
+                     "op-level": "op-sac", "attention": "attention-only", "attn": "attention-only",
+                     "every-n": "layer-fraction", "partial": "layer-fraction"}
+FP8_RECIPE_ALIASES = {"mx": "blockwise", "mxfp8": "blockwise", "block": "blockwise", "current": "tensorwise",
+                      "row": "rowwise", "tensor": "tensorwise", "per-tensor": "tensorwise", "per-row": "rowwise"}
+LORA_IMPL_ALIASES = {"eager": "peft", "hf": "peft", "unsloth": "fused", "kernels": "fused"}
 OFFLOAD_ALIASES = {"no": "none", "off": "none", "false": "none", "host": "cpu", "yes": "cpu", "disk": "nvme",
                    "ssd": "nvme"}
 ATTENTION_ALIASES = {"sdpa": "flash", "fa2": "flash", "fa3": "flash", "flash-attention": "flash", "eager": "math"}

@@ -318,11 +318,11 @@ def build_job(values: dict[str, Any], catalog=None, *, need_gpu: bool = True, al
             raise SizeupError(f"{gpu.name} has no bf16 support; use --precision fp16-mixed (or fp32)")
         if prec == Precision.FP8 and gpu.peak("fp8") <= 0:
             raise SizeupError(f"{gpu.name} has no fp8 tensor cores; use --precision bf16-mixed or fp16-mixed")
-    fp8_recipe = C.parse_code("fp8 recipe", v.get("fp8_recipe"), ("delayed", "tensorwise", "rowwise", "block"),
-                              {"mx": "block", "mxfp8": "block", "blockwise": "block", "current": "tensorwise",
-                               "row": "rowwise", "tensor": "tensorwise"})
+    from sizeup.core.types import Fp8Recipe, LoraImpl
+
+    fp8_recipe = C.parse_choice("fp8 recipe", v.get("fp8_recipe"), Fp8Recipe, C.FP8_RECIPE_ALIASES)
     if fp8_recipe is None and prec == Precision.FP8:
-        fp8_recipe = prof["fp8_recipe"]
+        fp8_recipe = C.parse_choice("fp8 recipe", prof["fp8_recipe"], Fp8Recipe, C.FP8_RECIPE_ALIASES)
     kernel = C.parse_code("kernel", v.get("kernel"), C.TIMING_KERNELS, C.KERNEL_ALIASES)
     if kernel is not None:
         timing_kernel = kernel
@@ -381,25 +381,36 @@ def build_job(values: dict[str, Any], catalog=None, *, need_gpu: bool = True, al
     rank = _int("lora-rank", v.get("lora_rank"))
     if pft is None:
         pft = Peft.LORA if (targets is not None or rank is not None) else Peft.NONE
-    lora_impl = C.parse_code("lora implementation", v.get("lora_impl"), ("peft", "fused"),
-                             {"eager": "peft", "hf": "peft", "unsloth": "fused", "kernels": "fused"})
+    lora_impl = C.parse_choice("lora implementation", v.get("lora_impl"), LoraImpl, C.LORA_IMPL_ALIASES)
     if lora_impl is None:
-        lora_impl = prof["lora_impl"] if prof["lora_impl"] in ("peft", "fused") else "peft"
+        lora_impl = LoraImpl(prof["lora_impl"] if prof["lora_impl"] in ("peft", "fused") else "peft")
     elif pft == Peft.NONE:
         raise SizeupError("--lora-impl needs --peft lora or qlora")
     if pft != Peft.NONE and prof["lora_impl"] == "none" and v.get("lora_impl") is None:
         raise SizeupError(f"{prof['name']} has no LoRA support in its profile; pick a framework that has "
                           "(hf-trainer, torchtune, unsloth, nemo, ...) or give --lora-impl")
-    peft_spec = PeftSpec(pft, rank or 16, targets or ("q", "k", "v", "o"), lora_impl)
+    kbit_prep = bool(prof.get("qlora_kbit_prep")) and pft == Peft.QLORA
+    peft_spec = PeftSpec(pft, rank or 16, targets or ("q", "k", "v", "o"), lora_impl, kbit_prep)
 
     # recompute
     rec = C.parse_choice("recompute", v.get("recompute"), Recompute, C.RECOMPUTE_ALIASES)
     if rec is None:
-        rec = Recompute.NONE
-        defaults.append(("recompute", "none"))
+        if kbit_prep:  # prepare_model_for_kbit_training(use_gradient_checkpointing=True) is PEFT's default
+            rec = Recompute.FULL
+            defaults.append(("recompute", "full (QLoRA via PEFT prepare_model_for_kbit_training turns on gradient "
+                                          "checkpointing)"))
+        else:
+            rec = Recompute.NONE
+            defaults.append(("recompute", "none"))
+    elif rec == Recompute.SELECTIVE and prof["selective_recompute"] == "op-sac":
+        rec = Recompute.OP_SAC  # what this framework calls selective (torchtitan: op-level SAC)
     layers = parse_recompute_layers(v.get("recompute_layers"), arch.num_layers)
-    meaning = {Recompute.SELECTIVE: prof["selective_recompute"], Recompute.FULL: "whole blocks",
-               Recompute.NONE: ""}.get(rec, "")
+    if layers is not None and layers < 1.0 and rec == Recompute.FULL:
+        rec = Recompute.LAYER_FRACTION
+    if rec == Recompute.LAYER_FRACTION and layers is None:
+        raise SizeupError("--recompute layer-fraction needs --recompute-layers (0.5, 21/80 or every-2)")
+    meaning = {Recompute.SELECTIVE: "Megatron core-attention recompute", Recompute.OP_SAC: "torchtitan op-level SAC",
+               Recompute.FULL: "whole blocks", Recompute.NONE: ""}.get(rec, rec.value)
     rec_spec = RecomputeSpec(rec, layers if layers is not None else 1.0, meaning)
 
     # offload
@@ -512,7 +523,8 @@ def build_job(values: dict[str, Any], catalog=None, *, need_gpu: bool = True, al
         selective_recompute=prof["selective_recompute"], dropout=dropout or 0.0, fragmentation=fragmentation,
         dp_overlap=dp_overlap if dp_overlap is not None else prof.get("dp_overlap"),
         tp_overlap=tp_overlap if tp_overlap is not None else prof.get("tp_overlap"),
-        grads_set_to_none=bool(prof["grads_set_to_none"]), overridden=tuple(overridden),
+        grads_set_to_none=bool(prof["grads_set_to_none"]), grad_reduce_dtype=str(prof.get("grad_reduce_dtype") or ""),
+        overridden=tuple(overridden),
         sources=tuple((k, str(s)) for k, s in (prof.get("sources") or {}).items()),
     )
     return Job(

@@ -27,8 +27,8 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from sizeup.core.types import (
-    Attention, GpuSpec, ModelArch, Offload, Optimizer, Peft, PipelineSchedule, Precision, Recompute, Sharding,
-    TrainSetup,
+    Attention, Fp8Recipe, GpuSpec, LoraImpl, ModelArch, Offload, Optimizer, Peft, PipelineSchedule, Precision,
+    Recompute, Sharding, TrainSetup,
 )
 from sizeup.core.workload import Workload
 from sizeup.errors import SizeupError
@@ -69,7 +69,7 @@ class Cluster:
 
     def __post_init__(self):
         _whole("gpus", self.gpus, 1, MAX_GPUS)
-        _whole("gpus-per-node", self.gpus_per_node, 1, 1024)
+        _whole("gpus-per-node", self.gpus_per_node, 1, 100_000)  # TPU pods: v5p slices of 8,960 chips
         if self.memory_bytes is not None and not (math.isfinite(self.memory_bytes) and self.memory_bytes > 0):
             raise SizeupError(f"GPU memory must be > 0, got {self.memory_bytes}")
 
@@ -130,12 +130,12 @@ class Batch:
 @dataclass(frozen=True)
 class PrecisionSpec:
     precision: Precision = Precision.BF16_MIXED
-    fp8_recipe: str | None = None
-    """delayed | tensorwise | rowwise | block (fp8 only; None = the framework's)"""
+    fp8_recipe: Fp8Recipe | None = None
+    """delayed | tensorwise | rowwise | blockwise (fp8 only; None = the framework's)"""
 
     def __post_init__(self):
         if self.fp8_recipe is not None and self.precision != Precision.FP8:
-            raise SizeupError(f"--fp8-recipe {self.fp8_recipe} needs --precision fp8 (got {self.precision.value})")
+            raise SizeupError(f"--fp8-recipe {self.fp8_recipe.value} needs --precision fp8 (got {self.precision.value})")
 
 
 @dataclass(frozen=True)
@@ -158,8 +158,8 @@ class RecomputeSpec:
         _fraction("recompute-layers", self.layers_fraction)
         if self.layers_fraction <= 0:
             raise SizeupError("--recompute-layers must be > 0 (use --recompute none to checkpoint nothing)")
-        if self.layers_fraction < 1.0 and self.policy == Recompute.NONE:
-            raise SizeupError("--recompute-layers needs a recompute policy (--recompute full or selective)")
+        if self.layers_fraction < 1.0 and self.policy not in (Recompute.FULL, Recompute.LAYER_FRACTION):
+            raise SizeupError("--recompute-layers checkpoints whole blocks: use it with --recompute full")
 
 
 @dataclass(frozen=True)
@@ -174,12 +174,12 @@ class PeftSpec:
     method: Peft = Peft.NONE
     rank: int = 16
     targets: tuple[str, ...] = ("q", "k", "v", "o")
-    impl: str = "peft"
+    impl: LoraImpl = LoraImpl.PEFT
+    kbit_fp32_non_quantized: bool = False
+    """QLoRA through PEFT prepare_model_for_kbit_training (the framework profile's qlora_kbit_prep)"""
 
     def __post_init__(self):
         _whole("lora-rank", self.rank, 1, 65_536)
-        if self.impl not in ("peft", "fused"):
-            raise SizeupError(f"--lora-impl must be peft or fused, got {self.impl!r}")
 
 
 @dataclass(frozen=True)
@@ -200,6 +200,7 @@ class Execution:
     dp_overlap: float | None = None
     tp_overlap: float | None = None
     grads_set_to_none: bool = True
+    grad_reduce_dtype: str = ""
     overridden: tuple[str, ...] = ()
     sources: tuple[tuple[str, str], ...] = ()
 
@@ -289,7 +290,12 @@ class Job:
             offload_activations=self.offload.activations, peft=self.peft.method, lora_rank=self.peft.rank,
             lora_targets=self.peft.targets, dropout=self.execution.dropout, gpus_per_node=self.cluster.gpus_per_node,
             optimizer_in_backward=self.optimizer.in_backward, paged_optimizer=self.optimizer.paged,
-            grads_set_to_none=self.execution.grads_set_to_none,
+            grads_set_to_none=self.execution.grads_set_to_none, lora_impl=self.peft.impl,
+            kbit_fp32_non_quantized=self.peft.kbit_fp32_non_quantized and self.peft.method == Peft.QLORA,
+            recompute_fraction=self.recompute.layers_fraction if self.recompute.policy == Recompute.LAYER_FRACTION
+            else 1.0,
+            fp8_recipe=self.precision.fp8_recipe or Fp8Recipe.DELAYED,
+            grad_reduce_dtype=self.execution.grad_reduce_dtype, tp_comm_overlap=self.execution.tp_overlap,
         )
 
     def with_setup(self, setup: TrainSetup) -> "Job":
@@ -304,9 +310,11 @@ class Job:
             optimizer=replace(self.optimizer, kind=setup.optimizer, fused=setup.fused_optimizer,
                               in_backward=setup.optimizer_in_backward, paged=setup.paged_optimizer),
             recompute=replace(self.recompute, policy=setup.recompute,
-                              layers_fraction=self.recompute.layers_fraction if setup.recompute != Recompute.NONE else 1.0),
+                              layers_fraction=setup.recompute_fraction if setup.recompute == Recompute.LAYER_FRACTION
+                              else 1.0),
             offload=OffloadSpec(setup.offload_optimizer, setup.offload_params, setup.offload_activations),
-            peft=replace(self.peft, method=setup.peft, rank=setup.lora_rank, targets=setup.lora_targets),
+            peft=replace(self.peft, method=setup.peft, rank=setup.lora_rank, targets=setup.lora_targets,
+                         impl=setup.lora_impl),
         )
 
     def with_gpu(self, gpu: GpuSpec, gpus: int | None = None) -> "Job":

@@ -29,7 +29,9 @@ import numpy as np
 from sizeup.core.types import ModelArch, Offload, Recompute, Sharding
 
 SHARDINGS: tuple[Sharding, ...] = tuple(Sharding)
-RECOMPUTES: tuple[Recompute, ...] = tuple(Recompute)
+# the plan search tries the three classic policies; op-sac / attention-only / layer-fraction are framework-specific
+# choices a job states (TrainSetup.recompute) rather than search dimensions
+RECOMPUTES: tuple[Recompute, ...] = (Recompute.NONE, Recompute.SELECTIVE, Recompute.FULL)
 OFFLOADS: tuple[Offload, ...] = (Offload.NONE, Offload.CPU)
 DEFAULT_MICRO_BATCHES = (1, 2, 4, 8)
 DEFAULT_MAX_CP = 8

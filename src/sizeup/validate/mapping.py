@@ -429,7 +429,7 @@ def arch_from_fields(point: Point) -> ModelArch:
             arch = ModelArch(
                 id=re.sub(r"[^a-z0-9.]+", "-", (m.name or point.id).lower()).strip("-"),
                 name=m.name or point.id, vocab_size=int(m.vocab), hidden_size=h, num_layers=L, num_heads=a,
-                num_kv_heads=kv, head_dim=h // a, ffn_size=ffn, mlp_kind=kind, norm_kind=norm,
+                num_kv_heads=kv, head_dim=m.head_dim or h // a, ffn_size=ffn, mlp_kind=kind, norm_kind=norm,
                 norm_bias=not no_bias, qkv_bias=not no_bias, out_bias=not no_bias, mlp_bias=not no_bias,
                 position=pos, num_position_embeddings=seq if pos == PositionKind.LEARNED else 0,
                 max_seq_len=max(seq, 2048), tie_embeddings=tie, parallel_block="parallel" in t,

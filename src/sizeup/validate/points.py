@@ -1,5 +1,9 @@
 """Reader for the published-runs schema (`published_runs_dev.yaml` and files with the same layout).
 
+`load_points()` with no path reads the default development set: `published_runs_dev.yaml` plus every other
+`*.yaml` in `validate/data/` whose top level says `default: true` and holds a `points:` list (e.g.
+`published_runs_more.yaml`); `default_files()` lists them. A point id may appear only once across them.
+
 Every field a source did not state is null, so every field is Optional here. The fixed parts of the
 schema (source, model, hardware, parallel, measured) forbid unknown keys; `workload` is open (sources
 describe workloads differently: tokens, steps, request counts, datasets...).
@@ -11,6 +15,7 @@ with a one-line reason, and the validator lists it as skipped.
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal, Optional
 
@@ -20,6 +25,7 @@ from sizeup.errors import SizeupError, pydantic_message
 
 DATA_DIR = Path(__file__).parent / "data"
 DEV_SET = DATA_DIR / "published_runs_dev.yaml"
+"""The original development set; always part of the default files."""
 
 
 class _Fixed(BaseModel):
@@ -48,6 +54,8 @@ class ModelInfo(_Fixed):
     seq_len: Optional[int] = None
     arch_type: Optional[str] = None
     arch_source: Optional[str] = None
+    head_dim: Optional[int] = None
+    """Per-head width when the source sets it apart from hidden/heads (MaxText `head_dim: 128`)."""
     notes: Optional[str] = None
 
 
@@ -111,6 +119,9 @@ class Point(_Fixed):
     workload: Workload = Field(default_factory=Workload)
     measured: list[Measured]
     notes: Optional[str] = None
+    framework: Optional[str] = None
+    """Training framework that produced the measurement (deepspeed, maxtext, torchtune, ...): the family
+    a point is grouped under; also read (with the source) to pick the framework's kernel profile."""
     completeness: Optional[str] = None
     """full / partial / minimal (informational: only "full" A/B points enter the full-configuration coverage)."""
 
@@ -134,13 +145,16 @@ class Point(_Fixed):
 
     @property
     def family(self) -> str:
-        """Source family: the repository ('mosaicml/llm-foundry') or the paper/page title's head."""
+        """Family: the stated `framework`, else the source repository ('mosaicml/llm-foundry') or the
+        paper/page title's head."""
+        if self.framework and self.framework.strip():
+            return self.framework.strip().lower()
         return source_family(self.source[0] if self.source else None)
 
     def text(self) -> str:
         """All free text of the point (lower case), for reading stated definitions and settings."""
-        parts = [self.notes, self.quote, self.model.arch_type, self.model.notes, self.hardware.notes,
-                 self.parallel.other, self.workload.kind, self.workload.notes]
+        parts = [self.framework, self.notes, self.quote, self.model.arch_type, self.model.notes,
+                 self.hardware.notes, self.parallel.other, self.workload.kind, self.workload.notes]
         parts += [m.notes for m in self.measured]
         return " | ".join(p for p in parts if p).lower()
 
@@ -148,6 +162,8 @@ class Point(_Fixed):
 class PointsFile(_Fixed):
     schema_version: Optional[int] = None
     generated: Optional[str] = None
+    default: Optional[bool] = None
+    """True: part of the default development set that `sizeup validate` (no path) reads."""
     points: list[Any]
 
 
@@ -184,19 +200,49 @@ def source_family(source: Source | None) -> str:
     return head[:60] or "unknown"
 
 
-def load_points(path: str | Path | None = None) -> list[Point | BadPoint]:
-    """Points of a published-runs file (default: the packaged dev set), invalid ones as BadPoint."""
+def _read_yaml(path: Path) -> Any:
+    """Parsed YAML of a file, cached on (path, size, mtime): the default set is parsed once per process even
+    though `default_files()` and `load_points()` both read it. Callers must not mutate the result."""
+    try:
+        st = path.stat()
+    except OSError as exc:
+        raise SizeupError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+    return _read_yaml_cached(str(path), st.st_size, st.st_mtime_ns)
+
+
+@lru_cache(maxsize=16)
+def _read_yaml_cached(path: str, size: int, mtime_ns: int) -> Any:
     import yaml
 
-    path = Path(path) if path else DEV_SET
-    if not path.exists():
-        raise SizeupError(f"validation file not found: {path}")
     try:
         loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
         with open(path, "rb") as fh:
-            raw = yaml.load(fh, Loader=loader)
+            return yaml.load(fh, Loader=loader)
     except yaml.YAMLError as exc:
         raise SizeupError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    except OSError as exc:
+        raise SizeupError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+
+
+def _is_default(raw: Any) -> bool:
+    return isinstance(raw, dict) and raw.get("default") is True and isinstance(raw.get("points"), list)
+
+
+def default_files(data_dir: str | Path | None = None) -> list[Path]:
+    """The files `load_points()` reads without a path: the dev set, then every other `*.yaml` of the data
+    folder marked `default: true` with a `points:` list, in name order."""
+    folder = Path(data_dir) if data_dir else DATA_DIR
+    dev = folder / DEV_SET.name
+    out = [dev] if dev.exists() else []
+    for path in sorted(folder.glob("*.yaml")):
+        if path == dev:
+            continue
+        if _is_default(_read_yaml(path)):
+            out.append(path)
+    return out
+
+
+def _points_of(path: Path, raw: Any) -> list[Point | BadPoint]:
     if isinstance(raw, list):
         raw = {"points": raw}
     if not isinstance(raw, dict) or not isinstance(raw.get("points"), list):
@@ -211,4 +257,23 @@ def load_points(path: str | Path | None = None) -> list[Point | BadPoint]:
             out.append(Point.model_validate(item))
         except ValidationError as exc:
             out.append(BadPoint(item, f"schema: {pydantic_message(exc)}"))
+    return out
+
+
+def load_points(path: str | Path | None = None) -> list[Point | BadPoint]:
+    """Points of a published-runs file, invalid ones as BadPoint. Without a path: the default development
+    set, i.e. every file of `default_files()` (an id repeated across those files is an error)."""
+    if path:
+        path = Path(path)
+        if not path.exists():
+            raise SizeupError(f"validation file not found: {path}")
+        return _points_of(path, _read_yaml(path))
+    out: list[Point | BadPoint] = []
+    seen: dict[str, Path] = {}
+    for file in default_files():
+        for p in _points_of(file, _read_yaml(file)):
+            if p.id in seen and p.id != "?":
+                raise SizeupError(f"point id {p.id!r} appears in both {seen[p.id].name} and {file.name}")
+            seen[p.id] = file
+            out.append(p)
     return out

@@ -43,7 +43,7 @@ HELP_GROUPS = (
     ("Size a model", ("params", "memory", "trace", "tokens")),
     ("Plan training", ("train", "compare", "search", "export", "scale", "fit-budget", "budget")),
     ("Serve", ("infer", "serve-plan")),
-    ("Check claims and accuracy", ("audit", "validate", "demo")),
+    ("Check claims and accuracy", ("audit", "validate", "calibrate", "demo")),
     ("Catalog", ("models", "gpus", "platforms", "frameworks")),
     ("Output, charts and the web page", ("schema", "plot", "serve")),
 )

@@ -11,7 +11,8 @@ import pytest
 from sizeup.cli import main
 from sizeup.job import JOB_FLAGS, build_job
 
-JOB_COMMANDS = ["memory", "train", "compare", "search", "scale", "fit-budget", "audit", "trace", "export", "budget"]
+JOB_COMMANDS = ["memory", "train", "compare", "search", "scale", "fit-budget", "audit", "trace", "export", "budget",
+                "infer", "serve-plan"]
 
 
 def run_json(capsys, argv):

@@ -26,7 +26,7 @@ ENCODER_DECODER_TYPES = frozenset({
 # tie_word_embeddings default of each transformers config class (used when the key is absent)
 _TIED_DEFAULT = {
     "llama": False, "llama4_text": False, "mistral": False, "mixtral": False, "qwen2": False, "qwen2_moe": False,
-    "qwen3": False, "qwen3_moe": False, "gemma": True, "gemma2": True, "phi3": False, "olmo2": False,
+    "qwen3": False, "qwen3_moe": False, "gemma": True, "gemma2": True, "gemma3_text": True, "phi3": False, "olmo2": False,
     "deepseek_v3": False, "nemotron": False, "gpt2": True, "gpt_neox": False, "gptj": False, "falcon": True,
     "mpt": True, "opt": True, "bloom": True,
 }
@@ -139,6 +139,22 @@ def _gemma2(c: _Cfg) -> dict[str, Any]:
     if window:
         # transformers Gemma2: layer i uses the local window when i is even
         out.update(sliding_window=window, sliding_window_layers=(int(out["num_layers"]) + 1) // 2)
+    return out
+
+
+def _gemma3(c: _Cfg) -> dict[str, Any]:
+    out = _llama_like(c, mlp_kind=MlpKind.GEGLU, norms_per_layer=4, qk_norm=QkNorm.HEAD)
+    window = int(c.get("sliding_window", 0) or 0)
+    if window:
+        # transformers Gemma3: layer_types, else every `sliding_window_pattern`-th layer (default 6) is global
+        layers = int(out["num_layers"])
+        types = c.get("layer_types")
+        if isinstance(types, list) and types:
+            local = sum(1 for t in types if str(t) == "sliding_attention")
+        else:
+            pattern = int(c.get("sliding_window_pattern", 6) or 6)
+            local = sum(1 for i in range(layers) if (i + 1) % pattern)
+        out.update(sliding_window=window, sliding_window_layers=local)
     return out
 
 
@@ -297,7 +313,7 @@ def _bloom(c: _Cfg) -> dict[str, Any]:
 
 MAPPERS: dict[str, Callable[[_Cfg], dict[str, Any]]] = {
     "llama": _llama, "mistral": _llama, "mixtral": _mixtral, "qwen2": _qwen2, "qwen2_moe": _qwen2_moe,
-    "qwen3": _qwen3, "qwen3_moe": _qwen3_moe, "gemma": _gemma, "gemma2": _gemma2, "phi3": _phi3,
+    "qwen3": _qwen3, "qwen3_moe": _qwen3_moe, "gemma": _gemma, "gemma2": _gemma2, "gemma3_text": _gemma3, "phi3": _phi3,
     "olmo2": _olmo2, "nemotron": _nemotron, "llama4_text": _llama4, "deepseek_v3": _deepseek_v3, "gpt2": _gpt2,
     "gpt_neox": _gpt_neox, "gptj": _gptj, "falcon": _falcon, "mpt": _mpt, "opt": _opt, "bloom": _bloom,
 }
@@ -410,14 +426,14 @@ def to_hf_config_dict(m: ModelArch, model_type: str | None = None) -> dict[str, 
             raise SizeupError(f"model {m.id!r} cannot be expressed as Hugging Face {mt!r}: {what}")
 
     if mt in ("llama", "mistral", "mixtral", "qwen2", "qwen2_moe", "qwen3", "qwen3_moe", "gemma", "gemma2",
-              "phi3", "olmo2", "nemotron", "llama4_text"):
+              "gemma3_text", "phi3", "olmo2", "nemotron", "llama4_text"):
         d.update(llama_like)
         if mt in ("llama", "olmo2", "nemotron", "llama4_text"):
             need(m.qkv_bias == m.out_bias, "q/k/v and o biases must match")
             d["attention_bias"] = m.qkv_bias
         if mt in ("llama", "nemotron"):
             d["mlp_bias"] = m.mlp_bias
-        if m.sliding_window and mt in ("mistral", "mixtral", "gemma2"):
+        if m.sliding_window and mt in ("mistral", "mixtral", "gemma2", "gemma3_text"):
             d["sliding_window"] = m.sliding_window
         if mt == "mixtral":
             d.update(num_local_experts=m.num_experts, num_experts_per_tok=m.experts_per_token,
@@ -434,7 +450,7 @@ def to_hf_config_dict(m: ModelArch, model_type: str | None = None) -> dict[str, 
                      interleave_moe_layer_step=m.moe_layer_freq)
         if mt == "nemotron":
             d["hidden_act"] = "relu2"
-        if mt in ("gemma", "gemma2"):
+        if mt in ("gemma", "gemma2", "gemma3_text"):
             d["hidden_act"] = "gelu_pytorch_tanh"
             d["hidden_activation"] = "gelu_pytorch_tanh"
     elif mt == "deepseek_v3":

@@ -6,7 +6,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from sizeup.cli import app
+from sizeup.cli import app  # noqa: F401
+from sizeup.commands.common import job_command, refusals_except
 from sizeup.commands.common import (
     CsvOpt, ExplainOpt, GpuOpt, GpusOpt, JsonOpt, MarkdownOpt, ModelArg, ModelOpt, PlatformOpt, PpOpt,
     PricingOpt, TpOpt, emit, pick_target, positive,
@@ -34,6 +35,196 @@ GpuMemUtilOpt = Annotated[Optional[float], typer.Option(
     "--gpu-memory-utilization", help="Fraction of GPU memory the engine may use (vLLM default 0.9).")]
 AllowLongOpt = Annotated[bool, typer.Option(
     "--allow-long-context", help="Allow prompt + output longer than the model's max_seq_len.")]
+
+
+EngineOpt = Annotated[Optional[str], typer.Option(
+    "--engine", help="Serving engine profile: vllm | sglang | trtllm | tgi | lmdeploy | llama.cpp | hf-generate | gpt-fast "
+                     "(catalog/data/engines.yaml; default: the generic catalog knobs).")]
+EngineOptOpt = Annotated[Optional[list[str]], typer.Option(
+    "--engine-opt", help="Override one engine field, FIELD=VALUE (repeatable), e.g. max_num_seqs=128, "
+                         "chunked_prefill=false, speculative.num_tokens=4.")]
+TraceOpt = Annotated[Optional[str], typer.Option(
+    "--trace", help="Request trace: JSONL or CSV with input/output token lengths per request (input_len/prompt_tokens, "
+                    "output_len/completion_tokens; optional arrival_s).")]
+RequestsOpt = Annotated[Optional[int], typer.Option(
+    "--requests", help="Requests to simulate (default 2000 for infer, 800 per sizing run for serve-plan).")]
+
+MAJOR_CLOUDS = ("aws", "gcp", "azure")
+COST_RULE = ("$/1M tokens = price x GPUs x hours of the simulated run (idle included) / tokens served; the GPU time of "
+             "prompt work is charged to input tokens, decode work to output tokens (a mixed step splits its weight "
+             "and communication time by token count, attention by who causes it)")
+
+
+def parse_engine(name: str | None, opts: list[str] | None, gpu, arch, base_knobs):
+    """(EngineProfile for this GPU with --engine-opt applied, ServingKnobs). No engine and no options -> the
+    generic profile and the catalog knobs unchanged."""
+    from sizeup.catalog.engines import engine_profile
+
+    prof = engine_profile(name).for_gpu(gpu)
+    overrides: dict[str, str] = {}
+    for item in opts or []:
+        key, sep, value = str(item).partition("=")
+        if not sep or not key.strip():
+            raise SizeupError(f"--engine-opt {item!r}: give FIELD=VALUE, e.g. max_num_seqs=128")
+        overrides[key.strip()] = value.strip()
+    if overrides:
+        prof = prof.with_overrides(overrides)
+    if name is None and not overrides:
+        return prof, base_knobs
+    return prof, prof.knobs(base_knobs, arch.num_layers)
+
+
+def read_trace(path: str):
+    """(prompt lengths, output lengths, arrival times or None) from a JSONL or CSV request trace."""
+    import csv
+    import json
+    from pathlib import Path
+
+    import numpy as np
+
+    p = Path(path)
+    if not p.is_file():
+        raise SizeupError(f"--trace {path!r} not found")
+    in_keys = ("input_len", "prompt_len", "input_tokens", "prompt_tokens", "isl", "input_length")
+    out_keys = ("output_len", "output_tokens", "completion_tokens", "osl", "max_tokens", "output_length")
+    t_keys = ("arrival_s", "timestamp", "arrival_time")
+    rows: list[dict] = []
+    try:
+        text = p.read_text(encoding="utf-8")
+    except (UnicodeDecodeError, OSError) as exc:
+        raise SizeupError(f"--trace {path}: cannot read ({type(exc).__name__})") from None
+    if p.suffix.lower() in (".jsonl", ".json", ".ndjson") or text.lstrip().startswith("{"):
+        for n, line in enumerate(text.splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError:
+                raise SizeupError(f"--trace {path}: line {n} is not JSON") from None
+            if not isinstance(obj, dict):
+                raise SizeupError(f"--trace {path}: line {n} is not a JSON object")
+            rows.append(obj)
+    else:
+        rows = list(csv.DictReader(text.splitlines()))
+
+    def pick(row: dict, keys, n: int, required: bool):
+        for k in keys:
+            if k in row and row[k] not in (None, ""):
+                try:
+                    v = float(row[k])
+                except (TypeError, ValueError):
+                    raise SizeupError(f"--trace {path}: request {n}: {k}={row[k]!r} is not a number") from None
+                if not np.isfinite(v) or v < (1 if required else 0) or (required and v != int(v)):
+                    raise SizeupError(f"--trace {path}: request {n}: {k}={row[k]!r} must be a whole number >= 1"
+                                      if required else f"--trace {path}: request {n}: {k} must be >= 0")
+                return v
+        if required:
+            raise SizeupError(f"--trace {path}: request {n} has none of {', '.join(keys)}")
+        return None
+
+    if not rows:
+        raise SizeupError(f"--trace {path}: no requests")
+    pl = np.array([pick(r, in_keys, i + 1, True) for i, r in enumerate(rows)], dtype=np.int64)
+    ol = np.array([pick(r, out_keys, i + 1, True) for i, r in enumerate(rows)], dtype=np.int64)
+    ts = [pick(r, t_keys, i + 1, False) for i, r in enumerate(rows)]
+    arrivals = None
+    if all(t is not None for t in ts):
+        a = np.array(ts, dtype=float)
+        arrivals = np.sort(a - a.min())
+    return pl, ol, arrivals
+
+
+def default_price(catalog, gpu, platform: str | None, pricing: str | None, override: float | None):
+    """(USD per GPU-hour, description, platform id) for $/token: --price-per-gpu-hour; else --platform's offer;
+    else the on-demand price of a major cloud (AWS, then GCP, then Azure) for this GPU. Marketplace and
+    neocloud prices are used only when asked for with --platform."""
+    if override is not None or platform:
+        price, note = gpu_price(catalog, gpu, platform, pricing, override)
+        return price, note, (platform or "user")
+    if not hasattr(catalog, "offers"):
+        return None, "no prices in the catalog; pass --price-per-gpu-hour", None
+    kind = pricing or "on-demand"
+    for cloud in MAJOR_CLOUDS:
+        try:
+            offers = catalog.offers(cloud, gpu.id, kind, strict=False)
+        except SizeupError:
+            continue
+        if offers:
+            o = offers[0]
+            return (o.price_usd_per_gpu_hour,
+                    f"{o.platform} {o.instance} {o.pricing}, ${o.price_usd_per_gpu_hour:.2f}/GPU-h as of {o.price_as_of} "
+                    f"(default: the first major cloud - AWS, GCP, Azure - renting {gpu.id}; --platform for others)",
+                    o.platform)
+    return (None, f"no AWS/GCP/Azure {kind} price for {gpu.id} in the catalog; pass --platform (e.g. a marketplace) "
+                  "or --price-per-gpu-hour", None)
+
+
+def load_workload(n: int, s: int, n_out: int, rps: float | None, concurrency: int | None, trace: str | None,
+                  max_len: int | None):
+    """The simulated requests: the trace's lengths (and arrivals, unless --rps/--concurrency is given), or
+    fixed lengths s/n_out; Poisson at --rps, else closed-loop at `concurrency`."""
+    from sizeup.core.inference import LengthDist
+    from sizeup.core.serving_sim import Workload, make_workload
+
+    if trace:
+        pl, ol, arrivals = read_trace(trace)
+        if rps is None and concurrency is None and arrivals is not None:
+            return Workload(pl, ol, arrivals, None, len(pl) / max(float(arrivals[-1]), 1e-9)), "trace arrivals"
+        return make_workload(len(pl), pl, ol, rate_rps=rps, concurrency=None if rps else concurrency,
+                             max_total_len=max_len), ("trace lengths, " + (f"Poisson {rps:g} req/s" if rps else
+                                                                           f"{concurrency} concurrent clients"))
+    wl = make_workload(n, LengthDist.fixed(s), LengthDist.fixed(n_out), rate_rps=rps,
+                       concurrency=None if rps else concurrency)
+    return wl, (f"Poisson arrivals at {rps:g} req/s" if rps else f"{concurrency} concurrent clients (closed loop)")
+
+
+def sim_rows(res) -> list:
+    def ms(x: float) -> str:
+        return f"{x * 1e3:,.1f} ms"
+
+    s = res.summary()
+    return [
+        ("TTFT", ms(s["ttft_p50_s"]), ms(s["ttft_p90_s"]), ms(s["ttft_p99_s"])),
+        ("TPOT (per request)", ms(s["tpot_p50_s"]), ms(s["tpot_p90_s"]), ms(s["tpot_p99_s"])),
+        ("ITL (per token)", ms(s["itl_p50_s"]), ms(s["itl_p90_s"]), ms(s["itl_p99_s"])),
+        ("end-to-end latency", f"{s['e2e_p50_s']:,.2f} s", f"{s['e2e_p90_s']:,.2f} s", f"{s['e2e_p99_s']:,.2f} s"),
+    ]
+
+
+def sim_terms(prefix: str, res, load_text: str, engine) -> list:
+    from sizeup.core.explain import Term
+
+    s = res.summary()
+    src = ("sizeup.core.serving_sim: step-level simulation of the engine scheduler (Orca iteration-level batching; "
+           "Sarathi-Serve chunked prefill; vLLM recompute preemption), each step timed by the roofline step model")
+    ins = {"load": load_text, "engine": engine.id, "requests": res.n_requests, "steps": res.steps,
+           "preemptions": res.preemptions, "mean_running": round(res.running_mean, 2),
+           "mean_queued": round(res.queue_mean, 2)}
+    out = []
+    for what, label in (("ttft", "time to first token"), ("tpot", "(e2e - ttft)/(n - 1) per request"),
+                        ("itl", "gap between tokens, over all tokens"), ("e2e", "arrival to last token")):
+        for q in (50, 90, 99):
+            out.append(Term(f"{prefix}load/{what}_p{q}", s[f"{what}_p{q}_s"], "s", f"p{q} over simulated requests: {label}",
+                            ins, src))
+    out += [Term(f"{prefix}load/output_tokens_per_s", res.output_tokens_per_s, "tokens/s", "output tokens / makespan",
+                 {"output_tokens": res.output_tokens, "makespan_s": res.duration_s}, src),
+            Term(f"{prefix}load/request_throughput", res.request_throughput_rps, "requests/s", "completed / makespan",
+                 {"completed": res.completed, "makespan_s": res.duration_s}, src),
+            Term(f"{prefix}load/gpu_utilization", res.gpu_utilization, "fraction", "busy GPU time / makespan",
+                 {"busy_s": res.busy_s, "makespan_s": res.duration_s}, src)]
+    return out
+
+
+def cost_terms(prefix: str, cost, res, price_note: str) -> list:
+    from sizeup.core.explain import Term
+
+    ins = {"price": cost.price_usd_per_gpu_hour, "gpus": cost.gpus, "run_s": res.duration_s, "busy_s": res.busy_s,
+           "prefill_s": res.prefill_gpu_s, "input_tokens": res.input_tokens, "output_tokens": res.output_tokens}
+    return [Term(f"{prefix}cost/usd_per_1m_input_tokens", cost.usd_per_1m_input_tokens, "USD",
+                 "price*gpus*run_h * prefill_s/busy_s / input_tokens * 1e6", ins, COST_RULE + "; price: " + price_note),
+            Term(f"{prefix}cost/usd_per_1m_output_tokens", cost.usd_per_1m_output_tokens, "USD",
+                 "price*gpus*run_h * (1 - prefill_s/busy_s) / output_tokens * 1e6", ins,
+                 COST_RULE + "; price: " + price_note)]
 
 
 # --------------------------------------------------------------------------- shared parsing
@@ -212,7 +403,7 @@ def _fmt_bytes(b: float) -> str:
 # --------------------------------------------------------------------------- infer
 
 
-@app.command("infer")
+@job_command("infer", refuse=refusals_except(['target', 'model', 'gpu', 'gpus', 'tp', 'pp', 'weights', 'kv_dtype', 'prompt_len', 'output_len', 'batch', 'concurrency', 'rps', 'engine', 'engine_opt', 'trace', 'requests', 'static', 'platform', 'pricing', 'price_per_gpu_hour', 'gpu_memory_utilization', 'allow_long_context', 'json_', 'csv_', 'markdown', 'explain', 'plot'], "a serving estimate has no training workload, optimizer, sharding, recompute or adapters; this is a training field ('sizeup train' takes it)"))
 def infer_cmd(
     target: ModelArg = None,
     model: ModelOpt = None,
@@ -226,11 +417,15 @@ def infer_cmd(
     output_len: OutputLenOpt = None,
     batch: BatchOpt = None,
     concurrency: ConcurrencyOpt = None,
+    rps: Annotated[Optional[float], typer.Option("--rps", help="Simulate Poisson arrivals at this request rate instead of a fixed concurrency.")] = None,
+    engine: EngineOpt = None,
+    engine_opt: EngineOptOpt = None,
+    trace: TraceOpt = None,
+    requests: RequestsOpt = None,
     static: StaticOpt = False,
     platform: PlatformOpt = None,
     pricing: PricingOpt = None,
     price_per_gpu_hour: PricePerGpuHourOpt = None,
-    utilization: UtilizationOpt = None,
     gpu_memory_utilization: GpuMemUtilOpt = None,
     allow_long_context: AllowLongOpt = False,
     json_: JsonOpt = False,
@@ -238,8 +433,13 @@ def infer_cmd(
     markdown: MarkdownOpt = False,
     explain: ExplainOpt = False,
     plot: PlotOpt = None,
+    flags: dict = None,
 ) -> None:
     """Size one inference replica: weights, KV cache, max concurrency, TTFT/TPOT, tokens/s and $/1M tokens.
+
+    Latency and throughput are the closed-form answer at one batch; the load section simulates the engine's
+    scheduler (default: --concurrency/--batch clients, else the memory-limited batch; or --rps Poisson arrivals),
+    and $/1M tokens come from that simulated load.
 
     Examples:
 
@@ -247,12 +447,13 @@ def infer_cmd(
 
       sizeup infer llama-3-70b --gpu h100 --tp 4 --weights fp8 --kv-dtype fp8 --prompt-len 2048 --output-len 256
 
-      sizeup infer mistral-7b --gpu l4 --weights int4 --concurrency 32 --price-per-gpu-hour 0.8 --json
+      sizeup infer llama-3-8b --gpu h100 --engine vllm --rps 10 --prompt-len 1024 --output-len 256
 
-      sizeup infer deepseek-v3 --gpu h200 --tp 8 --weights fp8 --explain
+      sizeup infer mistral-7b --gpu l4 --weights int4 --concurrency 32 --price-per-gpu-hour 0.8 --json
     """
     from sizeup.catalog import load_catalog, resolve_model
-    from sizeup.core.inference import ServeSetup, estimate_inference
+    from sizeup.core.inference import ServeSetup, estimate_inference, fit_fixes
+    from sizeup.core.serving_sim import Scheduler, SimInfeasible, sim_token_cost, simulate
     from sizeup.report import Report, Table
     from sizeup.validate.inference_points import load_serving_knobs
 
@@ -263,12 +464,13 @@ def infer_cmd(
         raise SizeupError("give a model: a preset id (see 'sizeup models') or a path to config.json")
     if is_scenario(name):
         raise SizeupError(f"{name!r} is a scenario file; 'sizeup infer' takes a model preset id or a config.json")
-    for flag, val in (("tp", tp), ("pp", pp), ("gpus", gpus), ("batch", batch), ("concurrency", concurrency)):
+    for flag, val in (("tp", tp), ("pp", pp), ("gpus", gpus), ("batch", batch), ("concurrency", concurrency),
+                      ("requests", requests)):
         positive(flag, val)
     if batch is not None and concurrency is not None and batch != concurrency:
         raise SizeupError(f"--batch {batch} and --concurrency {concurrency} disagree; give one")
-    if utilization is not None and not (0 < utilization <= 1):
-        raise SizeupError(f"--utilization must be in (0, 1], got {utilization}")
+    if rps is not None and not (rps > 0 and rps < float("inf")):
+        raise SizeupError(f"--rps must be a finite number > 0 requests per second, got {rps}")
     if gpu_memory_utilization is not None and not (0 < gpu_memory_utilization <= 1):
         raise SizeupError(f"--gpu-memory-utilization must be in (0, 1], got {gpu_memory_utilization}")
     catalog = load_catalog()
@@ -292,13 +494,16 @@ def infer_cmd(
     knobs = load_serving_knobs(catalog)
     if gpu_memory_utilization is not None:
         knobs = knobs.with_(gpu_memory_utilization=gpu_memory_utilization)
-    price, price_note = gpu_price(catalog, g, platform, pricing, price_per_gpu_hour)
+    prof, knobs = parse_engine(engine, engine_opt, g, arch, knobs)
+    if static and prof.batching != "static":
+        prof = prof.with_overrides({"batching": "static"})
+    price, price_note, price_platform = default_price(catalog, g, platform, pricing, price_per_gpu_hour)
+    given = batch if batch is not None else concurrency
     setup = ServeSetup(tp=tp_, pp=pp_, weights=w, kv_dtype=kv, prompt_len=s, output_len=n,
-                       batch=batch if batch is not None else concurrency, static=static)
-    est = estimate_inference(arch, g, setup, knobs, price, utilization)
+                       batch=given, static=prof.batching == "static")
+    est = estimate_inference(arch, g, setup, knobs, None)
+    engine_note = f"engine: {prof.describe()}"
 
-    data = est.to_dict() | {"model": arch.id, "gpu": g.id, "price_note": price_note,
-                            "max_seq_len": arch.max_seq_len}
     rows = [
         ("weights (total)", _fmt_bytes(est.weights_bytes), f"{est.weights_dtype}"),
         ("weights per GPU", _fmt_bytes(est.weights_bytes_per_gpu), f"tp={tp_} pp={pp_}"),
@@ -307,10 +512,70 @@ def infer_cmd(
         ("KV budget per GPU", _fmt_bytes(max(est.kv_budget_bytes_per_gpu, 0.0)),
          f"{knobs.gpu_memory_utilization:.0%} of {_fmt_bytes(g.memory_bytes)} minus weights/activations/graphs"),
         ("max concurrency", f"{est.max_concurrency:,}", f"sequences of {s + n} tokens"),
-        ("batch used", f"{est.batch:,}", est.batching),
     ]
+    from sizeup.core.inference import kv_bytes_per_token_by_context, window_layers
+
+    ctx_points = sorted({c for c in (1024, 8192, 32768, 131072, s + n) if c <= max(arch.max_seq_len, s + n)})
+    kv_by_ctx = kv_bytes_per_token_by_context(arch, kv, ctx_points, tp_, pp_)
+    if window_layers(arch):
+        rows.insert(3, ("KV per token of context (per GPU)",
+                        ", ".join((f"{c // 1024}K" if c % 1024 == 0 else f"{c:,}") + f": {v / 1024:,.1f} KiB"
+                                  for c, v in kv_by_ctx.items()),
+                        f"{window_layers(arch)} of {arch.num_layers} layers keep only {arch.sliding_window} tokens"))
+    base = {"model": arch.id, "gpu": g.id, "engine": prof.id, "engine_profile": prof.describe(),
+            "max_seq_len": arch.max_seq_len, "kv_bytes_per_token_by_context": kv_by_ctx}
+    if not est.fits:
+        fixes = fit_fixes(arch, g, setup, knobs)
+        data = {k: v for k, v in est.to_dict().items()
+                if not k.startswith(("ttft", "tpot", "e2e", "output_tokens", "input_tokens", "usd", "decode_",
+                                     "compute_bound"))}
+        data |= base | {"fits": False, "reasons": list(est.reasons), "fixes": fixes, "ttft_s": None, "tpot_s": None,
+                        "e2e_latency_s": None, "output_tokens_per_s": None, "usd_per_1m_input_tokens": None,
+                        "usd_per_1m_output_tokens": None, "load": None, "cost": None}
+        report = Report(
+            data=data,
+            tables=[Table(f"{arch.name} on {est.gpus} x {g.name}: does not fit", ["figure", "value", "note"], rows),
+                    Table("fixes", ["change"], [(f,) for f in fixes] or [("none found",)])],
+            terms=[t for t in est.terms if t.name.startswith(("weights", "kv", "memory", "serve/max"))],
+            notes=[f"does not fit: {r}" for r in est.reasons] + ["no latency, throughput or price for a replica that "
+                                                                  "does not fit"] + [engine_note],
+        )
+        emit(report, json_, csv_, markdown, explain)
+        return
+
+    # ---------------------------------------------------------------- the load: simulate the engine's scheduler
+    clients = given if given is not None else est.batch
+    wl, load_text = load_workload(requests or 2000, s, n, rps, clients if rps is None else None, trace,
+                                  arch.max_seq_len if not allow_long_context else None)
+    sched = Scheduler.from_engine(prof, knobs, est.batch if prof.batching == "static" else None)
+    try:
+        res = simulate(arch, g, setup, knobs, sched, wl)
+    except SimInfeasible as exc:
+        raise SizeupError(f"the simulated load cannot be served: {exc}") from None
+    cost = sim_token_cost(res, price, est.gpus) if price is not None else None
+    summ = res.summary()
+    notes = list(est.notes) + [engine_note]
+    if cost is not None:
+        notes.append("$/1M tokens: " + COST_RULE + f"; at the simulated load ({load_text})")
+    else:
+        notes.append(price_note)
+    if summ["ttft_p50_s"] > 1.2 * est.ttft_s or abs(summ["tpot_p50_s"] - est.tpot_s) > 0.2 * est.tpot_s:
+        notes.append(f"under load ({load_text}) the simulated engine gives TTFT p50 {summ['ttft_p50_s'] * 1e3:,.1f} ms "
+                     f"and TPOT p50 {summ['tpot_p50_s'] * 1e3:,.2f} ms vs the closed-form {est.ttft_s * 1e3:,.1f} / "
+                     f"{est.tpot_s * 1e3:,.2f} ms at batch {est.batch} (queueing, prefill/decode interference)")
+    data = est.to_dict() | base | {
+        "price_note": price_note, "price_platform": price_platform, "price_usd_per_gpu_hour": price,
+        "load": {"description": load_text, **summ},
+        "cost": cost.to_dict() if cost else None,
+        "usd_per_hour": cost.usd_per_hour if cost else None,
+        "usd_per_month": cost.usd_per_hour * 730.0 if cost else None,
+        "usd_per_1m_input_tokens": cost.usd_per_1m_input_tokens if cost else None,
+        "usd_per_1m_output_tokens": cost.usd_per_1m_output_tokens if cost else None,
+        "utilization": res.gpu_utilization, "fixes": [],
+    }
+    rows.append(("batch used (closed form)", f"{est.batch:,}", est.batching))
     perf = [
-        ("TTFT", f"{est.ttft_s * 1e3:,.1f} ms", "time to first token"),
+        ("TTFT", f"{est.ttft_s * 1e3:,.1f} ms", "prefill(s) + one decode step (no queueing)"),
         ("TPOT", f"{est.tpot_s * 1e3:,.2f} ms", f"decode step at batch {est.batch}, {est.decode_bound}-bound"),
         ("end-to-end latency", f"{est.e2e_latency_s:,.2f} s", f"{s} in + {n} out"),
         ("output tokens/s (replica)", f"{est.output_tokens_per_s:,.0f}", f"{est.gpus} GPU(s)"),
@@ -318,20 +583,31 @@ def infer_cmd(
         ("output tokens/s per request", f"{est.output_tokens_per_s_per_request:,.1f}", "1 / TPOT"),
         ("decode turns compute-bound at batch", str(est.compute_bound_batch or "never (<65536)"), "weight GEMMs"),
     ]
-    if est.usd_per_1m_output_tokens is not None:
-        perf += [
+    load_rows = sim_rows(res) + [
+        ("output tokens/s", f"{res.output_tokens_per_s:,.0f}", "", ""),
+        ("requests/s", f"{res.request_throughput_rps:,.2f}", "", ""),
+        ("GPU busy", f"{res.gpu_utilization:.0%}", "", ""),
+        ("mean running / queued", f"{res.running_mean:,.1f} / {res.queue_mean:,.1f}", "", ""),
+    ]
+    tables = [Table(f"{arch.name} on {est.gpus} x {g.name}: memory", ["figure", "value", "note"], rows, name="memory"),
+              Table("closed form (one batch, no queueing)", ["figure", "value", "note"], perf, name="performance"),
+              Table(f"under load: {load_text}, {res.n_requests:,} requests, engine {prof.id}",
+                    ["figure", "p50", "p90", "p99"], load_rows)]
+    if cost is not None:
+        tables.append(Table("cost at the simulated load", ["figure", "value", "note"], [
             ("$ per GPU-hour", f"{price:,.3f}", price_note),
-            ("$ per 1M output tokens", f"{est.usd_per_1m_output_tokens:,.3f}", f"at {est.utilization:.0%} utilisation"),
-            ("$ per 1M input tokens", f"{est.usd_per_1m_input_tokens:,.3f}", f"at {est.utilization:.0%} utilisation"),
-        ]
+            ("$ per 1M input tokens", f"{cost.usd_per_1m_input_tokens:,.4f}",
+             f"{cost.input_share_of_gpu_time:.0%} of busy GPU time is prompt work"),
+            ("$ per 1M output tokens", f"{cost.usd_per_1m_output_tokens:,.4f}", "decode work"),
+            ("$ per hour / month", f"{cost.usd_per_hour:,.2f} / {cost.usd_per_hour * 730:,.0f}", "730 h month"),
+        ]))
     report = Report(
-        data=data,
-        tables=[Table(f"{arch.name} on {est.gpus} x {g.name}: memory", ["figure", "value", "note"], rows, name="memory"),
-                Table("latency, throughput, cost", ["figure", "value", "note"], perf, name="performance")],
-        terms=list(est.terms) + shown_terms(est, knobs, price, price_note, batch is not None or concurrency is not None),
-        notes=list(est.notes) + ([price_note] if est.usd_per_1m_output_tokens is None else [])
-        + ([] if gpu else [f"no --gpu given: assumed {g.id}"]),
-        warnings=[f"does not fit: {r}" for r in est.reasons],
+        data=data, tables=tables,
+        terms=[t for t in est.terms if not t.name.startswith("cost/")]
+        + shown_terms(est, knobs, price, price_note, given is not None) + sim_terms("", res, load_text, prof)
+        + (cost_terms("", cost, res, price_note) if cost else []),
+        notes=notes + ([] if gpu else [f"no --gpu given: assumed {g.id}"]),
+        warnings=[],
     )
     emit(report, json_, csv_, markdown, explain, plot=plot)
 
@@ -339,7 +615,7 @@ def infer_cmd(
 # --------------------------------------------------------------------------- serve-plan
 
 
-@app.command("serve-plan")
+@job_command("serve-plan", refuse=refusals_except(['target', 'model', 'rps', 'prompt_len', 'output_len', 'ttft_p95', 'tpot_p95', 'ttft_p50', 'tpot_p50', 'gpu', 'tp', 'weights', 'kv_dtype', 'engine', 'engine_opt', 'trace', 'requests', 'platform', 'pricing', 'price_per_gpu_hour', 'allow_long_context', 'json_', 'csv_', 'markdown', 'explain', 'plot'], 'the serving plan sizes replicas over GPU kinds and tensor parallelism; this training or layout field is not part of a serving plan here'))
 def serve_plan_cmd(
     target: ModelArg = None,
     model: ModelOpt = None,
@@ -354,6 +630,10 @@ def serve_plan_cmd(
     tp: TpOpt = None,
     weights: WeightsOpt = None,
     kv_dtype: KvDtypeOpt = None,
+    engine: EngineOpt = None,
+    engine_opt: EngineOptOpt = None,
+    trace: TraceOpt = None,
+    requests: RequestsOpt = None,
     platform: PlatformOpt = None,
     pricing: PricingOpt = None,
     price_per_gpu_hour: PricePerGpuHourOpt = None,
@@ -363,8 +643,12 @@ def serve_plan_cmd(
     markdown: MarkdownOpt = False,
     explain: ExplainOpt = False,
     plot: PlotOpt = None,
+    flags: dict = None,
 ) -> None:
-    """Size a serving fleet: replicas, GPUs and $/month for a request rate and latency targets.
+    """Size a serving fleet: replicas, GPUs, $/month and $/1M tokens for a request rate and latency targets.
+
+    Each (GPU, TP) option simulates the engine's scheduler under Poisson arrivals to find the largest request
+    rate one replica carries within the p50/p95 targets; replicas = ceil(rps / that rate).
 
     Examples:
 
@@ -372,10 +656,14 @@ def serve_plan_cmd(
 
       sizeup serve-plan llama-3-70b --rps 20 --prompt-len p50=512,p95=2048 --output-len p50=200,p95=800 --gpu h100,a100-80gb
 
-      sizeup serve-plan mistral-7b --rps 50 --tpot-p95 30ms --weights int4 --price-per-gpu-hour 2.5 --json
+      sizeup serve-plan mistral-7b --rps 50 --tpot-p95 30ms --weights int4 --engine vllm --price-per-gpu-hour 2.5 --json
     """
+    import math
+
     from sizeup.catalog import load_catalog, resolve_model
-    from sizeup.core.inference import LatencyTargets, Traffic, plan_fleet
+    from sizeup.core.explain import Term
+    from sizeup.core.inference import ServeSetup, estimate_inference, fit_fixes
+    from sizeup.core.serving_sim import Scheduler, SimInfeasible, SloTargets, sim_token_cost, size_replicas
     from sizeup.report import Report, Table
     from sizeup.units import parse_duration
     from sizeup.validate.inference_points import load_serving_knobs
@@ -385,15 +673,27 @@ def serve_plan_cmd(
         raise SizeupError("give a model: a preset id (see 'sizeup models') or a path to config.json")
     if rps is None:
         raise SizeupError("--rps is required: the request rate to serve, e.g. --rps 5")
-    if rps <= 0:
-        raise SizeupError(f"--rps must be > 0 requests per second, got {rps}")
+    if not (rps > 0) or not math.isfinite(rps):
+        raise SizeupError(f"--rps must be a finite number > 0 requests per second, got {rps}")
     positive("tp", tp)
+    positive("requests", requests)
     catalog = load_catalog()
     arch = resolve_model(name)
     w = parse_weights(weights)
     kv = parse_kv(kv_dtype, w)
-    pl = parse_length_dist("prompt-len", prompt_len, 512)
-    ol = parse_length_dist("output-len", output_len, 128)
+    if trace:
+        tp_lens, to_lens, _ = read_trace(trace)
+        import numpy as np
+
+        from sizeup.core.inference import LengthDist
+
+        pl = LengthDist(float(np.percentile(tp_lens, 50)), float(np.percentile(tp_lens, 95)))
+        ol = LengthDist(float(np.percentile(to_lens, 50)), float(np.percentile(to_lens, 95)))
+        prompt_src, output_src = tp_lens, to_lens
+    else:
+        pl = parse_length_dist("prompt-len", prompt_len, 512)
+        ol = parse_length_dist("output-len", output_len, 128)
+        prompt_src, output_src = pl, ol
     if pl.p95 + ol.p95 > arch.max_seq_len and not allow_long_context:
         raise SizeupError(f"p95 prompt {pl.p95:.0f} + p95 output {ol.p95:.0f} tokens exceeds {arch.id}'s "
                           f"max_seq_len {arch.max_seq_len}; pass --allow-long-context to go on")
@@ -409,47 +709,138 @@ def serve_plan_cmd(
             raise SizeupError(f"--{flag} must be > 0, got {text!r}")
         return value
 
-    targets = LatencyTargets(ttft_p95_s=seconds("ttft-p95", ttft_p95), tpot_p95_s=seconds("tpot-p95", tpot_p95),
-                             ttft_p50_s=seconds("ttft-p50", ttft_p50), tpot_p50_s=seconds("tpot-p50", tpot_p50))
+    targets = SloTargets(ttft_p95_s=seconds("ttft-p95", ttft_p95), tpot_p95_s=seconds("tpot-p95", tpot_p95),
+                         ttft_p50_s=seconds("ttft-p50", ttft_p50), tpot_p50_s=seconds("tpot-p50", tpot_p50))
     names = [x.strip() for x in (gpu or "h100-sxm,a100-80gb,l40s").split(",") if x.strip()]
-    gpu_list = []
-    for gname in names:
-        g = resolve_gpu(gname, catalog)
-        price, _ = gpu_price(catalog, g, platform, pricing, price_per_gpu_hour)
-        gpu_list.append((g, price))
-    knobs = load_serving_knobs(catalog)
+    base_knobs = load_serving_knobs(catalog)
     if tp:
         check_layout(arch, tp, 1)
     tp_choices = (tp,) if tp else tuple(t for t in (1, 2, 4, 8) if arch.num_heads % t == 0)
-    plan = plan_fleet(arch, gpu_list, Traffic(rps, pl, ol), targets, w, kv, knobs, tp_choices=tp_choices)
+    n_req = requests or 800
+    options: list[dict] = []
+    terms: list = []
+    prof_desc = ""
+    for gname in names:
+        g = resolve_gpu(gname, catalog)
+        price, price_note, price_platform = default_price(catalog, g, platform, pricing, price_per_gpu_hour)
+        prof, knobs = parse_engine(engine, engine_opt, g, arch, base_knobs)
+        prof_desc = prof.describe()
+        for t in tp_choices:
+            if t > max(g.node_size, 1):
+                continue
+            opt: dict = {"gpu_id": g.id, "tp": t, "engine": prof.id, "feasible": False, "fits": True, "reason": "",
+                         "binding": "", "fixes": [], "replicas": None, "gpus": None, "max_rps_per_replica": None,
+                         "operating_rps_per_replica": None, "ttft_p50_s": None, "ttft_p95_s": None,
+                         "tpot_p50_s": None, "tpot_p95_s": None, "itl_p95_s": None, "e2e_p95_s": None,
+                         "gpu_utilization": None, "price_usd_per_gpu_hour": price, "price_note": price_note,
+                         "platform": price_platform, "usd_per_hour": None, "usd_per_month": None,
+                         "usd_per_1m_input_tokens": None, "usd_per_1m_output_tokens": None}
+            setup = ServeSetup(tp=t, weights=w, kv_dtype=kv, prompt_len=int(round(pl.p95)),
+                               output_len=int(round(ol.p95)), batch=1)
+            est = estimate_inference(arch, g, setup, knobs)
+            if not est.fits:
+                opt |= {"fits": False, "reason": "does not fit: " + "; ".join(est.reasons),
+                        "fixes": fit_fixes(arch, g, setup, knobs), "binding": "memory"}
+                options.append(opt)
+                continue
+            sched = Scheduler.from_engine(prof, knobs, est.max_concurrency if prof.batching == "static" else None)
+            try:
+                sz = size_replicas(arch, g, setup, knobs, sched, prompt_src, output_src, rps, targets, n_req)
+            except SimInfeasible as exc:
+                opt |= {"fits": False, "reason": f"does not fit: {exc}", "binding": "memory",
+                        "fixes": fit_fixes(arch, g, setup, knobs)}
+                options.append(opt)
+                continue
+            if not sz.feasible:
+                opt |= {"reason": sz.reason, "binding": sz.binding}
+                options.append(opt)
+                continue
+            res = sz.result
+            summ = res.summary()
+            gpus_total = sz.replicas * t
+            opt |= {"feasible": True, "binding": sz.binding, "replicas": sz.replicas, "gpus": gpus_total,
+                    "max_rps_per_replica": sz.max_rps_per_replica, "saturation_rps_per_replica": sz.saturation_rps,
+                    "operating_rps_per_replica": sz.operating_rps_per_replica,
+                    "ttft_p50_s": summ["ttft_p50_s"], "ttft_p95_s": summ["ttft_p95_s"],
+                    "tpot_p50_s": summ["tpot_p50_s"], "tpot_p95_s": summ["tpot_p95_s"],
+                    "itl_p95_s": summ["itl_p95_s"], "e2e_p95_s": summ["e2e_p95_s"],
+                    "gpu_utilization": res.gpu_utilization}
+            k = f"{g.id} tp{t}"
+            src = "sizeup.core.serving_sim.size_replicas: bisection on simulated Poisson load (same random stream)"
+            terms += [
+                Term(f"{k}: fleet/max_rps_per_replica", sz.max_rps_per_replica, "requests/s",
+                     "largest Poisson rate whose simulated p50/p95 TTFT/TPOT meet the targets (<= 95% of saturation)",
+                     {"saturation_rps": sz.saturation_rps, "binding": sz.binding, "requests_simulated": n_req}, src),
+                Term(f"{k}: fleet/replicas", float(sz.replicas), "replicas", "max(1, ceil(rps / max_rps_per_replica))",
+                     {"rps": rps, "max_rps_per_replica": sz.max_rps_per_replica}, src),
+                Term(f"{k}: fleet/gpus", float(gpus_total), "GPUs", "replicas * tp", {"replicas": sz.replicas, "tp": t}, src),
+                Term(f"{k}: time/ttft_p95", summ["ttft_p95_s"], "s", "p95 TTFT of the simulated run at rps / replicas",
+                     {"rps_per_replica": sz.operating_rps_per_replica}, src),
+                Term(f"{k}: time/tpot_p95", summ["tpot_p95_s"], "s", "p95 TPOT of the simulated run at rps / replicas",
+                     {"rps_per_replica": sz.operating_rps_per_replica}, src),
+            ]
+            if price is not None:
+                cost = sim_token_cost(res, price, t)
+                usd_h = price * gpus_total
+                opt |= {"usd_per_hour": usd_h, "usd_per_month": usd_h * 730.0,
+                        "usd_per_1m_input_tokens": cost.usd_per_1m_input_tokens,
+                        "usd_per_1m_output_tokens": cost.usd_per_1m_output_tokens,
+                        "input_share_of_gpu_time": cost.input_share_of_gpu_time}
+                terms += [
+                    Term(f"{k}: fleet/usd_per_hour", usd_h, "USD/h", "gpus * price", {"gpus": gpus_total, "price": price},
+                         price_note),
+                    Term(f"{k}: fleet/usd_per_month", usd_h * 730.0, "USD", "usd_per_hour * 730 h",
+                         {"usd_per_hour": usd_h}, "730 h = 8760/12"),
+                ] + cost_terms(f"{k}: ", cost, res, price_note)
+            options.append(opt)
+
+    feasible = [o for o in options if o["feasible"]]
+
+    def key(o):
+        return (o["usd_per_hour"] if o["usd_per_hour"] is not None else math.inf, o["gpus"], o["tp"])
+
+    best = min(feasible, key=key) if feasible else None
 
     def money(x):
-        return None if x is None else f"{x:,.2f}" if x < 1000 else f"{x:,.0f}"
+        return "-" if x is None else f"{x:,.2f}" if x < 1000 else f"{x:,.0f}"
 
-    rows = [(o.gpu_id, o.tp, "yes" if o.feasible else "no", o.replicas or "-", o.gpus or "-",
-             f"{o.operating_concurrency}/{o.concurrency_per_replica}" if o.feasible else "-",
-             f"{o.ttft_p95_s * 1e3:,.0f} ms" if o.feasible else "-",
-             f"{o.tpot_p95_s * 1e3:,.1f} ms" if o.feasible else "-",
-             money(o.usd_per_hour), money(o.usd_per_month), o.binding if o.feasible else o.reason)
-            for o in plan.options]
-    best = plan.best
+    def ms(x):
+        return "-" if x is None else f"{x * 1e3:,.0f} ms" if x >= 0.1 else f"{x * 1e3:,.1f} ms"
+
+    rows = [(o["gpu_id"], o["tp"], "yes" if o["feasible"] else ("no" if o["fits"] else "does not fit"),
+             o["replicas"] or "-", o["gpus"] or "-",
+             f"{o['max_rps_per_replica']:,.2f}" if o["max_rps_per_replica"] else "-",
+             ms(o["ttft_p95_s"]), ms(o["tpot_p95_s"]), money(o["usd_per_month"]),
+             "-" if o["usd_per_1m_input_tokens"] is None else f"{o['usd_per_1m_input_tokens']:,.3f}",
+             "-" if o["usd_per_1m_output_tokens"] is None else f"{o['usd_per_1m_output_tokens']:,.3f}",
+             o["platform"] or "-",
+             o["binding"] if o["feasible"] else (o["reason"] + (f"; fixes: {', '.join(o['fixes'])}" if o["fixes"] else "")))
+            for o in options]
     data = {"model": arch.id, "rps": rps, "prompt_len": {"p50": pl.p50, "p95": pl.p95, "mean": pl.mean},
             "output_len": {"p50": ol.p50, "p95": ol.p95, "mean": ol.mean},
             "targets": {"ttft_p95_s": targets.ttft_p95_s, "tpot_p95_s": targets.tpot_p95_s,
                         "ttft_p50_s": targets.ttft_p50_s, "tpot_p50_s": targets.tpot_p50_s},
-            "weights_dtype": str(w), "kv_dtype": str(kv),
-            "best": best.to_dict() if best else None, "options": [o.to_dict() for o in plan.options]}
+            "weights_dtype": str(w), "kv_dtype": str(kv), "engine": engine or "generic", "engine_profile": prof_desc,
+            "cost_rule": COST_RULE, "requests_simulated": n_req,
+            "best": best, "options": options}
     warnings = [] if best else ["no option meets the targets: relax them, allow more tensor parallelism or a bigger GPU"]
-    notes = list(plan.notes)
+    notes = [f"engine: {prof_desc}",
+             f"each option: {n_req} simulated requests per run, Poisson arrivals, lengths "
+             + ("from the trace" if trace else f"log-normal with prompt p50 {pl.p50:.0f}/p95 {pl.p95:.0f} and output "
+                                               f"p50 {ol.p50:.0f}/p95 {ol.p95:.0f}"),
+             "$/1M tokens: " + COST_RULE + "; at each option's operating load (rps / replicas)",
+             "replicas run at rps / replicas; no headroom for bursts beyond the Poisson variation is added"]
     if best:
-        notes.insert(0, f"best: {best.replicas} replica(s) x tp {best.tp} on {best.gpu_id} = {best.gpus} GPUs"
-                        + (f", ${best.usd_per_month:,.0f}/month" if best.usd_per_month is not None else "")
-                        + f"; binding constraint: {best.binding}")
+        notes.insert(0, f"best: {best['replicas']} replica(s) x tp {best['tp']} on {best['gpu_id']} = {best['gpus']} GPUs"
+                        + (f", ${best['usd_per_month']:,.0f}/month on {best['platform']}, "
+                           f"${best['usd_per_1m_input_tokens']:,.3f} / ${best['usd_per_1m_output_tokens']:,.3f} "
+                           "per 1M input / output tokens" if best["usd_per_month"] is not None else "")
+                        + f"; binding constraint: {best['binding']}")
     report = Report(
         data=data,
-        tables=[Table(f"{arch.name}: {rps:g} req/s", ["gpu", "tp", "feasible", "replicas", "gpus", "conc/replica (now/max)",
-                                                      "TTFT p95", "TPOT p95", "$/hour", "$/month", "binding / reason"],
-                      rows, name="options")],
-        terms=list(plan.terms) + option_terms(plan.options, rps, pl, ol), notes=notes, warnings=warnings,
+        tables=[Table(f"{arch.name}: {rps:g} req/s", ["gpu", "tp", "feasible", "replicas", "gpus", "max req/s/replica",
+                                                      "TTFT p95", "TPOT p95", "$/month", "$/1M in", "$/1M out",
+                                                      "platform", "binding / reason"], rows)],
+        terms=terms, notes=notes, warnings=warnings,
     )
     emit(report, json_, csv_, markdown, explain, plot=plot)

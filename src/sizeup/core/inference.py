@@ -109,6 +109,15 @@ class ServingKnobs:
     fp8_matmul_efficiency_ratio: float = 0.89
     decode_step_overhead_s: float = 0.0
     utilization: float = 0.5
+    int4_weight_read_efficiency: float = 1.0
+    """W4A16 decode GEMV: fraction of the 16-bit weight-streaming bandwidth reached while dequantising int4
+    weights (1.0 = the ideal 4-bit speedup; engine profile, catalog/data/engines.yaml)."""
+    allreduce_impl: str = "nccl"
+    """'nccl' or 'custom' (vLLM/SGLang/TensorRT-LLM one-shot P2P all-reduce over NVLink for small messages)."""
+    custom_allreduce: Sequence[float] = (4.5e-6, 0.16, 8.0 * 1024**2)
+    """Custom all-reduce (latency s, fraction of the bus bandwidth, largest message B): SGLang PR #2904 measured
+    4-5 us at 32 KB and 31 us at 1 MB on H100 TP4 -> lat 4.5 us, 26.5 us for 1.5 MB on the wire = 0.16 of the
+    450 GB/s x eta busbw; vLLM's custom all-reduce handles messages up to 8 MB (vllm PR #2192), NCCL above."""
     allreduce_protocols: Mapping[str, Mapping[str, Sequence[float]]] = field(
         default_factory=lambda: {k: dict(v) for k, v in NCCL_RING_PROTOCOLS.items()})
     """Per link class ('nvlink' | 'pcie'): protocol -> (base latency s, latency per ring step s, fraction of
@@ -368,6 +377,13 @@ def _allreduce_s(gpu: GpuSpec, payload_bytes, tp, knobs: "ServingKnobs | None" =
     best = None
     for cand in allreduce_protocol_times(gpu, payload_bytes, t, knobs).values():
         best = cand if best is None else np.minimum(best, cand)
+    if knobs is not None and knobs.allreduce_impl == "custom" and link_class(gpu) == "nvlink":
+        # custom P2P all-reduce over NVLink (vLLM/SGLang/TensorRT-LLM), used below its size limit; NCCL above
+        lat, frac, max_bytes = (float(x) for x in knobs.custom_allreduce)
+        bus_bw = max(gpu.intra_node_bytes_per_s, 1.0) * max(gpu.collective_efficiency_intra, 1e-3)
+        size = np.asarray(payload_bytes, dtype=float)
+        custom = lat + 2.0 * (np.maximum(t, 1.0) - 1.0) / np.maximum(t, 1.0) * size / (bus_bw * max(frac, 1e-6))
+        best = np.where(size <= max_bytes, np.minimum(best, custom), best)
     return np.where(t > 1, best, 0.0)
 
 
@@ -432,6 +448,18 @@ def prefill_time_s(m: ModelArch, gpu: GpuSpec, prompt_len, n_seqs, tp=1, pp=1,
     return np.maximum(compute, memory) + comm
 
 
+def _linear_read_bytes(m: ModelArch, sh: "_Shapes", weights: WeightDtype, knobs: ServingKnobs, batch):
+    """Bytes of quantised linear weights one decode step streams (dense layers + touched experts), whole model."""
+    linear_bpp = weight_bits_per_param(weights, knobs.quant_group_size) / 8.0
+    pc_linear = weight_bytes(m, weights, knobs.quant_group_size).quantized_params
+    B = np.asarray(batch, dtype=float)
+    if sh.n_moe_layers:
+        touched = sh.num_experts * (1.0 - (1.0 - sh.experts_per_token / sh.num_experts) ** B)
+        untouched = sh.n_moe_layers * (sh.num_experts - touched) * sh.expert_params_per_layer_each
+        return (pc_linear - untouched) * linear_bpp
+    return pc_linear * linear_bpp + 0.0 * B
+
+
 def decode_step_parts(m: ModelArch, gpu: GpuSpec, batch, context, tp=1, pp=1,
                       weights: WeightDtype = WeightDtype.BF16, kv_dtype: KvDtype = KvDtype.BF16,
                       knobs: ServingKnobs | None = None, wbytes: float | None = None,
@@ -462,6 +490,12 @@ def decode_step_parts(m: ModelArch, gpu: GpuSpec, batch, context, tp=1, pp=1,
     flops = 2.0 * sh.matmul_params_per_token * B / t
     gemm_size = 2.0 * B * m.hidden_size * sh.ffn_gemm / t
     rate, _ = _compute_rate(gpu, weights, knobs, gemm_size)
+    # W4A16 GEMV: the quantised linear weights stream at eta_int4 of the 16-bit rate (dequantisation in the
+    # kernel; Marlin reaches ~ideal up to batch 16-32, older AWQ/GPTQ kernels only at batch 1-2)
+    eta_q = knobs.int4_weight_read_efficiency if weights == WeightDtype.INT4 else 1.0
+    if eta_q < 1.0:
+        w_lin = _linear_read_bytes(m, sh, weights, knobs, B) / t
+        w_read = w_read + w_lin * (1.0 / max(eta_q, 1e-3) - 1.0)
     gemm = np.maximum(w_read / (bw * gpu.hbm_efficiency), flops / rate)
     kv_read = B * kv_read_bytes_per_sequence(m, c, kv_dtype, t, 1)
     n_w = window_layers(m)
@@ -975,3 +1009,63 @@ def plan_fleet(model: ModelArch, gpus: Sequence[tuple[GpuSpec, float | None]], t
             terms.append(Term("fleet/usd_per_month", best.usd_per_month, "USD", "gpus * price * 730 h",
                               {"gpus": best.gpus, "price": best.price_usd_per_gpu_hour}, "730 h = 8760/12"))
     return FleetPlan(best, tuple(options), tuple(notes), tuple(terms))
+
+
+# --------------------------------------------------------------------------- does-not-fit: fixes
+
+
+def max_context_that_fits(model: ModelArch, gpu: GpuSpec, setup: ServeSetup, knobs: ServingKnobs,
+                          batch: int = 1) -> int:
+    """Longest context (prompt + output) of which `batch` sequences fit in the KV budget (0 if none)."""
+    wb = weight_bytes(model, setup.weights, knobs.quant_group_size).total_bytes
+    budget = _f(kv_budget_bytes(model, gpu.memory_bytes, setup.tp, setup.pp, wb, knobs))
+    if budget <= 0:
+        return 0
+    lo, hi = 0, max(1, model.max_seq_len) * 64
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        need = batch * _f(kv_bytes_per_sequence(model, mid, setup.kv_dtype, setup.tp, setup.pp, knobs.block_size_tokens))
+        lo, hi = (mid, hi) if need <= budget else (lo, mid)
+    return lo
+
+
+def fit_fixes(model: ModelArch, gpu: GpuSpec, setup: ServeSetup, knobs: ServingKnobs) -> list[str]:
+    """Changes that make a replica that does not fit fit (each checked with estimate_inference's memory rules):
+    more tensor parallelism, an 8-bit KV cache, 8/4-bit weights, a shorter context, fewer concurrent sequences."""
+    def fits(s: ServeSetup, g_mem: float | None = None) -> bool:
+        return estimate_inference(model, gpu, s, knobs).fits
+
+    out: list[str] = []
+    for t in (2, 4, 8, 16):
+        if t <= setup.tp or t * setup.pp > max(gpu.node_size, 1) or model.num_heads % t:
+            continue
+        if fits(setup.with_(tp=t)):
+            out.append(f"--tp {t} (weights and KV sharded over {t} GPUs)")
+            break
+    if setup.kv_dtype not in (KvDtype.FP8, KvDtype.INT8) and fits(setup.with_(kv_dtype=KvDtype.FP8)):
+        out.append("--kv-dtype fp8 (halves the KV cache)")
+    for w in (WeightDtype.FP8, WeightDtype.INT4):
+        if weight_bits_per_param(w) < weight_bits_per_param(setup.weights) and fits(setup.with_(weights=w)):
+            out.append(f"--weights {w} ({'W8A8' if w == WeightDtype.FP8 else 'AWQ/GPTQ W4A16'})")
+            break
+    ctx = setup.prompt_len + setup.output_len
+    c1 = max_context_that_fits(model, gpu, setup, knobs, 1)
+    if 0 < c1 < ctx:
+        out.append(f"a context of at most {c1:,} tokens (prompt + output) at batch 1")
+    if setup.batch is not None and setup.batch > 1:
+        best = 0
+        for b in range(setup.batch - 1, 0, -1):
+            if fits(setup.with_(batch=b)):
+                best = b
+                break
+        if best:
+            out.append(f"--concurrency {best} (the most sequences of {ctx} tokens that fit)")
+    return out
+
+
+def kv_bytes_per_token_by_context(m: ModelArch, kv_dtype: KvDtype, contexts: Sequence[int], tp: int = 1,
+                                  pp: int = 1) -> dict[int, float]:
+    """KV bytes per token of context, averaged over a sequence of c tokens, on one GPU (no block rounding):
+    KV(c)/c. Constant for full attention; it falls with c for sliding-window / chunked-attention layers
+    (Gemma 2/3, Mistral, Llama 4), which is why one per-token figure misleads for windowed models."""
+    return {int(c): float(kv_bytes_per_sequence(m, c, kv_dtype, tp, pp, 1)) / float(c) for c in contexts if c >= 1}

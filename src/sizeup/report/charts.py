@@ -625,8 +625,13 @@ def chart_infer(data: dict) -> Chart:
     return Chart("infer", title, fig, drawn)
 
 
+def _replica_rps(o: dict):
+    """Requests/s one replica sustains at the targets (serve-plan JSON: max_rps_per_replica)."""
+    return _num(o.get("max_rps_per_replica", o.get("requests_per_s_per_replica")))
+
+
 def chart_serve_plan(data: dict) -> Chart:
-    opts = [o for o in data["options"] if o.get("feasible") and _num(o.get("requests_per_s_per_replica"))]
+    opts = [o for o in data["options"] if o.get("feasible") and _replica_rps(o)]
     if not opts:
         raise SizeupError("nothing to draw: no serving option meets the targets (see each option's reason)")
     fig, ax = _figure(9.0, 5.5)
@@ -635,7 +640,7 @@ def chart_serve_plan(data: dict) -> Chart:
     kinds = sorted({o["gpu_id"] for o in opts})
     for o in opts:
         i = kinds.index(o["gpu_id"])
-        x = float(o["requests_per_s_per_replica"])
+        x = float(_replica_rps(o))
         for key, m, name in (("ttft_p95_s", "s", "TTFT p95"), ("tpot_p95_s", "o", "TPOT p95")):
             v = _num(o.get(key))
             if v is not None:
@@ -652,7 +657,7 @@ def chart_serve_plan(data: dict) -> Chart:
             ax.axhline(v * 1e3, color="red", linestyle=style, linewidth=1, label=f"{name} {_fmt(v * 1e3)} ms")
             drawn.setdefault("slo_ms", {})[key] = v * 1e3
     if best.get("feasible"):
-        bxv = float(best["requests_per_s_per_replica"])
+        bxv = float(_replica_rps(best))
         ax.scatter([bxv], [float(best["ttft_p95_s"]) * 1e3], marker="*", s=200, color="red", zorder=4,
                    label=f"chosen: {best['replicas']} x {best['gpu_id']} tp{best['tp']}, ${_fmt(float(best['usd_per_hour']))}/h")
         drawn["chosen"] = {"gpu": best["gpu_id"], "tp": best["tp"], "requests_per_s_per_replica": bxv}

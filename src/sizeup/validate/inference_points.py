@@ -158,7 +158,7 @@ def _convert_bytes(value_bytes: float, unit: str) -> float:
 # --------------------------------------------------------------------------- prediction
 
 
-def predict_inference_point(point: dict, catalog) -> list[tuple[str, float, str]]:
+def predict_inference_point(point: dict, catalog, reasons_out: dict | None = None) -> list[tuple[str, float, str]]:
     """[(quantity, predicted value in the point's unit, how it was predicted)] for each measured quantity
     sizeup can predict. The third element is a one-line description of the setup used (the validator shows it)."""
     measured = point.get("measured") or []
@@ -167,18 +167,27 @@ def predict_inference_point(point: dict, catalog) -> list[tuple[str, float, str]
     knobs = load_serving_knobs(catalog)
     out: list[tuple[str, float, str]] = []
     reasons: list[str] = []
+    wl = point.get("workload") or {}
+    under_load = bool(wl.get("engine")) and (wl.get("concurrency") is not None or wl.get("request_rate") is not None)
+    sim_cache: dict = {}
     for item in measured:
         q = str(item.get("quantity", ""))
         unit = str(item.get("unit", ""))
         try:
             if q in ("kv_cache_per_sequence", "kv_cache_total", "weights_memory", "kv_cache_per_token"):
                 out.append((q, *_predict_memory(point, catalog, q, unit)))
+            elif under_load and q in SIM_QUANTITIES:
+                out.append((q, *_predict_under_load(point, catalog, q, unit, knobs, sim_cache)))
             elif q in TIMING_QUANTITIES:
                 out.append((q, *_predict_timing(point, catalog, q, unit, item, knobs)))
             else:
                 reasons.append(f"quantity {q!r} is not an inference figure sizeup predicts")
+                if reasons_out is not None:
+                    reasons_out[q] = reasons[-1]
         except Skip as exc:
             reasons.append(str(exc))
+            if reasons_out is not None:
+                reasons_out[q] = str(exc)
     if not out:
         raise Skip("; ".join(dict.fromkeys(reasons)) or "nothing to predict")
     return out
@@ -311,3 +320,147 @@ def _predict_timing(point: dict, catalog, quantity: str, unit: str, item: dict,
             raise Skip(f"unit {unit!r} is not a time unit sizeup converts")
         return value * scale[u], how
     return value, how
+
+
+# --------------------------------------------------------------------------- serving under load (simulator)
+
+SIM_QUANTITIES = {
+    # quantity -> (metric, statistic); metric in ttft | tpot | itl | e2e | output | requests
+    "output_throughput": ("output", None), "output_tokens_per_s": ("output", None),
+    "request_throughput": ("requests", None),
+    "mean_ttft": ("ttft", "mean"), "median_ttft": ("ttft", 50), "p99_ttft": ("ttft", 99),
+    "mean_tpot": ("tpot", "mean"), "median_tpot": ("tpot", 50), "p99_tpot": ("tpot", 99),
+    "mean_itl": ("itl", "mean"), "median_itl": ("itl", 50), "p99_itl": ("itl", 99),
+    "mean_e2e_latency": ("e2e", "mean"), "median_e2e_latency": ("e2e", 50),
+}
+
+
+def _predict_under_load(point: dict, catalog, quantity: str, unit: str, knobs: ServingKnobs,
+                        cache: dict) -> tuple[float, str]:
+    """A point that states its engine, lengths and load (closed-loop concurrency or a request rate): simulate the
+    engine's scheduler (sizeup.core.serving_sim) with the engine's catalog profile and read the quantity off the
+    simulated requests. Nothing is fitted per point or per source."""
+    from sizeup.catalog.engines import engine_profile
+    from sizeup.core.serving_sim import Scheduler, SimInfeasible, Workload, poisson_arrivals, simulate
+    from sizeup.errors import SizeupError
+    import numpy as np
+
+    wl = point.get("workload") or {}
+    par = point.get("parallel") or {}
+    trace_in, trace_out = wl.get("input_lens"), wl.get("output_lens")
+    s = _first_int(wl, "input_len", "prompt_len", "isl")
+    n = _first_int(wl, "output_len", "osl")
+    if trace_in and trace_out:
+        s, n = int(np.mean(trace_in)), int(np.mean(trace_out))
+    if s is None or n is None:
+        raise Skip("prompt/output lengths not stated")
+    conc = _int(wl.get("concurrency"))
+    rate = _rate(wl, "")
+    burst = conc is None and rate is None and str(wl.get("request_rate", "")).lower() == "inf" \
+        and _int(wl.get("num_requests")) is not None
+    if burst:
+        conc = _int(wl.get("num_requests"))  # every request sent at t=0: a closed loop that never refills
+    if conc is None and rate is None:
+        raise Skip("neither a concurrency nor a request rate is stated")
+    if "sim" not in cache:
+        gpu = _gpu(point, catalog)
+        model = _model(point, catalog, need_timing=True)
+        weights, kv = _precision(point)
+        tp = _int(par.get("tp")) or 1
+        try:
+            prof = engine_profile(str(wl.get("engine"))).for_gpu(gpu)
+        except SizeupError as exc:
+            raise Skip(str(exc)) from None
+        k = prof.knobs(knobs, model.num_layers)
+        setup = ServeSetup(tp=tp, weights=weights, kv_dtype=kv, prompt_len=s, output_len=n)
+        stated_n = _int(wl.get("num_requests"))
+        n_req = stated_n or 20 * (conc or 1)
+        lens_p = np.full(n_req, s, dtype=np.int64)
+        lens_o = np.full(n_req, n, dtype=np.int64)
+        if trace_in and trace_out:
+            lens_p = np.maximum(1, np.asarray(trace_in, dtype=np.int64))
+            lens_o = np.maximum(1, np.asarray(trace_out, dtype=np.int64))
+            n_req = len(lens_p)
+        if burst:
+            work = Workload(lens_p, lens_o, np.zeros(n_req), None, None)
+            load = f"all {n_req} requests at t=0"
+        elif conc is not None:
+            work = Workload(lens_p, lens_o, None, conc, None)
+            load = f"{conc} concurrent clients"
+        else:
+            work = Workload(lens_p, lens_o, poisson_arrivals(n_req, rate, 0), None, rate)
+            load = f"Poisson {rate:g} req/s"
+        sched = Scheduler.from_engine(prof, k, conc if prof.batching == "static" else None)
+        try:
+            res = simulate(model, gpu, setup, k, sched, work)
+        except SimInfeasible as exc:
+            raise Skip(f"does not fit: {exc}") from None
+        how = (f"core.serving_sim, engine profile {prof.id}, {load}, {n_req} requests"
+               + (" (lengths from the point's trace)" if trace_in and trace_out else "")
+               + ("" if stated_n else " (count not stated: 20 per client; fixed lengths keep clients in lockstep)")
+               + f", {s}/{n} tokens, tp {tp}, {weights} weights on {gpu.id}")
+        cache["sim"] = (res, how)
+    res, how = cache["sim"]
+    metric, stat = SIM_QUANTITIES[quantity]
+    if metric in ("ttft", "itl", "tpot", "e2e") and wl.get("output_len_is_mean") and conc is not None:
+        raise Skip("only the mean output length is stated: closed-loop latencies depend on how the output lengths "
+                   "spread the clients apart, which the source does not give")
+    if metric == "output":
+        return res.output_tokens_per_s, how
+    if metric == "requests":
+        return res.request_throughput_rps, how
+    value = res.mean(metric) if stat == "mean" else res.pct(metric, float(stat))
+    scale = {"s": 1.0, "sec": 1.0, "seconds": 1.0, "ms": 1e3, "us": 1e6}
+    u = unit.strip().lower()
+    if u not in scale:
+        raise Skip(f"unit {unit!r} is not a time unit sizeup converts")
+    return value * scale[u], how
+
+
+# --------------------------------------------------------------------------- serving error report
+
+SERVING_CLASSES = {"ttft": ("mean_ttft", "median_ttft", "p99_ttft", "time_to_first_token", "ttft"),
+                   "itl_tpot": ("mean_itl", "median_itl", "p99_itl", "mean_tpot", "median_tpot", "tpot", "itl",
+                                "time_per_output_token", "inter_token_latency"),
+                   "output_throughput": ("output_throughput", "output_tokens_per_s", "request_throughput")}
+
+
+def serving_error_report(rows) -> dict:
+    """Median / p90 |error| of the validator's serving rows (category D points that state an engine and a load),
+    per class (TTFT, ITL/TPOT, throughput), overall and at concurrency >= 16, and leave-one-source-out.
+
+    Leave-one-source-out: the simulator fits nothing to the points (engine profiles and knobs are catalog data with
+    their own sources), so the error of a source's rows without that source is its error as is; the report
+    recomputes each class's median with every source left out in turn to show how much one source moves it."""
+    import statistics
+
+    def stats(errs):
+        if not errs:
+            return {"n": 0, "median_abs_error_pct": None, "p90_abs_error_pct": None}
+        xs = sorted(abs(e) for e in errs)
+        pos = (len(xs) - 1) * 0.9
+        lo = int(pos)
+        p90 = xs[lo] + (xs[min(lo + 1, len(xs) - 1)] - xs[lo]) * (pos - lo)
+        return {"n": len(xs), "median_abs_error_pct": round(statistics.median(xs), 1), "p90_abs_error_pct": round(p90, 1)}
+
+    out: dict = {}
+    ok = [r for r in rows if r.ok and getattr(r, "definition", "") and "serving_sim" in r.definition]
+    for cls, names in SERVING_CLASSES.items():
+        sel = [r for r in ok if r.quantity in names]
+        hi = [r for r in sel if _row_conc(r) >= 16]
+        fams = sorted({r.family for r in sel})
+        out[cls] = {"all": stats([r.error_pct for r in sel]), "concurrency_ge_16": stats([r.error_pct for r in hi]),
+                    "signed_median_pct": round(statistics.median([r.error_pct for r in sel]), 1) if sel else None,
+                    "by_source": {f: stats([r.error_pct for r in sel if r.family == f]) for f in fams},
+                    "leave_one_source_out_median": {f: stats([r.error_pct for r in sel if r.family != f])["median_abs_error_pct"]
+                                                    for f in fams}}
+    return out
+
+
+def _row_conc(row) -> int:
+    import re as _re
+
+    m = _re.search(r"(\d+) concurrent clients|all (\d+) requests at t=0", getattr(row, "definition", "") or "")
+    if m:
+        return int(m.group(1) or m.group(2))
+    return 0

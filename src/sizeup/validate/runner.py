@@ -753,7 +753,8 @@ def _predict_inference(point: Point, catalog, base: dict) -> list[Row]:
             r.skipped = "inference predictor not available"
         return rows
     try:
-        predictions = predict_inference_point(point.model_dump(mode="python"), catalog)
+        why: dict = {}
+        predictions = predict_inference_point(point.model_dump(mode="python"), catalog, why)
     except Exception as exc:  # H8 raises its Skip(reason); anything else is reported, not fatal
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         if type(exc).__name__ != "Skip":
@@ -767,7 +768,7 @@ def _predict_inference(point: Point, catalog, base: dict) -> list[Row]:
     for r in rows:
         item = by_q.get(r.quantity)
         if item is None:
-            r.skipped = f"quantity {r.quantity!r} not predicted by the inference model"
+            r.skipped = why.get(r.quantity) or f"quantity {r.quantity!r} not predicted by the inference model"
             continue
         how = item[2] if len(item) > 2 else "core.inference"
         _finish(r, float(item[1]), str(how), ())

@@ -1,0 +1,182 @@
+"""Serving engines as profiles (vLLM, SGLang, TensorRT-LLM, TGI, LMDeploy, llama.cpp, HF generate, gpt-fast).
+
+PURE: the profile data lives in catalog/data/engines.yaml (read by sizeup.catalog.engines); this module turns a
+profile into the ServingKnobs the step model reads and the scheduler settings the simulator reads.
+Nothing here opens files.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields, replace
+from typing import Any, Mapping
+
+from sizeup.core.inference import ServingKnobs
+from sizeup.core.types import GpuSpec
+from sizeup.errors import SizeupError
+
+GiB = 1024**3
+
+
+@dataclass(frozen=True)
+class SpeculativeDecoding:
+    """Draft-then-verify decoding (Leviathan et al. 2023): k draft tokens per step, each accepted with
+    probability alpha; expected tokens emitted per verify step = (1 - alpha^(k+1)) / (1 - alpha)."""
+
+    num_tokens: int = 3
+    acceptance_rate: float = 0.7
+    draft_cost_ratio: float = 0.05
+
+    @property
+    def tokens_per_step(self) -> float:
+        a, k = self.acceptance_rate, self.num_tokens
+        if a >= 1.0:
+            return float(k + 1)
+        return (1.0 - a ** (k + 1)) / (1.0 - a)
+
+
+@dataclass(frozen=True)
+class EngineProfile:
+    id: str = "generic"
+    name: str = "generic continuous-batching engine (catalog knobs)"
+    version: str = "-"
+    batching: str = "continuous"
+    chunked_prefill: bool = True
+    mix_prefill_decode: bool = True
+    max_num_batched_tokens: int = 8192
+    max_num_seqs: int = 256
+    block_size_tokens: int = 16
+    kv_policy: str = "preempt"
+    cuda_graphs: bool = True
+    step_overhead_s: float = 0.002
+    launch_overhead_per_layer_s: float = 0.0
+    attention: str = "paged"
+    decode_attention_hbm_efficiency: float = 0.7
+    int4_kernel: str = "-"
+    int4_weight_read_efficiency: float = 1.0
+    fp8_kernel: str = "-"
+    allreduce: str = "nccl"
+    speculative: SpeculativeDecoding | None = None
+    large_gpu: Mapping[str, Any] = field(default_factory=dict)
+    small_gpu: Mapping[str, Any] = field(default_factory=dict)
+    sources: Mapping[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, key: str, data: Mapping[str, Any]) -> "EngineProfile":
+        known = {f.name for f in fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise SizeupError(f"engine {key!r}: unknown field(s) {', '.join(sorted(unknown))}")
+        values = dict(data)
+        spec = values.get("speculative")
+        values["speculative"] = SpeculativeDecoding(**spec) if isinstance(spec, Mapping) else None
+        return cls(id=key, **{k: v for k, v in values.items() if k != "id"})
+
+    def for_gpu(self, gpu: GpuSpec) -> "EngineProfile":
+        """Apply the engine's own GPU-dependent defaults: `large_gpu` on >= 70 GiB non-A100 GPUs (vLLM's
+        get_batch_defaults rule), `small_gpu` on < 25 GB GPUs (SGLang's chunked_prefill_size rule)."""
+        out = self
+        big = gpu.memory_bytes >= 70 * GiB and "a100" not in gpu.id.lower()
+        if big and self.large_gpu:
+            out = replace(out, **dict(self.large_gpu))
+        if gpu.memory_bytes < 25e9 and self.small_gpu:
+            out = replace(out, **dict(self.small_gpu))
+        return out
+
+    def with_overrides(self, overrides: Mapping[str, str]) -> "EngineProfile":
+        """--engine-opt FIELD=VALUE overrides, typed from the field's current value; bad ones -> SizeupError."""
+        changes: dict[str, Any] = {}
+        spec = self.speculative
+        for key, text in overrides.items():
+            if key.startswith("speculative."):
+                sub = key.split(".", 1)[1]
+                base = spec or SpeculativeDecoding()
+                if sub not in {f.name for f in fields(SpeculativeDecoding)}:
+                    raise SizeupError(f"--engine-opt {key}: unknown; speculative.num_tokens / .acceptance_rate / .draft_cost_ratio")
+                spec = replace(base, **{sub: _typed(key, text, getattr(base, sub))})
+                continue
+            if key == "speculative":
+                if str(text).lower() in ("off", "none", "false", "0"):
+                    spec = None
+                    continue
+                spec = spec or SpeculativeDecoding()
+                continue
+            if key in ("id", "name", "version", "sources", "large_gpu", "small_gpu") or key not in {f.name for f in fields(self)}:
+                allowed = sorted(f.name for f in fields(self) if f.name not in ("id", "name", "version", "sources",
+                                                                                 "large_gpu", "small_gpu"))
+                raise SizeupError(f"--engine-opt {key!r} is not an engine field; one of: {', '.join(allowed)}")
+            changes[key] = _typed(key, text, getattr(self, key))
+        out = replace(self, **changes, speculative=spec)
+        out.check()
+        return out
+
+    def check(self) -> None:
+        if self.batching not in ("continuous", "static"):
+            raise SizeupError(f"engine {self.id}: batching must be continuous or static, got {self.batching!r}")
+        if self.kv_policy not in ("preempt", "reserve"):
+            raise SizeupError(f"engine {self.id}: kv_policy must be preempt or reserve, got {self.kv_policy!r}")
+        if self.allreduce not in ("custom", "nccl"):
+            raise SizeupError(f"engine {self.id}: allreduce must be custom or nccl, got {self.allreduce!r}")
+        for name in ("max_num_batched_tokens", "max_num_seqs", "block_size_tokens"):
+            if int(getattr(self, name)) < 1:
+                raise SizeupError(f"engine {self.id}: {name} must be >= 1, got {getattr(self, name)}")
+        for name in ("decode_attention_hbm_efficiency", "int4_weight_read_efficiency"):
+            v = float(getattr(self, name))
+            if not 0 < v <= 1:
+                raise SizeupError(f"engine {self.id}: {name} must be in (0, 1], got {v}")
+        for name in ("step_overhead_s", "launch_overhead_per_layer_s"):
+            if float(getattr(self, name)) < 0:
+                raise SizeupError(f"engine {self.id}: {name} must be >= 0")
+        if self.speculative is not None:
+            s = self.speculative
+            if s.num_tokens < 1 or not 0 <= s.acceptance_rate <= 1 or s.draft_cost_ratio < 0:
+                raise SizeupError(f"engine {self.id}: speculative needs num_tokens >= 1, 0 <= acceptance_rate <= 1, "
+                                  "draft_cost_ratio >= 0")
+
+    def knobs(self, base: ServingKnobs, num_layers: int) -> ServingKnobs:
+        """The step-model knobs this engine implies (memory knobs such as gpu_memory_utilization stay as given)."""
+        overhead = float(self.step_overhead_s)
+        if not self.cuda_graphs:
+            overhead += float(self.launch_overhead_per_layer_s) * num_layers
+        return base.with_(max_num_batched_tokens=int(self.max_num_batched_tokens), max_num_seqs=int(self.max_num_seqs),
+                          block_size_tokens=max(1, int(self.block_size_tokens)),
+                          decode_step_overhead_s=overhead,
+                          decode_attention_hbm_efficiency=float(self.decode_attention_hbm_efficiency),
+                          int4_weight_read_efficiency=float(self.int4_weight_read_efficiency),
+                          allreduce_impl=self.allreduce)
+
+    def describe(self) -> str:
+        chunk = f"chunked prefill {self.max_num_batched_tokens} tokens" if self.chunked_prefill else \
+            f"prefill up to {self.max_num_batched_tokens} tokens/step"
+        mix = "mixed with decodes" if self.mix_prefill_decode else "prefill steps pause decodes"
+        return (f"{self.name} {self.version}: {self.batching} batching, {chunk} ({mix}), max {self.max_num_seqs} seqs, "
+                f"KV block {self.block_size_tokens}, {self.kv_policy} on KV exhaustion, "
+                f"CUDA graphs {'on' if self.cuda_graphs else 'off'}, {self.allreduce} all-reduce, int4 {self.int4_kernel}"
+                + (f", speculative k={self.speculative.num_tokens} alpha={self.speculative.acceptance_rate}"
+                   if self.speculative else ""))
+
+
+def _typed(key: str, text: Any, current: Any) -> Any:
+    s = str(text).strip()
+    try:
+        if isinstance(current, bool):
+            if s.lower() in ("1", "true", "yes", "on"):
+                return True
+            if s.lower() in ("0", "false", "no", "off"):
+                return False
+            raise ValueError
+        if isinstance(current, int):
+            value = float(s)
+            if value != int(value):
+                raise ValueError
+            return int(value)
+        if isinstance(current, float):
+            value = float(s)
+            if value != value or value in (float("inf"), float("-inf")):
+                raise ValueError
+            return value
+    except ValueError:
+        raise SizeupError(f"--engine-opt {key}={s!r}: expected {type(current).__name__}") from None
+    return s
+
+
+GENERIC = EngineProfile()

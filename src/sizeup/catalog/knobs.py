@@ -23,7 +23,9 @@ def load_timing_knobs(overrides: dict | None = None, path: Path | None = None):
     """TimingKnobs from catalog/data/timing.yaml, with optional {name: value} overrides (dicts merge)."""
     from sizeup.core.timing import TimingKnobs
 
-    data = dict(_timing_data(str(path or TIMING_FILE)))
+    from sizeup.calib import apply_to_timing
+
+    data = apply_to_timing(_timing_data(str(path or TIMING_FILE)))  # fitted values (calibration.yaml) unless off
     for key, value in (overrides or {}).items():
         _check_override(str(key), value, data.get(key))
         base = data.get(key)

@@ -46,6 +46,11 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 CsvOpt = Annotated[bool, typer.Option("--csv", help="Print the main table as tidy CSV (units in the header, plain numbers); --table NAME picks another table, --csv-dir DIR (or --csv DIR/) writes one file per table. Tables: --wide shows every column.")]
 MarkdownOpt = Annotated[bool, typer.Option("--markdown", help="Print Markdown tables.")]
 ExplainOpt = Annotated[bool, typer.Option("--explain", help="Show each figure's formula, inputs and sources.")]
+CalibrationOpt = Annotated[Optional[str], typer.Option(
+    "--calibration", help="Calibration profile: a name made by 'sizeup calibrate --name', a profile .yaml, 'default' "
+                          "(packaged) or 'off' (default: $SIZEUP_CALIBRATION, else the packaged one).")]
+NoCalibrationOpt = Annotated[bool, typer.Option(
+    "--no-calibration", help="Physical knob values only, no fitted calibration (= --calibration off).")]
 PlotOpt = Annotated[Optional[str], typer.Option("--plot", help="Also draw the answer as a chart into FILE (.svg or .png).",
                                                 metavar="FILE")]
 

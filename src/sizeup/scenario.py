@@ -35,7 +35,8 @@ Num = Union[int, float, str]
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # strict: a YAML `seq: true` or `seq: 2048.5` is refused, never read as 1 or 2048
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 class WorkloadSection(_Strict):

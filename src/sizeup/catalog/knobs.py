@@ -60,6 +60,9 @@ def _check_override(key: str, value, base) -> None:
     if isinstance(base_value, dict) != isinstance(value, dict) and base is not None:
         kind = "a mapping" if isinstance(base_value, dict) else "a number"
         raise SizeupError(f"timing override {key}: must be {kind}, got {value!r}")
+    if base is not None and isinstance(base_value, (int, float)) and not isinstance(base_value, bool) \
+            and not (isinstance(value, (int, float)) and not isinstance(value, bool)):
+        raise SizeupError(f"timing override {key}: must be a number, got {value!r}")
     for x in values:
         if isinstance(x, list) and all(isinstance(i, (int, float)) and not isinstance(i, bool) for i in x):
             items = x

@@ -224,7 +224,10 @@ def test_cli_start_does_not_import_matplotlib():
 
 def test_intervals_are_drawn_where_the_json_has_them(capsys, tmp_path):
     data, _ = run(capsys, tmp_path, "train", *SEED004, "--gpu", "a10", "--platform", "lambda")
-    assert charts._interval(data, "step_time_s") is None  # no command emits p10/p90 today
+    iv = data["intervals"]["step_time_s"]  # train's P10-P90 (sizeup.calib)
+    assert charts._interval(data, "step_time_s") == (iv["p10"], iv["p90"])
+    del data["intervals"]
+    assert charts._interval(data, "step_time_s") is None
     data["step_time_s_p10"], data["step_time_s_p90"] = 0.9 * data["step_time_s"], 1.2 * data["step_time_s"]
     path = tmp_path / "iv.svg"
     chart = charts.plot_for(data, None, path)

@@ -4,6 +4,7 @@ trace_feasibility.md measurements, published points (category C of published_run
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -406,15 +407,24 @@ def test_published_qlora_65b_fits_48gb(cat):
 
 @pytest.mark.parametrize("changes,fragment", [
     (dict(tp=3, gpus=3), "tp (3) must divide"),
-    (dict(gpus=3, tp=2), "multiple of tp*pp*cp"),
     (dict(pp=99, gpus=99), "cannot exceed"),
     (dict(ep=2, gpus=2), "mixture-of-experts"),
-    (dict(micro_batch=0), "micro-batch"),
     (dict(offload_params=Offload.CPU), "ZeRO-3"),
 ])
 def test_check_setup(changes, fragment):
     problems = check_setup(LLAMA, TrainSetup(**changes))
     assert problems and fragment in problems[0]
+
+
+@pytest.mark.parametrize("changes,fragment", [
+    (dict(gpus=3, tp=2), "multiple of tp*pp*cp"),
+    (dict(micro_batch=0), "micro-batch"),
+])
+def test_train_setup_refuses_impossible_counts_at_construction(changes, fragment):
+    from sizeup.errors import SizeupError
+
+    with pytest.raises(SizeupError, match=re.escape(fragment)):
+        TrainSetup(**changes)
 
 
 def test_check_setup_allows_kv_replication_and_accepts_good_setups():

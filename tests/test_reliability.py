@@ -1,9 +1,9 @@
 """Issue 15: every reproduction of the bad-input campaign, one test each (classes 1-10).
 
 Each bad input must give exit 2 and exactly one 'error:' line (or a correct result where the input is legal);
-nothing may print NaN/inf, a negative quantity, a traceback or a warning. Cases that belong to the typed job
-description (the scenario loader's timing overrides and validation, TrainSetup checks at construction, scenario
-files for params/serve-plan/trace) are strict xfails that flip when that work lands.
+nothing may print NaN/inf, a negative quantity, a traceback or a warning. The cases that belonged to the typed job
+description (timing overrides, strict scenario values, TrainSetup checks at construction, scenario files for
+params/serve-plan/trace) are fixed by it (issue 11) and run as plain tests.
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ import pytest
 sys.path.insert(0, os.path.dirname(__file__))
 import fuzz_cli  # noqa: E402
 
-JOB_TREE = pytest.mark.xfail(strict=True, reason="job tree: issue 11 (typed job description validates this)")
 
 
 def run(*argv: str) -> fuzz_cli.Outcome:
@@ -139,7 +138,7 @@ def test_audit_negative_params(tmp_path):
 
 
 @pytest.mark.parametrize("override", ["{dp_overlap: .nan}", "{matmul_training_fraction: .inf}",
-                                      pytest.param("{dp_overlap: [1]}", marks=JOB_TREE), "{dp_overlap: fast}"])
+                                      "{dp_overlap: [1]}", "{dp_overlap: fast}"])
 def test_scenario_timing_overrides_are_validated(tmp_path, override):
     path = write(tmp_path / "s.yaml", f"model: gpt2\ntokens: 10M\ngpu: h100\ntiming: {override}\n")
     refused("train", path)
@@ -270,13 +269,12 @@ def test_mistyped_values_are_refused(argv, fragment):
 
 
 @pytest.mark.parametrize("line, fragment", [("seq: 2048.5", "seq"), ("sort: sideways", "sort"),
-                                            pytest.param("seq: true", "seq", marks=JOB_TREE)])
+                                            ("seq: true", "seq")])
 def test_compare_scenario_values(tmp_path, line, fragment):
     refused("compare", write(tmp_path / "s.yaml", f"model: gpt2\ntokens: 10M\ngpu: h100\n{line}\n"),
             fragment=fragment)
 
 
-@JOB_TREE
 def test_train_scenario_seq_true(tmp_path):
     refused("train", write(tmp_path / "s.yaml", "model: gpt2\ntokens: 10M\ngpu: h100\nseq: true\n"), fragment="seq")
 
@@ -284,7 +282,6 @@ def test_train_scenario_seq_true(tmp_path):
 # ---------------------------------------------------------------- 8. conventions
 
 
-@JOB_TREE
 @pytest.mark.parametrize("command", ["params", "serve-plan", "trace"])
 def test_every_command_takes_a_scenario_file(tmp_path, command):
     path = write(tmp_path / "s.yaml", "model: gpt2\ntokens: 10M\ngpu: h100\nrps: 1\n")
@@ -330,7 +327,6 @@ def test_pydantic_messages_list_the_first_problems_and_a_count():
 # ---------------------------------------------------------------- 9. library entry points (job tree)
 
 
-@JOB_TREE
 @pytest.mark.parametrize("kwargs", [{"gpus": 0}, {"micro_batch": 0}, {"gpus": 12, "tp": 8}])
 def test_train_setup_validates_at_construction(kwargs):
     from sizeup.core.types import TrainSetup

@@ -43,7 +43,7 @@ HELP_GROUPS = (
     ("Size a model", ("params", "memory", "trace", "tokens")),
     ("Plan training", ("train", "compare", "search", "export", "scale", "fit-budget", "budget")),
     ("Serve", ("infer", "serve-plan")),
-    ("Check claims and accuracy", ("audit", "validate", "demo")),
+    ("Check claims and accuracy", ("audit", "validate", "calibrate", "demo")),
     ("Catalog", ("models", "gpus", "platforms", "frameworks")),
     ("Output, charts and the web page", ("schema", "plot", "serve")),
 )
@@ -82,6 +82,7 @@ COMMAND_MODULES = (
     "workload",
     "audit",
     "scale",
+    "calibrate",
     "frameworks",
     "plot",
     "serve",
@@ -96,6 +97,7 @@ COMMAND_TO_MODULE = {
     "trace": "trace", "train": "train", "validate": "validate", "compare": "compare", "budget": "budget",
     "demo": "demo", "infer": "infer", "serve-plan": "infer", "search": "search", "export": "search",
     "tokens": "workload", "audit": "audit", "scale": "scale", "fit-budget": "scale",
+    "calibrate": "calibrate",
     "frameworks": "frameworks", "schema": "schema",
     "plot": "plot", "serve": "serve",
 }

@@ -29,7 +29,9 @@ def knobs_for(job, overrides: dict | None = None):
 def overheads_for(job):
     from sizeup.catalog.overheads import load_overheads
 
-    ov = load_overheads()
+    from sizeup.calib import apply_to_overheads
+
+    ov = apply_to_overheads(load_overheads())  # a user calibration's fitted fragmentation (the flag wins)
     if job.execution.fragmentation is not None:
         ov = replace(ov, fragmentation_fraction=float(job.execution.fragmentation))
     return ov

@@ -35,7 +35,8 @@ Num = Union[int, float, str]
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # strict: a YAML `seq: true` or `seq: 2048.5` is refused, never read as 1 or 2048
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 class WorkloadSection(_Strict):
@@ -84,7 +85,10 @@ class PlatformSection(_Strict):
 # the same section model, so ranges and spellings are checked once.
 FLAT_SECTIONS = (("workload", WorkloadSection), ("training", TrainingSection), ("hardware", HardwareSection))
 # keys other commands (compare, budget, demo, audit) read from the same file; kept, not used by `train`
-OTHER_KEYS = ("deadline", "budget", "max_gpus", "impact", "phases", "buy", "seed_claims", "sort")
+OTHER_KEYS = ("deadline", "budget", "max_gpus", "impact", "phases", "buy", "seed_claims", "sort",
+              # serving (infer, serve-plan)
+              "rps", "prompt_len", "output_len", "concurrency", "engine", "ttft_p95", "tpot_p95", "ttft_p50",
+              "tpot_p50")
 
 
 class ScenarioFile(_Strict):
@@ -107,6 +111,15 @@ class ScenarioFile(_Strict):
     buy: Optional[Any] = None
     seed_claims: Optional[Any] = None
     sort: Optional[Any] = None
+    rps: Optional[Any] = None
+    prompt_len: Optional[Any] = None
+    output_len: Optional[Any] = None
+    concurrency: Optional[Any] = None
+    engine: Optional[Any] = None
+    ttft_p95: Optional[Any] = None
+    tpot_p95: Optional[Any] = None
+    ttft_p50: Optional[Any] = None
+    tpot_p50: Optional[Any] = None
 
 
 @dataclass

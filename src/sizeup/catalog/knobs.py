@@ -23,7 +23,9 @@ def load_timing_knobs(overrides: dict | None = None, path: Path | None = None):
     """TimingKnobs from catalog/data/timing.yaml, with optional {name: value} overrides (dicts merge)."""
     from sizeup.core.timing import TimingKnobs
 
-    data = dict(_timing_data(str(path or TIMING_FILE)))
+    from sizeup.calib import apply_to_timing
+
+    data = apply_to_timing(_timing_data(str(path or TIMING_FILE)))  # fitted values (calibration.yaml) unless off
     for key, value in (overrides or {}).items():
         _check_override(str(key), value, data.get(key))
         base = data.get(key)
@@ -58,6 +60,9 @@ def _check_override(key: str, value, base) -> None:
     if isinstance(base_value, dict) != isinstance(value, dict) and base is not None:
         kind = "a mapping" if isinstance(base_value, dict) else "a number"
         raise SizeupError(f"timing override {key}: must be {kind}, got {value!r}")
+    if base is not None and isinstance(base_value, (int, float)) and not isinstance(base_value, bool) \
+            and not (isinstance(value, (int, float)) and not isinstance(value, bool)):
+        raise SizeupError(f"timing override {key}: must be a number, got {value!r}")
     for x in values:
         if isinstance(x, list) and all(isinstance(i, (int, float)) and not isinstance(i, bool) for i in x):
             items = x

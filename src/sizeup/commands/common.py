@@ -46,6 +46,11 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 CsvOpt = Annotated[bool, typer.Option("--csv", help="Print the main table as tidy CSV (units in the header, plain numbers); --table NAME picks another table, --csv-dir DIR (or --csv DIR/) writes one file per table. Tables: --wide shows every column.")]
 MarkdownOpt = Annotated[bool, typer.Option("--markdown", help="Print Markdown tables.")]
 ExplainOpt = Annotated[bool, typer.Option("--explain", help="Show each figure's formula, inputs and sources.")]
+CalibrationOpt = Annotated[Optional[str], typer.Option(
+    "--calibration", help="Calibration profile: a name made by 'sizeup calibrate --name', a profile .yaml, 'default' "
+                          "(packaged) or 'off' (default: $SIZEUP_CALIBRATION, else the packaged one).")]
+NoCalibrationOpt = Annotated[bool, typer.Option(
+    "--no-calibration", help="Physical knob values only, no fitted calibration (= --calibration off).")]
 PlotOpt = Annotated[Optional[str], typer.Option("--plot", help="Also draw the answer as a chart into FILE (.svg or .png).",
                                                 metavar="FILE")]
 
@@ -186,3 +191,17 @@ def refusals_except(declared, why: str) -> dict[str, str]:
     from sizeup.job.flags import JOB_FLAG_NAMES
 
     return {n: why for n in JOB_FLAG_NAMES if n not in declared}
+
+
+def from_scenario(name: str | None, given: dict) -> tuple[str | None, dict]:
+    """(model, values): when `name` is a scenario .yaml, its model and its values (flags in `given` win); else
+    (name, given). Lets every command that takes a model take a scenario file too."""
+    if not is_scenario(name):
+        return name, dict(given)
+    from sizeup.scenario import load_scenario
+
+    sc = load_scenario(name)
+    values = {**sc.other, **sc.values, **{k: v for k, v in given.items() if v is not None}}
+    if not values.get("model"):
+        raise SizeupError(f"scenario {name!r} names no model")
+    return str(values["model"]), values

@@ -459,11 +459,15 @@ def infer_cmd(
 
     from sizeup.commands.common import is_scenario
 
-    name = pick_target(target, model)
+    from sizeup.commands.common import from_scenario
+
+    name, vals = from_scenario(pick_target(target, model), dict(gpu=gpu, gpus=gpus, tp=tp, pp=pp, platform=platform,
+                                                                  pricing=pricing, rps=rps, concurrency=concurrency,
+                                                                  engine=engine))
+    gpu, gpus, tp, pp, platform, pricing, rps, concurrency, engine = (
+        vals.get(k) for k in ("gpu", "gpus", "tp", "pp", "platform", "pricing", "rps", "concurrency", "engine"))
     if not name:
-        raise SizeupError("give a model: a preset id (see 'sizeup models') or a path to config.json")
-    if is_scenario(name):
-        raise SizeupError(f"{name!r} is a scenario file; 'sizeup infer' takes a model preset id or a config.json")
+        raise SizeupError("give a model: a preset id (see 'sizeup models'), a path to config.json or a scenario .yaml")
     for flag, val in (("tp", tp), ("pp", pp), ("gpus", gpus), ("batch", batch), ("concurrency", concurrency),
                       ("requests", requests)):
         positive(flag, val)
@@ -668,9 +672,18 @@ def serve_plan_cmd(
     from sizeup.units import parse_duration
     from sizeup.validate.inference_points import load_serving_knobs
 
-    name = pick_target(target, model)
+    from sizeup.commands.common import from_scenario
+
+    name, vals = from_scenario(pick_target(target, model), dict(gpu=gpu, tp=tp, platform=platform, pricing=pricing,
+                                                                  rps=rps, engine=engine))
+    gpu, tp, platform, pricing, rps, engine = (vals.get(k) for k in ("gpu", "tp", "platform", "pricing", "rps",
+                                                                     "engine"))
+    if isinstance(gpu, (list, tuple)):
+        gpu = ",".join(map(str, gpu))
+    if rps is not None and not isinstance(rps, (int, float)):
+        raise SizeupError(f"rps must be a number of requests per second, got {rps!r}")
     if not name:
-        raise SizeupError("give a model: a preset id (see 'sizeup models') or a path to config.json")
+        raise SizeupError("give a model: a preset id (see 'sizeup models'), a path to config.json or a scenario .yaml")
     if rps is None:
         raise SizeupError("--rps is required: the request rate to serve, e.g. --rps 5")
     if not (rps > 0) or not math.isfinite(rps):
@@ -729,7 +742,7 @@ def serve_plan_cmd(
             if t > max(g.node_size, 1):
                 continue
             opt: dict = {"gpu_id": g.id, "tp": t, "engine": prof.id, "feasible": False, "fits": True, "reason": "",
-                         "binding": "", "fixes": [], "replicas": None, "gpus": None, "max_rps_per_replica": None,
+                         "binding": "", "fixes": [], "replicas": None, "gpus": None, "max_rps_per_replica": None, "requests_per_s_per_replica": None,
                          "operating_rps_per_replica": None, "ttft_p50_s": None, "ttft_p95_s": None,
                          "tpot_p50_s": None, "tpot_p95_s": None, "itl_p95_s": None, "e2e_p95_s": None,
                          "gpu_utilization": None, "price_usd_per_gpu_hour": price, "price_note": price_note,
@@ -760,6 +773,7 @@ def serve_plan_cmd(
             gpus_total = sz.replicas * t
             opt |= {"feasible": True, "binding": sz.binding, "replicas": sz.replicas, "gpus": gpus_total,
                     "max_rps_per_replica": sz.max_rps_per_replica, "saturation_rps_per_replica": sz.saturation_rps,
+                    "requests_per_s_per_replica": sz.max_rps_per_replica,
                     "operating_rps_per_replica": sz.operating_rps_per_replica,
                     "ttft_p50_s": summ["ttft_p50_s"], "ttft_p95_s": summ["ttft_p95_s"],
                     "tpot_p50_s": summ["tpot_p50_s"], "tpot_p95_s": summ["tpot_p95_s"],

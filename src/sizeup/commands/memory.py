@@ -16,6 +16,7 @@ from sizeup.commands.common import (
     MicroBatchOpt, ModelArg, ModelOpt, OptimizerOpt, PeftOpt, PpOpt, PrecisionOpt, RecomputeOpt, SeqOpt,
     TpOpt, ZeroOpt, emit, parse_choice, pick_target, positive, PRICING_FLAGS, job_command, refuse_all,
 )
+from sizeup.commands.common import CalibrationOpt, NoCalibrationOpt
 from sizeup.commands.common import PlotOpt
 from sizeup.errors import SizeupError
 
@@ -151,6 +152,8 @@ def memory_cmd(
     csv_: CsvOpt = False,
     markdown: MarkdownOpt = False,
     explain: ExplainOpt = False,
+    calibration: CalibrationOpt = None,
+    no_calibration: NoCalibrationOpt = False,
     plot: PlotOpt = None,
     flags: dict = None,
 ) -> None:
@@ -177,6 +180,9 @@ def memory_cmd(
     from sizeup.job import build_job, collect_values
     from sizeup.pipeline import fit_sharding, overheads_for
 
+    from sizeup.calib import use_from_flags
+
+    use_from_flags(calibration, no_calibration)
     values, _ = collect_values(target, model, flags or {})
     for key in ("tokens", "samples", "epochs"):
         if key not in (flags or {}) or (flags or {}).get(key) is None:
@@ -191,6 +197,9 @@ def memory_cmd(
         suggestions = suggest_fixes(arch, setup, est.gpu_memory_bytes, ov, max_gpus=max_gpus or 1024, kernel=kern,
                                     loss=job.execution.loss)
     report = memory_report(arch, setup, est, suggestions, job.gpu, kern)
+    from sizeup.calib.report import decorate_memory  # P10/P50/P90 of peak reserved
+
+    decorate_memory(report, est, setup, kern)
     report.data["job"] = {"values": job.to_values(), "framework": job.execution.framework,
                           "defaults": dict(job.defaults), "command": job.command("memory")}
     shown = [f"{k.replace('_', '-')} {how}" for k, how in job.defaults

@@ -89,9 +89,11 @@ def params_cmd(
     from sizeup.report import Report, Table
     from sizeup.units import format_count
 
-    name = pick_target(target, model)
+    from sizeup.commands.common import from_scenario
+
+    name, _ = from_scenario(pick_target(target, model), {})
     if not name:
-        raise SizeupError("give a model: a preset id (see 'sizeup models') or a path to config.json")
+        raise SizeupError("give a model: a preset id (see 'sizeup models'), a path to config.json or a scenario .yaml")
     arch = resolve_model(name)
     pc = count_params(arch)
     rows = [(k, v, format_count(v), f"{100 * v / pc.total:.2f}%") for k, v in pc.breakdown.items()]

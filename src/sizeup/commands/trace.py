@@ -118,9 +118,14 @@ def trace_cmd(
     """
     from sizeup.trace.tracer import INSTALL_HINT, OPTIMIZER_IMPLS, PRECISIONS, trace_available
 
-    name = pick_target(target, model)
+    from sizeup.commands.common import from_scenario
+
+    name, vals = from_scenario(pick_target(target, model), dict(micro_batch=micro_batch, seq=seq, precision=precision,
+                                                                  optimizer=optimizer, recompute=recompute))
+    micro_batch, seq, precision, optimizer, recompute = (vals.get(k) for k in ("micro_batch", "seq", "precision",
+                                                                               "optimizer", "recompute"))
     if not name:
-        raise SizeupError("give a model: a preset id (see 'sizeup models') or a path to config.json")
+        raise SizeupError("give a model: a preset id (see 'sizeup models'), a path to config.json or a scenario .yaml")
     positive("micro-batch", micro_batch)
     positive("seq", seq)
     positive("layers", layers)

@@ -7,6 +7,7 @@ from typing import Annotated, Any, Optional
 import typer
 
 from sizeup.commands.common import CsvOpt, ExplainOpt, JsonOpt, MarkdownOpt, ModelArg, ModelOpt, emit, job_command
+from sizeup.commands.common import CalibrationOpt, NoCalibrationOpt
 from sizeup.commands.common import PlotOpt
 from sizeup.errors import SizeupError
 
@@ -18,6 +19,8 @@ def train_cmd(
     csv_: CsvOpt = False,
     markdown: MarkdownOpt = False,
     explain: ExplainOpt = False,
+    calibration: CalibrationOpt = None,
+    no_calibration: NoCalibrationOpt = False,
     plot: PlotOpt = None,
     flags: dict = None,
 ) -> None:
@@ -39,12 +42,22 @@ def train_cmd(
     from sizeup.job import build_job, collect_values
     from sizeup.pipeline import evaluate, knobs_for
 
+    from sizeup.calib import use_from_flags
+
+    use_from_flags(calibration, no_calibration)
     values, scenario = collect_values(target, model, flags or {})
     job = build_job(values)
     if job.pricing.platform and job.workload is None:
         raise SizeupError("pricing a run needs its size: give --tokens, or --samples with --tokens-per-sample")
     ev = evaluate(job, knobs_for(job, scenario.timing))
-    emit(train_report(ev, scenario), json_, csv_, markdown, explain, plot=plot)
+    report = train_report(ev, scenario)
+    from sizeup.calib.report import decorate_memory, decorate_train  # P10/P50/P90 next to each figure
+
+    if ev.step is not None:
+        decorate_train(report, ev.step, ev.train, ev.memory, ev.job.setup, ev.job.execution.timing_kernel)
+    elif ev.memory is not None:
+        decorate_memory(report, ev.memory, ev.job.setup, ev.job.execution.memory_kernel)
+    emit(report, json_, csv_, markdown, explain, plot=plot)
 
 
 def job_section(job) -> dict:

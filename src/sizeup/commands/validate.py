@@ -22,6 +22,11 @@ QuantityOpt = Annotated[Optional[str], typer.Option(
 IdOpt = Annotated[Optional[str], typer.Option("--id", help="Only points whose id contains this text; with 20 rows or fewer the definition and assumptions of each row are shown.")]
 WorstOpt = Annotated[Optional[int], typer.Option("--worst", help="Show only the N rows with the largest |error|.")]
 SkippedOpt = Annotated[bool, typer.Option("--skipped/--no-skipped", help="List skipped measurements with reasons.")]
+LosoOpt = Annotated[bool, typer.Option(
+    "--loso", help="Leave-one-source-out cross-validation: for each source family, refit the calibration without it "
+                   "and predict it; per-family and overall median / p90 |error| and coverage.")]
+NoCalibrationOpt = Annotated[bool, typer.Option(
+    "--no-calibration", help="Physical knob values only (timing.yaml), no fitted calibration (= SIZEUP_CALIBRATION=off).")]
 
 
 def _fmt(x: float | None) -> str:
@@ -48,6 +53,8 @@ def validate_cmd(
     id_: IdOpt = None,
     worst: WorstOpt = None,
     skipped: SkippedOpt = True,
+    loso: LosoOpt = False,
+    no_calibration: NoCalibrationOpt = False,
     json_: JsonOpt = False,
     csv_: CsvOpt = False,
     markdown: MarkdownOpt = False,
@@ -71,11 +78,28 @@ def validate_cmd(
       sizeup validate --id nemo2407-h100-fp8-llama2-7b
 
       sizeup validate my_runs.yaml --markdown
+
+      sizeup validate --loso
+
+      sizeup validate --no-calibration
     """
     from sizeup.report import Report, Table
     from sizeup.validate.runner import run_validation
 
     positive("worst", worst)
+    if loso:
+        from sizeup.validate.runner import loso_report
+
+        if category or source or quantity or id_ or worst or no_calibration:
+            from sizeup.errors import SizeupError
+
+            raise SizeupError("--loso runs on the whole file; it takes no --category/--source/--quantity/--id/--worst/"
+                              "--no-calibration")
+        emit(loso_report(file), json_, csv_, markdown)
+        return
+    from sizeup.calib import use_from_flags
+
+    use_from_flags(None, no_calibration)
     cats = [c for c in (category or "").split(",") if c.strip()]
     bad = [c for c in cats if c.strip().upper() not in ("A", "B", "C", "D")]
     if bad:
@@ -123,6 +147,11 @@ def validate_cmd(
     notes = [f"{s['points']['predicted']}/{s['points']['total']} points predicted; "
              f"full-configuration training measurements: {s['full_training_points']['n']}/"
              f"{s['full_training_points']['total']} predicted"]
+    from sizeup.calib import load as load_calibration
+
+    cal = load_calibration()
+    notes.append("calibration: " + (cal.describe() if cal else "off (physical knob values only)")
+                 + "; in-sample figures: 'sizeup validate --loso' gives the cross-validated ones")
     for label, key in (("all measurements", "overall"), ("throughput, MFU/HFU, TFLOP/s", "throughput_and_mfu")):
         st = s[key]
         notes.append(f"{label}: median |error| {_pct0(st['median_abs_error_pct'])}, p90 {_pct0(st['p90_abs_error_pct'])}, "

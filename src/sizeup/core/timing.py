@@ -52,6 +52,8 @@ class TimingKnobs:
     """Attention efficiency x min(1, head_dim/128)^exponent (smaller heads: less work per tile)."""
     matmul_training_fraction: float = 1.0
     """Sustained GEMM throughput inside a training step relative to the catalog curve (single-GEMM benchmark)."""
+    attention_end_to_end_scale: float = 1.0
+    """End-to-end share of the attention kernel-benchmark efficiency (fitted: calibration.yaml; 1.0 = physics)."""
     elementwise_passes_hidden_fwd: Mapping[str, float] = field(default_factory=lambda: {"fused": 10.0, "eager": 20.0})
     """Kernel style -> h-wide activation passes (read or write) per layer forward."""
     elementwise_passes_ffn_fwd: Mapping[str, float] = field(default_factory=lambda: {"fused": 3.0, "eager": 4.0})
@@ -272,6 +274,7 @@ def gpu_numbers(gpu: GpuSpec, precision: Precision, knobs: TimingKnobs, kernel: 
     xs = tuple(float(np.log(max(x, 1.0))) for x, _ in curve)
     ys = tuple(float(y) for _, y in curve)
     attn = _attention_eff(gpu, knobs, kernel)
+    attn = (attn[0] * knobs.attention_end_to_end_scale, attn[1] * knobs.attention_end_to_end_scale)
     fp8_scale = knobs.fp8_matmul_relative_efficiency * float(knobs.fp8_recipe_matmul_efficiency.get(fp8_recipe.value, 1.0))
     scale = knobs.matmul_training_fraction * (fp8_scale if dtype == "fp8" else 1.0)
     return GpuNumbers(
@@ -484,8 +487,8 @@ def step_kernel(mi: ModelInputs, g: GpuNumbers, knobs: TimingKnobs, *, tp, pp, d
     # ---- elementwise traffic of one layer (norms, residuals, activation function, rotary, dropout, casts)
     sp_div = np.where(sequence_parallel, tp, 1)
     style = kernel_style(kernel)
-    ffn_passes = float(knobs.elementwise_passes_ffn_fwd[style]) - (0.0 if mi.gated else 1.0)
-    hidden_passes = float(knobs.elementwise_passes_hidden_fwd[style]) + (4.0 if dropout > 0 else 0.0)
+    ffn_passes = np.asarray(knobs.elementwise_passes_ffn_fwd[style], dtype=float) - (0.0 if mi.gated else 1.0)
+    hidden_passes = np.asarray(knobs.elementwise_passes_hidden_fwd[style], dtype=float) + (4.0 if dropout > 0 else 0.0)
     if style == "eager":  # eager RMSNorm = upcast, pow, mean, rsqrt-mul, cast, weight-mul kernels (HF/torch composite)
         hidden_passes = hidden_passes + mi.rmsnorms_per_layer * knobs.eager_rmsnorm_extra_passes
     elem_fwd_bytes = act_bytes * M * (hidden_passes * h / sp_div + ffn_passes * sh.ffn_act_width / tp

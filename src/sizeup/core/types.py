@@ -393,6 +393,18 @@ class TrainSetup:
     # kept allocated and zeroed (set_to_none=False: the PyTorch 1.x default, Megatron/DeepSpeed grad buffers)
     grads_set_to_none: bool = True
 
+    def __post_init__(self):
+        # model-independent checks at construction (sizeup.core.memory.check_setup adds the model's)
+        from sizeup.errors import SizeupError
+
+        for name in ("gpus", "tp", "pp", "cp", "ep", "micro_batch", "grad_accum", "seq_len", "virtual_pp",
+                     "gpus_per_node"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise SizeupError(f"{name.replace('_', '-')} must be a whole number >= 1, got {v!r}")
+        if self.gpus % (self.tp * self.pp * self.cp):
+            raise SizeupError(f"gpus ({self.gpus}) must be a multiple of tp*pp*cp = {self.tp * self.pp * self.cp}")
+
     @property
     def dp(self) -> int:
         return max(1, self.gpus // (self.tp * self.pp * self.cp))

@@ -275,10 +275,20 @@ class ScaleOutput(_Out):
 
 
 class ValidateOutput(_Out):
-    """`sizeup validate --json`."""
+    """`sizeup validate --json`; with --loso: `loso` (the refit's accuracy, knobs and intervals) instead of
+    points/summary."""
 
-    points: list[Any]
-    summary: dict[str, Any]
+    points: Optional[list[Any]] = None
+    summary: Optional[dict[str, Any]] = None
+    loso: Optional[dict[str, Any]] = None
+
+
+class CalibrateOutput(_Out):
+    """`sizeup calibrate --json`: the profile written and its path; with --refit: `loso` (as validate --loso)."""
+
+    profile: Optional[dict[str, Any]] = None
+    path: Optional[str] = None
+    loso: Optional[dict[str, Any]] = None
 
 
 class FitBudgetOutput(_Out):
@@ -363,6 +373,7 @@ OUTPUTS: dict[str, type[_Out]] = {
     'audit': AuditOutput,
     'scale': ScaleOutput,
     'validate': ValidateOutput,
+    'calibrate': CalibrateOutput,
     'fit-budget': FitBudgetOutput,
 }
 

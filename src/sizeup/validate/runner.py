@@ -120,6 +120,10 @@ class Row:
     """The plan the prediction used, e.g. '8x H100 tp1 pp1 cp1 dp8 mb1 ga16 s4096 fp8 ...'."""
     rounded: bool = False
     """The source rounded the value to an integer: the measurement is the interval [v - 0.5, v + 1)."""
+    point: Any = field(default=None, repr=False, compare=False)
+    """The Point this row came from (for the calibration fit and leave-one-source-out; not serialised)."""
+    context: Any = field(default=None, repr=False, compare=False)
+    """The training point's Context (model, setup, GPU, step estimate), kept for the calibration fit."""
     command: str | None = None
     """The equivalent `sizeup train|memory ... --json` command (None when the model is not a catalog preset)."""
     command_check: dict | None = None
@@ -669,7 +673,7 @@ def predict_point(point: Point | BadPoint, catalog) -> list[Row]:
     ctx = Context(point, catalog)
     rows = []
     for m in point.measured:
-        row = Row(quantity=m.quantity, unit=m.unit, measured=m.value, **base)
+        row = Row(quantity=m.quantity, unit=m.unit, measured=m.value, point=point, context=ctx, **base)
         row.rounded = "rounded" in (m.notes or "").lower() and float(m.value).is_integer()
         rows.append(row)
         quantity = canonical_quantity(m.quantity, m.unit)
@@ -741,7 +745,7 @@ def _finish(row: Row, predicted: float, how: str, assumptions: Iterable[str], bo
 
 
 def _predict_inference(point: Point, catalog, base: dict) -> list[Row]:
-    rows = [Row(quantity=m.quantity, unit=m.unit, measured=m.value, **base) for m in point.measured]
+    rows = [Row(quantity=m.quantity, unit=m.unit, measured=m.value, point=point, **base) for m in point.measured]
     try:
         from sizeup.validate.inference_points import predict_inference_point
     except ImportError:
@@ -865,3 +869,54 @@ def run_validation(path=None, categories: Iterable[str] | None = None, source: s
 
 def _source_text(p: Point) -> str:
     return " ".join(f"{s.repo or ''} {s.title or ''} {s.url or ''}" for s in p.source).lower() + " " + p.family.lower()
+
+
+# --------------------------------------------------------------------------- leave-one-source-out
+
+
+def loso_report(path=None, payload: dict | None = None):
+    """`sizeup validate --loso`: refit the calibration without each source family and predict that family
+    (sizeup.calib.fit); per-family and overall median / p90 |error| and coverage, with calibration off and
+    in-sample next to it."""
+    from sizeup.calib import fit as calfit
+    from sizeup.report import Report, Table
+
+    payload = payload or calfit.refit(path)
+    acc = payload["accuracy"]
+
+    def cells(st: dict | None) -> tuple:
+        if not st or not st.get("total"):
+            return ("-", "-", "-", "-")
+        cov = "-" if st.get("coverage") is None else f"{100 * st['coverage']:.0f}%"
+        return (f"{st['n']}/{st['total']}", cov, _fmt_pct(st["median_abs_error_pct"]), _fmt_pct(st["p90_abs_error_pct"]))
+
+    rows = []
+    for label, key in (("overall, calibration off", "calibration_off"),
+                       ("overall, calibration on (in-sample)", "calibration_on_in_sample"),
+                       ("overall, leave-one-source-out", "loso")):
+        for group, st in acc[key]["overall"].items():
+            if isinstance(st, dict):
+                rows.append((label, group) + cells(st))
+    for fam, groups in acc["loso"]["families"].items():
+        for group, st in groups.items():
+            rows.append((f"family {fam} (left out)", group) + cells(st))
+    knob_rows = [(name, k["physical"], k["value"], f"{k['loso_range'][0]:.4g} - {k['loso_range'][1]:.4g}"
+                  if k.get("loso_range") else "-") for name, k in payload["knobs"].items()]
+    cov = payload["intervals"]["coverage_loso"]
+    notes = [
+        "fit objective: " + payload["fitted"]["objective"],
+        "memory and inference predictions use no fitted knob: their leave-one-source-out errors are their "
+        "in-sample errors",
+        f"80 % interval (P10-P90) coverage under leave-one-source-out: {100 * (cov['all']['covered'] or 0):.0f}% of "
+        f"{cov['all']['n']} rows; stricter, with each family's intervals built from the other families only: "
+        f"{100 * (payload['intervals']['coverage_nested_loso']['covered'] or 0):.0f}%",
+    ]
+    return Report(data={"loso": payload}, tables=[
+        Table("leave-one-source-out accuracy (|error| = |predicted - measured| / measured)",
+              ["group", "quantity", "predicted", "coverage", "median |err|", "p90 |err|"], rows),
+        Table("calibration knobs: physical, fitted on all families, range over the LOSO folds",
+              ["knob", "physical", "fitted", "LOSO folds"], knob_rows)], notes=notes)
+
+
+def _fmt_pct(x) -> str:
+    return "-" if x is None else f"{x:.1f}%"

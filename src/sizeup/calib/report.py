@@ -1,0 +1,97 @@
+"""Put P10/P50/P90 next to the figures of a `sizeup train` / `sizeup memory` report (JSON and tables).
+
+JSON: report.data["intervals"][figure] = {"p10", "p50", "p90", "interval_regime"} for each figure shown
+(step_time_s, tokens_per_s, tokens_per_s_per_gpu, mfu, total_time_s, gpu_hours, peak_reserved_bytes), and
+report.data["calibration"] names the profile used. Tables: '7.9 h (6.8–9.4)' (P10–P90).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from sizeup.calib import active_name, interval_dict, is_off, job_signature, load, timing_profile
+
+
+def _fmt_range(d: dict, fmt: Callable[[float], str]) -> str:
+    return f" ({fmt(d['p10'])}–{fmt(d['p90'])})"
+
+
+def _append(table, label_prefix: str, d: dict, fmt: Callable[[float], str]) -> None:
+    for i, row in enumerate(table.rows):
+        if str(row[0]).startswith(label_prefix) and len(row) >= 2:
+            table.rows[i] = (row[0], f"{row[1]}{_fmt_range(d, fmt)}", *row[2:])
+            return
+
+
+def calibration_note(report) -> None:
+    cal = load()
+    report.data["calibration"] = None if cal is None else cal.name
+    if cal is None:
+        report.notes.append("calibration off: physical knob values only (timing.yaml); intervals of the physics-only "
+                            "model")
+    elif cal.kind == "user":
+        report.notes.append(f"using {cal.describe()}")
+
+
+def decorate_train(report, step, est, mem, setup, kernel: str) -> None:
+    from sizeup.units import format_bytes, format_duration
+
+    cal = load()
+    sig = job_signature(setup, report.data.get("model", ""), report.data.get("gpu", ""), kernel)
+    regime = {"profile": timing_profile(kernel), "gpus": setup.gpus, "job": sig}
+    iv: dict[str, Any] = {}
+    iv["step_time_s"] = interval_dict("time", regime, step.step_time_s, cal)
+    iv["tokens_per_s"] = interval_dict("throughput", regime, step.tokens_per_s, cal)
+    iv["tokens_per_s_per_gpu"] = interval_dict("throughput", regime, step.tokens_per_s_per_gpu, cal)
+    iv["mfu"] = interval_dict("mfu", regime, step.mfu, cal)
+    if est is not None:
+        iv["total_time_s"] = interval_dict("time", regime, est.total_time_s, cal)
+        iv["gpu_hours"] = interval_dict("time", regime, est.gpu_hours, cal)
+    if mem is not None:
+        from sizeup.core.estimate import memory_kernel
+
+        iv["peak_reserved_bytes"] = interval_dict("memory", {"profile": memory_kernel(kernel), "gpus": setup.gpus,
+                                                             "job": sig}, mem.peak_reserved_bytes, cal)
+    report.data["intervals"] = iv
+    _terms(report, iv, cal)
+    calibration_note(report)
+    if not report.tables:
+        return
+    t = report.tables[0]
+    _append(t, "step time", iv["step_time_s"], format_duration)
+    _append(t, "tokens/s", iv["tokens_per_s"], lambda x: f"{x:,.0f}")
+    if "total_time_s" in iv:
+        _append(t, "wall-clock", iv["total_time_s"], format_duration)
+        _append(t, "GPU-hours", iv["gpu_hours"], lambda x: f"{x:,.1f}")
+    if "peak_reserved_bytes" in iv:
+        _append(t, "memory per GPU", iv["peak_reserved_bytes"], format_bytes)
+    if not is_off(active_name()):
+        report.notes.append("(P10–P90) ranges: leave-one-source-out residuals of this regime (calibration.yaml "
+                            "intervals); 80 % of measured runs of the regime fall inside")
+
+
+def decorate_memory(report, est, setup, kernel: str) -> None:
+    from sizeup.units import format_bytes
+
+    cal = load()
+    d = interval_dict("memory", {"profile": kernel, "gpus": setup.gpus}, est.peak_reserved_bytes, cal)
+    report.data.setdefault("intervals", {})["peak_reserved_bytes"] = d
+    _terms(report, {"peak_reserved_bytes": d}, cal)
+    calibration_note(report)
+    for t in report.tables:
+        if t.title == "fit":
+            _append(t, "peak reserved", d, format_bytes)
+
+
+def _terms(report, iv: dict, cal) -> None:
+    """--explain: one Term per interval (value, the factors' regime, where they come from)."""
+    from sizeup.core.explain import Term
+
+    where = ("calibration off: residuals of the physics-only model on the dev set (calibration.yaml intervals.physical)"
+             if cal is None else f"{cal.describe()}: intervals from leave-one-source-out residuals")
+    units = {"step_time_s": "s", "total_time_s": "s", "gpu_hours": "GPU-h", "tokens_per_s": "tokens/s",
+             "tokens_per_s_per_gpu": "tokens/s", "mfu": "fraction", "peak_reserved_bytes": "B"}
+    for name, d in iv.items():
+        report.terms.append(Term(f"interval/{name} (P50)", d["p50"], units.get(name, ""),
+                                 "figure x (f10, f50, f90) of the regime; time = 1 / rate factors",
+                                 {"p10": d["p10"], "p90": d["p90"], "regime": d.get("interval_regime") or "none"}, where))

@@ -31,7 +31,7 @@ FUZZ = settings.get_profile("fuzz-long" if LONG else "fuzz-default")
 TABLE = fuzz_cli.command_table()
 # two groups of similar cost, so that `pytest -n 2` runs them side by side
 GROUP_A = ["params", "models", "gpus", "platforms", "memory", "infer", "serve-plan", "tokens", "audit", "budget",
-           "validate", "frameworks", "schema"]
+           "validate", "frameworks", "schema", "calibrate"]
 GROUP_B = ["train", "compare", "search", "export", "scale", "fit-budget", "plot"]
 if LONG:
     GROUP_B = GROUP_B + ["demo"]

@@ -162,8 +162,10 @@ def load_scenario(path: str | Path) -> Scenario:
     from sizeup.errors import did_you_mean, pydantic_message
 
     p = Path(path)
-    if not p.is_file():
+    if not p.exists():
         raise SizeupError(f"scenario file {str(path)!r} not found")
+    if not p.is_file():
+        raise SizeupError(f"scenario {str(path)!r} is not a regular file (a directory, FIFO or device); give a .yaml file")
     try:
         raw = read_yaml(p)
     except Exception as exc:  # yaml.YAMLError and friends

@@ -164,3 +164,13 @@ def test_spot_that_cannot_progress_is_infeasible_in_scale(capsys):
                              "spot", "--tokens", "15T", "--json"])
     cost = data["rows"][0]["hardware"]["1024x h100-sxm"]["cost"]["spot"]
     assert cost["feasible"] is False and "progress" in cost["reasons"][0] and "total_cost_usd" not in cost
+
+
+def test_train_cost_carries_the_time_interval(capsys):
+    """The cost range is the wall-clock range applied to the compute cost (storage and egress held)."""
+    data = run_json(capsys, ["train", "examples/seed004.yaml", "--gpu", "a10", "--platform", "lambda", "--json"])
+    iv, t = data["intervals"]["total_cost_usd"], data["intervals"]["total_time_s"]
+    cb = data["cost_breakdown"]
+    assert iv["p10"] <= iv["p50"] <= iv["p90"] and iv["p50"] == pytest.approx(cb["total_cost"])
+    rest = cb["total_cost"] - cb["compute_cost"]
+    assert iv["p90"] - rest == pytest.approx(cb["compute_cost"] * t["p90"] / t["p50"])

@@ -181,10 +181,12 @@ def test_published_throughput_within_tolerance(case: Case):
 
 def test_torchtitan_float8_keeps_sdpa_attention():
     """torchtitan's Float8 is torchao Float8Linear (nn.Linear only): attention stays SDPA, so an fp8 torchtitan run is
-    not timed with the Transformer Engine attention table (frameworks.yaml `fp8_uses_te: false`); with 'te' the
+    not timed with the Transformer Engine attention table (catalog profile `fp8_library: torchao`); with 'te' the
     Table 1 Float8 row would be predicted ~+50 % (checked here so the rule cannot silently regress)."""
+    from sizeup.job.frameworks import framework_profile
+
     entry = next(e for e in framework_table()["frameworks"] if e["name"] == "torchtitan")
-    assert entry["fp8_uses_te"] is False
+    assert framework_profile(entry["profile"])["fp8_library"] == "torchao"
     fp8 = CASES[2].values[0]
     assert _kernel(fp8) == "fused"
     te = estimate_step(CATALOG.model(fp8.model), fp8.setup, GPUS[fp8.gpu](), KNOBS, kernel="te").tokens_per_s_per_gpu

@@ -131,7 +131,6 @@ def pick_target(target: str | None, model: str | None) -> str | None:
 
 PRICING_FLAGS = ("platform", "pricing", "price_per_gpu_hour", "billing_increment_s", "min_billing_s",
                  "preemption_rate", "restart_s", "checkpoints_kept", "retain", "catalog", "max_price_age_days")
-WORKLOAD_FLAGS = ("tokens", "samples", "tokens_per_sample", "epochs")
 
 
 def _job_annotation(f):

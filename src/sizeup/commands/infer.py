@@ -457,8 +457,6 @@ def infer_cmd(
     from sizeup.report import Report, Table
     from sizeup.validate.inference_points import load_serving_knobs
 
-    from sizeup.commands.common import is_scenario
-
     from sizeup.commands.common import from_scenario
 
     name, vals = from_scenario(pick_target(target, model), dict(gpu=gpu, gpus=gpus, tp=tp, pp=pp, platform=platform,

@@ -12,7 +12,7 @@ from typing import Any
 
 from sizeup.errors import SizeupError
 from sizeup.job import choices as C
-from sizeup.job.flags import FLAG_BY_NAME, JOB_FLAG_NAMES
+from sizeup.job.flags import JOB_FLAG_NAMES
 
 DEFAULT_SEQ = 2048
 # Default global batch: about 1M tokens per optimizer step (GPT-3 paper, Brown et al. 2020, Table 2.1: 0.5M-2M
@@ -210,6 +210,21 @@ def resolve_gpu(text, catalog, allow_memory: bool = False):
     return gpu, float(gpu.memory_bytes)
 
 
+def kernels_for(prof: dict, fp8: bool, compile_: bool, kernel: str | None = None) -> tuple[str, str]:
+    """(timing kernel family, memory kernel profile) a framework profile runs: an explicit --kernel wins; fp8 through
+    Transformer Engine (the profile's fp8_library) times GEMMs and attention with the 'te' family; torch.compile fuses
+    elementwise ops ('fused' for time and memory); otherwise the profile's own families."""
+    if kernel is not None:
+        return kernel, "hf-eager" if kernel == "eager" else "fused"
+    if fp8 and prof["fp8_library"] == "te":
+        timing = "te"
+    elif compile_:
+        timing = "fused"
+    else:
+        timing = prof["timing_kernel"]
+    return timing, "fused" if compile_ else prof["memory_kernel"]
+
+
 def default_precision(gpu) -> str:
     """bf16-mixed, or fp16-mixed on GPUs without bf16 (V100, T4)."""
     if gpu is None or getattr(gpu, "vendor", "") == "generic" or gpu.supports_bf16:
@@ -327,18 +342,9 @@ def build_job(values: dict[str, Any], catalog=None, *, need_gpu: bool = True, al
     if fp8_recipe is None and prec == Precision.FP8:
         fp8_recipe = C.parse_choice("fp8 recipe", prof["fp8_recipe"], Fp8Recipe, C.FP8_RECIPE_ALIASES)
     kernel = C.parse_code("kernel", v.get("kernel"), C.TIMING_KERNELS, C.KERNEL_ALIASES)
+    timing_kernel, memory_kernel = kernels_for(prof, prec == Precision.FP8, bool(compile_), kernel)
     if kernel is not None:
-        timing_kernel = kernel
-        memory_kernel = "hf-eager" if kernel == "eager" else "fused"
         overridden.append("kernel")
-    else:
-        if prec == Precision.FP8 and prof["fp8_library"] == "te":
-            timing_kernel = "te"
-        elif compile_:
-            timing_kernel = "fused"
-        else:
-            timing_kernel = prof["timing_kernel"]
-        memory_kernel = "fused" if compile_ else prof["memory_kernel"]
     attention = C.parse_choice("attention", v.get("attention"), Attention, C.ATTENTION_ALIASES)
     if attention is None:
         attention = Attention(prof["attention"])
@@ -539,5 +545,3 @@ def build_job(values: dict[str, Any], catalog=None, *, need_gpu: bool = True, al
     )
 
 
-def value_flag(name: str) -> str:
-    return FLAG_BY_NAME[name].flag if name in FLAG_BY_NAME else "--" + name.replace("_", "-")

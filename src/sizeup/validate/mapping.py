@@ -192,7 +192,7 @@ def parse_offload(point: Point) -> tuple[Offload, Offload, bool]:
 
 @functools.lru_cache(maxsize=1)
 def framework_table() -> dict:
-    """validate/data/frameworks.yaml: the kernels each named framework runs by default (with sources)."""
+    """validate/data/frameworks.yaml: which framework profile (catalog/data/frameworks.yaml) a point's wording names."""
     from sizeup.catalog import read_yaml
 
     return read_yaml(Path(__file__).parent / "data" / "frameworks.yaml")
@@ -207,7 +207,7 @@ def framework_for(point: Point) -> dict:
         for entry in table["frameworks"]:
             if re.search(entry["match"], text):
                 return entry
-    return {"name": "unknown framework", **table["default"], "source": "default: fused kernels"}
+    return {"name": "unknown framework", "profile": None, "source": "default: the generic profile"}
 
 
 def compiled(point: Point) -> bool:
@@ -232,24 +232,23 @@ def infer_loss(point: Point) -> str | None:
     return None
 
 
+def _point_kernels(point: Point, fp8: bool) -> tuple[str, str]:
+    from sizeup.job.frameworks import framework_profile
+    from sizeup.job.parse import kernels_for
+
+    prof = framework_profile(framework_for(point).get("profile"))
+    return kernels_for(prof, fp8, compiled(point), "te" if transformer_engine(point) else None)
+
+
 def infer_kernel(point: Point) -> str:
-    """Memory profile of the kernels the point's framework runs: Hugging Face eager modules vs fused kernels."""
-    if compiled(point):
-        return "fused"
-    return framework_for(point)["memory_kernel"]
+    """Memory profile of the kernels the point's framework runs (the job parser's rule on the named profile)."""
+    return _point_kernels(point, False)[1]
 
 
 def infer_timing_kernel(point: Point, setup: TrainSetup | None = None) -> str:
-    """Step-time kernel family from what the run states: fp8 GEMMs (Transformer Engine, unless the framework's
-    entry says its fp8 path is not TE: `fp8_uses_te: false`, e.g. torchtitan's torchao Float8 Linear) or a stated
-    Transformer Engine -> 'te'; torch.compile -> 'fused'; otherwise the named framework's default kernels."""
-    fp8_te = framework_for(point).get("fp8_uses_te", True)
-    if (setup is not None and setup.precision == Precision.FP8 and fp8_te) \
-            or transformer_engine(point):
-        return "te"
-    if compiled(point):
-        return "fused"
-    return framework_for(point)["timing_kernel"]
+    """Step-time kernel family: the job parser's rule (sizeup.job.parse.kernels_for) on the profile the point's
+    framework names: fp8 through Transformer Engine or a stated Transformer Engine -> 'te'; torch.compile -> 'fused'."""
+    return _point_kernels(point, setup is not None and setup.precision == Precision.FP8)[0]
 
 
 FLASH_ATTENTION_YEAR = 2022  # Dao et al., FlashAttention, arXiv:2205.14135 (May 2022)

@@ -535,16 +535,15 @@ def _fits_bound(ctx: Context, m) -> tuple[float, str]:
 
 def _max_seq_len(ctx: Context, m) -> tuple[float, str]:
     """Largest seq_len (multiple of 128) whose peak reserved memory fits the GPU: bisection."""
-    from sizeup.catalog.overheads import load_overheads
     from sizeup.core.memory import estimate_memory
-    from sizeup.validate.mapping import infer_kernel
+    from sizeup.pipeline import overheads_for
 
-    setup = ctx.setup_result(need_batch=False, need_seq=False).setup
-    kernel = infer_kernel(ctx.point)
-    ov = load_overheads()
+    job = ctx.job(False, False)[0]  # the point's job: its kernels, loss and overheads, as every command uses
+    setup, ex, ov = job.setup, job.execution, overheads_for(job)
 
     def fits(s: int) -> bool:
-        return bool(estimate_memory(ctx.model, setup.with_(seq_len=s), gpu=ctx.gpu, kernel=kernel, overheads=ov).fits)
+        return bool(estimate_memory(ctx.model, setup.with_(seq_len=s), gpu=ctx.gpu, kernel=ex.memory_kernel,
+                                    loss=ex.loss, overheads=ov).fits)
 
     lo, hi = 0, 128
     while hi <= 2**22 and fits(hi):

@@ -247,14 +247,19 @@ class CatalogView:
         keys = ("name", "vocab_size", "hidden_size", "num_layers", "num_heads", "num_kv_heads", "head_dim",
                 "ffn_size", "tie_embeddings")
         if self.cat is not None:
-            from sizeup.catalog import resolve_model
+            try:
+                from sizeup.catalog import resolve_model
 
-            arch = resolve_model(model_id, self.cat)
-            out = {k: getattr(arch, k) for k in keys}
-            out["id"] = arch.id
-            out["gated_mlp"] = bool(arch.mlp_kind.gated)
-            out["is_moe"] = bool(arch.is_moe)
-            return out
+                arch = resolve_model(model_id, self.cat)
+            except ImportError as exc:  # the catalog cache loads without pydantic, model files need it
+                self.cat = None
+                self.how = f"raw catalog YAML (sizeup.catalog.resolve_model failed: {_err(exc)})"
+            else:
+                out = {k: getattr(arch, k) for k in keys}
+                out["id"] = arch.id
+                out["gated_mlp"] = bool(arch.mlp_kind.gated)
+                out["is_moe"] = bool(arch.is_moe)
+                return out
         import yaml
 
         raw = yaml.safe_load((self.data_dir / "models" / f"{model_id}.yaml").read_text())
@@ -272,6 +277,10 @@ class CatalogView:
         if self.cat is not None:
             try:
                 g = self.cat.gpu(device_name)
+            except ImportError as exc:  # the catalog cache loads without pydantic, GPU files need it
+                self.cat = None
+                self.how = f"raw catalog YAML (sizeup catalog GPU lookup failed: {_err(exc)})"
+                return self.gpu(device_name)
             except Exception:
                 return None
             return {"id": g.id, "name": g.name, "peak_flops_per_s": dict(g.peak_flops_per_s),
@@ -342,6 +351,7 @@ def metadata(torch, dev: Dev, args, catalog: CatalogView) -> dict:
         "date_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "device": dev.kind,
         "tiny": bool(args.tiny),
+        "plan": args.plan,
         "budget_s": args.budget_s,
         "python": platform.python_version(),
         "platform": platform.platform(),
@@ -766,7 +776,7 @@ LLAMA_0_1B = {"name": "Llama-style 0.1B", "vocab_size": 32000, "hidden_size": 76
               "num_heads": 12, "num_kv_heads": 12, "head_dim": 64, "ffn_size": 2048, "tie_embeddings": False}
 
 
-def training_plan(tiny: bool) -> list[dict]:
+def training_plan(tiny: bool, plan: str = "core") -> list[dict]:
     """Configurations in priority order (the budget cuts the tail). Keys: arch (catalog id or a dict), layers
     (None = all), mb, seq, recompute (none | hf | every-2), precision (bf16-mixed | bf16), optimizer (fused |
     foreach), peft (None | lora), est_s (rough cost on an H200, for the budget check)."""
@@ -781,6 +791,19 @@ def training_plan(tiny: bool) -> list[dict]:
                 c(a, 2, 32, recompute="hf"), c(a, 2, 32, recompute="every-2"), c(a, 4, 16),
                 c(a, 2, 32, precision="bf16", peft="lora"), c(b, 1, 48)]
     one, three, eight = "llama-3.2-1b", "llama-3.2-3b", "llama-3.1-8b"
+    if plan == "extra":  # a second run: activation scaling, recompute and LoRA at larger sizes, a Mistral shape
+        return [
+            c(one, 2, 2048), c(one, 16, 1024, est_s=10), c(one, 4, 4096, recompute="hf", est_s=10),
+            c(one, 4, 2048, peft="lora"), c(one, 8, 4096, precision="bf16", recompute="hf", est_s=12),
+            c(three, 2, 4096, recompute="hf", est_s=14), c(three, 1, 8192, precision="bf16", est_s=14),
+            c(three, 4, 2048, precision="bf16", peft="lora", est_s=14),
+            c(three, 4, 4096, precision="bf16", recompute="every-2", est_s=16),
+            c(eight, 1, 8192, precision="bf16", recompute="hf", est_s=25),
+            c(eight, 4, 4096, precision="bf16", peft="lora", recompute="hf", est_s=30),
+            c(eight, 2, 4096, precision="bf16", recompute="every-2", est_s=25),
+            c(eight, 4, 4096, layers=8, est_s=15),
+            c("mistral-7b", 1, 4096, precision="bf16", est_s=25),
+        ]
     return [
         c(one, 4, 2048),
         c(one, 4, 2048, optimizer="foreach"),
@@ -838,7 +861,8 @@ def _smi_used(torch, md: dict) -> dict:
     return out
 
 
-def training_section(torch, dev: Dev, budget: Budget, res: Results, catalog: CatalogView, tiny: bool) -> None:
+def training_section(torch, dev: Dev, budget: Budget, res: Results, catalog: CatalogView, tiny: bool,
+                     plan: str = "core") -> None:
     import transformers
 
     sec = "training"
@@ -870,7 +894,7 @@ def training_section(torch, dev: Dev, budget: Budget, res: Results, catalog: Cat
         peft_mod = None
         notes["lora_note"] = f"peft not installed ({_err(exc)}): LoRA configurations skipped"
 
-    for cfg in training_plan(tiny):
+    for cfg in training_plan(tiny, plan):
         arch = cfg["arch"]
         if isinstance(arch, str):
             arch_d = dict(TINY_ARCHES[arch]) if arch in TINY_ARCHES else catalog.model(arch)
@@ -1035,7 +1059,8 @@ class _Stamps:
         return self.dev.torch.zeros(input_ids.shape[0], dtype=self.dev.torch.bool, device=input_ids.device)
 
 
-def inference_section(torch, dev: Dev, budget: Budget, res: Results, catalog: CatalogView, tiny: bool) -> None:
+def inference_section(torch, dev: Dev, budget: Budget, res: Results, catalog: CatalogView, tiny: bool,
+                      plan: str = "core") -> None:
     import transformers
 
     sec = "inference"
@@ -1044,6 +1069,9 @@ def inference_section(torch, dev: Dev, budget: Budget, res: Results, catalog: Ca
     if tiny:
         arch = dict(TINY_ARCHES["tiny-a"], id="tiny-a")
         prompt, new, batches = 16, 8, [1, 2, 4]
+    elif plan == "extra":
+        arch = catalog.model("llama-3.1-8b")
+        prompt, new, batches = 1024, 64, [1, 8, 32, 64]
     else:
         arch = catalog.model("llama-3.2-1b")
         prompt, new, batches = 512, 64, [1, 4, 16, 64]
@@ -1165,6 +1193,8 @@ def parse_args(argv):
     p.add_argument("--device", choices=("cpu", "cuda"), default=None, help="default: cuda when available")
     p.add_argument("--tiny", action="store_true", help="tiny sizes (the CPU test suite)")
     p.add_argument("--budget-s", type=float, default=450.0, help="global wall budget in seconds (default 450)")
+    p.add_argument("--plan", choices=("core", "extra"), default="core",
+                   help="training and inference configurations: core (the first run) or extra (a second run)")
     p.add_argument("--sections", default=",".join(SECTIONS), help=f"comma list of {', '.join(SECTIONS)}")
     args = p.parse_args(argv)
     args.argv = list(argv)
@@ -1220,8 +1250,8 @@ def _run_sections(args, budget: Budget, torch, dev: Dev, kind: str) -> int:
         "gemm": lambda: gemm_section(torch, dev, budget, res, catalog, args.tiny),
         "attention": lambda: attention_section(torch, dev, budget, res, args.tiny),
         "bandwidth": lambda: bandwidth_section(torch, dev, budget, res, args.tiny),
-        "training": lambda: training_section(torch, dev, budget, res, catalog, args.tiny),
-        "inference": lambda: inference_section(torch, dev, budget, res, catalog, args.tiny),
+        "training": lambda: training_section(torch, dev, budget, res, catalog, args.tiny, args.plan),
+        "inference": lambda: inference_section(torch, dev, budget, res, catalog, args.tiny, args.plan),
     }
     for i, name in enumerate(args.sections):
         share = budget.start(name, args.sections[i:])

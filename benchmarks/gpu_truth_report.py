@@ -5,6 +5,7 @@
     python benchmarks/gpu_truth_report.py rows RESULTS [-o FILE] [--commit SHA]   # published-runs rows
     python benchmarks/gpu_truth_report.py compare RESULTS|ROWS.yaml [--catalog FILE] [--markdown|--json]
     python benchmarks/gpu_truth_report.py all RESULTS [-o DIR]             # all three, written next to results.json
+    python benchmarks/gpu_truth_report.py merge RESULTS RESULTS... -o DIR  # runs of one machine -> one results.json
 
 RESULTS is the folder gpu_truth.py wrote (or its results.json). Needs sizeup importable (PYTHONPATH=src or an
 installed sizeup) for `rows` validation and `compare`; the measuring machine does not need it.
@@ -66,6 +67,58 @@ def load_results(path: str | Path) -> dict:
     if not isinstance(data, dict) or "metadata" not in data or "sections" not in data:
         raise UsageError(f"{p}: not a gpu_truth.py results file (needs 'metadata' and 'sections')")
     return data
+
+
+def fill_catalog(results: dict) -> dict:
+    """Where the measuring machine could not resolve the GPU in sizeup's catalog (catalog_gpu null, e.g. no
+    pydantic there), resolve it here and derive the efficiencies from the measured rates:
+    efficiency = achieved FLOP/s / catalog dense peak of the dtype, hbm_fraction = bytes/s / catalog HBM bytes/s
+    (the same definitions gpu_truth.py applies when it can)."""
+    md = results["metadata"]
+    if md.get("catalog_gpu") or md.get("device") != "cuda":
+        return results
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from gpu_truth import CatalogView
+
+    gpu = CatalogView().gpu(str(md.get("device_name") or ""))
+    if not gpu:
+        return results
+    md["catalog_gpu"] = gpu
+    md["catalog_gpu_note"] = ("resolved after the run by gpu_truth_report.py (the measuring machine could not: "
+                              f"{md.get('catalog_gpu_note')}); efficiencies derived from the measured rates")
+    peaks, hbm = gpu["peak_flops_per_s"], gpu.get("hbm_bytes_per_s")
+    for r in _rows(results, "gemm"):
+        if r.get("efficiency") is None and r.get("tflops") and peaks.get(r.get("dtype")):
+            r["efficiency"] = r["tflops"] * 1e12 / peaks[r["dtype"]]
+    for r in _rows(results, "attention"):
+        for k in ("fwd", "bwd"):
+            if r.get(f"{k}_efficiency") is None and r.get(f"{k}_tflops") and peaks.get("bf16"):
+                r[f"{k}_efficiency"] = r[f"{k}_tflops"] * 1e12 / peaks["bf16"]
+    for r in _rows(results, "bandwidth"):
+        if r.get("hbm_fraction") is None and r.get("gbytes_per_s") and hbm:
+            r["hbm_fraction"] = r["gbytes_per_s"] * 1e9 / hbm
+    return results
+
+
+def merge_results(paths: list[str]) -> dict:
+    """Several runs on one machine type -> one results dict: rows concatenated per section (each row keeps the
+    index of its run in metadata.runs), metadata of the first run that measured GEMMs (else the first run)."""
+    runs = [fill_catalog(load_results(p)) for p in paths]
+    names = {r["metadata"].get("device_name") for r in runs}
+    if len(names) > 1:
+        raise UsageError(f"runs from different devices cannot be merged: {sorted(map(str, names))}")
+    main = next((r for r in runs if _rows(r, "gemm")), runs[0])
+    md = copy.deepcopy(main["metadata"])
+    md["runs"] = [dict(r["metadata"], results=str(p)) for r, p in zip(runs, paths)]
+    sections: dict = {}
+    for i, r in enumerate(runs):
+        for name, sec in r["sections"].items():
+            dst = sections.setdefault(name, {"rows": [], "skipped": [], "notes": {}})
+            dst["rows"] += [dict(row, run=i) for row in sec.get("rows", [])]
+            dst["skipped"] += [dict(x, run=i) for x in sec.get("skipped", [])]
+            for k, v in (sec.get("notes") or {}).items():
+                dst["notes"].setdefault(k, v)
+    return {"metadata": md, "sections": sections}
 
 
 def _rows(results: dict, section: str) -> list[dict]:
@@ -261,7 +314,14 @@ def dev_rows(results: dict, commit: str | None = None) -> tuple[list[dict], list
                       + ("; working tree had uncommitted changes" if md.get("git_dirty") else "") + ")"),
               "primary": True}
     protocol = results["sections"]["training"].get("notes", {}).get("protocol", "")
+    runs = md.get("runs") or []
     for i, r in enumerate(results["sections"]["training"].get("rows", [])):
+        if runs and isinstance(r.get("run"), int) and 0 <= r["run"] < len(runs):
+            rmd = runs[r["run"]]
+            source = dict(source, commit=rmd.get("git_commit") if not commit or commit == md.get("git_commit") else commit,
+                          via=(f"{rmd.get('results')} (run of {str(rmd.get('date_utc', ''))[:19]}, script sha256 "
+                               f"{rmd.get('script_sha256')}" + ("; working tree had uncommitted changes"
+                                                                if rmd.get("git_dirty") else "") + ")"))
         if r.get("error"):
             left_out.append(f"training row {i} ({r.get('item')}): {r.get('error')}")
             continue
@@ -479,6 +539,9 @@ def main(argv=None) -> int:
     fmt = m.add_mutually_exclusive_group()
     fmt.add_argument("--markdown", action="store_true")
     fmt.add_argument("--json", action="store_true")
+    g = sub.add_parser("merge", help="several runs of one machine type -> one results.json")
+    g.add_argument("results", nargs="+")
+    g.add_argument("-o", "--output", required=True, help="folder for the merged results.json")
     a = sub.add_parser("all", help="catalog snippet + rows + comparison, written to a folder")
     a.add_argument("results")
     a.add_argument("-o", "--output", help="folder (default: the results folder)")
@@ -506,6 +569,12 @@ def main(argv=None) -> int:
                 print(json.dumps(rows, indent=1))
             else:
                 sys.stdout.write(format_table(rows, markdown=args.markdown))
+        elif args.cmd == "merge":
+            merged = merge_results(args.results)
+            out = Path(args.output)
+            out.mkdir(parents=True, exist_ok=True)
+            (out / "results.json").write_text(json.dumps(merged, indent=1))
+            print(f"wrote {out / 'results.json'} ({len(args.results)} runs)", file=sys.stderr)
         else:
             run_all(args.results, args.output, args.commit)
     except UsageError as exc:
@@ -515,7 +584,7 @@ def main(argv=None) -> int:
 
 
 def run_all(results_path: str, out: str | None, commit: str | None) -> dict:
-    results = load_results(results_path)
+    results = fill_catalog(load_results(results_path))
     folder = Path(out) if out else (Path(results_path) if Path(results_path).is_dir() else Path(results_path).parent)
     folder.mkdir(parents=True, exist_ok=True)
     written = {}

@@ -14,6 +14,11 @@ import sys
 import typer
 import typer.core
 
+from sizeup import _typer_compat
+
+_typer_compat.install()  # typer builds an option's converter only for the options a call gives (_typer_compat.py)
+
+
 class _GroupedHelp(typer.core.TyperGroup):
     """`sizeup --help`: commands grouped by what users do, each with its full first docstring line."""
 

@@ -198,10 +198,12 @@ def load(name: str | None = None) -> Calibration | None:
 
 
 def _parse(name: str, path: Path) -> Calibration:
-    from sizeup.catalog import parse_yaml_text, read_user_bytes
+    from sizeup.catalog import parse_yaml_text, read_user_bytes, read_yaml
 
-    # the shared reader: a regular file, bounded, parsed by the C loader (the pure-Python one took ~0.1 s a call)
-    raw = parse_yaml_text(read_user_bytes(path, "calibration"), f"calibration {path}")
+    if path == PACKAGED_FILE:  # part of the packaged catalog: its parsed data comes from the verified JSON cache
+        raw = read_yaml(path, "calibration")
+    else:  # the shared reader: a regular file, bounded, parsed by the C loader (the pure-Python one took ~0.1 s)
+        raw = parse_yaml_text(read_user_bytes(path, "calibration"), f"calibration {path}")
     if not isinstance(raw, dict) or not isinstance(raw.get("knobs"), dict):
         raise SizeupError(f"calibration {path}: expected a mapping with a 'knobs:' mapping")
     knobs: dict[str, float] = {}

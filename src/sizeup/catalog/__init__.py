@@ -18,8 +18,6 @@ import stat
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from sizeup.errors import SizeupError, did_you_mean, pydantic_message
 
 DATA_DIR = Path(__file__).parent / "data"
@@ -32,10 +30,20 @@ MAX_FILE_BYTES = 16 * 1024 * 1024
 MAX_NESTING = 64
 MAX_NODES = 2_000_000
 
-try:  # the C loader is ~10x faster than the pure-Python one
-    _Loader = yaml.CSafeLoader
-except AttributeError:  # pragma: no cover
-    _Loader = yaml.SafeLoader
+
+
+def yaml_loader():
+    """(the yaml module, its safe loader): the C loader when available (~10x faster than the pure-Python one).
+    PyYAML is imported on first use: a CLI call whose catalog comes from the JSON cache never needs it."""
+    import yaml
+
+    return yaml, getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def __getattr__(name: str) -> Any:  # `_Loader`, the loader class, for callers that import it by name
+    if name == "_Loader":
+        return yaml_loader()[1]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def read_user_bytes(path: Path | str, what: str = "file", max_bytes: int = MAX_FILE_BYTES) -> bytes:
@@ -114,8 +122,9 @@ def check_shape(data: Any, where: str, max_depth: int = MAX_NESTING, max_nodes: 
 
 def parse_yaml_text(data: bytes | str, where: str) -> Any:
     """YAML text -> data; a parse error, a recursion bomb or an alias bomb is one line naming `where`."""
+    yaml, loader = yaml_loader()
     try:
-        value = yaml.load(data, Loader=_Loader)
+        value = yaml.load(data, Loader=loader)
     except yaml.YAMLError as exc:
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise SizeupError(f"{where}: not valid YAML ({first[:200]})") from None
@@ -143,25 +152,44 @@ def parse_json_text(text: str, where: str) -> Any:
     return check_shape(value, where)
 
 
-def _in_data_dir(path: Path) -> bool:
+_RESOLVED_DATA_DIR: dict[Path, Path] = {}
+
+
+def data_rel(path: Path | str) -> str | None:
+    """The file's path inside the packaged data dir ('models/gpt2.yaml'), or None when it is not in it
+    (symlinks resolved; the data dir itself is resolved once per process)."""
     try:
-        return Path(path).resolve().is_relative_to(DATA_DIR.resolve())
+        root = _RESOLVED_DATA_DIR.get(DATA_DIR)
+        if root is None:
+            root = _RESOLVED_DATA_DIR[DATA_DIR] = DATA_DIR.resolve()
+        return Path(path).resolve().relative_to(root).as_posix()
     except (OSError, ValueError):
-        return False
+        return None
 
 
-def read_yaml(path: Path, what: str = "file") -> Any:
-    """A YAML file's data. Packaged catalog files come from the verified JSON cache when it is current;
-    every other file is read as a user file (read_user_bytes + parse_yaml_text: one-line errors, bounds)."""
-    if _in_data_dir(path):
+def _in_data_dir(path: Path) -> bool:
+    return data_rel(path) is not None
+
+
+def read_yaml(path: Path, what: str = "file", key: str | None = None) -> Any:
+    """A YAML file's data (with `key`: only that top-level value of a mapping, None when absent). Packaged
+    catalog files come from the verified JSON cache when it is current; every other file is read as a user
+    file (read_user_bytes + parse_yaml_text: one-line errors, bounds)."""
+    rel = data_rel(path)
+    if rel is not None:
         from sizeup.catalog import catalog_cache
 
-        hit, value = catalog_cache.lookup(Path(path))
+        hit, value = catalog_cache.lookup(Path(path), rel=rel, key=key)
         if hit:
             return value
+        yaml, loader = yaml_loader()
         with open(path, "rb") as fh:
-            return yaml.load(fh, Loader=_Loader)
-    return parse_yaml_text(read_user_bytes(path, what), str(path))
+            value = yaml.load(fh, Loader=loader)
+    else:
+        value = parse_yaml_text(read_user_bytes(path, what), str(path))
+    if key is None:
+        return value
+    return value.get(key) if isinstance(value, dict) else None
 
 
 def read_user_yaml(path: Path | str, what: str = "file") -> Any:
@@ -210,26 +238,45 @@ class Catalog:
     def __init__(self, data_dir: Path = DATA_DIR, extra_files: tuple[Path, ...] = ()):
         self.data_dir = Path(data_dir)
         self.extra_files = tuple(Path(p) for p in extra_files)
+        self._archs: dict = {}  # model id -> validated ModelArch
 
     # ------------------------------------------------------------------ models
     @functools.cached_property
-    def models(self) -> dict:
-        from sizeup.schema import ModelFile
-        from pydantic import ValidationError
+    def _model_files(self) -> dict[str, Path]:
+        return {path.stem: path for path in sorted((self.data_dir / "models").glob("*.yaml"))}
 
-        out = {}
-        for path in sorted((self.data_dir / "models").glob("*.yaml")):
+    def _validated_model(self, model_id: str):
+        """The ModelArch of one catalog file, validated (schema.ModelFile) the first time it is asked for."""
+        arch = self._archs.get(model_id)
+        if arch is None:
+            from pydantic import ValidationError
+
+            from sizeup.schema import ModelFile
+
+            path = self._model_files[model_id]
             try:
-                out[path.stem] = ModelFile.model_validate(read_yaml(path)).to_core(path.stem)
+                arch = ModelFile.model_validate(read_yaml(path)).to_core(model_id)
             except ValidationError as exc:
                 raise SizeupError(f"catalog model {path.name}: {pydantic_message(exc)}") from None
-        return out
+            self._archs[model_id] = arch
+        return arch
+
+    @functools.cached_property
+    def models(self) -> dict:
+        """id -> ModelArch of every catalog model (each validated; a single lookup validates only its own file)."""
+        return {model_id: self._validated_model(model_id) for model_id in self._model_files}
 
     @functools.cached_property
     def _model_index(self) -> dict[str, str]:
+        """normalized id/alias -> model id, from each file's id and `aliases` list; only the model asked for is
+        validated (a file whose aliases are not a list of names is validated here, failing as it would there)."""
         index: dict[str, str] = {}
-        for model_id, arch in self.models.items():
-            for key in (model_id, *arch.aliases):
+        for model_id in self._model_files:
+            aliases = read_yaml(self._model_files[model_id], key="aliases")  # decodes only that field
+            aliases = [] if aliases is None else aliases
+            if not (isinstance(aliases, list) and all(isinstance(a, str) for a in aliases)):
+                aliases = self._validated_model(model_id).aliases
+            for key in (model_id, *aliases):
                 index[normalize(key)] = model_id
                 if "/" in key:  # 'meta-llama/Llama-2-7b-hf' also matches 'Llama-2-7b-hf'
                     index.setdefault(normalize(key.split("/", 1)[1]), model_id)
@@ -242,10 +289,10 @@ class Catalog:
         model_id = self._model_index.get(key)
         if model_id is None:
             raise SizeupError(
-                f"unknown model {name!r}.{did_you_mean(name, self.models)} "
+                f"unknown model {name!r}.{did_you_mean(name, self._model_files)} "
                 "Run 'sizeup models' for the list, or pass a path to a Hugging Face config.json"
             )
-        return self.models[model_id]
+        return self._validated_model(model_id)
 
     # ------------------------------------------------------------------ GPUs and platforms (catalog/hardware.py)
     @functools.cached_property

@@ -241,15 +241,15 @@ def _entries() -> dict | None:
 
 
 def _build(data_dir: Path, files: list[Path]) -> dict | None:
-    import yaml
+    from sizeup.catalog import yaml_loader
 
-    from sizeup.catalog import _Loader
+    yaml, loader = yaml_loader()
 
     entries = {}
     for path in files:
         try:
             with open(path, "rb") as fh:
-                value = yaml.load(fh, Loader=_Loader)
+                value = yaml.load(fh, Loader=loader)
             tagged = encode(value)
             if decode(json.loads(json.dumps(tagged))) != value:  # NaN or an odd type: not cached
                 continue
@@ -259,8 +259,10 @@ def _build(data_dir: Path, files: list[Path]) -> dict | None:
     return entries
 
 
-def lookup(path: Path) -> tuple[bool, Any]:
-    """(True, data) for a packaged catalog file held by the current cache; (False, None) otherwise."""
+def lookup(path: Path, rel: str | None = None, key: str | None = None) -> tuple[bool, Any]:
+    """(True, data) for a packaged catalog file held by the current cache; (False, None) otherwise.
+    `rel`: the path inside the data dir when the caller has it; `key`: decode only that top-level value of a
+    mapping (None when absent)."""
     if _state.get("checked") is None:
         _state["checked"] = True
         try:
@@ -270,13 +272,20 @@ def lookup(path: Path) -> tuple[bool, Any]:
     entries = _state.get("entries")
     if not entries:
         return False, None
-    try:
-        rel = Path(path).resolve().relative_to(_data_dir()).as_posix()
-    except ValueError:
-        return False, None
+    if rel is None:
+        try:
+            rel = Path(path).resolve().relative_to(_data_dir()).as_posix()
+        except ValueError:
+            return False, None
     if rel not in entries:
         return False, None
-    return True, decode(entries[rel])
+    entry = entries[rel]
+    if key is not None and isinstance(entry, dict) and "__t" not in entry:
+        return True, decode(entry.get(key))
+    value = decode(entry)
+    if key is None:
+        return True, value
+    return True, (value.get(key) if isinstance(value, dict) else None)
 
 
 def reset() -> None:

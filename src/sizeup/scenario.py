@@ -36,7 +36,8 @@ Num = Union[int, float, str]
 
 class _Strict(BaseModel):
     # strict: a YAML `seq: true` or `seq: 2048.5` is refused, never read as 1 or 2048
-    model_config = ConfigDict(extra="forbid", strict=True)
+    # defer_build: the validator is built when a scenario file is first read (pydantic's ConfigDict.defer_build)
+    model_config = ConfigDict(extra="forbid", strict=True, defer_build=True)
 
 
 class WorkloadSection(_Strict):

@@ -20,7 +20,9 @@ from sizeup.core.types import (
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)  # NaN/inf refused in every file
+    # NaN/inf refused in every file. defer_build: a model's validator is built on its first use (pydantic's
+    # ConfigDict.defer_build), so a CLI call pays only for the files it reads (~2 ms a model class otherwise).
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False, defer_build=True)
 
 
 # =========================================================================== models

@@ -49,6 +49,9 @@ class EngineProfile:
     cuda_graphs: bool = True
     step_overhead_s: float = 0.002
     launch_overhead_per_layer_s: float = 0.0
+    kernels_per_layer: int = 0
+    kernels_per_forward: int = 0
+    kernel_launch_s: float = 0.0
     attention: str = "paged"
     decode_attention_hbm_efficiency: float = 0.7
     int4_kernel: str = "-"
@@ -123,7 +126,8 @@ class EngineProfile:
             v = float(getattr(self, name))
             if not 0 < v <= 1:
                 raise SizeupError(f"engine {self.id}: {name} must be in (0, 1], got {v}")
-        for name in ("step_overhead_s", "launch_overhead_per_layer_s"):
+        for name in ("step_overhead_s", "launch_overhead_per_layer_s", "kernel_launch_s", "kernels_per_layer",
+                     "kernels_per_forward"):
             if float(getattr(self, name)) < 0:
                 raise SizeupError(f"engine {self.id}: {name} must be >= 0")
         if self.speculative is not None:
@@ -135,9 +139,14 @@ class EngineProfile:
     def knobs(self, base: ServingKnobs, num_layers: int) -> ServingKnobs:
         """The step-model knobs this engine implies (memory knobs such as gpu_memory_utilization stay as given)."""
         overhead = float(self.step_overhead_s)
+        launch = 0.0
         if not self.cuda_graphs:
             overhead += float(self.launch_overhead_per_layer_s) * num_layers
-        return base.with_(max_num_batched_tokens=int(self.max_num_batched_tokens), max_num_seqs=int(self.max_num_seqs),
+            # eager forward: host time to issue (kernels/layer x L + kernels outside the layers) launches; it overlaps
+            # the GPU work (core.inference ServingKnobs.host_launch_s). CUDA graphs replay the forward in one launch.
+            launch = (int(self.kernels_per_layer) * num_layers + int(self.kernels_per_forward)) * float(self.kernel_launch_s)
+        return base.with_(host_launch_s=launch, max_num_batched_tokens=int(self.max_num_batched_tokens),
+                          max_num_seqs=int(self.max_num_seqs),
                           block_size_tokens=max(1, int(self.block_size_tokens)),
                           decode_step_overhead_s=overhead,
                           decode_attention_hbm_efficiency=float(self.decode_attention_hbm_efficiency),

@@ -108,6 +108,11 @@ class ServingKnobs:
     decode_attention_hbm_efficiency: float = 0.7
     fp8_matmul_efficiency_ratio: float = 0.89
     decode_step_overhead_s: float = 0.0
+    host_launch_s: float = 0.0
+    """Host (CPU) time to issue one forward's kernels when the engine runs eager (no CUDA graphs): kernels per
+    forward x seconds per kernel launch (engine profile). The GPU runs the kernels as they arrive, so a forward
+    takes max(GPU time, host_launch_s): a small batch is launch-bound (PyTorch blog 'Accelerating Generative AI
+    with PyTorch II: GPT, Fast', 2023: the eager baseline 'is heavily CPU overhead bound')."""
     utilization: float = 0.5
     int4_weight_read_efficiency: float = 1.0
     """W4A16 decode GEMV: fraction of the 16-bit weight-streaming bandwidth reached while dequantising int4
@@ -445,7 +450,8 @@ def prefill_time_s(m: ModelArch, gpu: GpuSpec, prompt_len, n_seqs, tp=1, pp=1,
     # plus (p-1) point-to-point sends of the activations between stages.
     comm = 2.0 * m.num_layers * _allreduce_s(gpu, tokens * m.hidden_size * knobs.activation_bytes, t, knobs) \
         + _p2p_s(gpu, tokens * m.hidden_size * knobs.activation_bytes, p)
-    return np.maximum(compute, memory) + comm
+    # eager engines: the host issues the forward's kernels while the GPU runs them; the slower of the two wins
+    return np.maximum(np.maximum(compute, memory) + comm, knobs.host_launch_s)
 
 
 def _linear_read_bytes(m: ModelArch, sh: "_Shapes", weights: WeightDtype, knobs: ServingKnobs, batch):
@@ -469,7 +475,9 @@ def decode_step_parts(m: ModelArch, gpu: GpuSpec, batch, context, tp=1, pp=1,
     gemm      = max(W_read/t / (BW*eta_hbm), 2*N_active*B/t / (peak*eta_mm))   [roofline, Williams et al. 2009]
     attention = max(B*KV(c)/t / (BW*eta_attn), 2*L*B*c*a*(d_qk+d_v)/t / (peak*eta_mm))
     comm      = 2*L all-reduces of B*h activations (Megatron TP)
-    overhead  = per-step scheduler/launch/sampling time (data)
+    overhead  = per-step scheduler/sampling time (data), after the forward
+    launch    = host time to issue the forward's kernels (eager engines; 0 with CUDA graphs): overlaps the GPU,
+                step = max(gemm + attention + comm, launch) + overhead
     W_read: dense weights + experts touched by B tokens: E*(1-(1-K/E)^B) per MoE layer (uniform routing).
     """
     knobs = knobs or ServingKnobs()
@@ -505,7 +513,10 @@ def decode_step_parts(m: ModelArch, gpu: GpuSpec, batch, context, tp=1, pp=1,
     comm = 2.0 * m.num_layers * _allreduce_s(gpu, B * m.hidden_size * knobs.activation_bytes, t, knobs) \
         + _p2p_s(gpu, B * m.hidden_size * knobs.activation_bytes, pp)
     overhead = knobs.decode_step_overhead_s + 0.0 * B
-    return {"gemm": gemm, "attention": attention, "comm": comm, "overhead": overhead,
+    # host launch time not hidden behind the GPU work of the forward (0 when the GPU is the bottleneck)
+    launch_excess = np.maximum(knobs.host_launch_s - (gemm + attention + comm), 0.0)
+    return {"gemm": gemm, "attention": attention, "comm": comm, "overhead": overhead + launch_excess,
+            "launch_excess": launch_excess,
             "gemm_memory": w_read / (bw * gpu.hbm_efficiency), "gemm_compute": flops / rate,
             "attention_memory": kv_read / (bw * knobs.decode_attention_hbm_efficiency),
             "attention_compute": attn_flops / rate}
@@ -515,7 +526,8 @@ def decode_step_time_s(m: ModelArch, gpu: GpuSpec, batch, context, tp=1, pp=1,
                        weights: WeightDtype = WeightDtype.BF16, kv_dtype: KvDtype = KvDtype.BF16,
                        knobs: ServingKnobs | None = None, wbytes: float | None = None,
                        shapes: _Shapes | None = None):
-    """Seconds per decode step = gemm + attention + comm + overhead (see decode_step_parts).
+    """Seconds per decode step = max(gemm + attention + comm, launch) + overhead (see decode_step_parts; the
+    'overhead' part already carries the launch time the GPU work does not hide).
     With p pipeline stages a token passes every stage in turn: the step is the sum over stages (no overlap)."""
     parts = decode_step_parts(m, gpu, batch, context, tp, pp, weights, kv_dtype, knobs, wbytes, shapes)
     return parts["gemm"] + parts["attention"] + parts["comm"] + parts["overhead"]

@@ -148,7 +148,8 @@ class StepModel:
     step(T, n_seq, S, P) = max(W_read(T)/(BW*eta_hbm), (2*N_body*T + 2*V*h*n_seq)/t / R(T))   [weight GEMMs]
                          + max(S*kv_tok/(BW*eta_attn), S*f_attn/R(T))                         [decode attention]
                          + P*f_attn_pre/R(T)                                                    [prompt attention]
-                         + 2L*allreduce(T*h*2) + p2p + overhead
+                         + 2L*allreduce(T*h*2) + p2p
+    step = max(GPU part above, host_launch) + overhead   [eager engines: the host issues kernels while the GPU runs]
     T tokens in the step, n_seq sequences sampling a token, S sum of the decode sequences' (window-capped)
     contexts, P sum over prompt chunks of query-key pairs; R(T) achievable FLOP/s at T tokens (MAMF curve).
     The T-only parts are tabulated once (numpy) so a step costs a few scalar operations.
@@ -173,6 +174,7 @@ class StepModel:
         self.attn_flops_per_tok = 2.0 * L * model.num_heads * (sh.attn_dim_qk + sh.attn_dim_v) / t
         self.attn_flops_per_pair = 2.0 * L * model.num_heads * (sh.attn_dim_qk_prefill + (model.v_head_dim or model.head_dim)) / t
         self.overhead_s = float(knobs.decode_step_overhead_s)
+        self.launch_s = float(knobs.host_launch_s)
 
     def _dense_parts(self, T: np.ndarray) -> dict:
         m, g, s, k = self.model, self.gpu, self.setup, self.knobs
@@ -227,23 +229,26 @@ class StepModel:
         if tokens <= 0:
             return 0.0, 0.0, 0.0
         mem, body, lm, comm, rate = self._parts_at(tokens)
-        dense = max(mem, (body + lm * n_seq)) + comm + self.overhead_s
+        dense = max(mem, (body + lm * n_seq)) + comm
         dec_attn = max(ctx_sum * self.kv_read_s_per_tok, ctx_sum * self.attn_flops_per_tok / rate)
         pre_attn = pairs * self.attn_flops_per_pair / rate
+        # host launch time the GPU work does not hide is charged with the dense part (it scales with the forward)
+        dense += max(self.launch_s - (dense + dec_attn + pre_attn), 0.0) + self.overhead_s
         return dense + dec_attn + pre_attn, dense, dec_attn + pre_attn
 
     def decode_run(self, tokens: int, n_seq: int, ctx_sums: np.ndarray) -> np.ndarray:
         """Seconds of consecutive decode-only steps with the same T and n_seq and the given context sums."""
         mem, body, lm, comm, rate = self._parts_at(tokens)
-        dense = max(mem, body + lm * n_seq) + comm + self.overhead_s
-        return dense + np.maximum(ctx_sums * self.kv_read_s_per_tok, ctx_sums * self.attn_flops_per_tok / rate)
+        gpu = max(mem, body + lm * n_seq) + comm \
+            + np.maximum(ctx_sums * self.kv_read_s_per_tok, ctx_sums * self.attn_flops_per_tok / rate)
+        return np.maximum(gpu, self.launch_s) + self.overhead_s
 
     def prefill_batch_s(self, n_seq: int, prompt: int) -> float:
         """A padded static batch of n_seq prompts of `prompt` tokens in one forward."""
         T = n_seq * prompt
         mem, body, lm, comm, rate = self._parts_at(T)
-        return max(mem, body + lm * n_seq) + comm + self.overhead_s + \
-            n_seq * float(self.pairs(0, prompt)) * self.attn_flops_per_pair / rate
+        gpu = max(mem, body + lm * n_seq) + comm + n_seq * float(self.pairs(0, prompt)) * self.attn_flops_per_pair / rate
+        return max(gpu, self.launch_s) + self.overhead_s
 
 
 # --------------------------------------------------------------------------- results

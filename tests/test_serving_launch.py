@@ -71,3 +71,17 @@ def test_eager_decode_is_flat_in_batch_like_the_measured_trace():
     assert _tpot("hf-generate-compiled", 1) < eager[0] / 3
     # measured 11.10 ms; the hand-counted profile (not fitted) is within 35 % (documented miss ~28 %)
     assert eager[0] == pytest.approx(11.10e-3, rel=0.35)
+
+
+def test_eager_elementwise_bytes_hand_count():
+    """HF Llama eager, per token per layer (read + write, bf16 2 B / fp32 4 B): 2 RMSNorms 72h, rotary 20h + 20kv,
+    cache cat 8kv, contiguous 4h, residual adds 12h, SiLU * up 10f -> 108h + 28kv + 10f bytes. Llama-3.2-1B
+    (h 2048, kv_dim 512, ffn 8192, 16 layers), 32768 tokens: 166.4 GB of HBM traffic."""
+    from sizeup.core.inference import eager_elementwise_s
+
+    k = engine_profile("hf-generate").knobs(ServingKnobs(), M1.num_layers)
+    per_tok = 16 * (108 * 2048 + 28 * 512 + 10 * 8192)
+    assert per_tok * 32768 == pytest.approx(166.43e9, rel=1e-3)
+    expected = per_tok * 32768 / (H200.hbm_bytes_per_s * H200.hbm_efficiency)
+    assert float(eager_elementwise_s(M1, H200, 32768, 1, k)) == pytest.approx(expected)
+    assert float(eager_elementwise_s(M1, H200, 32768, 1, ServingKnobs())) == 0.0

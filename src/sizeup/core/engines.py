@@ -52,6 +52,7 @@ class EngineProfile:
     kernels_per_layer: int = 0
     kernels_per_forward: int = 0
     kernel_launch_s: float = 0.0
+    eager_elementwise_bytes: Mapping[str, float] = field(default_factory=dict)
     attention: str = "paged"
     decode_attention_hbm_efficiency: float = 0.7
     int4_kernel: str = "-"
@@ -103,9 +104,9 @@ class EngineProfile:
                     continue
                 spec = spec or SpeculativeDecoding()
                 continue
-            if key in ("id", "name", "version", "sources", "large_gpu", "small_gpu") or key not in {f.name for f in fields(self)}:
-                allowed = sorted(f.name for f in fields(self) if f.name not in ("id", "name", "version", "sources",
-                                                                                 "large_gpu", "small_gpu"))
+            if key in ("id", "name", "version", "sources", "large_gpu", "small_gpu", "eager_elementwise_bytes") or key not in {f.name for f in fields(self)}:
+                allowed = sorted(f.name for f in fields(self) if f.name not in (
+                    "id", "name", "version", "sources", "large_gpu", "small_gpu", "eager_elementwise_bytes"))
                 raise SizeupError(f"--engine-opt {key!r} is not an engine field; one of: {', '.join(allowed)}")
             changes[key] = _typed(key, text, getattr(self, key))
         out = replace(self, **changes, speculative=spec)
@@ -145,7 +146,10 @@ class EngineProfile:
             # eager forward: host time to issue (kernels/layer x L + kernels outside the layers) launches; it overlaps
             # the GPU work (core.inference ServingKnobs.host_launch_s). CUDA graphs replay the forward in one launch.
             launch = (int(self.kernels_per_layer) * num_layers + int(self.kernels_per_forward)) * float(self.kernel_launch_s)
-        return base.with_(host_launch_s=launch, max_num_batched_tokens=int(self.max_num_batched_tokens),
+        ew = self.eager_elementwise_bytes or {}
+        return base.with_(host_launch_s=launch,
+                          eager_elementwise_bytes=(float(ew.get("hidden", 0.0)), float(ew.get("kv", 0.0)),
+                                                   float(ew.get("ffn", 0.0))), max_num_batched_tokens=int(self.max_num_batched_tokens),
                           max_num_seqs=int(self.max_num_seqs),
                           block_size_tokens=max(1, int(self.block_size_tokens)),
                           decode_step_overhead_s=overhead,

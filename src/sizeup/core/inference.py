@@ -113,6 +113,10 @@ class ServingKnobs:
     forward x seconds per kernel launch (engine profile). The GPU runs the kernels as they arrive, so a forward
     takes max(GPU time, host_launch_s): a small batch is launch-bound (PyTorch blog 'Accelerating Generative AI
     with PyTorch II: GPT, Fast', 2023: the eager baseline 'is heavily CPU overhead bound')."""
+    eager_elementwise_bytes: Sequence[float] = (0.0, 0.0, 0.0)
+    """Unfused elementwise kernels of an eager engine: HBM bytes per token per layer = a*h + b*kv_dim + c*ffn
+    (16-bit activations; fp32 intermediates count 4 B). Each unfused op reads and writes its whole tensor
+    (Ivanov et al. 2021 'Data Movement Is All You Need': element-wise ops are memory-bound); fused engines 0."""
     utilization: float = 0.5
     int4_weight_read_efficiency: float = 1.0
     """W4A16 decode GEMV: fraction of the 16-bit weight-streaming bandwidth reached while dequantising int4
@@ -416,6 +420,17 @@ def _p2p_s(gpu: GpuSpec, payload_bytes, pp):
 # --------------------------------------------------------------------------- kernels (array-agnostic)
 
 
+def eager_elementwise_s(m: ModelArch, gpu: GpuSpec, tokens, tp, knobs: ServingKnobs):
+    """Seconds of an eager engine's unfused elementwise passes over `tokens` tokens (all layers, one TP rank):
+    T * L * (a*h + b*kv_dim + c*ffn) / t / (BW * eta_hbm)  (coefficients: ServingKnobs.eager_elementwise_bytes)."""
+    a, b, c = (float(x) for x in knobs.eager_elementwise_bytes)
+    if not (a or b or c):
+        return 0.0 * np.asarray(tokens, dtype=float)
+    ffn = m.ffn_size or m.expert_ffn_size * max(1, m.experts_per_token)
+    per_tok = m.num_layers * (a * m.hidden_size + b * m.kv_dim + c * ffn)
+    return np.asarray(tokens, dtype=float) * per_tok / np.asarray(tp, dtype=float) / (gpu.hbm_bytes_per_s * gpu.hbm_efficiency)
+
+
 def prefill_time_s(m: ModelArch, gpu: GpuSpec, prompt_len, n_seqs, tp=1, pp=1,
                    weights: WeightDtype = WeightDtype.BF16, knobs: ServingKnobs | None = None,
                    wbytes: float | None = None, shapes: _Shapes | None = None):
@@ -450,8 +465,10 @@ def prefill_time_s(m: ModelArch, gpu: GpuSpec, prompt_len, n_seqs, tp=1, pp=1,
     # plus (p-1) point-to-point sends of the activations between stages.
     comm = 2.0 * m.num_layers * _allreduce_s(gpu, tokens * m.hidden_size * knobs.activation_bytes, t, knobs) \
         + _p2p_s(gpu, tokens * m.hidden_size * knobs.activation_bytes, p)
-    # eager engines: the host issues the forward's kernels while the GPU runs them; the slower of the two wins
-    return np.maximum(np.maximum(compute, memory) + comm, knobs.host_launch_s)
+    # eager engines: unfused elementwise passes add HBM time; the host issues the forward's kernels while the GPU
+    # runs them, the slower of the two wins
+    gpu_s = np.maximum(compute, memory) + comm + eager_elementwise_s(m, gpu, tokens, t, knobs)
+    return np.maximum(gpu_s, knobs.host_launch_s)
 
 
 def _linear_read_bytes(m: ModelArch, sh: "_Shapes", weights: WeightDtype, knobs: ServingKnobs, batch):
@@ -513,6 +530,8 @@ def decode_step_parts(m: ModelArch, gpu: GpuSpec, batch, context, tp=1, pp=1,
     comm = 2.0 * m.num_layers * _allreduce_s(gpu, B * m.hidden_size * knobs.activation_bytes, t, knobs) \
         + _p2p_s(gpu, B * m.hidden_size * knobs.activation_bytes, pp)
     overhead = knobs.decode_step_overhead_s + 0.0 * B
+    # eager engines: unfused elementwise passes over the B new tokens' activations (HBM time, with the comm part)
+    comm = comm + eager_elementwise_s(m, gpu, B, t, knobs)
     # host launch time not hidden behind the GPU work of the forward (0 when the GPU is the bottleneck)
     launch_excess = np.maximum(knobs.host_launch_s - (gemm + attention + comm), 0.0)
     return {"gemm": gemm, "attention": attention, "comm": comm, "overhead": overhead + launch_excess,

@@ -85,3 +85,56 @@ def test_eager_elementwise_bytes_hand_count():
     expected = per_tok * 32768 / (H200.hbm_bytes_per_s * H200.hbm_efficiency)
     assert float(eager_elementwise_s(M1, H200, 32768, 1, k)) == pytest.approx(expected)
     assert float(eager_elementwise_s(M1, H200, 32768, 1, ServingKnobs())) == 0.0
+
+
+# --------------------------------------------------------------------------- TurboMind v0.1: first token from decode
+
+
+def test_release_line_profile_is_picked_by_the_stated_version():
+    from sizeup.catalog.engines import engine_profile_for_version
+
+    assert engine_profile_for_version("lmdeploy", "v0.1.0a1").id == "lmdeploy-0.1"
+    assert engine_profile_for_version("turbomind", "0.1.0").id == "lmdeploy-0.1"
+    assert engine_profile_for_version("lmdeploy", "v0.6.2").id == "lmdeploy"
+    assert engine_profile_for_version("lmdeploy", None).id == "lmdeploy"
+    assert engine_profile_for_version("vllm", "v0.6.0").id == "vllm"
+
+
+def _lone(engine: str, s: int, n: int = 16):
+    from sizeup.core.serving_sim import Scheduler, Workload, simulate
+
+    m, g = CAT.model("llama-2-7b"), CAT.gpu("a100-80gb")
+    prof = engine_profile(engine).for_gpu(g)
+    k = prof.knobs(ServingKnobs(), m.num_layers)
+    wl = Workload(np.array([s]), np.array([n]), None, 1, None)
+    return m, g, k, simulate(m, g, ServeSetup(prompt_len=s, output_len=n), k, Scheduler.from_engine(prof, k), wl)
+
+
+def test_first_token_from_decode_step_hand_derivation():
+    """TurboMind v0.1 (LlamaBatch::ContextDecode skips the last prompt token, 'will process with decoder later'):
+    a lone request's TTFT = prefill(s - 1) + step overhead + one decode step at context s, i.e. the ordinary
+    TTFT plus one decode step. The source's own table (LMDeploy a100_fp16.md, v0.1.0a1, Llama-2-7B, batch 1) shows
+    the same structure: a 1-token prompt's FTL 0.011 s is one decode step (50 % latency 0.009 s), a 128-token
+    prompt's 0.022 s is the 127-token prefill plus that step."""
+    m, g, k, res = _lone("lmdeploy-0.1", 512)
+    expected = float(prefill_time_s(m, g, 511, 1, knobs=k)) + k.decode_step_overhead_s \
+        + float(decode_step_time_s(m, g, 1, 511, knobs=k))
+    assert float(res.ttft_s[0]) == pytest.approx(expected, rel=1e-3)
+    # 16 output tokens: 16 decode steps after the prefill (not 15)
+    steps = float(res.e2e_s[0]) - (float(prefill_time_s(m, g, 511, 1, knobs=k)) + k.decode_step_overhead_s)
+    assert steps == pytest.approx(16 * float(decode_step_time_s(m, g, 1, 519, knobs=k)), rel=0.02)
+
+
+def test_lockstep_clients_under_kv_pressure_make_progress():
+    """64 closed-loop clients of 128 + 2048 tokens do not fit the KV cache of Llama-2-7B on an A100-80GB together:
+    requests are preempted; the admission headroom (room for every running decode's next KV block) keeps the
+    re-admitted ones from being preempted again at once, so the run ends in a bounded number of steps."""
+    from sizeup.core.serving_sim import Scheduler, Workload, simulate
+
+    m, g = CAT.model("llama-2-7b"), CAT.gpu("a100-80gb")
+    prof = engine_profile("lmdeploy-0.1").for_gpu(g)
+    k = prof.knobs(ServingKnobs(), m.num_layers)
+    wl = Workload(np.full(128, 128), np.full(128, 2048), None, 64, None)
+    res = simulate(m, g, ServeSetup(prompt_len=128, output_len=2048), k, Scheduler.from_engine(prof, k), wl)
+    assert res.completed == 128
+    assert res.steps < 3 * 2048 * 128 / 32  # far fewer steps than one per request-token at 32 in flight

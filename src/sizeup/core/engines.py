@@ -53,6 +53,7 @@ class EngineProfile:
     kernels_per_forward: int = 0
     kernel_launch_s: float = 0.0
     eager_elementwise_bytes: Mapping[str, float] = field(default_factory=dict)
+    first_token_from_decode: bool = False
     attention: str = "paged"
     decode_attention_hbm_efficiency: float = 0.7
     int4_kernel: str = "-"

@@ -128,6 +128,9 @@ class Scheduler:
     spec_tokens: int = 0
     spec_tokens_per_step: float = 1.0
     spec_draft_cost_ratio: float = 0.0
+    first_token_from_decode: bool = False
+    """The prefill covers the prompt but its last token; the first output token comes from the next decode step
+    (TurboMind v0.1 LlamaBatch::ContextDecode: 'skip last input token (will process with decoder later)')."""
 
     @classmethod
     def from_engine(cls, engine, knobs: ServingKnobs, batch: int | None = None) -> "Scheduler":
@@ -136,7 +139,7 @@ class Scheduler:
         return cls(engine.batching, bool(engine.chunked_prefill), bool(engine.mix_prefill_decode),
                    int(knobs.max_num_batched_tokens), max(1, seqs), int(knobs.block_size_tokens), engine.kv_policy,
                    spec.num_tokens if spec else 0, spec.tokens_per_step if spec else 1.0,
-                   spec.draft_cost_ratio if spec else 0.0)
+                   spec.draft_cost_ratio if spec else 0.0, bool(getattr(engine, "first_token_from_decode", False)))
 
 
 # --------------------------------------------------------------------------- step model
@@ -405,10 +408,13 @@ def _simulate_continuous(sm: StepModel, sched: Scheduler, wl: Workload, cap: flo
         issued = min(N, int(wl.concurrency))
         for i in range(issued):
             arr_l[i] = 0.0
-    first = [math.nan] * N
+    first = np.full(N, math.nan)
     finish = [math.nan] * N
     kvlen = np.zeros(N, dtype=float)       # tokens whose KV is stored
-    target = [float(x) for x in pl_l]      # prompt tokens to (re)compute before decoding
+    ftd = bool(sched.first_token_from_decode)
+    # first token from the decode step: the prefill covers the prompt but its last token (at least 1 token kept
+    # so that every request has a prefill step)
+    target = [float(max(x - 1, 1)) if ftd else float(x) for x in pl_l]  # prompt tokens to (re)compute
     gen = np.zeros(N, dtype=float)         # output tokens emitted
     held = np.zeros(N, dtype=float)        # KV bytes held (preempt: computed tokens; reserve: prompt + output)
     is_done = np.zeros(N, dtype=bool)
@@ -455,7 +461,7 @@ def _simulate_continuous(sm: StepModel, sched: Scheduler, wl: Workload, cap: flo
                 used -= float(held[victim])
                 held[victim] = 0.0
                 kvlen[victim] = 0.0
-                target[victim] = float(pl_l[victim] + math.floor(gen[victim]))
+                target[victim] = float(pl_l[victim] + math.floor(gen[victim]) - (1 if ftd else 0))
                 if victim in pend:
                     pend.remove(victim)
                 else:
@@ -467,6 +473,12 @@ def _simulate_continuous(sm: StepModel, sched: Scheduler, wl: Workload, cap: flo
             growth = 0.0
         budget = budget0
         head_ok = False
+        # admission headroom: room for every running decode's next KV block, so that a request admitted now is not
+        # the victim of the next block boundary the (often lockstep) decodes cross together - an admit/preempt
+        # cycle that makes no progress when the first token comes from a decode step
+        room = growth
+        if not reserve and n_dec_all and waiting:
+            room = max(growth, float(kv.vec(kvlen[dec] + kv.blk).sum() - held[dec].sum()))
         if waiting and n_run < max_seqs:
             i = waiting[0]
             if reserve:
@@ -474,13 +486,15 @@ def _simulate_continuous(sm: StepModel, sched: Scheduler, wl: Workload, cap: flo
             else:
                 x = target[i] - kvlen[i]
                 x = min(x, budget0) if chunked else x
-                head_ok = used + growth + kv.one(kvlen[i] + x) - held[i] <= cap
+                head_ok = used + room + kv.one(kvlen[i] + x) - held[i] <= cap
         prefill_mode = bool(pend) or head_ok
         n_dec = n_dec_all if (mix or not prefill_mode) else 0
         budget -= n_dec * k1
         chunks: list[tuple[int, float, float]] = []
         if prefill_mode:
-            avail = cap - used - (growth if n_dec else 0.0)
+            # keep room for the running decodes' next tokens even when this step pauses them: a request admitted into
+            # that room would be preempted by the next decode step (admit-preempt livelock)
+            avail = cap - used - room
             for i in list(pend):
                 if budget <= 0:
                     break
@@ -590,6 +604,11 @@ def _simulate_continuous(sm: StepModel, sched: Scheduler, wl: Workload, cap: flo
                 step_gen = np.minimum(E, ol[dec_now] - gen[dec_now])
         area_run += n_run * dur
         area_queue += n_wait * dur
+        if ftd and n_dec:
+            # requests whose prompt finished wait for this decode step's first token (end of its first step)
+            fresh = dec_now[np.isnan(first[dec_now])]
+            if fresh.size:
+                first[fresh] = t + (float(durs[0]) if not chunks else dur)
         t += dur
         busy += dur
         pre_s += min(pre_part, dur)
@@ -613,11 +632,14 @@ def _simulate_continuous(sm: StepModel, sched: Scheduler, wl: Workload, cap: flo
                 used += h - held[i]
                 held[i] = h
             if kvlen[i] >= target[i] - 1e-9:
+                pend.remove(i)
+                if ftd:
+                    joined.append(i)  # the next decode step processes the last prompt token and samples
+                    continue
                 # the last prompt chunk samples the next token (the first one, or the next after a recompute)
                 if first[i] != first[i]:
                     first[i] = t
                 gen[i] += 1.0
-                pend.remove(i)
                 if gen[i] >= ol_l[i] - 1e-9:
                     fin.append(i)
                 else:
@@ -639,7 +661,7 @@ def _simulate_continuous(sm: StepModel, sched: Scheduler, wl: Workload, cap: flo
                         issued += 1
         if joined:
             dec = np.concatenate([dec, np.array(joined, dtype=np.int64)])
-    return _result(wl, np.array(arr_l), np.array(first), np.array(finish), busy, pre_s, dec_s, computed, preempt,
+    return _result(wl, np.array(arr_l), first, np.array(finish), busy, pre_s, dec_s, computed, preempt,
                    steps, itl_v, itl_w, area_run, area_queue)
 
 

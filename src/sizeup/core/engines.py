@@ -54,6 +54,7 @@ class EngineProfile:
     kernel_launch_s: float = 0.0
     eager_elementwise_bytes: Mapping[str, float] = field(default_factory=dict)
     first_token_from_decode: bool = False
+    kv_cache_blocks: int = 0
     attention: str = "paged"
     decode_attention_hbm_efficiency: float = 0.7
     int4_kernel: str = "-"
@@ -129,7 +130,7 @@ class EngineProfile:
             if not 0 < v <= 1:
                 raise SizeupError(f"engine {self.id}: {name} must be in (0, 1], got {v}")
         for name in ("step_overhead_s", "launch_overhead_per_layer_s", "kernel_launch_s", "kernels_per_layer",
-                     "kernels_per_forward"):
+                     "kernels_per_forward", "kv_cache_blocks"):
             if float(getattr(self, name)) < 0:
                 raise SizeupError(f"engine {self.id}: {name} must be >= 0")
         if self.speculative is not None:
@@ -148,7 +149,7 @@ class EngineProfile:
             # the GPU work (core.inference ServingKnobs.host_launch_s). CUDA graphs replay the forward in one launch.
             launch = (int(self.kernels_per_layer) * num_layers + int(self.kernels_per_forward)) * float(self.kernel_launch_s)
         ew = self.eager_elementwise_bytes or {}
-        return base.with_(host_launch_s=launch,
+        return base.with_(host_launch_s=launch, kv_cache_blocks=int(self.kv_cache_blocks),
                           eager_elementwise_bytes=(float(ew.get("hidden", 0.0)), float(ew.get("kv", 0.0)),
                                                    float(ew.get("ffn", 0.0))), max_num_batched_tokens=int(self.max_num_batched_tokens),
                           max_num_seqs=int(self.max_num_seqs),

@@ -113,6 +113,9 @@ class ServingKnobs:
     forward x seconds per kernel launch (engine profile). The GPU runs the kernels as they arrive, so a forward
     takes max(GPU time, host_launch_s): a small batch is launch-bound (PyTorch blog 'Accelerating Generative AI
     with PyTorch II: GPT, Fast', 2023: the eager baseline 'is heavily CPU overhead bound')."""
+    kv_cache_blocks: int = 0
+    """KV blocks the engine allocates when its launch sets a count (TurboMind cache_max_entry_count >= 1 = blocks,
+    vLLM --num-gpu-blocks-override); 0 = sized from gpu_memory_utilization (kv_budget_bytes)."""
     eager_elementwise_bytes: Sequence[float] = (0.0, 0.0, 0.0)
     """Unfused elementwise kernels of an eager engine: HBM bytes per token per layer = a*h + b*kv_dim + c*ffn
     (16-bit activations; fp32 intermediates count 4 B). Each unfused op reads and writes its whole tensor

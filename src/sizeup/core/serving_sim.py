@@ -342,6 +342,10 @@ class SimInfeasible(SizeupError):
 
 
 def kv_capacity_bytes(model: ModelArch, gpu: GpuSpec, setup: ServeSetup, knobs: ServingKnobs) -> float:
+    if int(knobs.kv_cache_blocks) > 0:
+        # the engine's own block count (one GPU's share of blocks x block_size tokens)
+        tokens = int(knobs.kv_cache_blocks) * max(1, int(knobs.block_size_tokens))
+        return float(kv_bytes_per_sequence(model, tokens, setup.kv_dtype, setup.tp, setup.pp, 1))
     wb = weight_bytes(model, setup.weights, knobs.quant_group_size).total_bytes
     return float(kv_budget_bytes(model, gpu.memory_bytes, setup.tp, setup.pp, wb, knobs))
 

@@ -27,6 +27,12 @@ def test_host_launch_time_is_kernels_times_launch_cost():
     assert prof.kernels_per_layer == 41  # 2 x 8 (RMSNorm) + 4 proj + 2 x 5 rotary + 2 cat + sdpa + contiguous + 2 add + 5 MLP
     for eng in ("vllm", "sglang", "trtllm", "gpt-fast", "hf-generate-compiled"):
         assert engine_profile(eng).knobs(ServingKnobs(), 32).host_launch_s == 0.0
+    # transformers' compiled generate captures the decode forward only: its prefill is the eager one
+    comp = engine_profile("hf-generate-compiled").knobs(ServingKnobs(), 16)
+    assert comp.prefill_host_launch_s == pytest.approx(k.host_launch_s)
+    assert tuple(comp.prefill_eager_elementwise_bytes) == (108.0, 28.0, 10.0)
+    assert tuple(comp.eager_elementwise_bytes) == (0.0, 0.0, 0.0)
+    assert float(prefill_time_s(M1, H200, 8, 1, knobs=comp)) == pytest.approx(float(prefill_time_s(M1, H200, 8, 1, knobs=k)))
 
 
 def test_launch_bound_step_is_launch_plus_overhead():

@@ -55,6 +55,7 @@ class EngineProfile:
     eager_elementwise_bytes: Mapping[str, float] = field(default_factory=dict)
     first_token_from_decode: bool = False
     kv_cache_blocks: int = 0
+    eager_prefill: bool = False
     attention: str = "paged"
     decode_attention_hbm_efficiency: float = 0.7
     int4_kernel: str = "-"
@@ -142,16 +143,21 @@ class EngineProfile:
     def knobs(self, base: ServingKnobs, num_layers: int) -> ServingKnobs:
         """The step-model knobs this engine implies (memory knobs such as gpu_memory_utilization stay as given)."""
         overhead = float(self.step_overhead_s)
-        launch = 0.0
+        # eager forward: host time to issue (kernels/layer x L + kernels outside the layers) launches; it overlaps
+        # the GPU work (core.inference ServingKnobs.host_launch_s). CUDA graphs replay the forward in one launch
+        # and run fused kernels (no unfused elementwise passes).
+        eager_launch = (int(self.kernels_per_layer) * num_layers + int(self.kernels_per_forward)) * float(self.kernel_launch_s)
+        ew = self.eager_elementwise_bytes or {}
+        eager_ew = (float(ew.get("hidden", 0.0)), float(ew.get("kv", 0.0)), float(ew.get("ffn", 0.0)))
         if not self.cuda_graphs:
             overhead += float(self.launch_overhead_per_layer_s) * num_layers
-            # eager forward: host time to issue (kernels/layer x L + kernels outside the layers) launches; it overlaps
-            # the GPU work (core.inference ServingKnobs.host_launch_s). CUDA graphs replay the forward in one launch.
-            launch = (int(self.kernels_per_layer) * num_layers + int(self.kernels_per_forward)) * float(self.kernel_launch_s)
-        ew = self.eager_elementwise_bytes or {}
-        return base.with_(host_launch_s=launch, kv_cache_blocks=int(self.kv_cache_blocks),
-                          eager_elementwise_bytes=(float(ew.get("hidden", 0.0)), float(ew.get("kv", 0.0)),
-                                                   float(ew.get("ffn", 0.0))), max_num_batched_tokens=int(self.max_num_batched_tokens),
+        eager_decode = not self.cuda_graphs
+        eager_pre = eager_decode or bool(self.eager_prefill)
+        return base.with_(host_launch_s=eager_launch if eager_decode else 0.0,
+                          prefill_host_launch_s=eager_launch if eager_pre else 0.0,
+                          eager_elementwise_bytes=eager_ew if eager_decode else (0.0, 0.0, 0.0),
+                          prefill_eager_elementwise_bytes=eager_ew if eager_pre else (0.0, 0.0, 0.0),
+                          kv_cache_blocks=int(self.kv_cache_blocks), max_num_batched_tokens=int(self.max_num_batched_tokens),
                           max_num_seqs=int(self.max_num_seqs),
                           block_size_tokens=max(1, int(self.block_size_tokens)),
                           decode_step_overhead_s=overhead,

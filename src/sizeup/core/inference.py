@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping, Optional, Sequence
 
 import numpy as np
 
@@ -113,6 +113,11 @@ class ServingKnobs:
     forward x seconds per kernel launch (engine profile). The GPU runs the kernels as they arrive, so a forward
     takes max(GPU time, host_launch_s): a small batch is launch-bound (PyTorch blog 'Accelerating Generative AI
     with PyTorch II: GPT, Fast', 2023: the eager baseline 'is heavily CPU overhead bound')."""
+    prefill_host_launch_s: float = -1.0
+    """Host launch time of a prefill forward; < 0 = host_launch_s (an engine that captures only the decode forward
+    as CUDA graphs, e.g. transformers' compiled generate, runs its prefill eager)."""
+    prefill_eager_elementwise_bytes: Optional[Sequence[float]] = None
+    """Unfused elementwise bytes (as eager_elementwise_bytes) of a prefill forward; None = eager_elementwise_bytes."""
     kv_cache_blocks: int = 0
     """KV blocks the engine allocates when its launch sets a count (TurboMind cache_max_entry_count >= 1 = blocks,
     vLLM --num-gpu-blocks-override); 0 = sized from gpu_memory_utilization (kv_budget_bytes)."""
@@ -423,6 +428,17 @@ def _p2p_s(gpu: GpuSpec, payload_bytes, pp):
 # --------------------------------------------------------------------------- kernels (array-agnostic)
 
 
+def prefill_view(knobs: ServingKnobs) -> ServingKnobs:
+    """The knobs a prefill forward runs with: its own host launch time and elementwise bytes when the engine sets
+    them apart from the decode forward's (prefill eager, decode replayed as CUDA graphs)."""
+    changes: dict[str, Any] = {}
+    if knobs.prefill_host_launch_s >= 0:
+        changes["host_launch_s"] = knobs.prefill_host_launch_s
+    if knobs.prefill_eager_elementwise_bytes is not None:
+        changes["eager_elementwise_bytes"] = tuple(knobs.prefill_eager_elementwise_bytes)
+    return knobs.with_(**changes) if changes else knobs
+
+
 def eager_elementwise_s(m: ModelArch, gpu: GpuSpec, tokens, tp, knobs: ServingKnobs):
     """Seconds of an eager engine's unfused elementwise passes over `tokens` tokens (all layers, one TP rank):
     T * L * (a*h + b*kv_dim + c*ffn) / t / (BW * eta_hbm)  (coefficients: ServingKnobs.eager_elementwise_bytes)."""
@@ -444,7 +460,7 @@ def prefill_time_s(m: ModelArch, gpu: GpuSpec, prompt_len, n_seqs, tp=1, pp=1,
     time  = max(FLOPs/t / (peak*eta_mm), W/(t*p) / (BW*eta_hbm)) summed over p stages
             + 2*L all-reduces of B*s*h activations (Megatron TP, Shoeybi et al. 2019 Sec 3).
     """
-    knobs = knobs or ServingKnobs()
+    knobs = prefill_view(knobs or ServingKnobs())
     sh = shapes or _shapes(m)
     wb = wbytes if wbytes is not None else weight_bytes(m, weights, knobs.quant_group_size).total_bytes
     s = np.asarray(prompt_len, dtype=float)

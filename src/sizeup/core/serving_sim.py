@@ -34,7 +34,7 @@ import numpy as np
 
 from sizeup.core.inference import (
     LengthDist, ServeSetup, ServingKnobs, WeightDtype, _allreduce_s, _compute_rate, _p2p_s, _shapes,
-    decode_step_parts, kv_budget_bytes, kv_bytes_per_sequence, kv_bytes_per_token_per_layer, kv_tp_fraction,
+    decode_step_parts, eager_elementwise_s, kv_budget_bytes, prefill_view, kv_bytes_per_sequence, kv_bytes_per_token_per_layer, kv_tp_fraction,
     weight_bytes, window_layers,
 )
 from sizeup.core.types import GpuSpec, ModelArch
@@ -178,6 +178,12 @@ class StepModel:
         self.attn_flops_per_pair = 2.0 * L * model.num_heads * (sh.attn_dim_qk_prefill + (model.v_head_dim or model.head_dim)) / t
         self.overhead_s = float(knobs.decode_step_overhead_s)
         self.launch_s = float(knobs.host_launch_s)
+        # prefill forwards may run eager while decodes replay CUDA graphs (core.inference.prefill_view): their own
+        # launch time and, per prompt token, the elementwise seconds they add over a decode token's
+        pk = prefill_view(knobs)
+        self.prefill_launch_s = float(pk.host_launch_s)
+        self.ew_extra_per_prompt_tok = float(eager_elementwise_s(model, gpu, 1.0, setup.tp, pk)) \
+            - float(eager_elementwise_s(model, gpu, 1.0, setup.tp, knobs))
 
     def _dense_parts(self, T: np.ndarray) -> dict:
         m, g, s, k = self.model, self.gpu, self.setup, self.knobs
@@ -227,16 +233,19 @@ class StepModel:
         L = self.model.num_layers
         return ((L - self.n_w) * full + self.n_w * win) / L
 
-    def time(self, tokens: int, n_seq: int, ctx_sum: float, pairs: float) -> tuple[float, float, float]:
-        """(seconds, seconds charged to prompt tokens, seconds charged to decode tokens) of one step."""
+    def time(self, tokens: int, n_seq: int, ctx_sum: float, pairs: float,
+             prompt_tokens: float = 0.0) -> tuple[float, float, float]:
+        """(seconds, seconds charged to prompt tokens, seconds charged to decode tokens) of one step;
+        `prompt_tokens` of the `tokens` are prompt-chunk tokens (the step is a prefill forward)."""
         if tokens <= 0:
             return 0.0, 0.0, 0.0
         mem, body, lm, comm, rate = self._parts_at(tokens)
-        dense = max(mem, (body + lm * n_seq)) + comm
+        dense = max(mem, (body + lm * n_seq)) + comm + prompt_tokens * self.ew_extra_per_prompt_tok
         dec_attn = max(ctx_sum * self.kv_read_s_per_tok, ctx_sum * self.attn_flops_per_tok / rate)
         pre_attn = pairs * self.attn_flops_per_pair / rate
+        launch = self.prefill_launch_s if prompt_tokens > 0 else self.launch_s
         # host launch time the GPU work does not hide is charged with the dense part (it scales with the forward)
-        dense += max(self.launch_s - (dense + dec_attn + pre_attn), 0.0) + self.overhead_s
+        dense += max(launch - (dense + dec_attn + pre_attn), 0.0) + self.overhead_s
         return dense + dec_attn + pre_attn, dense, dec_attn + pre_attn
 
     def decode_run(self, tokens: int, n_seq: int, ctx_sums: np.ndarray) -> np.ndarray:
@@ -250,8 +259,9 @@ class StepModel:
         """A padded static batch of n_seq prompts of `prompt` tokens in one forward."""
         T = n_seq * prompt
         mem, body, lm, comm, rate = self._parts_at(T)
-        gpu = max(mem, body + lm * n_seq) + comm + n_seq * float(self.pairs(0, prompt)) * self.attn_flops_per_pair / rate
-        return max(gpu, self.launch_s) + self.overhead_s
+        gpu = max(mem, body + lm * n_seq) + comm + T * self.ew_extra_per_prompt_tok \
+            + n_seq * float(self.pairs(0, prompt)) * self.attn_flops_per_pair / rate
+        return max(gpu, self.prefill_launch_s) + self.overhead_s
 
 
 # --------------------------------------------------------------------------- results
@@ -587,7 +597,7 @@ def _simulate_continuous(sm: StepModel, sched: Scheduler, wl: Workload, cap: flo
             dur = dt
             pre_part = 0.0
         else:
-            dur, dense, attn = sm.time(tokens, n_dec + len(chunks), ctx_sum, 0.0)
+            dur, dense, attn = sm.time(tokens, n_dec + len(chunks), ctx_sum, 0.0, n_pre)
             pairs = 0.0
             for c in chunks:
                 pairs += float(sm.pairs(c[2], c[1]))

@@ -144,3 +144,16 @@ def test_lockstep_clients_under_kv_pressure_make_progress():
     res = simulate(m, g, ServeSetup(prompt_len=128, output_len=2048), k, Scheduler.from_engine(prof, k), wl)
     assert res.completed == 128
     assert res.steps < 3 * 2048 * 128 / 32  # far fewer steps than one per request-token at 32 in flight
+
+
+def test_closed_form_ttft_carries_the_first_decode_step():
+    """infer's closed form: with first_token_from_decode the TTFT is one decode step longer (nothing else moves)."""
+    from sizeup.core.inference import estimate_inference
+
+    m, g = CAT.model("llama-2-7b"), CAT.gpu("a100-80gb")
+    k = engine_profile("lmdeploy-0.1").for_gpu(g).knobs(ServingKnobs(), m.num_layers)
+    setup = ServeSetup(prompt_len=512, output_len=64, batch=8)
+    a = estimate_inference(m, g, setup, k)
+    b = estimate_inference(m, g, setup, k.with_(first_token_from_decode=False))
+    assert a.ttft_s - b.ttft_s == pytest.approx(a.tpot_s)
+    assert a.tpot_s == pytest.approx(b.tpot_s) and a.output_tokens_per_s == pytest.approx(b.output_tokens_per_s)

@@ -118,6 +118,8 @@ class ServingKnobs:
     as CUDA graphs, e.g. transformers' compiled generate, runs its prefill eager)."""
     prefill_eager_elementwise_bytes: Optional[Sequence[float]] = None
     """Unfused elementwise bytes (as eager_elementwise_bytes) of a prefill forward; None = eager_elementwise_bytes."""
+    first_token_from_decode: bool = False
+    """The prefill stops one prompt token short; the next decode step samples the first token (engine profile)."""
     kv_cache_blocks: int = 0
     """KV blocks the engine allocates when its launch sets a count (TurboMind cache_max_entry_count >= 1 = blocks,
     vLLM --num-gpu-blocks-override); 0 = sized from gpu_memory_utilization (kv_budget_bytes)."""
@@ -739,6 +741,8 @@ def estimate_inference(
         total = prefill_amortised * B + n * step_s
         out_tps = B * n / total
         gpu_time_prefill_per_req = prefill_amortised
+    if knobs.first_token_from_decode:
+        ttft += step_s  # TurboMind v0.1: the decode step after the prefill samples the first token
     tpot = step_s
     e2e = ttft + (n - 1) * step_s
     in_tps = out_tps * s / max(n, 1)

@@ -139,7 +139,7 @@ class Scheduler:
         return cls(engine.batching, bool(engine.chunked_prefill), bool(engine.mix_prefill_decode),
                    int(knobs.max_num_batched_tokens), max(1, seqs), int(knobs.block_size_tokens), engine.kv_policy,
                    spec.num_tokens if spec else 0, spec.tokens_per_step if spec else 1.0,
-                   spec.draft_cost_ratio if spec else 0.0, bool(getattr(engine, "first_token_from_decode", False)))
+                   spec.draft_cost_ratio if spec else 0.0, bool(getattr(engine, "first_token_from_decode", False)) or bool(knobs.first_token_from_decode))
 
 
 # --------------------------------------------------------------------------- step model

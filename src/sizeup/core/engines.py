@@ -107,7 +107,8 @@ class EngineProfile:
                     continue
                 spec = spec or SpeculativeDecoding()
                 continue
-            if key in ("id", "name", "version", "sources", "large_gpu", "small_gpu", "eager_elementwise_bytes") or key not in {f.name for f in fields(self)}:
+            fixed = ("id", "name", "version", "sources", "large_gpu", "small_gpu", "eager_elementwise_bytes")
+            if key in fixed or key not in {f.name for f in fields(self)}:
                 allowed = sorted(f.name for f in fields(self) if f.name not in (
                     "id", "name", "version", "sources", "large_gpu", "small_gpu", "eager_elementwise_bytes"))
                 raise SizeupError(f"--engine-opt {key!r} is not an engine field; one of: {', '.join(allowed)}")
@@ -146,7 +147,8 @@ class EngineProfile:
         # eager forward: host time to issue (kernels/layer x L + kernels outside the layers) launches; it overlaps
         # the GPU work (core.inference ServingKnobs.host_launch_s). CUDA graphs replay the forward in one launch
         # and run fused kernels (no unfused elementwise passes).
-        eager_launch = (int(self.kernels_per_layer) * num_layers + int(self.kernels_per_forward)) * float(self.kernel_launch_s)
+        kernels = int(self.kernels_per_layer) * num_layers + int(self.kernels_per_forward)
+        eager_launch = kernels * float(self.kernel_launch_s)
         ew = self.eager_elementwise_bytes or {}
         eager_ew = (float(ew.get("hidden", 0.0)), float(ew.get("kv", 0.0)), float(ew.get("ffn", 0.0)))
         if not self.cuda_graphs:

@@ -449,7 +449,8 @@ def eager_elementwise_s(m: ModelArch, gpu: GpuSpec, tokens, tp, knobs: ServingKn
         return 0.0 * np.asarray(tokens, dtype=float)
     ffn = m.ffn_size or m.expert_ffn_size * max(1, m.experts_per_token)
     per_tok = m.num_layers * (a * m.hidden_size + b * m.kv_dim + c * ffn)
-    return np.asarray(tokens, dtype=float) * per_tok / np.asarray(tp, dtype=float) / (gpu.hbm_bytes_per_s * gpu.hbm_efficiency)
+    bw = gpu.hbm_bytes_per_s * gpu.hbm_efficiency
+    return np.asarray(tokens, dtype=float) * per_tok / np.asarray(tp, dtype=float) / bw
 
 
 def prefill_time_s(m: ModelArch, gpu: GpuSpec, prompt_len, n_seqs, tp=1, pp=1,

@@ -34,7 +34,8 @@ import numpy as np
 
 from sizeup.core.inference import (
     LengthDist, ServeSetup, ServingKnobs, WeightDtype, _allreduce_s, _compute_rate, _p2p_s, _shapes,
-    decode_step_parts, eager_elementwise_s, kv_budget_bytes, prefill_view, kv_bytes_per_sequence, kv_bytes_per_token_per_layer, kv_tp_fraction,
+    decode_step_parts, eager_elementwise_s, kv_budget_bytes, prefill_view, kv_bytes_per_sequence,
+    kv_bytes_per_token_per_layer, kv_tp_fraction,
     weight_bytes, window_layers,
 )
 from sizeup.core.types import GpuSpec, ModelArch
@@ -139,7 +140,8 @@ class Scheduler:
         return cls(engine.batching, bool(engine.chunked_prefill), bool(engine.mix_prefill_decode),
                    int(knobs.max_num_batched_tokens), max(1, seqs), int(knobs.block_size_tokens), engine.kv_policy,
                    spec.num_tokens if spec else 0, spec.tokens_per_step if spec else 1.0,
-                   spec.draft_cost_ratio if spec else 0.0, bool(getattr(engine, "first_token_from_decode", False)) or bool(knobs.first_token_from_decode))
+                   spec.draft_cost_ratio if spec else 0.0,
+                   bool(getattr(engine, "first_token_from_decode", False)) or bool(knobs.first_token_from_decode))
 
 
 # --------------------------------------------------------------------------- step model

@@ -493,7 +493,7 @@ def _simulate_continuous(sm: StepModel, sched: Scheduler, wl: Workload, cap: flo
         # the victim of the next block boundary the (often lockstep) decodes cross together - an admit/preempt
         # cycle that makes no progress when the first token comes from a decode step
         room = growth
-        if not reserve and n_dec_all and waiting:
+        if not reserve and n_dec_all and waiting and n_run < max_seqs:
             room = max(growth, float(kv.vec(kvlen[dec] + kv.blk).sum() - held[dec].sum()))
         if waiting and n_run < max_seqs:
             i = waiting[0]

@@ -744,6 +744,8 @@ def estimate_inference(
         gpu_time_prefill_per_req = prefill_amortised
     if knobs.first_token_from_decode:
         ttft += step_s  # TurboMind v0.1: the decode step after the prefill samples the first token
+    ttft_formula = ("prefill(B*s) [static]" if setup.static else "prefill(s) + one decode step") + (
+        " + one decode step (first token sampled by the next decode step)" if knobs.first_token_from_decode else "")
     tpot = step_s
     e2e = ttft + (n - 1) * step_s
     in_tps = out_tps * s / max(n, 1)
@@ -783,7 +785,7 @@ def estimate_inference(
              "max(FLOPs/t/(peak*eta_mm), W/t/(BW*eta_hbm)) + 2L*allreduce(s*h)",
              {"s": s, "t": tp, "peak": _peak(gpu, compute_dtype(setup.weights)), "BW": gpu.hbm_bytes_per_s},
              "roofline; FLOPs 2N per token + causal attention (Kaplan et al. 2020)"),
-        Term("time/ttft", ttft, "s", "prefill(B*s) [static]" if setup.static else "prefill(s) + one decode step",
+        Term("time/ttft", ttft, "s", ttft_formula,
              {"prefill": prefill_one, "step": step_s}, "model"),
         Term("time/tpot", tpot, "s", "gemm + attention + comm + overhead at (B, c_avg)",
              {k: _f(v) for k, v in step.items()} | {"B": B, "c_avg": ctx_avg},

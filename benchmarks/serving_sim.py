@@ -1,6 +1,7 @@
 """Speed of the serving simulator (core/serving_sim.py): 10,000 requests on one core. Prints the figure.
 
-Run: PYTHONPATH=src python benchmarks/serving_sim.py
+Run: PYTHONPATH=src python benchmarks/serving_sim.py [--validation] [--residuals]
+(--residuals: per-point signed errors of the validator's serving rows by metric and concurrency, nothing else)
 """
 
 from __future__ import annotations
@@ -48,9 +49,25 @@ def validation_report() -> None:
     print(json.dumps(rep, indent=1))
 
 
+def residuals() -> None:
+    """Per-row signed error of the simulated serving points, by class (TTFT / ITL-TPOT / throughput) and
+    concurrency, worst first."""
+    from sizeup.validate.inference_points import SERVING_CLASSES, _row_conc
+    from sizeup.validate.runner import run_validation
+
+    cls_of = {q: c for c, qs in SERVING_CLASSES.items() for q in qs}
+    rows = [r for r in run_validation(categories=["D"]).rows if r.ok and "serving_sim" in (r.definition or "")]
+    for r in sorted(rows, key=lambda r: (cls_of.get(r.quantity, "?"), _row_conc(r), -abs(r.error_pct))):
+        print(f"{cls_of.get(r.quantity, '?'):17s} c={_row_conc(r):4d} {r.error_pct:+7.1f}%  measured {r.measured:10.4g} "
+              f"predicted {r.predicted:10.4g} {r.unit:9s} {r.quantity:17s} {r.id}")
+
+
 if __name__ == "__main__":
     import sys
 
-    main()
+    if "--residuals" not in sys.argv:
+        main()
     if "--validation" in sys.argv:
         validation_report()
+    if "--residuals" in sys.argv:
+        residuals()

@@ -113,3 +113,12 @@ def test_catalog_knobs_have_sources():
     knobs = load_serving_knobs()
     assert knobs.gpu_memory_utilization == 0.9 and knobs.block_size_tokens == 16
     assert set(knobs.sources) == set(raw)
+
+
+def test_ttft_note_names_the_second_decode_step_for_turbomind_v01(capsys):
+    # LMDeploy v0.1 LlamaBatch.cc InternalThreadEntry: ContextDecode() then Generate() samples the first token,
+    # so the TTFT note must name two decode steps; vLLM's names one (hand reading of the two engines' loops).
+    _, out_lmd, _ = run(capsys, "infer", "llama-2-7b", "--gpu", "a100-80gb", "--engine", "lmdeploy-0.1")
+    _, out_vllm, _ = run(capsys, "infer", "llama-2-7b", "--gpu", "a100-80gb", "--engine", "vllm")
+    assert "one decode step + one decode step" in out_lmd
+    assert "one decode step + one decode step" not in out_vllm and "one decode step" in out_vllm

@@ -40,3 +40,16 @@ def engine_profile(name: str | None):
         hint = did_you_mean(key, list(engines))
         raise SizeupError(f"unknown engine {name!r}; known: {', '.join(sorted(engines))}" + hint)
     return engines[key]
+
+
+def engine_profile_for_version(name: str | None, version: str | None = None):
+    """The profile of `name` for a stated release: a profile keyed ENGINE-MAJOR.MINOR (e.g. lmdeploy-0.1) when the
+    catalog has one for `version` ('v0.1.0a1' -> 0.1), else engine_profile(name)."""
+    import re
+
+    base = engine_profile(name)
+    m = re.match(r"\s*v?(\d+)\.(\d+)", str(version or ""))
+    if name is None or not m:
+        return base
+    key = f"{base.id}-{int(m.group(1))}.{int(m.group(2))}"
+    return load_engines().get(key, base)

@@ -577,7 +577,8 @@ def infer_cmd(
     }
     rows.append(("batch used (closed form)", f"{est.batch:,}", est.batching))
     perf = [
-        ("TTFT", f"{est.ttft_s * 1e3:,.1f} ms", "prefill(s) + one decode step (no queueing)"),
+        ("TTFT", f"{est.ttft_s * 1e3:,.1f} ms",
+         next(t.formula for t in est.terms if t.name == "time/ttft") + " (no queueing)"),
         ("TPOT", f"{est.tpot_s * 1e3:,.2f} ms", f"decode step at batch {est.batch}, {est.decode_bound}-bound"),
         ("end-to-end latency", f"{est.e2e_latency_s:,.2f} s", f"{s} in + {n} out"),
         ("output tokens/s (replica)", f"{est.output_tokens_per_s:,.0f}", f"{est.gpus} GPU(s)"),

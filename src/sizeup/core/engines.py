@@ -49,6 +49,13 @@ class EngineProfile:
     cuda_graphs: bool = True
     step_overhead_s: float = 0.002
     launch_overhead_per_layer_s: float = 0.0
+    kernels_per_layer: int = 0
+    kernels_per_forward: int = 0
+    kernel_launch_s: float = 0.0
+    eager_elementwise_bytes: Mapping[str, float] = field(default_factory=dict)
+    first_token_from_decode: bool = False
+    kv_cache_blocks: int = 0
+    eager_prefill: bool = False
     attention: str = "paged"
     decode_attention_hbm_efficiency: float = 0.7
     int4_kernel: str = "-"
@@ -100,9 +107,10 @@ class EngineProfile:
                     continue
                 spec = spec or SpeculativeDecoding()
                 continue
-            if key in ("id", "name", "version", "sources", "large_gpu", "small_gpu") or key not in {f.name for f in fields(self)}:
-                allowed = sorted(f.name for f in fields(self) if f.name not in ("id", "name", "version", "sources",
-                                                                                 "large_gpu", "small_gpu"))
+            fixed = ("id", "name", "version", "sources", "large_gpu", "small_gpu", "eager_elementwise_bytes")
+            if key in fixed or key not in {f.name for f in fields(self)}:
+                allowed = sorted(f.name for f in fields(self) if f.name not in (
+                    "id", "name", "version", "sources", "large_gpu", "small_gpu", "eager_elementwise_bytes"))
                 raise SizeupError(f"--engine-opt {key!r} is not an engine field; one of: {', '.join(allowed)}")
             changes[key] = _typed(key, text, getattr(self, key))
         out = replace(self, **changes, speculative=spec)
@@ -123,7 +131,8 @@ class EngineProfile:
             v = float(getattr(self, name))
             if not 0 < v <= 1:
                 raise SizeupError(f"engine {self.id}: {name} must be in (0, 1], got {v}")
-        for name in ("step_overhead_s", "launch_overhead_per_layer_s"):
+        for name in ("step_overhead_s", "launch_overhead_per_layer_s", "kernel_launch_s", "kernels_per_layer",
+                     "kernels_per_forward", "kv_cache_blocks"):
             if float(getattr(self, name)) < 0:
                 raise SizeupError(f"engine {self.id}: {name} must be >= 0")
         if self.speculative is not None:
@@ -135,9 +144,24 @@ class EngineProfile:
     def knobs(self, base: ServingKnobs, num_layers: int) -> ServingKnobs:
         """The step-model knobs this engine implies (memory knobs such as gpu_memory_utilization stay as given)."""
         overhead = float(self.step_overhead_s)
+        # eager forward: host time to issue (kernels/layer x L + kernels outside the layers) launches; it overlaps
+        # the GPU work (core.inference ServingKnobs.host_launch_s). CUDA graphs replay the forward in one launch
+        # and run fused kernels (no unfused elementwise passes).
+        kernels = int(self.kernels_per_layer) * num_layers + int(self.kernels_per_forward)
+        eager_launch = kernels * float(self.kernel_launch_s)
+        ew = self.eager_elementwise_bytes or {}
+        eager_ew = (float(ew.get("hidden", 0.0)), float(ew.get("kv", 0.0)), float(ew.get("ffn", 0.0)))
         if not self.cuda_graphs:
             overhead += float(self.launch_overhead_per_layer_s) * num_layers
-        return base.with_(max_num_batched_tokens=int(self.max_num_batched_tokens), max_num_seqs=int(self.max_num_seqs),
+        eager_decode = not self.cuda_graphs
+        eager_pre = eager_decode or bool(self.eager_prefill)
+        return base.with_(host_launch_s=eager_launch if eager_decode else 0.0,
+                          prefill_host_launch_s=eager_launch if eager_pre else 0.0,
+                          eager_elementwise_bytes=eager_ew if eager_decode else (0.0, 0.0, 0.0),
+                          prefill_eager_elementwise_bytes=eager_ew if eager_pre else (0.0, 0.0, 0.0),
+                          kv_cache_blocks=int(self.kv_cache_blocks),
+                          first_token_from_decode=bool(self.first_token_from_decode), max_num_batched_tokens=int(self.max_num_batched_tokens),
+                          max_num_seqs=int(self.max_num_seqs),
                           block_size_tokens=max(1, int(self.block_size_tokens)),
                           decode_step_overhead_s=overhead,
                           decode_attention_hbm_efficiency=float(self.decode_attention_hbm_efficiency),

@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping, Optional, Sequence
 
 import numpy as np
 
@@ -108,6 +108,25 @@ class ServingKnobs:
     decode_attention_hbm_efficiency: float = 0.7
     fp8_matmul_efficiency_ratio: float = 0.89
     decode_step_overhead_s: float = 0.0
+    host_launch_s: float = 0.0
+    """Host (CPU) time to issue one forward's kernels when the engine runs eager (no CUDA graphs): kernels per
+    forward x seconds per kernel launch (engine profile). The GPU runs the kernels as they arrive, so a forward
+    takes max(GPU time, host_launch_s): a small batch is launch-bound (PyTorch blog 'Accelerating Generative AI
+    with PyTorch II: GPT, Fast', 2023: the eager baseline 'is heavily CPU overhead bound')."""
+    prefill_host_launch_s: float = -1.0
+    """Host launch time of a prefill forward; < 0 = host_launch_s (an engine that captures only the decode forward
+    as CUDA graphs, e.g. transformers' compiled generate, runs its prefill eager)."""
+    prefill_eager_elementwise_bytes: Optional[Sequence[float]] = None
+    """Unfused elementwise bytes (as eager_elementwise_bytes) of a prefill forward; None = eager_elementwise_bytes."""
+    first_token_from_decode: bool = False
+    """The prefill stops one prompt token short; the next decode step samples the first token (engine profile)."""
+    kv_cache_blocks: int = 0
+    """KV blocks the engine allocates when its launch sets a count (TurboMind cache_max_entry_count >= 1 = blocks,
+    vLLM --num-gpu-blocks-override); 0 = sized from gpu_memory_utilization (kv_budget_bytes)."""
+    eager_elementwise_bytes: Sequence[float] = (0.0, 0.0, 0.0)
+    """Unfused elementwise kernels of an eager engine: HBM bytes per token per layer = a*h + b*kv_dim + c*ffn
+    (16-bit activations; fp32 intermediates count 4 B). Each unfused op reads and writes its whole tensor
+    (Ivanov et al. 2021 'Data Movement Is All You Need': element-wise ops are memory-bound); fused engines 0."""
     utilization: float = 0.5
     int4_weight_read_efficiency: float = 1.0
     """W4A16 decode GEMV: fraction of the 16-bit weight-streaming bandwidth reached while dequantising int4
@@ -411,6 +430,29 @@ def _p2p_s(gpu: GpuSpec, payload_bytes, pp):
 # --------------------------------------------------------------------------- kernels (array-agnostic)
 
 
+def prefill_view(knobs: ServingKnobs) -> ServingKnobs:
+    """The knobs a prefill forward runs with: its own host launch time and elementwise bytes when the engine sets
+    them apart from the decode forward's (prefill eager, decode replayed as CUDA graphs)."""
+    changes: dict[str, Any] = {}
+    if knobs.prefill_host_launch_s >= 0:
+        changes["host_launch_s"] = knobs.prefill_host_launch_s
+    if knobs.prefill_eager_elementwise_bytes is not None:
+        changes["eager_elementwise_bytes"] = tuple(knobs.prefill_eager_elementwise_bytes)
+    return knobs.with_(**changes) if changes else knobs
+
+
+def eager_elementwise_s(m: ModelArch, gpu: GpuSpec, tokens, tp, knobs: ServingKnobs):
+    """Seconds of an eager engine's unfused elementwise passes over `tokens` tokens (all layers, one TP rank):
+    T * L * (a*h + b*kv_dim + c*ffn) / t / (BW * eta_hbm)  (coefficients: ServingKnobs.eager_elementwise_bytes)."""
+    a, b, c = (float(x) for x in knobs.eager_elementwise_bytes)
+    if not (a or b or c):
+        return 0.0 * np.asarray(tokens, dtype=float)
+    ffn = m.ffn_size or m.expert_ffn_size * max(1, m.experts_per_token)
+    per_tok = m.num_layers * (a * m.hidden_size + b * m.kv_dim + c * ffn)
+    bw = gpu.hbm_bytes_per_s * gpu.hbm_efficiency
+    return np.asarray(tokens, dtype=float) * per_tok / np.asarray(tp, dtype=float) / bw
+
+
 def prefill_time_s(m: ModelArch, gpu: GpuSpec, prompt_len, n_seqs, tp=1, pp=1,
                    weights: WeightDtype = WeightDtype.BF16, knobs: ServingKnobs | None = None,
                    wbytes: float | None = None, shapes: _Shapes | None = None):
@@ -421,7 +463,7 @@ def prefill_time_s(m: ModelArch, gpu: GpuSpec, prompt_len, n_seqs, tp=1, pp=1,
     time  = max(FLOPs/t / (peak*eta_mm), W/(t*p) / (BW*eta_hbm)) summed over p stages
             + 2*L all-reduces of B*s*h activations (Megatron TP, Shoeybi et al. 2019 Sec 3).
     """
-    knobs = knobs or ServingKnobs()
+    knobs = prefill_view(knobs or ServingKnobs())
     sh = shapes or _shapes(m)
     wb = wbytes if wbytes is not None else weight_bytes(m, weights, knobs.quant_group_size).total_bytes
     s = np.asarray(prompt_len, dtype=float)
@@ -445,7 +487,10 @@ def prefill_time_s(m: ModelArch, gpu: GpuSpec, prompt_len, n_seqs, tp=1, pp=1,
     # plus (p-1) point-to-point sends of the activations between stages.
     comm = 2.0 * m.num_layers * _allreduce_s(gpu, tokens * m.hidden_size * knobs.activation_bytes, t, knobs) \
         + _p2p_s(gpu, tokens * m.hidden_size * knobs.activation_bytes, p)
-    return np.maximum(compute, memory) + comm
+    # eager engines: unfused elementwise passes add HBM time; the host issues the forward's kernels while the GPU
+    # runs them, the slower of the two wins
+    gpu_s = np.maximum(compute, memory) + comm + eager_elementwise_s(m, gpu, tokens, t, knobs)
+    return np.maximum(gpu_s, knobs.host_launch_s)
 
 
 def _linear_read_bytes(m: ModelArch, sh: "_Shapes", weights: WeightDtype, knobs: ServingKnobs, batch):
@@ -469,7 +514,9 @@ def decode_step_parts(m: ModelArch, gpu: GpuSpec, batch, context, tp=1, pp=1,
     gemm      = max(W_read/t / (BW*eta_hbm), 2*N_active*B/t / (peak*eta_mm))   [roofline, Williams et al. 2009]
     attention = max(B*KV(c)/t / (BW*eta_attn), 2*L*B*c*a*(d_qk+d_v)/t / (peak*eta_mm))
     comm      = 2*L all-reduces of B*h activations (Megatron TP)
-    overhead  = per-step scheduler/launch/sampling time (data)
+    overhead  = per-step scheduler/sampling time (data), after the forward
+    launch    = host time to issue the forward's kernels (eager engines; 0 with CUDA graphs): overlaps the GPU,
+                step = max(gemm + attention + comm, launch) + overhead
     W_read: dense weights + experts touched by B tokens: E*(1-(1-K/E)^B) per MoE layer (uniform routing).
     """
     knobs = knobs or ServingKnobs()
@@ -505,7 +552,12 @@ def decode_step_parts(m: ModelArch, gpu: GpuSpec, batch, context, tp=1, pp=1,
     comm = 2.0 * m.num_layers * _allreduce_s(gpu, B * m.hidden_size * knobs.activation_bytes, t, knobs) \
         + _p2p_s(gpu, B * m.hidden_size * knobs.activation_bytes, pp)
     overhead = knobs.decode_step_overhead_s + 0.0 * B
-    return {"gemm": gemm, "attention": attention, "comm": comm, "overhead": overhead,
+    # eager engines: unfused elementwise passes over the B new tokens' activations (HBM time, with the comm part)
+    comm = comm + eager_elementwise_s(m, gpu, B, t, knobs)
+    # host launch time not hidden behind the GPU work of the forward (0 when the GPU is the bottleneck)
+    launch_excess = np.maximum(knobs.host_launch_s - (gemm + attention + comm), 0.0)
+    return {"gemm": gemm, "attention": attention, "comm": comm, "overhead": overhead + launch_excess,
+            "launch_excess": launch_excess,
             "gemm_memory": w_read / (bw * gpu.hbm_efficiency), "gemm_compute": flops / rate,
             "attention_memory": kv_read / (bw * knobs.decode_attention_hbm_efficiency),
             "attention_compute": attn_flops / rate}
@@ -515,7 +567,8 @@ def decode_step_time_s(m: ModelArch, gpu: GpuSpec, batch, context, tp=1, pp=1,
                        weights: WeightDtype = WeightDtype.BF16, kv_dtype: KvDtype = KvDtype.BF16,
                        knobs: ServingKnobs | None = None, wbytes: float | None = None,
                        shapes: _Shapes | None = None):
-    """Seconds per decode step = gemm + attention + comm + overhead (see decode_step_parts).
+    """Seconds per decode step = max(gemm + attention + comm, launch) + overhead (see decode_step_parts; the
+    'overhead' part already carries the launch time the GPU work does not hide).
     With p pipeline stages a token passes every stage in turn: the step is the sum over stages (no overlap)."""
     parts = decode_step_parts(m, gpu, batch, context, tp, pp, weights, kv_dtype, knobs, wbytes, shapes)
     return parts["gemm"] + parts["attention"] + parts["comm"] + parts["overhead"]
@@ -689,6 +742,10 @@ def estimate_inference(
         total = prefill_amortised * B + n * step_s
         out_tps = B * n / total
         gpu_time_prefill_per_req = prefill_amortised
+    if knobs.first_token_from_decode:
+        ttft += step_s  # TurboMind v0.1: the decode step after the prefill samples the first token
+    ttft_formula = ("prefill(B*s) [static]" if setup.static else "prefill(s) + one decode step") + (
+        " + one decode step (first token sampled by the next decode step)" if knobs.first_token_from_decode else "")
     tpot = step_s
     e2e = ttft + (n - 1) * step_s
     in_tps = out_tps * s / max(n, 1)
@@ -728,7 +785,7 @@ def estimate_inference(
              "max(FLOPs/t/(peak*eta_mm), W/t/(BW*eta_hbm)) + 2L*allreduce(s*h)",
              {"s": s, "t": tp, "peak": _peak(gpu, compute_dtype(setup.weights)), "BW": gpu.hbm_bytes_per_s},
              "roofline; FLOPs 2N per token + causal attention (Kaplan et al. 2020)"),
-        Term("time/ttft", ttft, "s", "prefill(B*s) [static]" if setup.static else "prefill(s) + one decode step",
+        Term("time/ttft", ttft, "s", ttft_formula,
              {"prefill": prefill_one, "step": step_s}, "model"),
         Term("time/tpot", tpot, "s", "gemm + attention + comm + overhead at (B, c_avg)",
              {k: _f(v) for k, v in step.items()} | {"B": B, "c_avg": ctx_avg},

@@ -34,7 +34,8 @@ import numpy as np
 
 from sizeup.core.inference import (
     LengthDist, ServeSetup, ServingKnobs, WeightDtype, _allreduce_s, _compute_rate, _p2p_s, _shapes,
-    decode_step_parts, kv_budget_bytes, kv_bytes_per_sequence, kv_bytes_per_token_per_layer, kv_tp_fraction,
+    decode_step_parts, eager_elementwise_s, kv_budget_bytes, prefill_view, kv_bytes_per_sequence,
+    kv_bytes_per_token_per_layer, kv_tp_fraction,
     weight_bytes, window_layers,
 )
 from sizeup.core.types import GpuSpec, ModelArch
@@ -128,6 +129,9 @@ class Scheduler:
     spec_tokens: int = 0
     spec_tokens_per_step: float = 1.0
     spec_draft_cost_ratio: float = 0.0
+    first_token_from_decode: bool = False
+    """The prefill covers the prompt but its last token; the first output token comes from the next decode step
+    (TurboMind v0.1 LlamaBatch::ContextDecode: 'skip last input token (will process with decoder later)')."""
 
     @classmethod
     def from_engine(cls, engine, knobs: ServingKnobs, batch: int | None = None) -> "Scheduler":
@@ -136,7 +140,8 @@ class Scheduler:
         return cls(engine.batching, bool(engine.chunked_prefill), bool(engine.mix_prefill_decode),
                    int(knobs.max_num_batched_tokens), max(1, seqs), int(knobs.block_size_tokens), engine.kv_policy,
                    spec.num_tokens if spec else 0, spec.tokens_per_step if spec else 1.0,
-                   spec.draft_cost_ratio if spec else 0.0)
+                   spec.draft_cost_ratio if spec else 0.0,
+                   bool(getattr(engine, "first_token_from_decode", False)) or bool(knobs.first_token_from_decode))
 
 
 # --------------------------------------------------------------------------- step model
@@ -148,7 +153,8 @@ class StepModel:
     step(T, n_seq, S, P) = max(W_read(T)/(BW*eta_hbm), (2*N_body*T + 2*V*h*n_seq)/t / R(T))   [weight GEMMs]
                          + max(S*kv_tok/(BW*eta_attn), S*f_attn/R(T))                         [decode attention]
                          + P*f_attn_pre/R(T)                                                    [prompt attention]
-                         + 2L*allreduce(T*h*2) + p2p + overhead
+                         + 2L*allreduce(T*h*2) + p2p
+    step = max(GPU part above, host_launch) + overhead   [eager engines: the host issues kernels while the GPU runs]
     T tokens in the step, n_seq sequences sampling a token, S sum of the decode sequences' (window-capped)
     contexts, P sum over prompt chunks of query-key pairs; R(T) achievable FLOP/s at T tokens (MAMF curve).
     The T-only parts are tabulated once (numpy) so a step costs a few scalar operations.
@@ -173,6 +179,13 @@ class StepModel:
         self.attn_flops_per_tok = 2.0 * L * model.num_heads * (sh.attn_dim_qk + sh.attn_dim_v) / t
         self.attn_flops_per_pair = 2.0 * L * model.num_heads * (sh.attn_dim_qk_prefill + (model.v_head_dim or model.head_dim)) / t
         self.overhead_s = float(knobs.decode_step_overhead_s)
+        self.launch_s = float(knobs.host_launch_s)
+        # prefill forwards may run eager while decodes replay CUDA graphs (core.inference.prefill_view): their own
+        # launch time and, per prompt token, the elementwise seconds they add over a decode token's
+        pk = prefill_view(knobs)
+        self.prefill_launch_s = float(pk.host_launch_s)
+        self.ew_extra_per_prompt_tok = float(eager_elementwise_s(model, gpu, 1.0, setup.tp, pk)) \
+            - float(eager_elementwise_s(model, gpu, 1.0, setup.tp, knobs))
 
     def _dense_parts(self, T: np.ndarray) -> dict:
         m, g, s, k = self.model, self.gpu, self.setup, self.knobs
@@ -222,28 +235,35 @@ class StepModel:
         L = self.model.num_layers
         return ((L - self.n_w) * full + self.n_w * win) / L
 
-    def time(self, tokens: int, n_seq: int, ctx_sum: float, pairs: float) -> tuple[float, float, float]:
-        """(seconds, seconds charged to prompt tokens, seconds charged to decode tokens) of one step."""
+    def time(self, tokens: int, n_seq: int, ctx_sum: float, pairs: float,
+             prompt_tokens: float = 0.0) -> tuple[float, float, float]:
+        """(seconds, seconds charged to prompt tokens, seconds charged to decode tokens) of one step;
+        `prompt_tokens` of the `tokens` are prompt-chunk tokens (the step is a prefill forward)."""
         if tokens <= 0:
             return 0.0, 0.0, 0.0
         mem, body, lm, comm, rate = self._parts_at(tokens)
-        dense = max(mem, (body + lm * n_seq)) + comm + self.overhead_s
+        dense = max(mem, (body + lm * n_seq)) + comm + prompt_tokens * self.ew_extra_per_prompt_tok
         dec_attn = max(ctx_sum * self.kv_read_s_per_tok, ctx_sum * self.attn_flops_per_tok / rate)
         pre_attn = pairs * self.attn_flops_per_pair / rate
+        launch = self.prefill_launch_s if prompt_tokens > 0 else self.launch_s
+        # host launch time the GPU work does not hide is charged with the dense part (it scales with the forward)
+        dense += max(launch - (dense + dec_attn + pre_attn), 0.0) + self.overhead_s
         return dense + dec_attn + pre_attn, dense, dec_attn + pre_attn
 
     def decode_run(self, tokens: int, n_seq: int, ctx_sums: np.ndarray) -> np.ndarray:
         """Seconds of consecutive decode-only steps with the same T and n_seq and the given context sums."""
         mem, body, lm, comm, rate = self._parts_at(tokens)
-        dense = max(mem, body + lm * n_seq) + comm + self.overhead_s
-        return dense + np.maximum(ctx_sums * self.kv_read_s_per_tok, ctx_sums * self.attn_flops_per_tok / rate)
+        gpu = max(mem, body + lm * n_seq) + comm \
+            + np.maximum(ctx_sums * self.kv_read_s_per_tok, ctx_sums * self.attn_flops_per_tok / rate)
+        return np.maximum(gpu, self.launch_s) + self.overhead_s
 
     def prefill_batch_s(self, n_seq: int, prompt: int) -> float:
         """A padded static batch of n_seq prompts of `prompt` tokens in one forward."""
         T = n_seq * prompt
         mem, body, lm, comm, rate = self._parts_at(T)
-        return max(mem, body + lm * n_seq) + comm + self.overhead_s + \
-            n_seq * float(self.pairs(0, prompt)) * self.attn_flops_per_pair / rate
+        gpu = max(mem, body + lm * n_seq) + comm + T * self.ew_extra_per_prompt_tok \
+            + n_seq * float(self.pairs(0, prompt)) * self.attn_flops_per_pair / rate
+        return max(gpu, self.prefill_launch_s) + self.overhead_s
 
 
 # --------------------------------------------------------------------------- results
@@ -334,6 +354,10 @@ class SimInfeasible(SizeupError):
 
 
 def kv_capacity_bytes(model: ModelArch, gpu: GpuSpec, setup: ServeSetup, knobs: ServingKnobs) -> float:
+    if int(knobs.kv_cache_blocks) > 0:
+        # the engine's own block count (one GPU's share of blocks x block_size tokens)
+        tokens = int(knobs.kv_cache_blocks) * max(1, int(knobs.block_size_tokens))
+        return float(kv_bytes_per_sequence(model, tokens, setup.kv_dtype, setup.tp, setup.pp, 1))
     wb = weight_bytes(model, setup.weights, knobs.quant_group_size).total_bytes
     return float(kv_budget_bytes(model, gpu.memory_bytes, setup.tp, setup.pp, wb, knobs))
 
@@ -400,10 +424,13 @@ def _simulate_continuous(sm: StepModel, sched: Scheduler, wl: Workload, cap: flo
         issued = min(N, int(wl.concurrency))
         for i in range(issued):
             arr_l[i] = 0.0
-    first = [math.nan] * N
+    first = np.full(N, math.nan)
     finish = [math.nan] * N
     kvlen = np.zeros(N, dtype=float)       # tokens whose KV is stored
-    target = [float(x) for x in pl_l]      # prompt tokens to (re)compute before decoding
+    ftd = bool(sched.first_token_from_decode)
+    # first token from the decode step: the prefill covers the prompt but its last token (at least 1 token kept
+    # so that every request has a prefill step)
+    target = [float(max(x - 1, 1)) if ftd else float(x) for x in pl_l]  # prompt tokens to (re)compute
     gen = np.zeros(N, dtype=float)         # output tokens emitted
     held = np.zeros(N, dtype=float)        # KV bytes held (preempt: computed tokens; reserve: prompt + output)
     is_done = np.zeros(N, dtype=bool)
@@ -450,7 +477,7 @@ def _simulate_continuous(sm: StepModel, sched: Scheduler, wl: Workload, cap: flo
                 used -= float(held[victim])
                 held[victim] = 0.0
                 kvlen[victim] = 0.0
-                target[victim] = float(pl_l[victim] + math.floor(gen[victim]))
+                target[victim] = float(pl_l[victim] + math.floor(gen[victim]) - (1 if ftd else 0))
                 if victim in pend:
                     pend.remove(victim)
                 else:
@@ -462,6 +489,12 @@ def _simulate_continuous(sm: StepModel, sched: Scheduler, wl: Workload, cap: flo
             growth = 0.0
         budget = budget0
         head_ok = False
+        # admission headroom: room for every running decode's next KV block, so that a request admitted now is not
+        # the victim of the next block boundary the (often lockstep) decodes cross together - an admit/preempt
+        # cycle that makes no progress when the first token comes from a decode step
+        room = growth
+        if not reserve and n_dec_all and waiting and n_run < max_seqs:
+            room = max(growth, float(kv.vec(kvlen[dec] + kv.blk).sum() - held[dec].sum()))
         if waiting and n_run < max_seqs:
             i = waiting[0]
             if reserve:
@@ -469,13 +502,15 @@ def _simulate_continuous(sm: StepModel, sched: Scheduler, wl: Workload, cap: flo
             else:
                 x = target[i] - kvlen[i]
                 x = min(x, budget0) if chunked else x
-                head_ok = used + growth + kv.one(kvlen[i] + x) - held[i] <= cap
+                head_ok = used + room + kv.one(kvlen[i] + x) - held[i] <= cap
         prefill_mode = bool(pend) or head_ok
         n_dec = n_dec_all if (mix or not prefill_mode) else 0
         budget -= n_dec * k1
         chunks: list[tuple[int, float, float]] = []
         if prefill_mode:
-            avail = cap - used - (growth if n_dec else 0.0)
+            # keep room for the running decodes' next tokens even when this step pauses them: a request admitted into
+            # that room would be preempted by the next decode step (admit-preempt livelock)
+            avail = cap - used - room
             for i in list(pend):
                 if budget <= 0:
                     break
@@ -564,7 +599,7 @@ def _simulate_continuous(sm: StepModel, sched: Scheduler, wl: Workload, cap: flo
             dur = dt
             pre_part = 0.0
         else:
-            dur, dense, attn = sm.time(tokens, n_dec + len(chunks), ctx_sum, 0.0)
+            dur, dense, attn = sm.time(tokens, n_dec + len(chunks), ctx_sum, 0.0, n_pre)
             pairs = 0.0
             for c in chunks:
                 pairs += float(sm.pairs(c[2], c[1]))
@@ -585,6 +620,11 @@ def _simulate_continuous(sm: StepModel, sched: Scheduler, wl: Workload, cap: flo
                 step_gen = np.minimum(E, ol[dec_now] - gen[dec_now])
         area_run += n_run * dur
         area_queue += n_wait * dur
+        if ftd and n_dec:
+            # requests whose prompt finished wait for this decode step's first token (end of its first step)
+            fresh = dec_now[np.isnan(first[dec_now])]
+            if fresh.size:
+                first[fresh] = t + (float(durs[0]) if not chunks else dur)
         t += dur
         busy += dur
         pre_s += min(pre_part, dur)
@@ -608,11 +648,14 @@ def _simulate_continuous(sm: StepModel, sched: Scheduler, wl: Workload, cap: flo
                 used += h - held[i]
                 held[i] = h
             if kvlen[i] >= target[i] - 1e-9:
+                pend.remove(i)
+                if ftd:
+                    joined.append(i)  # the next decode step processes the last prompt token and samples
+                    continue
                 # the last prompt chunk samples the next token (the first one, or the next after a recompute)
                 if first[i] != first[i]:
                     first[i] = t
                 gen[i] += 1.0
-                pend.remove(i)
                 if gen[i] >= ol_l[i] - 1e-9:
                     fin.append(i)
                 else:
@@ -634,7 +677,7 @@ def _simulate_continuous(sm: StepModel, sched: Scheduler, wl: Workload, cap: flo
                         issued += 1
         if joined:
             dec = np.concatenate([dec, np.array(joined, dtype=np.int64)])
-    return _result(wl, np.array(arr_l), np.array(first), np.array(finish), busy, pre_s, dec_s, computed, preempt,
+    return _result(wl, np.array(arr_l), first, np.array(finish), busy, pre_s, dec_s, computed, preempt,
                    steps, itl_v, itl_w, area_run, area_queue)
 
 

@@ -340,7 +340,7 @@ def _predict_under_load(point: dict, catalog, quantity: str, unit: str, knobs: S
     """A point that states its engine, lengths and load (closed-loop concurrency or a request rate): simulate the
     engine's scheduler (sizeup.core.serving_sim) with the engine's catalog profile and read the quantity off the
     simulated requests. Nothing is fitted per point or per source."""
-    from sizeup.catalog.engines import engine_profile
+    from sizeup.catalog.engines import engine_profile_for_version
     from sizeup.core.serving_sim import Scheduler, SimInfeasible, Workload, poisson_arrivals, simulate
     from sizeup.errors import SizeupError
     import numpy as np
@@ -368,7 +368,12 @@ def _predict_under_load(point: dict, catalog, quantity: str, unit: str, knobs: S
         weights, kv = _precision(point)
         tp = _int(par.get("tp")) or 1
         try:
-            prof = engine_profile(str(wl.get("engine"))).for_gpu(gpu)
+            # the release the point states picks a release-line profile when the catalog has one (lmdeploy-0.1);
+            # engine_opts: the engine settings the source's own launch script sets (as --engine-opt FIELD=VALUE)
+            prof = engine_profile_for_version(str(wl.get("engine")), wl.get("engine_version")).for_gpu(gpu)
+            opts = wl.get("engine_opts") or {}
+            if opts:
+                prof = prof.with_overrides({str(k): str(v) for k, v in dict(opts).items()})
         except SizeupError as exc:
             raise Skip(str(exc)) from None
         k = prof.knobs(knobs, model.num_layers)

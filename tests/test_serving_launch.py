@@ -1,0 +1,159 @@
+"""Host-launch-bound eager forwards (engine profiles kernels_per_layer x L + kernels_per_forward at kernel_launch_s,
+core.inference ServingKnobs.host_launch_s): hand derivations, invariants (hypothesis), and the shape of a measured
+trace (benchmarks/data/gpu_truth/h200-2026-12-04: HF generate on an H200)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from sizeup.catalog import load_catalog
+from sizeup.catalog.engines import engine_profile
+from sizeup.core.inference import ServeSetup, ServingKnobs, decode_step_time_s, prefill_time_s
+from sizeup.core.serving_sim import StepModel
+
+CAT = load_catalog()
+M1 = CAT.model("llama-3.2-1b")
+H200 = CAT.gpu("h200")
+
+
+def test_host_launch_time_is_kernels_times_launch_cost():
+    """Hand count: (kernels per layer x L + kernels outside the layers) x seconds per launch; CUDA graphs -> 0."""
+    prof = engine_profile("hf-generate").for_gpu(H200)
+    k = prof.knobs(ServingKnobs(), 16)
+    assert k.host_launch_s == pytest.approx((prof.kernels_per_layer * 16 + prof.kernels_per_forward) * prof.kernel_launch_s)
+    assert prof.kernels_per_layer == 41  # 2 x 8 (RMSNorm) + 4 proj + 2 x 5 rotary + 2 cat + sdpa + contiguous + 2 add + 5 MLP
+    for eng in ("vllm", "sglang", "trtllm", "gpt-fast", "hf-generate-compiled"):
+        assert engine_profile(eng).knobs(ServingKnobs(), 32).host_launch_s == 0.0
+    # transformers' compiled generate captures the decode forward only: its prefill is the eager one
+    comp = engine_profile("hf-generate-compiled").knobs(ServingKnobs(), 16)
+    assert comp.prefill_host_launch_s == pytest.approx(k.host_launch_s)
+    assert tuple(comp.prefill_eager_elementwise_bytes) == (108.0, 28.0, 10.0)
+    assert tuple(comp.eager_elementwise_bytes) == (0.0, 0.0, 0.0)
+    assert float(prefill_time_s(M1, H200, 8, 1, knobs=comp)) == pytest.approx(float(prefill_time_s(M1, H200, 8, 1, knobs=k)))
+
+
+def test_launch_bound_step_is_launch_plus_overhead():
+    """When the host takes longer than the GPU, a decode step lasts the launch time + the per-step overhead
+    (the GPU work hides behind the launches); with launch 0 the step is the GPU roofline + overhead."""
+    base = ServingKnobs(decode_step_overhead_s=1e-3)
+    gpu_only = float(decode_step_time_s(M1, H200, 1, 576, knobs=base)) - 1e-3
+    slow = base.with_(host_launch_s=50 * gpu_only)
+    assert float(decode_step_time_s(M1, H200, 1, 576, knobs=slow)) == pytest.approx(50 * gpu_only + 1e-3)
+    assert float(prefill_time_s(M1, H200, 8, 1, knobs=slow)) == pytest.approx(50 * gpu_only)
+    sm = StepModel(M1, H200, ServeSetup(prompt_len=512, output_len=64), slow, 4096)
+    assert sm.time(1, 1, 576.0, 0.0)[0] == pytest.approx(50 * gpu_only + 1e-3, rel=1e-6)
+    assert float(sm.decode_run(1, 1, np.array([576.0]))[0]) == pytest.approx(50 * gpu_only + 1e-3, rel=1e-6)
+
+
+@settings(max_examples=40, deadline=None)
+@given(launch=st.floats(0.0, 0.05), batch=st.integers(1, 256), ctx=st.integers(1, 8192))
+def test_launch_never_shortens_and_bounds_the_step(launch, batch, ctx):
+    """Invariant: step(launch) = max(step(0) - overhead, launch) + overhead >= both."""
+    k0 = ServingKnobs(decode_step_overhead_s=2e-4)
+    t0 = float(decode_step_time_s(M1, H200, batch, ctx, knobs=k0))
+    t = float(decode_step_time_s(M1, H200, batch, ctx, knobs=k0.with_(host_launch_s=launch)))
+    assert t == pytest.approx(max(t0 - 2e-4, launch) + 2e-4, rel=1e-9, abs=1e-12)
+    assert t >= t0 - 1e-15 and t >= launch
+
+
+def _tpot(engine: str, batch: int) -> float:
+    from sizeup.core.inference import estimate_inference
+
+    prof = engine_profile(engine).for_gpu(H200)
+    k = prof.knobs(ServingKnobs(), M1.num_layers)
+    est = estimate_inference(M1, H200, ServeSetup(prompt_len=512, output_len=64, batch=batch, static=True), k)
+    return est.tpot_s
+
+
+def test_eager_decode_is_flat_in_batch_like_the_measured_trace():
+    """Measured (gpu_truth run2, Llama-3.2-1B, prompt 512, HF generate DynamicCache eager): TPOT 11.10 / 10.97 /
+    10.88 / 10.51 ms at batch 1 / 4 / 16 / 64 - flat within 6 %: the step is host-bound. The profile must give a
+    flat TPOT too (within 10 %), and CUDA graphs (static+compile, measured 2.48 ms at batch 1) must cut it by > 3x."""
+    eager = [_tpot("hf-generate", b) for b in (1, 4, 16, 64)]
+    assert max(eager) / min(eager) < 1.10
+    assert _tpot("hf-generate-compiled", 1) < eager[0] / 3
+    # measured 11.10 ms; the hand-counted profile (not fitted) is within 35 % (documented miss ~28 %)
+    assert eager[0] == pytest.approx(11.10e-3, rel=0.35)
+
+
+def test_eager_elementwise_bytes_hand_count():
+    """HF Llama eager, per token per layer (read + write, bf16 2 B / fp32 4 B): 2 RMSNorms 72h, rotary 20h + 20kv,
+    cache cat 8kv, contiguous 4h, residual adds 12h, SiLU * up 10f -> 108h + 28kv + 10f bytes. Llama-3.2-1B
+    (h 2048, kv_dim 512, ffn 8192, 16 layers), 32768 tokens: 166.4 GB of HBM traffic."""
+    from sizeup.core.inference import eager_elementwise_s
+
+    k = engine_profile("hf-generate").knobs(ServingKnobs(), M1.num_layers)
+    per_tok = 16 * (108 * 2048 + 28 * 512 + 10 * 8192)
+    assert per_tok * 32768 == pytest.approx(166.43e9, rel=1e-3)
+    expected = per_tok * 32768 / (H200.hbm_bytes_per_s * H200.hbm_efficiency)
+    assert float(eager_elementwise_s(M1, H200, 32768, 1, k)) == pytest.approx(expected)
+    assert float(eager_elementwise_s(M1, H200, 32768, 1, ServingKnobs())) == 0.0
+
+
+# --------------------------------------------------------------------------- TurboMind v0.1: first token from decode
+
+
+def test_release_line_profile_is_picked_by_the_stated_version():
+    from sizeup.catalog.engines import engine_profile_for_version
+
+    assert engine_profile_for_version("lmdeploy", "v0.1.0a1").id == "lmdeploy-0.1"
+    assert engine_profile_for_version("turbomind", "0.1.0").id == "lmdeploy-0.1"
+    assert engine_profile_for_version("lmdeploy", "v0.6.2").id == "lmdeploy"
+    assert engine_profile_for_version("lmdeploy", None).id == "lmdeploy"
+    assert engine_profile_for_version("vllm", "v0.6.0").id == "vllm"
+
+
+def _lone(engine: str, s: int, n: int = 16):
+    from sizeup.core.serving_sim import Scheduler, Workload, simulate
+
+    m, g = CAT.model("llama-2-7b"), CAT.gpu("a100-80gb")
+    prof = engine_profile(engine).for_gpu(g)
+    k = prof.knobs(ServingKnobs(), m.num_layers)
+    wl = Workload(np.array([s]), np.array([n]), None, 1, None)
+    return m, g, k, simulate(m, g, ServeSetup(prompt_len=s, output_len=n), k, Scheduler.from_engine(prof, k), wl)
+
+
+def test_first_token_from_decode_step_hand_derivation():
+    """TurboMind v0.1 (LlamaBatch::ContextDecode skips the last prompt token, 'will process with decoder later'):
+    a lone request's TTFT = prefill(s - 1) + step overhead + one decode step at context s, i.e. the ordinary
+    TTFT plus one decode step. The source's own table (LMDeploy a100_fp16.md, v0.1.0a1, Llama-2-7B, batch 1) shows
+    the same structure: a 1-token prompt's FTL 0.011 s is one decode step (50 % latency 0.009 s), a 128-token
+    prompt's 0.022 s is the 127-token prefill plus that step."""
+    m, g, k, res = _lone("lmdeploy-0.1", 512)
+    expected = float(prefill_time_s(m, g, 511, 1, knobs=k)) + k.decode_step_overhead_s \
+        + float(decode_step_time_s(m, g, 1, 511, knobs=k))
+    assert float(res.ttft_s[0]) == pytest.approx(expected, rel=1e-3)
+    # 16 output tokens: 16 decode steps after the prefill (not 15)
+    steps = float(res.e2e_s[0]) - (float(prefill_time_s(m, g, 511, 1, knobs=k)) + k.decode_step_overhead_s)
+    assert steps == pytest.approx(16 * float(decode_step_time_s(m, g, 1, 519, knobs=k)), rel=0.02)
+
+
+def test_lockstep_clients_under_kv_pressure_make_progress():
+    """64 closed-loop clients of 128 + 2048 tokens do not fit the KV cache of Llama-2-7B on an A100-80GB together:
+    requests are preempted; the admission headroom (room for every running decode's next KV block) keeps the
+    re-admitted ones from being preempted again at once, so the run ends in a bounded number of steps."""
+    from sizeup.core.serving_sim import Scheduler, Workload, simulate
+
+    m, g = CAT.model("llama-2-7b"), CAT.gpu("a100-80gb")
+    prof = engine_profile("lmdeploy-0.1").for_gpu(g)
+    k = prof.knobs(ServingKnobs(), m.num_layers)
+    wl = Workload(np.full(128, 128), np.full(128, 2048), None, 64, None)
+    res = simulate(m, g, ServeSetup(prompt_len=128, output_len=2048), k, Scheduler.from_engine(prof, k), wl)
+    assert res.completed == 128
+    assert res.steps < 3 * 2048 * 128 / 32  # far fewer steps than one per request-token at 32 in flight
+
+
+def test_closed_form_ttft_carries_the_first_decode_step():
+    """infer's closed form: with first_token_from_decode the TTFT is one decode step longer (nothing else moves)."""
+    from sizeup.core.inference import estimate_inference
+
+    m, g = CAT.model("llama-2-7b"), CAT.gpu("a100-80gb")
+    k = engine_profile("lmdeploy-0.1").for_gpu(g).knobs(ServingKnobs(), m.num_layers)
+    setup = ServeSetup(prompt_len=512, output_len=64, batch=8)
+    a = estimate_inference(m, g, setup, k)
+    b = estimate_inference(m, g, setup, k.with_(first_token_from_decode=False))
+    assert a.ttft_s - b.ttft_s == pytest.approx(a.tpot_s)
+    assert a.tpot_s == pytest.approx(b.tpot_s) and a.output_tokens_per_s == pytest.approx(b.output_tokens_per_s)

@@ -212,12 +212,17 @@ def resolve_gpu(text, catalog, allow_memory: bool = False):
 
 def kernels_for(prof: dict, fp8: bool, compile_: bool, kernel: str | None = None) -> tuple[str, str]:
     """(timing kernel family, memory kernel profile) a framework profile runs: an explicit --kernel wins; fp8 through
-    Transformer Engine (the profile's fp8_library) times GEMMs and attention with the 'te' family; torch.compile fuses
+    Transformer Engine (the profile's fp8_library 'te') times GEMMs and attention with the 'te' family ('te-linear':
+    only the Linear layers are TE modules, the rest keeps the profile's kernels); torch.compile fuses
     elementwise ops ('fused' for time and memory); otherwise the profile's own families."""
     if kernel is not None:
         return kernel, "hf-eager" if kernel == "eager" else "fused"
     if fp8 and prof["fp8_library"] == "te":
         timing = "te"
+    elif fp8 and prof["fp8_library"] == "te-linear" and not compile_:
+        # Transformer Engine Linear layers only (fp8 GEMMs + casts, timed through the fp8 precision): attention and
+        # the other elementwise ops stay the framework's own kernels (llm-foundry fc_type: te / te_ln_mlp)
+        timing = prof["timing_kernel"]
     elif compile_:
         timing = "fused"
     else:

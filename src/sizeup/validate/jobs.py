@@ -17,6 +17,15 @@ def point_framework(point) -> str | None:
     return framework_for(point).get("profile")
 
 
+def sp_stated(point) -> bool:
+    """The point says whether sequence parallelism is on (in its recompute or free-text fields); when it does not,
+    the framework profile's sequence_parallel_with_tp applies."""
+    from sizeup.validate.prose import mentions
+
+    return any(mentions(t).get("sequence_parallel") is not None
+               for t in (point.parallel.recompute, point.parallel.other) if t)
+
+
 def point_values(point, arch, gpu, setup) -> dict[str, Any]:
     """Job-flag values of a point whose plan was read into `setup` (sizeup.validate.mapping.build_setup)."""
     from sizeup.validate.mapping import compiled, infer_loss, transformer_engine
@@ -29,8 +38,10 @@ def point_values(point, arch, gpu, setup) -> dict[str, Any]:
                          "zero": setup.sharding.value, "precision": setup.precision.value,
                          "optimizer": ("paged-" if setup.paged_optimizer else "") + setup.optimizer.value,
                          "recompute": setup.recompute.value, "attention": setup.attention.value}
-    if setup.tp > 1:
+    if setup.tp > 1 and (setup.sequence_parallel or sp_stated(point) or not point_framework(point)):
         v["sequence_parallel"] = setup.sequence_parallel
+    if point.parallel.sharding is None and point_framework(point) and setup.sharding.value == "none":
+        del v["zero"]  # not stated: the framework profile's default sharding applies (job parser)
     if arch.position == PositionKind.LEARNED and arch.num_position_embeddings:
         v["positions"] = arch.num_position_embeddings
     if not setup.fused_optimizer:

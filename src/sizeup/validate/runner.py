@@ -267,7 +267,7 @@ class Context:
 
         key = f"job_{int(need_batch)}{int(need_seq)}"
         return self._get(key, lambda: point_job(self.point, self.model, self.gpu,
-                                                self.setup_result(need_batch, need_seq).setup))
+                                                self.setup_result(need_batch, need_seq).setup, self.catalog))
 
     # physics: through the pipeline, as every command
     @property

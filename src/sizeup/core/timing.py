@@ -62,6 +62,9 @@ class TimingKnobs:
     elementwise_bwd_factor: float = 2.0
     logits_bytes_per_vocab_token: float = 16.0
     optimizer_bytes_per_param: Mapping[str, float] = field(default_factory=lambda: {"adamw": 36.0})
+    optimizer_bytes_per_param_foreach: Mapping[str, float] = field(default_factory=lambda: {"adamw": 80.0})
+    """Same for the non-fused (foreach) step, one kernel per op over the tensor list (--foreach); optimizers not
+    listed fall back to optimizer_bytes_per_param."""
     grad_reduce_bytes: Mapping[str, float] = field(default_factory=lambda: {"bf16-mixed": 2.0})
     param_gather_bytes: Mapping[str, float] = field(default_factory=lambda: {"bf16-mixed": 2.0})
     dp_overlap: float = 0.9
@@ -265,7 +268,7 @@ FALLBACK_MATMUL_CURVE = ((1e9, 0.5), (1e12, 0.75))
 
 
 def gpu_numbers(gpu: GpuSpec, precision: Precision, knobs: TimingKnobs, kernel: str = "fused",
-                fp8_recipe: Fp8Recipe = Fp8Recipe.DELAYED) -> GpuNumbers:
+                fp8_recipe: Fp8Recipe = Fp8Recipe.DELAYED, cudnn_attention: bool = False) -> GpuNumbers:
     dtype = compute_dtype(gpu, precision)
     attn_dtype = "bf16" if dtype == "fp8" else dtype
     if gpu.peak(attn_dtype) <= 0:
@@ -273,7 +276,7 @@ def gpu_numbers(gpu: GpuSpec, precision: Precision, knobs: TimingKnobs, kernel: 
     curve = gpu.matmul_efficiency or FALLBACK_MATMUL_CURVE
     xs = tuple(float(np.log(max(x, 1.0))) for x, _ in curve)
     ys = tuple(float(y) for _, y in curve)
-    attn = _attention_eff(gpu, knobs, kernel)
+    attn = _attention_eff(gpu, knobs, kernel, cudnn_attention)
     attn = (attn[0] * knobs.attention_end_to_end_scale, attn[1] * knobs.attention_end_to_end_scale)
     fp8_scale = knobs.fp8_matmul_relative_efficiency * float(knobs.fp8_recipe_matmul_efficiency.get(fp8_recipe.value, 1.0))
     scale = knobs.matmul_training_fraction * (fp8_scale if dtype == "fp8" else 1.0)
@@ -287,10 +290,14 @@ def gpu_numbers(gpu: GpuSpec, precision: Precision, knobs: TimingKnobs, kernel: 
     )
 
 
-def _attention_eff(gpu: GpuSpec, knobs: TimingKnobs, kernel: str = "fused") -> tuple[float, float]:
-    """[fwd, bwd] flash-attention fraction of peak for this GPU: the longest id key contained in the GPU id."""
+def _attention_eff(gpu: GpuSpec, knobs: TimingKnobs, kernel: str = "fused",
+                   cudnn_attention: bool = False) -> tuple[float, float]:
+    """[fwd, bwd] flash-attention fraction of peak for this GPU: the longest id key contained in the GPU id.
+    Transformer Engine attention and cuDNN attention (Attention.CUDNN: torch SDPA's default on sm90/sm100 from
+    torch 2.11) read attention_efficiency_fused where it has the GPU (Hopper/Blackwell), else the FA2 table
+    (torch's check_prefer_cudnn_attention only prefers cuDNN on sm90/sm100)."""
     table = dict(knobs.attention_efficiency)
-    if uses_te_attention(kernel):
+    if uses_te_attention(kernel) or cudnn_attention:
         table.update({k: v for k, v in knobs.attention_efficiency_fused.items() if k in gpu.id.lower()})
     keys = sorted((k for k in table if k != "default" and k in gpu.id.lower()), key=len, reverse=True)
     fwd, bwd = table[keys[0]] if keys else table.get("default", [0.5, 0.4])
@@ -743,17 +750,20 @@ def uses_te_attention(kernel: str) -> bool:
 def kernel_args(model: ModelArch, setup: TrainSetup, gpu: GpuSpec, knobs: TimingKnobs, kernel: str = "fused") -> tuple:
     """(ModelInputs, GpuNumbers, keyword plan arguments) for step_kernel from frozen inputs."""
     mi = model_inputs(model, setup)
-    g = gpu_numbers(gpu, setup.precision, knobs, kernel, setup.fp8_recipe)
+    g = gpu_numbers(gpu, setup.precision, knobs, kernel, setup.fp8_recipe,
+                    cudnn_attention=setup.attention == Attention.CUDNN)
     prec = setup.precision.value
     act_bytes = 4.0 if setup.precision in (Precision.FP32, Precision.TF32) else 2.0
     gemm_bytes = 1.0 if compute_dtype(gpu, setup.precision) == "fp8" else act_bytes
     opt_b = knobs.optimizer_bytes_per_param
+    if not setup.fused_optimizer:  # foreach step: separate multi-tensor kernels, more HBM passes (timing.yaml)
+        opt_b = {**opt_b, **knobs.optimizer_bytes_per_param_foreach}
     plan = dict(
         tp=setup.tp, pp=setup.pp, dp=setup.dp, cp=setup.cp, ep=setup.ep, micro_batch=setup.micro_batch,
         grad_accum=setup.grad_accum, seq_len=setup.seq_len, sharding_code=SHARDING_CODE[setup.sharding],
         recompute_code=RECOMPUTE_CODE[setup.recompute], sequence_parallel=int(setup.sequence_parallel),
         virtual_pp=setup.virtual_pp if setup.pp > 1 else 1, offload_code=OFFLOAD_CODE[setup.offload_optimizer],
-        act_bytes=act_bytes, gemm_bytes=gemm_bytes, flash=setup.attention == Attention.FLASH,
+        act_bytes=act_bytes, gemm_bytes=gemm_bytes, flash=setup.attention.fused,
         grad_bytes=({"bf16": 2.0, "fp32": 4.0}.get(setup.grad_reduce_dtype)
                     or float(knobs.grad_reduce_bytes.get(prec, act_bytes))),
         gather_bytes=float(knobs.param_gather_bytes.get(prec, act_bytes)),

@@ -151,7 +151,15 @@ def test_calibration_improves_in_sample_and_loso_is_reported_per_family(payload)
     off = acc["calibration_off"]["overall"]["training throughput/MFU"]["median_abs_error_pct"]
     on = acc["calibration_on_in_sample"]["overall"]["training throughput/MFU"]["median_abs_error_pct"]
     loso = acc["loso"]["overall"]["training throughput/MFU"]["median_abs_error_pct"]
-    assert on < off and on <= loso
+    assert on < off and loso < off
+    # the fit minimises the mean over families (families weighted equally), so that mean, not the row median
+    # (llm-foundry holds ~3/4 of the rows), is what in-sample must not lose to leave-one-source-out: a family
+    # whose rows pull a shared knob (e.g. sizeup-gpu-truth) can move llm-foundry's in-sample median above its LOSO one
+    def family_mean(block: dict) -> float:
+        vals = [g["training throughput/MFU"]["median_abs_error_pct"] for g in block["families"].values()
+                if g.get("training throughput/MFU", {}).get("median_abs_error_pct") is not None]
+        return sum(vals) / len(vals)
+    assert family_mean(acc["calibration_on_in_sample"]) <= family_mean(acc["loso"])
     fams = {f for f, g in acc["loso"]["families"].items() if g.get("training throughput/MFU", {}).get("n")}
     assert len(fams) >= 3
     # memory uses no fitted knob: its LOSO error is its in-sample error

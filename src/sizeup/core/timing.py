@@ -417,7 +417,8 @@ def step_kernel(mi: ModelInputs, g: GpuNumbers, knobs: TimingKnobs, *, tp, pp, d
                 gather_bytes: float = 2.0, optimizer_bytes_per_param: float = 36.0, dropout: float = 0.0,
                 kernel: str = "fused", lora_impl_code=0, lora_dropout: float = 0.0, recompute_fraction=1.0,
                 tp_overlap=None, ep_overlap=None, fp8_cast_bytes: float = 3.0, first_stage_layers=0,
-                last_stage_layers=0, moe_capacity_factor=0.0, moe_pad_to_capacity=False) -> dict:
+                last_stage_layers=0, moe_capacity_factor=0.0, moe_pad_to_capacity=False,
+                autocast_weight_cast: bool = False) -> dict:
     """Seconds per optimizer step and its parts, for one plan or arrays of plans. Returns a dict of arrays."""
     L, h, V = mi.num_layers, mi.hidden, mi.vocab
     s = seq_len * 1.0
@@ -511,6 +512,17 @@ def step_kernel(mi: ModelInputs, g: GpuNumbers, knobs: TimingKnobs, *, tp, pp, d
         elem_fwd_bytes = elem_fwd_bytes + mi.moe_fraction * route
     elem_fwd = elem_fwd_bytes / (g.hbm_bytes_per_s * g.hbm_efficiency)
     elem_bwd = elem_fwd * knobs.elementwise_bwd_factor
+    if autocast_weight_cast:
+        # torch.autocast over fp32 master weights (eager AMP, no sharding wrapper that casts at gather): each
+        # forward casts every trainable GEMM weight to 16 bits (read 4 B, write 2 B; autocast_mode.cpp cached_cast
+        # caches the cast of a leaf weight for the rest of the autocast region, so once per forward), and its
+        # backward (ToCopyBackward) casts the 16-bit weight gradient to fp32 (read 2 B, write 4 B). Frozen 16-bit
+        # (LoRA base) weights need no cast.
+        w_trainable = (1.0 - mi.frozen_fraction) * sum(gm.k * gm.n * gm.count / (tp if gm.tp_split else 1)
+                                                       for gm in sh.gemms)
+        cast = 6.0 * w_trainable / (g.hbm_bytes_per_s * g.hbm_efficiency)
+        elem_fwd = elem_fwd + cast
+        elem_bwd = elem_bwd + cast
     if mi.quantized_base:
         # QLoRA: dequantize 4-bit weights to 16-bit before every forward and backward GEMM (read 0.5 B + write 2 B)
         weights_local = sum(gm.k * gm.n * gm.count / (tp if gm.tp_split else 1) for gm in sh.gemms)
@@ -768,6 +780,8 @@ def kernel_args(model: ModelArch, setup: TrainSetup, gpu: GpuSpec, knobs: Timing
                     or float(knobs.grad_reduce_bytes.get(prec, act_bytes))),
         gather_bytes=float(knobs.param_gather_bytes.get(prec, act_bytes)),
         optimizer_bytes_per_param=float(opt_b.get(setup.optimizer.value, opt_b.get("adamw", 36.0))),
+        autocast_weight_cast=bool(kernel_style(kernel) == "eager" and setup.sharding == Sharding.NONE
+                                  and setup.precision in (Precision.BF16_MIXED, Precision.FP16_MIXED)),
         dropout=setup.dropout, kernel=kernel, lora_impl_code=LORA_IMPL_CODE[setup.lora_impl],
         lora_dropout=setup.lora_dropout, recompute_fraction=setup.recompute_fraction,
         tp_overlap=setup.tp_comm_overlap, ep_overlap=setup.ep_comm_overlap,

@@ -83,3 +83,29 @@ def test_attention_cudnn_is_a_job_choice_and_keeps_no_scores():
     a_f = step_for(flash).breakdown["compute/attention"]
     a_c = step_for(cudnn).breakdown["compute/attention"]
     assert 1.6 < a_f / a_c < 2.2
+
+
+def test_autocast_weight_cast_traffic_is_12_bytes_per_trainable_weight():
+    """Eager AMP over fp32 weights: per micro-batch a forward cast (read 4 B, write 2 B) and a gradient cast back
+    (read 2 B, write 4 B) of every layer GEMM weight = 12 B each, as HBM time; pure bf16 has none. Reference: the
+    hand count of Llama-3.2-1B's layer weights (16 x (q 2048x2048 + k,v 2048x512 + o 2048x2048 + 3 x 2048x8192))."""
+    from sizeup.catalog import load_catalog
+    from sizeup.catalog.knobs import load_timing_knobs
+    from sizeup.core.timing import kernel_args, step_kernel
+    from sizeup.validate.points import load_points
+    from sizeup.validate.runner import Context
+
+    cat = load_catalog()
+    pts = {p.id: p for p in load_points(ROWS)}
+    ctx = Context(pts["gpu-truth-nvidia-h200-llama-3.2-1b-l16-mb4-s2048-bf16-mixed-adamw-fused-rc-none-tput"], cat)
+    job = ctx.job()[0]
+    knobs = load_timing_knobs()
+    mi, g, plan = kernel_args(job.model, job.setup, job.gpu, knobs, job.execution.timing_kernel)
+    assert plan["autocast_weight_cast"] is True
+    on = step_kernel(mi, g, knobs, **plan)["elementwise_s"]
+    off = step_kernel(mi, g, knobs, **dict(plan, autocast_weight_cast=False))["elementwise_s"]
+    layer_weights = 2048 * 2048 + 2 * 2048 * 512 + 2048 * 2048 + 3 * 2048 * 8192
+    expected = 16 * layer_weights * 12.0 / (g.hbm_bytes_per_s * g.hbm_efficiency)
+    assert float(on - off) == pytest.approx(expected, rel=1e-9)
+    pure = Context(pts["gpu-truth-nvidia-h200-llama-3.2-1b-l16-mb4-s2048-bf16-adamw-fused-rc-none-tput"], cat).job()[0]
+    assert kernel_args(pure.model, pure.setup, pure.gpu, knobs, pure.execution.timing_kernel)[2]["autocast_weight_cast"] is False

@@ -350,7 +350,7 @@ def moe_imbalance(mi: ModelInputs, setup: TrainSetup):
 
 
 def lora_adapter_time(mi: ModelInputs, g: GpuNumbers, M, tp, act_bytes: float = 2.0, impl_code=0,
-                      lora_dropout: float = 0.0):
+                      lora_dropout: float = 0.0, input_cast: bool = False):
     """GPU seconds per layer per micro-batch of the LoRA adapters and the kernels they launch.
 
     Per adapted Linear y = x W (x: M x k, W frozen) with rank r (Hu et al. 2021 LoRA eq. 3: h = W0 x + B A x):
@@ -360,8 +360,10 @@ def lora_adapter_time(mi: ModelInputs, g: GpuNumbers, M, tp, act_bytes: float = 
     impl 0 "fused" (Unsloth matmul_lora: the B-GEMM and dx_lora accumulate into the base output / dgrad with addmm:
     2 fwd + 4 bwd kernels, +1 read of the M x n / M x k accumulator); impl 1 "peft" (HF PEFT LoraLayer:
     `result + lora_B(lora_A(dropout(x))) * scaling` as separate ops: + mul (r M*n, w M*n) + add (r 2 M*n, w M*n)
-    + 2 autocast casts of the fp32 adapter weights [+ dropout r/w M*k + 1-byte mask]; backward + mul backward
-    (r/w M*n) + dx accumulation (r 2 M*k, w M*k) + 2 fp32 gradient casts [+ dropout backward]).
+    + 2 autocast casts of the fp32 adapter weights [+ with input_cast (mixed precision: fp32 adapters, autocast)
+    the input's cast to fp32 and back]
+    [+ dropout r/w M*k + 1-byte mask]; backward + mul backward (r/w M*n) + dx accumulation (r 2 M*k, w M*k)
+    + 2 fp32 gradient casts + the input-grad casts [+ dropout backward]).
     Returns (fwd_gpu_s, bwd_gpu_s, kernels_fwd, kernels_bwd).
     """
     if not mi.adapters or mi.lora_rank <= 0:
@@ -388,9 +390,14 @@ def lora_adapter_time(mi: ModelInputs, g: GpuNumbers, M, tp, act_bytes: float = 
             + kern(2.0 * M * kl * r, e * (M * kl + M * r + kl * r)) \
             + kern(2.0 * M * r * kl, e * (M * r + kl * r + M * kl) + acc_b)
         casts = 2.0 * 3.0 * r * (kl + nl)  # fp32 -> 16-bit copies of A and B: read 4 B, write 2 B per weight
-        f_extra = (2.0 * e * M * nl + 3.0 * e * M * nl + casts) / bw
-        b_extra = (2.0 * e * M * nl + 3.0 * e * M * kl + casts) / bw
-        nf, nb = 4.0, 4.0
+        # the adapter input: PEFT casts x to the fp32 adapter weight's dtype (peft tuners_utils.py
+        # BaseTunerLayer._cast_input_dtype: x.to(lora_A.weight.dtype); get_peft_model(autocast_adapter_dtype=True)
+        # keeps adapters fp32 on a 16-bit base) and autocast casts it back to 16 bits for lora_A's GEMM: read e,
+        # write 4, read 4, write e per input element; the backward runs both ToCopyBackward casts in reverse
+        in_cast = (2.0 * e + 8.0) * M * kl if input_cast else 0.0
+        f_extra = (2.0 * e * M * nl + 3.0 * e * M * nl + casts + in_cast) / bw
+        b_extra = (2.0 * e * M * nl + 3.0 * e * M * kl + casts + in_cast) / bw
+        nf, nb = (6.0, 6.0) if input_cast else (4.0, 4.0)
         if drop:
             f_extra = f_extra + (2.0 * e * M * kl + M * kl) / bw
             b_extra = b_extra + (2.0 * e * M * kl + M * kl) / bw
@@ -418,7 +425,7 @@ def step_kernel(mi: ModelInputs, g: GpuNumbers, knobs: TimingKnobs, *, tp, pp, d
                 kernel: str = "fused", lora_impl_code=0, lora_dropout: float = 0.0, recompute_fraction=1.0,
                 tp_overlap=None, ep_overlap=None, fp8_cast_bytes: float = 3.0, first_stage_layers=0,
                 last_stage_layers=0, moe_capacity_factor=0.0, moe_pad_to_capacity=False,
-                autocast_weight_cast: bool = False) -> dict:
+                autocast_weight_cast: bool = False, lora_input_cast: bool = False) -> dict:
     """Seconds per optimizer step and its parts, for one plan or arrays of plans. Returns a dict of arrays."""
     L, h, V = mi.num_layers, mi.hidden, mi.vocab
     s = seq_len * 1.0
@@ -532,7 +539,8 @@ def step_kernel(mi: ModelInputs, g: GpuNumbers, knobs: TimingKnobs, *, tp, pp, d
 
     # ---- LoRA adapters (their GEMMs and, for eager PEFT, their extra elementwise kernels), launched from Python:
     # the CPU issue time of their kernels hides behind the base layer's GPU time only while the CPU is ahead
-    la_gf, la_gb, la_kf, la_kb = lora_adapter_time(mi, g, M, tp, act_bytes, lora_impl_code, lora_dropout)
+    la_gf, la_gb, la_kf, la_kb = lora_adapter_time(mi, g, M, tp, act_bytes, lora_impl_code, lora_dropout,
+                                                   lora_input_cast)
     host_half = 0.5 * knobs.host_overhead_s_per_layer_microbatch
     base_f = gemm_fwd + attn_fwd + attn_mem / (1.0 + knobs.elementwise_bwd_factor) + elem_fwd
     base_b = gemm_bwd + attn_bwd + attn_mem * knobs.elementwise_bwd_factor / (1.0 + knobs.elementwise_bwd_factor) \
@@ -782,6 +790,8 @@ def kernel_args(model: ModelArch, setup: TrainSetup, gpu: GpuSpec, knobs: Timing
         optimizer_bytes_per_param=float(opt_b.get(setup.optimizer.value, opt_b.get("adamw", 36.0))),
         autocast_weight_cast=bool(kernel_style(kernel) == "eager" and setup.sharding == Sharding.NONE
                                   and setup.precision in (Precision.BF16_MIXED, Precision.FP16_MIXED)),
+        # PEFT adapters are fp32 master copies under mixed precision (autocast): their input is cast up and back
+        lora_input_cast=bool(setup.precision in (Precision.BF16_MIXED, Precision.FP16_MIXED)),
         dropout=setup.dropout, kernel=kernel, lora_impl_code=LORA_IMPL_CODE[setup.lora_impl],
         lora_dropout=setup.lora_dropout, recompute_fraction=setup.recompute_fraction,
         tp_overlap=setup.tp_comm_overlap, ep_overlap=setup.ep_comm_overlap,
@@ -866,7 +876,7 @@ def estimate_step(model: ModelArch, setup: TrainSetup, gpu: GpuSpec, knobs: Timi
                  "lora_dropout": setup.lora_dropout, "eager_op_dispatch_s": knobs.eager_op_dispatch_s,
                  "kernels_per_layer_fwd_bwd": sum(_f(x) for x in lora_adapter_time(
                      mi, g, setup.micro_batch * setup.seq_len / setup.cp, setup.tp, plan["act_bytes"],
-                     plan["lora_impl_code"], setup.lora_dropout)[2:]),
+                     plan["lora_impl_code"], setup.lora_dropout, plan["lora_input_cast"])[2:]),
                  "host_overhead_s_per_layer_microbatch": knobs.host_overhead_s_per_layer_microbatch},
                 "Hu et al. 2021 (LoRA eq. 3); huggingface/peft tuners/lora/layer.py Linear.forward; unslothai/unsloth "
                 "kernels/utils.py matmul_lora; dispatch: " + ks.get("eager_op_dispatch_s", "timing.yaml"))]

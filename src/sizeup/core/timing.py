@@ -528,8 +528,19 @@ def step_kernel(mi: ModelInputs, g: GpuNumbers, knobs: TimingKnobs, *, tp, pp, d
         w_trainable = (1.0 - mi.frozen_fraction) * sum(gm.k * gm.n * gm.count / (tp if gm.tp_split else 1)
                                                        for gm in sh.gemms)
         cast = 6.0 * w_trainable / (g.hbm_bytes_per_s * g.hbm_efficiency)
-        elem_fwd = elem_fwd + cast
-        elem_bwd = elem_bwd + cast
+        # and the residual stream is fp32: nn.Embedding is not on autocast's 16-bit op list, so with fp32 weights
+        # the embedding output is fp32 and every residual add promotes to fp32 (torch type promotion); per token
+        # per layer, against a 16-bit stream (eager Llama-style block, transformers modeling_llama.py):
+        # 5 autocast input casts of the fp32 norm output for q, k, v, gate, up (r 4, w 2: +30 B x h), 2 residual
+        # adds reading and writing fp32 (+8 B x h), 2 RMSNorms that skip their upcast and downcast copies but
+        # scale in fp32 (-8 B x h each), rotary on fp32 cos/sin (q, k out in fp32: +10 B) and SDPA's autocast cast
+        # of q, k back to 16 bits (+6 B) = 22 B x h + 16 B x (q + k width); backward x elementwise_bwd_factor.
+        # A frozen 16-bit base (LoRA) keeps a 16-bit embedding and stream: none of this.
+        qk_width = sh.attn_qk_dim + 0.5 * max(sh.qkv_width - sh.attn_qk_dim, 0)
+        resid = M * (22.0 * h / sp_div + 16.0 * qk_width / tp) / (g.hbm_bytes_per_s * g.hbm_efficiency) \
+            * (1.0 if mi.frozen_fraction < 0.5 else 0.0)
+        elem_fwd = elem_fwd + cast + resid
+        elem_bwd = elem_bwd + cast + resid * knobs.elementwise_bwd_factor
     if mi.quantized_base:
         # QLoRA: dequantize 4-bit weights to 16-bit before every forward and backward GEMM (read 0.5 B + write 2 B)
         weights_local = sum(gm.k * gm.n * gm.count / (tp if gm.tp_split else 1) for gm in sh.gemms)

@@ -519,7 +519,8 @@ def step_kernel(mi: ModelInputs, g: GpuNumbers, knobs: TimingKnobs, *, tp, pp, d
         elem_fwd_bytes = elem_fwd_bytes + mi.moe_fraction * route
     elem_fwd = elem_fwd_bytes / (g.hbm_bytes_per_s * g.hbm_efficiency)
     elem_bwd = elem_fwd * knobs.elementwise_bwd_factor
-    if autocast_weight_cast:
+    amp = np.asarray(autocast_weight_cast, dtype=float) * (np.asarray(sharding_code) == 0)
+    if np.any(amp > 0):
         # torch.autocast over fp32 master weights (eager AMP, no sharding wrapper that casts at gather): each
         # forward casts every trainable GEMM weight to 16 bits (read 4 B, write 2 B; autocast_mode.cpp cached_cast
         # caches the cast of a leaf weight for the rest of the autocast region, so once per forward), and its
@@ -539,8 +540,8 @@ def step_kernel(mi: ModelInputs, g: GpuNumbers, knobs: TimingKnobs, *, tp, pp, d
         qk_width = sh.attn_qk_dim + 0.5 * max(sh.qkv_width - sh.attn_qk_dim, 0)
         resid = M * (22.0 * h / sp_div + 16.0 * qk_width / tp) / (g.hbm_bytes_per_s * g.hbm_efficiency) \
             * (1.0 if mi.frozen_fraction < 0.5 else 0.0)
-        elem_fwd = elem_fwd + cast + resid
-        elem_bwd = elem_bwd + cast + resid * knobs.elementwise_bwd_factor
+        elem_fwd = elem_fwd + amp * (cast + resid)
+        elem_bwd = elem_bwd + amp * (cast + resid * knobs.elementwise_bwd_factor)
     if mi.quantized_base:
         # QLoRA: dequantize 4-bit weights to 16-bit before every forward and backward GEMM (read 0.5 B + write 2 B)
         weights_local = sum(gm.k * gm.n * gm.count / (tp if gm.tp_split else 1) for gm in sh.gemms)
@@ -799,7 +800,8 @@ def kernel_args(model: ModelArch, setup: TrainSetup, gpu: GpuSpec, knobs: Timing
                     or float(knobs.grad_reduce_bytes.get(prec, act_bytes))),
         gather_bytes=float(knobs.param_gather_bytes.get(prec, act_bytes)),
         optimizer_bytes_per_param=float(opt_b.get(setup.optimizer.value, opt_b.get("adamw", 36.0))),
-        autocast_weight_cast=bool(kernel_style(kernel) == "eager" and setup.sharding == Sharding.NONE
+        # eager AMP; step_kernel applies it only where sharding_code is 0 (FSDP/ZeRO-3 cast at gather instead)
+        autocast_weight_cast=bool(kernel_style(kernel) == "eager"
                                   and setup.precision in (Precision.BF16_MIXED, Precision.FP16_MIXED)),
         # PEFT adapters are fp32 master copies under mixed precision (autocast): their input is cast up and back
         lora_input_cast=bool(setup.precision in (Precision.BF16_MIXED, Precision.FP16_MIXED)),

@@ -315,6 +315,7 @@ def dev_rows(results: dict, commit: str | None = None) -> tuple[list[dict], list
               "primary": True}
     protocol = results["sections"]["training"].get("notes", {}).get("protocol", "")
     runs = md.get("runs") or []
+    seen: set[str] = set()
     for i, r in enumerate(results["sections"]["training"].get("rows", [])):
         if runs and isinstance(r.get("run"), int) and 0 <= r["run"] < len(runs):
             rmd = runs[r["run"]]
@@ -376,6 +377,9 @@ def dev_rows(results: dict, commit: str | None = None) -> tuple[list[dict], list
                     "seq_len": r["seq_len"], "notes": protocol or None}
         pid = _slug(f"gpu-truth-{gpu_name}-{r['model_id']}-l{r['layers']}-mb{r['micro_batch']}-s{r['seq_len']}-"
                     f"{'lora' if lora else r['precision']}-{r['optimizer']}-rc-{r['recompute']}")
+        if pid in seen:  # the same configuration measured again in another merged run: keep both, named by run
+            pid = f"{pid}-run{int(r['run']) + 1}" if isinstance(r.get("run"), int) else f"{pid}-{i}"
+        seen.add(pid)
         common = {"source": [source], "model": model, "hardware": hardware, "parallel": parallel,
                   "workload": workload, "completeness": "full"}
         mem = []

@@ -263,3 +263,21 @@ def test_unknown_calibration_name_is_one_line(capsys, tmp_path, monkeypatch):
     code, out, err = run_cli(capsys, "train", "llama-2-7b", "--gpu", "h100-sxm", "--calibration", "nope")
     assert code == 2 and "not found" in err and "Traceback" not in err
     calib.use(None)
+
+
+def test_held_out_family_is_never_fitted(dev):
+    """families.yaml `fit: false` (sizeup-gpu-truth, issue 16): doubling every measurement of that family changes
+    neither the fitted knobs nor any fold's knobs; its rows are still predicted and reported."""
+    held = calfit.held_out_families()
+    assert "sizeup-gpu-truth" in held
+    mask = np.isin(dev.t_family, list(held))
+    assert mask.sum() >= 28
+    res = calfit.fit(dev)
+    dev2 = calfit.DevSet(**{**dev.__dict__, "t_meas": np.where(mask, dev.t_meas * 2, dev.t_meas),
+                            "t_lo": np.where(mask, dev.t_lo * 2, dev.t_lo), "t_hi": np.where(mask, dev.t_hi * 2, dev.t_hi)})
+    res2 = calfit.fit(dev2)
+    np.testing.assert_allclose(res2.knobs_all, res.knobs_all)
+    for f in res.fold_knobs:
+        np.testing.assert_allclose(res2.fold_knobs[f], res.fold_knobs[f])
+    # its leave-one-source-out prediction is the full fit's (the fold trains on the same families)
+    np.testing.assert_allclose(res.pred_loso[mask], res.pred_fitted[mask])

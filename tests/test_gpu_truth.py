@@ -436,3 +436,92 @@ def test_full_size_plan_resolves_and_is_cut_by_the_budget(tmp_path):
         assert needle in items, needle
     inf = data["sections"]["inference"]
     assert inf["rows"] == [] and all(s["reason"].startswith("over budget") for s in inf["skipped"])
+
+
+# --------------------------------------------------------------------------- merge (several runs of one machine)
+
+
+def _training_row(model_id: str, micro_batch: int, step_s: float) -> dict:
+    params = 1_235_814_400
+    row = {"item": f"{model_id} L16 mb{micro_batch} s2048 bf16-mixed adamw-fused recompute=none", "model_id": model_id,
+           "model_name": "Llama 3.2 1B", "layers": 16, "layers_full": 16, "layers_note": None, "hidden": 2048,
+           "heads": 32, "kv_heads": 8, "head_dim": 64, "ffn": 8192, "vocab": 128256, "tie_embeddings": True,
+           "micro_batch": micro_batch, "seq_len": 2048, "recompute": "none", "precision": "bf16-mixed",
+           "optimizer": "adamw-fused", "peft": None, "lora_rank": None, "measured_steps": 3,
+           "params_total": params, "params_base": params, "param_bytes": 4 * params, "grad_bytes": 4 * params,
+           "optimizer_state_bytes": 8 * params, "step_times_s": [step_s] * 3, "step_time_s_median": step_s,
+           "tokens_per_step": micro_batch * 2048, "tokens_per_s": micro_batch * 2048 / step_s,
+           "max_memory_allocated_bytes": 40 * 2**30, "max_memory_reserved_bytes": 44 * 2**30}
+    row["model_state_bytes"] = row["param_bytes"] + row["grad_bytes"] + row["optimizer_state_bytes"]
+    return row
+
+
+def _write_run(folder: Path, res: dict) -> Path:
+    folder.mkdir(parents=True)
+    (folder / "results.json").write_text(json.dumps(res))
+    return folder / "results.json"
+
+
+def test_merge_two_runs_rows_keep_their_run(tmp_path, capsys):
+    """Two tiny runs of one machine merged: every row keeps the index of its run, the metadata of the run with GEMMs
+    leads, and a configuration measured in both runs becomes two development rows with distinct ids."""
+    from sizeup.validate.points import BadPoint, load_points
+
+    a = _synthetic_gpu_results(mamf=0.78, t0=4e-6, hbm_fraction=0.91)
+    a["sections"]["training"]["rows"] = [_training_row("llama-3.2-1b", 4, 0.18)]
+    b = _synthetic_gpu_results(mamf=0.78, t0=4e-6, hbm_fraction=0.91)
+    for s in ("gemm", "bandwidth", "attention"):
+        b["sections"][s]["rows"] = []
+    b["metadata"]["date_utc"] = "2026-12-04T13:00:00+00:00"
+    b["sections"]["training"]["rows"] = [_training_row("llama-3.2-1b", 4, 0.19), _training_row("llama-3.2-1b", 2, 0.1)]
+    pa, pb = _write_run(tmp_path / "run1", a), _write_run(tmp_path / "run2", b)
+    out = tmp_path / "merged"
+    assert report.main(["merge", str(pa), str(pb), "-o", str(out)]) == 0
+    merged = json.loads((out / "results.json").read_text())
+    assert [r["run"] for r in merged["sections"]["training"]["rows"]] == [0, 1, 1]
+    assert len(merged["sections"]["gemm"]["rows"]) == len(a["sections"]["gemm"]["rows"])
+    assert [Path(r["results"]).parent.name for r in merged["metadata"]["runs"]] == ["run1", "run2"]
+    path = tmp_path / "rows.yaml"
+    path.write_text(report.rows_yaml(merged))
+    points = load_points(path)
+    assert not [p for p in points if isinstance(p, BadPoint)]
+    ids = [p.id for p in points]
+    assert len(ids) == len(set(ids)) == 6
+    assert sum(i.endswith("-run2-tput") for i in ids) == 1
+    vias = {p.id: p.source[0].via for p in points}
+    assert all("run1" in v for i, v in vias.items() if "mb4" in i and "-run2" not in i)
+    assert all("run2" in v for i, v in vias.items() if "-run2" in i or "mb2" in i)
+    steps = {p.id: p.measured[0].value for p in points if p.category == "B"}
+    assert sorted(steps.values()) == [0.1, 0.18, 0.19]
+
+
+def test_merge_bad_input_one_line_exit_2(tmp_path, capsys):
+    a = _synthetic_gpu_results(mamf=0.78, t0=4e-6, hbm_fraction=0.91)
+    pa = _write_run(tmp_path / "a", a)
+    assert report.main(["merge", str(pa), str(tmp_path / "missing"), "-o", str(tmp_path / "m")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "error" in err
+    b = _synthetic_gpu_results(mamf=0.78, t0=4e-6, hbm_fraction=0.91)
+    b["metadata"]["device_name"] = "NVIDIA H100 80GB HBM3"
+    pb = _write_run(tmp_path / "b", b)
+    assert report.main(["merge", str(pa), str(pb), "-o", str(tmp_path / "m")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "different devices" in err
+    assert report.main(["merge", str(pa)]) == 2  # -o is required
+    assert capsys.readouterr().err.count("\n") == 1
+
+
+def test_compare_after_column_uses_the_catalog_file(tmp_path):
+    """The 'after' prediction runs in the given catalog (a user catalog file halving the H200's MAMF must slow the
+    GEMM-bound step down), not in the packaged one the job parser would load by default."""
+    res = _synthetic_gpu_results(mamf=0.78, t0=4e-6, hbm_fraction=0.91)
+    res["metadata"].update({"transformers_version": "5.17.0", "peft_version": "0.21.0", "git_dirty": False})
+    res["sections"]["training"]["rows"] = [_training_row("llama-3.2-1b", 4, 0.18)]
+    rows_path = tmp_path / "rows.yaml"
+    rows_path.write_text(report.rows_yaml(res))
+    cat = tmp_path / "cat.yaml"
+    cat.write_text("gpus:\n  h200:\n    efficiency:\n      matmul_mamf: {value: 0.40, source: assumed, note: test}\n")
+    rows = {r["quantity"]: r for r in report.compare(rows_path, str(cat))}
+    st = rows["step_time"]
+    assert st["predicted_after"] > 1.3 * st["predicted"]
+    assert rows["peak_memory_allocated"]["predicted_after"] == rows["peak_memory_allocated"]["predicted"]

@@ -62,6 +62,17 @@ def _family_rules() -> list[tuple[str, re.Pattern]]:
     return [(str(r["family"]), re.compile(str(r["match"]), re.I)) for r in data.get("families", [])]
 
 
+@functools.lru_cache(maxsize=1)
+def held_out_families() -> frozenset[str]:
+    """Families whose rows the calibration never fits (families.yaml `fit: false`): they are predicted with the
+    knobs fitted on the other families and reported like a LOSO fold, a test set of the model (sizeup's own
+    GPU measurements, issue 16: 'not fitted blindly')."""
+    from sizeup.catalog import read_yaml
+
+    data = read_yaml(Path(__file__).resolve().parent.parent / "validate" / "data" / "families.yaml") or {}
+    return frozenset(str(r["family"]) for r in data.get("families", []) if r.get("fit") is False)
+
+
 def family_of(point: Any) -> str:
     """The point's `framework:` field if it has one, else the first families.yaml rule matching its sources."""
     fw = getattr(point, "framework", None)
@@ -156,6 +167,7 @@ def build(path=None, rows=None) -> DevSet:
     """Run the validator once with calibration off and cache what a refit needs."""
     from sizeup.catalog.knobs import load_timing_knobs
     from sizeup.core.timing import kernel_args
+    from sizeup.core.types import Attention
     from sizeup.pipeline import knobs_for
     from sizeup.validate.runner import run_validation
 
@@ -203,7 +215,10 @@ def build(path=None, rows=None) -> DevSet:
                 jknobs = knobs_for(job)  # calibration off here: physical values + the job's overlap fields
                 mi, _g, plan = kernel_args(job.model, job.setup, job.gpu, jknobs, kernel)
                 point_index[key] = len(points)
-                points.append((mi, plan, job.gpu, job.setup.precision, kernel, step0, jknobs))
+                # the GPU numbers depend on the setup beyond precision and kernel (the fp8 recipe, cuDNN
+                # attention): keep what kernel_args passed to gpu_numbers, so the fit times the validator's model
+                gn = {"fp8_recipe": job.setup.fp8_recipe, "cudnn_attention": job.setup.attention == Attention.CUDNN}
+                points.append((mi, plan, job.gpu, job.setup.precision, kernel, step0, jknobs, gn))
             t_rows.append(i)
             t_point.append(point_index[key])
             t_sign.append(_sign(r))
@@ -244,9 +259,9 @@ def step_times(dev: DevSet, K: np.ndarray) -> np.ndarray:
 
     K = np.atleast_2d(K)
     out = np.empty((len(dev.points), K.shape[0]))
-    for j, (mi, plan, gpu, precision, kernel, _step0, jknobs) in enumerate(dev.points):
+    for j, (mi, plan, gpu, precision, kernel, _step0, jknobs, gn) in enumerate(dev.points):
         knobs = knobs_with(jknobs, K)
-        g = gpu_numbers(gpu, precision, knobs, kernel)
+        g = gpu_numbers(gpu, precision, knobs, kernel, **gn)
         out[j] = np.broadcast_to(step_kernel(mi, g, knobs, **plan)["step_time_s"], (K.shape[0],))
     return out
 
@@ -339,7 +354,8 @@ class FitResult:
 
 def fit(dev: DevSet, loso: bool = True) -> FitResult:
     fams = sorted(set(dev.t_family.tolist()))
-    folds = [fams] + ([[f for f in fams if f != held] for held in fams] if loso else [])
+    fitted = [f for f in fams if f not in held_out_families()]  # held-out families: never in a fold's training
+    folds = [fitted] + ([[f for f in fitted if f != held] for held in fams] if loso else [])
     vecs = search(dev, folds)
     K = np.vstack([dev.physical[None, :], vecs])
     pred = predictions(dev, K)
@@ -521,7 +537,8 @@ def refit(path=None, dev: DevSet | None = None) -> dict:
     regimes = interval_table(dev, f_loso)
     physical = interval_table(dev, f_phys)
     fams = dev.t_family.tolist()
-    counts = {f: fams.count(f) for f in sorted(set(fams))}
+    counts = {f: fams.count(f) for f in sorted(set(fams)) if f not in held_out_families()}
+    held = sorted(set(fams) & held_out_families())
     today = _dt.date.today().isoformat()
     payload = {
         "schema_version": 1,
@@ -531,6 +548,7 @@ def refit(path=None, dev: DevSet | None = None) -> dict:
             "date": today,
             "on": dev.files,
             "throughput_rows_per_family": counts,
+            "held_out_families": held,
             "objective": "mean over source families of the family's median |ln(predicted/measured)| over its "
                          "training-throughput rows (families weighted equally, not rows; families with fewer than "
                          f"{MIN_FAMILY_ROWS} rows pooled into one group)",

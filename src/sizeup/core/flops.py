@@ -24,7 +24,7 @@ from typing import Mapping
 
 from sizeup.core.explain import Term
 from sizeup.core.params import count_params
-from sizeup.core.types import Attention, ModelArch, Peft, Recompute, TrainSetup
+from sizeup.core.types import ModelArch, Peft, Recompute, TrainSetup
 
 
 @dataclass(frozen=True)
@@ -281,18 +281,18 @@ def flops_per_step(m: ModelArch, setup: TrainSetup) -> FlopsEstimate:
     # recompute: selective = attention core forward again (Korthikanti 2022 §4); full = layer forward again
     if setup.recompute == Recompute.FULL:
         rc_model = (fwd["layers/gemm"] + fwd["layers/attention"]) * T
-        rc_exec_attn = fwd_causal["layers/attention"] if setup.attention == Attention.FLASH else fwd["layers/attention"]
+        rc_exec_attn = fwd_causal["layers/attention"] if setup.attention.fused else fwd["layers/attention"]
         rc_exec = (fwd["layers/gemm"] + rc_exec_attn) * T
     elif setup.recompute == Recompute.SELECTIVE:
         rc_model = fwd["layers/attention"] * T
-        rc_exec = (fwd_causal if setup.attention == Attention.FLASH else fwd)["layers/attention"] * T
+        rc_exec = (fwd_causal if setup.attention.fused else fwd)["layers/attention"] * T
     elif setup.recompute in (Recompute.OP_SAC, Recompute.ATTENTION_ONLY, Recompute.LAYER_FRACTION):
         # op-SAC: the unsaved mms again, SDPA saved; attention-only: attention projections + core;
         # layer-fraction: a share f of the layers in full
         share = recompute_gemm_share(m, setup.recompute, setup.recompute_fraction)
         attn_share = {Recompute.OP_SAC: 0.0, Recompute.ATTENTION_ONLY: 1.0}.get(
             setup.recompute, min(max(setup.recompute_fraction, 0.0), 1.0))
-        attn_ex = (fwd_causal if setup.attention == Attention.FLASH else fwd)["layers/attention"]
+        attn_ex = (fwd_causal if setup.attention.fused else fwd)["layers/attention"]
         rc_model = (share * fwd["layers/gemm"] + attn_share * fwd["layers/attention"]) * T
         rc_exec = (share * fwd["layers/gemm"] + attn_share * attn_ex) * T
     else:
@@ -304,8 +304,8 @@ def flops_per_step(m: ModelArch, setup: TrainSetup) -> FlopsEstimate:
         model_causal -= frozen
     hardware = model + rc_model
     # flash attention: backward runs 5 matmuls vs 2 forward (recomputes S): 2.5x forward (Dao 2023, FA2 §3.1)
-    attn_exec = fwd_causal["layers/attention"] if setup.attention == Attention.FLASH else fwd["layers/attention"]
-    attn_bwd = 2.5 if setup.attention == Attention.FLASH else 2.0
+    attn_exec = fwd_causal["layers/attention"] if setup.attention.fused else fwd["layers/attention"]
+    attn_bwd = 2.5 if setup.attention.fused else 2.0
     gemm_passes = 2.0 if setup.peft != Peft.NONE else 3.0
     executed = (gemm_passes * (fwd["layers/gemm"] + fwd["logits"]) + (1.0 + attn_bwd) * attn_exec) * T + rc_exec
     # LoRA adapters: forward x@A (2*k*r) and @B (2*r*n) per token, backward 2x (dA, dB, d(xA), dx): 3x forward,

@@ -62,6 +62,9 @@ class TimingKnobs:
     elementwise_bwd_factor: float = 2.0
     logits_bytes_per_vocab_token: float = 16.0
     optimizer_bytes_per_param: Mapping[str, float] = field(default_factory=lambda: {"adamw": 36.0})
+    optimizer_bytes_per_param_foreach: Mapping[str, float] = field(default_factory=lambda: {"adamw": 80.0})
+    """Same for the non-fused (foreach) step, one kernel per op over the tensor list (--foreach); optimizers not
+    listed fall back to optimizer_bytes_per_param."""
     grad_reduce_bytes: Mapping[str, float] = field(default_factory=lambda: {"bf16-mixed": 2.0})
     param_gather_bytes: Mapping[str, float] = field(default_factory=lambda: {"bf16-mixed": 2.0})
     dp_overlap: float = 0.9
@@ -265,7 +268,7 @@ FALLBACK_MATMUL_CURVE = ((1e9, 0.5), (1e12, 0.75))
 
 
 def gpu_numbers(gpu: GpuSpec, precision: Precision, knobs: TimingKnobs, kernel: str = "fused",
-                fp8_recipe: Fp8Recipe = Fp8Recipe.DELAYED) -> GpuNumbers:
+                fp8_recipe: Fp8Recipe = Fp8Recipe.DELAYED, cudnn_attention: bool = False) -> GpuNumbers:
     dtype = compute_dtype(gpu, precision)
     attn_dtype = "bf16" if dtype == "fp8" else dtype
     if gpu.peak(attn_dtype) <= 0:
@@ -273,7 +276,7 @@ def gpu_numbers(gpu: GpuSpec, precision: Precision, knobs: TimingKnobs, kernel: 
     curve = gpu.matmul_efficiency or FALLBACK_MATMUL_CURVE
     xs = tuple(float(np.log(max(x, 1.0))) for x, _ in curve)
     ys = tuple(float(y) for _, y in curve)
-    attn = _attention_eff(gpu, knobs, kernel)
+    attn = _attention_eff(gpu, knobs, kernel, cudnn_attention)
     attn = (attn[0] * knobs.attention_end_to_end_scale, attn[1] * knobs.attention_end_to_end_scale)
     fp8_scale = knobs.fp8_matmul_relative_efficiency * float(knobs.fp8_recipe_matmul_efficiency.get(fp8_recipe.value, 1.0))
     scale = knobs.matmul_training_fraction * (fp8_scale if dtype == "fp8" else 1.0)
@@ -287,10 +290,14 @@ def gpu_numbers(gpu: GpuSpec, precision: Precision, knobs: TimingKnobs, kernel: 
     )
 
 
-def _attention_eff(gpu: GpuSpec, knobs: TimingKnobs, kernel: str = "fused") -> tuple[float, float]:
-    """[fwd, bwd] flash-attention fraction of peak for this GPU: the longest id key contained in the GPU id."""
+def _attention_eff(gpu: GpuSpec, knobs: TimingKnobs, kernel: str = "fused",
+                   cudnn_attention: bool = False) -> tuple[float, float]:
+    """[fwd, bwd] flash-attention fraction of peak for this GPU: the longest id key contained in the GPU id.
+    Transformer Engine attention and cuDNN attention (Attention.CUDNN: torch SDPA's default on sm90/sm100 from
+    torch 2.11) read attention_efficiency_fused where it has the GPU (Hopper/Blackwell), else the FA2 table
+    (torch's check_prefer_cudnn_attention only prefers cuDNN on sm90/sm100)."""
     table = dict(knobs.attention_efficiency)
-    if uses_te_attention(kernel):
+    if uses_te_attention(kernel) or cudnn_attention:
         table.update({k: v for k, v in knobs.attention_efficiency_fused.items() if k in gpu.id.lower()})
     keys = sorted((k for k in table if k != "default" and k in gpu.id.lower()), key=len, reverse=True)
     fwd, bwd = table[keys[0]] if keys else table.get("default", [0.5, 0.4])
@@ -343,7 +350,7 @@ def moe_imbalance(mi: ModelInputs, setup: TrainSetup):
 
 
 def lora_adapter_time(mi: ModelInputs, g: GpuNumbers, M, tp, act_bytes: float = 2.0, impl_code=0,
-                      lora_dropout: float = 0.0):
+                      lora_dropout: float = 0.0, input_cast: bool = False):
     """GPU seconds per layer per micro-batch of the LoRA adapters and the kernels they launch.
 
     Per adapted Linear y = x W (x: M x k, W frozen) with rank r (Hu et al. 2021 LoRA eq. 3: h = W0 x + B A x):
@@ -353,8 +360,10 @@ def lora_adapter_time(mi: ModelInputs, g: GpuNumbers, M, tp, act_bytes: float = 
     impl 0 "fused" (Unsloth matmul_lora: the B-GEMM and dx_lora accumulate into the base output / dgrad with addmm:
     2 fwd + 4 bwd kernels, +1 read of the M x n / M x k accumulator); impl 1 "peft" (HF PEFT LoraLayer:
     `result + lora_B(lora_A(dropout(x))) * scaling` as separate ops: + mul (r M*n, w M*n) + add (r 2 M*n, w M*n)
-    + 2 autocast casts of the fp32 adapter weights [+ dropout r/w M*k + 1-byte mask]; backward + mul backward
-    (r/w M*n) + dx accumulation (r 2 M*k, w M*k) + 2 fp32 gradient casts [+ dropout backward]).
+    + 2 autocast casts of the fp32 adapter weights [+ with input_cast (mixed precision: fp32 adapters, autocast)
+    the input's cast to fp32 and back]
+    [+ dropout r/w M*k + 1-byte mask]; backward + mul backward (r/w M*n) + dx accumulation (r 2 M*k, w M*k)
+    + 2 fp32 gradient casts + the input-grad casts [+ dropout backward]).
     Returns (fwd_gpu_s, bwd_gpu_s, kernels_fwd, kernels_bwd).
     """
     if not mi.adapters or mi.lora_rank <= 0:
@@ -381,9 +390,14 @@ def lora_adapter_time(mi: ModelInputs, g: GpuNumbers, M, tp, act_bytes: float = 
             + kern(2.0 * M * kl * r, e * (M * kl + M * r + kl * r)) \
             + kern(2.0 * M * r * kl, e * (M * r + kl * r + M * kl) + acc_b)
         casts = 2.0 * 3.0 * r * (kl + nl)  # fp32 -> 16-bit copies of A and B: read 4 B, write 2 B per weight
-        f_extra = (2.0 * e * M * nl + 3.0 * e * M * nl + casts) / bw
-        b_extra = (2.0 * e * M * nl + 3.0 * e * M * kl + casts) / bw
-        nf, nb = 4.0, 4.0
+        # the adapter input: PEFT casts x to the fp32 adapter weight's dtype (peft tuners_utils.py
+        # BaseTunerLayer._cast_input_dtype: x.to(lora_A.weight.dtype); get_peft_model(autocast_adapter_dtype=True)
+        # keeps adapters fp32 on a 16-bit base) and autocast casts it back to 16 bits for lora_A's GEMM: read e,
+        # write 4, read 4, write e per input element; the backward runs both ToCopyBackward casts in reverse
+        in_cast = (2.0 * e + 8.0) * M * kl if input_cast else 0.0
+        f_extra = (2.0 * e * M * nl + 3.0 * e * M * nl + casts + in_cast) / bw
+        b_extra = (2.0 * e * M * nl + 3.0 * e * M * kl + casts + in_cast) / bw
+        nf, nb = (6.0, 6.0) if input_cast else (4.0, 4.0)
         if drop:
             f_extra = f_extra + (2.0 * e * M * kl + M * kl) / bw
             b_extra = b_extra + (2.0 * e * M * kl + M * kl) / bw
@@ -410,7 +424,8 @@ def step_kernel(mi: ModelInputs, g: GpuNumbers, knobs: TimingKnobs, *, tp, pp, d
                 gather_bytes: float = 2.0, optimizer_bytes_per_param: float = 36.0, dropout: float = 0.0,
                 kernel: str = "fused", lora_impl_code=0, lora_dropout: float = 0.0, recompute_fraction=1.0,
                 tp_overlap=None, ep_overlap=None, fp8_cast_bytes: float = 3.0, first_stage_layers=0,
-                last_stage_layers=0, moe_capacity_factor=0.0, moe_pad_to_capacity=False) -> dict:
+                last_stage_layers=0, moe_capacity_factor=0.0, moe_pad_to_capacity=False,
+                autocast_weight_cast: bool = False, lora_input_cast: bool = False) -> dict:
     """Seconds per optimizer step and its parts, for one plan or arrays of plans. Returns a dict of arrays."""
     L, h, V = mi.num_layers, mi.hidden, mi.vocab
     s = seq_len * 1.0
@@ -504,6 +519,29 @@ def step_kernel(mi: ModelInputs, g: GpuNumbers, knobs: TimingKnobs, *, tp, pp, d
         elem_fwd_bytes = elem_fwd_bytes + mi.moe_fraction * route
     elem_fwd = elem_fwd_bytes / (g.hbm_bytes_per_s * g.hbm_efficiency)
     elem_bwd = elem_fwd * knobs.elementwise_bwd_factor
+    amp = np.asarray(autocast_weight_cast, dtype=float) * (np.asarray(sharding_code) == 0)
+    if np.any(amp > 0):
+        # torch.autocast over fp32 master weights (eager AMP, no sharding wrapper that casts at gather): each
+        # forward casts every trainable GEMM weight to 16 bits (read 4 B, write 2 B; autocast_mode.cpp cached_cast
+        # caches the cast of a leaf weight for the rest of the autocast region, so once per forward), and its
+        # backward (ToCopyBackward) casts the 16-bit weight gradient to fp32 (read 2 B, write 4 B). Frozen 16-bit
+        # (LoRA base) weights need no cast.
+        w_trainable = (1.0 - mi.frozen_fraction) * sum(gm.k * gm.n * gm.count / (tp if gm.tp_split else 1)
+                                                       for gm in sh.gemms)
+        cast = 6.0 * w_trainable / (g.hbm_bytes_per_s * g.hbm_efficiency)
+        # and the residual stream is fp32: nn.Embedding is not on autocast's 16-bit op list, so with fp32 weights
+        # the embedding output is fp32 and every residual add promotes to fp32 (torch type promotion); per token
+        # per layer, against a 16-bit stream (eager Llama-style block, transformers modeling_llama.py):
+        # 5 autocast input casts of the fp32 norm output for q, k, v, gate, up (r 4, w 2: +30 B x h), 2 residual
+        # adds reading and writing fp32 (+8 B x h), 2 RMSNorms that skip their upcast and downcast copies but
+        # scale in fp32 (-8 B x h each), rotary on fp32 cos/sin (q, k out in fp32: +10 B) and SDPA's autocast cast
+        # of q, k back to 16 bits (+6 B) = 22 B x h + 16 B x (q + k width); backward x elementwise_bwd_factor.
+        # A frozen 16-bit base (LoRA) keeps a 16-bit embedding and stream: none of this.
+        qk_width = sh.attn_qk_dim + 0.5 * max(sh.qkv_width - sh.attn_qk_dim, 0)
+        resid = M * (22.0 * h / sp_div + 16.0 * qk_width / tp) / (g.hbm_bytes_per_s * g.hbm_efficiency) \
+            * (1.0 if mi.frozen_fraction < 0.5 else 0.0)
+        elem_fwd = elem_fwd + amp * (cast + resid)
+        elem_bwd = elem_bwd + amp * (cast + resid * knobs.elementwise_bwd_factor)
     if mi.quantized_base:
         # QLoRA: dequantize 4-bit weights to 16-bit before every forward and backward GEMM (read 0.5 B + write 2 B)
         weights_local = sum(gm.k * gm.n * gm.count / (tp if gm.tp_split else 1) for gm in sh.gemms)
@@ -513,7 +551,8 @@ def step_kernel(mi: ModelInputs, g: GpuNumbers, knobs: TimingKnobs, *, tp, pp, d
 
     # ---- LoRA adapters (their GEMMs and, for eager PEFT, their extra elementwise kernels), launched from Python:
     # the CPU issue time of their kernels hides behind the base layer's GPU time only while the CPU is ahead
-    la_gf, la_gb, la_kf, la_kb = lora_adapter_time(mi, g, M, tp, act_bytes, lora_impl_code, lora_dropout)
+    la_gf, la_gb, la_kf, la_kb = lora_adapter_time(mi, g, M, tp, act_bytes, lora_impl_code, lora_dropout,
+                                                   lora_input_cast)
     host_half = 0.5 * knobs.host_overhead_s_per_layer_microbatch
     base_f = gemm_fwd + attn_fwd + attn_mem / (1.0 + knobs.elementwise_bwd_factor) + elem_fwd
     base_b = gemm_bwd + attn_bwd + attn_mem * knobs.elementwise_bwd_factor / (1.0 + knobs.elementwise_bwd_factor) \
@@ -743,21 +782,29 @@ def uses_te_attention(kernel: str) -> bool:
 def kernel_args(model: ModelArch, setup: TrainSetup, gpu: GpuSpec, knobs: TimingKnobs, kernel: str = "fused") -> tuple:
     """(ModelInputs, GpuNumbers, keyword plan arguments) for step_kernel from frozen inputs."""
     mi = model_inputs(model, setup)
-    g = gpu_numbers(gpu, setup.precision, knobs, kernel, setup.fp8_recipe)
+    g = gpu_numbers(gpu, setup.precision, knobs, kernel, setup.fp8_recipe,
+                    cudnn_attention=setup.attention == Attention.CUDNN)
     prec = setup.precision.value
     act_bytes = 4.0 if setup.precision in (Precision.FP32, Precision.TF32) else 2.0
     gemm_bytes = 1.0 if compute_dtype(gpu, setup.precision) == "fp8" else act_bytes
     opt_b = knobs.optimizer_bytes_per_param
+    if not setup.fused_optimizer:  # foreach step: separate multi-tensor kernels, more HBM passes (timing.yaml)
+        opt_b = {**opt_b, **knobs.optimizer_bytes_per_param_foreach}
     plan = dict(
         tp=setup.tp, pp=setup.pp, dp=setup.dp, cp=setup.cp, ep=setup.ep, micro_batch=setup.micro_batch,
         grad_accum=setup.grad_accum, seq_len=setup.seq_len, sharding_code=SHARDING_CODE[setup.sharding],
         recompute_code=RECOMPUTE_CODE[setup.recompute], sequence_parallel=int(setup.sequence_parallel),
         virtual_pp=setup.virtual_pp if setup.pp > 1 else 1, offload_code=OFFLOAD_CODE[setup.offload_optimizer],
-        act_bytes=act_bytes, gemm_bytes=gemm_bytes, flash=setup.attention == Attention.FLASH,
+        act_bytes=act_bytes, gemm_bytes=gemm_bytes, flash=setup.attention.fused,
         grad_bytes=({"bf16": 2.0, "fp32": 4.0}.get(setup.grad_reduce_dtype)
                     or float(knobs.grad_reduce_bytes.get(prec, act_bytes))),
         gather_bytes=float(knobs.param_gather_bytes.get(prec, act_bytes)),
         optimizer_bytes_per_param=float(opt_b.get(setup.optimizer.value, opt_b.get("adamw", 36.0))),
+        # eager AMP; step_kernel applies it only where sharding_code is 0 (FSDP/ZeRO-3 cast at gather instead)
+        autocast_weight_cast=bool(kernel_style(kernel) == "eager"
+                                  and setup.precision in (Precision.BF16_MIXED, Precision.FP16_MIXED)),
+        # PEFT adapters are fp32 master copies under mixed precision (autocast): their input is cast up and back
+        lora_input_cast=bool(setup.precision in (Precision.BF16_MIXED, Precision.FP16_MIXED)),
         dropout=setup.dropout, kernel=kernel, lora_impl_code=LORA_IMPL_CODE[setup.lora_impl],
         lora_dropout=setup.lora_dropout, recompute_fraction=setup.recompute_fraction,
         tp_overlap=setup.tp_comm_overlap, ep_overlap=setup.ep_comm_overlap,
@@ -842,7 +889,7 @@ def estimate_step(model: ModelArch, setup: TrainSetup, gpu: GpuSpec, knobs: Timi
                  "lora_dropout": setup.lora_dropout, "eager_op_dispatch_s": knobs.eager_op_dispatch_s,
                  "kernels_per_layer_fwd_bwd": sum(_f(x) for x in lora_adapter_time(
                      mi, g, setup.micro_batch * setup.seq_len / setup.cp, setup.tp, plan["act_bytes"],
-                     plan["lora_impl_code"], setup.lora_dropout)[2:]),
+                     plan["lora_impl_code"], setup.lora_dropout, plan["lora_input_cast"])[2:]),
                  "host_overhead_s_per_layer_microbatch": knobs.host_overhead_s_per_layer_microbatch},
                 "Hu et al. 2021 (LoRA eq. 3); huggingface/peft tuners/lora/layer.py Linear.forward; unslothai/unsloth "
                 "kernels/utils.py matmul_lora; dispatch: " + ks.get("eager_op_dispatch_s", "timing.yaml"))]

@@ -153,6 +153,16 @@ class Attention(StrEnum):
     """Fused/flash/SDPA attention: no s x s score matrix is stored."""
     MATH = "math"
     """Eager attention: scores and softmax probabilities (s x s per head) are stored."""
+    CUDNN = "cudnn"
+    """Fused attention by cuDNN (FlashAttention-3-class on Hopper/Blackwell): no s x s scores stored, like flash.
+    What torch SDPA runs by default on sm90/sm100 from torch 2.11 wheels (bundled cuDNN > 9.15:
+    aten/src/ATen/native/transformers/cuda/sdp_utils.cpp check_prefer_cudnn_attention puts cudnn first), and what
+    Transformer Engine's FusedAttention runs."""
+
+    @property
+    def fused(self) -> bool:
+        """True for the kernels that never store the s x s scores (flash, cudnn)."""
+        return self is not Attention.MATH
 
 
 class PipelineSchedule(StrEnum):

@@ -40,7 +40,7 @@ FP8_RECIPE_ALIASES = {"mx": "blockwise", "mxfp8": "blockwise", "block": "blockwi
 LORA_IMPL_ALIASES = {"eager": "peft", "hf": "peft", "unsloth": "fused", "kernels": "fused"}
 OFFLOAD_ALIASES = {"no": "none", "off": "none", "false": "none", "host": "cpu", "yes": "cpu", "disk": "nvme",
                    "ssd": "nvme"}
-ATTENTION_ALIASES = {"sdpa": "flash", "fa2": "flash", "fa3": "flash", "flash-attention": "flash", "eager": "math"}
+ATTENTION_ALIASES = {"cudnn-attention": "cudnn", "cudnn_attention": "cudnn", "sdpa": "flash", "fa2": "flash", "fa3": "flash", "flash-attention": "flash", "eager": "math"}
 PIPELINE_ALIASES = {"one-f-one-b": "1f1b", "interleaved-1f1b": "interleaved"}
 PRICING_ALIASES = {
     "ondemand": "on-demand", "od": "on-demand", "serverless": "on-demand", "on demand": "on-demand",

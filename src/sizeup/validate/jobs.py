@@ -75,16 +75,17 @@ def point_values(point, arch, gpu, setup) -> dict[str, Any]:
     return v
 
 
-def point_job(point, arch, gpu, setup):
+def point_job(point, arch, gpu, setup, catalog=None):
     """(Job, reproducible): the job of a point's plan, and whether `sizeup train` rebuilds the same model from the
-    values (a catalog preset, with --positions for learned tables)."""
+    values (a catalog preset, with --positions for learned tables). `catalog`: the catalog the point's GPU and
+    model were resolved in (the validator's, e.g. with a user --catalog file); None = the packaged one."""
     from sizeup.job import build_job
 
     values = point_values(point, arch, gpu, setup)
-    job = build_job(values, model=arch)
+    job = build_job(values, catalog, model=arch)
     reproducible = False
     try:
-        reproducible = build_job(values).model == arch
+        reproducible = build_job(values, catalog).model == arch
     except Exception:
         reproducible = False
     return job, reproducible

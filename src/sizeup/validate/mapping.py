@@ -166,6 +166,13 @@ def paged_optimizer(point: Point) -> bool:
                 "paged")
 
 
+def foreach_optimizer(point: Point) -> bool:
+    """The run states a non-fused multi-tensor optimizer step (torch.optim.AdamW(foreach=True), torch's default
+    when fused is not asked for). Read from the run's own optimizer field only."""
+    t = (point.parallel.optimizer or "").lower()
+    return bool(re.search(r"foreach\s*=\s*true", t)) and not re.search(r"fused\s*=\s*true", t)
+
+
 def optimizer_in_backward(point: Point) -> bool:
     """The run states the optimizer step fused into backward (torchtune `optimizer_in_bwd=True`, README
     'Fuse optimizer step into backward'). Read from the run's own setup fields only: quotes may name it for
@@ -260,9 +267,26 @@ def source_year(point: Point) -> int | None:
     return min(years) if years else None
 
 
+# torch SDPA's default backend on sm90/sm100 is cuDNN attention from the torch 2.11 wheels on: sdp_utils.cpp
+# check_prefer_cudnn_attention() puts cudnn first when the bundled cuDNN is > 9.15 (in torch 2.10's code; 2.11's
+# bundled cuDNN crosses it: huggingface/transformers PR #48163, maintainer's comment of 2026-08-31, citing
+# pytorch/pytorch@70d99e99 aten/src/ATen/native/transformers/cuda/sdp_utils.cpp L78-99)
+SDPA_CUDNN_TORCH = (2, 11)
+_TORCH_VERSION_RE = re.compile(r"\btorch[ =v]*(\d+)\.(\d+)")
+
+
+def stated_torch_version(point: Point) -> tuple[int, int] | None:
+    """(major, minor) of the PyTorch version the point states ('torch 2.11.0+cu130'), in its text or sources."""
+    text = point.text() + " " + " ".join(f"{s.title or ''}" for s in point.source)
+    m = _TORCH_VERSION_RE.search(text.lower())
+    return (int(m.group(1)), int(m.group(2))) if m else None
+
+
 def attention_for(point: Point, gpu: GpuSpec) -> Attention:
     """Materialised (math) attention when the run states eager attention, predates FlashAttention, or ran on a
-    GPU without bf16 tensor cores (pre-Ampere: FlashAttention-2 needs sm80); otherwise flash."""
+    GPU without bf16 tensor cores (pre-Ampere: FlashAttention-2 needs sm80); cuDNN attention when the run states
+    torch SDPA (attn_implementation=sdpa) under torch >= 2.11 (SDPA_CUDNN_TORCH; the timing model reads the
+    cuDNN table only on the Hopper/Blackwell GPUs torch prefers it on); otherwise flash."""
     year = source_year(point)
     from sizeup.validate.prose import says
 
@@ -270,6 +294,10 @@ def attention_for(point: Point, gpu: GpuSpec) -> Attention:
         return Attention.MATH
     if gpu is not None and not gpu.supports_bf16:
         return Attention.MATH
+    torch_v = stated_torch_version(point)
+    if torch_v is not None and torch_v >= SDPA_CUDNN_TORCH and re.search(r"attn_implementation\s*=\s*['\"]?sdpa",
+                                                                         point.text()):
+        return Attention.CUDNN
     return Attention.FLASH
 
 
@@ -637,6 +665,7 @@ def build_setup(point: Point, model: ModelArch, gpu: GpuSpec, need_batch: bool =
         offload_params=off_params, offload_activations=off_act, peft=peft,
         gpus_per_node=int(getattr(gpu, "node_size", 8) or 8),
         optimizer_in_backward=opt_in_bwd, paged_optimizer=paged_optimizer(point),
+        fused_optimizer=not foreach_optimizer(point),
     )
     if rank:
         kwargs["lora_rank"] = rank

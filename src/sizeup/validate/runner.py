@@ -267,7 +267,7 @@ class Context:
 
         key = f"job_{int(need_batch)}{int(need_seq)}"
         return self._get(key, lambda: point_job(self.point, self.model, self.gpu,
-                                                self.setup_result(need_batch, need_seq).setup))
+                                                self.setup_result(need_batch, need_seq).setup, self.catalog))
 
     # physics: through the pipeline, as every command
     @property
@@ -277,8 +277,16 @@ class Context:
 
             return step_for(self.job()[0])
         step = self._get("step", make)
-        self._cache["used"] = ("ok", ("train", self.job(), "step_time_s", step.step_time_s))
+        self._record_used("train", (True, True), "step_time_s", step.step_time_s)
         return step
+
+    def _record_used(self, kind: str, need: tuple[bool, bool], key: str, value: float) -> None:
+        """The job behind a predicted figure (its `sizeup train|memory` command); nothing when the job cannot be
+        built in this catalog (a stand-in catalog with the physics already given)."""
+        try:
+            self._cache["used"] = ("ok", (kind, self.job(*need), key, value))
+        except Skip:
+            self._cache.pop("used", None)
 
     def memory(self, need_seq: bool = True):
         def make():
@@ -287,8 +295,7 @@ class Context:
             # paged optimizers (setup.paged_optimizer) are paged to host memory inside estimate_memory
             return memory_for(self.job(False, need_seq)[0])
         mem = self._get(f"memory_{int(need_seq)}", make)
-        self._cache["used"] = ("ok", ("memory", self.job(False, need_seq), "peak_allocated_bytes",
-                                      mem.peak_allocated_bytes))
+        self._record_used("memory", (False, need_seq), "peak_allocated_bytes", mem.peak_allocated_bytes)
         return mem
 
     @property

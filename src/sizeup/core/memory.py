@@ -445,7 +445,8 @@ def _layer_activation(m: ModelArch, setup_consts: dict, moe_layer: bool) -> list
     if not full_ft:
         # each adapter keeps its r-wide A output for B's weight gradient
         n_adapted = sum(1 for t_ in LORA_TARGETS if train.get(t_))
-        out.append(("lora/a_outputs", c * setup_consts["lora_rank"] * n_adapted, "rep"))
+        if n_adapted:
+            out.append(("lora/a_outputs", c * setup_consts["lora_rank"] * n_adapted, "rep"))
     if moe_layer:
         # router softmax (fp32, E per token); tokens dispatched K times: the permuted expert input and the
         # expert output kept for the routing-weight multiply (transformers grouped_mm MoE)
@@ -478,6 +479,8 @@ def op_sac_saved_tensors(m: ModelArch, moe_layer: bool, resid_bytes: float, mm_b
 def _trainable(setup: TrainSetup) -> dict[str, bool]:
     if setup.peft == Peft.NONE:
         return {t: True for t in (*LORA_TARGETS, "router")}
+    if setup.peft == Peft.ADAPTER:  # no Linear trains and none carries a low-rank adapter on its input
+        return {t: False for t in (*LORA_TARGETS, "router")}
     out = {t: (t in setup.lora_targets) for t in LORA_TARGETS}
     out["router"] = any(t in setup.lora_targets for t in ("gate", "up", "down"))
     return out
@@ -523,7 +526,10 @@ def _statics(m: ModelArch, setup: TrainSetup, kernel: str, amp: bool | None = No
                                                             + m.hidden_size * m.num_experts)) / L
     trainable = _trainable(setup)
     adapter = 0.0
-    if setup.peft != Peft.NONE:
+    if setup.peft == Peft.ADAPTER:
+        # the stated trained parameter count, spread over the layers (per-layer prompts / gates / scales)
+        adapter = float(setup.trainable_params) / L
+    elif setup.peft != Peft.NONE:
         for name in setup.lora_targets:
             if name in shapes:
                 fin, fout = shapes[name]
@@ -651,6 +657,7 @@ def memory_components(
     last_stage_layers: Any = 0,
     grad_reduce_bytes: float = 0.0,
     kbit_fp32_non_quantized: Any = False,
+    trainable_params: float = 0.0,
 ) -> dict[str, Any]:
     """Per-GPU bytes of every component at the peak (worst stage, worst phase), as arrays.
 
@@ -670,6 +677,7 @@ def memory_components(
         statics = _statics(model, TrainSetup(
             precision=precision, optimizer=optimizer, fused_optimizer=fused_optimizer, peft=peft,
             lora_rank=lora_rank, lora_targets=tuple(lora_targets), attention=attention, dropout=dropout,
+            trainable_params=trainable_params,
         ), kernel, loss=loss)
     st = statics
     f = lambda x: np.asarray(x, dtype=float)  # noqa: E731
@@ -989,7 +997,10 @@ def check_setup(model: ModelArch, setup: TrainSetup) -> list[str]:
     if setup.offload_params != Offload.NONE and setup.sharding not in (
             Sharding.ZERO3, Sharding.FSDP_FULL, Sharding.FSDP_HYBRID):
         problems.append("parameter offload needs ZeRO-3 or FSDP full/hybrid sharding (--zero 3)")
-    if setup.peft != Peft.NONE:
+    if setup.peft == Peft.ADAPTER:
+        if not setup.trainable_params > 0:
+            problems.append("an adapter method needs its trained parameter count (--trainable-params N > 0)")
+    elif setup.peft != Peft.NONE:
         if setup.lora_rank < 1:
             problems.append(f"lora rank must be >= 1, got {setup.lora_rank}")
         bad = [t for t in setup.lora_targets if t not in LORA_TARGETS]

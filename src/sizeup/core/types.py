@@ -174,6 +174,10 @@ class Peft(StrEnum):
     """Frozen 16-bit base + low-rank adapters."""
     QLORA = "qlora"
     """Frozen 4-bit NF4 base + low-rank adapters (Dettmers et al. 2023)."""
+    ADAPTER = "adapter"
+    """Frozen 16-bit base + a small trained parameter set that does not need the frozen Linear layers' inputs for a
+    weight gradient (prompt / prefix tuning, LLaMA-Adapter, IA3, (B)OFT, LoHa, LoKr, VeRA, LN tuning, FourierFT,
+    trainable tokens), sized by `TrainSetup.trainable_params`."""
 
 
 # --------------------------------------------------------------------------- model
@@ -353,6 +357,8 @@ class TrainSetup:
     lora_rank: int = 16
     lora_targets: tuple[str, ...] = ("q", "k", "v", "o")
     lora_impl: LoraImpl = LoraImpl.FUSED
+    trainable_params: float = 0.0
+    """Trained parameter count of a `Peft.ADAPTER` method (its adapters; the base stays frozen)."""
     """How adapters execute: fused kernels (default) or eager Hugging Face PEFT modules (`LoraImpl`)."""
     kbit_fp32_non_quantized: bool = False
     """QLoRA through PEFT `prepare_model_for_kbit_training`: every non-quantized parameter (embeddings, norms, LM head)

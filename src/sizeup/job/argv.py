@@ -59,8 +59,11 @@ def job_values(job) -> dict[str, Any]:
     if job.offload.activations:
         v["offload_activations"] = True
     if job.peft.method != Peft.NONE:
-        v.update(peft=job.peft.method.value, lora_rank=job.peft.rank, lora_targets=",".join(job.peft.targets),
-                 lora_impl=job.peft.impl.value)
+        if job.peft.method == Peft.ADAPTER:
+            v.update(peft=job.peft.method.value, trainable_params=job.peft.trainable_params)
+        else:
+            v.update(peft=job.peft.method.value, lora_rank=job.peft.rank, lora_targets=",".join(job.peft.targets),
+                     lora_impl=job.peft.impl.value)
     if ex.framework != "generic":
         v["framework"] = ex.framework
     if "kernel" in ex.overridden:

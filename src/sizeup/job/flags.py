@@ -74,7 +74,10 @@ JOB_FLAGS: tuple[JobFlag, ...] = (
     JobFlag("offload_params", "text", "offload", "none | cpu | nvme: sharded parameters off the GPU (needs --zero 3)."),
     JobFlag("offload_activations", "bool", "offload", "Saved activations in host memory (activation offloading)."),
     # peft
-    JobFlag("peft", "text", "peft", "none | lora | qlora (default none: full training)."),
+    JobFlag("peft", "text", "peft", "none | lora | qlora | adapter (default none: full training). adapter: a frozen "
+                                   "16-bit base with a small trained set outside the Linear inputs (prompt/prefix "
+                                   "tuning, LLaMA-Adapter, IA3, OFT, VeRA, ...), sized by --trainable-params."),
+    JobFlag("trainable_params", "float", "peft", "Trained parameter count of --peft adapter (e.g. 1.2e6)."),
     JobFlag("lora_rank", "int", "peft", "LoRA rank r (default 16)."),
     JobFlag("lora_targets", "text", "peft", "LoRA targets: q,k,v,o,gate,up,down, or all / attn / mlp (default q,k,v,o)."),
     JobFlag("lora_impl", "text", "peft", "How adapters run: peft (eager modules) | fused (fused kernels) "

@@ -399,7 +399,17 @@ def build_job(values: dict[str, Any], catalog=None, *, need_gpu: bool = True, al
         raise SizeupError(f"{prof['name']} has no LoRA support in its profile; pick a framework that has "
                           "(hf-trainer, torchtune, unsloth, nemo, ...) or give --lora-impl")
     kbit_prep = bool(prof.get("qlora_kbit_prep")) and pft == Peft.QLORA
-    peft_spec = PeftSpec(pft, rank or 16, targets or ("q", "k", "v", "o"), lora_impl, kbit_prep)
+    n_trained = _float("trainable-params", v.get("trainable_params"))
+    if pft == Peft.ADAPTER:
+        if not n_trained:
+            raise SizeupError("--peft adapter needs --trainable-params N (the method's trained parameter count)")
+        if targets is not None or rank is not None:
+            raise SizeupError("--lora-rank / --lora-targets apply to --peft lora or qlora, not adapter")
+        peft_spec = PeftSpec(pft, 16, (), lora_impl, False, float(n_trained))
+    else:
+        if n_trained is not None:
+            raise SizeupError("--trainable-params applies to --peft adapter")
+        peft_spec = PeftSpec(pft, rank or 16, targets or ("q", "k", "v", "o"), lora_impl, kbit_prep)
 
     # recompute
     rec = C.parse_choice("recompute", v.get("recompute"), Recompute, C.RECOMPUTE_ALIASES)

@@ -177,6 +177,8 @@ class PeftSpec:
     impl: LoraImpl = LoraImpl.PEFT
     kbit_fp32_non_quantized: bool = False
     """QLoRA through PEFT prepare_model_for_kbit_training (the framework profile's qlora_kbit_prep)"""
+    trainable_params: float = 0.0
+    """trained parameter count of an adapter method (peft adapter)"""
 
     def __post_init__(self):
         _whole("lora-rank", self.rank, 1, 65_536)
@@ -291,6 +293,7 @@ class Job:
             lora_targets=self.peft.targets, dropout=self.execution.dropout, gpus_per_node=self.cluster.gpus_per_node,
             optimizer_in_backward=self.optimizer.in_backward, paged_optimizer=self.optimizer.paged,
             grads_set_to_none=self.execution.grads_set_to_none, lora_impl=self.peft.impl,
+            trainable_params=self.peft.trainable_params if self.peft.method == Peft.ADAPTER else 0.0,
             kbit_fp32_non_quantized=self.peft.kbit_fp32_non_quantized and self.peft.method == Peft.QLORA,
             recompute_fraction=self.recompute.layers_fraction if self.recompute.policy == Recompute.LAYER_FRACTION
             else 1.0,
@@ -314,7 +317,7 @@ class Job:
                               else 1.0),
             offload=OffloadSpec(setup.offload_optimizer, setup.offload_params, setup.offload_activations),
             peft=replace(self.peft, method=setup.peft, rank=setup.lora_rank, targets=setup.lora_targets,
-                         impl=setup.lora_impl),
+                         impl=setup.lora_impl, trainable_params=setup.trainable_params),
         )
 
     def with_gpu(self, gpu: GpuSpec, gpus: int | None = None) -> "Job":

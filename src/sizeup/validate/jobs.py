@@ -43,7 +43,9 @@ def point_values(point, arch, gpu, setup) -> dict[str, Any]:
         v["offload_params"] = setup.offload_params.value
     if setup.offload_activations:
         v["offload_activations"] = True
-    if setup.peft != Peft.NONE:
+    if setup.peft == Peft.ADAPTER:
+        v.update(peft=setup.peft.value, trainable_params=setup.trainable_params)
+    elif setup.peft != Peft.NONE:
         v.update(peft=setup.peft.value, lora_rank=setup.lora_rank, lora_targets=",".join(setup.lora_targets))
     if setup.dropout:
         v["dropout"] = setup.dropout

@@ -131,6 +131,20 @@ def parse_optimizer(*texts: str | None) -> Optimizer | None:
     return None
 
 
+# PEFT methods that train a small parameter set while every base Linear stays frozen and carries no low-rank adapter
+# on its input (Peft.ADAPTER): LLaMA-Adapter (v1/v2), prefix / prompt / p-tuning, IA3, OFT / BOFT, LoHa, LoKr, VeRA,
+# LN tuning, FourierFT, trainable tokens (huggingface/peft src/peft/tuners/*, Lightning-AI/lit-gpt lit_gpt/adapter*.py)
+_ADAPTER_METHODS = re.compile(r"(?<![a-z])(?:llama-adapter|adapter(?: v2)?|prefix[_ -]?tuning|prompt[_ -]?tuning|"
+                              r"p[_-]tuning|ia3|b?oft|loha|lokr|vera|ln[_ ]tuning|fourierft|trainable[_ ]tokens)"
+                              r"(?![a-z])")
+
+
+def trainable_params_stated(point: Point) -> float | None:
+    """The trained parameter count a point states ('trainable parameters 1,229,760')."""
+    m = re.search(r"trainable param(?:eter)?s?\s*[:=]?\s*(\d[\d,]*)", point.text())
+    return float(m.group(1).replace(",", "")) if m else None
+
+
 def parse_peft(point: Point) -> tuple[Peft, int | None, tuple[str, ...] | None]:
     """(peft, lora rank, lora targets) from the workload kind, else the first clause of `parallel.other`."""
     kind = (point.workload.kind or "").lower()
@@ -142,6 +156,8 @@ def parse_peft(point: Point) -> tuple[Peft, int | None, tuple[str, ...] | None]:
         peft = Peft.QLORA
     elif "lora" in probe:
         peft = Peft.LORA
+    elif _ADAPTER_METHODS.search(probe) and trainable_params_stated(point):
+        return Peft.ADAPTER, None, None
     else:
         peft = Peft.NONE
     if peft is Peft.NONE:
@@ -473,6 +489,47 @@ def gpu_for_point(point: Point, catalog) -> GpuSpec:
         raise Skip("GPU catalog not available") from None
 
 
+# a GPU-independent quantity of a point whose GPU is not stated: any catalog GPU with bf16 and flash attention
+_STAND_IN_GPU = "h100-sxm"
+
+
+def gpu_stand_in_for_memory(point: Point, catalog) -> tuple[GpuSpec, str] | None:
+    """For a memory quantity (bytes do not depend on the GPU model beyond its dtype support), a GPU when the point's
+    own does not resolve: the stated name without its parenthetical remark ('A100 (80GB assumed; not stated)'), the
+    first of alternatives that share one memory size ('A800/H800 80GB'), or a stand-in when none is stated.
+    None when the stated GPU resolves (use it) or nothing usable is stated."""
+    name = point.hardware.gpu
+    try:
+        if name:
+            catalog.gpu(name)
+            return None
+    except SizeupError:
+        pass
+    except AttributeError:
+        return None
+    mem = point.hardware.gpu_memory_gb
+    cands: list[str] = []
+    if name:
+        bare = re.sub(r"\([^)]*\)", " ", name).strip()
+        size = re.search(r"\d+\s*GB", bare, re.I)
+        for alt in [a.strip() for a in re.split(r"/", bare) if a.strip()]:
+            if size and not re.search(r"\d+\s*GB", alt, re.I):
+                alt = f"{alt} {size.group(0)}"
+            elif mem and not re.search(r"\d+\s*GB", alt, re.I):
+                alt = f"{alt} {int(mem)}GB"
+            cands.append(alt)
+    for alt in cands:
+        try:
+            gpu = catalog.gpu(alt)
+        except (SizeupError, AttributeError):
+            continue
+        return gpu, f"GPU {name!r} read as {gpu.id} (a memory quantity does not depend on which)"
+    if not name:
+        gpu = catalog.gpu(_STAND_IN_GPU)
+        return gpu, f"GPU not stated: {gpu.id} stands in (a memory quantity does not depend on the GPU model)"
+    return None
+
+
 # --------------------------------------------------------------------------- setup
 
 
@@ -492,6 +549,9 @@ def seq_len_is_a_maximum(point: Point) -> bool:
 
 def seq_len_for_point(point: Point) -> int | None:
     w = point.workload
+    if w.longest_sample_tokens and seq_len_is_a_maximum(point):
+        # unpacked, padded batches: the run's memory peak is the longest micro-batch's
+        return int(w.longest_sample_tokens)
     for v in (point.model.seq_len, w.seq_len):
         if v:
             return int(v)
@@ -642,6 +702,9 @@ def build_setup(point: Point, model: ModelArch, gpu: GpuSpec, need_batch: bool =
         kwargs["lora_rank"] = rank
     if targets:
         kwargs["lora_targets"] = targets
+    if peft is Peft.ADAPTER:
+        kwargs["lora_targets"] = ()
+        kwargs["trainable_params"] = trainable_params_stated(point)
     return SetupResult(TrainSetup(**kwargs), notes, exact)
 
 

@@ -29,6 +29,8 @@ def point_values(point, arch, gpu, setup) -> dict[str, Any]:
                          "zero": setup.sharding.value, "precision": setup.precision.value,
                          "optimizer": ("paged-" if setup.paged_optimizer else "") + setup.optimizer.value,
                          "recompute": setup.recompute.value, "attention": setup.attention.value}
+    if setup.recompute == Recompute.LAYER_FRACTION:
+        v["recompute_layers"] = setup.recompute_fraction
     if setup.tp > 1:
         v["sequence_parallel"] = setup.sequence_parallel
     if arch.position == PositionKind.LEARNED and arch.num_position_embeddings:

@@ -675,6 +675,17 @@ def build_setup(point: Point, model: ModelArch, gpu: GpuSpec, need_batch: bool =
         recompute = Recompute.NONE
         if par.recompute is None:
             notes.append("recompute not stated, none assumed")
+    rec_fraction = None
+    if recompute == Recompute.FULL:
+        from sizeup.job.parse import parse_recompute_layers
+        from sizeup.validate.prose import recompute_layers
+
+        # full checkpointing of only some blocks ('every 2nd decoder layer', '14 of 28 layers'): a layer fraction
+        layers_text = recompute_layers(par.recompute) or recompute_layers(_clauses(par.other, r"checkpoint|recomput"))
+        if layers_text:
+            rec_fraction = parse_recompute_layers(layers_text, model.num_layers)
+            if rec_fraction < 1.0:
+                recompute = Recompute.LAYER_FRACTION
     from sizeup.validate.prose import mentions
 
     stated = mentions(par.other).get("sequence_parallel")
@@ -702,6 +713,8 @@ def build_setup(point: Point, model: ModelArch, gpu: GpuSpec, need_batch: bool =
         kwargs["lora_rank"] = rank
     if targets:
         kwargs["lora_targets"] = targets
+    if recompute == Recompute.LAYER_FRACTION:
+        kwargs["recompute_fraction"] = rec_fraction
     if peft is Peft.ADAPTER:
         kwargs["lora_targets"] = ()
         kwargs["trainable_params"] = trainable_params_stated(point)

@@ -380,6 +380,7 @@ def _layer_activation(m: ModelArch, setup_consts: dict, moe_layer: bool) -> list
     # docstring; checked per layer: Llama bf16 45.5 sbh, GPT-2 bf16 60.2 sbh + 2 dropout masks = 62.1).
     r = 4.0 if amp else e            # residual stream element bytes (fp32 under autocast)
     c = 2.0 if amp else e            # matmul-input element bytes (bf16 casts under autocast)
+    lora_copy = setup_consts.get("lora_copy", 0.0)  # bytes of each adapted Linear's own input copy (0: shared)
     n_norm = max(1, m.norms_per_layer)
 
     def norm(prefix: str, consumers: tuple) -> None:
@@ -397,6 +398,8 @@ def _layer_activation(m: ModelArch, setup_consts: dict, moe_layer: bool) -> list
         if amp:  # every Linear saves its own bf16 cast of the shared fp32 norm output
             if used:
                 out.append((f"{prefix}/linear_input_casts", 2.0 * h * len(used), "rep"))
+        elif used and lora_copy:  # every adapted Linear keeps its own cast of the norm output
+            out.append((f"{prefix}/lora_input_copies", lora_copy * h * len(used), "rep"))
         elif used:
             out.append((f"{prefix}/norm_output", e * h, "rep"))
 
@@ -411,6 +414,8 @@ def _layer_activation(m: ModelArch, setup_consts: dict, moe_layer: bool) -> list
         # SDPA inputs after RoPE (bf16 casts of q and k under autocast) and V
         out += [("attn/q", c * q, "div"), ("attn/k", c * kv_k, "kv"), ("attn/v", c * kv, "kv")]
     out += [("attn/sdpa_output", c * o, "div"), ("attn/lse", 4.0 * a, "lse")]
+    if lora_copy and train.get("o"):  # o_proj's adapter keeps its own cast of the attention output
+        out.append(("attn/lora_o_input_copy", lora_copy * o, "div"))
     if math_attn:
         out.append(("attn/scores", c * a + ((1 + c) * a if drop else 0.0), "s2"))
     if drop:
@@ -426,7 +431,7 @@ def _layer_activation(m: ModelArch, setup_consts: dict, moe_layer: bool) -> list
         out += [("mlp/gate", mult * cm * f, "div"), ("mlp/up", mult * cm * f, "div"),
                 ("mlp/act", mult * cm * f, "div")]
         if train.get("down"):
-            out.append(("mlp/down_input", mult * cm * f, "div"))
+            out.append(("mlp/down_input", mult * (lora_copy or cm) * f, "div"))
     elif gpt2_like:
         # gelu_new = 0.5*x*(1+tanh(sqrt(2/pi)*(x+0.044715x^3))): pow saves x, tanh saves its output,
         # the last mul saves 0.5x and 1+tanh; under CUDA autocast pow runs in fp32 so the chain is fp32
@@ -547,6 +552,11 @@ def _statics(m: ModelArch, setup: TrainSetup, kernel: str, amp: bool | None = No
         "trainable": trainable,
         "full_ft": setup.peft == Peft.NONE,
         "lora_rank": setup.lora_rank,
+        # fp32 PEFT adapters: each adapted Linear's own input copy, bf16 under autocast (the cast inside lora_A's
+        # F.linear) or fp32 without (peft/tuners/lora/layer.py Linear.forward: x = _cast_input_dtype(x, fp32))
+        "lora_copy": (2.0 if setup.precision in (Precision.BF16_MIXED, Precision.FP16_MIXED) else 4.0)
+        if (setup.lora_fp32_adapters and setup.peft in (Peft.LORA, Peft.QLORA)
+            and setup.precision not in (Precision.FP32, Precision.TF32)) else 0.0,
     }
     if setup.peft != Peft.NONE:
         consts["e"] = 4.0 if setup.precision in (Precision.FP32, Precision.TF32) else 2.0

@@ -359,6 +359,10 @@ class TrainSetup:
     lora_impl: LoraImpl = LoraImpl.FUSED
     trainable_params: float = 0.0
     """Trained parameter count of a `Peft.ADAPTER` method (its adapters; the base stays frozen)."""
+    lora_fp32_adapters: bool = False
+    """LoRA adapters kept in fp32 on a 16-bit base, each adapted Linear casting its input to fp32 (Hugging Face PEFT
+    autocast_adapter_dtype=True; peft/tuners/lora/layer.py Linear.forward `_cast_input_dtype`): every adapted Linear
+    keeps its own copy of its input (bf16 under autocast, fp32 without) instead of sharing one."""
     """How adapters execute: fused kernels (default) or eager Hugging Face PEFT modules (`LoraImpl`)."""
     kbit_fp32_non_quantized: bool = False
     """QLoRA through PEFT `prepare_model_for_kbit_training`: every non-quantized parameter (embeddings, norms, LM head)

@@ -63,7 +63,7 @@ def job_values(job) -> dict[str, Any]:
             v.update(peft=job.peft.method.value, trainable_params=job.peft.trainable_params)
         else:
             v.update(peft=job.peft.method.value, lora_rank=job.peft.rank, lora_targets=",".join(job.peft.targets),
-                     lora_impl=job.peft.impl.value)
+                     lora_impl=job.peft.impl.value, lora_fp32_adapters=job.peft.fp32_adapters)
     if ex.framework != "generic":
         v["framework"] = ex.framework
     if "kernel" in ex.overridden:

@@ -80,6 +80,8 @@ JOB_FLAGS: tuple[JobFlag, ...] = (
     JobFlag("trainable_params", "float", "peft", "Trained parameter count of --peft adapter (e.g. 1.2e6)."),
     JobFlag("lora_rank", "int", "peft", "LoRA rank r (default 16)."),
     JobFlag("lora_targets", "text", "peft", "LoRA targets: q,k,v,o,gate,up,down, or all / attn / mlp (default q,k,v,o)."),
+    JobFlag("lora_fp32_adapters", "bool", "peft", "LoRA adapters in fp32 on the 16-bit base, each adapted Linear "
+                                                  "casting its input (Hugging Face PEFT) (default: the framework's)."),
     JobFlag("lora_impl", "text", "peft", "How adapters run: peft (eager modules) | fused (fused kernels) "
                                          "(default: the framework's)."),
     # execution

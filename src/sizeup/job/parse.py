@@ -409,7 +409,11 @@ def build_job(values: dict[str, Any], catalog=None, *, need_gpu: bool = True, al
     else:
         if n_trained is not None:
             raise SizeupError("--trainable-params applies to --peft adapter")
-        peft_spec = PeftSpec(pft, rank or 16, targets or ("q", "k", "v", "o"), lora_impl, kbit_prep)
+        fp32_ad = C.parse_bool("--lora-fp32-adapters", v.get("lora_fp32_adapters"))
+        if fp32_ad is None:
+            fp32_ad = bool(prof.get("lora_fp32_adapters")) and lora_impl == LoraImpl.PEFT
+        peft_spec = PeftSpec(pft, rank or 16, targets or ("q", "k", "v", "o"), lora_impl, kbit_prep,
+                             fp32_adapters=bool(fp32_ad) and pft in (Peft.LORA, Peft.QLORA))
 
     # recompute
     rec = C.parse_choice("recompute", v.get("recompute"), Recompute, C.RECOMPUTE_ALIASES)

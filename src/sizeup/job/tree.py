@@ -179,6 +179,8 @@ class PeftSpec:
     """QLoRA through PEFT prepare_model_for_kbit_training (the framework profile's qlora_kbit_prep)"""
     trainable_params: float = 0.0
     """trained parameter count of an adapter method (peft adapter)"""
+    fp32_adapters: bool = False
+    """LoRA adapters in fp32, each adapted Linear casting its input (the profile's lora_fp32_adapters)"""
 
     def __post_init__(self):
         _whole("lora-rank", self.rank, 1, 65_536)
@@ -294,6 +296,7 @@ class Job:
             optimizer_in_backward=self.optimizer.in_backward, paged_optimizer=self.optimizer.paged,
             grads_set_to_none=self.execution.grads_set_to_none, lora_impl=self.peft.impl,
             trainable_params=self.peft.trainable_params if self.peft.method == Peft.ADAPTER else 0.0,
+            lora_fp32_adapters=self.peft.fp32_adapters and self.peft.method in (Peft.LORA, Peft.QLORA),
             kbit_fp32_non_quantized=self.peft.kbit_fp32_non_quantized and self.peft.method == Peft.QLORA,
             recompute_fraction=self.recompute.layers_fraction if self.recompute.policy == Recompute.LAYER_FRACTION
             else 1.0,
@@ -317,7 +320,8 @@ class Job:
                               else 1.0),
             offload=OffloadSpec(setup.offload_optimizer, setup.offload_params, setup.offload_activations),
             peft=replace(self.peft, method=setup.peft, rank=setup.lora_rank, targets=setup.lora_targets,
-                         impl=setup.lora_impl, trainable_params=setup.trainable_params),
+                         impl=setup.lora_impl, trainable_params=setup.trainable_params,
+                         fp32_adapters=setup.lora_fp32_adapters),
         )
 
     def with_gpu(self, gpu: GpuSpec, gpus: int | None = None) -> "Job":

@@ -145,7 +145,44 @@ def trainable_params_stated(point: Point) -> float | None:
     return float(m.group(1).replace(",", "")) if m else None
 
 
-def parse_peft(point: Point) -> tuple[Peft, int | None, tuple[str, ...] | None]:
+# LoRA target wording -> sizeup targets (HF module names, litgpt's to_query/to_value wording, torchtune's names)
+_TARGET_WORDS = (("q", r"q_proj|q|query|wq"), ("k", r"k_proj|k|key|wk"), ("v", r"v_proj|v|value|wv"),
+                 ("o", r"o_proj|o|out_proj|output_proj|wo|projection"), ("gate", r"gate_proj|w1"),
+                 ("up", r"up_proj|w3"), ("down", r"down_proj|w2"), ("mlp", r"mlp"),
+                 ("qkv", r"query_key_value|c_attn|qkv_proj|wqkv"))
+# peft's default LoRA targets when none are given (peft/utils/constants.py
+# TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING): the q/v projections, or the fused qkv Linear
+_PEFT_DEFAULT_QV = {"llama", "llama4", "mistral", "mixtral", "stablelm", "opt", "gptj", "gpt_neo", "qwen2", "gemma",
+                    "gemma2", "phi"}
+_PEFT_DEFAULT_QKV = {"gpt2", "bloom", "gpt_neox", "falcon", "mpt", "gpt_bigcode", "codegen"}
+
+
+def lora_targets_stated(text: str, model_type: str | None = None) -> tuple[str, ...] | None:
+    """The LoRA targets a text names after 'on' ('on query and value', "on ['q_proj', 'v_proj']", 'on q, k, v,
+    output_proj, MLP and the output layer'), or peft's defaults when the text says the defaults are used."""
+    t = text.lower()
+    if re.search(r"default target modules", t) and model_type:
+        if model_type in _PEFT_DEFAULT_QV:
+            return ("q", "v")
+        if model_type in _PEFT_DEFAULT_QKV:
+            return ("q", "k", "v")
+    for clause in re.split(r";", t):
+        if not re.search(r"lora", clause):
+            continue
+        m = re.search(r"\bon\s+(?!all\b)(.+)", clause)
+        if not m:
+            continue
+        span = re.split(r"\(", m.group(1))[0]
+        found: list[str] = []
+        for name, words in _TARGET_WORDS:
+            if re.search(rf"(?<![a-z0-9_])(?:{words})(?![a-z0-9])", span):
+                found += ["gate", "up", "down"] if name == "mlp" else (["q", "k", "v"] if name == "qkv" else [name])
+        if found:
+            return tuple(x for x in ("q", "k", "v", "o", "gate", "up", "down") if x in found)
+    return None
+
+
+def parse_peft(point: Point, model_type: str | None = None) -> tuple[Peft, int | None, tuple[str, ...] | None]:
     """(peft, lora rank, lora targets) from the workload kind, else the first clause of `parallel.other`."""
     kind = (point.workload.kind or "").lower()
     other = (point.parallel.other or "").lower()
@@ -166,8 +203,10 @@ def parse_peft(point: Point) -> tuple[Peft, int | None, tuple[str, ...] | None]:
     m = re.search(r"(?:rank|\br)\s*[=:]?\s*(\d+)", text)
     rank = int(m.group(1)) if m else None
     targets = None
-    if "all linear" in text:
+    if re.search(r"all[ -]linear", text):
         targets = ("q", "k", "v", "o", "gate", "up", "down")
+    elif (stated := lora_targets_stated(f"{other} ; {point.text()}", model_type)) is not None:
+        targets = stated
     elif "mlp" in text and re.search(r"q/v|q_proj", text):
         targets = ("q", "v", "o", "gate", "up", "down")
     return peft, rank, targets
@@ -690,7 +729,7 @@ def build_setup(point: Point, model: ModelArch, gpu: GpuSpec, need_batch: bool =
 
     stated = mentions(par.other).get("sequence_parallel")
     sp = (sp or stated is True) and stated is not False
-    peft, rank, targets = parse_peft(point)
+    peft, rank, targets = parse_peft(point, model.hf_model_type)
     off_opt, off_params, off_act = parse_offload(point)
     opt_in_bwd = optimizer_in_backward(point)
     if opt_in_bwd and (int(ga) > 1 or pp > 1):

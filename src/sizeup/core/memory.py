@@ -668,6 +668,7 @@ def memory_components(
     grad_reduce_bytes: float = 0.0,
     kbit_fp32_non_quantized: Any = False,
     trainable_params: float = 0.0,
+    nf4_base: bool = False,
 ) -> dict[str, Any]:
     """Per-GPU bytes of every component at the peak (worst stage, worst phase), as arrays.
 
@@ -757,6 +758,8 @@ def memory_components(
     tmp_b = 0.0 if fused_optimizer else foreach_temp_fraction(optimizer) * s_el
 
     peft_on = peft != Peft.NONE
+    # frozen Linear weights in NF4: QLoRA, or an adapter method on a 4-bit base (bitsandbytes Linear4bit)
+    nf4 = peft == Peft.QLORA or (peft == Peft.ADAPTER and bool(nf4_base))
     results = []
     for stage in (0, 1, 2):
         nonexp, exp_, mm = stage_nonexp[stage], stage_exp[stage], stage_mm[stage]
@@ -766,7 +769,7 @@ def memory_components(
             # frozen base: 16-bit (LoRA) or NF4 for the Linear weights of the layers (QLoRA)
             base_b = 4.0 if precision in (Precision.FP32, Precision.TF32) else 2.0
             quant = layers * (st.quant_layer / tp + st.layer_exp / (tp * ep))
-            if peft == Peft.QLORA:
+            if nf4:
                 # PEFT prepare_model_for_kbit_training casts every non-quantized parameter (embeddings, norms, the
                 # LM head) to fp32 (huggingface/peft src/peft/utils/other.py: "cast all non INT8 parameters to fp32")
                 nonq_b = np.where(np.asarray(kbit_fp32_non_quantized, dtype=bool), 4.0, base_b)
@@ -790,9 +793,9 @@ def memory_components(
             head_grad = 0.0 * weights
             casts = 0.0 * weights
             # QLoRA: each Linear's NF4 weight is dequantized to 16 bit for its matmul (bitsandbytes)
-            gather_unit = st.largest_linear / tp * (2.0 if peft == Peft.QLORA else 0.0)
+            gather_unit = st.largest_linear / tp * (2.0 if nf4 else 0.0)
             # ZeRO-3/FSDP gather the frozen base unit by unit (QLoRA layers travel as NF4)
-            layer_b = NF4_BYTES_PER_PARAM if peft == Peft.QLORA else base_b
+            layer_b = NF4_BYTES_PER_PARAM if nf4 else base_b
             big = max(st.emb * base_b, st.V * st.h * base_b, st.layer_unit * layer_b)
             gathered = np.where(par_sh, (big + st.layer_unit * layer_b) / tp, 0.0) + gather_unit
             gathered_f = gathered_b = gathered
@@ -1084,6 +1087,7 @@ def _codes(setup: TrainSetup) -> dict[str, Any]:
         first_stage_layers=setup.pp_first_stage_layers, last_stage_layers=setup.pp_last_stage_layers,
         grad_reduce_bytes={"bf16": 2.0, "fp32": 4.0}.get(setup.grad_reduce_dtype, 0.0),
         kbit_fp32_non_quantized=setup.kbit_fp32_non_quantized,
+        nf4_base=setup.nf4_base and setup.peft == Peft.ADAPTER,
     )
 
 

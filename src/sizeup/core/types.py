@@ -359,6 +359,9 @@ class TrainSetup:
     lora_impl: LoraImpl = LoraImpl.FUSED
     trainable_params: float = 0.0
     """Trained parameter count of a `Peft.ADAPTER` method (its adapters; the base stays frozen)."""
+    nf4_base: bool = False
+    """The frozen base's Linear weights held in NF4 under a `Peft.ADAPTER` method (bitsandbytes Linear4bit, as QLoRA
+    holds them; litgpt --quantize bnb.nf4)."""
     lora_fp32_adapters: bool = False
     """LoRA adapters kept in fp32 on a 16-bit base, each adapted Linear casting its input to fp32 (Hugging Face PEFT
     autocast_adapter_dtype=True; peft/tuners/lora/layer.py Linear.forward `_cast_input_dtype`): every adapted Linear

@@ -61,6 +61,8 @@ def job_values(job) -> dict[str, Any]:
     if job.peft.method != Peft.NONE:
         if job.peft.method == Peft.ADAPTER:
             v.update(peft=job.peft.method.value, trainable_params=job.peft.trainable_params)
+            if job.peft.nf4_base:
+                v["nf4_base"] = True
         else:
             v.update(peft=job.peft.method.value, lora_rank=job.peft.rank, lora_targets=",".join(job.peft.targets),
                      lora_impl=job.peft.impl.value, lora_fp32_adapters=job.peft.fp32_adapters)

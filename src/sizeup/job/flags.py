@@ -78,6 +78,7 @@ JOB_FLAGS: tuple[JobFlag, ...] = (
                                    "16-bit base with a small trained set outside the Linear inputs (prompt/prefix "
                                    "tuning, LLaMA-Adapter, IA3, OFT, VeRA, ...), sized by --trainable-params."),
     JobFlag("trainable_params", "float", "peft", "Trained parameter count of --peft adapter (e.g. 1.2e6)."),
+    JobFlag("nf4_base", "bool", "peft", "--peft adapter on a 4-bit NF4 base (bitsandbytes Linear4bit; QLoRA implies it)."),
     JobFlag("lora_rank", "int", "peft", "LoRA rank r (default 16)."),
     JobFlag("lora_targets", "text", "peft", "LoRA targets: q,k,v,o,gate,up,down, or all / attn / mlp (default q,k,v,o)."),
     JobFlag("lora_fp32_adapters", "bool", "peft", "LoRA adapters in fp32 on the 16-bit base, each adapted Linear "

@@ -405,10 +405,13 @@ def build_job(values: dict[str, Any], catalog=None, *, need_gpu: bool = True, al
             raise SizeupError("--peft adapter needs --trainable-params N (the method's trained parameter count)")
         if targets is not None or rank is not None:
             raise SizeupError("--lora-rank / --lora-targets apply to --peft lora or qlora, not adapter")
-        peft_spec = PeftSpec(pft, 16, (), lora_impl, False, float(n_trained))
+        nf4_base = bool(C.parse_bool("--nf4-base", v.get("nf4_base")))
+        peft_spec = PeftSpec(pft, 16, (), lora_impl, False, float(n_trained), nf4_base=nf4_base)
     else:
         if n_trained is not None:
             raise SizeupError("--trainable-params applies to --peft adapter")
+        if v.get("nf4_base") is not None:
+            raise SizeupError("--nf4-base applies to --peft adapter (QLoRA implies an NF4 base)")
         fp32_ad = C.parse_bool("--lora-fp32-adapters", v.get("lora_fp32_adapters"))
         if fp32_ad is None:
             fp32_ad = bool(prof.get("lora_fp32_adapters")) and lora_impl == LoraImpl.PEFT

@@ -181,6 +181,8 @@ class PeftSpec:
     """trained parameter count of an adapter method (peft adapter)"""
     fp32_adapters: bool = False
     """LoRA adapters in fp32, each adapted Linear casting its input (the profile's lora_fp32_adapters)"""
+    nf4_base: bool = False
+    """adapter method on a base whose Linear weights are NF4 (bitsandbytes Linear4bit)"""
 
     def __post_init__(self):
         _whole("lora-rank", self.rank, 1, 65_536)
@@ -297,6 +299,7 @@ class Job:
             grads_set_to_none=self.execution.grads_set_to_none, lora_impl=self.peft.impl,
             trainable_params=self.peft.trainable_params if self.peft.method == Peft.ADAPTER else 0.0,
             lora_fp32_adapters=self.peft.fp32_adapters and self.peft.method in (Peft.LORA, Peft.QLORA),
+            nf4_base=self.peft.nf4_base and self.peft.method == Peft.ADAPTER,
             kbit_fp32_non_quantized=self.peft.kbit_fp32_non_quantized and self.peft.method == Peft.QLORA,
             recompute_fraction=self.recompute.layers_fraction if self.recompute.policy == Recompute.LAYER_FRACTION
             else 1.0,
@@ -321,7 +324,7 @@ class Job:
             offload=OffloadSpec(setup.offload_optimizer, setup.offload_params, setup.offload_activations),
             peft=replace(self.peft, method=setup.peft, rank=setup.lora_rank, targets=setup.lora_targets,
                          impl=setup.lora_impl, trainable_params=setup.trainable_params,
-                         fp32_adapters=setup.lora_fp32_adapters),
+                         fp32_adapters=setup.lora_fp32_adapters, nf4_base=setup.nf4_base),
         )
 
     def with_gpu(self, gpu: GpuSpec, gpus: int | None = None) -> "Job":

@@ -47,6 +47,8 @@ def point_values(point, arch, gpu, setup) -> dict[str, Any]:
         v["offload_activations"] = True
     if setup.peft == Peft.ADAPTER:
         v.update(peft=setup.peft.value, trainable_params=setup.trainable_params)
+        if setup.nf4_base:
+            v["nf4_base"] = True
     elif setup.peft != Peft.NONE:
         v.update(peft=setup.peft.value, lora_rank=setup.lora_rank, lora_targets=",".join(setup.lora_targets))
     if setup.dropout:

@@ -757,6 +757,9 @@ def build_setup(point: Point, model: ModelArch, gpu: GpuSpec, need_batch: bool =
     if peft is Peft.ADAPTER:
         kwargs["lora_targets"] = ()
         kwargs["trainable_params"] = trainable_params_stated(point)
+        from sizeup.validate.prose import says
+
+        kwargs["nf4_base"] = says(par.precision, "four_bit_base")  # 'bf16-true + bnb.nf4 base weights'
     return SetupResult(TrainSetup(**kwargs), notes, exact)
 
 

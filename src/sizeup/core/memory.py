@@ -669,6 +669,8 @@ def memory_components(
     kbit_fp32_non_quantized: Any = False,
     trainable_params: float = 0.0,
     nf4_base: bool = False,
+    fsdp_no_sync: Any = False,
+    fsdp_mixed_units: Any = False,
 ) -> dict[str, Any]:
     """Per-GPU bytes of every component at the peak (worst stage, worst phase), as arrays.
 
@@ -760,6 +762,13 @@ def memory_components(
     peft_on = peft != Peft.NONE
     # frozen Linear weights in NF4: QLoRA, or an adapter method on a 4-bit base (bitsandbytes Linear4bit)
     nf4 = peft == Peft.QLORA or (peft == Peft.ADAPTER and bool(nf4_base))
+    # FSDP no_sync accumulation (torch FullyShardedDataParallel.no_sync): every rank accumulates unsharded gradients
+    # until the last micro-step, so the persistent gradients are not divided by the sharding degree
+    fsdp_on = np.isin(code, _FSDP)
+    nosync = np.asarray(fsdp_no_sync, dtype=bool) & fsdp_on & (m_acc > 1)
+    # FSDP(use_orig_params=True) units mixing LoRA adapters with frozen weights: the FlatParameter requires grad, so
+    # its gradient covers every parameter of the unit (torch FSDP docs on frozen parameters)
+    mixed = np.asarray(fsdp_mixed_units, dtype=bool) & fsdp_on & (peft in (Peft.LORA, Peft.QLORA))
     results = []
     for stage in (0, 1, 2):
         nonexp, exp_, mm = stage_nonexp[stage], stage_exp[stage], stage_mm[stage]
@@ -785,7 +794,10 @@ def memory_components(
             ttmp = 0.0 if fused_optimizer else foreach_temp_fraction(optimizer) * ab
             weights = np.where(par_sh, weights_full / n_sh, weights_full)
             adapter_w = np.where(par_sh, trainable * tw / n_sh, trainable * tw)
-            grads = np.where(grad_sh, trainable * tg / n_sh, trainable * tg)
+            grads = np.where(grad_sh & ~nosync, trainable * tg / n_sh, trainable * tg)
+            # mixed units: a gradient for every parameter of the stage (the frozen ones' in the base dtype)
+            unit_grads = total_params * base_b
+            grads = np.where(mixed, np.where(nosync, unit_grads, unit_grads / n_sh), grads)
             states = np.where(opt_sh, trainable * ts / n_sh, trainable * ts)
             master = np.where(opt_sh, trainable * tm / n_sh, trainable * tm) + 0.0 * weights
             grad_b = tg
@@ -798,13 +810,15 @@ def memory_components(
             layer_b = NF4_BYTES_PER_PARAM if nf4 else base_b
             big = max(st.emb * base_b, st.V * st.h * base_b, st.layer_unit * layer_b)
             gathered = np.where(par_sh, (big + st.layer_unit * layer_b) / tp, 0.0) + gather_unit
-            gathered_f = gathered_b = gathered
+            gathered_f = gathered
+            # mixed units outside no_sync: the unit's unsharded gradient before its reduce-scatter
+            gathered_b = gathered + np.where(mixed & ~nosync, st.layer_unit * base_b / tp, 0.0)
         else:
             def shard(x, sharded, n=n_sh, ne=n_sh_exp):
                 return np.where(sharded, x[0] / n + x[1] / ne, x[0] + x[1])
             weights = shard((nonexp * w_b, exp_ * w_b), par_sh)
             adapter_w = 0.0 * weights
-            grads = shard((nonexp * g_b, exp_ * g_b), grad_sh)
+            grads = shard((nonexp * g_b, exp_ * g_b), grad_sh & ~nosync)
             states = shard((nonexp * opt_b, exp_ * opt_b), opt_sh)
             master = shard((nonexp * m_b, exp_ * m_b), opt_sh)
             temps = shard((nonexp * tmp_b, exp_ * tmp_b), opt_sh)
@@ -1088,6 +1102,7 @@ def _codes(setup: TrainSetup) -> dict[str, Any]:
         grad_reduce_bytes={"bf16": 2.0, "fp32": 4.0}.get(setup.grad_reduce_dtype, 0.0),
         kbit_fp32_non_quantized=setup.kbit_fp32_non_quantized,
         nf4_base=setup.nf4_base and setup.peft == Peft.ADAPTER,
+        fsdp_no_sync=setup.fsdp_no_sync_accumulation, fsdp_mixed_units=setup.fsdp_mixed_frozen_units,
     )
 
 

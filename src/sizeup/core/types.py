@@ -359,6 +359,10 @@ class TrainSetup:
     lora_impl: LoraImpl = LoraImpl.FUSED
     trainable_params: float = 0.0
     """Trained parameter count of a `Peft.ADAPTER` method (its adapters; the base stays frozen)."""
+    fsdp_no_sync_accumulation: bool = False
+    """FSDP gradient accumulation under no_sync: every rank keeps unsharded gradients between micro-steps."""
+    fsdp_mixed_frozen_units: bool = False
+    """FSDP(use_orig_params=True) units mixing LoRA adapters with frozen weights: gradients for the whole unit."""
     nf4_base: bool = False
     """The frozen base's Linear weights held in NF4 under a `Peft.ADAPTER` method (bitsandbytes Linear4bit, as QLoRA
     holds them; litgpt --quantize bnb.nf4)."""

@@ -68,6 +68,9 @@ def job_values(job) -> dict[str, Any]:
                      lora_impl=job.peft.impl.value, lora_fp32_adapters=job.peft.fp32_adapters)
     if ex.framework != "generic":
         v["framework"] = ex.framework
+    if job.parallelism.sharding.value.startswith("fsdp"):
+        v["fsdp_no_sync"] = ex.fsdp_no_sync
+        v["fsdp_mixed_units"] = ex.fsdp_mixed_units
     if "kernel" in ex.overridden:
         v["kernel"] = ex.timing_kernel
     v["compile"] = ex.compile

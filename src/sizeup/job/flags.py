@@ -77,6 +77,10 @@ JOB_FLAGS: tuple[JobFlag, ...] = (
     JobFlag("peft", "text", "peft", "none | lora | qlora | adapter (default none: full training). adapter: a frozen "
                                    "16-bit base with a small trained set outside the Linear inputs (prompt/prefix "
                                    "tuning, LLaMA-Adapter, IA3, OFT, VeRA, ...), sized by --trainable-params."),
+    JobFlag("fsdp_no_sync", "bool", "execution", "FSDP gradient accumulation under no_sync: unsharded gradients between "
+                                                 "micro-steps (default: the framework's)."),
+    JobFlag("fsdp_mixed_units", "bool", "execution", "FSDP units holding LoRA adapters and frozen weights together: "
+                                                     "gradients for the whole unit (default: the framework's)."),
     JobFlag("trainable_params", "float", "peft", "Trained parameter count of --peft adapter (e.g. 1.2e6)."),
     JobFlag("nf4_base", "bool", "peft", "--peft adapter on a 4-bit NF4 base (bitsandbytes Linear4bit; QLoRA implies it)."),
     JobFlag("lora_rank", "int", "peft", "LoRA rank r (default 16)."),

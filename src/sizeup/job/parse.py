@@ -86,6 +86,12 @@ def _float(name: str, value, lo: float = 0.0) -> float | None:
     return x
 
 
+def _profile_bool(v: dict, key: str, default) -> bool:
+    """A boolean job flag that overrides a framework-profile field."""
+    got = C.parse_bool("--" + key.replace("_", "-"), v.get(key))
+    return bool(default) if got is None else bool(got)
+
+
 def _count(name: str, value) -> float | None:
     if value is None:
         return None
@@ -550,6 +556,8 @@ def build_job(values: dict[str, Any], catalog=None, *, need_gpu: bool = True, al
         dp_overlap=dp_overlap if dp_overlap is not None else prof.get("dp_overlap"),
         tp_overlap=tp_overlap if tp_overlap is not None else prof.get("tp_overlap"),
         grads_set_to_none=bool(prof["grads_set_to_none"]), grad_reduce_dtype=str(prof.get("grad_reduce_dtype") or ""),
+        fsdp_no_sync=_profile_bool(v, "fsdp_no_sync", prof.get("fsdp_no_sync_accumulation")),
+        fsdp_mixed_units=_profile_bool(v, "fsdp_mixed_units", prof.get("fsdp_mixed_frozen_units")),
         overridden=tuple(overridden),
         sources=tuple((k, str(s)) for k, s in (prof.get("sources") or {}).items()),
     )

@@ -207,6 +207,10 @@ class Execution:
     tp_overlap: float | None = None
     grads_set_to_none: bool = True
     grad_reduce_dtype: str = ""
+    fsdp_no_sync: bool = False
+    """gradient accumulation under FSDP no_sync (the profile's fsdp_no_sync_accumulation)"""
+    fsdp_mixed_units: bool = False
+    """FSDP units mixing adapters and frozen weights (the profile's fsdp_mixed_frozen_units)"""
     overridden: tuple[str, ...] = ()
     sources: tuple[tuple[str, str], ...] = ()
 
@@ -305,6 +309,8 @@ class Job:
             else 1.0,
             fp8_recipe=self.precision.fp8_recipe or Fp8Recipe.DELAYED,
             grad_reduce_dtype=self.execution.grad_reduce_dtype, tp_comm_overlap=self.execution.tp_overlap,
+            fsdp_no_sync_accumulation=self.execution.fsdp_no_sync,
+            fsdp_mixed_frozen_units=self.execution.fsdp_mixed_units,
         )
 
     def with_setup(self, setup: TrainSetup) -> "Job":

@@ -82,6 +82,7 @@ _GRAD_SHARDED = (2, 3, 4, 5, 6)             # gradients split over N_sh
 _PARAM_SHARDED = (3, 4, 6)                  # parameters split over N_sh (gathered layer by layer)
 _DEEPSPEED = (1, 2, 3)                      # DeepSpeed keeps 16-bit params/grads + fp32 master (ZeRO paper)
 _FSDP = (4, 5, 6)                           # FSDP keeps fp32 sharded params, casts a bf16 copy to compute
+OFFLOAD_REDUCE_BUCKET_ELEMS = 5e8  # DeepSpeed zero_optimization.reduce_bucket_size default (elements)
 
 # Component keys of `per_gpu` (slash paths; values in bytes, summing to peak_allocated_bytes).
 COMPONENTS = (
@@ -865,6 +866,11 @@ def memory_components(
         master_gpu = np.where(off_o, 0.0, master)
         temps_gpu = np.where(off_o, 0.0, temps)
         weights_gpu = np.where(off_p, 0.0, weights)
+        # the 16-bit gradients follow the optimizer to the host: "the fp16 gradients, and all the optimizer states ...
+        # are stored in CPU" (Ren et al. 2021, ZeRO-Offload, Sec. 4.1); DeepSpeed copies each reduced bucket out
+        # (zero/stage_1_and_2.py, stage3.py with offload_optimizer), so the GPU holds one reduce bucket at most
+        # (reduce_bucket_size, default 5e8 elements: DeepSpeed ZeRO config docs)
+        grads = np.where(off_o, np.minimum(grads, OFFLOAD_REDUCE_BUCKET_ELEMS * grad_b), grads)
 
         # ---- activations
         tokens = b * s / cp

@@ -217,3 +217,27 @@ def test_qwen25_3b_matches_the_model_card():
     pc = count_params(m)
     assert pc.total == pytest.approx(3.09e9, rel=0.005)
     assert pc.total - pc.breakdown["embedding/token"] == pytest.approx(2.77e9, rel=0.005)
+
+
+def test_gemini_auto_placement_fills_to_the_cap_then_offloads():
+    # Colossal-AI AutoPlacementPolicy: model data may use steady_cuda_cap_ratio (0.9) x CUDA capacity minus the
+    # non-model data; with more model data than that, the rest sits on the host (GeminiPlugin docstring)
+    from sizeup.core.memory import GEMINI_STEADY_CUDA_CAP_RATIO
+
+    gpu_mem = 40 * GIB
+    big = TrainSetup(micro_batch=1, seq_len=1024, precision=Precision.FP16_MIXED, sharding=Sharding.ZERO3,
+                     offload_optimizer=Offload.CPU, offload_params=Offload.CPU, recompute=Recompute.FULL)
+    auto = estimate_memory(L32_3B.with_(num_layers=200), big.with_(offload_auto_cap=GEMINI_STEADY_CUDA_CAP_RATIO),
+                           gpu_memory_bytes=gpu_mem)
+    assert auto.peak_allocated_bytes == pytest.approx(0.9 * gpu_mem)
+    # a model that fits under the cap stays on the GPU (same as no offload)
+    small = estimate_memory(L32_3B, big.with_(offload_auto_cap=0.9), gpu_memory_bytes=80 * GIB)
+    none = estimate_memory(L32_3B, big.with_(offload_optimizer=Offload.NONE, offload_params=Offload.NONE),
+                           gpu_memory_bytes=80 * GIB)
+    assert small.peak_allocated_bytes == pytest.approx(none.peak_allocated_bytes)
+    # Lightning ColossalAIStrategy(placement_policy="auto"), GPT-2 24B on one A100 40GB: 36483 MiB measured
+    from sizeup.validate.runner import run_validation
+
+    row = next(r for r in run_validation(id_contains="colossalai-lightning-gpt2-24b-1gpu-auto").rows
+               if r.quantity == "peak_memory_allocated")
+    assert row.ok and abs(row.error_pct) < 5

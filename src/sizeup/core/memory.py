@@ -83,6 +83,9 @@ _PARAM_SHARDED = (3, 4, 6)                  # parameters split over N_sh (gather
 _DEEPSPEED = (1, 2, 3)                      # DeepSpeed keeps 16-bit params/grads + fp32 master (ZeRO paper)
 _FSDP = (4, 5, 6)                           # FSDP keeps fp32 sharded params, casts a bf16 copy to compute
 OFFLOAD_REDUCE_BUCKET_ELEMS = 5e8  # DeepSpeed zero_optimization.reduce_bucket_size default (elements)
+# Colossal-AI Gemini placement_policy="auto": "steady_cuda_cap_ratio: ratio of allowed cuda capacity for model data
+# during steady state ... Defaults to 0.9" (colossalai/booster/plugin/gemini_plugin.py GeminiPlugin docstring)
+GEMINI_STEADY_CUDA_CAP_RATIO = 0.9
 
 # Component keys of `per_gpu` (slash paths; values in bytes, summing to peak_allocated_bytes).
 COMPONENTS = (
@@ -1157,6 +1160,24 @@ def estimate_memory(
         # out to host memory (unified memory); the step then streams them over the host link
         comp = components_for(model, setup, kernel, ov, loss, paged_states=True)
         paged_out = True
+    auto_kept = None
+    if setup.offload_auto_cap > 0 and setup.offload_optimizer != Offload.NONE and gpu_memory_bytes is not None:
+        # adaptive placement: model data stays on the GPU while peak CUDA memory is under cap x capacity and moves
+        # to the host only as far as needed (Colossal-AI AutoPlacementPolicy.evict_tensors: cuda_capacity *
+        # steady_cuda_cap_ratio - max non-model data = what model data may use)
+        on_gpu = components_for(model, setup.with_(offload_optimizer=Offload.NONE, offload_params=Offload.NONE,
+                                                   offload_auto_cap=0.0), kernel, ov, loss)
+        cap = setup.offload_auto_cap * float(gpu_memory_bytes)
+        if float(on_gpu["total"]) <= cap:
+            comp = on_gpu
+        else:
+            auto_kept = max(0.0, cap - float(comp["total"]))
+            comp = dict(comp)
+            comp["optimizer/states"] = comp["optimizer/states"] + auto_kept
+            comp["total"] = comp["total"] + auto_kept
+            comp["host"] = max(float(comp["host"]) - auto_kept, 0.0)
+            for p_ in PHASES:
+                comp[f"phase_{p_}"] = comp[f"phase_{p_}"] + auto_kept
     per_gpu = {k_: float(comp[k_]) for k_ in COMPONENTS}
     allocated = float(comp["total"])
     reserved = float(reserved_bytes(allocated, setup.gpus, ov))

@@ -359,6 +359,9 @@ class TrainSetup:
     lora_impl: LoraImpl = LoraImpl.FUSED
     trainable_params: float = 0.0
     """Trained parameter count of a `Peft.ADAPTER` method (its adapters; the base stays frozen)."""
+    offload_auto_cap: float = 0.0
+    """Adaptive placement (Colossal-AI Gemini placement_policy="auto"): with `offload_optimizer` set, model data moves
+    to the host only as far as needed to keep CUDA memory under this fraction of the GPU's (0 = always offloaded)."""
     fsdp_no_sync_accumulation: bool = False
     """FSDP gradient accumulation under no_sync: every rank keeps unsharded gradients between micro-steps."""
     fsdp_mixed_frozen_units: bool = False

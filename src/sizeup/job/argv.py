@@ -58,6 +58,8 @@ def job_values(job) -> dict[str, Any]:
         v["offload_params"] = job.offload.params.value
     if job.offload.activations:
         v["offload_activations"] = True
+    if job.offload.auto_cap:
+        v["offload_auto_cap"] = job.offload.auto_cap
     if job.peft.method != Peft.NONE:
         if job.peft.method == Peft.ADAPTER:
             v.update(peft=job.peft.method.value, trainable_params=job.peft.trainable_params)

@@ -72,6 +72,8 @@ JOB_FLAGS: tuple[JobFlag, ...] = (
     # offload
     JobFlag("offload_optimizer", "text", "offload", "none | cpu | nvme: optimizer states off the GPU (ZeRO-Offload)."),
     JobFlag("offload_params", "text", "offload", "none | cpu | nvme: sharded parameters off the GPU (needs --zero 3)."),
+    JobFlag("offload_auto_cap", "float", "offload", "Adaptive placement (Colossal-AI Gemini auto): offload only past "
+                                                    "this fraction of GPU memory (Colossal-AI default 0.9)."),
     JobFlag("offload_activations", "bool", "offload", "Saved activations in host memory (activation offloading)."),
     # peft
     JobFlag("peft", "text", "peft", "none | lora | qlora | adapter (default none: full training). adapter: a frozen "

@@ -449,6 +449,11 @@ def build_job(values: dict[str, Any], catalog=None, *, need_gpu: bool = True, al
     off_o = C.parse_choice("offload", v.get("offload_optimizer"), Offload, C.OFFLOAD_ALIASES) or Offload.NONE
     off_p = C.parse_choice("offload", v.get("offload_params"), Offload, C.OFFLOAD_ALIASES) or Offload.NONE
     off_a = C.parse_bool("--offload-activations", v.get("offload_activations")) or False
+    off_cap = _float("offload-auto-cap", v.get("offload_auto_cap")) or 0.0
+    if off_cap > 1.0:
+        raise SizeupError(f"--offload-auto-cap must be a fraction of GPU memory in (0, 1], got {off_cap:g}")
+    if off_cap and off_o == Offload.NONE:
+        raise SizeupError("--offload-auto-cap needs --offload-optimizer cpu (what may move to the host)")
 
     # parallelism
     tp, pp, cp, ep = (_int(k, v.get(k)) or 1 for k in ("tp", "pp", "cp", "ep"))
@@ -564,7 +569,7 @@ def build_job(values: dict[str, Any], catalog=None, *, need_gpu: bool = True, al
     return Job(
         model=arch, cluster=cluster, parallelism=par, batch=batch,
         precision=PrecisionSpec(prec, fp8_recipe), optimizer=OptimizerSpec(opt, not foreach, paged, in_bwd),
-        recompute=rec_spec, offload=OffloadSpec(off_o, off_p, off_a), peft=peft_spec, execution=execution,
+        recompute=rec_spec, offload=OffloadSpec(off_o, off_p, off_a, off_cap), peft=peft_spec, execution=execution,
         pricing=pricing, workload=workload, defaults=tuple(defaults), given=given,
         label=str(v.get("model") or arch.id),
     )

@@ -167,6 +167,8 @@ class OffloadSpec:
     optimizer: Offload = Offload.NONE
     params: Offload = Offload.NONE
     activations: bool = False
+    auto_cap: float = 0.0
+    """adaptive placement: offload only past this fraction of GPU memory (Colossal-AI Gemini auto)"""
 
 
 @dataclass(frozen=True)
@@ -297,7 +299,8 @@ class Job:
             sequence_parallel=p.sequence_parallel, pp_schedule=p.schedule, virtual_pp=p.virtual_pp,
             recompute=self.recompute.policy, attention=self.execution.attention,
             offload_optimizer=self.offload.optimizer, offload_params=self.offload.params,
-            offload_activations=self.offload.activations, peft=self.peft.method, lora_rank=self.peft.rank,
+            offload_activations=self.offload.activations, offload_auto_cap=self.offload.auto_cap,
+            peft=self.peft.method, lora_rank=self.peft.rank,
             lora_targets=self.peft.targets, dropout=self.execution.dropout, gpus_per_node=self.cluster.gpus_per_node,
             optimizer_in_backward=self.optimizer.in_backward, paged_optimizer=self.optimizer.paged,
             grads_set_to_none=self.execution.grads_set_to_none, lora_impl=self.peft.impl,
@@ -327,7 +330,8 @@ class Job:
             recompute=replace(self.recompute, policy=setup.recompute,
                               layers_fraction=setup.recompute_fraction if setup.recompute == Recompute.LAYER_FRACTION
                               else 1.0),
-            offload=OffloadSpec(setup.offload_optimizer, setup.offload_params, setup.offload_activations),
+            offload=OffloadSpec(setup.offload_optimizer, setup.offload_params, setup.offload_activations,
+                                setup.offload_auto_cap),
             peft=replace(self.peft, method=setup.peft, rank=setup.lora_rank, targets=setup.lora_targets,
                          impl=setup.lora_impl, trainable_params=setup.trainable_params,
                          fp32_adapters=setup.lora_fp32_adapters, nf4_base=setup.nf4_base),

@@ -45,6 +45,8 @@ def point_values(point, arch, gpu, setup) -> dict[str, Any]:
         v["offload_params"] = setup.offload_params.value
     if setup.offload_activations:
         v["offload_activations"] = True
+    if setup.offload_auto_cap:
+        v["offload_auto_cap"] = setup.offload_auto_cap
     if setup.peft == Peft.ADAPTER:
         v.update(peft=setup.peft.value, trainable_params=setup.trainable_params)
         if setup.nf4_base:

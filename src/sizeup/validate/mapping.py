@@ -238,11 +238,18 @@ def parse_offload(point: Point) -> tuple[Offload, Offload, bool]:
     t = re.sub(r"offload\w*\s*=\s*false", "", t)
     act = bool(re.search(r"activation\s+offload", t))
     t_wo_act = re.sub(r"activation\s+offload\w*", "", t)
-    cpu = bool(re.search(r"cpu[\s_-]*offload|offload\w*\s*=\s*true|offload(ing)? to cpu", t_wo_act))
+    cpu = bool(re.search(r"cpu[\s_-]*offload|offload\w*\s*=\s*true|offload(ing)? to cpu", t_wo_act)) \
+        or gemini_auto_placement(point)
     nvme = "nvme" in t_wo_act
     state = Offload.NVME if nvme else Offload.CPU if cpu else Offload.NONE
     params = state if (state is not Offload.NONE and re.search(r"zero-?3|fsdp|param", t_wo_act)) else Offload.NONE
     return state, params, act
+
+
+def gemini_auto_placement(point: Point) -> bool:
+    """Colossal-AI Gemini with placement_policy auto: chunks move between host and GPU as memory requires."""
+    t = " ".join(x for x in (point.parallel.other, point.parallel.sharding) if x).lower()
+    return bool(re.search(r"placement[_ ]policy\s*[=:]?\s*['\"]?auto", t))
 
 
 @functools.lru_cache(maxsize=1)
@@ -754,6 +761,10 @@ def build_setup(point: Point, model: ModelArch, gpu: GpuSpec, need_batch: bool =
         kwargs["lora_targets"] = targets
     if recompute == Recompute.LAYER_FRACTION:
         kwargs["recompute_fraction"] = rec_fraction
+    if gemini_auto_placement(point) and off_opt != Offload.NONE:
+        from sizeup.core.memory import GEMINI_STEADY_CUDA_CAP_RATIO
+
+        kwargs["offload_auto_cap"] = GEMINI_STEADY_CUDA_CAP_RATIO
     if peft is Peft.ADAPTER:
         kwargs["lora_targets"] = ()
         kwargs["trainable_params"] = trainable_params_stated(point)

@@ -241,3 +241,25 @@ def test_gemini_auto_placement_fills_to_the_cap_then_offloads():
     row = next(r for r in run_validation(id_contains="colossalai-lightning-gpt2-24b-1gpu-auto").rows
                if r.quantity == "peak_memory_allocated")
     assert row.ok and abs(row.error_pct) < 5
+
+
+def test_bitsandbytes_4bit_linears_keep_their_inputs():
+    # bitsandbytes MatMul4Bit.forward: ctx.tensors = (A, B) whenever A needs a gradient, so every 4-bit base Linear
+    # keeps its input; torchao's NF4 linear (torchtune) keeps only the weight. Hand count per token per layer for LoRA
+    # on q,v (inputs q/k/v share the attention norm output, already kept for the adapters): the MLP norm output
+    # (2h), the reshaped attention output o_proj reads (2 o_dim) and the down_proj input (2f).
+    base = TrainSetup(micro_batch=1, seq_len=1024, precision=Precision.BF16, peft=Peft.QLORA, lora_targets=("q", "v"))
+    off = estimate_memory(L32_3B, base, kernel="hf-eager")
+    on = estimate_memory(L32_3B, base.with_(nf4_saves_inputs=True), kernel="hf-eager")
+    per_token_layer = 2 * 3072 + 2 * 3072 + 2 * 8192
+    assert _fwd_layers(on) - _fwd_layers(off) == pytest.approx(per_token_layer * 1024 * 28, rel=1e-9)
+
+
+def test_eager_modules_with_sdpa_are_not_eager_attention():
+    # lit-gpt lit_gpt/model.py @8641822: F.scaled_dot_product_attention(..., is_causal=mask is None) with mask None in
+    # training: flash / memory-efficient SDPA, no s x s scores, although the modules are eager PyTorch
+    from sizeup.validate.prose import says
+
+    assert not says("eager PyTorch modules (lit_gpt/model.py), SDPA attention", "eager_attention")
+    assert says("attn_implementation='eager'", "eager_attention")
+    assert says("eager attention", "eager_attention")

@@ -385,6 +385,7 @@ def _layer_activation(m: ModelArch, setup_consts: dict, moe_layer: bool) -> list
     r = 4.0 if amp else e            # residual stream element bytes (fp32 under autocast)
     c = 2.0 if amp else e            # matmul-input element bytes (bf16 casts under autocast)
     lora_copy = setup_consts.get("lora_copy", 0.0)  # bytes of each adapted Linear's own input copy (0: shared)
+    base_inputs = setup_consts.get("base_inputs", False)  # every (4-bit, bitsandbytes) base Linear keeps its input
     n_norm = max(1, m.norms_per_layer)
 
     def norm(prefix: str, consumers: tuple) -> None:
@@ -404,7 +405,9 @@ def _layer_activation(m: ModelArch, setup_consts: dict, moe_layer: bool) -> list
                 out.append((f"{prefix}/linear_input_casts", 2.0 * h * len(used), "rep"))
         elif used and lora_copy:  # every adapted Linear keeps its own cast of the norm output
             out.append((f"{prefix}/lora_input_copies", lora_copy * h * len(used), "rep"))
-        elif used:
+            if base_inputs:  # ... and the 4-bit base Linears the shared output itself
+                out.append((f"{prefix}/norm_output", e * h, "rep"))
+        elif used or base_inputs:
             out.append((f"{prefix}/norm_output", e * h, "rep"))
 
     if m.parallel_block or n_norm == 1:
@@ -418,6 +421,8 @@ def _layer_activation(m: ModelArch, setup_consts: dict, moe_layer: bool) -> list
         # SDPA inputs after RoPE (bf16 casts of q and k under autocast) and V
         out += [("attn/q", c * q, "div"), ("attn/k", c * kv_k, "kv"), ("attn/v", c * kv, "kv")]
     out += [("attn/sdpa_output", c * o, "div"), ("attn/lse", 4.0 * a, "lse")]
+    if base_inputs:  # the 4-bit o_proj keeps its input, the reshaped (contiguous) attention output
+        out.append(("attn/o_input_4bit", c * o, "div"))
     if lora_copy and train.get("o"):  # o_proj's adapter keeps its own cast of the attention output
         out.append(("attn/lora_o_input_copy", lora_copy * o, "div"))
     if math_attn:
@@ -436,6 +441,8 @@ def _layer_activation(m: ModelArch, setup_consts: dict, moe_layer: bool) -> list
                 ("mlp/act", mult * cm * f, "div")]
         if train.get("down"):
             out.append(("mlp/down_input", mult * (lora_copy or cm) * f, "div"))
+        if base_inputs and not (train.get("down") and not lora_copy):
+            out.append(("mlp/down_input_4bit", mult * cm * f, "div"))  # bnb MatMul4Bit keeps the product
     elif gpt2_like:
         # gelu_new = 0.5*x*(1+tanh(sqrt(2/pi)*(x+0.044715x^3))): pow saves x, tanh saves its output,
         # the last mul saves 0.5x and 1+tanh; under CUDA autocast pow runs in fp32 so the chain is fp32
@@ -447,7 +454,7 @@ def _layer_activation(m: ModelArch, setup_consts: dict, moe_layer: bool) -> list
         out.append(("mlp/relu_output", mult * c * f, "div"))  # relu saves its result = fc2 input
     else:
         out.append(("mlp/act_input", mult * c * f, "div"))   # fused aten gelu saves its input
-        if train.get("down"):
+        if train.get("down") or base_inputs:
             out.append(("mlp/down_input", mult * c * f, "div"))
     if drop:
         out.append(("mlp/dropout_mask", 1.0 * h, "rep"))
@@ -558,6 +565,9 @@ def _statics(m: ModelArch, setup: TrainSetup, kernel: str, amp: bool | None = No
         "lora_rank": setup.lora_rank,
         # fp32 PEFT adapters: each adapted Linear's own input copy, bf16 under autocast (the cast inside lora_A's
         # F.linear) or fp32 without (peft/tuners/lora/layer.py Linear.forward: x = _cast_input_dtype(x, fp32))
+        # bitsandbytes 4-bit Linears keep their inputs (QLoRA / adapters on an NF4 base through bnb)
+        "base_inputs": bool(setup.nf4_saves_inputs and (setup.peft == Peft.QLORA
+                                                         or (setup.peft == Peft.ADAPTER and setup.nf4_base))),
         "lora_copy": (2.0 if setup.precision in (Precision.BF16_MIXED, Precision.FP16_MIXED) else 4.0)
         if (setup.lora_fp32_adapters and setup.peft in (Peft.LORA, Peft.QLORA)
             and setup.precision not in (Precision.FP32, Precision.TF32)) else 0.0,

@@ -366,6 +366,10 @@ class TrainSetup:
     """FSDP gradient accumulation under no_sync: every rank keeps unsharded gradients between micro-steps."""
     fsdp_mixed_frozen_units: bool = False
     """FSDP(use_orig_params=True) units mixing LoRA adapters with frozen weights: gradients for the whole unit."""
+    nf4_saves_inputs: bool = False
+    """4-bit base Linears run through bitsandbytes MatMul4Bit, which keeps every Linear's input for the input gradient
+    (bitsandbytes autograd/_functions.py: ctx.tensors = (A, B)) even though the weight is frozen; torchao's NF4
+    linear (torchtune) keeps only the weight."""
     nf4_base: bool = False
     """The frozen base's Linear weights held in NF4 under a `Peft.ADAPTER` method (bitsandbytes Linear4bit, as QLoRA
     holds them; litgpt --quantize bnb.nf4)."""

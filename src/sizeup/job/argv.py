@@ -65,9 +65,12 @@ def job_values(job) -> dict[str, Any]:
             v.update(peft=job.peft.method.value, trainable_params=job.peft.trainable_params)
             if job.peft.nf4_base:
                 v["nf4_base"] = True
+                v["nf4_saves_inputs"] = job.peft.nf4_saves_inputs
         else:
             v.update(peft=job.peft.method.value, lora_rank=job.peft.rank, lora_targets=",".join(job.peft.targets),
                      lora_impl=job.peft.impl.value, lora_fp32_adapters=job.peft.fp32_adapters)
+            if job.peft.method == Peft.QLORA:
+                v["nf4_saves_inputs"] = job.peft.nf4_saves_inputs
     if ex.framework != "generic":
         v["framework"] = ex.framework
     if job.parallelism.sharding.value.startswith("fsdp"):

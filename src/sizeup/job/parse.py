@@ -406,13 +406,15 @@ def build_job(values: dict[str, Any], catalog=None, *, need_gpu: bool = True, al
                           "(hf-trainer, torchtune, unsloth, nemo, ...) or give --lora-impl")
     kbit_prep = bool(prof.get("qlora_kbit_prep")) and pft == Peft.QLORA
     n_trained = _float("trainable-params", v.get("trainable_params"))
+    nf4_inputs = _profile_bool(v, "nf4_saves_inputs", prof.get("nf4_saves_linear_inputs"))
     if pft == Peft.ADAPTER:
         if not n_trained:
             raise SizeupError("--peft adapter needs --trainable-params N (the method's trained parameter count)")
         if targets is not None or rank is not None:
             raise SizeupError("--lora-rank / --lora-targets apply to --peft lora or qlora, not adapter")
         nf4_base = bool(C.parse_bool("--nf4-base", v.get("nf4_base")))
-        peft_spec = PeftSpec(pft, 16, (), lora_impl, False, float(n_trained), nf4_base=nf4_base)
+        peft_spec = PeftSpec(pft, 16, (), lora_impl, False, float(n_trained), nf4_base=nf4_base,
+                             nf4_saves_inputs=nf4_inputs and nf4_base)
     else:
         if n_trained is not None:
             raise SizeupError("--trainable-params applies to --peft adapter")
@@ -422,7 +424,8 @@ def build_job(values: dict[str, Any], catalog=None, *, need_gpu: bool = True, al
         if fp32_ad is None:
             fp32_ad = bool(prof.get("lora_fp32_adapters")) and lora_impl == LoraImpl.PEFT
         peft_spec = PeftSpec(pft, rank or 16, targets or ("q", "k", "v", "o"), lora_impl, kbit_prep,
-                             fp32_adapters=bool(fp32_ad) and pft in (Peft.LORA, Peft.QLORA))
+                             fp32_adapters=bool(fp32_ad) and pft in (Peft.LORA, Peft.QLORA),
+                             nf4_saves_inputs=nf4_inputs and pft == Peft.QLORA)
 
     # recompute
     rec = C.parse_choice("recompute", v.get("recompute"), Recompute, C.RECOMPUTE_ALIASES)

@@ -185,6 +185,8 @@ class PeftSpec:
     """LoRA adapters in fp32, each adapted Linear casting its input (the profile's lora_fp32_adapters)"""
     nf4_base: bool = False
     """adapter method on a base whose Linear weights are NF4 (bitsandbytes Linear4bit)"""
+    nf4_saves_inputs: bool = False
+    """4-bit base Linears keep their inputs (bitsandbytes MatMul4Bit; the profile's nf4_saves_linear_inputs)"""
 
     def __post_init__(self):
         _whole("lora-rank", self.rank, 1, 65_536)
@@ -307,6 +309,7 @@ class Job:
             trainable_params=self.peft.trainable_params if self.peft.method == Peft.ADAPTER else 0.0,
             lora_fp32_adapters=self.peft.fp32_adapters and self.peft.method in (Peft.LORA, Peft.QLORA),
             nf4_base=self.peft.nf4_base and self.peft.method == Peft.ADAPTER,
+            nf4_saves_inputs=self.peft.nf4_saves_inputs,
             kbit_fp32_non_quantized=self.peft.kbit_fp32_non_quantized and self.peft.method == Peft.QLORA,
             recompute_fraction=self.recompute.layers_fraction if self.recompute.policy == Recompute.LAYER_FRACTION
             else 1.0,
@@ -334,7 +337,8 @@ class Job:
                                 setup.offload_auto_cap),
             peft=replace(self.peft, method=setup.peft, rank=setup.lora_rank, targets=setup.lora_targets,
                          impl=setup.lora_impl, trainable_params=setup.trainable_params,
-                         fp32_adapters=setup.lora_fp32_adapters, nf4_base=setup.nf4_base),
+                         fp32_adapters=setup.lora_fp32_adapters, nf4_base=setup.nf4_base,
+                         nf4_saves_inputs=setup.nf4_saves_inputs),
         )
 
     def with_gpu(self, gpu: GpuSpec, gpus: int | None = None) -> "Job":

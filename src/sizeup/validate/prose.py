@@ -44,7 +44,8 @@ PROSE_TABLE: tuple[tuple[str, str, str], ...] = (
     ("compile", "compile", r"torch\.compile|compile on|compile: ?true|compiled|compile"),
     ("transformer_engine", "kernel", r"transformer ?engine"),
     ("chunked_ce", "loss", r"chunked cross[- ]entropy|chunked ce|chunked_ce"),
-    ("eager_attention", "attention", r"eager"),
+    # eager ATTENTION (materialised scores: attn_implementation='eager'), not eager modules with SDPA attention
+    ("eager_attention", "attention", r"eager attention|attention[:=]? ?['\"]?eager|attn_implementation ?[=:]? ?['\"]?eager"),
     ("tied_embeddings", "tie_embeddings", r"tied(?: embeddings?)?|tie(?:s)? (?:word )?embeddings?|tie"),
     # checkpointing of only some blocks: 'every 2nd decoder layer', 'every other layer', '14 of 28 layers'
     ("recompute_layer_fraction", "recompute_layers", _LAYER_FRACTION_WORDS),

@@ -263,3 +263,15 @@ def test_eager_modules_with_sdpa_are_not_eager_attention():
     assert not says("eager PyTorch modules (lit_gpt/model.py), SDPA attention", "eager_attention")
     assert says("attn_implementation='eager'", "eager_attention")
     assert says("eager attention", "eager_attention")
+
+
+def test_llama_adapter_v2_keeps_every_linear_output():
+    # lit-gpt adapter_v2.py: adapter_scale * (linear(x) + adapter_bias) with a trained scale keeps each Linear's
+    # output; norm_1 / norm_2 train, keeping their normalized inputs. Hand count per token per layer (bf16, Llama
+    # MHA-free shape here: q 3072, k = v = 1024, o 3072, gate + up 2 x 8192, down 3072; two RMSNorms x 3072)
+    base = TrainSetup(micro_batch=1, seq_len=1024, precision=Precision.BF16, peft=Peft.ADAPTER, lora_targets=(),
+                      trainable_params=2e6)
+    v1 = estimate_memory(L32_3B, base, kernel="hf-eager")
+    v2 = estimate_memory(L32_3B, base.with_(adapter_linear_scales=True), kernel="hf-eager")
+    per_token_layer = 2 * (3072 + 2 * 1024 + 3072 + 2 * 8192 + 3072) + 2 * 3072 * 2
+    assert _fwd_layers(v2) - _fwd_layers(v1) == pytest.approx(per_token_layer * 1024 * 28, rel=1e-9)

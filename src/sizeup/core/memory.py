@@ -386,6 +386,7 @@ def _layer_activation(m: ModelArch, setup_consts: dict, moe_layer: bool) -> list
     c = 2.0 if amp else e            # matmul-input element bytes (bf16 casts under autocast)
     lora_copy = setup_consts.get("lora_copy", 0.0)  # bytes of each adapted Linear's own input copy (0: shared)
     base_inputs = setup_consts.get("base_inputs", False)  # every (4-bit, bitsandbytes) base Linear keeps its input
+    lin_out = setup_consts.get("linear_outputs", False)   # LLaMA-Adapter v2: every Linear keeps its output
     n_norm = max(1, m.norms_per_layer)
 
     def norm(prefix: str, consumers: tuple) -> None:
@@ -463,6 +464,12 @@ def _layer_activation(m: ModelArch, setup_consts: dict, moe_layer: bool) -> list
         n_adapted = sum(1 for t_ in LORA_TARGETS if train.get(t_))
         if n_adapted:
             out.append(("lora/a_outputs", c * setup_consts["lora_rank"] * n_adapted, "rep"))
+    if lin_out:
+        # adapter_scale * (linear(x) + adapter_bias): the product keeps linear(x) + bias of every Linear (q|k|v, o,
+        # the MLP's up/gate and down), and the trained norms their normalized inputs (lit-gpt adapter_v2.py)
+        n_up = 2 if gated else 1
+        out += [("adapter_v2/linear_outputs", c * (q + 2 * kv + h + mult * n_up * f + h), "div"),
+                ("adapter_v2/norm_normalized", e * h * n_norm, "rep")]
     if moe_layer:
         # router softmax (fp32, E per token); tokens dispatched K times: the permuted expert input and the
         # expert output kept for the routing-weight multiply (transformers grouped_mm MoE)
@@ -568,6 +575,7 @@ def _statics(m: ModelArch, setup: TrainSetup, kernel: str, amp: bool | None = No
         # bitsandbytes 4-bit Linears keep their inputs (QLoRA / adapters on an NF4 base through bnb)
         "base_inputs": bool(setup.nf4_saves_inputs and (setup.peft == Peft.QLORA
                                                          or (setup.peft == Peft.ADAPTER and setup.nf4_base))),
+        "linear_outputs": bool(setup.adapter_linear_scales and setup.peft == Peft.ADAPTER),
         "lora_copy": (2.0 if setup.precision in (Precision.BF16_MIXED, Precision.FP16_MIXED) else 4.0)
         if (setup.lora_fp32_adapters and setup.peft in (Peft.LORA, Peft.QLORA)
             and setup.precision not in (Precision.FP32, Precision.TF32)) else 0.0,

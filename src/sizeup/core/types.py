@@ -366,6 +366,10 @@ class TrainSetup:
     """FSDP gradient accumulation under no_sync: every rank keeps unsharded gradients between micro-steps."""
     fsdp_mixed_frozen_units: bool = False
     """FSDP(use_orig_params=True) units mixing LoRA adapters with frozen weights: gradients for the whole unit."""
+    adapter_linear_scales: bool = False
+    """`Peft.ADAPTER` with a trained scale on every Linear's output and trained norms (LLaMA-Adapter v2, lit-gpt
+    adapter_v2.py: adapter_scale * (linear(x) + adapter_bias); norm_1, norm_2, ln_f train): each Linear keeps its
+    output for the scale's gradient and each norm its normalized input."""
     nf4_saves_inputs: bool = False
     """4-bit base Linears run through bitsandbytes MatMul4Bit, which keeps every Linear's input for the input gradient
     (bitsandbytes autograd/_functions.py: ctx.tensors = (A, B)) even though the weight is frozen; torchao's NF4

@@ -63,6 +63,8 @@ def job_values(job) -> dict[str, Any]:
     if job.peft.method != Peft.NONE:
         if job.peft.method == Peft.ADAPTER:
             v.update(peft=job.peft.method.value, trainable_params=job.peft.trainable_params)
+            if job.peft.adapter_linear_scales:
+                v["adapter_linear_scales"] = True
             if job.peft.nf4_base:
                 v["nf4_base"] = True
                 v["nf4_saves_inputs"] = job.peft.nf4_saves_inputs

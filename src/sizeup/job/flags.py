@@ -84,6 +84,8 @@ JOB_FLAGS: tuple[JobFlag, ...] = (
     JobFlag("fsdp_mixed_units", "bool", "execution", "FSDP units holding LoRA adapters and frozen weights together: "
                                                      "gradients for the whole unit (default: the framework's)."),
     JobFlag("trainable_params", "float", "peft", "Trained parameter count of --peft adapter (e.g. 1.2e6)."),
+    JobFlag("adapter_linear_scales", "bool", "peft", "--peft adapter scaling every Linear's output with a trained "
+                                                     "vector and training the norms (LLaMA-Adapter v2)."),
     JobFlag("nf4_saves_inputs", "bool", "peft", "4-bit base Linears keep their inputs (bitsandbytes MatMul4Bit; "
                                                 "torchao NF4 does not) (default: the framework's)."),
     JobFlag("nf4_base", "bool", "peft", "--peft adapter on a 4-bit NF4 base (bitsandbytes Linear4bit; QLoRA implies it)."),

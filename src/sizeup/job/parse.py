@@ -414,12 +414,16 @@ def build_job(values: dict[str, Any], catalog=None, *, need_gpu: bool = True, al
             raise SizeupError("--lora-rank / --lora-targets apply to --peft lora or qlora, not adapter")
         nf4_base = bool(C.parse_bool("--nf4-base", v.get("nf4_base")))
         peft_spec = PeftSpec(pft, 16, (), lora_impl, False, float(n_trained), nf4_base=nf4_base,
-                             nf4_saves_inputs=nf4_inputs and nf4_base)
+                             nf4_saves_inputs=nf4_inputs and nf4_base,
+                             adapter_linear_scales=bool(C.parse_bool("--adapter-linear-scales",
+                                                                     v.get("adapter_linear_scales"))))
     else:
         if n_trained is not None:
             raise SizeupError("--trainable-params applies to --peft adapter")
         if v.get("nf4_base") is not None:
             raise SizeupError("--nf4-base applies to --peft adapter (QLoRA implies an NF4 base)")
+        if v.get("adapter_linear_scales") is not None:
+            raise SizeupError("--adapter-linear-scales applies to --peft adapter")
         fp32_ad = C.parse_bool("--lora-fp32-adapters", v.get("lora_fp32_adapters"))
         if fp32_ad is None:
             fp32_ad = bool(prof.get("lora_fp32_adapters")) and lora_impl == LoraImpl.PEFT

@@ -185,6 +185,8 @@ class PeftSpec:
     """LoRA adapters in fp32, each adapted Linear casting its input (the profile's lora_fp32_adapters)"""
     nf4_base: bool = False
     """adapter method on a base whose Linear weights are NF4 (bitsandbytes Linear4bit)"""
+    adapter_linear_scales: bool = False
+    """adapter method scaling every Linear's output with a trained vector (LLaMA-Adapter v2)"""
     nf4_saves_inputs: bool = False
     """4-bit base Linears keep their inputs (bitsandbytes MatMul4Bit; the profile's nf4_saves_linear_inputs)"""
 
@@ -310,6 +312,7 @@ class Job:
             lora_fp32_adapters=self.peft.fp32_adapters and self.peft.method in (Peft.LORA, Peft.QLORA),
             nf4_base=self.peft.nf4_base and self.peft.method == Peft.ADAPTER,
             nf4_saves_inputs=self.peft.nf4_saves_inputs,
+            adapter_linear_scales=self.peft.adapter_linear_scales and self.peft.method == Peft.ADAPTER,
             kbit_fp32_non_quantized=self.peft.kbit_fp32_non_quantized and self.peft.method == Peft.QLORA,
             recompute_fraction=self.recompute.layers_fraction if self.recompute.policy == Recompute.LAYER_FRACTION
             else 1.0,
@@ -338,7 +341,8 @@ class Job:
             peft=replace(self.peft, method=setup.peft, rank=setup.lora_rank, targets=setup.lora_targets,
                          impl=setup.lora_impl, trainable_params=setup.trainable_params,
                          fp32_adapters=setup.lora_fp32_adapters, nf4_base=setup.nf4_base,
-                         nf4_saves_inputs=setup.nf4_saves_inputs),
+                         nf4_saves_inputs=setup.nf4_saves_inputs,
+                         adapter_linear_scales=setup.adapter_linear_scales),
         )
 
     def with_gpu(self, gpu: GpuSpec, gpus: int | None = None) -> "Job":

@@ -51,6 +51,8 @@ def point_values(point, arch, gpu, setup) -> dict[str, Any]:
         v.update(peft=setup.peft.value, trainable_params=setup.trainable_params)
         if setup.nf4_base:
             v["nf4_base"] = True
+        if setup.adapter_linear_scales:
+            v["adapter_linear_scales"] = True
     elif setup.peft != Peft.NONE:
         v.update(peft=setup.peft.value, lora_rank=setup.lora_rank, lora_targets=",".join(setup.lora_targets))
     if setup.dropout:

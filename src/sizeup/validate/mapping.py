@@ -771,6 +771,8 @@ def build_setup(point: Point, model: ModelArch, gpu: GpuSpec, need_batch: bool =
         from sizeup.validate.prose import says
 
         kwargs["nf4_base"] = says(par.precision, "four_bit_base")  # 'bf16-true + bnb.nf4 base weights'
+        # LLaMA-Adapter v2 scales every Linear's output (lit-gpt adapter_v2.py)
+        kwargs["adapter_linear_scales"] = bool(re.search(r"adapter[ _-]?v2", f"{point.workload.kind} {par.other}".lower()))
     return SetupResult(TrainSetup(**kwargs), notes, exact)
 
 

@@ -121,7 +121,9 @@ def memory_report(model, setup, est, suggestions, gpu, kernel: str) -> Any:
     if kernel == "hf-eager":
         notes.append("hf-eager: tensors saved by Hugging Face transformers eager modules with SDPA (unfused norms, "
                      "activations, fp32 loss head)")
-    if setup.peft.value != "none":
+    if setup.peft.value == "adapter":
+        notes.append(f"adapter: base frozen; {setup.trainable_params:,.0f} trained parameters")
+    elif setup.peft.value != "none":
         notes.append(f"{setup.peft.value}: base frozen; adapters r={setup.lora_rank} on {','.join(setup.lora_targets)}")
     if setup.optimizer_in_backward:
         notes.append("optimizer step in backward: each gradient is applied and freed as soon as it is accumulated; "

@@ -82,6 +82,10 @@ _GRAD_SHARDED = (2, 3, 4, 5, 6)             # gradients split over N_sh
 _PARAM_SHARDED = (3, 4, 6)                  # parameters split over N_sh (gathered layer by layer)
 _DEEPSPEED = (1, 2, 3)                      # DeepSpeed keeps 16-bit params/grads + fp32 master (ZeRO paper)
 _FSDP = (4, 5, 6)                           # FSDP keeps fp32 sharded params, casts a bf16 copy to compute
+OFFLOAD_REDUCE_BUCKET_ELEMS = 5e8  # DeepSpeed zero_optimization.reduce_bucket_size default (elements)
+# Colossal-AI Gemini placement_policy="auto": "steady_cuda_cap_ratio: ratio of allowed cuda capacity for model data
+# during steady state ... Defaults to 0.9" (colossalai/booster/plugin/gemini_plugin.py GeminiPlugin docstring)
+GEMINI_STEADY_CUDA_CAP_RATIO = 0.9
 
 # Component keys of `per_gpu` (slash paths; values in bytes, summing to peak_allocated_bytes).
 COMPONENTS = (
@@ -380,6 +384,9 @@ def _layer_activation(m: ModelArch, setup_consts: dict, moe_layer: bool) -> list
     # docstring; checked per layer: Llama bf16 45.5 sbh, GPT-2 bf16 60.2 sbh + 2 dropout masks = 62.1).
     r = 4.0 if amp else e            # residual stream element bytes (fp32 under autocast)
     c = 2.0 if amp else e            # matmul-input element bytes (bf16 casts under autocast)
+    lora_copy = setup_consts.get("lora_copy", 0.0)  # bytes of each adapted Linear's own input copy (0: shared)
+    base_inputs = setup_consts.get("base_inputs", False)  # every (4-bit, bitsandbytes) base Linear keeps its input
+    lin_out = setup_consts.get("linear_outputs", False)   # LLaMA-Adapter v2: every Linear keeps its output
     n_norm = max(1, m.norms_per_layer)
 
     def norm(prefix: str, consumers: tuple) -> None:
@@ -397,7 +404,11 @@ def _layer_activation(m: ModelArch, setup_consts: dict, moe_layer: bool) -> list
         if amp:  # every Linear saves its own bf16 cast of the shared fp32 norm output
             if used:
                 out.append((f"{prefix}/linear_input_casts", 2.0 * h * len(used), "rep"))
-        elif used:
+        elif used and lora_copy:  # every adapted Linear keeps its own cast of the norm output
+            out.append((f"{prefix}/lora_input_copies", lora_copy * h * len(used), "rep"))
+            if base_inputs:  # ... and the 4-bit base Linears the shared output itself
+                out.append((f"{prefix}/norm_output", e * h, "rep"))
+        elif used or base_inputs:
             out.append((f"{prefix}/norm_output", e * h, "rep"))
 
     if m.parallel_block or n_norm == 1:
@@ -411,6 +422,10 @@ def _layer_activation(m: ModelArch, setup_consts: dict, moe_layer: bool) -> list
         # SDPA inputs after RoPE (bf16 casts of q and k under autocast) and V
         out += [("attn/q", c * q, "div"), ("attn/k", c * kv_k, "kv"), ("attn/v", c * kv, "kv")]
     out += [("attn/sdpa_output", c * o, "div"), ("attn/lse", 4.0 * a, "lse")]
+    if base_inputs:  # the 4-bit o_proj keeps its input, the reshaped (contiguous) attention output
+        out.append(("attn/o_input_4bit", c * o, "div"))
+    if lora_copy and train.get("o"):  # o_proj's adapter keeps its own cast of the attention output
+        out.append(("attn/lora_o_input_copy", lora_copy * o, "div"))
     if math_attn:
         out.append(("attn/scores", c * a + ((1 + c) * a if drop else 0.0), "s2"))
     if drop:
@@ -426,7 +441,9 @@ def _layer_activation(m: ModelArch, setup_consts: dict, moe_layer: bool) -> list
         out += [("mlp/gate", mult * cm * f, "div"), ("mlp/up", mult * cm * f, "div"),
                 ("mlp/act", mult * cm * f, "div")]
         if train.get("down"):
-            out.append(("mlp/down_input", mult * cm * f, "div"))
+            out.append(("mlp/down_input", mult * (lora_copy or cm) * f, "div"))
+        if base_inputs and not (train.get("down") and not lora_copy):
+            out.append(("mlp/down_input_4bit", mult * cm * f, "div"))  # bnb MatMul4Bit keeps the product
     elif gpt2_like:
         # gelu_new = 0.5*x*(1+tanh(sqrt(2/pi)*(x+0.044715x^3))): pow saves x, tanh saves its output,
         # the last mul saves 0.5x and 1+tanh; under CUDA autocast pow runs in fp32 so the chain is fp32
@@ -438,14 +455,21 @@ def _layer_activation(m: ModelArch, setup_consts: dict, moe_layer: bool) -> list
         out.append(("mlp/relu_output", mult * c * f, "div"))  # relu saves its result = fc2 input
     else:
         out.append(("mlp/act_input", mult * c * f, "div"))   # fused aten gelu saves its input
-        if train.get("down"):
+        if train.get("down") or base_inputs:
             out.append(("mlp/down_input", mult * c * f, "div"))
     if drop:
         out.append(("mlp/dropout_mask", 1.0 * h, "rep"))
     if not full_ft:
         # each adapter keeps its r-wide A output for B's weight gradient
         n_adapted = sum(1 for t_ in LORA_TARGETS if train.get(t_))
-        out.append(("lora/a_outputs", c * setup_consts["lora_rank"] * n_adapted, "rep"))
+        if n_adapted:
+            out.append(("lora/a_outputs", c * setup_consts["lora_rank"] * n_adapted, "rep"))
+    if lin_out:
+        # adapter_scale * (linear(x) + adapter_bias): the product keeps linear(x) + bias of every Linear (q|k|v, o,
+        # the MLP's up/gate and down), and the trained norms their normalized inputs (lit-gpt adapter_v2.py)
+        n_up = 2 if gated else 1
+        out += [("adapter_v2/linear_outputs", c * (q + 2 * kv + h + mult * n_up * f + h), "div"),
+                ("adapter_v2/norm_normalized", e * h * n_norm, "rep")]
     if moe_layer:
         # router softmax (fp32, E per token); tokens dispatched K times: the permuted expert input and the
         # expert output kept for the routing-weight multiply (transformers grouped_mm MoE)
@@ -478,6 +502,8 @@ def op_sac_saved_tensors(m: ModelArch, moe_layer: bool, resid_bytes: float, mm_b
 def _trainable(setup: TrainSetup) -> dict[str, bool]:
     if setup.peft == Peft.NONE:
         return {t: True for t in (*LORA_TARGETS, "router")}
+    if setup.peft == Peft.ADAPTER:  # no Linear trains and none carries a low-rank adapter on its input
+        return {t: False for t in (*LORA_TARGETS, "router")}
     out = {t: (t in setup.lora_targets) for t in LORA_TARGETS}
     out["router"] = any(t in setup.lora_targets for t in ("gate", "up", "down"))
     return out
@@ -523,7 +549,10 @@ def _statics(m: ModelArch, setup: TrainSetup, kernel: str, amp: bool | None = No
                                                             + m.hidden_size * m.num_experts)) / L
     trainable = _trainable(setup)
     adapter = 0.0
-    if setup.peft != Peft.NONE:
+    if setup.peft == Peft.ADAPTER:
+        # the stated trained parameter count, spread over the layers (per-layer prompts / gates / scales)
+        adapter = float(setup.trainable_params) / L
+    elif setup.peft != Peft.NONE:
         for name in setup.lora_targets:
             if name in shapes:
                 fin, fout = shapes[name]
@@ -541,6 +570,15 @@ def _statics(m: ModelArch, setup: TrainSetup, kernel: str, amp: bool | None = No
         "trainable": trainable,
         "full_ft": setup.peft == Peft.NONE,
         "lora_rank": setup.lora_rank,
+        # fp32 PEFT adapters: each adapted Linear's own input copy, bf16 under autocast (the cast inside lora_A's
+        # F.linear) or fp32 without (peft/tuners/lora/layer.py Linear.forward: x = _cast_input_dtype(x, fp32))
+        # bitsandbytes 4-bit Linears keep their inputs (QLoRA / adapters on an NF4 base through bnb)
+        "base_inputs": bool(setup.nf4_saves_inputs and (setup.peft == Peft.QLORA
+                                                         or (setup.peft == Peft.ADAPTER and setup.nf4_base))),
+        "linear_outputs": bool(setup.adapter_linear_scales and setup.peft == Peft.ADAPTER),
+        "lora_copy": (2.0 if setup.precision in (Precision.BF16_MIXED, Precision.FP16_MIXED) else 4.0)
+        if (setup.lora_fp32_adapters and setup.peft in (Peft.LORA, Peft.QLORA)
+            and setup.precision not in (Precision.FP32, Precision.TF32)) else 0.0,
     }
     if setup.peft != Peft.NONE:
         consts["e"] = 4.0 if setup.precision in (Precision.FP32, Precision.TF32) else 2.0
@@ -651,6 +689,10 @@ def memory_components(
     last_stage_layers: Any = 0,
     grad_reduce_bytes: float = 0.0,
     kbit_fp32_non_quantized: Any = False,
+    trainable_params: float = 0.0,
+    nf4_base: bool = False,
+    fsdp_no_sync: Any = False,
+    fsdp_mixed_units: Any = False,
 ) -> dict[str, Any]:
     """Per-GPU bytes of every component at the peak (worst stage, worst phase), as arrays.
 
@@ -670,6 +712,7 @@ def memory_components(
         statics = _statics(model, TrainSetup(
             precision=precision, optimizer=optimizer, fused_optimizer=fused_optimizer, peft=peft,
             lora_rank=lora_rank, lora_targets=tuple(lora_targets), attention=attention, dropout=dropout,
+            trainable_params=trainable_params,
         ), kernel, loss=loss)
     st = statics
     f = lambda x: np.asarray(x, dtype=float)  # noqa: E731
@@ -739,6 +782,15 @@ def memory_components(
     tmp_b = 0.0 if fused_optimizer else foreach_temp_fraction(optimizer) * s_el
 
     peft_on = peft != Peft.NONE
+    # frozen Linear weights in NF4: QLoRA, or an adapter method on a 4-bit base (bitsandbytes Linear4bit)
+    nf4 = peft == Peft.QLORA or (peft == Peft.ADAPTER and bool(nf4_base))
+    # FSDP no_sync accumulation (torch FullyShardedDataParallel.no_sync): every rank accumulates unsharded gradients
+    # until the last micro-step, so the persistent gradients are not divided by the sharding degree
+    fsdp_on = np.isin(code, _FSDP)
+    nosync = np.asarray(fsdp_no_sync, dtype=bool) & fsdp_on & (m_acc > 1)
+    # FSDP(use_orig_params=True) units mixing LoRA adapters with frozen weights: the FlatParameter requires grad, so
+    # its gradient covers every parameter of the unit (torch FSDP docs on frozen parameters)
+    mixed = np.asarray(fsdp_mixed_units, dtype=bool) & fsdp_on & (peft in (Peft.LORA, Peft.QLORA))
     results = []
     for stage in (0, 1, 2):
         nonexp, exp_, mm = stage_nonexp[stage], stage_exp[stage], stage_mm[stage]
@@ -748,7 +800,7 @@ def memory_components(
             # frozen base: 16-bit (LoRA) or NF4 for the Linear weights of the layers (QLoRA)
             base_b = 4.0 if precision in (Precision.FP32, Precision.TF32) else 2.0
             quant = layers * (st.quant_layer / tp + st.layer_exp / (tp * ep))
-            if peft == Peft.QLORA:
+            if nf4:
                 # PEFT prepare_model_for_kbit_training casts every non-quantized parameter (embeddings, norms, the
                 # LM head) to fp32 (huggingface/peft src/peft/utils/other.py: "cast all non INT8 parameters to fp32")
                 nonq_b = np.where(np.asarray(kbit_fp32_non_quantized, dtype=bool), 4.0, base_b)
@@ -764,7 +816,10 @@ def memory_components(
             ttmp = 0.0 if fused_optimizer else foreach_temp_fraction(optimizer) * ab
             weights = np.where(par_sh, weights_full / n_sh, weights_full)
             adapter_w = np.where(par_sh, trainable * tw / n_sh, trainable * tw)
-            grads = np.where(grad_sh, trainable * tg / n_sh, trainable * tg)
+            grads = np.where(grad_sh & ~nosync, trainable * tg / n_sh, trainable * tg)
+            # mixed units: a gradient for every parameter of the stage (the frozen ones' in the base dtype)
+            unit_grads = total_params * base_b
+            grads = np.where(mixed, np.where(nosync, unit_grads, unit_grads / n_sh), grads)
             states = np.where(opt_sh, trainable * ts / n_sh, trainable * ts)
             master = np.where(opt_sh, trainable * tm / n_sh, trainable * tm) + 0.0 * weights
             grad_b = tg
@@ -772,18 +827,20 @@ def memory_components(
             head_grad = 0.0 * weights
             casts = 0.0 * weights
             # QLoRA: each Linear's NF4 weight is dequantized to 16 bit for its matmul (bitsandbytes)
-            gather_unit = st.largest_linear / tp * (2.0 if peft == Peft.QLORA else 0.0)
+            gather_unit = st.largest_linear / tp * (2.0 if nf4 else 0.0)
             # ZeRO-3/FSDP gather the frozen base unit by unit (QLoRA layers travel as NF4)
-            layer_b = NF4_BYTES_PER_PARAM if peft == Peft.QLORA else base_b
+            layer_b = NF4_BYTES_PER_PARAM if nf4 else base_b
             big = max(st.emb * base_b, st.V * st.h * base_b, st.layer_unit * layer_b)
             gathered = np.where(par_sh, (big + st.layer_unit * layer_b) / tp, 0.0) + gather_unit
-            gathered_f = gathered_b = gathered
+            gathered_f = gathered
+            # mixed units outside no_sync: the unit's unsharded gradient before its reduce-scatter
+            gathered_b = gathered + np.where(mixed & ~nosync, st.layer_unit * base_b / tp, 0.0)
         else:
             def shard(x, sharded, n=n_sh, ne=n_sh_exp):
                 return np.where(sharded, x[0] / n + x[1] / ne, x[0] + x[1])
             weights = shard((nonexp * w_b, exp_ * w_b), par_sh)
             adapter_w = 0.0 * weights
-            grads = shard((nonexp * g_b, exp_ * g_b), grad_sh)
+            grads = shard((nonexp * g_b, exp_ * g_b), grad_sh & ~nosync)
             states = shard((nonexp * opt_b, exp_ * opt_b), opt_sh)
             master = shard((nonexp * m_b, exp_ * m_b), opt_sh)
             temps = shard((nonexp * tmp_b, exp_ * tmp_b), opt_sh)
@@ -830,6 +887,11 @@ def memory_components(
         master_gpu = np.where(off_o, 0.0, master)
         temps_gpu = np.where(off_o, 0.0, temps)
         weights_gpu = np.where(off_p, 0.0, weights)
+        # the 16-bit gradients follow the optimizer to the host: "the fp16 gradients, and all the optimizer states ...
+        # are stored in CPU" (Ren et al. 2021, ZeRO-Offload, Sec. 4.1); DeepSpeed copies each reduced bucket out
+        # (zero/stage_1_and_2.py, stage3.py with offload_optimizer), so the GPU holds one reduce bucket at most
+        # (reduce_bucket_size, default 5e8 elements: DeepSpeed ZeRO config docs)
+        grads = np.where(off_o, np.minimum(grads, OFFLOAD_REDUCE_BUCKET_ELEMS * grad_b), grads)
 
         # ---- activations
         tokens = b * s / cp
@@ -989,7 +1051,10 @@ def check_setup(model: ModelArch, setup: TrainSetup) -> list[str]:
     if setup.offload_params != Offload.NONE and setup.sharding not in (
             Sharding.ZERO3, Sharding.FSDP_FULL, Sharding.FSDP_HYBRID):
         problems.append("parameter offload needs ZeRO-3 or FSDP full/hybrid sharding (--zero 3)")
-    if setup.peft != Peft.NONE:
+    if setup.peft == Peft.ADAPTER:
+        if not setup.trainable_params > 0:
+            problems.append("an adapter method needs its trained parameter count (--trainable-params N > 0)")
+    elif setup.peft != Peft.NONE:
         if setup.lora_rank < 1:
             problems.append(f"lora rank must be >= 1, got {setup.lora_rank}")
         bad = [t for t in setup.lora_targets if t not in LORA_TARGETS]
@@ -1063,6 +1128,8 @@ def _codes(setup: TrainSetup) -> dict[str, Any]:
         first_stage_layers=setup.pp_first_stage_layers, last_stage_layers=setup.pp_last_stage_layers,
         grad_reduce_bytes={"bf16": 2.0, "fp32": 4.0}.get(setup.grad_reduce_dtype, 0.0),
         kbit_fp32_non_quantized=setup.kbit_fp32_non_quantized,
+        nf4_base=setup.nf4_base and setup.peft == Peft.ADAPTER,
+        fsdp_no_sync=setup.fsdp_no_sync_accumulation, fsdp_mixed_units=setup.fsdp_mixed_frozen_units,
     )
 
 
@@ -1111,6 +1178,24 @@ def estimate_memory(
         # out to host memory (unified memory); the step then streams them over the host link
         comp = components_for(model, setup, kernel, ov, loss, paged_states=True)
         paged_out = True
+    auto_kept = None
+    if setup.offload_auto_cap > 0 and setup.offload_optimizer != Offload.NONE and gpu_memory_bytes is not None:
+        # adaptive placement: model data stays on the GPU while peak CUDA memory is under cap x capacity and moves
+        # to the host only as far as needed (Colossal-AI AutoPlacementPolicy.evict_tensors: cuda_capacity *
+        # steady_cuda_cap_ratio - max non-model data = what model data may use)
+        on_gpu = components_for(model, setup.with_(offload_optimizer=Offload.NONE, offload_params=Offload.NONE,
+                                                   offload_auto_cap=0.0), kernel, ov, loss)
+        cap = setup.offload_auto_cap * float(gpu_memory_bytes)
+        if float(on_gpu["total"]) <= cap:
+            comp = on_gpu
+        else:
+            auto_kept = max(0.0, cap - float(comp["total"]))
+            comp = dict(comp)
+            comp["optimizer/states"] = comp["optimizer/states"] + auto_kept
+            comp["total"] = comp["total"] + auto_kept
+            comp["host"] = max(float(comp["host"]) - auto_kept, 0.0)
+            for p_ in PHASES:
+                comp[f"phase_{p_}"] = comp[f"phase_{p_}"] + auto_kept
     per_gpu = {k_: float(comp[k_]) for k_ in COMPONENTS}
     allocated = float(comp["total"])
     reserved = float(reserved_bytes(allocated, setup.gpus, ov))

@@ -184,6 +184,10 @@ class Peft(StrEnum):
     """Frozen 16-bit base + low-rank adapters."""
     QLORA = "qlora"
     """Frozen 4-bit NF4 base + low-rank adapters (Dettmers et al. 2023)."""
+    ADAPTER = "adapter"
+    """Frozen 16-bit base + a small trained parameter set that does not need the frozen Linear layers' inputs for a
+    weight gradient (prompt / prefix tuning, LLaMA-Adapter, IA3, (B)OFT, LoHa, LoKr, VeRA, LN tuning, FourierFT,
+    trainable tokens), sized by `TrainSetup.trainable_params`."""
 
 
 # --------------------------------------------------------------------------- model
@@ -363,6 +367,30 @@ class TrainSetup:
     lora_rank: int = 16
     lora_targets: tuple[str, ...] = ("q", "k", "v", "o")
     lora_impl: LoraImpl = LoraImpl.FUSED
+    trainable_params: float = 0.0
+    """Trained parameter count of a `Peft.ADAPTER` method (its adapters; the base stays frozen)."""
+    offload_auto_cap: float = 0.0
+    """Adaptive placement (Colossal-AI Gemini placement_policy="auto"): with `offload_optimizer` set, model data moves
+    to the host only as far as needed to keep CUDA memory under this fraction of the GPU's (0 = always offloaded)."""
+    fsdp_no_sync_accumulation: bool = False
+    """FSDP gradient accumulation under no_sync: every rank keeps unsharded gradients between micro-steps."""
+    fsdp_mixed_frozen_units: bool = False
+    """FSDP(use_orig_params=True) units mixing LoRA adapters with frozen weights: gradients for the whole unit."""
+    adapter_linear_scales: bool = False
+    """`Peft.ADAPTER` with a trained scale on every Linear's output and trained norms (LLaMA-Adapter v2, lit-gpt
+    adapter_v2.py: adapter_scale * (linear(x) + adapter_bias); norm_1, norm_2, ln_f train): each Linear keeps its
+    output for the scale's gradient and each norm its normalized input."""
+    nf4_saves_inputs: bool = False
+    """4-bit base Linears run through bitsandbytes MatMul4Bit, which keeps every Linear's input for the input gradient
+    (bitsandbytes autograd/_functions.py: ctx.tensors = (A, B)) even though the weight is frozen; torchao's NF4
+    linear (torchtune) keeps only the weight."""
+    nf4_base: bool = False
+    """The frozen base's Linear weights held in NF4 under a `Peft.ADAPTER` method (bitsandbytes Linear4bit, as QLoRA
+    holds them; litgpt --quantize bnb.nf4)."""
+    lora_fp32_adapters: bool = False
+    """LoRA adapters kept in fp32 on a 16-bit base, each adapted Linear casting its input to fp32 (Hugging Face PEFT
+    autocast_adapter_dtype=True; peft/tuners/lora/layer.py Linear.forward `_cast_input_dtype`): every adapted Linear
+    keeps its own copy of its input (bf16 under autocast, fp32 without) instead of sharing one."""
     """How adapters execute: fused kernels (default) or eager Hugging Face PEFT modules (`LoraImpl`)."""
     kbit_fp32_non_quantized: bool = False
     """QLoRA through PEFT `prepare_model_for_kbit_training`: every non-quantized parameter (embeddings, norms, LM head)

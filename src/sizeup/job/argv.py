@@ -58,11 +58,26 @@ def job_values(job) -> dict[str, Any]:
         v["offload_params"] = job.offload.params.value
     if job.offload.activations:
         v["offload_activations"] = True
+    if job.offload.auto_cap:
+        v["offload_auto_cap"] = job.offload.auto_cap
     if job.peft.method != Peft.NONE:
-        v.update(peft=job.peft.method.value, lora_rank=job.peft.rank, lora_targets=",".join(job.peft.targets),
-                 lora_impl=job.peft.impl.value)
+        if job.peft.method == Peft.ADAPTER:
+            v.update(peft=job.peft.method.value, trainable_params=job.peft.trainable_params)
+            if job.peft.adapter_linear_scales:
+                v["adapter_linear_scales"] = True
+            if job.peft.nf4_base:
+                v["nf4_base"] = True
+                v["nf4_saves_inputs"] = job.peft.nf4_saves_inputs
+        else:
+            v.update(peft=job.peft.method.value, lora_rank=job.peft.rank, lora_targets=",".join(job.peft.targets),
+                     lora_impl=job.peft.impl.value, lora_fp32_adapters=job.peft.fp32_adapters)
+            if job.peft.method == Peft.QLORA:
+                v["nf4_saves_inputs"] = job.peft.nf4_saves_inputs
     if ex.framework != "generic":
         v["framework"] = ex.framework
+    if job.parallelism.sharding.value.startswith("fsdp"):
+        v["fsdp_no_sync"] = ex.fsdp_no_sync
+        v["fsdp_mixed_units"] = ex.fsdp_mixed_units
     if "kernel" in ex.overridden:
         v["kernel"] = ex.timing_kernel
     v["compile"] = ex.compile

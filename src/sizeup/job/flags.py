@@ -72,11 +72,27 @@ JOB_FLAGS: tuple[JobFlag, ...] = (
     # offload
     JobFlag("offload_optimizer", "text", "offload", "none | cpu | nvme: optimizer states off the GPU (ZeRO-Offload)."),
     JobFlag("offload_params", "text", "offload", "none | cpu | nvme: sharded parameters off the GPU (needs --zero 3)."),
+    JobFlag("offload_auto_cap", "float", "offload", "Adaptive placement (Colossal-AI Gemini auto): offload only past "
+                                                    "this fraction of GPU memory (Colossal-AI default 0.9)."),
     JobFlag("offload_activations", "bool", "offload", "Saved activations in host memory (activation offloading)."),
     # peft
-    JobFlag("peft", "text", "peft", "none | lora | qlora (default none: full training)."),
+    JobFlag("peft", "text", "peft", "none | lora | qlora | adapter (default none: full training). adapter: a frozen "
+                                   "16-bit base with a small trained set outside the Linear inputs (prompt/prefix "
+                                   "tuning, LLaMA-Adapter, IA3, OFT, VeRA, ...), sized by --trainable-params."),
+    JobFlag("fsdp_no_sync", "bool", "execution", "FSDP gradient accumulation under no_sync: unsharded gradients between "
+                                                 "micro-steps (default: the framework's)."),
+    JobFlag("fsdp_mixed_units", "bool", "execution", "FSDP units holding LoRA adapters and frozen weights together: "
+                                                     "gradients for the whole unit (default: the framework's)."),
+    JobFlag("trainable_params", "float", "peft", "Trained parameter count of --peft adapter (e.g. 1.2e6)."),
+    JobFlag("adapter_linear_scales", "bool", "peft", "--peft adapter scaling every Linear's output with a trained "
+                                                     "vector and training the norms (LLaMA-Adapter v2)."),
+    JobFlag("nf4_saves_inputs", "bool", "peft", "4-bit base Linears keep their inputs (bitsandbytes MatMul4Bit; "
+                                                "torchao NF4 does not) (default: the framework's)."),
+    JobFlag("nf4_base", "bool", "peft", "--peft adapter on a 4-bit NF4 base (bitsandbytes Linear4bit; QLoRA implies it)."),
     JobFlag("lora_rank", "int", "peft", "LoRA rank r (default 16)."),
     JobFlag("lora_targets", "text", "peft", "LoRA targets: q,k,v,o,gate,up,down, or all / attn / mlp (default q,k,v,o)."),
+    JobFlag("lora_fp32_adapters", "bool", "peft", "LoRA adapters in fp32 on the 16-bit base, each adapted Linear "
+                                                  "casting its input (Hugging Face PEFT) (default: the framework's)."),
     JobFlag("lora_impl", "text", "peft", "How adapters run: peft (eager modules) | fused (fused kernels) "
                                          "(default: the framework's)."),
     # execution

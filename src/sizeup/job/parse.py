@@ -86,6 +86,12 @@ def _float(name: str, value, lo: float = 0.0) -> float | None:
     return x
 
 
+def _profile_bool(v: dict, key: str, default) -> bool:
+    """A boolean job flag that overrides a framework-profile field."""
+    got = C.parse_bool("--" + key.replace("_", "-"), v.get(key))
+    return bool(default) if got is None else bool(got)
+
+
 def _count(name: str, value) -> float | None:
     if value is None:
         return None
@@ -404,7 +410,31 @@ def build_job(values: dict[str, Any], catalog=None, *, need_gpu: bool = True, al
         raise SizeupError(f"{prof['name']} has no LoRA support in its profile; pick a framework that has "
                           "(hf-trainer, torchtune, unsloth, nemo, ...) or give --lora-impl")
     kbit_prep = bool(prof.get("qlora_kbit_prep")) and pft == Peft.QLORA
-    peft_spec = PeftSpec(pft, rank or 16, targets or ("q", "k", "v", "o"), lora_impl, kbit_prep)
+    n_trained = _float("trainable-params", v.get("trainable_params"))
+    nf4_inputs = _profile_bool(v, "nf4_saves_inputs", prof.get("nf4_saves_linear_inputs"))
+    if pft == Peft.ADAPTER:
+        if not n_trained:
+            raise SizeupError("--peft adapter needs --trainable-params N (the method's trained parameter count)")
+        if targets is not None or rank is not None:
+            raise SizeupError("--lora-rank / --lora-targets apply to --peft lora or qlora, not adapter")
+        nf4_base = bool(C.parse_bool("--nf4-base", v.get("nf4_base")))
+        peft_spec = PeftSpec(pft, 16, (), lora_impl, False, float(n_trained), nf4_base=nf4_base,
+                             nf4_saves_inputs=nf4_inputs and nf4_base,
+                             adapter_linear_scales=bool(C.parse_bool("--adapter-linear-scales",
+                                                                     v.get("adapter_linear_scales"))))
+    else:
+        if n_trained is not None:
+            raise SizeupError("--trainable-params applies to --peft adapter")
+        if v.get("nf4_base") is not None:
+            raise SizeupError("--nf4-base applies to --peft adapter (QLoRA implies an NF4 base)")
+        if v.get("adapter_linear_scales") is not None:
+            raise SizeupError("--adapter-linear-scales applies to --peft adapter")
+        fp32_ad = C.parse_bool("--lora-fp32-adapters", v.get("lora_fp32_adapters"))
+        if fp32_ad is None:
+            fp32_ad = bool(prof.get("lora_fp32_adapters")) and lora_impl == LoraImpl.PEFT
+        peft_spec = PeftSpec(pft, rank or 16, targets or ("q", "k", "v", "o"), lora_impl, kbit_prep,
+                             fp32_adapters=bool(fp32_ad) and pft in (Peft.LORA, Peft.QLORA),
+                             nf4_saves_inputs=nf4_inputs and pft == Peft.QLORA)
 
     # recompute
     rec = C.parse_choice("recompute", v.get("recompute"), Recompute, C.RECOMPUTE_ALIASES)
@@ -431,6 +461,11 @@ def build_job(values: dict[str, Any], catalog=None, *, need_gpu: bool = True, al
     off_o = C.parse_choice("offload", v.get("offload_optimizer"), Offload, C.OFFLOAD_ALIASES) or Offload.NONE
     off_p = C.parse_choice("offload", v.get("offload_params"), Offload, C.OFFLOAD_ALIASES) or Offload.NONE
     off_a = C.parse_bool("--offload-activations", v.get("offload_activations")) or False
+    off_cap = _float("offload-auto-cap", v.get("offload_auto_cap")) or 0.0
+    if off_cap > 1.0:
+        raise SizeupError(f"--offload-auto-cap must be a fraction of GPU memory in (0, 1], got {off_cap:g}")
+    if off_cap and off_o == Offload.NONE:
+        raise SizeupError("--offload-auto-cap needs --offload-optimizer cpu (what may move to the host)")
 
     # parallelism
     tp, pp, cp, ep = (_int(k, v.get(k)) or 1 for k in ("tp", "pp", "cp", "ep"))
@@ -538,13 +573,15 @@ def build_job(values: dict[str, Any], catalog=None, *, need_gpu: bool = True, al
         dp_overlap=dp_overlap if dp_overlap is not None else prof.get("dp_overlap"),
         tp_overlap=tp_overlap if tp_overlap is not None else prof.get("tp_overlap"),
         grads_set_to_none=bool(prof["grads_set_to_none"]), grad_reduce_dtype=str(prof.get("grad_reduce_dtype") or ""),
+        fsdp_no_sync=_profile_bool(v, "fsdp_no_sync", prof.get("fsdp_no_sync_accumulation")),
+        fsdp_mixed_units=_profile_bool(v, "fsdp_mixed_units", prof.get("fsdp_mixed_frozen_units")),
         overridden=tuple(overridden),
         sources=tuple((k, str(s)) for k, s in (prof.get("sources") or {}).items()),
     )
     return Job(
         model=arch, cluster=cluster, parallelism=par, batch=batch,
         precision=PrecisionSpec(prec, fp8_recipe), optimizer=OptimizerSpec(opt, not foreach, paged, in_bwd),
-        recompute=rec_spec, offload=OffloadSpec(off_o, off_p, off_a), peft=peft_spec, execution=execution,
+        recompute=rec_spec, offload=OffloadSpec(off_o, off_p, off_a, off_cap), peft=peft_spec, execution=execution,
         pricing=pricing, workload=workload, defaults=tuple(defaults), given=given,
         label=str(v.get("model") or arch.id),
     )

@@ -167,6 +167,8 @@ class OffloadSpec:
     optimizer: Offload = Offload.NONE
     params: Offload = Offload.NONE
     activations: bool = False
+    auto_cap: float = 0.0
+    """adaptive placement: offload only past this fraction of GPU memory (Colossal-AI Gemini auto)"""
 
 
 @dataclass(frozen=True)
@@ -177,6 +179,16 @@ class PeftSpec:
     impl: LoraImpl = LoraImpl.PEFT
     kbit_fp32_non_quantized: bool = False
     """QLoRA through PEFT prepare_model_for_kbit_training (the framework profile's qlora_kbit_prep)"""
+    trainable_params: float = 0.0
+    """trained parameter count of an adapter method (peft adapter)"""
+    fp32_adapters: bool = False
+    """LoRA adapters in fp32, each adapted Linear casting its input (the profile's lora_fp32_adapters)"""
+    nf4_base: bool = False
+    """adapter method on a base whose Linear weights are NF4 (bitsandbytes Linear4bit)"""
+    adapter_linear_scales: bool = False
+    """adapter method scaling every Linear's output with a trained vector (LLaMA-Adapter v2)"""
+    nf4_saves_inputs: bool = False
+    """4-bit base Linears keep their inputs (bitsandbytes MatMul4Bit; the profile's nf4_saves_linear_inputs)"""
 
     def __post_init__(self):
         _whole("lora-rank", self.rank, 1, 65_536)
@@ -201,6 +213,10 @@ class Execution:
     tp_overlap: float | None = None
     grads_set_to_none: bool = True
     grad_reduce_dtype: str = ""
+    fsdp_no_sync: bool = False
+    """gradient accumulation under FSDP no_sync (the profile's fsdp_no_sync_accumulation)"""
+    fsdp_mixed_units: bool = False
+    """FSDP units mixing adapters and frozen weights (the profile's fsdp_mixed_frozen_units)"""
     overridden: tuple[str, ...] = ()
     sources: tuple[tuple[str, str], ...] = ()
 
@@ -287,15 +303,23 @@ class Job:
             sequence_parallel=p.sequence_parallel, pp_schedule=p.schedule, virtual_pp=p.virtual_pp,
             recompute=self.recompute.policy, attention=self.execution.attention,
             offload_optimizer=self.offload.optimizer, offload_params=self.offload.params,
-            offload_activations=self.offload.activations, peft=self.peft.method, lora_rank=self.peft.rank,
+            offload_activations=self.offload.activations, offload_auto_cap=self.offload.auto_cap,
+            peft=self.peft.method, lora_rank=self.peft.rank,
             lora_targets=self.peft.targets, dropout=self.execution.dropout, gpus_per_node=self.cluster.gpus_per_node,
             optimizer_in_backward=self.optimizer.in_backward, paged_optimizer=self.optimizer.paged,
             grads_set_to_none=self.execution.grads_set_to_none, lora_impl=self.peft.impl,
+            trainable_params=self.peft.trainable_params if self.peft.method == Peft.ADAPTER else 0.0,
+            lora_fp32_adapters=self.peft.fp32_adapters and self.peft.method in (Peft.LORA, Peft.QLORA),
+            nf4_base=self.peft.nf4_base and self.peft.method == Peft.ADAPTER,
+            nf4_saves_inputs=self.peft.nf4_saves_inputs,
+            adapter_linear_scales=self.peft.adapter_linear_scales and self.peft.method == Peft.ADAPTER,
             kbit_fp32_non_quantized=self.peft.kbit_fp32_non_quantized and self.peft.method == Peft.QLORA,
             recompute_fraction=self.recompute.layers_fraction if self.recompute.policy == Recompute.LAYER_FRACTION
             else 1.0,
             fp8_recipe=self.precision.fp8_recipe or Fp8Recipe.DELAYED,
             grad_reduce_dtype=self.execution.grad_reduce_dtype, tp_comm_overlap=self.execution.tp_overlap,
+            fsdp_no_sync_accumulation=self.execution.fsdp_no_sync,
+            fsdp_mixed_frozen_units=self.execution.fsdp_mixed_units,
         )
 
     def with_setup(self, setup: TrainSetup) -> "Job":
@@ -312,9 +336,13 @@ class Job:
             recompute=replace(self.recompute, policy=setup.recompute,
                               layers_fraction=setup.recompute_fraction if setup.recompute == Recompute.LAYER_FRACTION
                               else 1.0),
-            offload=OffloadSpec(setup.offload_optimizer, setup.offload_params, setup.offload_activations),
+            offload=OffloadSpec(setup.offload_optimizer, setup.offload_params, setup.offload_activations,
+                                setup.offload_auto_cap),
             peft=replace(self.peft, method=setup.peft, rank=setup.lora_rank, targets=setup.lora_targets,
-                         impl=setup.lora_impl),
+                         impl=setup.lora_impl, trainable_params=setup.trainable_params,
+                         fp32_adapters=setup.lora_fp32_adapters, nf4_base=setup.nf4_base,
+                         nf4_saves_inputs=setup.nf4_saves_inputs,
+                         adapter_linear_scales=setup.adapter_linear_scales),
         )
 
     def with_gpu(self, gpu: GpuSpec, gpus: int | None = None) -> "Job":

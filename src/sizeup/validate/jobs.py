@@ -38,6 +38,8 @@ def point_values(point, arch, gpu, setup) -> dict[str, Any]:
                          "zero": setup.sharding.value, "precision": setup.precision.value,
                          "optimizer": ("paged-" if setup.paged_optimizer else "") + setup.optimizer.value,
                          "recompute": setup.recompute.value, "attention": setup.attention.value}
+    if setup.recompute == Recompute.LAYER_FRACTION:
+        v["recompute_layers"] = setup.recompute_fraction
     if setup.tp > 1 and (setup.sequence_parallel or sp_stated(point) or not point_framework(point)):
         v["sequence_parallel"] = setup.sequence_parallel
     if point.parallel.sharding is None and point_framework(point) and setup.sharding.value == "none":
@@ -54,7 +56,15 @@ def point_values(point, arch, gpu, setup) -> dict[str, Any]:
         v["offload_params"] = setup.offload_params.value
     if setup.offload_activations:
         v["offload_activations"] = True
-    if setup.peft != Peft.NONE:
+    if setup.offload_auto_cap:
+        v["offload_auto_cap"] = setup.offload_auto_cap
+    if setup.peft == Peft.ADAPTER:
+        v.update(peft=setup.peft.value, trainable_params=setup.trainable_params)
+        if setup.nf4_base:
+            v["nf4_base"] = True
+        if setup.adapter_linear_scales:
+            v["adapter_linear_scales"] = True
+    elif setup.peft != Peft.NONE:
         v.update(peft=setup.peft.value, lora_rank=setup.lora_rank, lora_targets=",".join(setup.lora_targets))
     if setup.dropout:
         v["dropout"] = setup.dropout

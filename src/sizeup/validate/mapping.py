@@ -131,7 +131,58 @@ def parse_optimizer(*texts: str | None) -> Optimizer | None:
     return None
 
 
-def parse_peft(point: Point) -> tuple[Peft, int | None, tuple[str, ...] | None]:
+# PEFT methods that train a small parameter set while every base Linear stays frozen and carries no low-rank adapter
+# on its input (Peft.ADAPTER): LLaMA-Adapter (v1/v2), prefix / prompt / p-tuning, IA3, OFT / BOFT, LoHa, LoKr, VeRA,
+# LN tuning, FourierFT, trainable tokens (huggingface/peft src/peft/tuners/*, Lightning-AI/lit-gpt lit_gpt/adapter*.py)
+_ADAPTER_METHODS = re.compile(r"(?<![a-z])(?:llama-adapter|adapter(?: v2)?|prefix[_ -]?tuning|prompt[_ -]?tuning|"
+                              r"p[_-]tuning|ia3|b?oft|loha|lokr|vera|ln[_ ]tuning|fourierft|trainable[_ ]tokens)"
+                              r"(?![a-z])")
+
+
+def trainable_params_stated(point: Point) -> float | None:
+    """The trained parameter count a point states ('trainable parameters 1,229,760')."""
+    m = re.search(r"trainable param(?:eter)?s?\s*[:=]?\s*(\d[\d,]*)", point.text())
+    return float(m.group(1).replace(",", "")) if m else None
+
+
+# LoRA target wording -> sizeup targets (HF module names, litgpt's to_query/to_value wording, torchtune's names)
+_TARGET_WORDS = (("q", r"q_proj|q|query|wq"), ("k", r"k_proj|k|key|wk"), ("v", r"v_proj|v|value|wv"),
+                 ("o", r"o_proj|o|out_proj|output_proj|wo|projection"), ("gate", r"gate_proj|w1"),
+                 ("up", r"up_proj|w3"), ("down", r"down_proj|w2"), ("mlp", r"mlp"),
+                 ("qkv", r"query_key_value|c_attn|qkv_proj|wqkv"))
+# peft's default LoRA targets when none are given (peft/utils/constants.py
+# TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING): the q/v projections, or the fused qkv Linear
+_PEFT_DEFAULT_QV = {"llama", "llama4", "mistral", "mixtral", "stablelm", "opt", "gptj", "gpt_neo", "qwen2", "gemma",
+                    "gemma2", "phi"}
+_PEFT_DEFAULT_QKV = {"gpt2", "bloom", "gpt_neox", "falcon", "mpt", "gpt_bigcode", "codegen"}
+
+
+def lora_targets_stated(text: str, model_type: str | None = None) -> tuple[str, ...] | None:
+    """The LoRA targets a text names after 'on' ('on query and value', "on ['q_proj', 'v_proj']", 'on q, k, v,
+    output_proj, MLP and the output layer'), or peft's defaults when the text says the defaults are used."""
+    t = text.lower()
+    if re.search(r"default target modules", t) and model_type:
+        if model_type in _PEFT_DEFAULT_QV:
+            return ("q", "v")
+        if model_type in _PEFT_DEFAULT_QKV:
+            return ("q", "k", "v")
+    for clause in re.split(r";", t):
+        if not re.search(r"lora", clause):
+            continue
+        m = re.search(r"\bon\s+(?!all\b)(.+)", clause)
+        if not m:
+            continue
+        span = re.split(r"\(", m.group(1))[0]
+        found: list[str] = []
+        for name, words in _TARGET_WORDS:
+            if re.search(rf"(?<![a-z0-9_])(?:{words})(?![a-z0-9])", span):
+                found += ["gate", "up", "down"] if name == "mlp" else (["q", "k", "v"] if name == "qkv" else [name])
+        if found:
+            return tuple(x for x in ("q", "k", "v", "o", "gate", "up", "down") if x in found)
+    return None
+
+
+def parse_peft(point: Point, model_type: str | None = None) -> tuple[Peft, int | None, tuple[str, ...] | None]:
     """(peft, lora rank, lora targets) from the workload kind, else the first clause of `parallel.other`."""
     kind = (point.workload.kind or "").lower()
     other = (point.parallel.other or "").lower()
@@ -142,6 +193,8 @@ def parse_peft(point: Point) -> tuple[Peft, int | None, tuple[str, ...] | None]:
         peft = Peft.QLORA
     elif "lora" in probe:
         peft = Peft.LORA
+    elif _ADAPTER_METHODS.search(probe) and trainable_params_stated(point):
+        return Peft.ADAPTER, None, None
     else:
         peft = Peft.NONE
     if peft is Peft.NONE:
@@ -150,8 +203,10 @@ def parse_peft(point: Point) -> tuple[Peft, int | None, tuple[str, ...] | None]:
     m = re.search(r"(?:rank|\br)\s*[=:]?\s*(\d+)", text)
     rank = int(m.group(1)) if m else None
     targets = None
-    if "all linear" in text:
+    if re.search(r"all[ -]linear", text):
         targets = ("q", "k", "v", "o", "gate", "up", "down")
+    elif (stated := lora_targets_stated(f"{other} ; {point.text()}", model_type)) is not None:
+        targets = stated
     elif "mlp" in text and re.search(r"q/v|q_proj", text):
         targets = ("q", "v", "o", "gate", "up", "down")
     return peft, rank, targets
@@ -190,11 +245,18 @@ def parse_offload(point: Point) -> tuple[Offload, Offload, bool]:
     t = re.sub(r"offload\w*\s*=\s*false", "", t)
     act = bool(re.search(r"activation\s+offload", t))
     t_wo_act = re.sub(r"activation\s+offload\w*", "", t)
-    cpu = bool(re.search(r"cpu[\s_-]*offload|offload\w*\s*=\s*true|offload(ing)? to cpu", t_wo_act))
+    cpu = bool(re.search(r"cpu[\s_-]*offload|offload\w*\s*=\s*true|offload(ing)? to cpu", t_wo_act)) \
+        or gemini_auto_placement(point)
     nvme = "nvme" in t_wo_act
     state = Offload.NVME if nvme else Offload.CPU if cpu else Offload.NONE
     params = state if (state is not Offload.NONE and re.search(r"zero-?3|fsdp|param", t_wo_act)) else Offload.NONE
     return state, params, act
+
+
+def gemini_auto_placement(point: Point) -> bool:
+    """Colossal-AI Gemini with placement_policy auto: chunks move between host and GPU as memory requires."""
+    t = " ".join(x for x in (point.parallel.other, point.parallel.sharding) if x).lower()
+    return bool(re.search(r"placement[_ ]policy\s*[=:]?\s*['\"]?auto", t))
 
 
 @functools.lru_cache(maxsize=1)
@@ -501,6 +563,47 @@ def gpu_for_point(point: Point, catalog) -> GpuSpec:
         raise Skip("GPU catalog not available") from None
 
 
+# a GPU-independent quantity of a point whose GPU is not stated: any catalog GPU with bf16 and flash attention
+_STAND_IN_GPU = "h100-sxm"
+
+
+def gpu_stand_in_for_memory(point: Point, catalog) -> tuple[GpuSpec, str] | None:
+    """For a memory quantity (bytes do not depend on the GPU model beyond its dtype support), a GPU when the point's
+    own does not resolve: the stated name without its parenthetical remark ('A100 (80GB assumed; not stated)'), the
+    first of alternatives that share one memory size ('A800/H800 80GB'), or a stand-in when none is stated.
+    None when the stated GPU resolves (use it) or nothing usable is stated."""
+    name = point.hardware.gpu
+    try:
+        if name:
+            catalog.gpu(name)
+            return None
+    except SizeupError:
+        pass
+    except AttributeError:
+        return None
+    mem = point.hardware.gpu_memory_gb
+    cands: list[str] = []
+    if name:
+        bare = re.sub(r"\([^)]*\)", " ", name).strip()
+        size = re.search(r"\d+\s*GB", bare, re.I)
+        for alt in [a.strip() for a in re.split(r"/", bare) if a.strip()]:
+            if size and not re.search(r"\d+\s*GB", alt, re.I):
+                alt = f"{alt} {size.group(0)}"
+            elif mem and not re.search(r"\d+\s*GB", alt, re.I):
+                alt = f"{alt} {int(mem)}GB"
+            cands.append(alt)
+    for alt in cands:
+        try:
+            gpu = catalog.gpu(alt)
+        except (SizeupError, AttributeError):
+            continue
+        return gpu, f"GPU {name!r} read as {gpu.id} (a memory quantity does not depend on which)"
+    if not name:
+        gpu = catalog.gpu(_STAND_IN_GPU)
+        return gpu, f"GPU not stated: {gpu.id} stands in (a memory quantity does not depend on the GPU model)"
+    return None
+
+
 # --------------------------------------------------------------------------- setup
 
 
@@ -520,6 +623,9 @@ def seq_len_is_a_maximum(point: Point) -> bool:
 
 def seq_len_for_point(point: Point) -> int | None:
     w = point.workload
+    if w.longest_sample_tokens and seq_len_is_a_maximum(point):
+        # unpacked, padded batches: the run's memory peak is the longest micro-batch's
+        return int(w.longest_sample_tokens)
     for v in (point.model.seq_len, w.seq_len):
         if v:
             return int(v)
@@ -643,11 +749,22 @@ def build_setup(point: Point, model: ModelArch, gpu: GpuSpec, need_batch: bool =
         recompute = Recompute.NONE
         if par.recompute is None:
             notes.append("recompute not stated, none assumed")
+    rec_fraction = None
+    if recompute == Recompute.FULL:
+        from sizeup.job.parse import parse_recompute_layers
+        from sizeup.validate.prose import recompute_layers
+
+        # full checkpointing of only some blocks ('every 2nd decoder layer', '14 of 28 layers'): a layer fraction
+        layers_text = recompute_layers(par.recompute) or recompute_layers(_clauses(par.other, r"checkpoint|recomput"))
+        if layers_text:
+            rec_fraction = parse_recompute_layers(layers_text, model.num_layers)
+            if rec_fraction < 1.0:
+                recompute = Recompute.LAYER_FRACTION
     from sizeup.validate.prose import mentions
 
     stated = mentions(par.other).get("sequence_parallel")
     sp = (sp or stated is True) and stated is not False
-    peft, rank, targets = parse_peft(point)
+    peft, rank, targets = parse_peft(point, model.hf_model_type)
     off_opt, off_params, off_act = parse_offload(point)
     opt_in_bwd = optimizer_in_backward(point)
     if opt_in_bwd and (int(ga) > 1 or pp > 1):
@@ -671,6 +788,20 @@ def build_setup(point: Point, model: ModelArch, gpu: GpuSpec, need_batch: bool =
         kwargs["lora_rank"] = rank
     if targets:
         kwargs["lora_targets"] = targets
+    if recompute == Recompute.LAYER_FRACTION:
+        kwargs["recompute_fraction"] = rec_fraction
+    if gemini_auto_placement(point) and off_opt != Offload.NONE:
+        from sizeup.core.memory import GEMINI_STEADY_CUDA_CAP_RATIO
+
+        kwargs["offload_auto_cap"] = GEMINI_STEADY_CUDA_CAP_RATIO
+    if peft is Peft.ADAPTER:
+        kwargs["lora_targets"] = ()
+        kwargs["trainable_params"] = trainable_params_stated(point)
+        from sizeup.validate.prose import says
+
+        kwargs["nf4_base"] = says(par.precision, "four_bit_base")  # 'bf16-true + bnb.nf4 base weights'
+        # LLaMA-Adapter v2 scales every Linear's output (lit-gpt adapter_v2.py)
+        kwargs["adapter_linear_scales"] = bool(re.search(r"adapter[ _-]?v2", f"{point.workload.kind} {par.other}".lower()))
     return SetupResult(TrainSetup(**kwargs), notes, exact)
 
 

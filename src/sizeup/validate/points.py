@@ -98,6 +98,9 @@ class Workload(BaseModel):
     num_requests: Optional[int] = None
     seq_len: Optional[int] = None
     dataset: Optional[str] = None
+    longest_sample_tokens: Optional[int] = None
+    """tokens of the longest (padded) micro-batch the run reached, when the source states it or its data filter
+    bounds it at the truncation limit (longest_sample_source says how): a run's peak memory is set by it"""
     notes: Optional[str] = None
 
 

@@ -16,6 +16,11 @@ from __future__ import annotations
 import functools
 import re
 
+_ORDINAL = r"(?:\d+(?:st|nd|rd|th)?|other|second|third|fourth)"
+_BLOCK = r"(?:(?:decoder|transformer) )?(?:layers?|blocks?)"
+_LAYER_FRACTION_WORDS = (rf"every {_ORDINAL} {_BLOCK}|\d+ (?:of|out of) \d+ {_BLOCK}|\d+ ?/ ?\d+ {_BLOCK}")
+_ORDINAL_WORDS = {"other": 2, "second": 2, "third": 3, "fourth": 4}
+
 # (concept, job field it informs, wording regex). Words are matched whole: a letter may not touch either end.
 PROSE_TABLE: tuple[tuple[str, str, str], ...] = (
     ("fp8", "precision", r"fp8|float8|e4m3|e5m2"),
@@ -39,12 +44,16 @@ PROSE_TABLE: tuple[tuple[str, str, str], ...] = (
     ("compile", "compile", r"torch\.compile|compile on|compile: ?true|compiled|compile"),
     ("transformer_engine", "kernel", r"transformer ?engine"),
     ("chunked_ce", "loss", r"chunked cross[- ]entropy|chunked ce|chunked_ce"),
-    ("eager_attention", "attention", r"eager"),
+    # eager ATTENTION (materialised scores: attn_implementation='eager'), not eager modules with SDPA attention
+    ("eager_attention", "attention", r"eager attention|attention[:=]? ?['\"]?eager|attn_implementation ?[=:]? ?['\"]?eager"),
     ("tied_embeddings", "tie_embeddings", r"tied(?: embeddings?)?|tie(?:s)? (?:word )?embeddings?|tie"),
+    # checkpointing of only some blocks: 'every 2nd decoder layer', 'every other layer', '14 of 28 layers'
+    ("recompute_layer_fraction", "recompute_layers", _LAYER_FRACTION_WORDS),
 )
 
 NEGATORS = r"no|not|without|w/o|disabled?|off|false|none|never"
-_AFTER_NEG = re.compile(r"^\s*(?:[:=]\s*)?(?:false|off|disabled|no|none|0)(?![a-z])", re.I)
+# '= 0' denies; ': 0,2,4' (a list of indices) does not
+_AFTER_NEG = re.compile(r"^\s*(?:(?:[:=]\s*)?(?:false|off|disabled|no|none)|=?\s*0)(?![a-z0-9])", re.I)
 
 
 def _clauses(text: str) -> list[str]:
@@ -82,6 +91,27 @@ def mentions(text: str | None) -> dict[str, bool]:
                 continue
             out[concept] = out.get(concept, True) and state
     return out
+
+
+def recompute_layers(text: str | None) -> str | None:
+    """Which blocks a text says are checkpointed, as the job's --recompute-layers value ('14 of 28 layers' -> '14/28',
+    'every 2nd decoder layer' -> 'every-2'), from the first clause that states the recompute_layer_fraction concept
+    (a count wins over an every-N in the same clause); None when no clause does."""
+    if not text:
+        return None
+    for clause in re.split(r"[;+\n]|\.\s", text.lower()):
+        if clause_state(clause, _LAYER_FRACTION_WORDS) is not True:
+            continue
+        m = re.search(r"(\d+) ?(?:of|out of|/) ?(\d+) " + _BLOCK, clause)
+        if m and 0 < int(m.group(1)) <= int(m.group(2)):
+            return f"{int(m.group(1))}/{int(m.group(2))}"
+        m = re.search(rf"every ({_ORDINAL}) {_BLOCK}", clause)
+        if m:
+            word = m.group(1)
+            n = _ORDINAL_WORDS.get(word) or int(re.match(r"\d+", word).group(0))
+            if n >= 1:
+                return f"every-{n}"
+    return None
 
 
 def says(text: str | None, concept: str) -> bool:

@@ -528,7 +528,7 @@ def _weights(ctx: Context, m) -> tuple[float, str]:
     mem = ctx.memory(need_seq=False)
     value = getattr(mem, "weights_bytes", None)
     if value is None:
-        value = _mem_sum(mem, ("weight", "param"))
+        value = _mem_sum(mem, ("model",))  # model/weights + model/adapter_weights (sizeup.core.memory.COMPONENTS)
     return float(value), "weights bytes per GPU"
 
 
@@ -656,6 +656,9 @@ def _needs_batch(quantity: str) -> bool:
 
 
 _SEQ_FREE = frozenset({"model_state_memory_per_gpu", "weights_memory", "max_seq_len_fitting"})
+# memory quantities whose bytes do not depend on the GPU model (not the capacity checks): a GPU that is not stated or
+# not resolved is stood in for them (sizeup.validate.mapping.gpu_stand_in_for_memory)
+_GPU_FREE_MEMORY = MEMORY_QUANTITIES - {"fits_in_gpu_memory", "max_seq_len_fitting"}
 
 
 def _needs_seq(quantity: str) -> bool:
@@ -677,12 +680,25 @@ def predict_point(point: Point | BadPoint, catalog) -> list[Row]:
     if point.category == "D":
         return _predict_inference(point, catalog, base)
     ctx = Context(point, catalog)
+    mem_ctx = None
     rows = []
     for m in point.measured:
-        row = Row(quantity=m.quantity, unit=m.unit, measured=m.value, point=point, context=ctx, **base)
+        quantity = canonical_quantity(m.quantity, m.unit)
+        q_ctx = ctx
+        if quantity in _GPU_FREE_MEMORY:
+            if mem_ctx is None:
+                from sizeup.validate.mapping import gpu_stand_in_for_memory
+
+                stand_in = gpu_stand_in_for_memory(point, catalog)
+                mem_ctx = ctx
+                if stand_in is not None:
+                    mem_ctx = Context(point, catalog)
+                    mem_ctx._cache["gpu"] = ("ok", stand_in[0])
+                    mem_ctx._cache["extra_notes"] = ("ok", [stand_in[1]])
+            q_ctx = mem_ctx
+        row = Row(quantity=m.quantity, unit=m.unit, measured=m.value, point=point, context=q_ctx, **base)
         row.rounded = "rounded" in (m.notes or "").lower() and float(m.value).is_integer()
         rows.append(row)
-        quantity = canonical_quantity(m.quantity, m.unit)
         handler = _handler_for(quantity)
         if handler is None:
             row.skipped = _NOT_PREDICTED.get(quantity, f"quantity {m.quantity!r} not predicted by sizeup")
@@ -692,22 +708,24 @@ def predict_point(point: Point | BadPoint, catalog) -> list[Row]:
         if not unit_kind(m.unit):
             row.skipped = f"unit {m.unit!r} not understood"
             continue
-        if _needs_seq(quantity) and seq_len_is_a_maximum(point):
+        if _needs_seq(quantity) and seq_len_is_a_maximum(point) and not (
+                quantity in MEMORY_QUANTITIES and point.workload.longest_sample_tokens):
+            # a peak memory is the longest padded micro-batch's: predictable when that length is stated
             row.skipped = "sequence length is only a maximum (unpacked samples); tokens per sequence unknown"
             continue
         try:
             if quantity == "model_state_memory_per_gpu" and not point.model.layers and point.model.params:
-                _use_stand_in(ctx)
-            ctx._cache.pop("used", None)
-            value_si, how = handler(ctx, m)
+                _use_stand_in(q_ctx)
+            q_ctx._cache.pop("used", None)
+            value_si, how = handler(q_ctx, m)
             predicted = from_si(value_si, m.unit)
         except Skip as exc:
             row.skipped = str(exc)
             continue
         nb = _needs_batch(quantity)
-        _finish(row, predicted, how, ctx.assumptions(nb, _needs_seq(quantity) or nb), bound=quantity == "fits_in_gpu_memory")
-        row.setup = ctx.describe(nb, _needs_seq(quantity) or nb)
-        used = ctx._cache.get("used")
+        _finish(row, predicted, how, q_ctx.assumptions(nb, _needs_seq(quantity) or nb), bound=quantity == "fits_in_gpu_memory")
+        row.setup = q_ctx.describe(nb, _needs_seq(quantity) or nb)
+        used = q_ctx._cache.get("used")
         if row.ok and used and used[0] == "ok":
             kind, (job, reproducible), key, value = used[1]
             if reproducible:

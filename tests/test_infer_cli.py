@@ -115,7 +115,8 @@ def test_catalog_knobs_have_sources():
     assert set(knobs.sources) == set(raw)
 
 
-def test_ttft_note_names_the_second_decode_step_for_turbomind_v01(capsys):
+def test_ttft_note_names_the_second_decode_step_for_turbomind_v01(capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "250")  # wide enough that no table cell folds (pytest-xdist sets 80)
     # LMDeploy v0.1 LlamaBatch.cc InternalThreadEntry: ContextDecode() then Generate() samples the first token,
     # so the TTFT note must name two decode steps; vLLM's names one (hand reading of the two engines' loops).
     _, out_lmd, _ = run(capsys, "infer", "llama-2-7b", "--gpu", "a100-80gb", "--engine", "lmdeploy-0.1")

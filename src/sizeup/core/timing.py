@@ -410,7 +410,7 @@ def step_kernel(mi: ModelInputs, g: GpuNumbers, knobs: TimingKnobs, *, tp, pp, d
                 gather_bytes: float = 2.0, optimizer_bytes_per_param: float = 36.0, dropout: float = 0.0,
                 kernel: str = "fused", lora_impl_code=0, lora_dropout: float = 0.0, recompute_fraction=1.0,
                 tp_overlap=None, ep_overlap=None, fp8_cast_bytes: float = 3.0, first_stage_layers=0,
-                last_stage_layers=0, moe_capacity_factor=0.0, moe_pad_to_capacity=False) -> dict:
+                last_stage_layers=0, moe_capacity_factor=0.0, moe_pad_to_capacity=False, param_offload_code=0) -> dict:
     """Seconds per optimizer step and its parts, for one plan or arrays of plans. Returns a dict of arrays."""
     L, h, V = mi.num_layers, mi.hidden, mi.vocab
     s = seq_len * 1.0
@@ -649,20 +649,38 @@ def step_kernel(mi: ModelInputs, g: GpuNumbers, knobs: TimingKnobs, *, tp, pp, d
     dp_exposed = np.where(dp > 1, dp_exposed, 0.0)
     dp_total = np.where(dp > 1, dp_total, 0.0)
 
+    # ---- parameter offload (DeepSpeed ZeRO-3 offload_param / ZeRO-Infinity, FSDP CPUOffload(offload_params=True),
+    # Colossal-AI Gemini cpu/auto placement): each rank's parameter partition lives in host memory and crosses the
+    # host link (PCIe) every time it is gathered, i.e. once for the forward and once for the backward of every
+    # micro-batch (the same two gathers as the ZeRO-3/FSDP term above; Ren et al. 2021 ZeRO-Offload §4 data flow,
+    # Rajbhandari et al. 2021 ZeRO-Infinity §5.1), and the reduced gradient partition goes back to the host in every
+    # backward. The link is full duplex: the backward's H2D fetch and D2H gradient copy run in opposite directions.
+    # A share f_fsdp hides behind compute (DeepSpeed prefetch buckets / FSDP forward and backward prefetch).
+    shard_div = np.where(sharding_code >= 3, np.where(sharding_code == 4, shard, dp), 1)
+    link = np.maximum(g.host_link_bytes_per_s, 1.0)
+    h2d_pass = params_local / shard_div * gather_bytes / link
+    d2h_grads = grads_local / shard_div * grad_bytes / link
+    param_off_fwd = exposed(h2d_pass, mb_fwd, f_fsdp)
+    param_off_bwd = exposed(np.maximum(h2d_pass, d2h_grads), window_bwd, f_fsdp)
+    param_off = np.where(param_offload_code >= 1, m * (param_off_fwd + param_off_bwd), 0.0)
+    param_off_total = np.where(param_offload_code >= 1, m * (h2d_pass + np.maximum(h2d_pass, d2h_grads)), 0.0)
+
     # ---- optimizer step: fused kernel streams param/grad/state bytes through HBM (sharded over DP for ZeRO>=1)
     opt_params = grads_local / np.where(sharding_code >= 1, np.where(sharding_code == 4, shard, dp), 1)
     opt_gpu = opt_params * optimizer_bytes_per_param / (g.hbm_bytes_per_s * g.hbm_efficiency)
-    # offloaded optimizer: grads down + params up over PCIe, Adam on the CPU (ZeRO-Offload, Ren et al. 2021)
-    opt_cpu = opt_params * (grad_bytes + gather_bytes) / np.maximum(g.host_link_bytes_per_s, 1.0) \
-        + opt_params / knobs.cpu_optimizer_params_per_s
+    # offloaded optimizer: grads down + params up over PCIe, Adam on the CPU (ZeRO-Offload, Ren et al. 2021); with the
+    # parameters offloaded too, the gradients already went down during the backward and the host copy of the
+    # parameters is updated in place (nothing goes back up before the next forward fetches it)
+    opt_link = np.where(param_offload_code >= 1, 0.0, opt_params * (grad_bytes + gather_bytes) / link)
+    opt_cpu = opt_link + opt_params / knobs.cpu_optimizer_params_per_s
     optimizer = np.where(offload_code >= 1, opt_cpu, opt_gpu)
 
-    step = pipeline_time + dp_exposed + optimizer + knobs.data_loader_s_per_step
+    step = pipeline_time + dp_exposed + param_off + optimizer + knobs.data_loader_s_per_step
 
     # ---- classification: compute (GEMM + attention at the math roofline), memory (HBM-bound ops), network
     compute_part = m * layers * (gemm_fwd_compute * (3.0 - mi.frozen_fraction) + attn_fwd + attn_bwd)
     memory_part = m * layers * (elem_fwd + elem_bwd + attn_mem + lora_fwd + lora_bwd) + m * loss + optimizer
-    network_part = dp_exposed + m * (tp_exposed_mb + cp_exposed_mb + ep_exposed_mb + pp_exposed_mb)
+    network_part = dp_exposed + param_off + m * (tp_exposed_mb + cp_exposed_mb + ep_exposed_mb + pp_exposed_mb)
     return {
         "step_time_s": step,
         "compute_s": m * mb_compute,
@@ -681,6 +699,8 @@ def step_kernel(mi: ModelInputs, g: GpuNumbers, knobs: TimingKnobs, *, tp, pp, d
         "dp_comm_exposed_s": dp_exposed,
         "dp_comm_total_s": dp_total,
         "optimizer_s": optimizer,
+        "param_offload_exposed_s": param_off,
+        "param_offload_total_s": param_off_total,
         "compute_bound_s": compute_part,
         "memory_bound_s": memory_part,
         "network_s": network_part,
@@ -765,6 +785,7 @@ def kernel_args(model: ModelArch, setup: TrainSetup, gpu: GpuSpec, knobs: Timing
         moe_capacity_factor=setup.moe_capacity_factor, moe_pad_to_capacity=setup.moe_pad_to_capacity,
         first_stage_layers=setup.pp_first_stage_layers if setup.pp > 1 else 0,
         last_stage_layers=setup.pp_last_stage_layers if setup.pp > 1 else 0,
+        param_offload_code=OFFLOAD_CODE[setup.offload_params],
     )
     return mi, g, plan
 
@@ -804,6 +825,7 @@ def estimate_step(model: ModelArch, setup: TrainSetup, gpu: GpuSpec, knobs: Timi
         "comm/pipeline_p2p": out["pp_comm_s"],
         "comm/data_parallel_exposed": out["dp_comm_exposed_s"],
         "optimizer_step": out["optimizer_s"],
+        "comm/param_offload_exposed": out["param_offload_exposed_s"],
     }
     # the parts add up to the step (host overhead and recompute are inside compute already)
     parts = {"compute": out["compute_bound_s"], "memory": out["memory_bound_s"], "network": out["network_s"]}
@@ -883,6 +905,14 @@ def estimate_step(model: ModelArch, setup: TrainSetup, gpu: GpuSpec, knobs: Timi
               "dp_overlap": knobs.dp_overlap, "fsdp_overlap": knobs.fsdp_overlap,
               "inter_node_bytes_per_s": gpu.inter_node_bytes_per_s, "intra_node_bytes_per_s": gpu.intra_node_bytes_per_s},
              "DDP all-reduce / ZeRO RS+AG / FSDP AG fwd+bwd + RS (Rajbhandari 2020 §7; Zhao 2023); ring formulas nccl-tests"),
+        *([Term("time/param_offload_exposed", out["param_offload_exposed_s"], "s",
+                "m * [c_f*(1-f) + max(0, c_f*f - fwd) + c_b*(1-f) + max(0, c_b*f - bwd)], c_f = P_part*bytes/link, "
+                "c_b = max(c_f, G_part*grad_bytes/link) (full duplex)",
+                {"offload_params": setup.offload_params.value, "total_link_s": out["param_offload_total_s"],
+                 "host_link_bytes_per_s": gpu.host_link_bytes_per_s, "fsdp_overlap": knobs.fsdp_overlap},
+                "ZeRO-Offload (Ren et al. 2021) §4; ZeRO-Infinity (Rajbhandari et al. 2021) §5.1; FSDP CPUOffload; "
+                "Colossal-AI Gemini placement_policy cpu/auto")]
+          if setup.offload_params.value != "none" else []),
         Term("time/optimizer", out["optimizer_s"], "s", "params_local/shards * bytes_per_param / (HBM * eta_hbm)",
              {"optimizer": setup.optimizer.value, "offload": setup.offload_optimizer.value},
              ks.get("optimizer_bytes_per_param", "timing.yaml")),

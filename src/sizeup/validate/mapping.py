@@ -644,6 +644,8 @@ def build_setup(point: Point, model: ModelArch, gpu: GpuSpec, need_batch: bool =
         gpus_per_node=int(getattr(gpu, "node_size", 8) or 8),
         optimizer_in_backward=opt_in_bwd, paged_optimizer=paged_optimizer(point),
     )
+    if point.model.dropout:
+        kwargs["dropout"] = float(point.model.dropout)
     if rank:
         kwargs["lora_rank"] = rank
     if targets:

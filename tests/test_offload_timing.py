@@ -118,3 +118,59 @@ def test_colossalai_readme_tflops_imply_gradient_checkpointing(samples_per_s, gp
 
     assert tflops(4) == pytest.approx(measured_tflops, rel=2e-3)
     assert abs(tflops(3) / measured_tflops - 1) > 0.2
+
+
+# --------------------------------------------------------------------------- DeepSpeed-Ulysses context parallelism
+
+H100_NO_LAT = GpuSpec(id="h100-sxm", name="H100", vendor="NVIDIA", memory_bytes=80e9, hbm_bytes_per_s=3.35e12,
+                      peak_flops_per_s={"bf16": 989e12, "fp16": 989e12, "tf32": 494e12, "fp32": 67e12},
+                      intra_node_bytes_per_s=450e9, intra_node_link="NVLink", node_size=8,
+                      inter_node_bytes_per_s=50e9, host_link_bytes_per_s=63e9, tdp_w=700,
+                      matmul_efficiency=((1e9, 0.5), (1e12, 0.75)), hbm_efficiency=0.9,
+                      collective_efficiency_intra=0.8, collective_efficiency_inter=0.75, collective_latency_s=0.0)
+MHA_7B = ModelArch(id="llama-2-7b", name="Llama 2 7B", vocab_size=32000, hidden_size=4096, num_layers=32,
+                   num_heads=32, num_kv_heads=32, head_dim=128, ffn_size=11008, max_seq_len=32768)
+
+
+def _cp_setup(impl, recompute=Recompute.NONE, cp=8, seq=32768):
+    from sizeup.core.types import ContextParallel
+
+    return TrainSetup(gpus=8, cp=cp, micro_batch=1, grad_accum=1, seq_len=seq, precision=Precision.BF16_MIXED,
+                      sharding=Sharding.FSDP_FULL, recompute=recompute, cp_impl=ContextParallel(impl))
+
+
+def test_ulysses_all_to_all_volume_is_the_papers_4Nh_over_P():
+    # Jacobs et al. 2023 (DeepSpeed-Ulysses) §3: per transformer layer the q, k, v and output all-to-alls move
+    # 4*N*h/P elements per GPU (MHA). Each all-to-all keeps 1/P locally: (P-1)/P of it crosses NVLink at
+    # 450 GB/s x 0.8. Forward + backward (gradients) = 2 passes; full recompute adds the forward's again.
+    N, h, P, L, b = 32768, 4096, 8, 32, 2.0
+    per_pass_s = (P - 1) / P * 4 * N * h / P * b / (450e9 * 0.8)
+    for rc, passes in ((Recompute.NONE, 2.0), (Recompute.FULL, 3.0)):
+        est = estimate_step(MHA_7B, _cp_setup("ulysses", rc), H100_NO_LAT, load_timing_knobs())
+        assert est.breakdown["comm/context_parallel"] == pytest.approx(L * passes * per_pass_s, rel=1e-9)
+    # the ring implementation is a different term (K/V passed around, partly hidden behind attention)
+    ring = estimate_step(MHA_7B, _cp_setup("ring"), H100_NO_LAT, load_timing_knobs())
+    assert ring.breakdown["comm/context_parallel"] != pytest.approx(L * 2.0 * per_pass_s, rel=1e-3)
+    assert any(t.name == "time/context_parallel_comm" and t.inputs["cp_impl"] == "ulysses"
+               for t in estimate_step(MHA_7B, _cp_setup("ulysses"), H100_NO_LAT, load_timing_knobs()).terms)
+
+
+def test_ulysses_is_the_deepspeed_profile_default_and_a_flag():
+    from sizeup.core.types import ContextParallel
+    from sizeup.errors import SizeupError
+    from sizeup.job import build_job
+
+    base = {"model": "llama-2-7b", "gpu": "h100", "gpus": 8, "cp": 8}
+    assert build_job({**base, "framework": "deepspeed"}).setup.cp_impl == ContextParallel.ULYSSES
+    assert build_job({**base, "framework": "megatron"}).setup.cp_impl == ContextParallel.RING
+    assert build_job({**base, "framework": "megatron", "cp_impl": "a2a"}).setup.cp_impl == ContextParallel.ULYSSES
+    with pytest.raises(SizeupError):
+        build_job({**base, "cp_impl": "bogus"})
+
+
+def test_ulysses_needs_cp_to_divide_the_heads():
+    from sizeup.core.memory import check_setup
+
+    bad = dataclasses.replace(MHA_7B, num_heads=12, num_kv_heads=12, head_dim=4096 // 12)
+    assert any("Ulysses" in p for p in check_setup(bad, _cp_setup("ulysses")))
+    assert not any("Ulysses" in p for p in check_setup(bad, _cp_setup("ring")))

@@ -39,7 +39,7 @@ from sizeup.core.explain import Term
 from sizeup.core.flops import op_sac_saved_mms
 from sizeup.core.params import attention_params, count_params, mlp_params, moe_params, norm_params
 from sizeup.core.types import (
-    Attention, GpuSpec, MlpKind, ModelArch, NormKind, Offload, Optimizer, Overheads, Peft,
+    Attention, ContextParallel, GpuSpec, MlpKind, ModelArch, NormKind, Offload, Optimizer, Overheads, Peft,
     PipelineSchedule, Precision, Recompute, Sharding, TrainSetup,
 )
 
@@ -982,6 +982,9 @@ def check_setup(model: ModelArch, setup: TrainSetup) -> list[str]:
             problems.append(f"ep ({setup.ep}) must divide the data-parallel degree ({setup.dp})")
     if setup.cp > 1 and setup.seq_len % setup.cp:
         problems.append(f"seq ({setup.seq_len}) must be a multiple of cp ({setup.cp})")
+    if setup.cp > 1 and setup.cp_impl == ContextParallel.ULYSSES and (model.num_heads // setup.tp) % setup.cp:
+        problems.append(f"Ulysses context parallelism splits the attention heads: cp ({setup.cp}) must divide the "
+                        f"heads per tensor-parallel rank ({model.num_heads // setup.tp})")
     if model.position.value == "learned" and model.num_position_embeddings and \
             setup.seq_len > model.num_position_embeddings:
         problems.append(f"seq ({setup.seq_len}) exceeds {model.id}'s {model.num_position_embeddings} "

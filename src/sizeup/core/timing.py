@@ -33,8 +33,8 @@ from sizeup.core.flops import (
 )
 from sizeup.core.params import count_params
 from sizeup.core.types import (
-    Attention, Fp8Recipe, GpuSpec, LoraImpl, ModelArch, NormKind, Offload, Peft, Precision, Recompute, Sharding,
-    TrainSetup,
+    Attention, ContextParallel, Fp8Recipe, GpuSpec, LoraImpl, ModelArch, NormKind, Offload, Peft, Precision, Recompute,
+    Sharding, TrainSetup,
 )
 
 # --------------------------------------------------------------------------- knobs (data: catalog/data/timing.yaml)
@@ -122,6 +122,7 @@ SHARDING_CODE = {
 RECOMPUTE_CODE = {Recompute.NONE: 0, Recompute.SELECTIVE: 1, Recompute.FULL: 2, Recompute.OP_SAC: 3,
                   Recompute.ATTENTION_ONLY: 4, Recompute.LAYER_FRACTION: 5}
 OFFLOAD_CODE = {Offload.NONE: 0, Offload.CPU: 1, Offload.NVME: 2}
+CP_IMPL_CODE = {ContextParallel.RING: 0, ContextParallel.ULYSSES: 1}
 PEAK_DTYPE = {
     Precision.FP32: "fp32", Precision.TF32: "tf32", Precision.FP16_MIXED: "fp16",
     Precision.BF16_MIXED: "bf16", Precision.BF16: "bf16", Precision.FP8: "fp8",
@@ -410,7 +411,8 @@ def step_kernel(mi: ModelInputs, g: GpuNumbers, knobs: TimingKnobs, *, tp, pp, d
                 gather_bytes: float = 2.0, optimizer_bytes_per_param: float = 36.0, dropout: float = 0.0,
                 kernel: str = "fused", lora_impl_code=0, lora_dropout: float = 0.0, recompute_fraction=1.0,
                 tp_overlap=None, ep_overlap=None, fp8_cast_bytes: float = 3.0, first_stage_layers=0,
-                last_stage_layers=0, moe_capacity_factor=0.0, moe_pad_to_capacity=False, param_offload_code=0) -> dict:
+                last_stage_layers=0, moe_capacity_factor=0.0, moe_pad_to_capacity=False, param_offload_code=0,
+                cp_impl_code=0) -> dict:
     """Seconds per optimizer step and its parts, for one plan or arrays of plans. Returns a dict of arrays."""
     L, h, V = mi.num_layers, mi.hidden, mi.vocab
     s = seq_len * 1.0
@@ -574,7 +576,21 @@ def step_kernel(mi: ModelInputs, g: GpuNumbers, knobs: TimingKnobs, *, tp, pp, d
     # ---- context parallel: ring pass of K and V blocks, (c-1) steps fwd, 2x in backward (dK, dV)
     kv_bytes = act_bytes * micro_batch * (s / cp) * 2.0 * mi.kv_dim / tp
     cp_time = 3.0 * (cp - 1) * kv_bytes / (g.intra_node_bytes_per_s * g.collective_efficiency_intra)
-    cp_exposed_mb = layers * np.maximum(cp_time - knobs.cp_overlap * (attn_fwd + attn_bwd), (1 - knobs.cp_overlap) * cp_time)
+    ring_exposed = layers * np.maximum(cp_time - knobs.cp_overlap * (attn_fwd + attn_bwd), (1 - knobs.cp_overlap) * cp_time)
+    # DeepSpeed-Ulysses (Jacobs et al. 2023 §3; deepspeed/sequence/layer.py DistributedAttention): an all-to-all
+    # turns the (s/c)-token shards of q, k and v into full-sequence shards of heads/c heads before the attention,
+    # and one turns the output back after it: per layer forward the rank's M*(q + k + v + o widths)*bytes/t buffer
+    # goes through all-to-all over the cp group (MHA: 4*M*h, the paper's 4Nh/P per GPU); the backward repeats them
+    # for the gradients, a full recompute repeats the forward's. They sit on the attention's critical path (the
+    # local attention needs every head's full sequence): not overlapped.
+    a2a_payload = act_bytes * M * (sh.attn_qk_dim + 2.0 * mi.kv_dim + sh.attn_v_dim) / tp
+    t_a2a_cp = collective_time("all-to-all", a2a_payload, cp, tp, g.node_size, g.intra_node_bytes_per_s,
+                               g.inter_node_bytes_per_s, g.collective_efficiency_intra, g.collective_efficiency_inter,
+                               g.collective_latency_s)
+    a2a_passes = 2.0 + np.where((recompute_code == 2) | (recompute_code == 4), 1.0,
+                                np.where(recompute_code == 5, np.clip(recompute_fraction, 0.0, 1.0), 0.0))
+    ulysses_exposed = layers * a2a_passes * t_a2a_cp
+    cp_exposed_mb = np.where(cp > 1, np.where(cp_impl_code == 1, ulysses_exposed, ring_exposed), 0.0)
 
     # ---- expert parallel: dispatch + combine all-to-all, forward and backward (Lepikhin 2020 GShard)
     ep_payload = act_bytes * M * mi.experts_per_token * h * imb  # the busiest rank receives imb x the mean
@@ -785,7 +801,7 @@ def kernel_args(model: ModelArch, setup: TrainSetup, gpu: GpuSpec, knobs: Timing
         moe_capacity_factor=setup.moe_capacity_factor, moe_pad_to_capacity=setup.moe_pad_to_capacity,
         first_stage_layers=setup.pp_first_stage_layers if setup.pp > 1 else 0,
         last_stage_layers=setup.pp_last_stage_layers if setup.pp > 1 else 0,
-        param_offload_code=OFFLOAD_CODE[setup.offload_params],
+        param_offload_code=OFFLOAD_CODE[setup.offload_params], cp_impl_code=CP_IMPL_CODE[setup.cp_impl],
     )
     return mi, g, plan
 
@@ -892,6 +908,13 @@ def estimate_step(model: ModelArch, setup: TrainSetup, gpu: GpuSpec, knobs: Timi
               "tp_overlap_source": "job (tp_comm_overlap)" if setup.tp_comm_overlap is not None else "timing.yaml"},
              "Shoeybi et al. 2019 §3 (2 all-reduces fwd + 2 bwd per layer); overlap: Megatron-LM --tp-comm-overlap "
              "(Transformer Engine userbuffers), off by default"),
+        *([Term("time/context_parallel_comm", out["cp_comm_s"], "s",
+                "ring: m * L/p * max(c - f*attention, (1-f)*c), c = 3*(cp-1)*b*(s/cp)*2*kv*bytes/(B*eff); ulysses: "
+                "m * L/p * (2 [+1 recompute]) * all-to-all(M*(q + 2 kv + o widths)*bytes/t, cp), not overlapped",
+                {"cp": setup.cp, "cp_impl": setup.cp_impl.value, "cp_overlap": knobs.cp_overlap},
+                "ring attention (Liu et al. 2023; Megatron CP); DeepSpeed-Ulysses (Jacobs et al. 2023 §3, "
+                "deepspeed/sequence/layer.py DistributedAttention)")]
+          if setup.cp > 1 else []),
         *([Term("time/expert_parallel_comm", out["ep_comm_s"], "s",
                 "m * MoE layers/p * [c*(1-f) + max(0, c*f - layer compute)], c = 4 * all-to-all(M*K*h*bytes, ep)",
                 {"ep": setup.ep, "ep_overlap": knobs.ep_overlap if setup.ep_comm_overlap is None

@@ -161,6 +161,15 @@ class PipelineSchedule(StrEnum):
     GPIPE = "gpipe"
 
 
+class ContextParallel(StrEnum):
+    RING = "ring"
+    """Ring attention: K/V blocks passed around the cp ranks, overlapped with the blockwise attention (Megatron CP,
+    Liu et al. 2023)."""
+    ULYSSES = "ulysses"
+    """DeepSpeed-Ulysses (Jacobs et al. 2023): all-to-all of q, k, v from sequence shards to head shards before the
+    attention and of the output back after it; the attention then runs on the full sequence for heads/cp heads."""
+
+
 class Offload(StrEnum):
     NONE = "none"
     CPU = "cpu"
@@ -346,6 +355,8 @@ class TrainSetup:
     virtual_pp: int = 1
     recompute: Recompute = Recompute.NONE
     attention: Attention = Attention.FLASH
+    cp_impl: ContextParallel = ContextParallel.RING
+    """How context parallelism moves data (`ContextParallel`): ring attention or DeepSpeed-Ulysses all-to-all."""
     offload_optimizer: Offload = Offload.NONE
     offload_params: Offload = Offload.NONE
     offload_activations: bool = False

@@ -39,6 +39,8 @@ def job_values(job) -> dict[str, Any]:
         v["pp_schedule"] = p.schedule.value
     if p.tp > 1:
         v["sequence_parallel"] = p.sequence_parallel
+    if p.cp > 1:
+        v["cp_impl"] = p.cp_impl.value
     v["zero"] = p.sharding.value
     v["precision"] = job.precision.precision.value
     if job.precision.fp8_recipe:

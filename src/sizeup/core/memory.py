@@ -992,6 +992,9 @@ def check_setup(model: ModelArch, setup: TrainSetup) -> list[str]:
     if setup.offload_params != Offload.NONE and setup.sharding not in (
             Sharding.ZERO3, Sharding.FSDP_FULL, Sharding.FSDP_HYBRID):
         problems.append("parameter offload needs ZeRO-3 or FSDP full/hybrid sharding (--zero 3)")
+    if (setup.zero_quantized_weights or setup.zero_quantized_gradients) and setup.sharding not in (
+            Sharding.ZERO3, Sharding.FSDP_FULL, Sharding.FSDP_HYBRID):
+        problems.append("ZeRO++ quantized weights/gradients apply to ZeRO-3 collectives (--zero 3)")
     if setup.peft != Peft.NONE:
         if setup.lora_rank < 1:
             problems.append(f"lora rank must be >= 1, got {setup.lora_rank}")

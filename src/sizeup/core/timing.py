@@ -123,6 +123,8 @@ RECOMPUTE_CODE = {Recompute.NONE: 0, Recompute.SELECTIVE: 1, Recompute.FULL: 2, 
                   Recompute.ATTENTION_ONLY: 4, Recompute.LAYER_FRACTION: 5}
 OFFLOAD_CODE = {Offload.NONE: 0, Offload.CPU: 1, Offload.NVME: 2}
 CP_IMPL_CODE = {ContextParallel.RING: 0, ContextParallel.ULYSSES: 1}
+ZEROPP_QWZ_BYTES = 1.0  # int8 weights (ZeRO++ qwZ, Wang et al. 2023 §3.1)
+ZEROPP_QGZ_BYTES = 0.5  # int4 gradients (ZeRO++ qgZ, §3.3)
 PEAK_DTYPE = {
     Precision.FP32: "fp32", Precision.TF32: "tf32", Precision.FP16_MIXED: "fp16",
     Precision.BF16_MIXED: "bf16", Precision.BF16: "bf16", Precision.FP8: "fp8",
@@ -412,7 +414,7 @@ def step_kernel(mi: ModelInputs, g: GpuNumbers, knobs: TimingKnobs, *, tp, pp, d
                 kernel: str = "fused", lora_impl_code=0, lora_dropout: float = 0.0, recompute_fraction=1.0,
                 tp_overlap=None, ep_overlap=None, fp8_cast_bytes: float = 3.0, first_stage_layers=0,
                 last_stage_layers=0, moe_capacity_factor=0.0, moe_pad_to_capacity=False, param_offload_code=0,
-                cp_impl_code=0) -> dict:
+                cp_impl_code=0, zero3_gather_bytes=0.0, zero3_reduce_bytes=0.0) -> dict:
     """Seconds per optimizer step and its parts, for one plan or arrays of plans. Returns a dict of arrays."""
     L, h, V = mi.num_layers, mi.hidden, mi.vocab
     s = seq_len * 1.0
@@ -625,19 +627,24 @@ def step_kernel(mi: ModelInputs, g: GpuNumbers, knobs: TimingKnobs, *, tp, pp, d
                 inter_bytes_per_s=g.inter_node_bytes_per_s, intra_eff=g.collective_efficiency_intra,
                 inter_eff=g.collective_efficiency_inter, latency_s=g.collective_latency_s)
     g_bytes = grads_local * grad_bytes
-    p_bytes = params_local * gather_bytes
     # one layout for the DP group: ring time = f * (per_byte * S + latency), f = 2 for all-reduce (comms.py)
     per_b, lat = ring_coefficients(dp, dp_stride, **coll)
     rs = per_b * g_bytes + lat
     ar = 2.0 * rs
     ag_grads = per_b * grads_local * gather_bytes + lat
-    ag_params = per_b * p_bytes + lat
-    rs_params = per_b * params_local * grad_bytes + lat
+    # ZeRO++ (Wang et al. 2023): qwZ all-gathers the ZeRO-3 parameters block-quantized to int8 (1 B/param; the fp32
+    # scale per quantization block is < 1 % more), qgZ replaces the gradient reduce-scatter by an int4 hierarchical
+    # all-to-all (0.5 B/param through the same ring links). zero3_*_bytes > 0 replaces the 16-bit bytes of those
+    # collectives only (the host link of parameter offload still moves the 16-bit partition).
+    gb3 = np.where(np.asarray(zero3_gather_bytes) > 0, zero3_gather_bytes, gather_bytes)
+    rb3 = np.where(np.asarray(zero3_reduce_bytes) > 0, zero3_reduce_bytes, grad_bytes)
+    ag_params = per_b * params_local * gb3 + lat
+    rs_params = per_b * params_local * rb3 + lat
     # hybrid (HSDP): shard inside the node, all-reduce the shard across nodes
     shard = np.minimum(dp, np.maximum(np.floor(g.node_size / dp_stride), 1))
     per_h, lat_h = ring_coefficients(shard, dp_stride, **coll)
-    ag_hyb = per_h * p_bytes + lat_h
-    rs_hyb = per_h * params_local * grad_bytes + lat_h
+    ag_hyb = per_h * params_local * gb3 + lat_h
+    rs_hyb = per_h * params_local * rb3 + lat_h
     ar_hyb = collective_time("all-reduce", g_bytes / shard, dp / shard, dp_stride * shard, **coll)
 
     window_bwd = mb_bwd  # last micro-batch's backward hides DP gradient traffic
@@ -802,6 +809,8 @@ def kernel_args(model: ModelArch, setup: TrainSetup, gpu: GpuSpec, knobs: Timing
         first_stage_layers=setup.pp_first_stage_layers if setup.pp > 1 else 0,
         last_stage_layers=setup.pp_last_stage_layers if setup.pp > 1 else 0,
         param_offload_code=OFFLOAD_CODE[setup.offload_params], cp_impl_code=CP_IMPL_CODE[setup.cp_impl],
+        zero3_gather_bytes=ZEROPP_QWZ_BYTES if setup.zero_quantized_weights else 0.0,
+        zero3_reduce_bytes=ZEROPP_QGZ_BYTES if setup.zero_quantized_gradients else 0.0,
     )
     return mi, g, plan
 

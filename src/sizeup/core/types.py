@@ -357,6 +357,10 @@ class TrainSetup:
     attention: Attention = Attention.FLASH
     cp_impl: ContextParallel = ContextParallel.RING
     """How context parallelism moves data (`ContextParallel`): ring attention or DeepSpeed-Ulysses all-to-all."""
+    zero_quantized_weights: bool = False
+    """ZeRO++ qwZ (DeepSpeed `zero_quantized_weights`): ZeRO-3 parameter all-gathers in int8 (Wang et al. 2023 §3.1)."""
+    zero_quantized_gradients: bool = False
+    """ZeRO++ qgZ (DeepSpeed `zero_quantized_gradients`): gradient reduce-scatter as int4 all-to-all (§3.3)."""
     offload_optimizer: Offload = Offload.NONE
     offload_params: Offload = Offload.NONE
     offload_activations: bool = False

@@ -452,7 +452,9 @@ def build_job(values: dict[str, Any], catalog=None, *, need_gpu: bool = True, al
     cp_impl = C.parse_choice("cp-impl", v.get("cp_impl"), ContextParallel, C.CP_IMPL_ALIASES)
     if cp_impl is None:
         cp_impl = ContextParallel(prof.get("context_parallel") or "ring")
-    par = Parallelism(n_gpus, tp, pp, cp, ep, vpp, sched, sp, shard, cp_impl)
+    qwz = bool(C.parse_bool("--zero-quantized-weights", v.get("zero_quantized_weights")))
+    qgz = bool(C.parse_bool("--zero-quantized-gradients", v.get("zero_quantized_gradients")))
+    par = Parallelism(n_gpus, tp, pp, cp, ep, vpp, sched, sp, shard, cp_impl, qwz, qgz)
 
     # workload
     workload = parse_workload(v)

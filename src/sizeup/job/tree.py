@@ -86,6 +86,8 @@ class Parallelism:
     sequence_parallel: bool = False
     sharding: Sharding = Sharding.NONE
     cp_impl: ContextParallel = ContextParallel.RING
+    zero_quantized_weights: bool = False
+    zero_quantized_gradients: bool = False
 
     def __post_init__(self):
         for name in ("tp", "pp", "cp", "ep", "virtual_pp"):
@@ -286,6 +288,7 @@ class Job:
             grad_accum=b.grad_accum, seq_len=b.seq_len, precision=self.precision.precision,
             optimizer=self.optimizer.kind, fused_optimizer=self.optimizer.fused, sharding=p.sharding,
             sequence_parallel=p.sequence_parallel, pp_schedule=p.schedule, virtual_pp=p.virtual_pp, cp_impl=p.cp_impl,
+            zero_quantized_weights=p.zero_quantized_weights, zero_quantized_gradients=p.zero_quantized_gradients,
             recompute=self.recompute.policy, attention=self.execution.attention,
             offload_optimizer=self.offload.optimizer, offload_params=self.offload.params,
             offload_activations=self.offload.activations, peft=self.peft.method, lora_rank=self.peft.rank,
@@ -303,7 +306,9 @@ class Job:
         """The same job with the parallel layout / batch / recipe of `setup` (used by generators of jobs)."""
         par = replace(self.parallelism, gpus=setup.gpus, tp=setup.tp, pp=setup.pp, cp=setup.cp, ep=setup.ep,
                       virtual_pp=setup.virtual_pp, schedule=setup.pp_schedule,
-                      sequence_parallel=setup.sequence_parallel, sharding=setup.sharding, cp_impl=setup.cp_impl)
+                      sequence_parallel=setup.sequence_parallel, sharding=setup.sharding, cp_impl=setup.cp_impl,
+                      zero_quantized_weights=setup.zero_quantized_weights,
+                      zero_quantized_gradients=setup.zero_quantized_gradients)
         return replace(
             self, cluster=replace(self.cluster, gpus=setup.gpus), parallelism=par,
             batch=Batch(setup.seq_len, setup.micro_batch, setup.grad_accum, par.dp),

@@ -39,7 +39,7 @@ from sizeup.core.explain import Term
 from sizeup.core.flops import op_sac_saved_mms
 from sizeup.core.params import attention_params, count_params, mlp_params, moe_params, norm_params
 from sizeup.core.types import (
-    Attention, GpuSpec, MlpKind, ModelArch, NormKind, Offload, Optimizer, Overheads, Peft,
+    Attention, ContextParallel, GpuSpec, MlpKind, ModelArch, NormKind, Offload, Optimizer, Overheads, Peft,
     PipelineSchedule, Precision, Recompute, Sharding, TrainSetup,
 )
 
@@ -1044,6 +1044,9 @@ def check_setup(model: ModelArch, setup: TrainSetup) -> list[str]:
             problems.append(f"ep ({setup.ep}) must divide the data-parallel degree ({setup.dp})")
     if setup.cp > 1 and setup.seq_len % setup.cp:
         problems.append(f"seq ({setup.seq_len}) must be a multiple of cp ({setup.cp})")
+    if setup.cp > 1 and setup.cp_impl == ContextParallel.ULYSSES and (model.num_heads // setup.tp) % setup.cp:
+        problems.append(f"Ulysses context parallelism splits the attention heads: cp ({setup.cp}) must divide the "
+                        f"heads per tensor-parallel rank ({model.num_heads // setup.tp})")
     if model.position.value == "learned" and model.num_position_embeddings and \
             setup.seq_len > model.num_position_embeddings:
         problems.append(f"seq ({setup.seq_len}) exceeds {model.id}'s {model.num_position_embeddings} "
@@ -1051,6 +1054,9 @@ def check_setup(model: ModelArch, setup: TrainSetup) -> list[str]:
     if setup.offload_params != Offload.NONE and setup.sharding not in (
             Sharding.ZERO3, Sharding.FSDP_FULL, Sharding.FSDP_HYBRID):
         problems.append("parameter offload needs ZeRO-3 or FSDP full/hybrid sharding (--zero 3)")
+    if (setup.zero_quantized_weights or setup.zero_quantized_gradients) and setup.sharding not in (
+            Sharding.ZERO3, Sharding.FSDP_FULL, Sharding.FSDP_HYBRID):
+        problems.append("ZeRO++ quantized weights/gradients apply to ZeRO-3 collectives (--zero 3)")
     if setup.peft == Peft.ADAPTER:
         if not setup.trainable_params > 0:
             problems.append("an adapter method needs its trained parameter count (--trainable-params N > 0)")

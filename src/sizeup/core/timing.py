@@ -33,8 +33,8 @@ from sizeup.core.flops import (
 )
 from sizeup.core.params import count_params
 from sizeup.core.types import (
-    Attention, Fp8Recipe, GpuSpec, LoraImpl, ModelArch, NormKind, Offload, Peft, Precision, Recompute, Sharding,
-    TrainSetup,
+    Attention, ContextParallel, Fp8Recipe, GpuSpec, LoraImpl, ModelArch, NormKind, Offload, Peft, Precision, Recompute,
+    Sharding, TrainSetup,
 )
 
 # --------------------------------------------------------------------------- knobs (data: catalog/data/timing.yaml)
@@ -125,6 +125,9 @@ SHARDING_CODE = {
 RECOMPUTE_CODE = {Recompute.NONE: 0, Recompute.SELECTIVE: 1, Recompute.FULL: 2, Recompute.OP_SAC: 3,
                   Recompute.ATTENTION_ONLY: 4, Recompute.LAYER_FRACTION: 5}
 OFFLOAD_CODE = {Offload.NONE: 0, Offload.CPU: 1, Offload.NVME: 2}
+CP_IMPL_CODE = {ContextParallel.RING: 0, ContextParallel.ULYSSES: 1}
+ZEROPP_QWZ_BYTES = 1.0  # int8 weights (ZeRO++ qwZ, Wang et al. 2023 §3.1)
+ZEROPP_QGZ_BYTES = 0.5  # int4 gradients (ZeRO++ qgZ, §3.3)
 PEAK_DTYPE = {
     Precision.FP32: "fp32", Precision.TF32: "tf32", Precision.FP16_MIXED: "fp16",
     Precision.BF16_MIXED: "bf16", Precision.BF16: "bf16", Precision.FP8: "fp8",
@@ -425,7 +428,8 @@ def step_kernel(mi: ModelInputs, g: GpuNumbers, knobs: TimingKnobs, *, tp, pp, d
                 kernel: str = "fused", lora_impl_code=0, lora_dropout: float = 0.0, recompute_fraction=1.0,
                 tp_overlap=None, ep_overlap=None, fp8_cast_bytes: float = 3.0, first_stage_layers=0,
                 last_stage_layers=0, moe_capacity_factor=0.0, moe_pad_to_capacity=False,
-                autocast_weight_cast: bool = False, lora_input_cast: bool = False) -> dict:
+                autocast_weight_cast: bool = False, lora_input_cast: bool = False, param_offload_code=0,
+                cp_impl_code=0, zero3_gather_bytes=0.0, zero3_reduce_bytes=0.0) -> dict:
     """Seconds per optimizer step and its parts, for one plan or arrays of plans. Returns a dict of arrays."""
     L, h, V = mi.num_layers, mi.hidden, mi.vocab
     s = seq_len * 1.0
@@ -613,7 +617,21 @@ def step_kernel(mi: ModelInputs, g: GpuNumbers, knobs: TimingKnobs, *, tp, pp, d
     # ---- context parallel: ring pass of K and V blocks, (c-1) steps fwd, 2x in backward (dK, dV)
     kv_bytes = act_bytes * micro_batch * (s / cp) * 2.0 * mi.kv_dim / tp
     cp_time = 3.0 * (cp - 1) * kv_bytes / (g.intra_node_bytes_per_s * g.collective_efficiency_intra)
-    cp_exposed_mb = layers * np.maximum(cp_time - knobs.cp_overlap * (attn_fwd + attn_bwd), (1 - knobs.cp_overlap) * cp_time)
+    ring_exposed = layers * np.maximum(cp_time - knobs.cp_overlap * (attn_fwd + attn_bwd), (1 - knobs.cp_overlap) * cp_time)
+    # DeepSpeed-Ulysses (Jacobs et al. 2023 §3; deepspeed/sequence/layer.py DistributedAttention): an all-to-all
+    # turns the (s/c)-token shards of q, k and v into full-sequence shards of heads/c heads before the attention,
+    # and one turns the output back after it: per layer forward the rank's M*(q + k + v + o widths)*bytes/t buffer
+    # goes through all-to-all over the cp group (MHA: 4*M*h, the paper's 4Nh/P per GPU); the backward repeats them
+    # for the gradients, a full recompute repeats the forward's. They sit on the attention's critical path (the
+    # local attention needs every head's full sequence): not overlapped.
+    a2a_payload = act_bytes * M * (sh.attn_qk_dim + 2.0 * mi.kv_dim + sh.attn_v_dim) / tp
+    t_a2a_cp = collective_time("all-to-all", a2a_payload, cp, tp, g.node_size, g.intra_node_bytes_per_s,
+                               g.inter_node_bytes_per_s, g.collective_efficiency_intra, g.collective_efficiency_inter,
+                               g.collective_latency_s)
+    a2a_passes = 2.0 + np.where((recompute_code == 2) | (recompute_code == 4), 1.0,
+                                np.where(recompute_code == 5, np.clip(recompute_fraction, 0.0, 1.0), 0.0))
+    ulysses_exposed = layers * a2a_passes * t_a2a_cp
+    cp_exposed_mb = np.where(cp > 1, np.where(cp_impl_code == 1, ulysses_exposed, ring_exposed), 0.0)
 
     # ---- expert parallel: dispatch + combine all-to-all, forward and backward (Lepikhin 2020 GShard)
     ep_payload = act_bytes * M * mi.experts_per_token * h * imb  # the busiest rank receives imb x the mean
@@ -648,19 +666,24 @@ def step_kernel(mi: ModelInputs, g: GpuNumbers, knobs: TimingKnobs, *, tp, pp, d
                 inter_bytes_per_s=g.inter_node_bytes_per_s, intra_eff=g.collective_efficiency_intra,
                 inter_eff=g.collective_efficiency_inter, latency_s=g.collective_latency_s)
     g_bytes = grads_local * grad_bytes
-    p_bytes = params_local * gather_bytes
     # one layout for the DP group: ring time = f * (per_byte * S + latency), f = 2 for all-reduce (comms.py)
     per_b, lat = ring_coefficients(dp, dp_stride, **coll)
     rs = per_b * g_bytes + lat
     ar = 2.0 * rs
     ag_grads = per_b * grads_local * gather_bytes + lat
-    ag_params = per_b * p_bytes + lat
-    rs_params = per_b * params_local * grad_bytes + lat
+    # ZeRO++ (Wang et al. 2023): qwZ all-gathers the ZeRO-3 parameters block-quantized to int8 (1 B/param; the fp32
+    # scale per quantization block is < 1 % more), qgZ replaces the gradient reduce-scatter by an int4 hierarchical
+    # all-to-all (0.5 B/param through the same ring links). zero3_*_bytes > 0 replaces the 16-bit bytes of those
+    # collectives only (the host link of parameter offload still moves the 16-bit partition).
+    gb3 = np.where(np.asarray(zero3_gather_bytes) > 0, zero3_gather_bytes, gather_bytes)
+    rb3 = np.where(np.asarray(zero3_reduce_bytes) > 0, zero3_reduce_bytes, grad_bytes)
+    ag_params = per_b * params_local * gb3 + lat
+    rs_params = per_b * params_local * rb3 + lat
     # hybrid (HSDP): shard inside the node, all-reduce the shard across nodes
     shard = np.minimum(dp, np.maximum(np.floor(g.node_size / dp_stride), 1))
     per_h, lat_h = ring_coefficients(shard, dp_stride, **coll)
-    ag_hyb = per_h * p_bytes + lat_h
-    rs_hyb = per_h * params_local * grad_bytes + lat_h
+    ag_hyb = per_h * params_local * gb3 + lat_h
+    rs_hyb = per_h * params_local * rb3 + lat_h
     ar_hyb = collective_time("all-reduce", g_bytes / shard, dp / shard, dp_stride * shard, **coll)
 
     window_bwd = mb_bwd  # last micro-batch's backward hides DP gradient traffic
@@ -688,20 +711,38 @@ def step_kernel(mi: ModelInputs, g: GpuNumbers, knobs: TimingKnobs, *, tp, pp, d
     dp_exposed = np.where(dp > 1, dp_exposed, 0.0)
     dp_total = np.where(dp > 1, dp_total, 0.0)
 
+    # ---- parameter offload (DeepSpeed ZeRO-3 offload_param / ZeRO-Infinity, FSDP CPUOffload(offload_params=True),
+    # Colossal-AI Gemini cpu/auto placement): each rank's parameter partition lives in host memory and crosses the
+    # host link (PCIe) every time it is gathered, i.e. once for the forward and once for the backward of every
+    # micro-batch (the same two gathers as the ZeRO-3/FSDP term above; Ren et al. 2021 ZeRO-Offload §4 data flow,
+    # Rajbhandari et al. 2021 ZeRO-Infinity §5.1), and the reduced gradient partition goes back to the host in every
+    # backward. The link is full duplex: the backward's H2D fetch and D2H gradient copy run in opposite directions.
+    # A share f_fsdp hides behind compute (DeepSpeed prefetch buckets / FSDP forward and backward prefetch).
+    shard_div = np.where(sharding_code >= 3, np.where(sharding_code == 4, shard, dp), 1)
+    link = np.maximum(g.host_link_bytes_per_s, 1.0)
+    h2d_pass = params_local / shard_div * gather_bytes / link
+    d2h_grads = grads_local / shard_div * grad_bytes / link
+    param_off_fwd = exposed(h2d_pass, mb_fwd, f_fsdp)
+    param_off_bwd = exposed(np.maximum(h2d_pass, d2h_grads), window_bwd, f_fsdp)
+    param_off = np.where(param_offload_code >= 1, m * (param_off_fwd + param_off_bwd), 0.0)
+    param_off_total = np.where(param_offload_code >= 1, m * (h2d_pass + np.maximum(h2d_pass, d2h_grads)), 0.0)
+
     # ---- optimizer step: fused kernel streams param/grad/state bytes through HBM (sharded over DP for ZeRO>=1)
     opt_params = grads_local / np.where(sharding_code >= 1, np.where(sharding_code == 4, shard, dp), 1)
     opt_gpu = opt_params * optimizer_bytes_per_param / (g.hbm_bytes_per_s * g.hbm_efficiency)
-    # offloaded optimizer: grads down + params up over PCIe, Adam on the CPU (ZeRO-Offload, Ren et al. 2021)
-    opt_cpu = opt_params * (grad_bytes + gather_bytes) / np.maximum(g.host_link_bytes_per_s, 1.0) \
-        + opt_params / knobs.cpu_optimizer_params_per_s
+    # offloaded optimizer: grads down + params up over PCIe, Adam on the CPU (ZeRO-Offload, Ren et al. 2021); with the
+    # parameters offloaded too, the gradients already went down during the backward and the host copy of the
+    # parameters is updated in place (nothing goes back up before the next forward fetches it)
+    opt_link = np.where(param_offload_code >= 1, 0.0, opt_params * (grad_bytes + gather_bytes) / link)
+    opt_cpu = opt_link + opt_params / knobs.cpu_optimizer_params_per_s
     optimizer = np.where(offload_code >= 1, opt_cpu, opt_gpu)
 
-    step = pipeline_time + dp_exposed + optimizer + knobs.data_loader_s_per_step
+    step = pipeline_time + dp_exposed + param_off + optimizer + knobs.data_loader_s_per_step
 
     # ---- classification: compute (GEMM + attention at the math roofline), memory (HBM-bound ops), network
     compute_part = m * layers * (gemm_fwd_compute * (3.0 - mi.frozen_fraction) + attn_fwd + attn_bwd)
     memory_part = m * layers * (elem_fwd + elem_bwd + attn_mem + lora_fwd + lora_bwd) + m * loss + optimizer
-    network_part = dp_exposed + m * (tp_exposed_mb + cp_exposed_mb + ep_exposed_mb + pp_exposed_mb)
+    network_part = dp_exposed + param_off + m * (tp_exposed_mb + cp_exposed_mb + ep_exposed_mb + pp_exposed_mb)
     return {
         "step_time_s": step,
         "compute_s": m * mb_compute,
@@ -720,6 +761,8 @@ def step_kernel(mi: ModelInputs, g: GpuNumbers, knobs: TimingKnobs, *, tp, pp, d
         "dp_comm_exposed_s": dp_exposed,
         "dp_comm_total_s": dp_total,
         "optimizer_s": optimizer,
+        "param_offload_exposed_s": param_off,
+        "param_offload_total_s": param_off_total,
         "compute_bound_s": compute_part,
         "memory_bound_s": memory_part,
         "network_s": network_part,
@@ -812,6 +855,9 @@ def kernel_args(model: ModelArch, setup: TrainSetup, gpu: GpuSpec, knobs: Timing
         moe_capacity_factor=setup.moe_capacity_factor, moe_pad_to_capacity=setup.moe_pad_to_capacity,
         first_stage_layers=setup.pp_first_stage_layers if setup.pp > 1 else 0,
         last_stage_layers=setup.pp_last_stage_layers if setup.pp > 1 else 0,
+        param_offload_code=OFFLOAD_CODE[setup.offload_params], cp_impl_code=CP_IMPL_CODE[setup.cp_impl],
+        zero3_gather_bytes=ZEROPP_QWZ_BYTES if setup.zero_quantized_weights else 0.0,
+        zero3_reduce_bytes=ZEROPP_QGZ_BYTES if setup.zero_quantized_gradients else 0.0,
     )
     return mi, g, plan
 
@@ -851,6 +897,7 @@ def estimate_step(model: ModelArch, setup: TrainSetup, gpu: GpuSpec, knobs: Timi
         "comm/pipeline_p2p": out["pp_comm_s"],
         "comm/data_parallel_exposed": out["dp_comm_exposed_s"],
         "optimizer_step": out["optimizer_s"],
+        "comm/param_offload_exposed": out["param_offload_exposed_s"],
     }
     # the parts add up to the step (host overhead and recompute are inside compute already)
     parts = {"compute": out["compute_bound_s"], "memory": out["memory_bound_s"], "network": out["network_s"]}
@@ -917,6 +964,13 @@ def estimate_step(model: ModelArch, setup: TrainSetup, gpu: GpuSpec, knobs: Timi
               "tp_overlap_source": "job (tp_comm_overlap)" if setup.tp_comm_overlap is not None else "timing.yaml"},
              "Shoeybi et al. 2019 §3 (2 all-reduces fwd + 2 bwd per layer); overlap: Megatron-LM --tp-comm-overlap "
              "(Transformer Engine userbuffers), off by default"),
+        *([Term("time/context_parallel_comm", out["cp_comm_s"], "s",
+                "ring: m * L/p * max(c - f*attention, (1-f)*c), c = 3*(cp-1)*b*(s/cp)*2*kv*bytes/(B*eff); ulysses: "
+                "m * L/p * (2 [+1 recompute]) * all-to-all(M*(q + 2 kv + o widths)*bytes/t, cp), not overlapped",
+                {"cp": setup.cp, "cp_impl": setup.cp_impl.value, "cp_overlap": knobs.cp_overlap},
+                "ring attention (Liu et al. 2023; Megatron CP); DeepSpeed-Ulysses (Jacobs et al. 2023 §3, "
+                "deepspeed/sequence/layer.py DistributedAttention)")]
+          if setup.cp > 1 else []),
         *([Term("time/expert_parallel_comm", out["ep_comm_s"], "s",
                 "m * MoE layers/p * [c*(1-f) + max(0, c*f - layer compute)], c = 4 * all-to-all(M*K*h*bytes, ep)",
                 {"ep": setup.ep, "ep_overlap": knobs.ep_overlap if setup.ep_comm_overlap is None
@@ -930,6 +984,14 @@ def estimate_step(model: ModelArch, setup: TrainSetup, gpu: GpuSpec, knobs: Timi
               "dp_overlap": knobs.dp_overlap, "fsdp_overlap": knobs.fsdp_overlap,
               "inter_node_bytes_per_s": gpu.inter_node_bytes_per_s, "intra_node_bytes_per_s": gpu.intra_node_bytes_per_s},
              "DDP all-reduce / ZeRO RS+AG / FSDP AG fwd+bwd + RS (Rajbhandari 2020 §7; Zhao 2023); ring formulas nccl-tests"),
+        *([Term("time/param_offload_exposed", out["param_offload_exposed_s"], "s",
+                "m * [c_f*(1-f) + max(0, c_f*f - fwd) + c_b*(1-f) + max(0, c_b*f - bwd)], c_f = P_part*bytes/link, "
+                "c_b = max(c_f, G_part*grad_bytes/link) (full duplex)",
+                {"offload_params": setup.offload_params.value, "total_link_s": out["param_offload_total_s"],
+                 "host_link_bytes_per_s": gpu.host_link_bytes_per_s, "fsdp_overlap": knobs.fsdp_overlap},
+                "ZeRO-Offload (Ren et al. 2021) §4; ZeRO-Infinity (Rajbhandari et al. 2021) §5.1; FSDP CPUOffload; "
+                "Colossal-AI Gemini placement_policy cpu/auto")]
+          if setup.offload_params.value != "none" else []),
         Term("time/optimizer", out["optimizer_s"], "s", "params_local/shards * bytes_per_param / (HBM * eta_hbm)",
              {"optimizer": setup.optimizer.value, "offload": setup.offload_optimizer.value},
              ks.get("optimizer_bytes_per_param", "timing.yaml")),

@@ -171,6 +171,15 @@ class PipelineSchedule(StrEnum):
     GPIPE = "gpipe"
 
 
+class ContextParallel(StrEnum):
+    RING = "ring"
+    """Ring attention: K/V blocks passed around the cp ranks, overlapped with the blockwise attention (Megatron CP,
+    Liu et al. 2023)."""
+    ULYSSES = "ulysses"
+    """DeepSpeed-Ulysses (Jacobs et al. 2023): all-to-all of q, k, v from sequence shards to head shards before the
+    attention and of the output back after it; the attention then runs on the full sequence for heads/cp heads."""
+
+
 class Offload(StrEnum):
     NONE = "none"
     CPU = "cpu"
@@ -360,6 +369,12 @@ class TrainSetup:
     virtual_pp: int = 1
     recompute: Recompute = Recompute.NONE
     attention: Attention = Attention.FLASH
+    cp_impl: ContextParallel = ContextParallel.RING
+    """How context parallelism moves data (`ContextParallel`): ring attention or DeepSpeed-Ulysses all-to-all."""
+    zero_quantized_weights: bool = False
+    """ZeRO++ qwZ (DeepSpeed `zero_quantized_weights`): ZeRO-3 parameter all-gathers in int8 (Wang et al. 2023 §3.1)."""
+    zero_quantized_gradients: bool = False
+    """ZeRO++ qgZ (DeepSpeed `zero_quantized_gradients`): gradient reduce-scatter as int4 all-to-all (§3.3)."""
     offload_optimizer: Offload = Offload.NONE
     offload_params: Offload = Offload.NONE
     offload_activations: bool = False

@@ -39,6 +39,11 @@ def job_values(job) -> dict[str, Any]:
         v["pp_schedule"] = p.schedule.value
     if p.tp > 1:
         v["sequence_parallel"] = p.sequence_parallel
+    if p.cp > 1:
+        v["cp_impl"] = p.cp_impl.value
+    for name in ("zero_quantized_weights", "zero_quantized_gradients"):
+        if getattr(p, name):
+            v[name] = True
     v["zero"] = p.sharding.value
     v["precision"] = job.precision.precision.value
     if job.precision.fp8_recipe:

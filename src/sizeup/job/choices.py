@@ -41,6 +41,8 @@ LORA_IMPL_ALIASES = {"eager": "peft", "hf": "peft", "unsloth": "fused", "kernels
 OFFLOAD_ALIASES = {"no": "none", "off": "none", "false": "none", "host": "cpu", "yes": "cpu", "disk": "nvme",
                    "ssd": "nvme"}
 ATTENTION_ALIASES = {"cudnn-attention": "cudnn", "cudnn_attention": "cudnn", "sdpa": "flash", "fa2": "flash", "fa3": "flash", "flash-attention": "flash", "eager": "math"}
+CP_IMPL_ALIASES = {"ring-attention": "ring", "p2p": "ring", "megatron": "ring", "all-to-all": "ulysses",
+                   "a2a": "ulysses", "deepspeed-ulysses": "ulysses", "ds-ulysses": "ulysses"}
 PIPELINE_ALIASES = {"one-f-one-b": "1f1b", "interleaved-1f1b": "interleaved"}
 PRICING_ALIASES = {
     "ondemand": "on-demand", "od": "on-demand", "serverless": "on-demand", "on demand": "on-demand",

@@ -50,6 +50,10 @@ JOB_FLAGS: tuple[JobFlag, ...] = (
     JobFlag("pp_schedule", "text", "parallelism", "1f1b | interleaved | gpipe (default 1f1b; interleaved with --virtual-pp)."),
     JobFlag("cp", "int", "parallelism", "Context-parallel degree (default 1)."),
     JobFlag("ep", "int", "parallelism", "Expert-parallel degree, MoE only (default 1)."),
+    JobFlag("zero_quantized_weights", "bool", "parallelism", "ZeRO++ qwZ: int8 parameter all-gathers (needs --zero 3)."),
+    JobFlag("zero_quantized_gradients", "bool", "parallelism", "ZeRO++ qgZ: int4 gradient reduce-scatter (needs --zero 3)."),
+    JobFlag("cp_impl", "text", "parallelism", "Context parallelism: ring (ring attention, K/V passed between ranks) | "
+                                              "ulysses (DeepSpeed-Ulysses all-to-all over heads) (default: the framework's)."),
     JobFlag("sequence_parallel", "bool", "parallelism", "Megatron sequence parallelism (default: the framework's rule)."),
     JobFlag("zero", "text", "parallelism", "Sharding: none (DDP), 1, 2, 3, fsdp-full, fsdp-grad-op, fsdp-hybrid, "
                                            "megatron-distopt (default: the least sharding that fits)."),

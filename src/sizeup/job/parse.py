@@ -266,7 +266,7 @@ def build_job(values: dict[str, Any], catalog=None, *, need_gpu: bool = True, al
     """
     from sizeup.catalog import load_catalog, resolve_model
     from sizeup.core.types import (
-        Attention, Offload, Optimizer, Peft, PipelineSchedule, Precision, Recompute, Sharding,
+        Attention, ContextParallel, Offload, Optimizer, Peft, PipelineSchedule, Precision, Recompute, Sharding,
     )
     from sizeup.core.workload import Workload
     from sizeup.job.frameworks import framework_profile
@@ -489,7 +489,12 @@ def build_job(values: dict[str, Any], catalog=None, *, need_gpu: bool = True, al
     sp = C.parse_bool("--sequence-parallel", v.get("sequence_parallel"))
     if sp is None:
         sp = bool(prof["sequence_parallel_with_tp"]) and tp > 1
-    par = Parallelism(n_gpus, tp, pp, cp, ep, vpp, sched, sp, shard)
+    cp_impl = C.parse_choice("cp-impl", v.get("cp_impl"), ContextParallel, C.CP_IMPL_ALIASES)
+    if cp_impl is None:
+        cp_impl = ContextParallel(prof.get("context_parallel") or "ring")
+    qwz = bool(C.parse_bool("--zero-quantized-weights", v.get("zero_quantized_weights")))
+    qgz = bool(C.parse_bool("--zero-quantized-gradients", v.get("zero_quantized_gradients")))
+    par = Parallelism(n_gpus, tp, pp, cp, ep, vpp, sched, sp, shard, cp_impl, qwz, qgz)
 
     # workload
     workload = parse_workload(v)

@@ -27,8 +27,8 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from sizeup.core.types import (
-    Attention, Fp8Recipe, GpuSpec, LoraImpl, ModelArch, Offload, Optimizer, Peft, PipelineSchedule, Precision,
-    Recompute, Sharding, TrainSetup,
+    Attention, ContextParallel, Fp8Recipe, GpuSpec, LoraImpl, ModelArch, Offload, Optimizer, Peft, PipelineSchedule,
+    Precision, Recompute, Sharding, TrainSetup,
 )
 from sizeup.core.workload import Workload
 from sizeup.errors import SizeupError
@@ -85,6 +85,9 @@ class Parallelism:
     schedule: PipelineSchedule = PipelineSchedule.ONE_F_ONE_B
     sequence_parallel: bool = False
     sharding: Sharding = Sharding.NONE
+    cp_impl: ContextParallel = ContextParallel.RING
+    zero_quantized_weights: bool = False
+    zero_quantized_gradients: bool = False
 
     def __post_init__(self):
         for name in ("tp", "pp", "cp", "ep", "virtual_pp"):
@@ -300,7 +303,8 @@ class Job:
             gpus=self.cluster.gpus, tp=p.tp, pp=p.pp, cp=p.cp, ep=p.ep, micro_batch=b.micro_batch,
             grad_accum=b.grad_accum, seq_len=b.seq_len, precision=self.precision.precision,
             optimizer=self.optimizer.kind, fused_optimizer=self.optimizer.fused, sharding=p.sharding,
-            sequence_parallel=p.sequence_parallel, pp_schedule=p.schedule, virtual_pp=p.virtual_pp,
+            sequence_parallel=p.sequence_parallel, pp_schedule=p.schedule, virtual_pp=p.virtual_pp, cp_impl=p.cp_impl,
+            zero_quantized_weights=p.zero_quantized_weights, zero_quantized_gradients=p.zero_quantized_gradients,
             recompute=self.recompute.policy, attention=self.execution.attention,
             offload_optimizer=self.offload.optimizer, offload_params=self.offload.params,
             offload_activations=self.offload.activations, offload_auto_cap=self.offload.auto_cap,
@@ -326,7 +330,9 @@ class Job:
         """The same job with the parallel layout / batch / recipe of `setup` (used by generators of jobs)."""
         par = replace(self.parallelism, gpus=setup.gpus, tp=setup.tp, pp=setup.pp, cp=setup.cp, ep=setup.ep,
                       virtual_pp=setup.virtual_pp, schedule=setup.pp_schedule,
-                      sequence_parallel=setup.sequence_parallel, sharding=setup.sharding)
+                      sequence_parallel=setup.sequence_parallel, sharding=setup.sharding, cp_impl=setup.cp_impl,
+                      zero_quantized_weights=setup.zero_quantized_weights,
+                      zero_quantized_gradients=setup.zero_quantized_gradients)
         return replace(
             self, cluster=replace(self.cluster, gpus=setup.gpus), parallelism=par,
             batch=Batch(setup.seq_len, setup.micro_batch, setup.grad_accum, par.dp),

@@ -250,6 +250,12 @@ def parse_offload(point: Point) -> tuple[Offload, Offload, bool]:
     nvme = "nvme" in t_wo_act
     state = Offload.NVME if nvme else Offload.CPU if cpu else Offload.NONE
     params = state if (state is not Offload.NONE and re.search(r"zero-?3|fsdp|param", t_wo_act)) else Offload.NONE
+    # Colossal-AI Gemini placement_policy (colossalai/zero/gemini/placement_policy.py): 'cuda' keeps every chunk on
+    # the GPU; 'cpu' keeps parameter chunks and optimizer states in host memory; 'auto' moves chunks between host and
+    # GPU by the memory left at run time, with the fp32 optimizer states on the host once they do not fit
+    gemini = re.search(r"placement[_ ]policy\W{0,3}(cuda|cpu|auto)", t_wo_act)
+    if gemini and gemini.group(1) in ("cpu", "auto") and state is Offload.NONE:
+        state = params = Offload.CPU
     return state, params, act
 
 
@@ -784,6 +790,8 @@ def build_setup(point: Point, model: ModelArch, gpu: GpuSpec, need_batch: bool =
         optimizer_in_backward=opt_in_bwd, paged_optimizer=paged_optimizer(point),
         fused_optimizer=not foreach_optimizer(point),
     )
+    if point.model.dropout:
+        kwargs["dropout"] = float(point.model.dropout)
     if rank:
         kwargs["lora_rank"] = rank
     if targets:

@@ -56,6 +56,9 @@ class ModelInfo(_Fixed):
     arch_source: Optional[str] = None
     head_dim: Optional[int] = None
     """Per-head width when the source sets it apart from hidden/heads (MaxText `head_dim: 128`)."""
+    dropout: Optional[float] = None
+    """Dropout probability the model applies in training (Hugging Face GPT2Config resid/attn/embd_pdrop default 0.1);
+    null = none stated (no dropout assumed)."""
     notes: Optional[str] = None
 
 

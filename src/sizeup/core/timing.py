@@ -24,6 +24,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 from typing import Any, Mapping
 
+import functools
+
 import numpy as np
 
 from sizeup.core.comms import collective_time, ring_coefficients
@@ -334,12 +336,21 @@ def _expected_max_table() -> tuple[np.ndarray, np.ndarray]:
     return np.log(ns), vals
 
 
-_EMAX_LOG_N, _EMAX = _expected_max_table()
-
-
 def expected_max_std_normal(n):
-    """Expected maximum of n standard normal draws (0 for n = 1), interpolated in log n; array-friendly."""
-    return np.interp(np.log(np.maximum(n, 1.0)), _EMAX_LOG_N, _EMAX)
+    """Expected maximum of n standard normal draws (0 for n = 1), interpolated in log n; array-friendly.
+
+    The table (about 18 ms to build) is built on first use by a run with more than one expert-parallel rank; for
+    n <= 1 the value is exactly 0 (the table's first entry), so dense and EP-1 runs never build it."""
+    n = np.maximum(np.asarray(n, dtype=float), 1.0)
+    if np.all(n <= 1.0):
+        return np.zeros_like(n) if n.ndim else 0.0
+    log_n, emax = _expected_max_cached()
+    return np.interp(np.log(n), log_n, emax)
+
+
+@functools.cache
+def _expected_max_cached() -> tuple[np.ndarray, np.ndarray]:
+    return _expected_max_table()
 
 
 def moe_imbalance(mi: ModelInputs, setup: TrainSetup):

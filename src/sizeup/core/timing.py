@@ -22,9 +22,8 @@ Step = micro-batch time x (m + (p-1)/v)  (1F1B/interleaved bubble (p-1)/(m*v): N
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
-from typing import Any, Mapping
-
 import functools
+from typing import Any, Mapping
 
 import numpy as np
 
@@ -729,7 +728,8 @@ def step_kernel(mi: ModelInputs, g: GpuNumbers, knobs: TimingKnobs, *, tp, pp, d
     # Rajbhandari et al. 2021 ZeRO-Infinity §5.1), and the reduced gradient partition goes back to the host in every
     # backward. The link is full duplex: the backward's H2D fetch and D2H gradient copy run in opposite directions.
     # A share f_fsdp hides behind compute (DeepSpeed prefetch buckets / FSDP forward and backward prefetch).
-    shard_div = np.where(sharding_code >= 3, np.where(sharding_code == 4, shard, dp), 1)
+    state_shards = np.where(sharding_code == 4, shard, dp)  # ranks a ZeRO/FSDP partition is split over (HSDP: node)
+    shard_div = np.where(sharding_code >= 3, state_shards, 1)
     link = np.maximum(g.host_link_bytes_per_s, 1.0)
     h2d_pass = params_local / shard_div * gather_bytes / link
     d2h_grads = grads_local / shard_div * grad_bytes / link
@@ -739,7 +739,7 @@ def step_kernel(mi: ModelInputs, g: GpuNumbers, knobs: TimingKnobs, *, tp, pp, d
     param_off_total = np.where(param_offload_code >= 1, m * (h2d_pass + np.maximum(h2d_pass, d2h_grads)), 0.0)
 
     # ---- optimizer step: fused kernel streams param/grad/state bytes through HBM (sharded over DP for ZeRO>=1)
-    opt_params = grads_local / np.where(sharding_code >= 1, np.where(sharding_code == 4, shard, dp), 1)
+    opt_params = grads_local / np.where(sharding_code >= 1, state_shards, 1)
     opt_gpu = opt_params * optimizer_bytes_per_param / (g.hbm_bytes_per_s * g.hbm_efficiency)
     # offloaded optimizer: grads down + params up over PCIe, Adam on the CPU (ZeRO-Offload, Ren et al. 2021); with the
     # parameters offloaded too, the gradients already went down during the backward and the host copy of the
@@ -857,8 +857,9 @@ def kernel_args(model: ModelArch, setup: TrainSetup, gpu: GpuSpec, knobs: Timing
         # eager AMP; step_kernel applies it only where sharding_code is 0 (FSDP/ZeRO-3 cast at gather instead)
         autocast_weight_cast=bool(kernel_style(kernel) == "eager"
                                   and setup.precision in (Precision.BF16_MIXED, Precision.FP16_MIXED)),
-        # PEFT adapters are fp32 master copies under mixed precision (autocast): their input is cast up and back
-        lora_input_cast=bool(setup.precision in (Precision.BF16_MIXED, Precision.FP16_MIXED)),
+        # fp32 PEFT adapters (the job's lora_fp32_adapters, as in memory) under autocast: input cast up and back
+        lora_input_cast=bool(setup.lora_fp32_adapters
+                             and setup.precision in (Precision.BF16_MIXED, Precision.FP16_MIXED)),
         dropout=setup.dropout, kernel=kernel, lora_impl_code=LORA_IMPL_CODE[setup.lora_impl],
         lora_dropout=setup.lora_dropout, recompute_fraction=setup.recompute_fraction,
         tp_overlap=setup.tp_comm_overlap, ep_overlap=setup.ep_comm_overlap,

@@ -539,3 +539,22 @@ def test_attention_is_materialised_before_flashattention_or_without_bf16():
     assert attention_for(old, _gpu()) == Attention.MATH
     assert attention_for(_point(), _gpu()) == Attention.FLASH
     assert attention_for(_point(), _gpu(bf16=0.0)) == Attention.MATH  # pre-Ampere: no FlashAttention-2
+
+
+def test_gpu_named_with_a_remark_is_read_through_it_for_speed_but_alternatives_only_for_memory():
+    """'A100 (80GB assumed; not stated)' is one GPU with the point's own size remark: usable for a throughput. 'A800/H800
+    80GB' names two GPUs of different speeds (A800 NVLink 400 GB/s vs H800's H100 tensor cores): only a memory
+    quantity (bytes independent of which) may read it, as the first alternative."""
+    from sizeup.catalog import load_catalog
+    from sizeup.validate.mapping import gpu_for_point, gpu_reading_note, gpu_stand_in_for_memory
+
+    cat = load_catalog()
+    p = _point(hardware={"gpu": "A100 (80GB assumed; not stated)", "count": 8})
+    gpu = gpu_for_point(p, cat)
+    assert gpu.id.startswith("a100-80gb")
+    assert "read as" in gpu_reading_note(p, cat)
+    assert gpu_reading_note(_point(), cat) is None
+    two = _point(hardware={"gpu": "A800/H800 80GB", "count": 8})
+    with pytest.raises(Skip):
+        gpu_for_point(two, cat)
+    assert gpu_stand_in_for_memory(two, cat) is None or gpu_stand_in_for_memory(two, cat)[0].memory_bytes > 79e9

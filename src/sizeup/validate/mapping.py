@@ -564,9 +564,53 @@ def gpu_for_point(point: Point, catalog) -> GpuSpec:
     try:
         return catalog.gpu(name)
     except SizeupError as exc:
+        read = _gpu_read_from_remark(point, catalog, alternatives_ok=False)
+        if read is not None:
+            return read[0]
         raise Skip(f"GPU {name!r} not in the catalog ({str(exc).split('.')[0]})") from None
     except AttributeError:
         raise Skip("GPU catalog not available") from None
+
+
+def gpu_reading_note(point: Point, catalog) -> str | None:
+    """The assumption to show when gpu_for_point read the stated GPU through its remark (None otherwise)."""
+    name = point.hardware.gpu
+    try:
+        if not name:
+            return None
+        catalog.gpu(name)
+        return None
+    except SizeupError:
+        read = _gpu_read_from_remark(point, catalog, alternatives_ok=False)
+        return read[1] if read else None
+    except AttributeError:
+        return None
+
+
+def _gpu_read_from_remark(point: Point, catalog, alternatives_ok: bool) -> tuple[GpuSpec, str] | None:
+    """The stated GPU name read without its parenthetical remark, its memory size taken from the remark or from
+    `gpu_memory_gb` ('A100 (80GB assumed; not stated)' -> A100 80GB). Alternatives ('A800/H800 80GB') only when
+    `alternatives_ok` (a memory quantity, whose bytes do not depend on which): their speeds differ."""
+    name = point.hardware.gpu or ""
+    mem = point.hardware.gpu_memory_gb
+    bare = re.sub(r"\([^)]*\)", " ", name).strip()
+    size = re.search(r"\d+\s*GB", name, re.I)
+    alts = [a.strip() for a in re.split(r"/", bare) if a.strip()]
+    if len(alts) > 1 and not alternatives_ok:
+        return None
+    for alt in alts:
+        if not re.search(r"\d+\s*GB", alt, re.I):
+            if size:
+                alt = f"{alt} {size.group(0)}"
+            elif mem:
+                alt = f"{alt} {int(mem)}GB"
+        try:
+            gpu = catalog.gpu(alt)
+        except (SizeupError, AttributeError):
+            continue
+        what = "(a memory quantity does not depend on which)" if len(alts) > 1 else "(the point's own remark)"
+        return gpu, f"GPU {name!r} read as {gpu.id} {what}"
+    return None
 
 
 # a GPU-independent quantity of a point whose GPU is not stated: any catalog GPU with bf16 and flash attention
@@ -575,8 +619,8 @@ _STAND_IN_GPU = "h100-sxm"
 
 def gpu_stand_in_for_memory(point: Point, catalog) -> tuple[GpuSpec, str] | None:
     """For a memory quantity (bytes do not depend on the GPU model beyond its dtype support), a GPU when the point's
-    own does not resolve: the stated name without its parenthetical remark ('A100 (80GB assumed; not stated)'), the
-    first of alternatives that share one memory size ('A800/H800 80GB'), or a stand-in when none is stated.
+    own does not resolve: the stated name read through its remark, the first of alternatives that share one memory
+    size ('A800/H800 80GB'), or a stand-in when none is stated.
     None when the stated GPU resolves (use it) or nothing usable is stated."""
     name = point.hardware.gpu
     try:
@@ -587,27 +631,10 @@ def gpu_stand_in_for_memory(point: Point, catalog) -> tuple[GpuSpec, str] | None
         pass
     except AttributeError:
         return None
-    mem = point.hardware.gpu_memory_gb
-    cands: list[str] = []
     if name:
-        bare = re.sub(r"\([^)]*\)", " ", name).strip()
-        size = re.search(r"\d+\s*GB", bare, re.I)
-        for alt in [a.strip() for a in re.split(r"/", bare) if a.strip()]:
-            if size and not re.search(r"\d+\s*GB", alt, re.I):
-                alt = f"{alt} {size.group(0)}"
-            elif mem and not re.search(r"\d+\s*GB", alt, re.I):
-                alt = f"{alt} {int(mem)}GB"
-            cands.append(alt)
-    for alt in cands:
-        try:
-            gpu = catalog.gpu(alt)
-        except (SizeupError, AttributeError):
-            continue
-        return gpu, f"GPU {name!r} read as {gpu.id} (a memory quantity does not depend on which)"
-    if not name:
-        gpu = catalog.gpu(_STAND_IN_GPU)
-        return gpu, f"GPU not stated: {gpu.id} stands in (a memory quantity does not depend on the GPU model)"
-    return None
+        return _gpu_read_from_remark(point, catalog, alternatives_ok=True)
+    gpu = catalog.gpu(_STAND_IN_GPU)
+    return gpu, f"GPU not stated: {gpu.id} stands in (a memory quantity does not depend on the GPU model)"
 
 
 # --------------------------------------------------------------------------- setup

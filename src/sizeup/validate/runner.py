@@ -222,9 +222,16 @@ class Context:
 
     @property
     def gpu(self):
-        from sizeup.validate.mapping import gpu_for_point
+        from sizeup.validate.mapping import gpu_for_point, gpu_reading_note
 
-        return self._get("gpu", lambda: gpu_for_point(self.point, self.catalog))
+        def resolve():
+            gpu = gpu_for_point(self.point, self.catalog)
+            note = gpu_reading_note(self.point, self.catalog)
+            if note:
+                self._cache["extra_notes"] = ("ok", [*self._cache.get("extra_notes", ("ok", []))[1], note])
+            return gpu
+
+        return self._get("gpu", resolve)
 
     def setup_result(self, need_batch: bool = True, need_seq: bool = True):
         from sizeup.validate.mapping import build_setup

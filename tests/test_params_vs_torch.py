@@ -56,6 +56,8 @@ def reduced(m: ModelArch) -> ModelArch:
     else:
         first, layers = 0, 2
     layers = min(layers, m.num_layers)
+    if m.is_encoder_decoder:
+        return m.with_(num_layers=layers, num_decoder_layers=min(3, m.num_decoder_layers))
     window_layers = 0
     if m.sliding_window_layers:  # all layers windowed, or every other one (Gemma 2)
         window_layers = layers if m.sliding_window_layers == m.num_layers else (layers + 1) // 2
@@ -67,9 +69,21 @@ def torch_count(m: ModelArch) -> int:
     model_type = cfg_dict.pop("model_type")
     cfg = transformers.AutoConfig.for_model(model_type, **cfg_dict)
     cfg._attn_implementation = "eager"
+    auto = transformers.AutoModelForCausalLM
+    if m.is_encoder_decoder:
+        auto = transformers.AutoModelForSeq2SeqLM  # T5ForConditionalGeneration / MT5ForConditionalGeneration
+    elif m.arch_kind == "encoder":
+        auto = transformers.AutoModelForSequenceClassification if m.head == "classifier" else transformers.AutoModel
     with torch.device("meta"):
-        model = transformers.AutoModelForCausalLM.from_config(cfg)
-    return sum(p.numel() for p in model.parameters())
+        model = auto.from_config(cfg)
+    untied_head = 0
+    if m.is_encoder_decoder and not m.tie_embeddings and cfg.tie_word_embeddings:
+        # transformers 5.x T5Config.__post_init__ forces tie_word_embeddings = True (it keeps the config's False only
+        # as `scale_decoder_outputs`) and T5ForConditionalGeneration ties lm_head.weight to shared.weight; the T5
+        # v1.1 / mT5 / T0 checkpoints carry their own lm_head (T0_3B's fp32 pytorch_model.bin is 11.4 GB = 2.85e9
+        # x 4 B, i.e. with the untied V x h head), as transformers 4.x built them: add that head back
+        untied_head = m.vocab_size * m.hidden_size
+    return sum(p.numel() for p in model.parameters()) + untied_head
 
 
 CATALOG = load_catalog()
@@ -117,3 +131,35 @@ def test_gpt_oss_totals_match_the_model_card(model_id, total_b):
     from sizeup.core.params import count_params
 
     assert count_params(CATALOG.model(model_id)).total / 1e9 == pytest.approx(total_b, abs=0.01)
+
+
+# encoder and encoder-decoder models: the full-size presets and variants (tied T5 v1.0 head, plain ReLU MLP, a
+# classifier head on BERT) against transformers' own modules
+@pytest.mark.parametrize("model_id", ["bert-base-cased", "bert-large-uncased", "t0-3b"])
+def test_encoder_presets_full_size(model_id):
+    m = CATALOG.models[model_id]
+    assert count_params(m).total == torch_count(m)
+
+
+def test_t5_v10_tied_relu_and_bert_classifier_match_torch():
+    from sizeup.core.types import HeadKind, MlpKind
+
+    t0 = CATALOG.models["t0-3b"]
+    t5_v10 = reduced(t0).with_(mlp_kind=MlpKind.RELU, tie_embeddings=True, num_decoder_layers=1, num_layers=2)
+    assert count_params(t5_v10).total == torch_count(t5_v10)
+    bert = CATALOG.models["bert-large-uncased"].with_(head=HeadKind.CLASSIFIER, num_labels=3, num_layers=2)
+    assert count_params(bert).total == torch_count(bert)
+
+
+def test_t5_and_bert_config_json_read_back():
+    # the published config.json of mt0-xxl (huggingface.co/bigscience/mt0-xxl, commit b5461b4) and bert-base-cased
+    mt0 = arch_from_hf_dict({"model_type": "mt5", "d_model": 4096, "d_ff": 10240, "d_kv": 64, "num_heads": 64,
+                             "num_layers": 24, "num_decoder_layers": 24, "feed_forward_proj": "gated-gelu",
+                             "relative_attention_num_buckets": 32, "tie_word_embeddings": False,
+                             "vocab_size": 250112, "is_encoder_decoder": True}, "mt0")
+    assert count_params(mt0).total == count_params(CATALOG.models["mt0-xxl"]).total
+    bert = arch_from_hf_dict({"model_type": "bert", "hidden_size": 768, "num_hidden_layers": 12,
+                              "num_attention_heads": 12, "intermediate_size": 3072, "max_position_embeddings": 512,
+                              "type_vocab_size": 2, "vocab_size": 28996}, "bert")
+    # BertModel of bert-base-cased: 108,310,272 parameters (accelerate docs: 413.18 MB in fp32 = 108.3M x 4 B)
+    assert count_params(bert).total == 108_310_272

@@ -11,6 +11,8 @@ from typing import Any, Optional
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from sizeup.core.types import (
+    ArchKind,
+    HeadKind,
     MlpKind,
     ModelArch,
     NormKind,
@@ -35,7 +37,14 @@ class ModelFile(Strict):
     source: str = Field(min_length=3, description="where the config numbers come from (URL or paper table)")
     aliases: list[str] = []
     hf_model_type: str = ""
-    architecture: str = "decoder"
+    architecture: ArchKind = Field(default=ArchKind.DECODER,
+                                   description="decoder (default) | encoder (BERT) | encoder-decoder (T5)")
+    num_decoder_layers: int = Field(default=0, ge=0, description="decoder layers of an encoder-decoder")
+    relative_attention_buckets: int = Field(default=0, ge=0, description="T5 relative_attention_num_buckets")
+    type_vocab_size: int = Field(default=0, ge=0, description="BERT token-type embedding rows")
+    pooler: bool = False
+    head: HeadKind = HeadKind.LM
+    num_labels: int = Field(default=2, ge=1)
     vocab_size: int = Field(gt=0)
     hidden_size: int = Field(gt=0)
     num_layers: int = Field(gt=0)
@@ -82,11 +91,16 @@ class ModelFile(Strict):
 
     @model_validator(mode="after")
     def _check(self) -> "ModelFile":
-        if self.architecture != "decoder":
-            raise ValueError(
-                f"architecture {self.architecture!r} is not supported: sizeup models decoder-only transformers "
-                "(encoder-decoder and encoder-only models are out of scope for now)"
-            )
+        if self.architecture == ArchKind.ENCODER_DECODER and not self.num_decoder_layers:
+            raise ValueError("an encoder-decoder model needs num_decoder_layers >= 1 (T5Config num_decoder_layers)")
+        if self.architecture != ArchKind.ENCODER_DECODER and self.num_decoder_layers:
+            raise ValueError(f"num_decoder_layers is for encoder-decoder models; this one is {self.architecture.value}")
+        if self.architecture != ArchKind.DECODER and (self.num_experts or self.kv_lora_rank or self.sliding_window
+                                                       or self.parallel_block):
+            raise ValueError(f"{self.architecture.value} models are dense here: MoE, MLA, sliding windows and "
+                             "parallel blocks are modelled for decoder-only transformers")
+        if self.position == PositionKind.RELATIVE and not self.relative_attention_buckets:
+            raise ValueError("relative position bias needs relative_attention_buckets")
         kv = self.num_kv_heads or self.num_heads
         if self.num_heads % kv:
             raise ValueError(f"num_heads ({self.num_heads}) must be a multiple of num_kv_heads ({kv})")
@@ -155,6 +169,13 @@ class ModelFile(Strict):
             norm_eps=self.norm_eps,
             rope_scaling=tuple(sorted((self.rope_scaling or {}).items())),
             source=self.source,
+            arch_kind=self.architecture,
+            num_decoder_layers=self.num_decoder_layers,
+            relative_attention_buckets=self.relative_attention_buckets,
+            type_vocab_size=self.type_vocab_size,
+            pooler=self.pooler,
+            head=self.head,
+            num_labels=self.num_labels,
             hf_model_type=self.hf_model_type,
             aliases=tuple(self.aliases),
             notes=self.notes,

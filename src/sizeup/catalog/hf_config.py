@@ -13,14 +13,15 @@ import math
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from sizeup.core.types import MlpKind, ModelArch, NormKind, PositionKind, QkNorm
+from sizeup.core.types import ArchKind, HeadKind, MlpKind, ModelArch, NormKind, PositionKind, QkNorm
 from sizeup.errors import SizeupError, pydantic_message
 
+# encoder and encoder-decoder model types sizeup does not read (t5, mt5 and bert have mappers below)
 ENCODER_DECODER_TYPES = frozenset({
-    "t5", "mt5", "umt5", "longt5", "switch_transformers", "bart", "mbart", "pegasus", "pegasus_x", "marian",
+    "umt5", "longt5", "switch_transformers", "bart", "mbart", "pegasus", "pegasus_x", "marian",
     "blenderbot", "blenderbot-small", "prophetnet", "led", "whisper", "encoder-decoder", "fsmt", "m2m_100",
     "nllb-moe", "plbart", "bigbird_pegasus", "seamless_m4t",
-    "bert", "roberta", "xlm-roberta", "deberta", "deberta-v2", "electra", "distilbert", "albert", "camembert",
+    "roberta", "xlm-roberta", "deberta", "deberta-v2", "electra", "distilbert", "albert", "camembert",
     "modernbert", "mpnet", "ernie",
 })
 
@@ -49,9 +50,10 @@ _POSITIVE_KEYS = frozenset({
     "num_experts_per_tok", "num_key_value_heads", "num_kv_heads", "head_dim", "moe_intermediate_size", "ffn_dim",
     "v_head_dim", "kv_lora_rank", "max_position_embeddings", "n_positions", "max_seq_len", "seq_length",
     "intermediate_size_mlp", "decoder_sparse_step", "interleave_moe_layer_step", "moe_layer_freq", "n_inner",
-    "ffn_hidden_size", "word_embed_proj_dim", "qk_rope_head_dim",
+    "ffn_hidden_size", "word_embed_proj_dim", "qk_rope_head_dim", "d_kv", "d_ff", "num_decoder_layers",
+    "relative_attention_num_buckets", "num_labels",
 })
-_LAYER_KEYS = frozenset({"num_hidden_layers", "n_layer", "n_layers"})
+_LAYER_KEYS = frozenset({"num_hidden_layers", "n_layer", "n_layers", "num_decoder_layers"})
 _EXPERT_KEYS = frozenset({"num_local_experts", "num_experts", "n_routed_experts", "num_experts_per_tok",
                           "n_shared_experts"})
 # Bounds far above any published model (the deepest have ~10^2 layers, widest ~10^5 hidden units, vocabularies
@@ -267,6 +269,40 @@ def _gpt2(c: _Cfg) -> dict[str, Any]:
     )
 
 
+def _t5(c: _Cfg) -> dict[str, Any]:
+    """T5 / mT5 (transformers modeling_t5.py, configuration_t5.py): q, k, v, o of inner width num_heads x d_kv
+    without biases, T5LayerNorm (weight only), DenseReluDense wi/wo or gated wi_0/wi_1/wo ('gated-gelu'), a relative
+    attention bias in the first layer of each stack, tie_word_embeddings default true (T5Config)."""
+    act = str(c.data.get("feed_forward_proj") or "relu")
+    gated = act.startswith("gated-") or bool(c.data.get("is_gated_act"))
+    base = act.split("-")[-1]
+    layers = int(c.req("num_layers"))
+    return dict(
+        architecture=ArchKind.ENCODER_DECODER, vocab_size=c.req("vocab_size"), hidden_size=c.req("d_model"),
+        num_layers=layers, num_decoder_layers=int(c.get("num_decoder_layers") or layers),
+        num_heads=c.req("num_heads"), head_dim=c.req("d_kv"), ffn_size=c.req("d_ff"),
+        mlp_kind=(MlpKind.GEGLU if gated else MlpKind.GELU) if "gelu" in base else
+        (MlpKind.SWIGLU if gated else MlpKind.RELU),
+        norm_kind=NormKind.RMSNORM, position=PositionKind.RELATIVE,
+        relative_attention_buckets=int(c.get("relative_attention_num_buckets") or 32),
+        tie_embeddings=bool(c.get("tie_word_embeddings", True)), max_seq_len=int(c.get("n_positions") or 512),
+    )
+
+
+def _bert(c: _Cfg) -> dict[str, Any]:
+    """BERT (transformers modeling_bert.py): word + absolute position + token-type embeddings and a LayerNorm,
+    post-LN layers with biases everywhere, 2-matrix GELU MLP, pooler; read as the bare BertModel (AutoModel)."""
+    positions = int(c.req("max_position_embeddings"))
+    return dict(
+        architecture=ArchKind.ENCODER, vocab_size=c.req("vocab_size"), hidden_size=c.req("hidden_size"),
+        num_layers=c.req("num_hidden_layers"), num_heads=c.req("num_attention_heads"),
+        ffn_size=c.req("intermediate_size"), mlp_kind=MlpKind.GELU, norm_kind=NormKind.LAYERNORM, norm_bias=True,
+        qkv_bias=True, out_bias=True, mlp_bias=True, final_norm=False, embed_norm=True,
+        position=PositionKind.LEARNED, num_position_embeddings=positions, max_seq_len=positions,
+        type_vocab_size=int(c.get("type_vocab_size", 2)), pooler=True, head=HeadKind.NONE, tie_embeddings=False,
+    )
+
+
 def _gpt_neox(c: _Cfg) -> dict[str, Any]:
     bias = bool(c.get("attention_bias", True))
     return dict(
@@ -371,6 +407,7 @@ MAPPERS: dict[str, Callable[[_Cfg], dict[str, Any]]] = {
     "qwen3": _qwen3, "qwen3_moe": _qwen3_moe, "gemma": _gemma, "gemma2": _gemma2, "gemma3_text": _gemma3, "phi3": _phi3,
     "olmo2": _olmo2, "nemotron": _nemotron, "llama4_text": _llama4, "deepseek_v3": _deepseek_v3, "gpt2": _gpt2,
     "gpt_neox": _gpt_neox, "gptj": _gptj, "falcon": _falcon, "mpt": _mpt, "opt": _opt, "bloom": _bloom,
+    "t5": _t5, "mt5": _t5, "bert": _bert,
 }
 SUPPORTED_MODEL_TYPES = tuple(sorted(MAPPERS))
 
@@ -422,9 +459,9 @@ def arch_from_hf_dict(data: Mapping[str, Any], model_id: str = "", where: str = 
         merged = dict(text_config)
         merged.setdefault("tie_word_embeddings", data.get("tie_word_embeddings"))
         return arch_from_hf_dict(merged, model_id or str(data.get("_name_or_path") or ""), where)
-    if model_type in ENCODER_DECODER_TYPES or data.get("is_encoder_decoder"):
-        raise SizeupError(f"{where}: model_type {model_type!r} is an encoder or encoder-decoder model, which is out "
-                          "of scope: sizeup models decoder-only transformers")
+    if model_type in ENCODER_DECODER_TYPES or (data.get("is_encoder_decoder") and model_type not in MAPPERS):
+        raise SizeupError(f"{where}: model_type {model_type!r} is an encoder or encoder-decoder model sizeup does not "
+                          "read (supported encoder kinds: bert, t5, mt5)")
     mapper = MAPPERS.get(model_type)
     if mapper is None:
         from sizeup.errors import did_you_mean
@@ -552,6 +589,20 @@ def to_hf_config_dict(m: ModelArch, model_type: str | None = None) -> dict[str, 
                  word_embed_proj_dim=m.hidden_size, enable_bias=m.qkv_bias, do_layer_norm_before=m.final_norm)
     elif mt == "bloom":
         d.update(hidden_size=m.hidden_size, n_layer=m.num_layers, n_head=m.num_heads)
+    elif mt in ("t5", "mt5"):
+        need(m.is_encoder_decoder, "T5 is an encoder-decoder")
+        need(m.mlp_kind in (MlpKind.GELU, MlpKind.GEGLU, MlpKind.RELU), "T5 MLPs are relu, gelu or gated-gelu")
+        d.update(d_model=m.hidden_size, num_layers=m.num_layers, num_decoder_layers=m.num_decoder_layers,
+                 num_heads=m.num_heads, d_kv=m.head_dim, d_ff=m.ffn_size,
+                 feed_forward_proj={MlpKind.GEGLU: "gated-gelu", MlpKind.GELU: "gelu"}.get(m.mlp_kind, "relu"),
+                 relative_attention_num_buckets=m.relative_attention_buckets, is_encoder_decoder=True)
+    elif mt == "bert":
+        need(m.arch_kind == ArchKind.ENCODER, "BERT is an encoder")
+        d.update(hidden_size=m.hidden_size, num_hidden_layers=m.num_layers, num_attention_heads=m.num_heads,
+                 intermediate_size=m.ffn_size, max_position_embeddings=m.num_position_embeddings,
+                 type_vocab_size=m.type_vocab_size)
+        if m.head == HeadKind.CLASSIFIER:
+            d["num_labels"] = m.num_labels
     else:
         raise SizeupError(f"cannot export model_type {mt!r}; supported: {', '.join(SUPPORTED_MODEL_TYPES)}")
     return d

@@ -1,7 +1,14 @@
 """Exact parameter counts from the architecture, as a breakdown that sums to the total.
 
 Symbols: V vocab, h hidden, L layers, a heads, k kv heads, d head dim, f ffn size,
-E routed experts, K experts per token, fe expert ffn size.
+E routed experts, K experts per token, fe expert ffn size; encoder-decoder: L_e encoder and L_d decoder layers,
+B relative-position buckets; BERT: P positions, T token types.
+Encoder (BERT, transformers modeling_bert.py): word + position + token-type embeddings and their LayerNorm, L x
+(q, k, v, o with biases, 2 LayerNorms, 2-matrix GELU MLP with biases), pooler h*h + h, and a classifier
+h*labels + labels or no head (BertModel). Encoder-decoder (T5, transformers modeling_t5.py): one shared embedding,
+L_e x (q, k, v, o without biases, MLP, 2 RMS norms), L_d x (self q, k, v, o + cross q, k, v, o, MLP, 3 norms), a
+B x a relative position bias in the first layer of each stack, a final norm per stack, LM head V*h unless tied
+(T5 v1.0 ties it; T5 v1.1 / mT5 / T0 do not, with a gated-GELU MLP of 3 matrices).
 Source: counted the way Hugging Face transformers builds each module (checked against
 `sum(p.numel())` on the meta device in tests/test_params_vs_torch.py); Megatron's
 `theoretical_memory_usage.py` uses the same per-layer terms.
@@ -13,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Mapping
 
 from sizeup.core.explain import Term
-from sizeup.core.types import ModelArch, NormKind, PositionKind, QkNorm
+from sizeup.core.types import ArchKind, HeadKind, ModelArch, NormKind, PositionKind, QkNorm
 
 
 @dataclass(frozen=True)
@@ -97,8 +104,21 @@ def moe_params(m: ModelArch) -> dict[str, int]:
     return out
 
 
+def head_params(m: ModelArch) -> int:
+    """Output head: LM head V*h (+ bias; 0 when tied), classifier h*labels + labels, or none."""
+    if m.head == HeadKind.NONE:
+        return 0
+    if m.head == HeadKind.CLASSIFIER:
+        return m.hidden_size * m.num_labels + m.num_labels
+    if m.tie_embeddings:
+        return 0
+    return m.vocab_size * m.hidden_size + (m.vocab_size if m.lm_head_bias else 0)
+
+
 def count_params(m: ModelArch) -> ParamCount:
     """Total and active (per-token) parameters with a breakdown that sums to the total."""
+    if m.arch_kind != ArchKind.DECODER:
+        return _count_encoder_params(m)
     h, V, L = m.hidden_size, m.vocab_size, m.num_layers
     attn = attention_params(m)
     attn_total = sum(attn.values())
@@ -160,6 +180,78 @@ def count_params(m: ModelArch) -> ParamCount:
              {"E": m.num_experts, "K": m.experts_per_token, "n_moe_layers": n_moe}, "architecture"),
     )
     return ParamCount(m.id, total, active, breakdown, per_layer, tuple(notes), terms)
+
+
+def _count_encoder_params(m: ModelArch) -> ParamCount:
+    """Encoder-only (BERT) and encoder-decoder (T5) models: dense layers only (MoE / MLA are decoder-only here)."""
+    h, V = m.hidden_size, m.vocab_size
+    attn = attention_params(m)
+    attn_total = sum(attn.values())
+    mlp = mlp_params(m, m.ffn_size)
+    norm = norm_params(m, h)
+    rel = m.relative_attention_buckets * m.num_heads if m.position == PositionKind.RELATIVE else 0
+    Le, Ld = m.num_layers, (m.num_decoder_layers if m.is_encoder_decoder else 0)
+    breakdown: dict[str, int] = {"embedding/token": V * h}
+    if m.position == PositionKind.LEARNED:
+        breakdown["embedding/position"] = m.num_position_embeddings * h
+    if m.type_vocab_size:
+        breakdown["embedding/token_type"] = m.type_vocab_size * h
+    if m.embed_norm:
+        breakdown["embedding/norm"] = norm
+    enc = "encoder" if m.is_encoder_decoder else "layers"
+    breakdown[f"{enc}/attention"] = Le * attn_total
+    breakdown[f"{enc}/norms"] = Le * 2 * norm
+    breakdown[f"{enc}/mlp"] = Le * mlp
+    if rel:
+        breakdown[f"{enc}/relative_bias"] = rel
+    if m.final_norm:
+        breakdown[f"{enc}/final_norm" if m.is_encoder_decoder else "final_norm"] = norm
+    if Ld:
+        breakdown["decoder/self_attention"] = Ld * attn_total
+        breakdown["decoder/cross_attention"] = Ld * attn_total
+        breakdown["decoder/norms"] = Ld * 3 * norm
+        breakdown["decoder/mlp"] = Ld * mlp
+        if rel:
+            breakdown["decoder/relative_bias"] = rel
+        if m.final_norm:
+            breakdown["decoder/final_norm"] = norm
+    if m.pooler:
+        breakdown["pooler"] = h * h + h
+    head = head_params(m)
+    if head:
+        breakdown["output_head"] = head
+    total = sum(breakdown.values())
+    per_layer = {f"attention/{k}": v for k, v in attn.items()}
+    per_layer["norms"] = 2 * norm
+    per_layer["mlp"] = mlp
+    if Ld:
+        per_layer["decoder/cross_attention"] = attn_total
+        per_layer["decoder/norms"] = norm
+    notes = [f"{m.arch_kind.value}: {Le} encoder layers" + (f" + {Ld} decoder layers (self + cross attention)"
+                                                            if Ld else "")]
+    if m.head == HeadKind.LM and m.tie_embeddings:
+        notes.append("output head tied to the token embedding: counted once")
+    if rel:
+        notes.append(f"relative position bias {m.relative_attention_buckets} buckets x {m.num_heads} heads per stack")
+    if m.type_vocab_size:
+        notes.append(f"token-type embedding of {m.type_vocab_size} rows")
+    if m.pooler:
+        notes.append("pooler dense h x h + bias")
+    if m.head == HeadKind.CLASSIFIER:
+        notes.append(f"classifier head over {m.num_labels} labels")
+    formula = ("V*h + L_e*(attention + 2 norms + mlp) + L_d*(2*attention + 3 norms + mlp) + 2*(B*a) [relative bias] "
+               "+ 2 final norms + (untied ? V*h : 0)" if Ld else
+               "V*h + P*h + T*h + emb norm + L*(attention + 2 norms + mlp) + pooler + head")
+    terms = (
+        Term("params/total", float(total), "params", formula,
+             {"V": V, "h": h, "L_enc": Le, "L_dec": Ld, "a": m.num_heads, "d": m.head_dim, "f": m.ffn_size,
+              "B": m.relative_attention_buckets, "P": m.num_position_embeddings, "T": m.type_vocab_size,
+              "tied": m.tie_embeddings, "head": m.head.value, "attention_per_layer": attn_total,
+              "mlp_per_layer": mlp},
+             m.source or "architecture; transformers modeling_t5.py / modeling_bert.py module structure"),
+        Term("params/active", float(total), "params", "= total (dense)", {}, "architecture"),
+    )
+    return ParamCount(m.id, total, total, breakdown, per_layer, tuple(notes), terms)
 
 
 def gpt2_seed_formula(vocab: int, context: int, hidden: int, layers: int) -> dict[str, int]:

@@ -43,7 +43,32 @@ class PositionKind(StrEnum):
     """RoPE: no parameters."""
     ALIBI = "alibi"
     """ALiBi: no parameters (BLOOM, MPT)."""
+    RELATIVE = "relative"
+    """T5 relative position bias: an Embedding(num_buckets, heads) in the first self-attention layer of each stack,
+    shared by the stack's layers (Raffel et al. 2020 Sec. 2.1; transformers modeling_t5.py T5Attention
+    `has_relative_attention_bias`)."""
     NONE = "none"
+
+
+class ArchKind(StrEnum):
+    DECODER = "decoder"
+    """Decoder-only: causal self-attention + MLP per layer (GPT, Llama)."""
+    ENCODER = "encoder"
+    """Bidirectional encoder only (BERT, Devlin et al. 2019): non-causal self-attention + MLP per layer, post-LN,
+    learned + token-type embeddings, optional pooler, a classifier or no head."""
+    ENCODER_DECODER = "encoder-decoder"
+    """T5-style (Raffel et al. 2020): `num_layers` encoder layers (self-attention + MLP) over the input and
+    `num_decoder_layers` decoder layers (causal self-attention + cross-attention over the encoder output + MLP) over
+    the target; one shared token embedding; the LM head reads the decoder only."""
+
+
+class HeadKind(StrEnum):
+    LM = "lm"
+    """Vocabulary logits on every (decoder) token: V x h, or tied to the token embedding."""
+    CLASSIFIER = "classifier"
+    """Sequence classification on the pooled first token: h x num_labels + num_labels (BertForSequenceClassification)."""
+    NONE = "none"
+    """The bare model (transformers AutoModel / BertModel): no output head."""
 
 
 class QkNorm(StrEnum):
@@ -204,7 +229,9 @@ class Peft(StrEnum):
 
 @dataclass(frozen=True)
 class ModelArch:
-    """A decoder-only transformer, detailed enough to count every parameter exactly."""
+    """A transformer (decoder-only by default; `arch_kind` encoder or encoder-decoder), detailed enough to count
+    every parameter exactly. For an encoder-decoder, `num_layers` is the encoder's layer count and
+    `num_decoder_layers` the decoder's (HF T5Config num_layers / num_decoder_layers)."""
 
     id: str
     name: str
@@ -255,6 +282,19 @@ class ModelArch:
     rope_theta: float | None = None
     norm_eps: float | None = None
     rope_scaling: tuple[tuple[str, float | str], ...] = ()
+    # encoder / encoder-decoder (arch_kind decoder: the defaults below change nothing)
+    arch_kind: ArchKind = ArchKind.DECODER
+    num_decoder_layers: int = 0
+    """Decoder layers of an encoder-decoder (self-attention + cross-attention + MLP each)."""
+    relative_attention_buckets: int = 0
+    """Rows of the relative position bias table (T5 relative_attention_num_buckets), with `position` relative."""
+    type_vocab_size: int = 0
+    """Token-type (segment) embedding rows (BERT type_vocab_size)."""
+    pooler: bool = False
+    """BERT pooler: a dense h x h + bias on the first token (BertModel add_pooling_layer)."""
+    head: HeadKind = HeadKind.LM
+    num_labels: int = 2
+    """Classes of a `head: classifier` model (transformers num_labels default 2)."""
     # provenance
     source: str = ""
     hf_model_type: str = ""
@@ -264,6 +304,20 @@ class ModelArch:
     @property
     def is_moe(self) -> bool:
         return self.num_experts > 0
+
+    @property
+    def is_encoder_decoder(self) -> bool:
+        return self.arch_kind == ArchKind.ENCODER_DECODER
+
+    @property
+    def causal(self) -> bool:
+        """Whether the (first) stack's self-attention is causal: decoder-only models; encoders attend both ways."""
+        return self.arch_kind == ArchKind.DECODER
+
+    @property
+    def total_layers(self) -> int:
+        """Transformer layers of all stacks (encoder + decoder for an encoder-decoder)."""
+        return self.num_layers + (self.num_decoder_layers if self.is_encoder_decoder else 0)
 
     @property
     def is_mla(self) -> bool:
@@ -360,6 +414,9 @@ class TrainSetup:
     micro_batch: int = 1
     grad_accum: int = 1
     seq_len: int = 2048
+    decoder_seq_len: int = 0
+    """Target (decoder) tokens per sequence of an encoder-decoder model; `seq_len` is then the encoder's input
+    length. 0 = the same as seq_len. Ignored by decoder-only and encoder models."""
     precision: Precision = Precision.BF16_MIXED
     optimizer: Optimizer = Optimizer.ADAMW
     fused_optimizer: bool = True
@@ -450,6 +507,9 @@ class TrainSetup:
         # model-independent checks at construction (sizeup.core.memory.check_setup adds the model's)
         from sizeup.errors import SizeupError
 
+        if isinstance(self.decoder_seq_len, bool) or not isinstance(self.decoder_seq_len, int) \
+                or self.decoder_seq_len < 0:
+            raise SizeupError(f"decoder-seq must be a whole number >= 1, got {self.decoder_seq_len!r}")
         for name in ("gpus", "tp", "pp", "cp", "ep", "micro_batch", "grad_accum", "seq_len", "virtual_pp",
                      "gpus_per_node"):
             v = getattr(self, name)
@@ -469,7 +529,13 @@ class TrainSetup:
 
     @property
     def tokens_per_step(self) -> int:
+        """Input tokens per optimizer step (for an encoder-decoder: encoder input tokens; see `dec_seq`)."""
         return self.global_batch * self.seq_len
+
+    @property
+    def dec_seq(self) -> int:
+        """Decoder (target) tokens per sequence of an encoder-decoder: decoder_seq_len, or seq_len when 0."""
+        return self.decoder_seq_len or self.seq_len
 
     def with_(self, **changes) -> "TrainSetup":
         return replace(self, **changes)

@@ -45,6 +45,7 @@ class ModelFile(Strict):
     pooler: bool = False
     head: HeadKind = HeadKind.LM
     num_labels: int = Field(default=2, ge=1)
+    dropout: float = Field(default=0.0, ge=0.0, lt=1.0, description="training dropout of the model's config")
     vocab_size: int = Field(gt=0)
     hidden_size: int = Field(gt=0)
     num_layers: int = Field(gt=0)
@@ -176,6 +177,7 @@ class ModelFile(Strict):
             pooler=self.pooler,
             head=self.head,
             num_labels=self.num_labels,
+            dropout=self.dropout,
             hf_model_type=self.hf_model_type,
             aliases=tuple(self.aliases),
             notes=self.notes,

@@ -107,6 +107,10 @@ class DevSet:
     physical: np.ndarray            # knob vector of the physical values (timing.yaml)
     base_knobs: Any                 # TimingKnobs, calibration off
     files: list[str] = field(default_factory=list)
+    t_fit: np.ndarray | None = None
+    """per step-dependent row: True when the fit may use it. Rows of encoder and encoder-decoder models are
+    predicted with the knobs but never fitted on: the knobs were fitted on decoder-only runs and one encoder row
+    would move them for every decoder family; these rows are an out-of-sample test of the encoder physics."""
 
     @property
     def t_family(self) -> np.ndarray:
@@ -177,6 +181,7 @@ def build(path=None, rows=None) -> DevSet:
             rows = run_validation(path).rows
         family, klass, profile, gpus = [], [], [], []
         t_rows, t_point, t_sign, t_pred0, t_meas, t_lo, t_hi = [], [], [], [], [], [], []
+        t_fit: list[bool] = []
         points: list = []
         point_index: dict[int, int] = {}
         for i, r in enumerate(rows):
@@ -220,6 +225,7 @@ def build(path=None, rows=None) -> DevSet:
                 gn = {"fp8_recipe": job.setup.fp8_recipe, "cudnn_attention": job.setup.attention == Attention.CUDNN}
                 points.append((mi, plan, job.gpu, job.setup.precision, kernel, step0, jknobs, gn))
             t_rows.append(i)
+            t_fit.append(getattr(ctx.job()[0].model, "arch_kind", "decoder") == "decoder")
             t_point.append(point_index[key])
             t_sign.append(_sign(r))
             t_pred0.append(float(r.predicted))
@@ -230,7 +236,7 @@ def build(path=None, rows=None) -> DevSet:
     arr = lambda x, dt=float: np.asarray(x, dtype=dt)  # noqa: E731
     return DevSet(rows, family, klass, profile, gpus, arr(t_rows, int), arr(t_point, int), arr(t_sign), arr(t_pred0),
                   arr(t_meas), arr(t_lo), arr(t_hi), points, knob_vector(base), base,
-                  files=[str(path)] if path else _default_files())
+                  files=[str(path)] if path else _default_files(), t_fit=arr(t_fit, bool))
 
 
 def _setup_of(ctx):
@@ -293,8 +299,9 @@ def groups(dev: DevSet, families: Iterable[str]) -> list[np.ndarray]:
     fam = dev.t_family
     keep = set(families)
     big, small = [], np.zeros(len(fam), dtype=bool)
+    fit = dev.t_fit if dev.t_fit is not None else np.ones(len(fam), dtype=bool)
     for f in sorted(keep):
-        mask = fam == f
+        mask = (fam == f) & fit
         if mask.sum() >= MIN_FAMILY_ROWS:
             big.append(mask)
         else:

@@ -286,6 +286,7 @@ def _t5(c: _Cfg) -> dict[str, Any]:
         norm_kind=NormKind.RMSNORM, position=PositionKind.RELATIVE,
         relative_attention_buckets=int(c.get("relative_attention_num_buckets") or 32),
         tie_embeddings=bool(c.get("tie_word_embeddings", True)), max_seq_len=int(c.get("n_positions") or 512),
+        dropout=_prob(c, "dropout_rate", 0.1),
     )
 
 
@@ -300,7 +301,16 @@ def _bert(c: _Cfg) -> dict[str, Any]:
         qkv_bias=True, out_bias=True, mlp_bias=True, final_norm=False, embed_norm=True,
         position=PositionKind.LEARNED, num_position_embeddings=positions, max_seq_len=positions,
         type_vocab_size=int(c.get("type_vocab_size", 2)), pooler=True, head=HeadKind.NONE, tie_embeddings=False,
+        dropout=_prob(c, "hidden_dropout_prob", 0.1),
     )
+
+
+def _prob(c: _Cfg, key: str, default: float) -> float:
+    """A dropout probability of the config (the transformers config class default when absent)."""
+    value = c.data.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
+        raise SizeupError(f"{c.where}: {key} must be a number in [0, 1), got {json.dumps(value)[:60]}")
+    return float(value)
 
 
 def _gpt_neox(c: _Cfg) -> dict[str, Any]:

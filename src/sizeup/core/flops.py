@@ -15,6 +15,13 @@ Conventions (the sources disagree, so sizeup reports each and says which it uses
   whole layer forward (not the logits); hardware FLOPs (HFU) include it, model FLOPs (MFU) never do.
 - PEFT (LoRA/QLoRA): frozen weights need no weight-gradient GEMM, so training = fwd + dgrad = 2x forward on the
   GEMMs (NeMo's LoRA model TFLOP/s use the same 2/3 count).
+- encoders (BERT) attend bidirectionally: no causal discount in any convention, flash kernels run the full s^2.
+- encoder-decoder (T5; Raffel et al. 2020 Sec. 2.1, transformers modeling_t5.py T5Block): per sequence of s_e input
+  and s_d target tokens, forward = s_e*L_e*(layer GEMMs + 2*s_e*(q+v) attention) [encoder]
+  + s_d*L_d*(layer GEMMs + cross q/o GEMMs + self attention over s_d keys (causal) + cross attention over s_e keys)
+  + s_e*L_d*(cross k/v GEMMs on the encoder output) + s_d*2*h*V [LM head on decoder tokens]. sizeup states every
+  figure per INPUT token (T = global batch x s_e): the decoder terms carry r = s_d/s_e, and the layer terms are
+  averaged over the L_e + L_d layers (GEMM `share`), so the same per-token kernels serve all three kinds.
 """
 
 from __future__ import annotations
@@ -24,7 +31,7 @@ from typing import Mapping
 
 from sizeup.core.explain import Term
 from sizeup.core.params import count_params
-from sizeup.core.types import ModelArch, Peft, Recompute, TrainSetup
+from sizeup.core.types import HeadKind, ModelArch, Peft, Recompute, TrainSetup
 
 
 @dataclass(frozen=True)
@@ -67,6 +74,10 @@ class LayerShapes:
     qkv_width: int
     logits_k: int
     logits_n: int
+    causal: bool = True
+    """False for bidirectional encoders: the attention core runs the full s^2 even with flash kernels."""
+    stacks: tuple[float, float, float] | None = None
+    """Encoder-decoder: (L_e/L, L_d/L, r = s_d/s_e) with L = L_e + L_d; None for a single stack."""
 
 
 def _mlp_gemms(m: ModelArch, ffn: int, prefix: str, count: int = 1, share: float = 1.0,
@@ -77,8 +88,47 @@ def _mlp_gemms(m: ModelArch, ffn: int, prefix: str, count: int = 1, share: float
             Gemm(f"{prefix}/down", ffn, h, count, share, True, expert)]
 
 
-def layer_shapes(m: ModelArch) -> LayerShapes:
-    """GEMMs of the average layer (weights of attention + MLP/MoE); MoE layers weighted by their share."""
+def decoder_ratio(m: ModelArch, setup: TrainSetup | None) -> float:
+    """r = decoder (target) tokens / encoder (input) tokens per sequence of an encoder-decoder; 1 otherwise."""
+    if not m.is_encoder_decoder or setup is None:
+        return 1.0
+    return setup.dec_seq / setup.seq_len
+
+
+def head_width(m: ModelArch, dec_ratio: float = 1.0) -> float:
+    """Output-head columns per input token: V for an LM head (x r on an encoder-decoder, whose head reads the
+    decoder tokens only); 0 for a bare encoder or a sequence classifier (one h x labels GEMM per sequence)."""
+    if m.head != HeadKind.LM:
+        return 0.0
+    return m.vocab_size * (dec_ratio if m.is_encoder_decoder else 1.0)
+
+
+def _enc_dec_shapes(m: ModelArch, r: float) -> LayerShapes:
+    """The average layer of an encoder-decoder per input token: encoder layers (share L_e/L), decoder self-attention
+    and MLP GEMMs on s_d = r*s_e tokens (share L_d/L * r), cross-attention q/o on decoder tokens and k/v on the
+    encoder output (share L_d/L)."""
+    h = m.hidden_size
+    L = m.total_layers
+    fe, fd = m.num_layers / L, m.num_decoder_layers / L
+    gemms: list[Gemm] = []
+    for prefix, share in (("enc", fe), ("dec", fd * r)):
+        gemms += [Gemm(f"attn/{prefix}_qkv", h, m.q_dim + 2 * m.kv_dim, 1, share),
+                  Gemm(f"attn/{prefix}_o", m.attn_out_dim, h, 1, share)]
+    gemms += [Gemm("attn/cross_q", h, m.q_dim, 1, fd * r), Gemm("attn/cross_kv", h, 2 * m.kv_dim, 1, fd),
+              Gemm("attn/cross_o", m.attn_out_dim, h, 1, fd * r)]
+    for prefix, share in (("enc", fe), ("dec", fd * r)):
+        gemms += [Gemm(g.name.replace("mlp/", f"mlp/{prefix}_"), g.k, g.n, g.count, share) for g in
+                  _mlp_gemms(m, m.ffn_size, "mlp")]
+    return LayerShapes(tuple(gemms), m.q_dim, m.attn_out_dim, m.num_heads, 0.0, 0, h,
+                       (fe + fd * r) * m.ffn_size, m.q_dim + 2 * m.kv_dim, h, int(round(head_width(m, r))),
+                       causal=False, stacks=(fe, fd, r))
+
+
+def layer_shapes(m: ModelArch, dec_ratio: float = 1.0) -> LayerShapes:
+    """GEMMs of the average layer (weights of attention + MLP/MoE); MoE layers weighted by their share.
+    Encoder-decoder: per input token, averaged over encoder and decoder layers (dec_ratio = s_d/s_e)."""
+    if m.is_encoder_decoder:
+        return _enc_dec_shapes(m, dec_ratio)
     h = m.hidden_size
     gemms: list[Gemm] = []
     if m.is_mla:
@@ -118,7 +168,7 @@ def layer_shapes(m: ModelArch) -> LayerShapes:
     if m.sliding_window:
         window_frac = (m.sliding_window_layers or L) / L
     return LayerShapes(tuple(gemms), qk_dim, v_dim, m.num_heads, window_frac, m.sliding_window, h, act_width,
-                       qk_dim + 2 * m.kv_dim, h, m.vocab_size)
+                       qk_dim + 2 * m.kv_dim, h, int(head_width(m)), causal=m.causal)
 
 
 def op_sac_mm_order(m: ModelArch, moe_layer: bool = False) -> list[tuple[str, int, int]]:
@@ -201,7 +251,15 @@ def attention_keys_per_query(s, window: int = 0, causal: bool = True):
 
 
 def attention_flops_per_token(shapes: LayerShapes, s, causal: bool):
-    """Forward attention-core FLOPs per token per layer: 2*keys*qk_dim (Q.K^T) + 2*keys*v_dim (P.V)."""
+    """Forward attention-core FLOPs per token per layer: 2*keys*qk_dim (Q.K^T) + 2*keys*v_dim (P.V).
+    Encoders never take the causal discount; an encoder-decoder's average layer per input token (s = s_e):
+    L_e/L * s_e keys + L_d/L * r * (self keys over s_d = r*s_e, causal discount if asked + cross keys s_e)."""
+    if shapes.stacks is not None:
+        fe, fd, r = shapes.stacks
+        keys = fe * attention_keys_per_query(s, 0, False) + fd * r * (
+            attention_keys_per_query(s * r, 0, causal) + attention_keys_per_query(s, 0, False))
+        return 2.0 * keys * (shapes.attn_qk_dim + shapes.attn_v_dim)
+    causal = causal and shapes.causal
     full = attention_keys_per_query(s, 0, causal)
     if shapes.window_fraction:
         win = attention_keys_per_query(s, shapes.window, causal)
@@ -242,11 +300,13 @@ class FlopsEstimate:
 
 
 def flops_per_token_forward(m: ModelArch, s, causal: bool = False, shapes: LayerShapes | None = None):
-    """Forward FLOPs per token (dict: layers/gemm, layers/attention, logits); s may be an array."""
+    """Forward FLOPs per (input) token (dict: layers/gemm, layers/attention, logits); s may be an array.
+    Encoder-decoder: `shapes` carries s_d/s_e (layer_shapes(m, r)); the layers are the L_e + L_d of both stacks."""
     shapes = shapes or layer_shapes(m)
-    gemm = m.num_layers * sum(g.flops_per_token for g in shapes.gemms)
-    attn = m.num_layers * attention_flops_per_token(shapes, s, causal)
-    logits = 2.0 * m.hidden_size * m.vocab_size
+    L = m.total_layers
+    gemm = L * sum(g.flops_per_token for g in shapes.gemms)
+    attn = L * attention_flops_per_token(shapes, s, causal)
+    logits = 2.0 * m.hidden_size * shapes.logits_n
     return {"layers/gemm": gemm, "layers/attention": attn, "logits": logits}
 
 
@@ -258,19 +318,36 @@ def lora_adapter_shapes(m: ModelArch, targets) -> list[tuple[int, int]]:
     return [widths[t] for t in targets if t in widths]
 
 
+def adapted_attention_per_layer(m: ModelArch, dec_ratio: float = 1.0) -> tuple[float, float]:
+    """(attention blocks, MLPs) per average layer and input token that carry LoRA adapters: 1 and 1 for one stack;
+    an encoder-decoder's decoder layers hold a self- and a cross-attention block (PEFT adapts every module whose
+    name matches, e.g. T5 `q`/`v` in SelfAttention and EncDecAttention: peft/utils/constants.py), decoder tokens
+    weigh r = s_d/s_e (cross k/v run on the encoder output: counted at r as well, a small over-count)."""
+    if not m.is_encoder_decoder:
+        return 1.0, 1.0
+    L = m.total_layers
+    fe, fd = m.num_layers / L, m.num_decoder_layers / L
+    return fe + 2 * fd * dec_ratio, fe + fd * dec_ratio
+
+
 def lora_adapter_flops_per_token(m: ModelArch, setup: TrainSetup) -> float:
     """Forward FLOPs per token of all LoRA adapters: L * sum 2*r*(k+n); 0 without PEFT."""
     if setup.peft == Peft.NONE:
         return 0.0
-    return float(m.num_layers * sum(2.0 * setup.lora_rank * (k + n)
-                                    for k, n in lora_adapter_shapes(m, setup.lora_targets)))
+    attn_w, mlp_w = adapted_attention_per_layer(m, decoder_ratio(m, setup))
+    shapes = lora_adapter_shapes(m, setup.lora_targets)
+    return float(m.total_layers * sum(2.0 * setup.lora_rank * (k + n) * (attn_w if t in ("q", "k", "v", "o")
+                                                                          else mlp_w)
+                                      for t, (k, n) in zip([t for t in setup.lora_targets
+                                                             if t in ("q", "k", "v", "o", "gate", "up", "down")],
+                                                            shapes)))
 
 
 def flops_per_step(m: ModelArch, setup: TrainSetup) -> FlopsEstimate:
     """Model, hardware and executed FLOPs of one optimizer step, with 6ND and Narayanan's eq. 3 alongside."""
     s = setup.seq_len
     T = float(setup.tokens_per_step)
-    shapes = layer_shapes(m)
+    shapes = layer_shapes(m, decoder_ratio(m, setup))
     fwd = flops_per_token_forward(m, s, causal=False, shapes=shapes)
     fwd_causal = flops_per_token_forward(m, s, causal=True, shapes=shapes)
     fwd_total = sum(fwd.values())

@@ -36,11 +36,11 @@ from typing import Any, Mapping
 import numpy as np
 
 from sizeup.core.explain import Term
-from sizeup.core.flops import op_sac_saved_mms
+from sizeup.core.flops import decoder_ratio, head_width, op_sac_saved_mms
 from sizeup.core.params import attention_params, count_params, mlp_params, moe_params, norm_params
 from sizeup.core.types import (
-    Attention, ContextParallel, GpuSpec, MlpKind, ModelArch, NormKind, Offload, Optimizer, Overheads, Peft,
-    PipelineSchedule, Precision, Recompute, Sharding, TrainSetup,
+    ArchKind, Attention, ContextParallel, GpuSpec, HeadKind, MlpKind, ModelArch, NormKind, Offload, Optimizer,
+    Overheads, Peft, PipelineSchedule, Precision, Recompute, Sharding, TrainSetup,
 )
 
 # --------------------------------------------------------------------------- integer codes (array kernel)
@@ -499,6 +499,32 @@ def op_sac_saved_tensors(m: ModelArch, moe_layer: bool, resid_bytes: float, mm_b
     return out
 
 
+_CROSS_KV = ("attn/k", "attn/v", "attn/qkv_output_kv")
+
+
+def _enc_dec_activation(m: ModelArch, layer: list[tuple[str, float, str]], r: float, consts: dict
+                        ) -> list[tuple[str, float, str]]:
+    """Saved tensors of the average encoder-decoder layer per INPUT token (s_e), from one self-attention + MLP
+    layer's list: encoder layers as they are (weight L_e/L); decoder layers (weight L_d/L) keep the same tensors on
+    s_d = r*s_e tokens (score matrices r^2) plus a cross-attention block: its norm, q, attention output, lse and
+    scores (s_d x s_e: r) on the decoder tokens and its K and V on the encoder tokens (transformers modeling_t5.py
+    T5LayerCrossAttention / T5Attention with key_value_states); the encoder output, the input of every decoder
+    layer's cross k/v Linear, is kept once (1/L per layer) when those weights (or adapters) need it."""
+    L = m.total_layers
+    fe, fd = m.num_layers / L, m.num_decoder_layers / L
+    out: list[tuple[str, float, str]] = []
+    for name, value, kind in layer:
+        out.append((f"enc/{name}", fe * value, kind))
+        out.append((f"dec/{name}", fd * value * (r * r if kind == "s2" else r), kind))
+        if name.startswith("attn/"):
+            w = fd * (1.0 if name in _CROSS_KV else r)
+            out.append((f"dec/cross_{name[5:]}", w * value, kind))
+    train = consts["trainable"]
+    if train.get("k") or train.get("v"):
+        out.append(("dec/encoder_output", consts["e"] * m.hidden_size / L, "rep"))
+    return [(n, v, k) for n, v, k in out if v]
+
+
 def _trainable(setup: TrainSetup) -> dict[str, bool]:
     if setup.peft == Peft.NONE:
         return {t: True for t in (*LORA_TARGETS, "router")}
@@ -522,9 +548,15 @@ def _statics(m: ModelArch, setup: TrainSetup, kernel: str, amp: bool | None = No
             return replace(primary, amp_alt=_statics(m, setup, kernel, amp=True, loss=loss))
         return primary
     pc = count_params(m)
-    h, V, L = m.hidden_size, m.vocab_size, m.num_layers
+    h, V, L = m.hidden_size, m.vocab_size, m.total_layers
     attn = attention_params(m)
     norms = m.norms_per_layer * norm_params(m, h)
+    # encoder-decoder: per-layer figures are averages over the L_e encoder and L_d decoder layers (a decoder layer
+    # adds a cross-attention block and a third norm; transformers modeling_t5.py T5Block)
+    xe = m.num_decoder_layers / L if m.is_encoder_decoder else 0.0
+    if xe:
+        attn = {k_: v * (1.0 + xe) for k_, v in attn.items()}
+        norms = (2.0 + xe) * norm_params(m, h)
     n_moe = m.num_moe_layers
     n_dense = L - n_moe
     dense_mlp = mlp_params(m, m.ffn_size)
@@ -535,9 +567,12 @@ def _statics(m: ModelArch, setup: TrainSetup, kernel: str, amp: bool | None = No
     layer_rep = rep + n_moe * moe.get("router", 0) / L
     layer_exp = n_moe * moe.get("experts", 0) / L
     emb = pc.breakdown.get("embedding/token", 0) + pc.breakdown.get("embedding/position", 0) \
-        + pc.breakdown.get("embedding/norm", 0)
-    head = pc.breakdown.get("output_head", 0) + pc.breakdown.get("final_norm", 0)
+        + pc.breakdown.get("embedding/norm", 0) + pc.breakdown.get("embedding/token_type", 0)
+    head = pc.total - emb - L * (attn_total + rep + dense_mlp) if m.arch_kind != ArchKind.DECODER else \
+        pc.breakdown.get("output_head", 0) + pc.breakdown.get("final_norm", 0)  # + pooler, final norms, rel. bias
     dense_layer = attn_total + rep + dense_mlp
+    if xe:  # the largest gather unit: a decoder layer (self + cross attention, 3 norms, MLP)
+        dense_layer = 2 * sum(attention_params(m).values()) + 3 * norm_params(m, h) + dense_mlp
     moe_layer = attn_total + rep + sum(moe.values()) if n_moe else 0
     largest = max(dense_layer, moe_layer, emb, V * h)
     shapes = _linear_shapes(m)
@@ -545,6 +580,7 @@ def _statics(m: ModelArch, setup: TrainSetup, kernel: str, amp: bool | None = No
     mm_mlp_dense = sum(a_ * b_ for n_, (a_, b_) in shapes.items() if n_ in ("gate", "up", "down"))
     # matmul weights per layer that autocast casts (hf-eager: grouped-GEMM experts stay fp32, the router is cast)
     expert_cast = 0 if kernel == "hf-eager" else moe.get("experts", 0)
+    mm_attn = mm_attn * (1.0 + xe)
     mm_layer = mm_attn + (n_dense * mm_mlp_dense + n_moe * (expert_cast + moe.get("shared_experts", 0)
                                                             + m.hidden_size * m.num_experts)) / L
     trainable = _trainable(setup)
@@ -559,6 +595,8 @@ def _statics(m: ModelArch, setup: TrainSetup, kernel: str, amp: bool | None = No
                 count = 1.0
                 if name in ("gate", "up", "down") and n_moe:
                     count = (n_dense + n_moe * m.num_experts) / L  # every routed expert gets adapters
+                elif name in ("q", "k", "v", "o"):
+                    count = 1.0 + xe  # decoder layers: self- and cross-attention both carry the adapter
                 adapter += count * setup.lora_rank * (fin + fout)
     consts = {
         "kernel": kernel,
@@ -584,6 +622,9 @@ def _statics(m: ModelArch, setup: TrainSetup, kernel: str, amp: bool | None = No
         consts["e"] = 4.0 if setup.precision in (Precision.FP32, Precision.TF32) else 2.0
     dense_t = _layer_activation(m, consts, moe_layer=False)
     moe_t = _layer_activation(m, consts, moe_layer=True) if n_moe else []
+    r_dec = decoder_ratio(m, setup)
+    if m.is_encoder_decoder:
+        dense_t = _enc_dec_activation(m, dense_t, r_dec, consts)
     act: dict[str, float] = {"rep": 0.0, "div": 0.0, "kv": 0.0, "s2": 0.0, "lse": 0.0}
     names: dict[tuple[str, str], float] = {}
     for tensors, weight in ((dense_t, n_dense / L), (moe_t, n_moe / L)):
@@ -608,13 +649,20 @@ def _statics(m: ModelArch, setup: TrainSetup, kernel: str, amp: bool | None = No
     loss = loss or ("vocab-parallel" if kernel == "fused" else "full")
     if loss not in LOSS_IMPLS:
         raise ValueError(f"loss must be one of {', '.join(LOSS_IMPLS)}, got {loss!r}")
-    logits_saved, logits_temp = (x * V for x in LOSS_IMPLS[loss])
+    # the loss head's V-wide tensors per input token: V (decoder-only), V x s_d/s_e (encoder-decoder), none for a
+    # bare encoder or a sequence classifier (one labels-wide row per sequence)
+    v_head = head_width(m, r_dec)
+    logits_saved, logits_temp = (x * v_head for x in LOSS_IMPLS[loss])
     if kernel == "fused":
         final_act = 2 * e * h
     else:
         # final norm (fp32 upcast + normalized for RMSNorm, input for LayerNorm) + its output, the head input
         final_act = (4.0 + (4.0 if amp else e) + (2.0 if amp else e)) * h if m.norm_kind == NormKind.RMSNORM \
             else (r + (2.0 if amp else e)) * h
+    if m.arch_kind != ArchKind.DECODER:
+        # the final norm / head input is on the decoder tokens (encoder-decoder); a bare encoder or a classifier
+        # keeps no per-token head input (BERT is post-LN: no final norm; the pooler reads one token per sequence)
+        final_act = final_act * r_dec if m.head == HeadKind.LM else 0.0
     # backward of one layer: ~2 gradient tensors of the widest (MLP) activation live at once
     f_wide = max(m.ffn_size, m.expert_ffn_size * max(1, m.experts_per_token) if n_moe else 0)
     wide_b = 4.0 if (amp and (m.hf_model_type in _GELU_NEW_TYPES or n_moe)) else (2.0 if amp else e)
@@ -628,7 +676,7 @@ def _statics(m: ModelArch, setup: TrainSetup, kernel: str, amp: bool | None = No
         largest_linear=float(max(a_ * b_ for a_, b_ in shapes.values())),
         mm_layer=float(mm_layer), mm_head=float(V * h), adapter_layer=float(adapter), quant_layer=float(quant),
         adafactor_fraction=_adafactor_fraction(m) if setup.optimizer == Optimizer.ADAFACTOR else 1.0,
-        act=act, act_ckpt=r * h,
+        act=act, act_ckpt=r * h * ((m.num_layers + m.num_decoder_layers * r_dec) / L if xe else 1.0),
         logits_saved=logits_saved, logits_temp=logits_temp, final_act=final_act, bwd_temp=bwd_temp,
         act_names=tuple((n, v, k_) for (n, k_), v in names.items()),
         act_sac=act_sac, act_attn_only=act_attn,
@@ -1029,6 +1077,18 @@ def check_setup(model: ModelArch, setup: TrainSetup) -> list[str]:
                         "(KV heads are then replicated)")
     if setup.pp > model.num_layers:
         problems.append(f"pp ({setup.pp}) cannot exceed the number of layers ({model.num_layers})")
+    if model.arch_kind != ArchKind.DECODER:
+        # one stack's layers split over stages is what the pipeline model knows; encoder-decoder stage placement
+        # (Megatron --pipeline-model-parallel-split-rank) and ring/Ulysses over two sequence lengths are not modelled
+        if setup.pp > 1:
+            problems.append(f"pipeline parallelism is modelled for decoder-only models; {model.id} is "
+                            f"{model.arch_kind.value} (use pp 1)")
+        if setup.cp > 1:
+            problems.append(f"context parallelism is modelled for decoder-only models; {model.id} is "
+                            f"{model.arch_kind.value} (use cp 1)")
+    if setup.decoder_seq_len and not model.is_encoder_decoder:
+        problems.append(f"decoder-seq sets the target length of an encoder-decoder; {model.id} is "
+                        f"{model.arch_kind.value} (give --seq only)")
     if setup.virtual_pp > 1:
         if setup.pp_schedule != PipelineSchedule.INTERLEAVED:
             problems.append("virtual pipeline stages need the interleaved schedule")

@@ -30,7 +30,8 @@ import numpy as np
 from sizeup.core.comms import collective_time, ring_coefficients
 from sizeup.core.explain import Term
 from sizeup.core.flops import (
-    LayerShapes, attention_flops_per_token, flops_per_step, layer_shapes, recompute_gemm_share,
+    LayerShapes, adapted_attention_per_layer, attention_flops_per_token, decoder_ratio, flops_per_step, layer_shapes,
+    recompute_gemm_share,
 )
 from sizeup.core.params import count_params
 from sizeup.core.types import (
@@ -213,7 +214,7 @@ def model_inputs(m: ModelArch, setup: TrainSetup | None = None) -> ModelInputs:
             if t in widths:
                 a, b = widths[t]
                 per_layer += r * (a + b)
-        trainable = float(per_layer * m.num_layers)
+        trainable = float(per_layer * m.total_layers * adapted_attention_per_layer(m)[0])
         frozen = 1.0
     num_experts: int = 0
     moe_fraction: float = 0.0
@@ -229,7 +230,10 @@ def model_inputs(m: ModelArch, setup: TrainSetup | None = None) -> ModelInputs:
                 "o": (m.attn_out_dim, h, False), "gate": (h, m.ffn_size, True), "up": (h, m.ffn_size, True),
                 "down": (m.ffn_size, h, False)}
         adapters = tuple((float(cols[t][0]), float(cols[t][1]), cols[t][2]) for t in setup.lora_targets if t in cols)
-    return ModelInputs(layer_shapes(m), m.num_layers, m.hidden_size, m.vocab_size, float(pc.total), expert, trainable,
+    # encoder-decoder: the average of the L_e + L_d layers per input token (sizeup.core.flops._enc_dec_shapes); the
+    # head's width is V x s_d/s_e there, 0 for a bare encoder or a sequence classifier
+    shapes = layer_shapes(m, decoder_ratio(m, setup))
+    return ModelInputs(shapes, m.total_layers, m.hidden_size, shapes.logits_n, float(pc.total), expert, trainable,
                        m.num_moe_layers, max(1, m.experts_per_token), m.kv_dim, m.mlp_kind.gated, frozen,
                        float(m.q_dim / m.num_heads), peft == Peft.QLORA,
                        float(m.norms_per_layer) if m.norm_kind == NormKind.RMSNORM else 0.0,

@@ -294,6 +294,9 @@ class ModelArch:
     """BERT pooler: a dense h x h + bias on the first token (BertModel add_pooling_layer)."""
     head: HeadKind = HeadKind.LM
     num_labels: int = 2
+    dropout: float = 0.0
+    """Dropout probability the model's config trains with (HF BERT hidden_dropout_prob and
+    attention_probs_dropout_prob, T5 dropout_rate): the job's default --dropout. 0 for the decoder presets."""
     """Classes of a `head: classifier` model (transformers num_labels default 2)."""
     # provenance
     source: str = ""

@@ -39,6 +39,8 @@ JOB_FLAGS: tuple[JobFlag, ...] = (
     JobFlag("gpus_per_node", "int", "cluster", "GPUs per node / NVLink domain (default: the GPU's node size)."),
     # batch
     JobFlag("seq", "int", "batch", "Sequence length in tokens (default 2048, or the model's context if shorter)."),
+    JobFlag("decoder_seq", "int", "batch", "Target (decoder) tokens per sequence of an encoder-decoder model (T5); "
+                                           "--seq is then the encoder's input length (default: = --seq)."),
     JobFlag("micro_batch", "int", "batch", "Sequences per GPU per forward/backward (default 1)."),
     JobFlag("global_batch", "int", "batch", "Sequences per optimizer step (default: about 1M tokens, at least "
                                             "100 steps; see docs/methodology.md 'Defaults')."),

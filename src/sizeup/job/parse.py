@@ -374,6 +374,11 @@ def build_job(values: dict[str, Any], catalog=None, *, need_gpu: bool = True, al
         if x is not None and x > 1:
             raise SizeupError(f"--{name} must be in [0, 1], got {x}")
     dropout = _float("dropout", v.get("dropout"))
+    if dropout is None and arch.dropout:
+        # the model's config trains with dropout (BERT hidden/attention 0.1, T5 dropout_rate 0.1): transformers
+        # modules apply it in train mode
+        dropout = arch.dropout
+        defaults.append(("dropout", f"{arch.dropout:g} (the model config's training dropout)"))
     fragmentation = _float("fragmentation", v.get("fragmentation"))
 
     # optimizer
@@ -538,7 +543,13 @@ def build_job(values: dict[str, Any], catalog=None, *, need_gpu: bool = True, al
             raise SizeupError(f"inconsistent batch: global batch {gb} != micro-batch {mb} x data-parallel {dp} x "
                               f"grad accumulation {ga} = {mb * dp * ga}")
         ga = gb // (mb * dp)
-    batch = Batch(seq, mb, ga, dp)
+    dec_seq = _int("decoder-seq", v.get("decoder_seq"))
+    if dec_seq is not None and not arch.is_encoder_decoder:
+        raise SizeupError(f"--decoder-seq sets the target length of an encoder-decoder model; {arch.id} is "
+                          f"{arch.arch_kind.value} (give --seq only)")
+    if arch.is_encoder_decoder and dec_seq is None:
+        defaults.append(("decoder_seq", f"{seq} (= seq: target as long as the input)"))
+    batch = Batch(seq, mb, ga, dp, dec_seq or 0)
 
     # pricing
     platform = v.get("platform")

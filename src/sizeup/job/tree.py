@@ -6,7 +6,8 @@ floored or guessed: gpus must be a multiple of tp*pp*cp, the global batch a mult
       workload     Workload | None (tokens, or samples x tokens per sample x epochs)
       cluster      GPU kind (or a bare memory size), count, GPUs per node
       parallelism  tp, pp, virtual stages, schedule, cp, ep, dp (derived exactly), sequence parallel, sharding
-      batch        sequence length, micro-batch, gradient accumulation, global batch
+      batch        sequence length (encoder input length of an encoder-decoder, with its decoder/target length),
+                   micro-batch, gradient accumulation, global batch
       precision    precision and fp8 recipe
       optimizer    kind, fused/foreach, paged, step in backward
       recompute    policy and fraction of layers
@@ -114,9 +115,13 @@ class Batch:
     micro_batch: int
     grad_accum: int
     dp: int
+    decoder_seq_len: int = 0
+    """target tokens per sequence of an encoder-decoder model (0: the same as seq_len, or not one)"""
 
     def __post_init__(self):
         _whole("seq", self.seq_len, 1, MAX_SEQ)
+        if self.decoder_seq_len:
+            _whole("decoder-seq", self.decoder_seq_len, 1, MAX_SEQ)
         _whole("micro-batch", self.micro_batch, 1, MAX_MICRO_BATCH)
         _whole("grad-accum", self.grad_accum, 1, 2**24)
 
@@ -301,7 +306,8 @@ class Job:
         p, b = self.parallelism, self.batch
         return TrainSetup(
             gpus=self.cluster.gpus, tp=p.tp, pp=p.pp, cp=p.cp, ep=p.ep, micro_batch=b.micro_batch,
-            grad_accum=b.grad_accum, seq_len=b.seq_len, precision=self.precision.precision,
+            grad_accum=b.grad_accum, seq_len=b.seq_len, decoder_seq_len=b.decoder_seq_len,
+            precision=self.precision.precision,
             optimizer=self.optimizer.kind, fused_optimizer=self.optimizer.fused, sharding=p.sharding,
             sequence_parallel=p.sequence_parallel, pp_schedule=p.schedule, virtual_pp=p.virtual_pp, cp_impl=p.cp_impl,
             zero_quantized_weights=p.zero_quantized_weights, zero_quantized_gradients=p.zero_quantized_gradients,
@@ -335,7 +341,7 @@ class Job:
                       zero_quantized_gradients=setup.zero_quantized_gradients)
         return replace(
             self, cluster=replace(self.cluster, gpus=setup.gpus), parallelism=par,
-            batch=Batch(setup.seq_len, setup.micro_batch, setup.grad_accum, par.dp),
+            batch=Batch(setup.seq_len, setup.micro_batch, setup.grad_accum, par.dp, setup.decoder_seq_len),
             precision=replace(self.precision, precision=setup.precision),
             optimizer=replace(self.optimizer, kind=setup.optimizer, fused=setup.fused_optimizer,
                               in_backward=setup.optimizer_in_backward, paged=setup.paged_optimizer),

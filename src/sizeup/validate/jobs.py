@@ -38,6 +38,8 @@ def point_values(point, arch, gpu, setup) -> dict[str, Any]:
                          "zero": setup.sharding.value, "precision": setup.precision.value,
                          "optimizer": ("paged-" if setup.paged_optimizer else "") + setup.optimizer.value,
                          "recompute": setup.recompute.value, "attention": setup.attention.value}
+    if setup.decoder_seq_len:
+        v["decoder_seq"] = setup.decoder_seq_len
     if setup.recompute == Recompute.LAYER_FRACTION:
         v["recompute_layers"] = setup.recompute_fraction
     if setup.tp > 1 and (setup.sequence_parallel or sp_stated(point) or not point_framework(point)):

@@ -20,7 +20,7 @@ from pathlib import Path
 from dataclasses import dataclass, field
 
 from sizeup.core.types import (
-    Attention, GpuSpec, MlpKind, ModelArch, NormKind, Offload, Optimizer, Peft, PipelineSchedule,
+    ArchKind, Attention, GpuSpec, HeadKind, MlpKind, ModelArch, NormKind, Offload, Optimizer, Peft, PipelineSchedule,
     PositionKind, Precision, Recompute, Sharding, TrainSetup,
 )
 from sizeup.errors import SizeupError
@@ -378,8 +378,7 @@ def model_for_point(point: Point, catalog) -> tuple[ModelArch, list[str]]:
     notes: list[str] = []
     m = point.model
     arch_text = f"{m.arch_type or ''} {m.name or ''}".lower()
-    if re.search(r"encoder", m.arch_type or ""):
-        raise Skip(f"{m.arch_type}: sizeup models decoder-only transformers")
+    stated_kind = stated_arch_kind(point)
     preset = None
     if m.name:
         for name in _name_variants(m.name):
@@ -411,7 +410,19 @@ def model_for_point(point: Point, catalog) -> tuple[ModelArch, list[str]]:
         notes.append(f"model preset {preset.id}")
         if how:
             notes.append(how)
+        if stated_kind is not None and preset.arch_kind != stated_kind:
+            raise Skip(f"the point's model is {stated_kind.value} ({m.arch_type}) but preset {preset.id} is "
+                       f"{preset.arch_kind.value}")
+        if preset.arch_kind == ArchKind.ENCODER and re.search(r"sequence[ -]classification", arch_text):
+            # AutoModelForSequenceClassification: pooler + Linear(h, num_labels), num_labels 2 unless the config
+            # says otherwise (transformers PretrainedConfig num_labels default 2; modeling_bert.py)
+            preset = preset.with_(head=HeadKind.CLASSIFIER, num_labels=2)
+            notes.append("sequence-classification head: pooler + classifier over 2 labels (transformers default "
+                         "num_labels; the point does not state it)")
         return preset, notes
+    if stated_kind is not None and stated_kind != ArchKind.DECODER:
+        raise Skip(f"{m.arch_type}: no {stated_kind.value} preset matches {m.name!r} (an encoder or encoder-decoder "
+                   "model is built from a preset or a config.json, not from the point's fields)")
     if re.search(r"\bmoe\b|mixture", arch_text):
         raise Skip("MoE model without expert count/size in the point and no matching preset")
     missing = [k for k in ("layers", "hidden", "heads") if getattr(m, k) is None]
@@ -421,6 +432,18 @@ def model_for_point(point: Point, catalog) -> tuple[ModelArch, list[str]]:
         what = "no preset matches the model name" if preset is None else f"preset {preset.id} disagrees with stated dims"
         raise Skip(f"architecture incomplete ({', '.join(missing)} unknown) and {what} {m.name!r}")
     return arch_from_fields(point), notes + ["architecture built from the point's model fields"]
+
+
+def stated_arch_kind(point: Point) -> ArchKind | None:
+    """The architecture kind a point's `arch_type` names ('encoder-decoder T5', 'encoder-only'); None when silent."""
+    t = (point.model.arch_type or "").lower()
+    if re.search(r"encoder[ -]?decoder|seq2seq|sequence-to-sequence", t):
+        return ArchKind.ENCODER_DECODER
+    if re.search(r"encoder", t):
+        return ArchKind.ENCODER
+    if re.search(r"decoder", t):
+        return ArchKind.DECODER
+    return None
 
 
 def _token_matches(name: str | None, catalog) -> list[ModelArch]:
@@ -632,7 +655,12 @@ def gpu_stand_in_for_memory(point: Point, catalog) -> tuple[GpuSpec, str] | None
     except AttributeError:
         return None
     if name:
-        return _gpu_read_from_remark(point, catalog, alternatives_ok=True)
+        read = _gpu_read_from_remark(point, catalog, alternatives_ok=True)
+        if read is not None or not re.search(r"\((?:[^)]*\b)?(unspecified|not stated|unknown)\)", name, re.I):
+            return read
+        # 'CUDA GPU (unspecified)': the point itself says no GPU model is stated
+        gpu = catalog.gpu(_STAND_IN_GPU)
+        return gpu, (f"GPU {name!r}: {gpu.id} stands in (a memory quantity does not depend on the GPU model)")
     gpu = catalog.gpu(_STAND_IN_GPU)
     return gpu, f"GPU not stated: {gpu.id} stands in (a memory quantity does not depend on the GPU model)"
 
@@ -676,11 +704,24 @@ def build_setup(point: Point, model: ModelArch, gpu: GpuSpec, need_batch: bool =
     par, hw = point.parallel, point.hardware
     notes: list[str] = []
     seq = seq_len_for_point(point)
+    dec_seq = 0
+    if model.is_encoder_decoder:
+        # encoder-decoder: the input length feeds the encoder, the target length the decoder (workload input_len /
+        # output_len); a single stated length is used for both, and said so
+        w = point.workload
+        if w.input_len and w.output_len:
+            seq, dec_seq = int(w.input_len), int(w.output_len)
+        elif seq:
+            notes.append(f"encoder-decoder: one sequence length stated ({seq}); used for the encoder input and the "
+                         "decoder target")
+        elif need_seq:
+            raise Skip("sequence length unknown (encoder-decoder: neither the encoder input length nor the decoder "
+                       "target length is stated)")
     if not seq:
         if need_seq:
             raise Skip("sequence length unknown")
-        seq = 2048
-        notes.append("seq_len unknown, 2048 used (the predicted quantity does not depend on it)")
+        seq = min(2048, model.max_seq_len or 2048)
+        notes.append(f"seq_len unknown, {seq} used (the predicted quantity does not depend on it)")
     cp = int(par.cp or 1)
     ep = int(par.ep or 1)
     tp, pp, dp = par.tp, par.pp, par.dp
@@ -809,6 +850,7 @@ def build_setup(point: Point, model: ModelArch, gpu: GpuSpec, need_batch: bool =
     attention = attention_for(point, gpu)
     kwargs = dict(
         gpus=gpus, tp=tp, pp=pp, cp=cp, ep=ep, micro_batch=int(mb), grad_accum=int(ga), seq_len=seq,
+        decoder_seq_len=dec_seq,
         precision=precision, optimizer=optimizer, sharding=sharding, sequence_parallel=bool(sp and tp > 1),
         pp_schedule=PipelineSchedule.INTERLEAVED if vpp > 1 else PipelineSchedule.ONE_F_ONE_B,
         virtual_pp=vpp, recompute=recompute, attention=attention, offload_optimizer=off_opt,

@@ -293,7 +293,7 @@ class _Catalog:
 
 
 @pytest.mark.parametrize("over, quantity, unit, reason", [
-    ({"model": {"arch_type": "encoder-decoder T5", "layers": None}}, "mfu", "%", "decoder-only"),
+    ({"model": {"arch_type": "encoder-decoder T5", "layers": None}}, "mfu", "%", "no encoder-decoder preset matches"),
     ({"model": {"layers": None, "hidden": None}}, "mfu", "%", "architecture incomplete (layers, hidden unknown)"),
     ({"hardware": {"gpu": "TPU v4"}}, "mfu", "%", "not in the catalog"),
     ({}, "weak_scaling_efficiency", "%", "ratio of two measurements"),

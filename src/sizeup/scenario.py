@@ -49,6 +49,7 @@ class WorkloadSection(_Strict):
 
 class TrainingSection(_Strict):
     seq: Optional[int] = Field(default=None, gt=0)
+    decoder_seq: Optional[int] = Field(default=None, gt=0)
     micro_batch: Optional[int] = Field(default=None, gt=0)
     global_batch: Optional[int] = Field(default=None, gt=0)
     grad_accum: Optional[int] = Field(default=None, gt=0)

@@ -293,6 +293,9 @@ def option_terms(options, rps: float, pl, ol) -> list:
 
 def check_layout(arch, tp: int, pp: int) -> None:
     """Serving engines (vLLM, SGLang, TensorRT-LLM) shard attention heads over TP ranks and layers over PP stages."""
+    from sizeup.core.inference import check_decoder_only
+
+    check_decoder_only(arch)
     if arch.num_heads % tp:
         ok = [t for t in range(1, arch.num_heads + 1) if arch.num_heads % t == 0 and t <= 64]
         raise SizeupError(f"--tp {tp} must divide {arch.id}'s {arch.num_heads} attention heads; "
@@ -481,6 +484,9 @@ def infer_cmd(
     kv = parse_kv(kv_dtype, w)
     s = parse_tokens("prompt-len", prompt_len, 512)
     n = parse_tokens("output-len", output_len, 128)
+    from sizeup.core.inference import check_decoder_only
+
+    check_decoder_only(arch)
     if s + n > arch.max_seq_len and not allow_long_context:
         raise SizeupError(f"prompt {s} + output {n} = {s + n} tokens exceeds {arch.id}'s max_seq_len "
                           f"{arch.max_seq_len}; shorten them or pass --allow-long-context")

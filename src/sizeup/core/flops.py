@@ -343,6 +343,28 @@ def lora_adapter_flops_per_token(m: ModelArch, setup: TrainSetup) -> float:
                                                             shapes)))
 
 
+def stack_flops_per_sequence(m: ModelArch, s_e: int, s_d: int | None = None) -> dict[str, float]:
+    """Forward FLOPs of one sequence by stack (full-s^2 attention convention), written out directly from the
+    module structure (transformers modeling_bert.py BertLayer; modeling_t5.py T5Block): the `--explain` split of an
+    encoder or encoder-decoder. layer GEMMs per token G = 2*h*(q + 2kv) + 2*o*h + 2*h*u*f + 2*f*h (u = 2 gated);
+    encoder s_e*L_e*(G + 2*s_e*(q + o)); decoder self s_d*L_d*(G + 2*s_d*(q + o)); cross attention
+    L_d*(s_d*(2*h*q + 2*o*h) + s_e*2*h*2kv + 2*s_d*s_e*(q + o)); LM head 2*h*V*s_d."""
+    h, q, kv, o, f = m.hidden_size, m.q_dim, m.kv_dim, m.attn_out_dim, m.ffn_size
+    u = 2 if m.mlp_kind.gated else 1
+    G = 2.0 * h * (q + 2 * kv) + 2.0 * o * h + 2.0 * h * u * f + 2.0 * f * h
+    out = {"encoder": float(s_e * m.num_layers * (G + 2.0 * s_e * (q + o)))}
+    if m.is_encoder_decoder:
+        s_d = s_d or s_e
+        Ld = m.num_decoder_layers
+        out["decoder_self"] = float(s_d * Ld * (G + 2.0 * s_d * (q + o)))
+        out["cross_attention"] = float(Ld * (s_d * (2.0 * h * q + 2.0 * o * h) + s_e * 2.0 * h * 2 * kv
+                                             + 2.0 * s_d * s_e * (q + o)))
+        out["head"] = float(2.0 * h * head_width(m, 1.0) * s_d)
+    else:
+        out["head"] = float(2.0 * h * head_width(m) * s_e)
+    return out
+
+
 def flops_per_step(m: ModelArch, setup: TrainSetup) -> FlopsEstimate:
     """Model, hardware and executed FLOPs of one optimizer step, with 6ND and Narayanan's eq. 3 alongside."""
     s = setup.seq_len
@@ -397,7 +419,7 @@ def flops_per_step(m: ModelArch, setup: TrainSetup) -> FlopsEstimate:
     n_embed = float(pc.embedding)
     six_nd = 6.0 * n_active * T
     six_nd_ne = 6.0 * (n_active - n_embed) * T
-    h, L, V = m.hidden_size, m.num_layers, m.vocab_size
+    h, L, V = m.hidden_size, m.total_layers, m.vocab_size
     # Narayanan et al. 2021 eq. 3 (per iteration, B = global batch sequences)
     narayanan = 72.0 * setup.global_batch * s * L * h * h * (1 + s / (6 * h) + V / (12 * h * L))
     per_component = {k: 3.0 * v * T for k, v in fwd.items()}
@@ -440,5 +462,19 @@ def flops_per_step(m: ModelArch, setup: TrainSetup) -> FlopsEstimate:
     )
     if setup.peft == Peft.NONE:
         terms = tuple(t for t in terms if t.name != "flops/lora_adapters_per_step")
+    if m.arch_kind != "decoder":
+        split = stack_flops_per_sequence(m, s, setup.dec_seq)
+        if m.is_encoder_decoder:
+            formula = ("encoder s_e*L_e*(G + 2*s_e*(q+o)) + decoder self s_d*L_d*(G + 2*s_d*(q+o)) + cross attention "
+                       "L_d*(s_d*4*h*q + s_e*4*h*kv + 2*s_d*s_e*(q+o)) + head 2*h*V*s_d  [per sequence, forward]")
+            src = ("Raffel et al. 2020 Sec. 2.1 (encoder, decoder with cross-attention); transformers "
+                   "modeling_t5.py T5Block; per input token = per sequence / s_e")
+        else:
+            formula = "encoder s*L*(G + 2*s*(q+o)) (bidirectional: no causal discount) + head  [per sequence, forward]"
+            src = "Devlin et al. 2019 (bidirectional encoder); transformers modeling_bert.py BertLayer"
+        terms = terms + (Term("flops/stacks_forward_per_sequence", sum(split.values()), "FLOP", formula,
+                              {**{k: v for k, v in split.items()}, "s_e": s, "s_d": setup.dec_seq if
+                               m.is_encoder_decoder else 0, "L_e": m.num_layers, "L_d": m.num_decoder_layers,
+                               "per_input_token": sum(split.values()) / s}, src),)
     return FlopsEstimate(T, fwd, model, model_causal, hardware, executed, rc_model, six_nd, six_nd_ne, narayanan,
                          per_component, terms)

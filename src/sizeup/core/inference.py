@@ -673,6 +673,16 @@ def compute_bound_batch(m: ModelArch, gpu: GpuSpec, context: float, setup: Serve
     return max(hi, 1)
 
 
+def check_decoder_only(model: ModelArch) -> None:
+    """Serving (prefill + autoregressive decode with a KV cache) is modelled for decoder-only models: an encoder
+    has no decode phase, an encoder-decoder's decode also reads a cross-attention cache over the encoder output."""
+    if model.arch_kind != "decoder":
+        from sizeup.errors import SizeupError
+
+        raise SizeupError(f"inference is modelled for decoder-only models; {model.id} is {model.arch_kind.value} "
+                          "(training estimates support it: sizeup train / memory)")
+
+
 def estimate_inference(
     model: ModelArch,
     gpu: GpuSpec,
@@ -688,6 +698,7 @@ def estimate_inference(
     c_avg = s + n/2; output tokens/s = B*n / (B*prefill(s) + n*step). Static batch: the B prompts are
     prefilled together, then n steps: tokens/s = B*n / (prefill(B*s) + n*step).
     """
+    check_decoder_only(model)
     setup = setup or ServeSetup()
     knobs = knobs or ServingKnobs()
     util = knobs.utilization if utilization is None else utilization
@@ -945,6 +956,7 @@ def plan_replica(model: ModelArch, gpu: GpuSpec, tp: int, traffic: Traffic, targ
                  price_usd_per_gpu_hour: float | None) -> FleetOption:
     """Largest per-replica concurrency C meeting memory (mean lengths), TPOT (p95 lengths) and TTFT (p95 prompt)
     targets; replicas = ceil(rps / X(C)), X = C / (C*prefill(s_mean) + n_mean*step(C)) * ... requests/s."""
+    check_decoder_only(model)
     s_mean, n_mean = traffic.prompt_len.mean, traffic.output_len.mean
     s95, n95 = traffic.prompt_len.p95, traffic.output_len.p95
     wb = weight_bytes(model, weights, knobs.quant_group_size).total_bytes

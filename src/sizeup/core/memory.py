@@ -1350,10 +1350,23 @@ def _terms(model, setup, kernel, ov, comp, per_gpu, allocated, reserved, gpu_mem
             model, model.is_moe and model.first_k_dense_layers == 0, 2.0, 2.0)}
     elif setup.recompute == Recompute.LAYER_FRACTION:
         tensors = {**tensors, "recompute_fraction": setup.recompute_fraction}
+    split: dict[str, Any] = {}
+    if model.is_encoder_decoder:
+        # per input token, summed over the average layer: what the encoder and the decoder layers keep
+        enc_b = sum(v for n_, v, k_ in st.act_names if n_.startswith("enc/") and k_ != "s2")
+        dec_b = sum(v for n_, v, k_ in st.act_names if n_.startswith("dec/") and k_ != "s2")
+        split = {"arch": "encoder-decoder", "L_enc": model.num_layers, "L_dec": model.num_decoder_layers,
+                 "s_enc": setup.seq_len, "s_dec": setup.dec_seq,
+                 "encoder_share_of_layer_bytes": round(enc_b / max(enc_b + dec_b, 1e-9), 3),
+                 "decoder_share_of_layer_bytes": round(dec_b / max(enc_b + dec_b, 1e-9), 3)}
+        act_formula += ("  [encoder-decoder: per input token, the average of L_e encoder layers and L_d decoder "
+                        "layers (x s_d/s_e; cross-attention K/V on encoder tokens)]")
+    elif model.arch_kind != ArchKind.DECODER:
+        split = {"arch": model.arch_kind.value}
     terms.append(Term(
         "memory/activations", per_gpu["activations/layers"], "B", act_formula,
-        {"kernel": kernel, "b": setup.micro_batch, "s": setup.seq_len, "h": model.hidden_size,
-         "layers_per_stage": math.ceil(model.num_layers / setup.pp), "recompute": setup.recompute.value,
+        {"kernel": kernel, "b": setup.micro_batch, "s": setup.seq_len, "h": model.hidden_size, **split,
+         "layers_per_stage": math.ceil(model.total_layers / setup.pp), "recompute": setup.recompute.value,
          "bytes_per_token_per_layer_unsharded": round(sum(v for _, v, k_ in st.act_names if k_ != "s2"), 2),
          "per_layer_sbh": round(sum(v for _, v, k_ in st.act_names if k_ != "s2") / model.hidden_size, 3),
          **{f"tensor:{k_}": v for k_, v in tensors.items()}},
@@ -1363,7 +1376,8 @@ def _terms(model, setup, kernel, ov, comp, per_gpu, allocated, reserved, gpu_mem
         "b*s/c * (saved + temp) * V / t  (fp32 log-softmax kept, gradients at backward start)",
         {"V": model.vocab_size, "loss": loss or ("vocab-parallel" if kernel == "fused" else "full"),
          "saved_bytes_per_vocab": st.logits_saved / model.vocab_size,
-         "temp_bytes_per_vocab": st.logits_temp / model.vocab_size, "phase": phase},
+         "temp_bytes_per_vocab": st.logits_temp / model.vocab_size, "phase": phase,
+         **({"head_tokens_per_input_token": setup.dec_seq / setup.seq_len} if model.is_encoder_decoder else {})},
         "Korthikanti 2022 Sec. 4.1 (4sbv); trace_feasibility.md (GPT-2 peak at start of backward)"))
     if per_gpu["activations/weight_casts"]:
         terms.append(Term("memory/weight_casts", per_gpu["activations/weight_casts"], "B",

@@ -171,6 +171,8 @@ def test_bad_input_is_one_line_exit_2(tmp_path):
         ("train", "bert-large-uncased", "--gpu", "h100-sxm", "--gpus", "2", "--pp", "2"),
         ("infer", "t0-3b", "--gpu", "h100-sxm"),                                    # no encoder-decoder serving
         ("train", "t0-3b", "--gpu", "h100-sxm", "--decoder-seq", "0"),
+        ("trace", "bert-base-cased", "--seq", "64"),                               # exact mode: causal LMs only
+        ("export", "fsdp", "t0-3b", "--gpu", "h100-sxm"),                          # decoder-only FSDP script
     ]
     for args in cases:
         out = _cli(*args)

@@ -194,6 +194,16 @@ def _hf_repo(model: ModelArch) -> str | None:
     return m.group(1) if m else None
 
 
+def _auto_class(model: ModelArch) -> str:
+    """The transformers Auto class that loads the model: causal LM, seq2seq LM (T5), or the encoder's head."""
+    if model.is_encoder_decoder:
+        return "AutoModelForSeq2SeqLM"
+    if model.arch_kind == "encoder":
+        return {"classifier": "AutoModelForSequenceClassification", "lm": "AutoModelForMaskedLM"}.get(
+            model.head.value, "AutoModel")
+    return "AutoModelForCausalLM"
+
+
 def _rope_scaling(model: ModelArch) -> dict:
     return dict(model.rope_scaling)
 
@@ -268,7 +278,7 @@ def deepspeed(model: ModelArch, setup: TrainSetup, steps: int | None = None) -> 
                                            "profile": False}
         notes.append(f"{setup.recompute.value} recompute: switch activation checkpointing on in the model "
                      "(model.gradient_checkpointing_enable() or deepspeed.checkpointing.checkpoint)")
-    notes.append(f"model {model.id}: load it with transformers (AutoModelForCausalLM.from_pretrained"
+    notes.append(f"model {model.id}: load it with transformers ({_auto_class(model)}.from_pretrained"
                  f"({_hf_repo(model) or model.id!r})); seq_len {setup.seq_len} is set by your data loader")
     return Export("deepspeed", json.dumps(cfg, indent=2) + "\n", "ds_config.json", tuple(notes))
 
@@ -683,6 +693,11 @@ def export_plan(fmt: str, model: ModelArch, setup: TrainSetup, steps: int | None
         from sizeup.errors import choice_error
 
         raise choice_error("export format", fmt, list(FORMATS))
+    if model.arch_kind != "decoder" and key not in ("deepspeed", "accelerate"):
+        # the FSDP / Megatron / torchtitan exports build decoder-only stacks (model.model.layers, GPTModel, Llama
+        # flavors); the DeepSpeed and accelerate configs do not name the model class
+        raise _refuse(key, f"an {model.arch_kind.value} model ({model.id})",
+                      "export deepspeed or accelerate, which load any transformers model")
     peft_note = _peft(key, setup)
     out = EXPORTERS[key](model, setup, steps)
     if peft_note:

@@ -212,3 +212,77 @@ def test_decoder_only_counts_unchanged_by_the_new_fields():
     m = CATALOG.model("llama-2-7b")
     assert m.arch_kind == ArchKind.DECODER and m.total_layers == m.num_layers
     assert count_params(m).total == 6_738_415_616  # Touvron et al. 2023 / HF LlamaForCausalLM: 6.74B
+
+
+# --------------------------------------------------------------------------- activations vs the real modules
+
+
+def _saved_bytes(model, fn) -> int:
+    """Bytes of the distinct non-parameter storages autograd saves for backward (torch saved_tensors_hooks)."""
+    import torch
+
+    params = {p.untyped_storage().data_ptr() for p in model.parameters()}
+    seen: dict[int, int] = {}
+
+    def pack(t):
+        st = t.untyped_storage()
+        if st.data_ptr() not in params:
+            seen.setdefault(st.data_ptr(), st.nbytes())
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        fn()
+    return sum(seen.values())
+
+
+def _sizeup_layer_bytes(m, setup, prefix: str = "") -> float:
+    """Bytes per input token of the saved tensors sizeup counts for the average layer, summed over the given
+    stack (prefix 'enc/' or 'dec/'; '' = all), times the layer count: per-token bytes of all such layers."""
+    from sizeup.core.memory import _statics
+
+    st = _statics(m, setup, "hf-eager")
+    tot = sum(v * (setup.seq_len if k == "s2" else 1.0) for n, v, k in st.act_names
+              if n.startswith(prefix) and not n.endswith("encoder_output"))
+    return tot * m.total_layers
+
+
+def test_bert_and_t5_layer_activations_match_transformers_saved_tensors():
+    """Per-layer saved tensors of transformers' own eager BERT and T5 modules (fp32, CPU, no dropout: CPU dropout
+    keeps fp32 masks where CUDA keeps bool ones), measured as the difference between 3 and 2 layers."""
+    torch = pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
+    from sizeup.core.types import Attention
+
+    torch.manual_seed(0)
+    b, s, h, a, f, V = 2, 128, 256, 4, 1024, 1000
+
+    def bert(L):
+        cfg = transformers.BertConfig(vocab_size=V, hidden_size=h, num_hidden_layers=L, num_attention_heads=a,
+                                      intermediate_size=f, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+        cfg._attn_implementation = "eager"
+        model = transformers.BertForSequenceClassification(cfg).train()
+        x, y = torch.randint(0, V, (b, s)), torch.randint(0, 2, (b,))
+        return _saved_bytes(model, lambda: model(input_ids=x, labels=y).loss)
+
+    def t5(Le, Ld, sd):
+        cfg = transformers.T5Config(vocab_size=V, d_model=h, d_kv=h // a, d_ff=f, num_layers=Le, num_decoder_layers=Ld,
+                                    num_heads=a, feed_forward_proj="gated-gelu", dropout_rate=0.0,
+                                    decoder_start_token_id=0, pad_token_id=0)
+        cfg._attn_implementation = "eager"
+        model = transformers.T5ForConditionalGeneration(cfg).train()
+        x, y = torch.randint(0, V, (b, s)), torch.randint(0, V, (b, sd))
+        return _saved_bytes(model, lambda: model(input_ids=x, labels=y).loss)
+
+    fp32 = TrainSetup(seq_len=s, micro_batch=b, precision=Precision.FP32, attention=Attention.MATH)
+    bm = CATALOG.model("bert-base-cased").with_(vocab_size=V, hidden_size=h, num_layers=1, num_heads=a,
+                                                num_kv_heads=a, head_dim=h // a, ffn_size=f, head=HeadKind.CLASSIFIER)
+    assert bert(3) - bert(2) == pytest.approx(b * s * _sizeup_layer_bytes(bm, fp32), rel=1e-3)
+
+    tm = CATALOG.model("t0-3b").with_(vocab_size=V, hidden_size=h, num_layers=1, num_decoder_layers=1, num_heads=a,
+                                      num_kv_heads=a, head_dim=h // a, ffn_size=f)
+    sd = 16
+    setup = fp32.with_(decoder_seq_len=sd)
+    enc_layer = t5(3, 1, sd) - t5(2, 1, sd)
+    assert enc_layer == pytest.approx(b * s * _sizeup_layer_bytes(tm, setup, "enc/"), rel=1e-3)
+    dec_layer = t5(1, 3, sd) - t5(1, 2, sd)  # self-attention + cross-attention (K, V on the encoder tokens) + MLP
+    assert dec_layer == pytest.approx(b * s * _sizeup_layer_bytes(tm, setup, "dec/"), rel=0.02)

@@ -113,6 +113,8 @@ NF4_BYTES_PER_PARAM = (4 + 8 / 64 + 32 / (64 * 256)) / 8
 ADAM8BIT_BYTES_PER_PARAM = 2 + 2 * 4 / 2048
 # HF transformers GPT-2-family MLPs use the unfused tanh GELU ("gelu_new"): 4 saved intermediates + output.
 _GELU_NEW_TYPES = ("gpt2", "gpt_neo", "gptj", "codegen", "gpt_bigcode")
+# T5 v1.1 / mT5 gated MLPs apply the same gelu_new to the gate projection
+_GATED_GELU_NEW_TYPES = ("t5", "mt5")
 
 
 # --------------------------------------------------------------------------- results
@@ -437,9 +439,17 @@ def _layer_activation(m: ModelArch, setup_consts: dict, moe_layer: bool) -> list
     # transformers 5.x runs routed experts through torch._grouped_mm, which autocast leaves in fp32
     cm = 4.0 if (moe_layer and amp) else c
     if gated:
-        # gate (SiLU input), up, act(gate), act*up (down_proj input, kept only if down trains)
-        out += [("mlp/gate", mult * cm * f, "div"), ("mlp/up", mult * cm * f, "div"),
-                ("mlp/act", mult * cm * f, "div")]
+        if m.hf_model_type in _GATED_GELU_NEW_TYPES:
+            # T5 v1.1 / mT5 "gated-gelu" runs gelu_new on wi_0's output (configuration_t5.py: dense_act_fn
+            # "gelu_new"; modeling_t5.py T5DenseGatedActDense): the tanh-GELU chain keeps x, tanh(.), 0.5x and
+            # 1+tanh as for GPT-2 (fp32 under autocast), then act, wi_1's output and their product (wo's input)
+            chain = (4.0 + 4.0 + 2.0 + 4.0) if amp else 4.0 * e
+            out += [("mlp/gelu_new_chain", mult * chain * f, "div"), ("mlp/up", mult * cm * f, "div"),
+                    ("mlp/act", mult * cm * f, "div")]
+        else:
+            # gate (SiLU input), up, act(gate), act*up (down_proj input, kept only if down trains)
+            out += [("mlp/gate", mult * cm * f, "div"), ("mlp/up", mult * cm * f, "div"),
+                    ("mlp/act", mult * cm * f, "div")]
         if train.get("down"):
             out.append(("mlp/down_input", mult * (lora_copy or cm) * f, "div"))
         if base_inputs and not (train.get("down") and not lora_copy):

@@ -153,7 +153,7 @@ _TARGET_WORDS = (("q", r"q_proj|q|query|wq"), ("k", r"k_proj|k|key|wk"), ("v", r
 # peft's default LoRA targets when none are given (peft/utils/constants.py
 # TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING): the q/v projections, or the fused qkv Linear
 _PEFT_DEFAULT_QV = {"llama", "llama4", "mistral", "mixtral", "stablelm", "opt", "gptj", "gpt_neo", "qwen2", "gemma",
-                    "gemma2", "phi"}
+                    "gemma2", "phi", "t5", "mt5", "bert"}  # t5/mt5: q, v; bert: query, value
 _PEFT_DEFAULT_QKV = {"gpt2", "bloom", "gpt_neox", "falcon", "mpt", "gpt_bigcode", "codegen"}
 
 

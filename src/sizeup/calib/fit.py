@@ -543,9 +543,10 @@ def refit(path=None, dev: DevSet | None = None) -> dict:
     f_phys = row_factors(dev, err_phys)
     regimes = interval_table(dev, f_loso)
     physical = interval_table(dev, f_phys)
-    fams = dev.t_family.tolist()
+    fit_mask = dev.t_fit if dev.t_fit is not None else np.ones(len(dev.t_family), dtype=bool)
+    fams = dev.t_family[fit_mask].tolist()  # rows the fit used (encoder-model rows are predicted, not fitted)
     counts = {f: fams.count(f) for f in sorted(set(fams)) if f not in held_out_families()}
-    held = sorted(set(fams) & held_out_families())
+    held = sorted(set(dev.t_family.tolist()) & held_out_families())
     today = _dt.date.today().isoformat()
     payload = {
         "schema_version": 1,

@@ -133,6 +133,16 @@ def parse_lora_targets(text, model=None) -> tuple[str, ...] | None:
         return None
     parts = [str(p) for p in text] if isinstance(text, (list, tuple)) else str(text).split(",")
     key = ",".join(p.strip().lower() for p in parts)
+    if key == "peft-default":
+        from sizeup.job.frameworks import peft_default_lora_targets
+
+        mtype = getattr(model, "hf_model_type", "") or ""
+        targets = peft_default_lora_targets(mtype)
+        if targets is None:
+            raise SizeupError(f"--lora-targets peft-default: Hugging Face PEFT has no default LoRA targets for "
+                              f"{getattr(model, 'id', 'this model')!r} (model type {mtype or 'unknown'!r}); "
+                              "give the targets, e.g. q,v or all")
+        return targets
     if key in LORA_TARGET_SETS:
         targets = LORA_TARGET_SETS[key]
         if model is not None and not model.mlp_kind.gated:
@@ -147,7 +157,7 @@ def parse_lora_targets(text, model=None) -> tuple[str, ...] | None:
         for n in (("q", "k", "v") if name == "qkv" else (name,)):
             if n not in LORA_TARGETS:
                 raise SizeupError(f"unknown LoRA target {raw.strip()!r}.{did_you_mean(raw.strip(), LORA_TARGETS)} "
-                                  f"Allowed: {', '.join(LORA_TARGETS)}, or all, attn, mlp")
+                                  f"Allowed: {', '.join(LORA_TARGETS)}, or all, attn, mlp, peft-default")
             if n not in out:
                 out.append(n)
     if not out:

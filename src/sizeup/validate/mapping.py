@@ -150,22 +150,16 @@ _TARGET_WORDS = (("q", r"q_proj|q|query|wq"), ("k", r"k_proj|k|key|wk"), ("v", r
                  ("o", r"o_proj|o|out_proj|output_proj|wo|projection"), ("gate", r"gate_proj|w1"),
                  ("up", r"up_proj|w3"), ("down", r"down_proj|w2"), ("mlp", r"mlp"),
                  ("qkv", r"query_key_value|c_attn|qkv_proj|wqkv"))
-# peft's default LoRA targets when none are given (peft/utils/constants.py
-# TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING): the q/v projections, or the fused qkv Linear
-_PEFT_DEFAULT_QV = {"llama", "llama4", "mistral", "mixtral", "stablelm", "opt", "gptj", "gpt_neo", "qwen2", "gemma",
-                    "gemma2", "phi"}
-_PEFT_DEFAULT_QKV = {"gpt2", "bloom", "gpt_neox", "falcon", "mpt", "gpt_bigcode", "codegen"}
-
-
 def lora_targets_stated(text: str, model_type: str | None = None) -> tuple[str, ...] | None:
     """The LoRA targets a text names after 'on' ('on query and value', "on ['q_proj', 'v_proj']", 'on q, k, v,
     output_proj, MLP and the output layer'), or peft's defaults when the text says the defaults are used."""
     t = text.lower()
     if re.search(r"default target modules", t) and model_type:
-        if model_type in _PEFT_DEFAULT_QV:
-            return ("q", "v")
-        if model_type in _PEFT_DEFAULT_QKV:
-            return ("q", "k", "v")
+        from sizeup.job.frameworks import peft_default_lora_targets
+
+        default = peft_default_lora_targets(model_type)
+        if default is not None:
+            return default
     for clause in re.split(r";", t):
         if not re.search(r"lora", clause):
             continue

@@ -215,13 +215,6 @@ def model_inputs(m: ModelArch, setup: TrainSetup | None = None) -> ModelInputs:
                 per_layer += r * (a + b)
         trainable = float(per_layer * m.num_layers)
         frozen = 1.0
-    num_experts: int = 0
-    moe_fraction: float = 0.0
-    """Share of layers that are MoE layers."""
-    sac_gemm_share: float = 0.0
-    """Share of the layer's forward GEMM FLOPs that op-level SAC recomputes (the mms it does not save)."""
-    attn_gemm_share: float = 0.0
-    """Share of the layer's forward GEMM FLOPs in the attention projections (recomputed by attention-only)."""
     adapters: tuple[tuple[float, float, bool], ...] = ()
     if peft != Peft.NONE:
         h = m.hidden_size
@@ -553,7 +546,7 @@ def step_kernel(mi: ModelInputs, g: GpuNumbers, knobs: TimingKnobs, *, tp, pp, d
         # A frozen 16-bit base (LoRA) keeps a 16-bit embedding and stream: none of this.
         qk_width = sh.attn_qk_dim + 0.5 * max(sh.qkv_width - sh.attn_qk_dim, 0)
         resid = M * (22.0 * h / sp_div + 16.0 * qk_width / tp) / (g.hbm_bytes_per_s * g.hbm_efficiency) \
-            * (1.0 if mi.frozen_fraction < 0.5 else 0.0)
+            * (1.0 if mi.frozen_fraction == 0.0 else 0.0)  # frozen_fraction is 1 for every PEFT method, else 0
         elem_fwd = elem_fwd + amp * (cast + resid)
         elem_bwd = elem_bwd + amp * (cast + resid * knobs.elementwise_bwd_factor)
     if mi.quantized_base:

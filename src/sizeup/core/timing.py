@@ -432,7 +432,7 @@ def step_kernel(mi: ModelInputs, g: GpuNumbers, knobs: TimingKnobs, *, tp, pp, d
                 tp_overlap=None, ep_overlap=None, fp8_cast_bytes: float = 3.0, first_stage_layers=0,
                 last_stage_layers=0, moe_capacity_factor=0.0, moe_pad_to_capacity=False,
                 autocast_weight_cast: bool = False, lora_input_cast: bool = False, param_offload_code=0,
-                cp_impl_code=0, zero3_gather_bytes=0.0, zero3_reduce_bytes=0.0) -> dict:
+                cp_impl_code=0, zero3_gather_bytes=0.0, zero3_reduce_bytes=0.0, attention_span=0) -> dict:
     """Seconds per optimizer step and its parts, for one plan or arrays of plans. Returns a dict of arrays."""
     L, h, V = mi.num_layers, mi.hidden, mi.vocab
     s = seq_len * 1.0
@@ -487,7 +487,11 @@ def step_kernel(mi: ModelInputs, g: GpuNumbers, knobs: TimingKnobs, *, tp, pp, d
 
     # ---- attention core
     heads_local = sh.num_heads / tp
-    attn_f_fwd = M * attention_flops_per_token(sh, s, causal=flash) / tp
+    # document-masked packing (flash varlen / TE THD / FlexAttention): each query sees only its own document, so the
+    # kernels' work is per-document n x n (FlashAttention-2 flash_attn_varlen_func, cu_seqlens); eager attention with a
+    # block mask still computes and stores the full s x s scores
+    s_attn = np.where(flash & (np.asarray(attention_span) > 0), np.minimum(s, np.maximum(attention_span, 1)), s)
+    attn_f_fwd = M * attention_flops_per_token(sh, s_attn, causal=flash) / tp
     attn_call = attn_f_fwd * micro_batch / np.maximum(micro_batch, 1)  # one kernel call per layer
     if flash:
         # kernel efficiency: the GPU's flash-attention fraction, scaled down for small calls like a GEMM
@@ -863,6 +867,7 @@ def kernel_args(model: ModelArch, setup: TrainSetup, gpu: GpuSpec, knobs: Timing
         param_offload_code=OFFLOAD_CODE[setup.offload_params], cp_impl_code=CP_IMPL_CODE[setup.cp_impl],
         zero3_gather_bytes=ZEROPP_QWZ_BYTES if setup.zero_quantized_weights else 0.0,
         zero3_reduce_bytes=ZEROPP_QGZ_BYTES if setup.zero_quantized_gradients else 0.0,
+        attention_span=setup.packed_doc_tokens,
     )
     return mi, g, plan
 

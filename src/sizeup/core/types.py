@@ -435,6 +435,10 @@ class TrainSetup:
     """Share of expert-parallel all-to-all hidden behind compute; None = timing.yaml `ep_overlap`."""
     dropout: float = 0.0
     gpus_per_node: int = 8
+    packed_doc_tokens: int = 0
+    """Mean tokens per document when each sequence is packed from several documents with document-masked attention
+    (flash-attn varlen / cu_seqlens, Transformer Engine THD, FlexAttention block masks): a query attends only within
+    its own document. 0 = one document per sequence (attention over the whole sequence)."""
     # optimizer step fused into backward (torchtune `optimizer_in_bwd=True`; PyTorch tutorial "How to save
     # memory by fusing the optimizer step into the backward pass"): each parameter is updated and its
     # gradient freed as soon as it is accumulated, so the full gradient buffer is never live.
@@ -455,6 +459,9 @@ class TrainSetup:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise SizeupError(f"{name.replace('_', '-')} must be a whole number >= 1, got {v!r}")
+        if isinstance(self.packed_doc_tokens, bool) or not isinstance(self.packed_doc_tokens, int) \
+                or self.packed_doc_tokens < 0:
+            raise SizeupError(f"packed-doc-tokens must be a whole number >= 0, got {self.packed_doc_tokens!r}")
         if self.gpus % (self.tp * self.pp * self.cp):
             raise SizeupError(f"gpus ({self.gpus}) must be a multiple of tp*pp*cp = {self.tp * self.pp * self.cp}")
 
@@ -470,6 +477,11 @@ class TrainSetup:
     @property
     def tokens_per_step(self) -> int:
         return self.global_batch * self.seq_len
+
+    @property
+    def attention_span(self) -> int:
+        """Tokens a query can attend over: the packed document's length (capped at the sequence), else the sequence."""
+        return min(self.seq_len, self.packed_doc_tokens) if self.packed_doc_tokens > 0 else self.seq_len
 
     def with_(self, **changes) -> "TrainSetup":
         return replace(self, **changes)

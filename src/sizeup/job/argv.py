@@ -32,6 +32,8 @@ def job_values(job) -> dict[str, Any]:
         if w.epochs != 1.0:
             v["epochs"] = w.epochs
     v.update(seq=b.seq_len, micro_batch=b.micro_batch, global_batch=b.global_batch)
+    if b.packed_doc_tokens:
+        v["packed_doc_tokens"] = b.packed_doc_tokens
     for name in ("tp", "pp", "cp", "ep", "virtual_pp"):
         if getattr(p, name) != 1:
             v[name] = getattr(p, name)

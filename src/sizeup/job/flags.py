@@ -43,6 +43,10 @@ JOB_FLAGS: tuple[JobFlag, ...] = (
     JobFlag("global_batch", "int", "batch", "Sequences per optimizer step (default: about 1M tokens, at least "
                                             "100 steps; see docs/methodology.md 'Defaults')."),
     JobFlag("grad_accum", "int", "batch", "Gradient accumulation steps (else derived from --global-batch)."),
+    JobFlag("packed_doc_tokens", "text", "batch", "Sequences packed from documents of this mean length in tokens, or "
+                                                  "a catalog dataset (squad-v1.1), with document-masked attention "
+                                                  "(flash varlen / TE THD / FlexAttention): attention only within each "
+                                                  "document (default: one document per sequence)."),
     # parallelism
     JobFlag("tp", "int", "parallelism", "Tensor-parallel degree (default 1)."),
     JobFlag("pp", "int", "parallelism", "Pipeline-parallel degree (default 1)."),

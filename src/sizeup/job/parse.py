@@ -165,6 +165,25 @@ def parse_lora_targets(text, model=None) -> tuple[str, ...] | None:
     return tuple(out)
 
 
+def parse_packed_doc_tokens(value) -> int:
+    """--packed-doc-tokens: a whole number of tokens >= 1, or a catalog dataset's name (its mean tokens per sample);
+    None -> 0 (one document per sequence)."""
+    if value is None:
+        return 0
+    if isinstance(value, str) and not value.strip().lstrip("+-").replace("_", "").isdigit():
+        from sizeup.catalog.datasets import dataset_by_name, datasets
+
+        d = dataset_by_name(value)
+        if d is None:
+            known = ", ".join(x["id"] for x in datasets())
+            raise SizeupError(f"--packed-doc-tokens: {value!r} is neither a token count nor a known dataset ({known})")
+        return int(d["mean_tokens_per_sample"])
+    n = _int("packed-doc-tokens", value)
+    if n is None or n < 1:
+        raise SizeupError(f"--packed-doc-tokens must be a whole number >= 1 or a dataset name, got {value!r}")
+    return n
+
+
 def parse_recompute_layers(text, num_layers: int) -> float | None:
     """'0.25' | '21/80' | 'every-2' | 'every 2nd' -> fraction of layers checkpointed."""
     import re
@@ -548,7 +567,7 @@ def build_job(values: dict[str, Any], catalog=None, *, need_gpu: bool = True, al
             raise SizeupError(f"inconsistent batch: global batch {gb} != micro-batch {mb} x data-parallel {dp} x "
                               f"grad accumulation {ga} = {mb * dp * ga}")
         ga = gb // (mb * dp)
-    batch = Batch(seq, mb, ga, dp)
+    batch = Batch(seq, mb, ga, dp, parse_packed_doc_tokens(v.get("packed_doc_tokens")))
 
     # pricing
     platform = v.get("platform")

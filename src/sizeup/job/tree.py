@@ -114,9 +114,13 @@ class Batch:
     micro_batch: int
     grad_accum: int
     dp: int
+    packed_doc_tokens: int = 0
+    """Mean tokens per packed document with document-masked attention (0 = one document per sequence)."""
 
     def __post_init__(self):
         _whole("seq", self.seq_len, 1, MAX_SEQ)
+        if self.packed_doc_tokens:
+            _whole("packed-doc-tokens", self.packed_doc_tokens, 1, MAX_SEQ)
         _whole("micro-batch", self.micro_batch, 1, MAX_MICRO_BATCH)
         _whole("grad-accum", self.grad_accum, 1, 2**24)
 
@@ -323,7 +327,7 @@ class Job:
             fp8_recipe=self.precision.fp8_recipe or Fp8Recipe.DELAYED,
             grad_reduce_dtype=self.execution.grad_reduce_dtype, tp_comm_overlap=self.execution.tp_overlap,
             fsdp_no_sync_accumulation=self.execution.fsdp_no_sync,
-            fsdp_mixed_frozen_units=self.execution.fsdp_mixed_units,
+            fsdp_mixed_frozen_units=self.execution.fsdp_mixed_units, packed_doc_tokens=b.packed_doc_tokens,
         )
 
     def with_setup(self, setup: TrainSetup) -> "Job":
@@ -335,7 +339,7 @@ class Job:
                       zero_quantized_gradients=setup.zero_quantized_gradients)
         return replace(
             self, cluster=replace(self.cluster, gpus=setup.gpus), parallelism=par,
-            batch=Batch(setup.seq_len, setup.micro_batch, setup.grad_accum, par.dp),
+            batch=Batch(setup.seq_len, setup.micro_batch, setup.grad_accum, par.dp, setup.packed_doc_tokens),
             precision=replace(self.precision, precision=setup.precision),
             optimizer=replace(self.optimizer, kind=setup.optimizer, fused=setup.fused_optimizer,
                               in_backward=setup.optimizer_in_backward, paged=setup.paged_optimizer),

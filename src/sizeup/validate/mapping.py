@@ -831,7 +831,27 @@ def build_setup(point: Point, model: ModelArch, gpu: GpuSpec, need_batch: bool =
         kwargs["nf4_base"] = says(par.precision, "four_bit_base")  # 'bf16-true + bnb.nf4 base weights'
         # LLaMA-Adapter v2 scales every Linear's output (lit-gpt adapter_v2.py)
         kwargs["adapter_linear_scales"] = bool(re.search(r"adapter[ _-]?v2", f"{point.workload.kind} {par.other}".lower()))
+    doc = packed_documents(point)
+    if doc is not None:
+        kwargs["packed_doc_tokens"] = int(doc["mean_tokens_per_sample"])
+        notes.append(f"packed {doc['id']} samples, attention per sample (the framework masks documents): "
+                     f"~{doc['mean_tokens_per_sample']} tokens each (catalog datasets.yaml, {doc['uncertainty']})")
     return SetupResult(TrainSetup(**kwargs), notes, exact)
+
+
+def packed_documents(point: Point) -> dict | None:
+    """The catalog dataset whose samples a point packs, when its framework's packing keeps attention within each
+    sample (frameworks.yaml packing_masks_documents): 'SQuAD-v1.1 packed to 4096 tokens' under NeMo."""
+    from sizeup.catalog.datasets import dataset_named_in
+    from sizeup.job.frameworks import framework_profile
+
+    prof_id = framework_for(point).get("profile")
+    if not prof_id or not framework_profile(prof_id).get("packing_masks_documents"):
+        return None
+    text = f"{point.parallel.other or ''} ; {point.workload.kind or ''} ; {point.workload.dataset or ''}"
+    if not re.search(r"\bpack(ed|ing)\b", text.lower()):
+        return None
+    return dataset_named_in(text)
 
 
 def _clauses(text: str | None, pattern: str) -> str | None:

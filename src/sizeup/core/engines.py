@@ -58,6 +58,7 @@ class EngineProfile:
     eager_prefill: bool = False
     attention: str = "paged"
     decode_attention_hbm_efficiency: float = 0.7
+    attention_repeat_kv: bool = False
     int4_kernel: str = "-"
     int4_weight_read_efficiency: float = 1.0
     fp8_kernel: str = "-"
@@ -165,6 +166,7 @@ class EngineProfile:
                           block_size_tokens=max(1, int(self.block_size_tokens)),
                           decode_step_overhead_s=overhead,
                           decode_attention_hbm_efficiency=float(self.decode_attention_hbm_efficiency),
+                          decode_kv_repeat=bool(self.attention_repeat_kv),
                           int4_weight_read_efficiency=float(self.int4_weight_read_efficiency),
                           allreduce_impl=self.allreduce)
 
@@ -175,6 +177,7 @@ class EngineProfile:
         return (f"{self.name} {self.version}: {self.batching} batching, {chunk} ({mix}), max {self.max_num_seqs} seqs, "
                 f"KV block {self.block_size_tokens}, {self.kv_policy} on KV exhaustion, "
                 f"CUDA graphs {'on' if self.cuda_graphs else 'off'}, {self.allreduce} all-reduce, int4 {self.int4_kernel}"
+                + (", decode attention copies K/V per query head (repeat_kv)" if self.attention_repeat_kv else "")
                 + (f", speculative k={self.speculative.num_tokens} alpha={self.speculative.acceptance_rate}"
                    if self.speculative else ""))
 

@@ -384,3 +384,27 @@ def test_static_cache_decode_against_the_h200_measurement():
     without = float(decode_step_time_s(m, g, 64, 1024 + 32, knobs=k.with_(decode_kv_repeat=False)))
     assert abs(with_copy / measured - 1.0) < 0.15
     assert without < 0.5 * measured
+
+
+def test_turbomind_v01_reads_a_gqa_group_once_per_four_query_heads():
+    """LMDeploy v0.1.0a1 DispatchDecoderMultiheadAttention runs at most 4 query heads per CTA: Llama 2 70B
+    (64 query / 8 KV heads, group 8) reads each KV head twice; a group of 4 or MHA (Llama 2 7B) once. Hand count
+    at batch 16, context 1100, TP4: KV per GPU = 16 * 1100 * 80 layers * 2 * (8/4 heads) * 128 * 2 B."""
+    from sizeup.catalog.engines import engine_profile_for_version
+    from sizeup.core.inference import decode_step_parts
+
+    g = CAT.gpu("a100-80gb-sxm")
+    prof = engine_profile_for_version("lmdeploy", "v0.1.0a1").for_gpu(g)
+    assert prof.id == "lmdeploy-0.1" and prof.decode_attention_q_heads_per_kv_read == 4
+    m70, m7 = CAT.model("llama-2-70b"), CAT.model("llama-2-7b")
+    k = prof.knobs(KNOBS, m70.num_layers)
+    kv = 16 * 1100 * 80 * 2 * 2 * 128 * 2.0
+    got = float(decode_step_parts(m70, g, 16, 1100, tp=4, knobs=k)["attention_memory"])
+    assert got == pytest.approx(2 * kv / (g.hbm_bytes_per_s * k.decode_attention_hbm_efficiency), rel=1e-9)
+    one = k.with_(decode_q_heads_per_kv_read=0)
+    assert float(decode_step_parts(m70, g, 16, 1100, tp=4, knobs=one)["attention_memory"]) == pytest.approx(got / 2)
+    k7 = prof.knobs(KNOBS, m7.num_layers)  # MHA: nothing to share, nothing repeated
+    assert float(decode_step_parts(m7, g, 16, 1100, knobs=k7)["attention_memory"]) == pytest.approx(
+        float(decode_step_parts(m7, g, 16, 1100, knobs=k7.with_(decode_q_heads_per_kv_read=0))["attention_memory"]))
+    with pytest.raises(SizeupError):
+        prof.with_overrides({"decode_attention_q_heads_per_kv_read": "-1"})

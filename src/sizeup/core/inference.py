@@ -111,6 +111,9 @@ class ServingKnobs:
     when SDPA gets an attention mask, e.g. a static KV cache), then reads the copies: per KV byte of the context
     the step moves (1 + n_rep) bytes at the GPU's HBM efficiency [copy: read once, write n_rep] and n_rep bytes at
     decode_attention_hbm_efficiency [SDPA], n_rep = query heads / KV heads (engine profile)."""
+    decode_q_heads_per_kv_read: int = 0
+    """Query heads one read of a KV head serves in the decode-attention kernel (e.g. heads per CTA); a GQA group of
+    n_rep heads reads its K/V ceil(n_rep / this) times. 0 = the whole group shares one read (engine profile)."""
     fp8_matmul_efficiency_ratio: float = 0.89
     decode_step_overhead_s: float = 0.0
     host_launch_s: float = 0.0
@@ -515,13 +518,17 @@ def decode_kv_s_per_byte(m: ModelArch, gpu: GpuSpec, knobs: ServingKnobs) -> flo
     1 / (BW * eta_attn), or with repeat_kv (ServingKnobs.decode_kv_repeat, n_rep = a / a_kv > 1)
     (1 + n_rep) / (BW * eta_hbm) + n_rep / (BW * eta_attn)  [transformers integrations/sdpa_attention.py:
     use_gqa_in_sdpa is False when an attention mask is passed -> repeat_kv(key), repeat_kv(value) materialise
-    the expanded tensors before scaled_dot_product_attention]."""
+    the expanded tensors before scaled_dot_product_attention], or, when one read of a KV head serves only g query
+    heads (ServingKnobs.decode_q_heads_per_kv_read, e.g. heads per CTA), ceil(n_rep / g) / (BW * eta_attn)."""
     bw = gpu.hbm_bytes_per_s
     base = 1.0 / (bw * knobs.decode_attention_hbm_efficiency)
     n_rep = 1.0 if m.is_mla else m.num_heads / max(1, m.num_kv_heads)
-    if not knobs.decode_kv_repeat or n_rep <= 1.0:
-        return base
-    return (1.0 + n_rep) / (bw * gpu.hbm_efficiency) + n_rep * base
+    if knobs.decode_kv_repeat and n_rep > 1.0:
+        return (1.0 + n_rep) / (bw * gpu.hbm_efficiency) + n_rep * base
+    per_read = int(knobs.decode_q_heads_per_kv_read)
+    if per_read > 0 and n_rep > per_read:
+        return math.ceil(n_rep / per_read) * base
+    return base
 
 
 def decode_step_parts(m: ModelArch, gpu: GpuSpec, batch, context, tp=1, pp=1,

@@ -408,3 +408,16 @@ def test_turbomind_v01_reads_a_gqa_group_once_per_four_query_heads():
         float(decode_step_parts(m7, g, 16, 1100, knobs=k7.with_(decode_q_heads_per_kv_read=0))["attention_memory"]))
     with pytest.raises(SizeupError):
         prof.with_overrides({"decode_attention_q_heads_per_kv_read": "-1"})
+
+
+def test_vllm_v06_points_get_the_v0_engine_profile():
+    """A point stating vLLM v0.6.x runs the V0 scheduler: no chunked prefill below 32K context, a token budget of
+    max(max_model_len, 2048), prefill steps that pause decodes, and the host scheduling time the v0.6.0 blog
+    measured: 29 % of the time beside 38 % on the GPU, on a ~5 ms Llama-8B/H100 step (V1 blog) = 3.8 ms."""
+    from sizeup.catalog.engines import engine_profile_for_version
+
+    p = engine_profile_for_version("vllm", "v0.6.0").for_gpu(H100)
+    assert p.id == "vllm-0.6"
+    assert not p.chunked_prefill and not p.mix_prefill_decode and p.max_num_batched_tokens == 2048
+    assert p.step_overhead_s == pytest.approx(0.29 / 0.38 * 0.005, abs=5e-5)
+    assert engine_profile_for_version("vllm", "v0.11.0").id == "vllm"  # later releases: the V1 profile

@@ -151,11 +151,12 @@ class StepModel:
     """Seconds of one scheduler step from core.inference's roofline pieces:
 
     step(T, n_seq, S, P) = max(W_read(T)/(BW*eta_hbm), (2*N_body*T + 2*V*h*n_seq)/t / R(T))   [weight GEMMs]
-                         + max(S*kv_tok/(BW*eta_attn), S*f_attn/R(T))                         [decode attention]
+                         + max(S*kv_tok*k_kv, S*f_attn/R(T))                                  [decode attention]
                          + P*f_attn_pre/R(T)                                                    [prompt attention]
                          + 2L*allreduce(T*h*2) + p2p
     step = max(GPU part above, host_launch) + overhead   [eager engines: the host issues kernels while the GPU runs]
-    T tokens in the step, n_seq sequences sampling a token, S sum of the decode sequences' (window-capped)
+    k_kv seconds per KV byte (core.inference.decode_kv_s_per_byte: 1/(BW*eta_attn), more when the engine copies
+    or re-reads a GQA group's K/V), T tokens in the step, n_seq sequences sampling a token, S sum of the decode sequences' (window-capped)
     contexts, P sum over prompt chunks of query-key pairs; R(T) achievable FLOP/s at T tokens (MAMF curve).
     The T-only parts are tabulated once (numpy) so a step costs a few scalar operations.
     """

@@ -180,8 +180,8 @@ class EngineProfile:
                 f"KV block {self.block_size_tokens}, {self.kv_policy} on KV exhaustion, "
                 f"CUDA graphs {'on' if self.cuda_graphs else 'off'}, {self.allreduce} all-reduce, int4 {self.int4_kernel}"
                 + (", decode attention copies K/V per query head (repeat_kv)" if self.attention_repeat_kv else "")
-                + (f", decode attention reads each KV head once per {self.decode_attention_q_heads_per_kv_read} query heads"
-                   if self.decode_attention_q_heads_per_kv_read else "")
+                + (f", decode attention reads each KV head once per {self.decode_attention_q_heads_per_kv_read} "
+                   "query heads" if self.decode_attention_q_heads_per_kv_read else "")
                 + (f", speculative k={self.speculative.num_tokens} alpha={self.speculative.acceptance_rate}"
                    if self.speculative else ""))
 

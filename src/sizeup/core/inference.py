@@ -819,9 +819,9 @@ def estimate_inference(
                                                     "eta_attn": knobs.decode_attention_hbm_efficiency,
                                                     "repeat_kv": bool(knobs.decode_kv_repeat),
                                                     "q_heads_per_kv_read": int(knobs.decode_q_heads_per_kv_read)},
-             "roofline per op (Williams et al. 2009); LLM decode memory-bound (Pope et al. 2022); attention seconds per "
-             "KV byte: decode_kv_s_per_byte (repeat_kv: (1 + n_rep)/(BW*eta_hbm) + n_rep/(BW*eta_attn); g query heads "
-             "per KV read: ceil(n_rep/g)/(BW*eta_attn))"),
+             "roofline per op (Williams et al. 2009); LLM decode memory-bound (Pope et al. 2022); attention "
+             "seconds per KV byte: decode_kv_s_per_byte (repeat_kv: (1 + n_rep)/(BW*eta_hbm) + "
+             "n_rep/(BW*eta_attn); g query heads per KV read: ceil(n_rep/g)/(BW*eta_attn))"),
         Term("throughput/output_tokens_per_s", out_tps, "tokens/s",
              "B*n / (prefill(B*s) + n*step)" if setup.static else "B*n / (B*prefill_amortised(s) + n*step)",
              {"B": B, "n": n, "step": step_s, "prefill_per_request": gpu_time_prefill_per_req},

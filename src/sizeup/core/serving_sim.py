@@ -34,7 +34,8 @@ import numpy as np
 
 from sizeup.core.inference import (
     LengthDist, ServeSetup, ServingKnobs, WeightDtype, _allreduce_s, _compute_rate, _p2p_s, _shapes,
-    decode_kv_s_per_byte, decode_step_parts, eager_elementwise_s, kv_budget_bytes, prefill_view, kv_bytes_per_sequence,
+    decode_kv_s_per_byte, decode_step_parts, eager_elementwise_s, kv_budget_bytes, prefill_view,
+    kv_bytes_per_sequence,
     kv_bytes_per_token_per_layer, kv_tp_fraction,
     weight_bytes, window_layers,
 )
@@ -156,8 +157,9 @@ class StepModel:
                          + 2L*allreduce(T*h*2) + p2p
     step = max(GPU part above, host_launch) + overhead   [eager engines: the host issues kernels while the GPU runs]
     k_kv seconds per KV byte (core.inference.decode_kv_s_per_byte: 1/(BW*eta_attn), more when the engine copies
-    or re-reads a GQA group's K/V), T tokens in the step, n_seq sequences sampling a token, S sum of the decode sequences' (window-capped)
-    contexts, P sum over prompt chunks of query-key pairs; R(T) achievable FLOP/s at T tokens (MAMF curve).
+    or re-reads a GQA group's K/V), T tokens in the step, n_seq sequences sampling a token, S sum of the decode
+    sequences' (window-capped) contexts, P sum over prompt chunks of query-key pairs; R(T) achievable FLOP/s at
+    T tokens (MAMF curve).
     The T-only parts are tabulated once (numpy) so a step costs a few scalar operations.
     """
 

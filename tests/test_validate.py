@@ -300,6 +300,7 @@ class _Catalog:
     ({}, "vibes_per_gpu", "%", "not predicted by sizeup"),
     ({}, "mfu", "furlongs", "not understood"),
     ({}, "gpu_hours", "H100-80GB GPU-hours", "training tokens (or steps) unknown"),
+    ({}, "mean_step_time_incl_first_step", "s", "including the first one"),
 ])
 def test_predict_point_skip_reasons(over, quantity, unit, reason):
     p = _point(measured=[{"quantity": quantity, "value": 1.0, "unit": unit}], **over)
@@ -539,3 +540,12 @@ def test_attention_is_materialised_before_flashattention_or_without_bf16():
     assert attention_for(old, _gpu()) == Attention.MATH
     assert attention_for(_point(), _gpu()) == Attention.FLASH
     assert attention_for(_point(), _gpu(bf16=0.0)) == Attention.MATH  # pre-Ampere: no FlashAttention-2
+
+
+def test_hf_class_named_in_the_point_gives_the_model_type():
+    # 'Hugging Face GPT2LMHeadModel' -> model_type gpt2 (its "gelu_new" MLP activation); other wording -> none
+    from sizeup.validate.mapping import arch_from_fields
+
+    gpt2 = _point(model={"arch_type": "dense decoder (Hugging Face GPT2LMHeadModel: LayerNorm, GELU)"})
+    assert arch_from_fields(gpt2).hf_model_type == "gpt2"
+    assert arch_from_fields(_point()).hf_model_type == ""

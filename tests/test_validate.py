@@ -300,6 +300,7 @@ class _Catalog:
     ({}, "vibes_per_gpu", "%", "not predicted by sizeup"),
     ({}, "mfu", "furlongs", "not understood"),
     ({}, "gpu_hours", "H100-80GB GPU-hours", "training tokens (or steps) unknown"),
+    ({}, "mean_step_time_incl_first_step", "s", "including the first one"),
 ])
 def test_predict_point_skip_reasons(over, quantity, unit, reason):
     p = _point(measured=[{"quantity": quantity, "value": 1.0, "unit": unit}], **over)
@@ -571,3 +572,12 @@ def test_packed_squad_rows_attend_per_sample_only_where_the_framework_masks_docu
     assert build_setup(nemo, stand_in_arch(7e9, "x"), _gpu()).setup.packed_doc_tokens == 230
     assert packed_documents(points["torchtune-llama31-8b-lora-4090"]) is None
     assert packed_documents(points["nemo2407-h100-fp8-llama2-7b-8gpu"]) is None  # pretraining: no packing stated
+
+
+def test_hf_class_named_in_the_point_gives_the_model_type():
+    # 'Hugging Face GPT2LMHeadModel' -> model_type gpt2 (its "gelu_new" MLP activation); other wording -> none
+    from sizeup.validate.mapping import arch_from_fields
+
+    gpt2 = _point(model={"arch_type": "dense decoder (Hugging Face GPT2LMHeadModel: LayerNorm, GELU)"})
+    assert arch_from_fields(gpt2).hf_model_type == "gpt2"
+    assert arch_from_fields(_point()).hf_model_type == ""

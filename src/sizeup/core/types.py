@@ -14,6 +14,13 @@ from typing import Mapping
 # --------------------------------------------------------------------------- enums
 
 
+# Hugging Face model types whose MLP activation defaults to "gelu_new" (transformers activations.py
+# NewGELUActivation: 0.5 * x * (1 + tanh(sqrt(2/pi) * (x + 0.044715 * x^3))) written as separate ops; GPT2Config,
+# GPTNeoConfig, GPTJConfig, CodeGenConfig activation_function="gelu_new"; GPTBigCode's default "gelu_pytorch_tanh"
+# is one F.gelu kernel). The step-time model reads it for eager kernels.
+GELU_NEW_MODEL_TYPES = ("gpt2", "gpt_neo", "gptj", "codegen")
+
+
 class MlpKind(StrEnum):
     GELU = "gelu"
     """Two matrices (up, down) with GELU: GPT-2, OPT (ReLU), BLOOM, Falcon, MPT."""

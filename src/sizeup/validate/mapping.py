@@ -503,6 +503,8 @@ def arch_from_fields(point: Point) -> ModelArch:
     else:
         pos = PositionKind.ROTARY
     seq = int(m.seq_len or 2048)
+    # the Hugging Face class the point names ('Hugging Face GPT2LMHeadModel'): its model_type (activation, layout)
+    hf_type = "gpt2" if re.search(r"gpt2(lmheadmodel|model)\b", t) else ""
     from sizeup.validate.prose import says
 
     if says(t, "tied_embeddings"):
@@ -522,7 +524,7 @@ def arch_from_fields(point: Point) -> ModelArch:
                 norm_bias=not no_bias, qkv_bias=not no_bias, out_bias=not no_bias, mlp_bias=not no_bias,
                 position=pos, num_position_embeddings=seq if pos == PositionKind.LEARNED else 0,
                 max_seq_len=max(seq, 2048), tie_embeddings=tie, parallel_block="parallel" in t,
-                embed_norm="bloom" in t, source=f"published point {point.id}",
+                embed_norm="bloom" in t, source=f"published point {point.id}", hf_model_type=hf_type,
             )
             err = abs(count_params(arch).total - m.params) if m.params else 0.0
             if err < best_err:

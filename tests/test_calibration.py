@@ -281,3 +281,23 @@ def test_held_out_family_is_never_fitted(dev):
         np.testing.assert_allclose(res2.fold_knobs[f], res.fold_knobs[f])
     # its leave-one-source-out prediction is the full fit's (the fold trains on the same families)
     np.testing.assert_allclose(res.pred_loso[mask], res.pred_fitted[mask])
+
+
+def test_library_evaluation_carries_the_intervals_the_cli_shows(capsys):
+    """The pipeline computes the P10/P50/P90 (sizeup.pipeline.intervals_for); `sizeup train --json` only renders
+    them, so a library caller gets the same figures; a job that does not fit keeps only its memory interval."""
+    from sizeup.job import build_job
+    from sizeup.pipeline import evaluate
+
+    argv = ["--gpu", "h100-sxm", "--gpus", "8", "--tokens", "1B", "--global-batch", "64", "--seq", "4096"]
+    job = build_job({"model": "llama-2-7b", "gpu": "h100-sxm", "gpus": 8, "tokens": "1B", "global_batch": 64,
+                     "seq": 4096})
+    ev = evaluate(job)
+    code, out, _ = run_cli(capsys, "train", "llama-2-7b", *argv, "--json")
+    assert code == 0
+    cli = json.loads(out)["intervals"]
+    assert set(ev.intervals) == set(cli)
+    for key, d in ev.intervals.items():
+        assert d["p10"] == pytest.approx(cli[key]["p10"]) and d["p90"] == pytest.approx(cli[key]["p90"]), key
+    small = evaluate(build_job({"model": "llama-2-70b", "gpu": "l4", "gpus": 1, "tokens": "1B", "seq": 2048}))
+    assert small.fits is False and set(small.intervals) == {"peak_reserved_bytes"}

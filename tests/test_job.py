@@ -174,3 +174,34 @@ def test_train_cost_carries_the_time_interval(capsys):
     assert iv["p10"] <= iv["p50"] <= iv["p90"] and iv["p50"] == pytest.approx(cb["total_cost"])
     rest = cb["total_cost"] - cb["compute_cost"]
     assert iv["p90"] - rest == pytest.approx(cb["compute_cost"] * t["p90"] / t["p50"])
+
+
+def test_peft_default_lora_targets_follow_the_model_type(capsys):
+    """--lora-targets peft-default = Hugging Face PEFT's TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING (peft
+    utils/constants.py): ['q_proj', 'v_proj'] for llama, ['c_attn'] (the fused q/k/v Linear) for gpt2."""
+    llama = run_json(capsys, ["memory", "llama-2-7b", "--gpu", "a100-80gb", "--peft", "lora", "--lora-targets",
+                              "peft-default", "--json"])
+    assert llama["job"]["values"]["lora_targets"] == "q,v"
+    gpt2 = run_json(capsys, ["memory", "gpt2", "--gpu", "a100-80gb", "--peft", "lora", "--lora-targets",
+                             "peft-default", "--json"])
+    assert gpt2["job"]["values"]["lora_targets"] == "q,k,v"
+    code = main(["memory", "gemma-3-27b", "--gpu", "a100-80gb", "--peft", "lora", "--lora-targets", "peft-default"])
+    err = capsys.readouterr().err
+    assert code == 2 and "no default LoRA targets" in err and len(err.strip().splitlines()) == 1
+
+
+def test_packed_doc_tokens_flag_takes_a_count_or_a_catalog_dataset(capsys):
+    by_name = run_json(capsys, ["train", "llama-2-7b", "--gpu", "h100-sxm", "--gpus", "8", "--tokens", "1B",
+                                "--packed-doc-tokens", "squad-v1.1", "--json"])
+    assert by_name["job"]["values"]["packed_doc_tokens"] == 230  # catalog datasets.yaml squad-v1.1
+    by_count = run_json(capsys, ["train", "llama-2-7b", "--gpu", "h100-sxm", "--gpus", "8", "--tokens", "1B",
+                                 "--packed-doc-tokens", "230", "--json"])
+    assert by_count["step_time_s"] == pytest.approx(by_name["step_time_s"])
+    plain = run_json(capsys, ["train", "llama-2-7b", "--gpu", "h100-sxm", "--gpus", "8", "--tokens", "1B", "--json"])
+    assert by_count["step_time_s"] < plain["step_time_s"] and "packed_doc_tokens" not in plain["job"]["values"]
+    # the job's values rebuild the same job (one parser)
+    assert build_job(by_count["job"]["values"]).setup.packed_doc_tokens == 230
+    for bad in ("0", "-3", "squad-v9", "1.5"):
+        code = main(["train", "llama-2-7b", "--gpu", "h100-sxm", "--packed-doc-tokens", bad])
+        err = capsys.readouterr().err
+        assert code == 2 and "packed-doc-tokens" in err and len(err.strip().splitlines()) == 1, (bad, err)

@@ -516,3 +516,42 @@ def test_eager_peft_kernel_count_matches_a_dispatch_trace():
     mi = model_inputs(LLAMA7B, TrainSetup(peft=Peft.LORA, lora_rank=16, lora_targets=("q",)))
     _, _, kf, kb = lora_adapter_time(mi, gpu_numbers(H100, Precision.BF16_MIXED, KNOBS), 4096, 1, 2.0, 1, 0.0)
     assert (lora_f - base_f, lora_b - base_b) == (6, 8) == (kf, kb)
+
+
+# --------------------------------------------------------------------------- packed documents, masked attention
+
+
+def test_packed_document_attention_flops_hand_derivation():
+    """Document-masked packing: each of the s/N documents of a packed sequence is its own N x N attention problem, so
+    the model's attention FLOPs per token are those of a sequence of N tokens. Llama-2-7B (MHA, q = v width 4096,
+    32 layers): forward attention per token = L * 2 * keys * (q_dim + v_dim) with keys = N (model convention, full
+    N^2): s = 4096 -> 32 * 2 * 4096 * 8192 = 2.147e9; N = 256 -> 32 * 2 * 256 * 8192 = 1.342e8. GEMMs and logits do
+    not change."""
+    full = flops_per_step(LLAMA7B, TrainSetup(seq_len=4096))
+    packed = flops_per_step(LLAMA7B, TrainSetup(seq_len=4096, packed_doc_tokens=256))
+    assert full.forward_per_token["layers/attention"] == pytest.approx(32 * 2 * 4096 * 8192)
+    assert packed.forward_per_token["layers/attention"] == pytest.approx(32 * 2 * 256 * 8192)
+    assert packed.forward_per_token["layers/gemm"] == full.forward_per_token["layers/gemm"]
+    assert packed.tokens_per_step == full.tokens_per_step
+    # a document longer than the sequence is cut at the sequence: no change
+    longer = flops_per_step(LLAMA7B, TrainSetup(seq_len=4096, packed_doc_tokens=8192))
+    assert longer.model_flops == pytest.approx(full.model_flops)
+
+
+def test_packed_document_attention_time_scales_per_document_only_with_flash():
+    """Flash varlen attention runs per document; its time per token falls with N like its FLOPs (same kernel
+    efficiency curve, hand check: the step saves (1 - N/s) of the flash attention time). Eager attention under a
+    block mask still computes and stores the s x s scores: unchanged."""
+    from sizeup.core.types import Attention
+
+    base = TrainSetup(gpus=1, seq_len=4096, micro_batch=1)
+    full = estimate_step(LLAMA7B, base, H100, KNOBS)
+    packed = estimate_step(LLAMA7B, base.with_(packed_doc_tokens=512), H100, KNOBS)
+    attn_full = full.breakdown["compute/attention"]
+    attn_packed = packed.breakdown["compute/attention"]
+    assert 0 < attn_packed < attn_full * 512 / 4096 * 1.5  # per-token work / 8; small calls a little less efficient
+    saved = full.step_time_s - packed.step_time_s
+    assert saved == pytest.approx(attn_full - attn_packed, rel=0.02)
+    eager = base.with_(attention=Attention.MATH)
+    assert estimate_step(LLAMA7B, eager.with_(packed_doc_tokens=512), H100, KNOBS).step_time_s == pytest.approx(
+        estimate_step(LLAMA7B, eager, H100, KNOBS).step_time_s)

@@ -452,17 +452,27 @@ def test_entry_with_loose_mode_or_symlink_is_not_trusted(cache):
     assert _gpt2_params() == reference
 
 
-def test_stale_entries_are_pruned(cache):
+def test_stale_entries_are_pruned_beyond_the_most_recent(cache):
+    """Writing an entry keeps it and the KEEP_RECENT - 1 most recently written others (another checkout's or
+    version's catalog sharing the folder is not evicted on every call); older ones and temp files go."""
     _gpt2_params()
-    stale = cache / "catalog-v1-00000000000000000000000000000000.json"
-    stale.write_text("{}")
-    os.chmod(stale, 0o600)
-    _entry_path = _entry.__wrapped__ if hasattr(_entry, "__wrapped__") else None  # noqa: F841
     from sizeup.catalog import catalog_cache
 
-    doc = json.loads(sorted(p for p in cache.glob("catalog-*.json") if p != stale)[0].read_text())
+    current = sorted(cache.glob("catalog-*.json"))[0]
+    doc = json.loads(current.read_text())
+    others = []
+    for i in range(5):
+        other = cache / f"catalog-v1-{i:032d}.json"
+        other.write_text("{}")
+        os.chmod(other, 0o600)
+        os.utime(other, (1_000_000 + i, 1_000_000 + i))  # older first
+        others.append(other)
+    tmp = cache / ".catalog-1-abc.tmp"
+    tmp.write_text("")
     catalog_cache.write_entries(cache, doc["sources_sha256"], doc["entries"])
-    assert not stale.exists()
+    kept = catalog_cache.KEEP_RECENT - 1
+    assert current.exists() and not tmp.exists()
+    assert [o.exists() for o in others] == [False] * (5 - kept) + [True] * kept
 
 
 def test_cache_directory_owned_by_someone_else_is_not_used(cache, monkeypatch):

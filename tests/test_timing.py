@@ -10,7 +10,7 @@ from sizeup.core.timing import (
     SHARDING_CODE, TimingKnobs, estimate_step, kernel_args, matmul_eff, step_kernel,
 )
 from sizeup.core.types import (
-    Attention, GpuSpec, ModelArch, Precision, Recompute, Sharding, TrainSetup,
+    Attention, GpuSpec, MlpKind, ModelArch, NormKind, PositionKind, Precision, Recompute, Sharding, TrainSetup,
 )
 from sizeup.core.workload import Workload, resolve_batch
 from sizeup.errors import SizeupError
@@ -185,3 +185,47 @@ def test_more_gpus_never_slow_the_compute_part(p):
     b = estimate_step(LLAMA7B, _setup(dict(p, dp=p["dp"] * 2, ga=p["ga"] // 2)), H100, KNOBS)
     compute = ("compute/gemm", "compute/attention", "compute/elementwise", "compute/logits_loss")
     assert sum(b.breakdown[k] for k in compute) <= sum(a.breakdown[k] for k in compute) * (1 + 1e-9)
+
+
+GPT2XL_HF = ModelArch(id="gpt2-xl-like", name="GPT-2 XL (HF)", vocab_size=50257, hidden_size=1600, num_layers=48,
+                      num_heads=25, num_kv_heads=25, head_dim=64, ffn_size=6400, mlp_kind=MlpKind.GELU,
+                      norm_kind=NormKind.LAYERNORM, position=PositionKind.LEARNED, num_position_embeddings=1024,
+                      max_seq_len=1024, tie_embeddings=True, hf_model_type="gpt2")
+
+
+def _attn_parts(knobs, kernel, dropout):
+    setup = TrainSetup(gpus=1, micro_batch=4, seq_len=1024, attention=Attention.MATH, recompute=Recompute.NONE,
+                       precision=Precision.FP16_MIXED, dropout=dropout)
+    return estimate_step(GPT2XL_HF, setup, H100, knobs, kernel=kernel).breakdown["compute/attention"]
+
+
+def test_eager_attention_scores_by_hand():
+    # Materialised attention as separate eager ops (HF GPT2Attention._attn): the s x s scores are read/written
+    # 10 times forward (QK^T write, /sqrt(d), where(mask), + attention_mask, softmax, P@V read) and 11 times backward;
+    # dropout adds read + write + its 1-byte mask each way. Fused (Megatron FusedScaleMaskSoftmax): 4 (+2) forward,
+    # x2 backward. The score traffic is the only difference between the two kernel styles' attention terms.
+    b, a, s, e = 4, 25, 1024, 2.0
+    score = b * a * s * s * e
+    bw = H100.hbm_bytes_per_s * H100.hbm_efficiency
+    for p in (0.0, 0.1):
+        drop = (2.0 + 1.0 / e) * 2.0 if p else 0.0
+        eager_bytes = score * (10.0 + 11.0 + drop)
+        fused_bytes = score * (4.0 + (2.0 if p else 0.0)) * 3.0
+        diff = _attn_parts(KNOBS, "hf-eager", p) - _attn_parts(KNOBS, "fused", p)
+        assert diff == pytest.approx(48 * (eager_bytes - fused_bytes) / bw, rel=1e-9)  # 48 layers
+
+
+def test_gelu_new_eager_kernels_by_hand():
+    # HF "gelu_new" (NewGELUActivation) as 8 eager kernels forward and their autograd nodes backward: +15 forward,
+    # +22 backward f-wide passes over one GELU kernel, and the full recompute repeats the forward ones.
+    setup = TrainSetup(gpus=1, micro_batch=2, seq_len=1024, attention=Attention.FLASH, recompute=Recompute.FULL,
+                       precision=Precision.FP16_MIXED)
+    plain = GPT2XL_HF.with_(hf_model_type="")
+    t_new = estimate_step(GPT2XL_HF, setup, H100, KNOBS, kernel="hf-eager").breakdown["compute/elementwise"]
+    t_plain = estimate_step(plain, setup, H100, KNOBS, kernel="hf-eager").breakdown["compute/elementwise"]
+    f_pass = 2.0 * 2 * 1024 * 6400 / (H100.hbm_bytes_per_s * H100.hbm_efficiency)
+    assert t_new - t_plain == pytest.approx(48 * (15.0 + 22.0 + 15.0) * f_pass, rel=1e-9)
+    # compiled / fused kernels run one GELU kernel whatever the model type
+    fused_new = estimate_step(GPT2XL_HF, setup, H100, KNOBS, kernel="fused").breakdown["compute/elementwise"]
+    fused_plain = estimate_step(plain, setup, H100, KNOBS, kernel="fused").breakdown["compute/elementwise"]
+    assert fused_new == pytest.approx(fused_plain, rel=1e-12)

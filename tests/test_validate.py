@@ -300,6 +300,7 @@ class _Catalog:
     ({}, "vibes_per_gpu", "%", "not predicted by sizeup"),
     ({}, "mfu", "furlongs", "not understood"),
     ({}, "gpu_hours", "H100-80GB GPU-hours", "training tokens (or steps) unknown"),
+    ({}, "mean_step_time_incl_first_step", "s", "including the first one"),
 ])
 def test_predict_point_skip_reasons(over, quantity, unit, reason):
     p = _point(measured=[{"quantity": quantity, "value": 1.0, "unit": unit}], **over)
@@ -558,3 +559,25 @@ def test_gpu_named_with_a_remark_is_read_through_it_for_speed_but_alternatives_o
     with pytest.raises(Skip):
         gpu_for_point(two, cat)
     assert gpu_stand_in_for_memory(two, cat) is None or gpu_stand_in_for_memory(two, cat)[0].memory_bytes > 79e9
+
+
+def test_packed_squad_rows_attend_per_sample_only_where_the_framework_masks_documents(points):
+    """NeMo packs SFT samples with cu_seqlens (THD attention, frameworks.yaml packing_masks_documents): its
+    'SQuAD-v1.1 packed to 4096 tokens' rows attend over ~230-token samples (datasets.yaml). torchtune's 'packed seq
+    2048' rows name no catalog dataset and their profile does not say packing masks documents: full sequence."""
+    from sizeup.validate.mapping import packed_documents
+
+    nemo = points["nemo2407-h100-fp8-llama2-7b-lora-8gpu"]
+    assert packed_documents(nemo)["id"] == "squad-v1.1"
+    assert build_setup(nemo, stand_in_arch(7e9, "x"), _gpu()).setup.packed_doc_tokens == 230
+    assert packed_documents(points["torchtune-llama31-8b-lora-4090"]) is None
+    assert packed_documents(points["nemo2407-h100-fp8-llama2-7b-8gpu"]) is None  # pretraining: no packing stated
+
+
+def test_hf_class_named_in_the_point_gives_the_model_type():
+    # 'Hugging Face GPT2LMHeadModel' -> model_type gpt2 (its "gelu_new" MLP activation); other wording -> none
+    from sizeup.validate.mapping import arch_from_fields
+
+    gpt2 = _point(model={"arch_type": "dense decoder (Hugging Face GPT2LMHeadModel: LayerNorm, GELU)"})
+    assert arch_from_fields(gpt2).hf_model_type == "gpt2"
+    assert arch_from_fields(_point()).hf_model_type == ""

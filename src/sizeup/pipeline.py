@@ -9,6 +9,7 @@ spot capacity gets `feasible: false` with the reason.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from typing import Any
 
 from sizeup.core.types import Sharding
@@ -106,12 +107,55 @@ class Evaluation:
             return False
         return not (self.cost and self.cost.get("feasible") is False)
 
+    @cached_property
+    def intervals(self) -> dict:
+        """P10/P50/P90 of each figure (see `intervals_for`); empty when nothing is estimated."""
+        return intervals_for(self)
+
     @property
     def reasons(self) -> list[str]:
         out = list(self.memory.reasons) if self.memory is not None and self.fits is False else []
         if self.cost and self.cost.get("feasible") is False:
             out += list(self.cost.get("reasons") or [])
         return out
+
+
+def intervals_for(ev: Evaluation) -> dict:
+    """P10/P50/P90 of every figure the evaluation estimates: {figure: {p10, p50, p90, interval_regime}} (peak memory
+    also for a job that does not fit: the figure it needs is an estimate too).
+
+    Factors are the leave-one-source-out residual quantiles of the job's regime in the active calibration
+    (quantity class x kernel profile x GPU-count bucket; calibration.yaml `intervals`); time figures use the inverted
+    throughput factors. The total cost's compute part scales with the wall-clock interval, storage and egress are
+    held at their estimate: cost_q = rest + compute x time_q / time_p50."""
+    from sizeup.calib import interval_dict, job_signature, load, timing_profile
+
+    job, iv = ev.job, {}
+    if ev.memory is None:
+        return iv
+    cal = load()
+    ex, setup = job.execution, job.setup
+    sig = job_signature(setup, job.model.id, job.gpu.id if job.gpu is not None else "", ex.timing_kernel)
+    if ev.step is not None:
+        regime = {"profile": timing_profile(ex.timing_kernel), "gpus": setup.gpus, "job": sig}
+        step = ev.step
+        iv["step_time_s"] = interval_dict("time", regime, step.step_time_s, cal)
+        iv["tokens_per_s"] = interval_dict("throughput", regime, step.tokens_per_s, cal)
+        iv["tokens_per_s_per_gpu"] = interval_dict("throughput", regime, step.tokens_per_s_per_gpu, cal)
+        iv["mfu"] = interval_dict("mfu", regime, step.mfu, cal)
+        if ev.train is not None:
+            iv["total_time_s"] = interval_dict("time", regime, ev.train.total_time_s, cal)
+            iv["gpu_hours"] = interval_dict("time", regime, ev.train.gpu_hours, cal)
+    iv["peak_reserved_bytes"] = interval_dict("memory", {"profile": ex.memory_kernel, "gpus": setup.gpus, "job": sig},
+                                              ev.memory.peak_reserved_bytes, cal)
+    cb = (ev.cost or {}).get("cost_breakdown") if ev.feasible else None
+    t = iv.get("total_time_s")
+    if cb and t and t["p50"] > 0:
+        compute, total = float(cb["compute_cost"]), float(cb["total_cost"])
+        rest = total - compute
+        iv["total_cost_usd"] = {**{q: rest + compute * t[q] / t["p50"] for q in ("p10", "p50", "p90")},
+                                "interval_regime": t.get("interval_regime")}
+    return iv
 
 
 def evaluate(job, knobs=None, *, fixes: bool = True, price: bool = True, max_gpus: int = 1024) -> Evaluation:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from sizeup.calib import active_name, interval_dict, is_off, job_signature, load, timing_profile
+from sizeup.calib import active_name, is_off, load
 
 
 def _fmt_range(d: dict, fmt: Callable[[float], str]) -> str:
@@ -33,48 +33,43 @@ def calibration_note(report) -> None:
         report.notes.append(f"using {cal.describe()}")
 
 
-def decorate_train(report, step, est, mem, setup, kernel: str) -> None:
-    from sizeup.units import format_bytes, format_duration
+def decorate_train(report, iv: dict) -> None:
+    """Show the intervals of an evaluation (sizeup.pipeline.intervals_for) in a `sizeup train` report."""
+    from sizeup.units import format_bytes, format_duration, format_usd
 
     cal = load()
-    sig = job_signature(setup, report.data.get("model", ""), report.data.get("gpu", ""), kernel)
-    regime = {"profile": timing_profile(kernel), "gpus": setup.gpus, "job": sig}
-    iv: dict[str, Any] = {}
-    iv["step_time_s"] = interval_dict("time", regime, step.step_time_s, cal)
-    iv["tokens_per_s"] = interval_dict("throughput", regime, step.tokens_per_s, cal)
-    iv["tokens_per_s_per_gpu"] = interval_dict("throughput", regime, step.tokens_per_s_per_gpu, cal)
-    iv["mfu"] = interval_dict("mfu", regime, step.mfu, cal)
-    if est is not None:
-        iv["total_time_s"] = interval_dict("time", regime, est.total_time_s, cal)
-        iv["gpu_hours"] = interval_dict("time", regime, est.gpu_hours, cal)
-    if mem is not None:
-        from sizeup.core.estimate import memory_kernel
-
-        iv["peak_reserved_bytes"] = interval_dict("memory", {"profile": memory_kernel(kernel), "gpus": setup.gpus,
-                                                             "job": sig}, mem.peak_reserved_bytes, cal)
     report.data["intervals"] = iv
     _terms(report, iv, cal)
     calibration_note(report)
     if not report.tables:
         return
     t = report.tables[0]
-    _append(t, "step time", iv["step_time_s"], format_duration)
-    _append(t, "tokens/s", iv["tokens_per_s"], lambda x: f"{x:,.0f}")
+    if "step_time_s" in iv:
+        _append(t, "step time", iv["step_time_s"], format_duration)
+        _append(t, "tokens/s", iv["tokens_per_s"], lambda x: f"{x:,.0f}")
     if "total_time_s" in iv:
         _append(t, "wall-clock", iv["total_time_s"], format_duration)
         _append(t, "GPU-hours", iv["gpu_hours"], lambda x: f"{x:,.1f}")
     if "peak_reserved_bytes" in iv:
         _append(t, "memory per GPU", iv["peak_reserved_bytes"], format_bytes)
+    if "total_cost_usd" in iv:
+        for table in report.tables:
+            if table.title == "cost":
+                _append(table, "total cost", iv["total_cost_usd"], format_usd)
     if not is_off(active_name()):
         report.notes.append("(P10–P90) ranges: leave-one-source-out residuals of this regime (calibration.yaml "
                             "intervals); 80 % of measured runs of the regime fall inside")
 
 
-def decorate_memory(report, est, setup, kernel: str) -> None:
+def decorate_memory(report, iv: dict) -> None:
+    """Show the peak-memory interval of an evaluation in a `sizeup memory` report (or a train report that does not
+    fit)."""
     from sizeup.units import format_bytes
 
     cal = load()
-    d = interval_dict("memory", {"profile": kernel, "gpus": setup.gpus}, est.peak_reserved_bytes, cal)
+    d = iv.get("peak_reserved_bytes")
+    if d is None:
+        return
     report.data.setdefault("intervals", {})["peak_reserved_bytes"] = d
     _terms(report, {"peak_reserved_bytes": d}, cal)
     calibration_note(report)
@@ -90,8 +85,9 @@ def _terms(report, iv: dict, cal) -> None:
     where = ("calibration off: residuals of the physics-only model on the dev set (calibration.yaml intervals.physical)"
              if cal is None else f"{cal.describe()}: intervals from leave-one-source-out residuals")
     units = {"step_time_s": "s", "total_time_s": "s", "gpu_hours": "GPU-h", "tokens_per_s": "tokens/s",
-             "tokens_per_s_per_gpu": "tokens/s", "mfu": "fraction", "peak_reserved_bytes": "B"}
+             "tokens_per_s_per_gpu": "tokens/s", "mfu": "fraction", "peak_reserved_bytes": "B", "total_cost_usd": "USD"}
     for name, d in iv.items():
-        report.terms.append(Term(f"interval/{name} (P50)", d["p50"], units.get(name, ""),
-                                 "figure x (f10, f50, f90) of the regime; time = 1 / rate factors",
+        formula = ("storage + egress + compute x total_time_q / total_time_p50" if name == "total_cost_usd" else
+                   "figure x (f10, f50, f90) of the regime; time = 1 / rate factors")
+        report.terms.append(Term(f"interval/{name} (P50)", d["p50"], units.get(name, ""), formula,
                                  {"p10": d["p10"], "p90": d["p90"], "regime": d.get("interval_regime") or "none"}, where))

@@ -10,7 +10,8 @@ Safety rules, each checked on every read (any failure: the cache is ignored and 
 - the file names its format and SCHEMA_VERSION, the sizeup version, the SHA-256 of every source file's
   path and content, and the SHA-256 of its own payload; a mismatch in any of them is a miss;
 - YAML-only types are tagged (dates, non-string keys) and checked to round-trip before writing;
-- entries from other versions or sources (and old *.pickle files) are pruned when a new entry is written.
+- when a new entry is written, all but the KEEP_RECENT most recent entries (other versions or catalogs, e.g. other
+  checkouts) and old *.pickle files are pruned.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ SCHEMA_VERSION = 1
 FORMAT = "sizeup-catalog-cache"
 MAX_CACHE_BYTES = 64 * 1024 * 1024
 _PREFIX = "catalog-"
+KEEP_RECENT = 4  # cache files kept per folder (this one and the 3 most recently written others)
 
 _state: dict[str, Any] = {}  # per process: {"key": (data_dir, digest), "entries": {relpath: tagged data}}
 
@@ -170,7 +172,7 @@ def load_entries(folder: Path, digest: str) -> dict | None:
 
 
 def write_entries(folder: Path, digest: str, entries: dict) -> None:
-    """Atomically write a 0600 cache file, then prune every other cache file in the folder."""
+    """Atomically write a 0600 cache file, then prune the folder (`prune`)."""
     doc = {"format": FORMAT, "schema": SCHEMA_VERSION, "sources_sha256": digest,
            "payload_sha256": _payload_digest(entries), "entries": entries}
     target = _cache_file(folder, digest)
@@ -190,25 +192,38 @@ def write_entries(folder: Path, digest: str, entries: dict) -> None:
     prune(folder, keep=target)
 
 
-def prune(folder: Path, keep: Path | None = None) -> int:
-    """Remove stale cache files (other catalog-*.json, leftover temp files, old *.pickle); returns the count."""
+def prune(folder: Path, keep: Path | None = None, keep_recent: int = KEEP_RECENT) -> int:
+    """Remove stale cache files: leftover temp files, old *.pickle, and catalog-*.json beyond the `keep_recent` most
+    recently written (`keep` always stays), so that a few checkouts or versions sharing one cache folder do not evict
+    each other on every call. Returns the count removed."""
     removed = 0
     try:
         names = os.listdir(folder)
     except OSError:
         return 0
+    stale: list[Path] = []
+    entries: list[tuple[float, Path]] = []
     for name in names:
         path = folder / name
         if keep is not None and path == keep:
             continue
-        if not (name.startswith(_PREFIX) and name.endswith(".json") or name.endswith(".pickle")
-                or name.startswith(f".{_PREFIX}") and name.endswith(".tmp")):
-            continue
         try:
             st = os.lstat(path)
-            if stat.S_ISREG(st.st_mode) and st.st_uid == os.geteuid():
-                os.unlink(path)
-                removed += 1
+        except OSError:
+            continue
+        if not (stat.S_ISREG(st.st_mode) and st.st_uid == os.geteuid()):
+            continue
+        if name.startswith(_PREFIX) and name.endswith(".json"):
+            entries.append((st.st_mtime, path))
+        elif name.endswith(".pickle") or name.startswith(f".{_PREFIX}") and name.endswith(".tmp"):
+            stale.append(path)
+    entries.sort(reverse=True)
+    others = max(0, keep_recent - (1 if keep is not None else 0))
+    stale += [path for _, path in entries[others:]]
+    for path in stale:
+        try:
+            os.unlink(path)
+            removed += 1
         except OSError:
             pass
     return removed

@@ -200,8 +200,9 @@ def memory_cmd(
                                     loss=job.execution.loss)
     report = memory_report(arch, setup, est, suggestions, job.gpu, kern)
     from sizeup.calib.report import decorate_memory  # P10/P50/P90 of peak reserved
+    from sizeup.pipeline import Evaluation
 
-    decorate_memory(report, est, setup, kern)
+    decorate_memory(report, Evaluation(job, est).intervals)
     report.data["job"] = {"values": job.to_values(), "framework": job.execution.framework,
                           "defaults": dict(job.defaults), "command": job.command("memory")}
     shown = [f"{k.replace('_', '-')} {how}" for k, how in job.defaults

@@ -54,34 +54,10 @@ def train_cmd(
     from sizeup.calib.report import decorate_memory, decorate_train  # P10/P50/P90 next to each figure
 
     if ev.step is not None:
-        decorate_train(report, ev.step, ev.train, ev.memory, ev.job.setup, ev.job.execution.timing_kernel)
-        cost_interval(report)
+        decorate_train(report, ev.intervals)
     elif ev.memory is not None:
-        decorate_memory(report, ev.memory, ev.job.setup, ev.job.execution.memory_kernel)
+        decorate_memory(report, ev.intervals)
     emit(report, json_, csv_, markdown, explain, plot=plot)
-
-
-def cost_interval(report) -> None:
-    """P10/P50/P90 of the total cost: the compute cost scales with the wall-clock interval (billing rounding and
-    storage held as estimated), so the cost range is the time range times the price."""
-    from sizeup.core.explain import Term
-
-    iv = report.data.get("intervals") or {}
-    t = iv.get("total_time_s")
-    cb = report.data.get("cost_breakdown")
-    if not t or not cb or not t.get("p50"):
-        return
-    compute, total = float(cb["compute_cost"]), float(cb["total_cost"])
-    rest = total - compute
-    iv["total_cost_usd"] = {q: rest + compute * t[q] / t["p50"] for q in ("p10", "p50", "p90")}
-    lo, hi = iv["total_cost_usd"]["p10"], iv["total_cost_usd"]["p90"]
-    report.terms.append(Term("cost/total_interval", total, "USD", "storage + egress + compute x time_q / time_p50",
-                             {"p10_usd": lo, "p90_usd": hi, "time_p10_s": t["p10"], "time_p90_s": t["p90"]},
-                             "the wall-clock P10-P90 interval (calibration.yaml) applied to the compute cost"))
-    for table in report.tables:
-        if table.title == "cost":
-            table.rows = [tuple(r) if r[0] != "total cost" else (r[0], f"{r[1]} (${lo:,.2f}–${hi:,.2f})")
-                          for r in table.rows]
 
 
 def job_section(job) -> dict:

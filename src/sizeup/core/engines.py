@@ -58,6 +58,8 @@ class EngineProfile:
     eager_prefill: bool = False
     attention: str = "paged"
     decode_attention_hbm_efficiency: float = 0.7
+    attention_repeat_kv: bool = False
+    decode_attention_q_heads_per_kv_read: int = 0
     int4_kernel: str = "-"
     int4_weight_read_efficiency: float = 1.0
     fp8_kernel: str = "-"
@@ -132,7 +134,7 @@ class EngineProfile:
             if not 0 < v <= 1:
                 raise SizeupError(f"engine {self.id}: {name} must be in (0, 1], got {v}")
         for name in ("step_overhead_s", "launch_overhead_per_layer_s", "kernel_launch_s", "kernels_per_layer",
-                     "kernels_per_forward", "kv_cache_blocks"):
+                     "kernels_per_forward", "kv_cache_blocks", "decode_attention_q_heads_per_kv_read"):
             if float(getattr(self, name)) < 0:
                 raise SizeupError(f"engine {self.id}: {name} must be >= 0")
         if self.speculative is not None:
@@ -165,6 +167,8 @@ class EngineProfile:
                           block_size_tokens=max(1, int(self.block_size_tokens)),
                           decode_step_overhead_s=overhead,
                           decode_attention_hbm_efficiency=float(self.decode_attention_hbm_efficiency),
+                          decode_kv_repeat=bool(self.attention_repeat_kv),
+                          decode_q_heads_per_kv_read=int(self.decode_attention_q_heads_per_kv_read),
                           int4_weight_read_efficiency=float(self.int4_weight_read_efficiency),
                           allreduce_impl=self.allreduce)
 
@@ -175,6 +179,9 @@ class EngineProfile:
         return (f"{self.name} {self.version}: {self.batching} batching, {chunk} ({mix}), max {self.max_num_seqs} seqs, "
                 f"KV block {self.block_size_tokens}, {self.kv_policy} on KV exhaustion, "
                 f"CUDA graphs {'on' if self.cuda_graphs else 'off'}, {self.allreduce} all-reduce, int4 {self.int4_kernel}"
+                + (", decode attention copies K/V per query head (repeat_kv)" if self.attention_repeat_kv else "")
+                + (f", decode attention reads each KV head once per {self.decode_attention_q_heads_per_kv_read} "
+                   "query heads" if self.decode_attention_q_heads_per_kv_read else "")
                 + (f", speculative k={self.speculative.num_tokens} alpha={self.speculative.acceptance_rate}"
                    if self.speculative else ""))
 

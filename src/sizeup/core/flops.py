@@ -366,12 +366,16 @@ def stack_flops_per_sequence(m: ModelArch, s_e: int, s_d: int | None = None) -> 
 
 
 def flops_per_step(m: ModelArch, setup: TrainSetup) -> FlopsEstimate:
-    """Model, hardware and executed FLOPs of one optimizer step, with 6ND and Narayanan's eq. 3 alongside."""
+    """Model, hardware and executed FLOPs of one optimizer step, with 6ND and Narayanan's eq. 3 alongside.
+
+    Attention is counted over the span a query can see: the sequence, or with document-masked packing the packed
+    document (`setup.attention_span`: each document of n tokens is its own n x n attention problem)."""
     s = setup.seq_len
+    s_attn = setup.attention_span
     T = float(setup.tokens_per_step)
     shapes = layer_shapes(m, decoder_ratio(m, setup))
-    fwd = flops_per_token_forward(m, s, causal=False, shapes=shapes)
-    fwd_causal = flops_per_token_forward(m, s, causal=True, shapes=shapes)
+    fwd = flops_per_token_forward(m, s_attn, causal=False, shapes=shapes)
+    fwd_causal = flops_per_token_forward(m, s_attn, causal=True, shapes=shapes)
     fwd_total = sum(fwd.values())
     fwd_causal_total = sum(fwd_causal.values())
     # training = forward + backward (2x forward): Narayanan 2021 §5.1, PaLM appendix B
@@ -425,11 +429,14 @@ def flops_per_step(m: ModelArch, setup: TrainSetup) -> FlopsEstimate:
     per_component = {k: 3.0 * v * T for k, v in fwd.items()}
 
     inputs = {"T": T, "s": s, "L": L, "h": h, "V": V, "N_active": n_active, "b_global": setup.global_batch}
+    if s_attn != s:
+        inputs["s_attn (packed document)"] = s_attn
     terms = (
         Term("flops/forward_per_token", fwd_total, "FLOP",
-             "L*(sum 2*k*n over layer GEMMs + 2*s*(q_dim+v_dim)) + 2*h*V",
+             "L*(sum 2*k*n over layer GEMMs + 2*s_attn*(q_dim+v_dim)) + 2*h*V",
              {**inputs, "gemm": fwd["layers/gemm"], "attention_full": fwd["layers/attention"], "logits": fwd["logits"]},
-             "matmul = 2*M*K*N; attention over the full s^2 (PaLM appendix B)"),
+             "matmul = 2*M*K*N; attention over the full s_attn^2 (PaLM appendix B); s_attn = s, or the packed "
+             "document's length with document-masked attention (each document its own attention problem)"),
         Term("flops/model_per_step", model, "FLOP", "3 * forward_per_token * T  (backward = 2x forward)", inputs,
              "Narayanan et al. 2021 §5.1; PaLM (Chowdhery 2022) appendix B MFU definition"),
         Term("flops/model_causal_per_step", model_causal, "FLOP",

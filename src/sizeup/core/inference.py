@@ -106,6 +106,14 @@ class ServingKnobs:
     offline_max_num_seqs: int = 2048
     quant_group_size: int = 128
     decode_attention_hbm_efficiency: float = 0.7
+    decode_kv_repeat: bool = False
+    """Decode attention first copies K and V once per query head of each group (transformers' repeat_kv, taken
+    when SDPA gets an attention mask, e.g. a static KV cache), then reads the copies: per KV byte of the context
+    the step moves (1 + n_rep) bytes at the GPU's HBM efficiency [copy: read once, write n_rep] and n_rep bytes at
+    decode_attention_hbm_efficiency [SDPA], n_rep = query heads / KV heads (engine profile)."""
+    decode_q_heads_per_kv_read: int = 0
+    """Query heads one read of a KV head serves in the decode-attention kernel (e.g. heads per CTA); a GQA group of
+    n_rep heads reads its K/V ceil(n_rep / this) times. 0 = the whole group shares one read (engine profile)."""
     fp8_matmul_efficiency_ratio: float = 0.89
     decode_step_overhead_s: float = 0.0
     host_launch_s: float = 0.0
@@ -505,6 +513,24 @@ def _linear_read_bytes(m: ModelArch, sh: "_Shapes", weights: WeightDtype, knobs:
     return pc_linear * linear_bpp + 0.0 * B
 
 
+def decode_kv_s_per_byte(m: ModelArch, gpu: GpuSpec, knobs: ServingKnobs) -> float:
+    """Seconds of decode attention per byte of cached K/V the step's queries attend to:
+    1 / (BW * eta_attn), or with repeat_kv (ServingKnobs.decode_kv_repeat, n_rep = a / a_kv > 1)
+    (1 + n_rep) / (BW * eta_hbm) + n_rep / (BW * eta_attn)  [transformers integrations/sdpa_attention.py:
+    use_gqa_in_sdpa is False when an attention mask is passed -> repeat_kv(key), repeat_kv(value) materialise
+    the expanded tensors before scaled_dot_product_attention], or, when one read of a KV head serves only g query
+    heads (ServingKnobs.decode_q_heads_per_kv_read, e.g. heads per CTA), ceil(n_rep / g) / (BW * eta_attn)."""
+    bw = gpu.hbm_bytes_per_s
+    base = 1.0 / (bw * knobs.decode_attention_hbm_efficiency)
+    n_rep = 1.0 if m.is_mla else m.num_heads / max(1, m.num_kv_heads)
+    if knobs.decode_kv_repeat and n_rep > 1.0:
+        return (1.0 + n_rep) / (bw * gpu.hbm_efficiency) + n_rep * base
+    per_read = int(knobs.decode_q_heads_per_kv_read)
+    if per_read > 0 and n_rep > per_read:
+        return math.ceil(n_rep / per_read) * base
+    return base
+
+
 def decode_step_parts(m: ModelArch, gpu: GpuSpec, batch, context, tp=1, pp=1,
                       weights: WeightDtype = WeightDtype.BF16, kv_dtype: KvDtype = KvDtype.BF16,
                       knobs: ServingKnobs | None = None, wbytes: float | None = None,
@@ -548,7 +574,8 @@ def decode_step_parts(m: ModelArch, gpu: GpuSpec, batch, context, tp=1, pp=1,
     n_w = window_layers(m)
     keys = (m.num_layers - n_w) * c + n_w * kv_cached_tokens(c, m.sliding_window)
     attn_flops = 2.0 * B * keys * m.num_heads * (sh.attn_dim_qk + sh.attn_dim_v) / t
-    attention = np.maximum(kv_read / (bw * knobs.decode_attention_hbm_efficiency), attn_flops / rate)
+    kv_s = decode_kv_s_per_byte(m, gpu, knobs)
+    attention = np.maximum(kv_read * kv_s, attn_flops / rate)
     comm = 2.0 * m.num_layers * _allreduce_s(gpu, B * m.hidden_size * knobs.activation_bytes, t, knobs) \
         + _p2p_s(gpu, B * m.hidden_size * knobs.activation_bytes, pp)
     overhead = knobs.decode_step_overhead_s + 0.0 * B
@@ -559,7 +586,7 @@ def decode_step_parts(m: ModelArch, gpu: GpuSpec, batch, context, tp=1, pp=1,
     return {"gemm": gemm, "attention": attention, "comm": comm, "overhead": overhead + launch_excess,
             "launch_excess": launch_excess,
             "gemm_memory": w_read / (bw * gpu.hbm_efficiency), "gemm_compute": flops / rate,
-            "attention_memory": kv_read / (bw * knobs.decode_attention_hbm_efficiency),
+            "attention_memory": kv_read * kv_s,
             "attention_compute": attn_flops / rate}
 
 
@@ -799,8 +826,13 @@ def estimate_inference(
         Term("time/ttft", ttft, "s", ttft_formula,
              {"prefill": prefill_one, "step": step_s}, "model"),
         Term("time/tpot", tpot, "s", "gemm + attention + comm + overhead at (B, c_avg)",
-             {k: _f(v) for k, v in step.items()} | {"B": B, "c_avg": ctx_avg},
-             "roofline per op (Williams et al. 2009); LLM decode memory-bound (Pope et al. 2022)"),
+             {k: _f(v) for k, v in step.items()} | {"B": B, "c_avg": ctx_avg,
+                                                    "eta_attn": knobs.decode_attention_hbm_efficiency,
+                                                    "repeat_kv": bool(knobs.decode_kv_repeat),
+                                                    "q_heads_per_kv_read": int(knobs.decode_q_heads_per_kv_read)},
+             "roofline per op (Williams et al. 2009); LLM decode memory-bound (Pope et al. 2022); attention "
+             "seconds per KV byte: decode_kv_s_per_byte (repeat_kv: (1 + n_rep)/(BW*eta_hbm) + "
+             "n_rep/(BW*eta_attn); g query heads per KV read: ceil(n_rep/g)/(BW*eta_attn))"),
         Term("throughput/output_tokens_per_s", out_tps, "tokens/s",
              "B*n / (prefill(B*s) + n*step)" if setup.static else "B*n / (B*prefill_amortised(s) + n*step)",
              {"B": B, "n": n, "step": step_s, "prefill_per_request": gpu_time_prefill_per_req},

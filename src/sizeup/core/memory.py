@@ -1096,6 +1096,9 @@ def check_setup(model: ModelArch, setup: TrainSetup) -> list[str]:
         if setup.cp > 1:
             problems.append(f"context parallelism is modelled for decoder-only models; {model.id} is "
                             f"{model.arch_kind.value} (use cp 1)")
+    if setup.packed_doc_tokens and model.is_encoder_decoder:
+        problems.append(f"document-masked packing is modelled for one stack; {model.id} is encoder-decoder "
+                        "(drop --packed-doc-tokens)")
     if setup.decoder_seq_len and not model.is_encoder_decoder:
         problems.append(f"decoder-seq sets the target length of an encoder-decoder; {model.id} is "
                         f"{model.arch_kind.value} (give --seq only)")

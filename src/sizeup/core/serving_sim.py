@@ -34,7 +34,8 @@ import numpy as np
 
 from sizeup.core.inference import (
     LengthDist, ServeSetup, ServingKnobs, WeightDtype, _allreduce_s, _compute_rate, _p2p_s, _shapes,
-    decode_step_parts, eager_elementwise_s, kv_budget_bytes, prefill_view, kv_bytes_per_sequence,
+    decode_kv_s_per_byte, decode_step_parts, eager_elementwise_s, kv_budget_bytes, prefill_view,
+    kv_bytes_per_sequence,
     kv_bytes_per_token_per_layer, kv_tp_fraction,
     weight_bytes, window_layers,
 )
@@ -151,12 +152,14 @@ class StepModel:
     """Seconds of one scheduler step from core.inference's roofline pieces:
 
     step(T, n_seq, S, P) = max(W_read(T)/(BW*eta_hbm), (2*N_body*T + 2*V*h*n_seq)/t / R(T))   [weight GEMMs]
-                         + max(S*kv_tok/(BW*eta_attn), S*f_attn/R(T))                         [decode attention]
+                         + max(S*kv_tok*k_kv, S*f_attn/R(T))                                  [decode attention]
                          + P*f_attn_pre/R(T)                                                    [prompt attention]
                          + 2L*allreduce(T*h*2) + p2p
     step = max(GPU part above, host_launch) + overhead   [eager engines: the host issues kernels while the GPU runs]
-    T tokens in the step, n_seq sequences sampling a token, S sum of the decode sequences' (window-capped)
-    contexts, P sum over prompt chunks of query-key pairs; R(T) achievable FLOP/s at T tokens (MAMF curve).
+    k_kv seconds per KV byte (core.inference.decode_kv_s_per_byte: 1/(BW*eta_attn), more when the engine copies
+    or re-reads a GQA group's K/V), T tokens in the step, n_seq sequences sampling a token, S sum of the decode
+    sequences' (window-capped) contexts, P sum over prompt chunks of query-key pairs; R(T) achievable FLOP/s at
+    T tokens (MAMF curve).
     The T-only parts are tabulated once (numpy) so a step costs a few scalar operations.
     """
 
@@ -173,9 +176,8 @@ class StepModel:
         self.n_w = window_layers(model)
         self.window = float(model.sliding_window or 0)
         per_layer = kv_bytes_per_token_per_layer(model, setup.kv_dtype) * float(kv_tp_fraction(model, setup.tp))
-        eta_attn = knobs.decode_attention_hbm_efficiency
         # per effective context token (all L layers): bytes read / time, attention FLOPs (decode and prefill)
-        self.kv_read_s_per_tok = per_layer * L / (gpu.hbm_bytes_per_s * eta_attn)
+        self.kv_read_s_per_tok = per_layer * L * decode_kv_s_per_byte(model, gpu, knobs)
         self.attn_flops_per_tok = 2.0 * L * model.num_heads * (sh.attn_dim_qk + sh.attn_dim_v) / t
         self.attn_flops_per_pair = 2.0 * L * model.num_heads * (sh.attn_dim_qk_prefill + (model.v_head_dim or model.head_dim)) / t
         self.overhead_s = float(knobs.decode_step_overhead_s)

@@ -35,7 +35,7 @@ from sizeup.core.flops import (
 )
 from sizeup.core.params import count_params
 from sizeup.core.types import (
-    Attention, ContextParallel, Fp8Recipe, GpuSpec, LoraImpl, ModelArch, NormKind, Offload, Peft, Precision, Recompute,
+    GELU_NEW_MODEL_TYPES, Attention, ContextParallel, Fp8Recipe, GpuSpec, LoraImpl, ModelArch, NormKind, Offload, Peft, Precision, Recompute,
     Sharding, TrainSetup,
 )
 
@@ -62,6 +62,11 @@ class TimingKnobs:
     eager_rmsnorm_extra_passes: float = 0.0
     """Extra h-wide passes per RMSNorm when it runs as decomposed eager ops (fp32 upcast, pow, mean, mul, cast)."""
     elementwise_bwd_factor: float = 2.0
+    eager_tanh_gelu_extra_passes: tuple[float, float] = (15.0, 22.0)
+    """[fwd, bwd] extra f-wide passes of Hugging Face's "gelu_new" run as eager ops, over one GELU kernel's."""
+    eager_attention_score_passes: tuple[float, float] = (10.0, 11.0)
+    """[fwd, bwd] passes (reads + writes, in act-dtype units) over the s x s scores of materialised attention run as
+    separate eager PyTorch ops (kernel style 'eager'); dropout adds its own (catalog/data/timing.yaml)."""
     logits_bytes_per_vocab_token: float = 16.0
     optimizer_bytes_per_param: Mapping[str, float] = field(default_factory=lambda: {"adamw": 36.0})
     optimizer_bytes_per_param_foreach: Mapping[str, float] = field(default_factory=lambda: {"adamw": 80.0})
@@ -191,6 +196,8 @@ class ModelInputs:
     adapters: tuple[tuple[float, float, bool], ...] = ()
     """LoRA-adapted Linears of one layer: (in features, out features, column-parallel under TP)."""
     lora_rank: float = 0.0
+    gelu_new: bool = False
+    """The MLP activation is Hugging Face's "gelu_new" tanh GELU (GELU_NEW_MODEL_TYPES): separate kernels when eager."""
 
 
 def model_inputs(m: ModelArch, setup: TrainSetup | None = None) -> ModelInputs:
@@ -216,13 +223,6 @@ def model_inputs(m: ModelArch, setup: TrainSetup | None = None) -> ModelInputs:
                 per_layer += r * (a + b)
         trainable = float(per_layer * m.total_layers * adapted_attention_per_layer(m)[0])
         frozen = 1.0
-    num_experts: int = 0
-    moe_fraction: float = 0.0
-    """Share of layers that are MoE layers."""
-    sac_gemm_share: float = 0.0
-    """Share of the layer's forward GEMM FLOPs that op-level SAC recomputes (the mms it does not save)."""
-    attn_gemm_share: float = 0.0
-    """Share of the layer's forward GEMM FLOPs in the attention projections (recomputed by attention-only)."""
     adapters: tuple[tuple[float, float, bool], ...] = ()
     if peft != Peft.NONE:
         h = m.hidden_size
@@ -239,7 +239,8 @@ def model_inputs(m: ModelArch, setup: TrainSetup | None = None) -> ModelInputs:
                        float(m.norms_per_layer) if m.norm_kind == NormKind.RMSNORM else 0.0,
                        m.num_experts, m.num_moe_layers / m.num_layers,
                        recompute_gemm_share(m, Recompute.OP_SAC), recompute_gemm_share(m, Recompute.ATTENTION_ONLY),
-                       adapters, float(setup.lora_rank) if (setup and peft != Peft.NONE) else 0.0)
+                       adapters, float(setup.lora_rank) if (setup and peft != Peft.NONE) else 0.0,
+                       m.hf_model_type in GELU_NEW_MODEL_TYPES and not m.mlp_kind.gated)
 
 
 @dataclass(frozen=True)
@@ -443,7 +444,7 @@ def step_kernel(mi: ModelInputs, g: GpuNumbers, knobs: TimingKnobs, *, tp, pp, d
                 tp_overlap=None, ep_overlap=None, fp8_cast_bytes: float = 3.0, first_stage_layers=0,
                 last_stage_layers=0, moe_capacity_factor=0.0, moe_pad_to_capacity=False,
                 autocast_weight_cast: bool = False, lora_input_cast: bool = False, param_offload_code=0,
-                cp_impl_code=0, zero3_gather_bytes=0.0, zero3_reduce_bytes=0.0) -> dict:
+                cp_impl_code=0, zero3_gather_bytes=0.0, zero3_reduce_bytes=0.0, attention_span=0) -> dict:
     """Seconds per optimizer step and its parts, for one plan or arrays of plans. Returns a dict of arrays."""
     L, h, V = mi.num_layers, mi.hidden, mi.vocab
     s = seq_len * 1.0
@@ -498,7 +499,11 @@ def step_kernel(mi: ModelInputs, g: GpuNumbers, knobs: TimingKnobs, *, tp, pp, d
 
     # ---- attention core
     heads_local = sh.num_heads / tp
-    attn_f_fwd = M * attention_flops_per_token(sh, s, causal=flash) / tp
+    # document-masked packing (flash varlen / TE THD / FlexAttention): each query sees only its own document, so the
+    # kernels' work is per-document n x n (FlashAttention-2 flash_attn_varlen_func, cu_seqlens); eager attention with a
+    # block mask still computes and stores the full s x s scores
+    s_attn = np.where(flash & (np.asarray(attention_span) > 0), np.minimum(s, np.maximum(attention_span, 1)), s)
+    attn_f_fwd = M * attention_flops_per_token(sh, s_attn, causal=flash) / tp
     attn_call = attn_f_fwd * micro_batch / np.maximum(micro_batch, 1)  # one kernel call per layer
     if flash:
         # kernel efficiency: the GPU's flash-attention fraction, scaled down for small calls like a GEMM
@@ -507,15 +512,27 @@ def step_kernel(mi: ModelInputs, g: GpuNumbers, knobs: TimingKnobs, *, tp, pp, d
         attn_fwd = attn_f_fwd / (g.attention_peak_flops_per_s * size * g.attention_fwd_efficiency)
         # FlashAttention-2 backward = 5 matmuls vs 2 forward (recomputes P): 2.5x FLOPs
         attn_bwd = 2.5 * attn_f_fwd / (g.attention_peak_flops_per_s * size * g.attention_bwd_efficiency)
-        attn_mem = 0.0 * attn_fwd
+        attn_mem = attn_mem_fwd = attn_mem_bwd = 0.0 * attn_fwd
     else:
         # eager: Q.K^T and P.V as batched GEMMs + softmax over b*a*(s/c)*s scores (write, read, write, read)
         eff = matmul_eff(g, attn_call / np.maximum(heads_local, 1))
         attn_fwd = attn_f_fwd / (g.attention_peak_flops_per_s * eff)
         attn_bwd = 2.0 * attn_fwd
         score_bytes = micro_batch * heads_local * (s / cp) * s * act_bytes
-        passes = 4.0 + (2.0 if dropout > 0 else 0.0)
-        attn_mem = score_bytes * passes * (1.0 + knobs.elementwise_bwd_factor) / (g.hbm_bytes_per_s * g.hbm_efficiency)
+        if kernel_style(kernel) == "eager":
+            # plain PyTorch ops, one kernel each over the b*a*(s/c)*s scores (eager_attention_score_passes: the
+            # kernel list, fwd and bwd separately), dropout with its 1-byte keep-mask (1/act_bytes of a pass)
+            p_fwd, p_bwd = (float(x) for x in knobs.eager_attention_score_passes)
+            drop = (2.0 + 1.0 / act_bytes) if dropout > 0 else 0.0
+            attn_mem_fwd = score_bytes * (p_fwd + drop) / (g.hbm_bytes_per_s * g.hbm_efficiency)
+            attn_mem_bwd = score_bytes * (p_bwd + drop) / (g.hbm_bytes_per_s * g.hbm_efficiency)
+            attn_mem = attn_mem_fwd + attn_mem_bwd
+        else:
+            # fused scale-mask-softmax (Megatron FusedScaleMaskSoftmax / compiled): write, read, write, read
+            passes = 4.0 + (2.0 if dropout > 0 else 0.0)
+            attn_mem = score_bytes * passes * (1.0 + knobs.elementwise_bwd_factor) / (g.hbm_bytes_per_s * g.hbm_efficiency)
+            attn_mem_fwd = attn_mem / (1.0 + knobs.elementwise_bwd_factor)
+            attn_mem_bwd = attn_mem - attn_mem_fwd
 
     # ---- elementwise traffic of one layer (norms, residuals, activation function, rotary, dropout, casts)
     sp_div = np.where(sequence_parallel, tp, 1)
@@ -537,6 +554,13 @@ def step_kernel(mi: ModelInputs, g: GpuNumbers, knobs: TimingKnobs, *, tp, pp, d
         elem_fwd_bytes = elem_fwd_bytes + mi.moe_fraction * route
     elem_fwd = elem_fwd_bytes / (g.hbm_bytes_per_s * g.hbm_efficiency)
     elem_bwd = elem_fwd * knobs.elementwise_bwd_factor
+    if style == "eager" and mi.gelu_new:
+        # "gelu_new" as eager ops (transformers activations.py NewGELUActivation): pow, mul, add, mul, tanh, add,
+        # mul, mul kernels over the f-wide tensor forward and their autograd nodes backward (timing.yaml)
+        gelu_f, gelu_b = (float(x) for x in knobs.eager_tanh_gelu_extra_passes)
+        gelu_pass = act_bytes * M * sh.ffn_act_width / tp / (g.hbm_bytes_per_s * g.hbm_efficiency)
+        elem_fwd = elem_fwd + gelu_f * gelu_pass
+        elem_bwd = elem_bwd + gelu_b * gelu_pass
     amp = np.asarray(autocast_weight_cast, dtype=float) * (np.asarray(sharding_code) == 0)
     if np.any(amp > 0):
         # torch.autocast over fp32 master weights (eager AMP, no sharding wrapper that casts at gather): each
@@ -557,7 +581,7 @@ def step_kernel(mi: ModelInputs, g: GpuNumbers, knobs: TimingKnobs, *, tp, pp, d
         # A frozen 16-bit base (LoRA) keeps a 16-bit embedding and stream: none of this.
         qk_width = sh.attn_qk_dim + 0.5 * max(sh.qkv_width - sh.attn_qk_dim, 0)
         resid = M * (22.0 * h / sp_div + 16.0 * qk_width / tp) / (g.hbm_bytes_per_s * g.hbm_efficiency) \
-            * (1.0 if mi.frozen_fraction < 0.5 else 0.0)
+            * (1.0 if mi.frozen_fraction == 0.0 else 0.0)  # frozen_fraction is 1 for every PEFT method, else 0
         elem_fwd = elem_fwd + amp * (cast + resid)
         elem_bwd = elem_bwd + amp * (cast + resid * knobs.elementwise_bwd_factor)
     if mi.quantized_base:
@@ -572,15 +596,13 @@ def step_kernel(mi: ModelInputs, g: GpuNumbers, knobs: TimingKnobs, *, tp, pp, d
     la_gf, la_gb, la_kf, la_kb = lora_adapter_time(mi, g, M, tp, act_bytes, lora_impl_code, lora_dropout,
                                                    lora_input_cast)
     host_half = 0.5 * knobs.host_overhead_s_per_layer_microbatch
-    base_f = gemm_fwd + attn_fwd + attn_mem / (1.0 + knobs.elementwise_bwd_factor) + elem_fwd
-    base_b = gemm_bwd + attn_bwd + attn_mem * knobs.elementwise_bwd_factor / (1.0 + knobs.elementwise_bwd_factor) \
-        + elem_bwd
+    base_f = gemm_fwd + attn_fwd + attn_mem_fwd + elem_fwd
+    base_b = gemm_bwd + attn_bwd + attn_mem_bwd + elem_bwd
     lora_fwd = host_bound_increment(base_f, host_half, la_gf, la_kf, knobs.eager_op_dispatch_s)
     lora_bwd = host_bound_increment(base_b, host_half, la_gb, la_kb, knobs.eager_op_dispatch_s)
 
-    layer_fwd = gemm_fwd + attn_fwd + attn_mem / (1.0 + knobs.elementwise_bwd_factor) + elem_fwd + lora_fwd
-    layer_bwd = gemm_bwd + attn_bwd + attn_mem * knobs.elementwise_bwd_factor / (1.0 + knobs.elementwise_bwd_factor) \
-        + elem_bwd + lora_bwd
+    layer_fwd = gemm_fwd + attn_fwd + attn_mem_fwd + elem_fwd + lora_fwd
+    layer_bwd = gemm_bwd + attn_bwd + attn_mem_bwd + elem_bwd + lora_bwd
     # recompute: selective = attention core forward again; full = whole layer forward again (Korthikanti 2022);
     # op-SAC (3) = the unsaved mms + every elementwise op (SDPA saved; torchtitan); attention-only (4) = attention
     # projections, core and the attention half of the elementwise ops; layer-fraction (5) = a share f of full
@@ -590,8 +612,8 @@ def step_kernel(mi: ModelInputs, g: GpuNumbers, knobs: TimingKnobs, *, tp, pp, d
     rc_gemm = np.where(recompute_code == 2, 1.0, np.where(recompute_code == 3, mi.sac_gemm_share, np.where(
         recompute_code == 4, mi.attn_gemm_share, np.where(recompute_code == 5, frac, 0.0)))) * gemm_fwd
     rc_attn = np.where((recompute_code == 1) | (recompute_code == 2) | (recompute_code == 4), 1.0,
-                       np.where(recompute_code == 5, frac, 0.0)) * (attn_fwd + attn_mem / (1.0 + knobs.elementwise_bwd_factor))
-    rc_attn = rc_attn - np.where(recompute_code == 1, attn_mem / (1.0 + knobs.elementwise_bwd_factor), 0.0)
+                       np.where(recompute_code == 5, frac, 0.0)) * (attn_fwd + attn_mem_fwd)
+    rc_attn = rc_attn - np.where(recompute_code == 1, attn_mem_fwd, 0.0)
     rc_elem = np.where((recompute_code == 2) | (recompute_code == 3), elem_fwd, np.where(
         recompute_code == 4, np.minimum(attn_elem, elem_fwd), np.where(recompute_code == 5, frac * elem_fwd, 0.0)))
     rc_lora = np.where((recompute_code == 2) | (recompute_code == 3), 1.0,
@@ -874,6 +896,7 @@ def kernel_args(model: ModelArch, setup: TrainSetup, gpu: GpuSpec, knobs: Timing
         param_offload_code=OFFLOAD_CODE[setup.offload_params], cp_impl_code=CP_IMPL_CODE[setup.cp_impl],
         zero3_gather_bytes=ZEROPP_QWZ_BYTES if setup.zero_quantized_weights else 0.0,
         zero3_reduce_bytes=ZEROPP_QGZ_BYTES if setup.zero_quantized_gradients else 0.0,
+        attention_span=setup.packed_doc_tokens,
     )
     return mi, g, plan
 

@@ -14,6 +14,13 @@ from typing import Mapping
 # --------------------------------------------------------------------------- enums
 
 
+# Hugging Face model types whose MLP activation defaults to "gelu_new" (transformers activations.py
+# NewGELUActivation: 0.5 * x * (1 + tanh(sqrt(2/pi) * (x + 0.044715 * x^3))) written as separate ops; GPT2Config,
+# GPTNeoConfig, GPTJConfig, CodeGenConfig activation_function="gelu_new"; GPTBigCode's default "gelu_pytorch_tanh"
+# is one F.gelu kernel). The step-time model reads it for eager kernels.
+GELU_NEW_MODEL_TYPES = ("gpt2", "gpt_neo", "gptj", "codegen")
+
+
 class MlpKind(StrEnum):
     GELU = "gelu"
     """Two matrices (up, down) with GELU: GPT-2, OPT (ReLU), BLOOM, Falcon, MPT."""
@@ -495,6 +502,10 @@ class TrainSetup:
     """Share of expert-parallel all-to-all hidden behind compute; None = timing.yaml `ep_overlap`."""
     dropout: float = 0.0
     gpus_per_node: int = 8
+    packed_doc_tokens: int = 0
+    """Mean tokens per document when each sequence is packed from several documents with document-masked attention
+    (flash-attn varlen / cu_seqlens, Transformer Engine THD, FlexAttention block masks): a query attends only within
+    its own document. 0 = one document per sequence (attention over the whole sequence)."""
     # optimizer step fused into backward (torchtune `optimizer_in_bwd=True`; PyTorch tutorial "How to save
     # memory by fusing the optimizer step into the backward pass"): each parameter is updated and its
     # gradient freed as soon as it is accumulated, so the full gradient buffer is never live.
@@ -518,6 +529,9 @@ class TrainSetup:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise SizeupError(f"{name.replace('_', '-')} must be a whole number >= 1, got {v!r}")
+        if isinstance(self.packed_doc_tokens, bool) or not isinstance(self.packed_doc_tokens, int) \
+                or self.packed_doc_tokens < 0:
+            raise SizeupError(f"packed-doc-tokens must be a whole number >= 0, got {self.packed_doc_tokens!r}")
         if self.gpus % (self.tp * self.pp * self.cp):
             raise SizeupError(f"gpus ({self.gpus}) must be a multiple of tp*pp*cp = {self.tp * self.pp * self.cp}")
 
@@ -539,6 +553,11 @@ class TrainSetup:
     def dec_seq(self) -> int:
         """Decoder (target) tokens per sequence of an encoder-decoder: decoder_seq_len, or seq_len when 0."""
         return self.decoder_seq_len or self.seq_len
+
+    @property
+    def attention_span(self) -> int:
+        """Tokens a query can attend over: the packed document's length (capped at the sequence), else the sequence."""
+        return min(self.seq_len, self.packed_doc_tokens) if self.packed_doc_tokens > 0 else self.seq_len
 
     def with_(self, **changes) -> "TrainSetup":
         return replace(self, **changes)

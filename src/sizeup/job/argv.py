@@ -34,6 +34,8 @@ def job_values(job) -> dict[str, Any]:
     v.update(seq=b.seq_len, micro_batch=b.micro_batch, global_batch=b.global_batch)
     if b.decoder_seq_len:
         v["decoder_seq"] = b.decoder_seq_len
+    if b.packed_doc_tokens:
+        v["packed_doc_tokens"] = b.packed_doc_tokens
     for name in ("tp", "pp", "cp", "ep", "virtual_pp"):
         if getattr(p, name) != 1:
             v[name] = getattr(p, name)

@@ -45,6 +45,10 @@ JOB_FLAGS: tuple[JobFlag, ...] = (
     JobFlag("global_batch", "int", "batch", "Sequences per optimizer step (default: about 1M tokens, at least "
                                             "100 steps; see docs/methodology.md 'Defaults')."),
     JobFlag("grad_accum", "int", "batch", "Gradient accumulation steps (else derived from --global-batch)."),
+    JobFlag("packed_doc_tokens", "text", "batch", "Sequences packed from documents of this mean length in tokens, or "
+                                                  "a catalog dataset (squad-v1.1), with document-masked attention "
+                                                  "(flash varlen / TE THD / FlexAttention): attention only within each "
+                                                  "document (default: one document per sequence)."),
     # parallelism
     JobFlag("tp", "int", "parallelism", "Tensor-parallel degree (default 1)."),
     JobFlag("pp", "int", "parallelism", "Pipeline-parallel degree (default 1)."),
@@ -96,7 +100,8 @@ JOB_FLAGS: tuple[JobFlag, ...] = (
                                                 "torchao NF4 does not) (default: the framework's)."),
     JobFlag("nf4_base", "bool", "peft", "--peft adapter on a 4-bit NF4 base (bitsandbytes Linear4bit; QLoRA implies it)."),
     JobFlag("lora_rank", "int", "peft", "LoRA rank r (default 16)."),
-    JobFlag("lora_targets", "text", "peft", "LoRA targets: q,k,v,o,gate,up,down, or all / attn / mlp (default q,k,v,o)."),
+    JobFlag("lora_targets", "text", "peft", "LoRA targets: q,k,v,o,gate,up,down, or all / attn / mlp, or "
+            "peft-default (Hugging Face PEFT's targets for the model type, e.g. q,v for Llama) (default q,k,v,o)."),
     JobFlag("lora_fp32_adapters", "bool", "peft", "LoRA adapters in fp32 on the 16-bit base, each adapted Linear "
                                                   "casting its input (Hugging Face PEFT) (default: the framework's)."),
     JobFlag("lora_impl", "text", "peft", "How adapters run: peft (eager modules) | fused (fused kernels) "

@@ -40,3 +40,13 @@ def framework_profile(name: str | None) -> dict:
     names = [p for p in profiles if p != "generic"]
     raise SizeupError(f"unknown framework {name!r}.{did_you_mean(str(name), names)} Known: {', '.join(names)} "
                       "(see 'sizeup frameworks')")
+
+
+def peft_default_lora_targets(model_type: str | None) -> tuple[str, ...] | None:
+    """Hugging Face PEFT's default LoRA targets for a transformers model_type (frameworks.yaml
+    peft_default_lora_targets), or None when PEFT has no default for it."""
+    from sizeup.catalog import read_yaml
+
+    table = ((read_yaml(FRAMEWORKS_FILE) or {}).get("peft_default_lora_targets") or {}).get("by_model_type") or {}
+    targets = table.get(str(model_type or "").strip().lower())
+    return tuple(str(t) for t in targets) if targets else None

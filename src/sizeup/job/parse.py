@@ -133,6 +133,16 @@ def parse_lora_targets(text, model=None) -> tuple[str, ...] | None:
         return None
     parts = [str(p) for p in text] if isinstance(text, (list, tuple)) else str(text).split(",")
     key = ",".join(p.strip().lower() for p in parts)
+    if key == "peft-default":
+        from sizeup.job.frameworks import peft_default_lora_targets
+
+        mtype = getattr(model, "hf_model_type", "") or ""
+        targets = peft_default_lora_targets(mtype)
+        if targets is None:
+            raise SizeupError(f"--lora-targets peft-default: Hugging Face PEFT has no default LoRA targets for "
+                              f"{getattr(model, 'id', 'this model')!r} (model type {mtype or 'unknown'!r}); "
+                              "give the targets, e.g. q,v or all")
+        return targets
     if key in LORA_TARGET_SETS:
         targets = LORA_TARGET_SETS[key]
         if model is not None and not model.mlp_kind.gated:
@@ -147,12 +157,31 @@ def parse_lora_targets(text, model=None) -> tuple[str, ...] | None:
         for n in (("q", "k", "v") if name == "qkv" else (name,)):
             if n not in LORA_TARGETS:
                 raise SizeupError(f"unknown LoRA target {raw.strip()!r}.{did_you_mean(raw.strip(), LORA_TARGETS)} "
-                                  f"Allowed: {', '.join(LORA_TARGETS)}, or all, attn, mlp")
+                                  f"Allowed: {', '.join(LORA_TARGETS)}, or all, attn, mlp, peft-default")
             if n not in out:
                 out.append(n)
     if not out:
         raise SizeupError("--lora-targets is empty; give e.g. q,v or all")
     return tuple(out)
+
+
+def parse_packed_doc_tokens(value) -> int:
+    """--packed-doc-tokens: a whole number of tokens >= 1, or a catalog dataset's name (its mean tokens per sample);
+    None -> 0 (one document per sequence)."""
+    if value is None:
+        return 0
+    if isinstance(value, str) and not value.strip().lstrip("+-").replace("_", "").isdigit():
+        from sizeup.catalog.datasets import dataset_by_name, datasets
+
+        d = dataset_by_name(value)
+        if d is None:
+            known = ", ".join(x["id"] for x in datasets())
+            raise SizeupError(f"--packed-doc-tokens: {value!r} is neither a token count nor a known dataset ({known})")
+        return int(d["mean_tokens_per_sample"])
+    n = _int("packed-doc-tokens", value)
+    if n is None or n < 1:
+        raise SizeupError(f"--packed-doc-tokens must be a whole number >= 1 or a dataset name, got {value!r}")
+    return n
 
 
 def parse_recompute_layers(text, num_layers: int) -> float | None:
@@ -549,7 +578,7 @@ def build_job(values: dict[str, Any], catalog=None, *, need_gpu: bool = True, al
                           f"{arch.arch_kind.value} (give --seq only)")
     if arch.is_encoder_decoder and dec_seq is None:
         defaults.append(("decoder_seq", f"{seq} (= seq: target as long as the input)"))
-    batch = Batch(seq, mb, ga, dp, dec_seq or 0)
+    batch = Batch(seq, mb, ga, dp, parse_packed_doc_tokens(v.get("packed_doc_tokens")), dec_seq or 0)
 
     # pricing
     platform = v.get("platform")

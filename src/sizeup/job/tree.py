@@ -115,11 +115,15 @@ class Batch:
     micro_batch: int
     grad_accum: int
     dp: int
+    packed_doc_tokens: int = 0
+    """Mean tokens per packed document with document-masked attention (0 = one document per sequence)."""
     decoder_seq_len: int = 0
     """target tokens per sequence of an encoder-decoder model (0: the same as seq_len, or not one)"""
 
     def __post_init__(self):
         _whole("seq", self.seq_len, 1, MAX_SEQ)
+        if self.packed_doc_tokens:
+            _whole("packed-doc-tokens", self.packed_doc_tokens, 1, MAX_SEQ)
         if self.decoder_seq_len:
             _whole("decoder-seq", self.decoder_seq_len, 1, MAX_SEQ)
         _whole("micro-batch", self.micro_batch, 1, MAX_MICRO_BATCH)
@@ -329,7 +333,7 @@ class Job:
             fp8_recipe=self.precision.fp8_recipe or Fp8Recipe.DELAYED,
             grad_reduce_dtype=self.execution.grad_reduce_dtype, tp_comm_overlap=self.execution.tp_overlap,
             fsdp_no_sync_accumulation=self.execution.fsdp_no_sync,
-            fsdp_mixed_frozen_units=self.execution.fsdp_mixed_units,
+            fsdp_mixed_frozen_units=self.execution.fsdp_mixed_units, packed_doc_tokens=b.packed_doc_tokens,
         )
 
     def with_setup(self, setup: TrainSetup) -> "Job":
@@ -341,7 +345,8 @@ class Job:
                       zero_quantized_gradients=setup.zero_quantized_gradients)
         return replace(
             self, cluster=replace(self.cluster, gpus=setup.gpus), parallelism=par,
-            batch=Batch(setup.seq_len, setup.micro_batch, setup.grad_accum, par.dp, setup.decoder_seq_len),
+            batch=Batch(setup.seq_len, setup.micro_batch, setup.grad_accum, par.dp, setup.packed_doc_tokens,
+                        setup.decoder_seq_len),
             precision=replace(self.precision, precision=setup.precision),
             optimizer=replace(self.optimizer, kind=setup.optimizer, fused=setup.fused_optimizer,
                               in_backward=setup.optimizer_in_backward, paged=setup.paged_optimizer),

@@ -70,6 +70,8 @@ def point_values(point, arch, gpu, setup) -> dict[str, Any]:
         v.update(peft=setup.peft.value, lora_rank=setup.lora_rank, lora_targets=",".join(setup.lora_targets))
     if setup.dropout:
         v["dropout"] = setup.dropout
+    if setup.packed_doc_tokens:
+        v["packed_doc_tokens"] = setup.packed_doc_tokens
     fw = point_framework(point)
     if fw:
         v["framework"] = fw

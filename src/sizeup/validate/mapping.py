@@ -150,22 +150,16 @@ _TARGET_WORDS = (("q", r"q_proj|q|query|wq"), ("k", r"k_proj|k|key|wk"), ("v", r
                  ("o", r"o_proj|o|out_proj|output_proj|wo|projection"), ("gate", r"gate_proj|w1"),
                  ("up", r"up_proj|w3"), ("down", r"down_proj|w2"), ("mlp", r"mlp"),
                  ("qkv", r"query_key_value|c_attn|qkv_proj|wqkv"))
-# peft's default LoRA targets when none are given (peft/utils/constants.py
-# TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING): the q/v projections, or the fused qkv Linear
-_PEFT_DEFAULT_QV = {"llama", "llama4", "mistral", "mixtral", "stablelm", "opt", "gptj", "gpt_neo", "qwen2", "gemma",
-                    "gemma2", "phi", "t5", "mt5", "bert"}  # t5/mt5: q, v; bert: query, value
-_PEFT_DEFAULT_QKV = {"gpt2", "bloom", "gpt_neox", "falcon", "mpt", "gpt_bigcode", "codegen"}
-
-
 def lora_targets_stated(text: str, model_type: str | None = None) -> tuple[str, ...] | None:
     """The LoRA targets a text names after 'on' ('on query and value', "on ['q_proj', 'v_proj']", 'on q, k, v,
     output_proj, MLP and the output layer'), or peft's defaults when the text says the defaults are used."""
     t = text.lower()
     if re.search(r"default target modules", t) and model_type:
-        if model_type in _PEFT_DEFAULT_QV:
-            return ("q", "v")
-        if model_type in _PEFT_DEFAULT_QKV:
-            return ("q", "k", "v")
+        from sizeup.job.frameworks import peft_default_lora_targets
+
+        default = peft_default_lora_targets(model_type)
+        if default is not None:
+            return default
     for clause in re.split(r";", t):
         if not re.search(r"lora", clause):
             continue
@@ -532,6 +526,8 @@ def arch_from_fields(point: Point) -> ModelArch:
     else:
         pos = PositionKind.ROTARY
     seq = int(m.seq_len or 2048)
+    # the Hugging Face class the point names ('Hugging Face GPT2LMHeadModel'): its model_type (activation, layout)
+    hf_type = "gpt2" if re.search(r"gpt2(lmheadmodel|model)\b", t) else ""
     from sizeup.validate.prose import says
 
     if says(t, "tied_embeddings"):
@@ -551,7 +547,7 @@ def arch_from_fields(point: Point) -> ModelArch:
                 norm_bias=not no_bias, qkv_bias=not no_bias, out_bias=not no_bias, mlp_bias=not no_bias,
                 position=pos, num_position_embeddings=seq if pos == PositionKind.LEARNED else 0,
                 max_seq_len=max(seq, 2048), tie_embeddings=tie, parallel_block="parallel" in t,
-                embed_norm="bloom" in t, source=f"published point {point.id}",
+                embed_norm="bloom" in t, source=f"published point {point.id}", hf_model_type=hf_type,
             )
             err = abs(count_params(arch).total - m.params) if m.params else 0.0
             if err < best_err:
@@ -879,7 +875,27 @@ def build_setup(point: Point, model: ModelArch, gpu: GpuSpec, need_batch: bool =
         kwargs["nf4_base"] = says(par.precision, "four_bit_base")  # 'bf16-true + bnb.nf4 base weights'
         # LLaMA-Adapter v2 scales every Linear's output (lit-gpt adapter_v2.py)
         kwargs["adapter_linear_scales"] = bool(re.search(r"adapter[ _-]?v2", f"{point.workload.kind} {par.other}".lower()))
+    doc = packed_documents(point)
+    if doc is not None:
+        kwargs["packed_doc_tokens"] = int(doc["mean_tokens_per_sample"])
+        notes.append(f"packed {doc['id']} samples, attention per sample (the framework masks documents): "
+                     f"~{doc['mean_tokens_per_sample']} tokens each (catalog datasets.yaml, {doc['uncertainty']})")
     return SetupResult(TrainSetup(**kwargs), notes, exact)
+
+
+def packed_documents(point: Point) -> dict | None:
+    """The catalog dataset whose samples a point packs, when its framework's packing keeps attention within each
+    sample (frameworks.yaml packing_masks_documents): 'SQuAD-v1.1 packed to 4096 tokens' under NeMo."""
+    from sizeup.catalog.datasets import dataset_named_in
+    from sizeup.job.frameworks import framework_profile
+
+    prof_id = framework_for(point).get("profile")
+    if not prof_id or not framework_profile(prof_id).get("packing_masks_documents"):
+        return None
+    text = f"{point.parallel.other or ''} ; {point.workload.kind or ''} ; {point.workload.dataset or ''}"
+    if not re.search(r"\bpack(ed|ing)\b", text.lower()):
+        return None
+    return dataset_named_in(text)
 
 
 def _clauses(text: str | None, pattern: str) -> str | None:

@@ -608,6 +608,9 @@ _NOT_PREDICTED = {
     "mfu_full_recompute": "alternative-configuration figure quoted without its own layout",
     "estimate_total_size": "another tool's estimate, not a measurement",
     "estimate_training_adam": "another tool's estimate, not a measurement",
+    "mean_step_time_incl_first_step": "mean over a run's first steps including the first one, whose one-off work "
+                                      "(lazy optimizer-state creation, communicator setup, first-iteration tracing) "
+                                      "sizeup's steady-state step does not model",
 }
 
 

@@ -581,3 +581,25 @@ def test_hf_class_named_in_the_point_gives_the_model_type():
     gpt2 = _point(model={"arch_type": "dense decoder (Hugging Face GPT2LMHeadModel: LayerNorm, GELU)"})
     assert arch_from_fields(gpt2).hf_model_type == "gpt2"
     assert arch_from_fields(_point()).hf_model_type == ""
+
+
+def test_errata_patch_what_ran_never_what_was_measured(tmp_path):
+    """validate/data/errata.yaml corrects a shared row's setup with evidence (the shared file stays byte-identical);
+    a patch may not touch measured values or quotes, needs its evidence, and must name an existing point."""
+    from sizeup.errors import SizeupError
+    from sizeup.validate.points import apply_errata, load_errata
+
+    pts = {p.id: p for p in load_points()}
+    nano = pts["nanogpt-gpt2-124m-8xa100-40gb"]
+    assert "eager attention" in nano.parallel.other and "erratum" in nano.notes
+    assert [m.value for m in nano.measured] == [4]  # the README's 'about 4 days' is unchanged
+    assert load_errata()  # the packaged file parses
+    bad = tmp_path / "e.yaml"
+    bad.write_text("errata:\n  - id: x\n    patch: {measured: []}\n    evidence: " + "y" * 50 + "\n")
+    with pytest.raises(SizeupError, match="may not change measured"):
+        load_errata(bad)
+    bad.write_text("errata:\n  - id: x\n    patch: {model: {vocab: 1}}\n    evidence: short\n")
+    with pytest.raises(SizeupError, match="evidence"):
+        load_errata(bad)
+    with pytest.raises(SizeupError, match="no development-set point"):
+        apply_errata({"points": [{"id": "a"}]}, [{"id": "b", "patch": {}, "evidence": "e" * 50}])

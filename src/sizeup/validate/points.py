@@ -261,6 +261,56 @@ def _points_of(path: Path, raw: Any) -> list[Point | BadPoint]:
     return out
 
 
+ERRATA = DATA_DIR / "errata.yaml"
+_ERRATA_LOCKED = ("id", "measured", "quote", "source", "category")
+
+
+def load_errata(path: Path | None = None) -> list[dict]:
+    """validate/data/errata.yaml: corrections to points of the shared development file, each with its evidence."""
+    path = path or ERRATA
+    if not path.exists():
+        return []
+    entries = (_read_yaml(path) or {}).get("errata") or []
+    for e in entries:
+        if not isinstance(e, dict) or not e.get("id") or not isinstance(e.get("patch"), dict):
+            raise SizeupError(f"{path.name}: every erratum needs an id and a patch mapping")
+        if len(str(e.get("evidence") or "").strip()) < 40:
+            raise SizeupError(f"{path.name}: erratum {e['id']!r} needs its evidence (a quote, commit or URL)")
+        locked = [k for k in e["patch"] if k in _ERRATA_LOCKED]
+        if locked:
+            raise SizeupError(f"{path.name}: erratum {e['id']!r} may not change {', '.join(locked)}")
+    return entries
+
+
+def _merge(base: Any, patch: Any) -> Any:
+    if isinstance(base, dict) and isinstance(patch, dict):
+        out = dict(base)
+        for k, v in patch.items():
+            out[k] = _merge(base.get(k), v)
+        return out
+    return patch
+
+
+def apply_errata(raw: Any, errata: list[dict]) -> Any:
+    """The raw points with each erratum's patch deep-merged into its point (measured values and quotes untouched);
+    the point's notes say that an erratum applies. An erratum naming no point is an error (stale errata)."""
+    if not errata or not isinstance(raw, dict) or not isinstance(raw.get("points"), list):
+        return raw
+    by_id = {e["id"]: e for e in errata}
+    points, used = [], set()
+    for item in raw["points"]:
+        e = by_id.get(item.get("id")) if isinstance(item, dict) else None
+        if e is not None:
+            item = _merge(item, e["patch"])
+            item["notes"] = f"{item.get('notes') or ''} [erratum (validate/data/errata.yaml): {e['evidence']}]".strip()
+            used.add(e["id"])
+        points.append(item)
+    stale = sorted(set(by_id) - used)
+    if stale:
+        raise SizeupError(f"errata.yaml: no development-set point has id {', '.join(map(repr, stale))}")
+    return {**raw, "points": points}
+
+
 def load_points(path: str | Path | None = None) -> list[Point | BadPoint]:
     """Points of a published-runs file, invalid ones as BadPoint. Without a path: the default development
     set, i.e. every file of `default_files()` (an id repeated across those files is an error)."""
@@ -276,7 +326,10 @@ def load_points(path: str | Path | None = None) -> list[Point | BadPoint]:
     out: list[Point | BadPoint] = []
     seen: dict[str, Path] = {}
     for file in default_files():
-        for p in _points_of(file, _read_yaml(file)):
+        raw = _read_yaml(file)
+        if file.name == DEV_SET.name:
+            raw = apply_errata(raw, load_errata(file.parent / ERRATA.name))
+        for p in _points_of(file, raw):
             if p.id in seen and p.id != "?":
                 raise SizeupError(f"point id {p.id!r} appears in both {seen[p.id].name} and {file.name}")
             seen[p.id] = file

@@ -252,6 +252,8 @@ class Context:
         if key in self._cache and self._cache[key][0] == "ok":
             notes += self._cache[key][1].assumptions
         notes += self._cache.get("extra_notes", ("ok", []))[1]
+        if "[erratum (validate/data/errata.yaml)" in (self.point.notes or ""):
+            notes.append("erratum applied to the shared row (validate/data/errata.yaml; evidence in the row's notes)")
         return tuple(dict.fromkeys(notes))
 
     def describe(self, need_batch: bool = True, need_seq: bool = True) -> str:

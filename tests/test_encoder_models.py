@@ -286,3 +286,24 @@ def test_bert_and_t5_layer_activations_match_transformers_saved_tensors():
     assert enc_layer == pytest.approx(b * s * _sizeup_layer_bytes(tm, setup, "enc/"), rel=1e-3)
     dec_layer = t5(1, 3, sd) - t5(1, 2, sd)  # self-attention + cross-attention (K, V on the encoder tokens) + MLP
     assert dec_layer == pytest.approx(b * s * _sizeup_layer_bytes(tm, setup, "dec/"), rel=0.02)
+
+
+def test_published_encoder_rows_within_tolerance():
+    """The development set's encoder rows against their measurements (transformers 'Model training anatomy':
+    BERT-large fine-tuning on a V100, nvidia-smi 14,949 MB; accelerate's bert-base-cased fp32 load 413.68 MB),
+    calibration off; and the T0 / mT0 peft rows name the missing lengths instead of a decoder-only refusal."""
+    from sizeup.calib import using
+    from sizeup.validate.points import load_points
+    from sizeup.validate.runner import predict_point
+
+    points = {p.id: p for p in load_points()}
+    with using("off"):
+        rows = {(r.id, r.quantity): r for pid in ("hf-anatomy-bert-large-train-bs4-v100",
+                                                   "accelerate-bert-base-cased-load-fp32", "peft-t0-3b-lora")
+                for r in predict_point(points[pid], CATALOG)}
+    nvml = rows[("hf-anatomy-bert-large-train-bs4-v100", "gpu_memory_used_nvml")]
+    weights = rows[("accelerate-bert-base-cased-load-fp32", "weights_memory")]
+    assert nvml.ok and abs(nvml.error_pct) < 25, nvml.error_pct
+    assert weights.ok and abs(weights.error_pct) < 25, weights.error_pct
+    t0 = rows[("peft-t0-3b-lora", "peak_gpu_memory")]
+    assert not t0.ok and "encoder input length" in t0.skipped

@@ -73,7 +73,8 @@ class HeadKind(StrEnum):
     LM = "lm"
     """Vocabulary logits on every (decoder) token: V x h, or tied to the token embedding."""
     CLASSIFIER = "classifier"
-    """Sequence classification on the pooled first token: h x num_labels + num_labels (BertForSequenceClassification)."""
+    """Sequence classification on the pooled first token: h x num_labels + num_labels
+    (BertForSequenceClassification)."""
     NONE = "none"
     """The bare model (transformers AutoModel / BertModel): no output head."""
 

@@ -603,3 +603,7 @@ def test_errata_patch_what_ran_never_what_was_measured(tmp_path):
         load_errata(bad)
     with pytest.raises(SizeupError, match="no development-set point"):
         apply_errata({"points": [{"id": "a"}]}, [{"id": "b", "patch": {}, "evidence": "e" * 50}])
+    several = tmp_path / "several.yaml"
+    several.write_text("errata:\n  - ids: [a, b]\n    patch: {model: {vocab: 7}}\n    evidence: " + "y" * 50 + "\n")
+    patched = apply_errata({"points": [{"id": "a"}, {"id": "b"}, {"id": "c"}]}, load_errata(several))["points"]
+    assert [p.get("model") for p in patched] == [{"vocab": 7}, {"vocab": 7}, None]

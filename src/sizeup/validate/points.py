@@ -271,9 +271,16 @@ def load_errata(path: Path | None = None) -> list[dict]:
     if not path.exists():
         return []
     entries = (_read_yaml(path) or {}).get("errata") or []
+    out = []
+    for e in entries:
+        if isinstance(e, dict) and isinstance(e.get("ids"), list):  # one erratum for several rows
+            out += [{**{k: v for k, v in e.items() if k != "ids"}, "id": i} for i in e["ids"]]
+        else:
+            out.append(e)
+    entries = out
     for e in entries:
         if not isinstance(e, dict) or not e.get("id") or not isinstance(e.get("patch"), dict):
-            raise SizeupError(f"{path.name}: every erratum needs an id and a patch mapping")
+            raise SizeupError(f"{path.name}: every erratum needs an id (or ids) and a patch mapping")
         if len(str(e.get("evidence") or "").strip()) < 40:
             raise SizeupError(f"{path.name}: erratum {e['id']!r} needs its evidence (a quote, commit or URL)")
         locked = [k for k in e["patch"] if k in _ERRATA_LOCKED]

@@ -195,3 +195,15 @@ def test_bad_measured_yaml(capsys, tmp_path):
     run.write_text(yaml.safe_dump({"job": _job("megatron"), "measured": {"steptime": 3}}))
     code, _, err = run_cli(capsys, "calibrate", run, "--name", "x")
     assert code == 2 and "unknown key" in err
+
+
+def test_compute_scale_moves_gemm_attention_and_eager_passes_within_their_bounds():
+    """s = 1.25 on knobs already at their physical caps: GEMM and attention stay at 1.0, the eager elementwise passes
+    fall 32.5 / 1.25 = 26; s = 0.5: fractions halve, passes 65 -> capped at the bound 40; fp8 and host untouched."""
+    from sizeup.calib.user import scaled_knobs
+
+    vec = [1.0, 1.0, 0.88, 0.0005, 32.5]
+    fast = [float(x) for x in scaled_knobs(vec, 1.25)]
+    assert fast == pytest.approx([1.0, 1.0, 0.88, 0.0005, 26.0])
+    slow = [float(x) for x in scaled_knobs([0.8, 0.7, 0.88, 0.0005, 32.5], 0.5)]
+    assert slow == pytest.approx([0.4, 0.35, 0.88, 0.0005, 40.0])

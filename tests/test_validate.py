@@ -607,3 +607,13 @@ def test_errata_patch_what_ran_never_what_was_measured(tmp_path):
     several.write_text("errata:\n  - ids: [a, b]\n    patch: {model: {vocab: 7}}\n    evidence: " + "y" * 50 + "\n")
     patched = apply_errata({"points": [{"id": "a"}, {"id": "b"}, {"id": "c"}]}, load_errata(several))["points"]
     assert [p.get("model") for p in patched] == [{"vocab": 7}, {"vocab": 7}, None]
+
+
+def test_footnote_definitions_in_a_quote_are_not_statements_about_the_row(points):
+    """torchtune's 2024 README table: every row's quote repeats the footnotes '*= Uses PagedAdamW from bitsandbytes'
+    and '**= Uses torch compile'; only the QLoRA row is marked ** (its own fields say torch.compile)."""
+    from sizeup.validate.mapping import compiled
+
+    assert compiled(points["torchtune-readme2024-qlora-7b-1x4090"])
+    assert not compiled(points["torchtune-readme2024-lora-7b-1x4090"])
+    assert "uses torch compile" not in points["torchtune-readme2024-lora-7b-1x4090"].text()

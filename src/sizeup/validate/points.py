@@ -162,7 +162,12 @@ class Point(_Fixed):
         parts = [self.framework, self.notes, self.quote, self.model.arch_type, self.model.notes,
                  self.hardware.notes, self.parallel.other, self.workload.kind, self.workload.notes]
         parts += [m.notes for m in self.measured]
-        return " | ".join(p for p in parts if p).lower()
+        # a table's footnote definitions ('*= Uses PagedAdamW', '**= Uses torch compile') describe the rows marked
+        # with them, not every row a quote repeats them for: the row's own fields say which marks it carries
+        return _FOOTNOTE_DEF.sub(" ", " | ".join(p for p in parts if p)).lower()
+
+
+_FOOTNOTE_DEF = re.compile(r"'\*+\s*=\s*[^']*'")
 
 
 class PointsFile(_Fixed):

@@ -559,3 +559,19 @@ def test_lora_activations_hf_eager_hand_count():
     setup = TrainSetup(peft=Peft.LORA, lora_rank=r, lora_targets=("q", "v"), precision=Precision.BF16)
     got = per_token_layer_bytes(LLAMA, setup, "hf-eager", kinds=("rep", "div", "kv", "lse"))
     assert got == pytest.approx(4 * h + 2 * h + 2 * q + 4 * kv + 2 * q + 4 * a + 4 * h + 3 * 2 * f + 2 * 2 * r)
+
+
+def test_uneven_virtual_pipeline_split_is_accepted_but_an_empty_virtual_stage_is_not():
+    """DeepSeek-V3's 61 layers over pp 4 x virtual 8 = 32 chunks (NeMo AutoModel's table) run with uneven chunks
+    (torch.distributed.pipelining stages): accepted, the slowest stage holding ceil(61/4) = 16 layers; 8 layers over
+    16 virtual stages would leave stages empty."""
+    from sizeup.core.memory import check_setup
+    from sizeup.core.types import ModelArch, PipelineSchedule, TrainSetup
+
+    m = ModelArch(id="m61", name="m61", vocab_size=32000, hidden_size=1024, num_layers=61, num_heads=16,
+                  num_kv_heads=16, head_dim=64, ffn_size=4096)
+    st = TrainSetup(gpus=32, pp=4, virtual_pp=8, pp_schedule=PipelineSchedule.INTERLEAVED, grad_accum=8)
+    assert not [p for p in check_setup(m, st) if "virtual" in p]
+    small = ModelArch(id="m8", name="m8", vocab_size=32000, hidden_size=1024, num_layers=8, num_heads=16,
+                      num_kv_heads=16, head_dim=64, ffn_size=4096)
+    assert any("every virtual stage needs a layer" in p for p in check_setup(small, st))

@@ -1105,9 +1105,11 @@ def check_setup(model: ModelArch, setup: TrainSetup) -> list[str]:
     if setup.virtual_pp > 1:
         if setup.pp_schedule != PipelineSchedule.INTERLEAVED:
             problems.append("virtual pipeline stages need the interleaved schedule")
-        elif model.num_layers % (setup.pp * setup.virtual_pp):
-            problems.append(f"layers ({model.num_layers}) must be a multiple of pp*virtual_pp "
-                            f"({setup.pp * setup.virtual_pp})")
+        elif model.num_layers < setup.pp * setup.virtual_pp:
+            # an uneven split is fine (torch.distributed.pipelining stages, Megatron's first/last-stage layer
+            # counts): the slowest stage holds ceil(L/p) layers; an empty virtual stage is not
+            problems.append(f"layers ({model.num_layers}) must be at least pp*virtual_pp "
+                            f"({setup.pp * setup.virtual_pp}): every virtual stage needs a layer")
     if setup.ep > 1:
         if not model.is_moe:
             problems.append(f"ep ({setup.ep}) needs a mixture-of-experts model; {model.id} is dense")

@@ -160,3 +160,30 @@ def test_closed_form_ttft_carries_the_first_decode_step():
     b = estimate_inference(m, g, setup, k.with_(first_token_from_decode=False))
     assert a.ttft_s - b.ttft_s == pytest.approx(a.tpot_s)
     assert a.tpot_s == pytest.approx(b.tpot_s) and a.output_tokens_per_s == pytest.approx(b.output_tokens_per_s)
+
+
+def test_prefill_attention_without_causal_skip_hand_count():
+    """TurboMind v0.1.0a1's context attention (llama_flash_attention_kernel.cu) sweeps every key tile for every
+    query block and masks the upper triangle with a bias: a prompt chunk of x tokens after p0 cached ones costs
+    x*(p0 + x) query-key pairs instead of the causal x*p0 + x(x+1)/2. Hand count at s = 2048, x = 100 after 300."""
+    m, g = CAT.model("llama-2-7b"), CAT.gpu("a100-80gb")
+    prof = engine_profile("lmdeploy-0.1").for_gpu(g)
+    assert prof.prefill_attention_causal_skip is False
+    k = prof.knobs(ServingKnobs(), m.num_layers)
+    assert engine_profile("vllm").knobs(ServingKnobs(), 32).prefill_attention_causal_skip is True
+    setup = ServeSetup(prompt_len=2048, output_len=16)
+    full = StepModel(m, g, setup, k, 4096)
+    causal = StepModel(m, g, setup, k.with_(prefill_attention_causal_skip=True), 4096)
+    assert float(full.pairs(0, 2048)) == 2048 * 2048
+    assert float(causal.pairs(0, 2048)) == 2048 * 2049 / 2
+    assert float(full.pairs(300, 100)) == 100 * 400
+    assert float(causal.pairs(300, 100)) == 100 * 300 + 100 * 101 / 2
+    # closed form: the extra s^2/2 pairs x 2 FLOPs x L x heads x (d_qk + d_v), at the GEMM rate of the same forward
+    t_full = float(prefill_time_s(m, g, 2048, 1, knobs=k))
+    t_causal = float(prefill_time_s(m, g, 2048, 1, knobs=k.with_(prefill_attention_causal_skip=True)))
+    extra_flops = 2048 * 2048 / 2 * 2 * 32 * 32 * (128 + 128)
+    rate = full._parts_at(2048)[4]
+    assert t_full - t_causal == pytest.approx(extra_flops / rate, rel=1e-6)
+    # the engine override reaches the knob
+    assert prof.with_overrides({"prefill_attention_causal_skip": "true"}).knobs(
+        ServingKnobs(), 32).prefill_attention_causal_skip is True

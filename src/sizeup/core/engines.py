@@ -54,6 +54,7 @@ class EngineProfile:
     kernel_launch_s: float = 0.0
     eager_elementwise_bytes: Mapping[str, float] = field(default_factory=dict)
     first_token_from_decode: bool = False
+    prefill_attention_causal_skip: bool = True
     kv_cache_blocks: int = 0
     eager_prefill: bool = False
     attention: str = "paged"
@@ -162,7 +163,9 @@ class EngineProfile:
                           eager_elementwise_bytes=eager_ew if eager_decode else (0.0, 0.0, 0.0),
                           prefill_eager_elementwise_bytes=eager_ew if eager_pre else (0.0, 0.0, 0.0),
                           kv_cache_blocks=int(self.kv_cache_blocks),
-                          first_token_from_decode=bool(self.first_token_from_decode), max_num_batched_tokens=int(self.max_num_batched_tokens),
+                          first_token_from_decode=bool(self.first_token_from_decode),
+                          prefill_attention_causal_skip=bool(self.prefill_attention_causal_skip),
+                          max_num_batched_tokens=int(self.max_num_batched_tokens),
                           max_num_seqs=int(self.max_num_seqs),
                           block_size_tokens=max(1, int(self.block_size_tokens)),
                           decode_step_overhead_s=overhead,
@@ -182,6 +185,8 @@ class EngineProfile:
                 + (", decode attention copies K/V per query head (repeat_kv)" if self.attention_repeat_kv else "")
                 + (f", decode attention reads each KV head once per {self.decode_attention_q_heads_per_kv_read} "
                    "query heads" if self.decode_attention_q_heads_per_kv_read else "")
+                + ("" if self.prefill_attention_causal_skip else
+                   ", prefill attention computes every query-key pair (no causal tile skipping: s^2, not s^2/2)")
                 + (f", speculative k={self.speculative.num_tokens} alpha={self.speculative.acceptance_rate}"
                    if self.speculative else ""))
 

@@ -128,6 +128,10 @@ class ServingKnobs:
     """Unfused elementwise bytes (as eager_elementwise_bytes) of a prefill forward; None = eager_elementwise_bytes."""
     first_token_from_decode: bool = False
     """The prefill stops one prompt token short; the next decode step samples the first token (engine profile)."""
+    prefill_attention_causal_skip: bool = True
+    """The prefill attention kernel skips the key tiles above the causal diagonal (FlashAttention-2, FlashInfer):
+    s^2/2 query-key pairs per prompt of s tokens. False = it sweeps every key for every query and masks the upper
+    triangle (an additive causal-mask bias, TurboMind v0.1's CUTLASS kernel): s^2 pairs (engine profile)."""
     kv_cache_blocks: int = 0
     """KV blocks the engine allocates when its launch sets a count (TurboMind cache_max_entry_count >= 1 = blocks,
     vLLM --num-gpu-blocks-override); 0 = sized from gpu_memory_utilization (kv_budget_bytes)."""
@@ -467,7 +471,8 @@ def prefill_time_s(m: ModelArch, gpu: GpuSpec, prompt_len, n_seqs, tp=1, pp=1,
     """Time to prefill `n_seqs` prompts of `prompt_len` tokens on a t x p replica (compute-bound roofline).
 
     FLOPs = 2*N_body*B*s + 2*V*h*B [logits of the last token only] + 2*L*B*pairs(s)*a*(d_qk+d_v)
-    [causal attention, pairs = s^2/2, window-capped] (Kaplan et al. 2020 Table 1; Chinchilla App. F)
+    [causal attention, pairs = s^2/2, window-capped; s^2 when the kernel does not skip the masked tiles]
+    (Kaplan et al. 2020 Table 1; Chinchilla App. F)
     time  = max(FLOPs/t / (peak*eta_mm), W/(t*p) / (BW*eta_hbm)) summed over p stages
             + 2*L all-reduces of B*s*h activations (Megatron TP, Shoeybi et al. 2019 Sec 3).
     """
@@ -481,7 +486,8 @@ def prefill_time_s(m: ModelArch, gpu: GpuSpec, prompt_len, n_seqs, tp=1, pp=1,
     tokens = nb * s
     body = sh.matmul_params_per_token - sh.lm_head_params
     n_w = window_layers(m)
-    full_pairs = s * s / 2.0
+    # causal: s^2/2 pairs; a kernel without causal tile skipping computes all s^2 and masks half (engine profile)
+    full_pairs = s * s / 2.0 if knobs.prefill_attention_causal_skip else s * s
     w = float(m.sliding_window or 0)
     win_pairs = np.where(s <= w, s * s / 2.0, s * w - w * w / 2.0) if n_w else 0.0
     pairs = (m.num_layers - n_w) * full_pairs + n_w * win_pairs

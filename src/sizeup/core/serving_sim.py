@@ -181,6 +181,7 @@ class StepModel:
         self.attn_flops_per_tok = 2.0 * L * model.num_heads * (sh.attn_dim_qk + sh.attn_dim_v) / t
         self.attn_flops_per_pair = 2.0 * L * model.num_heads * (sh.attn_dim_qk_prefill + (model.v_head_dim or model.head_dim)) / t
         self.overhead_s = float(knobs.decode_step_overhead_s)
+        self.causal_skip = bool(knobs.prefill_attention_causal_skip)
         self.launch_s = float(knobs.host_launch_s)
         # prefill forwards may run eager while decodes replay CUDA graphs (core.inference.prefill_view): their own
         # launch time and, per prompt token, the elementwise seconds they add over a decode token's
@@ -222,7 +223,9 @@ class StepModel:
         averaged over layers."""
         x = np.asarray(length, dtype=float)
         p0 = np.asarray(start, dtype=float)
-        full = x * p0 + x * (x + 1.0) / 2.0
+        # causal: query q attends q+1 keys; a kernel that does not skip the masked tiles computes every key of the
+        # chunk's context for every query (x*(p0+x)) and masks the rest (knobs.prefill_attention_causal_skip)
+        full = x * p0 + (x * (x + 1.0) / 2.0 if self.causal_skip else x * x)
         if not self.n_w:
             return full
         w = self.window

@@ -187,3 +187,22 @@ def test_prefill_attention_without_causal_skip_hand_count():
     # the engine override reaches the knob
     assert prof.with_overrides({"prefill_attention_causal_skip": "true"}).knobs(
         ServingKnobs(), 32).prefill_attention_causal_skip is True
+
+
+def test_turbomind_v01_prefill_passes_hand_count():
+    """TurboMind v0.1.0a1 per layer and token (fp16, read + write): decode = two fused add-residual RMSNorms (8h
+    each) + the SiLU-gate activation (6 ffn); prefill adds the QKV bias/rotary transpose (4h + 8kv), the KV-block
+    write (8kv) and the block -> linear KV copy for the attention kernel (8kv). Hand count for Llama-2-7B on an
+    A100: seconds = tokens x L x bytes / (BW x eta_hbm)."""
+    from sizeup.core.inference import eager_elementwise_s, prefill_view
+
+    m, g = CAT.model("llama-2-7b"), CAT.gpu("a100-80gb")
+    k = engine_profile("lmdeploy-0.1").for_gpu(g).knobs(ServingKnobs(), m.num_layers)
+    h, kv, f, L = 4096, 4096, 11008, 32
+    bw = g.hbm_bytes_per_s * g.hbm_efficiency
+    assert float(eager_elementwise_s(m, g, 1.0, 1, k)) == pytest.approx(L * (16 * h + 6 * f) / bw)
+    assert float(eager_elementwise_s(m, g, 1.0, 1, prefill_view(k))) == pytest.approx(L * (20 * h + 24 * kv + 6 * f) / bw)
+    sm = StepModel(m, g, ServeSetup(prompt_len=128, output_len=16), k, 4096)
+    assert sm.ew_extra_per_prompt_tok == pytest.approx(L * (4 * h + 24 * kv) / bw)
+    # engines that fuse these passes (or replay CUDA graphs) carry none
+    assert tuple(engine_profile("lmdeploy").knobs(ServingKnobs(), 32).prefill_eager_elementwise_bytes) == (0.0, 0.0, 0.0)

@@ -53,6 +53,7 @@ class EngineProfile:
     kernels_per_forward: int = 0
     kernel_launch_s: float = 0.0
     eager_elementwise_bytes: Mapping[str, float] = field(default_factory=dict)
+    prefill_eager_elementwise_bytes: Mapping[str, float] = field(default_factory=dict)
     first_token_from_decode: bool = False
     prefill_attention_causal_skip: bool = True
     kv_cache_blocks: int = 0
@@ -110,10 +111,12 @@ class EngineProfile:
                     continue
                 spec = spec or SpeculativeDecoding()
                 continue
-            fixed = ("id", "name", "version", "sources", "large_gpu", "small_gpu", "eager_elementwise_bytes")
+            fixed = ("id", "name", "version", "sources", "large_gpu", "small_gpu", "eager_elementwise_bytes",
+                     "prefill_eager_elementwise_bytes")
             if key in fixed or key not in {f.name for f in fields(self)}:
                 allowed = sorted(f.name for f in fields(self) if f.name not in (
-                    "id", "name", "version", "sources", "large_gpu", "small_gpu", "eager_elementwise_bytes"))
+                    "id", "name", "version", "sources", "large_gpu", "small_gpu", "eager_elementwise_bytes",
+                    "prefill_eager_elementwise_bytes"))
                 raise SizeupError(f"--engine-opt {key!r} is not an engine field; one of: {', '.join(allowed)}")
             changes[key] = _typed(key, text, getattr(self, key))
         out = replace(self, **changes, speculative=spec)
@@ -154,6 +157,11 @@ class EngineProfile:
         eager_launch = kernels * float(self.kernel_launch_s)
         ew = self.eager_elementwise_bytes or {}
         eager_ew = (float(ew.get("hidden", 0.0)), float(ew.get("kv", 0.0)), float(ew.get("ffn", 0.0)))
+        # a prefill forward may run other unfused passes than a decode one (TurboMind v0.1's context decoder: QKV
+        # bias/rotary transpose, KV-block writes and a block -> linear KV copy that its decode kernel fuses)
+        pew = self.prefill_eager_elementwise_bytes or {}
+        pre_ew = (float(pew.get("hidden", 0.0)), float(pew.get("kv", 0.0)), float(pew.get("ffn", 0.0))) \
+            if pew else eager_ew
         if not self.cuda_graphs:
             overhead += float(self.launch_overhead_per_layer_s) * num_layers
         eager_decode = not self.cuda_graphs
@@ -161,7 +169,7 @@ class EngineProfile:
         return base.with_(host_launch_s=eager_launch if eager_decode else 0.0,
                           prefill_host_launch_s=eager_launch if eager_pre else 0.0,
                           eager_elementwise_bytes=eager_ew if eager_decode else (0.0, 0.0, 0.0),
-                          prefill_eager_elementwise_bytes=eager_ew if eager_pre else (0.0, 0.0, 0.0),
+                          prefill_eager_elementwise_bytes=pre_ew if eager_pre else (0.0, 0.0, 0.0),
                           kv_cache_blocks=int(self.kv_cache_blocks),
                           first_token_from_decode=bool(self.first_token_from_decode),
                           prefill_attention_causal_skip=bool(self.prefill_attention_causal_skip),
@@ -185,10 +193,21 @@ class EngineProfile:
                 + (", decode attention copies K/V per query head (repeat_kv)" if self.attention_repeat_kv else "")
                 + (f", decode attention reads each KV head once per {self.decode_attention_q_heads_per_kv_read} "
                    "query heads" if self.decode_attention_q_heads_per_kv_read else "")
+                + (f", unfused elementwise bytes/token/layer decode {_ew(self.eager_elementwise_bytes)}"
+                   if self.eager_elementwise_bytes and not self.cuda_graphs else "")
+                + (f", prefill {_ew(self.prefill_eager_elementwise_bytes)}"
+                   if self.prefill_eager_elementwise_bytes and (not self.cuda_graphs or self.eager_prefill) else "")
                 + ("" if self.prefill_attention_causal_skip else
                    ", prefill attention computes every query-key pair (no causal tile skipping: s^2, not s^2/2)")
                 + (f", speculative k={self.speculative.num_tokens} alpha={self.speculative.acceptance_rate}"
                    if self.speculative else ""))
+
+
+def _ew(coeffs: Mapping[str, float]) -> str:
+    """'16h + 6ffn' from {hidden: 16, kv: 0, ffn: 6}."""
+    parts = [f"{float(coeffs.get(k, 0.0)):g}{sym}" for k, sym in (("hidden", "h"), ("kv", "kv"), ("ffn", "ffn"))
+             if float(coeffs.get(k, 0.0))]
+    return " + ".join(parts) or "0"
 
 
 def _typed(key: str, text: Any, current: Any) -> Any:

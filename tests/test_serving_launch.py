@@ -206,3 +206,20 @@ def test_turbomind_v01_prefill_passes_hand_count():
     assert sm.ew_extra_per_prompt_tok == pytest.approx(L * (4 * h + 24 * kv) / bw)
     # engines that fuse these passes (or replay CUDA graphs) carry none
     assert tuple(engine_profile("lmdeploy").knobs(ServingKnobs(), 32).prefill_eager_elementwise_bytes) == (0.0, 0.0, 0.0)
+
+
+def test_elementwise_bytes_are_overridable_per_coefficient():
+    """--engine-opt FIELD.hidden/.kv/.ffn sets one coefficient; the rest of the mapping stays; bad keys/values refused."""
+    from sizeup.errors import SizeupError
+
+    prof = engine_profile("lmdeploy-0.1")
+    p2 = prof.with_overrides({"prefill_eager_elementwise_bytes.kv": "0"})
+    assert dict(p2.prefill_eager_elementwise_bytes) == {"hidden": 20, "kv": 0.0, "ffn": 6}
+    assert tuple(p2.knobs(ServingKnobs(), 32).prefill_eager_elementwise_bytes) == (20.0, 0.0, 6.0)
+    # a profile without its own prefill mapping starts from the decode one
+    p3 = engine_profile("hf-generate").with_overrides({"prefill_eager_elementwise_bytes.ffn": "0"})
+    assert dict(p3.prefill_eager_elementwise_bytes) == {"hidden": 108, "kv": 28, "ffn": 0.0}
+    for bad in ({"eager_elementwise_bytes.foo": "1"}, {"eager_elementwise_bytes.hidden": "-1"},
+                {"eager_elementwise_bytes.hidden": "x"}, {"prefill_eager_elementwise_bytes": "1"}):
+        with pytest.raises(SizeupError):
+            prof.with_overrides(bad)

@@ -98,6 +98,20 @@ class EngineProfile:
         changes: dict[str, Any] = {}
         spec = self.speculative
         for key, text in overrides.items():
+            head, _, sub = key.partition(".")
+            if head in ("eager_elementwise_bytes", "prefill_eager_elementwise_bytes") and sub:
+                # one coefficient of an elementwise-bytes mapping: FIELD.hidden / .kv / .ffn = bytes per token per layer
+                if sub not in ("hidden", "kv", "ffn"):
+                    raise SizeupError(f"--engine-opt {key}: unknown; {head}.hidden / .kv / .ffn")
+                value = _typed(key, text, 0.0)
+                if value < 0:
+                    raise SizeupError(f"--engine-opt {key}: bytes must be >= 0")
+                base = dict(changes.get(head, getattr(self, head)) or {})
+                if head == "prefill_eager_elementwise_bytes" and not base:
+                    base = dict(self.eager_elementwise_bytes or {})  # starts from the decode forward's passes
+                base[sub] = value
+                changes[head] = base
+                continue
             if key.startswith("speculative."):
                 sub = key.split(".", 1)[1]
                 base = spec or SpeculativeDecoding()

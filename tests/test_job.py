@@ -205,3 +205,21 @@ def test_packed_doc_tokens_flag_takes_a_count_or_a_catalog_dataset(capsys):
         code = main(["train", "llama-2-7b", "--gpu", "h100-sxm", "--packed-doc-tokens", bad])
         err = capsys.readouterr().err
         assert code == 2 and "packed-doc-tokens" in err and len(err.strip().splitlines()) == 1, (bad, err)
+
+
+def test_a_scenario_file_takes_every_job_flag(tmp_path, capsys):
+    """ONE flag table: every job flag is a scenario key (top level, or under its section), checked by the same parser
+    as the CLI flag (a bad value is one line, exit 2)."""
+    from sizeup.scenario import FLAT_SECTIONS, ScenarioFile
+
+    known = set(ScenarioFile.model_fields) | {k for _, model in FLAT_SECTIONS for k in model.model_fields}
+    assert {f.name for f in JOB_FLAGS} - known == set()
+    sc = tmp_path / "s.yaml"
+    sc.write_text("model: llama-2-7b\ntraining: {peft: lora, lora_targets: 'q,v', packed_doc_tokens: 230, "
+                  "recompute: full, recompute_layers: '0.5'}\nhardware: {gpu: a100-80gb}\nworkload: {tokens: 1B}\n")
+    values = run_json(capsys, ["train", str(sc), "--json"])["job"]["values"]
+    assert values["lora_targets"] == "q,v" and values["packed_doc_tokens"] == 230 and values["recompute_layers"] == "0.5"
+    sc.write_text("model: llama-2-7b\ntraining: {lora_targets: nope}\nhardware: {gpu: a100-80gb}\n")
+    code = main(["train", str(sc)])
+    err = capsys.readouterr().err
+    assert code == 2 and "nope" in err and len(err.strip().splitlines()) == 1

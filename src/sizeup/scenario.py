@@ -83,9 +83,40 @@ class PlatformSection(_Strict):
     region: Optional[str] = None
 
 
+def _with_every_job_flag(model: type[BaseModel], sections: tuple[str, ...], name: str,
+                         exclude: tuple[str, ...] = ()) -> type[BaseModel]:
+    """`model` plus an optional field for every job flag (sizeup.job.flags, the one flag table) of `sections` it does
+    not declare itself, so that a scenario file takes every job flag the CLI takes; the job parser checks the values
+    (one line per bad value), the section model only their YAML types."""
+    from pydantic import create_model
+
+    from sizeup.job.flags import JOB_FLAGS
+
+    types = {"int": Optional[int], "float": Optional[Union[int, float]], "bool": Optional[bool],
+             "count": Optional[Num], "text": Optional[Union[str, int, float, list[str]]],
+             "list": Optional[Union[str, list[str]]]}
+    extra = {f.name: (types[f.kind], None) for f in JOB_FLAGS
+             if f.section in sections and f.name not in model.model_fields and f.name not in exclude}
+    return create_model(name, __base__=model, **extra) if extra else model
+
+
+TrainingSection = _with_every_job_flag(  # type: ignore[misc]
+    TrainingSection, ("model", "batch", "parallelism", "precision", "optimizer", "recompute", "offload", "peft",
+                      "execution"), "TrainingSection")
+HardwareSection = _with_every_job_flag(HardwareSection, ("cluster",), "HardwareSection")  # type: ignore[misc]
+
+
+class PricingFlagsSection(_Strict):
+    """Pricing job flags other than the platform and pricing model (those have their own keys): top level only."""
+
+
+PricingFlagsSection = _with_every_job_flag(  # type: ignore[misc]
+    PricingFlagsSection, ("pricing",), "PricingFlagsSection", exclude=("platform", "pricing"))
+
 # Every section key may also be written at the top level (the shared flag names); those keys are validated by
 # the same section model, so ranges and spellings are checked once.
-FLAT_SECTIONS = (("workload", WorkloadSection), ("training", TrainingSection), ("hardware", HardwareSection))
+FLAT_SECTIONS = (("workload", WorkloadSection), ("training", TrainingSection), ("hardware", HardwareSection),
+                 ("pricing_flags", PricingFlagsSection))
 # keys other commands (compare, budget, demo, audit) read from the same file; kept, not used by `train`
 OTHER_KEYS = ("deadline", "budget", "max_gpus", "impact", "phases", "buy", "seed_claims", "sort",
               # serving (infer, serve-plan)

@@ -430,7 +430,7 @@ def flops_per_step(m: ModelArch, setup: TrainSetup) -> FlopsEstimate:
 
     inputs = {"T": T, "s": s, "L": L, "h": h, "V": V, "N_active": n_active, "b_global": setup.global_batch}
     if s_attn != s:
-        inputs["s_attn (packed document)"] = s_attn
+        inputs["s_attn_packed_document"] = s_attn
     terms = (
         Term("flops/forward_per_token", fwd_total, "FLOP",
              "L*(sum 2*k*n over layer GEMMs + 2*s_attn*(q_dim+v_dim)) + 2*h*V",

@@ -190,3 +190,19 @@ def test_energy_yaml_knobs():
     assert knobs.gpu_mtbf_h == pytest.approx(16384 * 54 * 24 / 419, rel=1e-3)
     assert knobs.pue >= 1.0 and knobs.gco2_per_kwh > 0 and knobs.sources["gpu_mtbf_h"]
     assert cost_knobs(restart_s=30).restart_s == 30
+
+
+def test_compare_picks_the_least_sharding_that_fits_like_train(capsys):
+    """The same default in every command (README): without --zero, Llama-2-7B on 8 H100s needs ZeRO-1 (DDP keeps
+    110+ GiB per GPU); compare finds it as train does, instead of declaring that nothing fits."""
+    from sizeup.cli import main
+
+    assert main(["train", "llama-2-7b", "--gpu", "h100-sxm", "--gpus", "8", "--tokens", "10B", "--json"]) == 0
+    train = json.loads(capsys.readouterr().out)
+    assert main(["compare", "llama-2-7b", "--gpu", "h100-sxm", "--gpus", "8", "--tokens", "10B", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)["rows"]
+    assert rows and {r["sharding"] for r in rows} == {train["job"]["values"]["zero"]} == {"zero1"}
+    assert main(["compare", "llama-2-7b", "--gpu", "h100-sxm", "--gpus", "8", "--tokens", "10B", "--zero", "none",
+                 "--json"]) == 0
+    pinned = json.loads(capsys.readouterr().out)
+    assert not pinned["rows"] and pinned["does_not_fit"]  # a pinned --zero is kept

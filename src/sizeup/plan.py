@@ -215,6 +215,22 @@ def _train(job: Job, setup, gpu):
     return train_for(tree)
 
 
+def _sharding_ladder(job: Job, gpu: Any, gpus: int) -> list:
+    """Shardings to try, least first: the job's own when it pins --zero (or has no data parallelism), else the same
+    ladder as `sizeup train` (sizeup.pipeline.fit_sharding: none -> ZeRO-1 -> 2 -> 3; FSDP frameworks:
+    SHARD_GRAD_OP -> FULL_SHARD) from the job's default upward; None = keep the job's."""
+    from sizeup.pipeline import FSDP_LADDER, SHARDING_LADDER
+
+    tree = job.tree
+    base = make_setup(job, gpu, gpus, 1)
+    if tree is None or "zero" in tree.given or base.dp < 2:
+        return [None]
+    ladder = FSDP_LADDER if tree.execution.framework in ("fsdp", "torchtitan") else SHARDING_LADDER
+    if base.sharding not in ladder:
+        return [None]
+    return [None] + list(ladder[ladder.index(base.sharding) + 1:])
+
+
 def evaluate(job: Job, gpu: Any, gpus: int) -> Evaluation:
     """Does the job fit on `gpus` x `gpu`, and how long does it take? Picks the largest micro-batch
     (powers of two up to global_batch / gpus, or up to 8 without a global batch) that fits, like HF's
@@ -231,15 +247,20 @@ def evaluate(job: Job, gpu: Any, gpus: int) -> Evaluation:
     chosen = None
     last_mem = None
     for rc in recomputes:
-        for mb in candidates:
-            try:
-                setup = make_setup(job, gpu, gpus, mb).with_(recompute=rc)
-                mem = _memory(job, setup, gpu)
-            except SizeupError as exc:  # a layout this GPU count cannot hold (e.g. gpus not a multiple of tp*pp)
-                return Evaluation(gpu, gpus, False, (str(exc),), None, None)
-            last_mem = (setup, mem)
-            if mem.fits:
-                chosen = (setup, mem)
+        for shard in _sharding_ladder(job, gpu, gpus):
+            for mb in candidates:
+                try:
+                    setup = make_setup(job, gpu, gpus, mb).with_(recompute=rc)
+                    if shard is not None:
+                        setup = setup.with_(sharding=shard)
+                    mem = _memory(job, setup, gpu)
+                except SizeupError as exc:  # a layout this GPU count cannot hold (e.g. gpus not a multiple of tp*pp)
+                    return Evaluation(gpu, gpus, False, (str(exc),), None, None)
+                last_mem = (setup, mem)
+                if mem.fits:
+                    chosen = (setup, mem)
+                    break
+            if chosen is not None:
                 break
         if chosen is not None:
             break
@@ -564,7 +585,8 @@ def row_dict(r: Row) -> dict:
     d.update({
         "throughput_tokens_per_sec": r.ev.tokens_per_s,
         "precision": str(r.ev.setup.precision), "peft": str(r.ev.setup.peft), "micro_batch": r.ev.setup.micro_batch,
-        "recompute": str(r.ev.setup.recompute), "grad_accum": r.ev.setup.grad_accum, "memory_reserved_bytes": r.ev.memory_bytes,
+        "recompute": str(r.ev.setup.recompute), "sharding": r.ev.setup.sharding.value,
+        "grad_accum": r.ev.setup.grad_accum, "memory_reserved_bytes": r.ev.memory_bytes,
         "checkpoint_bytes": r.files["checkpoint"].bytes, "marks": list(r.marks), "excluded": r.excluded or None,
     })
     if not r.est.feasible:  # no invented time or price
@@ -588,7 +610,8 @@ def table_row(r: Row) -> tuple:
     # typed: the GPU count is the raw number (CSV `gpus`), the paid whole instances stay in the display
     paid = Num.shown(e.gpus, f"{e.gpus}" if e.gpus_paid == e.gpus else f"{e.gpus} ({e.gpus_paid} paid)")
     st = r.ev.setup
-    fit = f"mb {st.micro_batch}" + ("" if str(st.recompute) == "none" else f", {st.recompute} recompute")
+    fit = f"mb {st.micro_batch}" + ("" if str(st.recompute) == "none" else f", {st.recompute} recompute") + \
+        ("" if st.sharding.value == "none" else f", {st.sharding.value}")
     return (
         e.platform, e.gpu_id, paid, e.pricing, fit,
         f"{e.price_usd_per_gpu_hour:.3g}", f"{tbps:.2f}" if tbps is not None else "-",

@@ -206,3 +206,20 @@ def test_compare_picks_the_least_sharding_that_fits_like_train(capsys):
                  "--json"]) == 0
     pinned = json.loads(capsys.readouterr().out)
     assert not pinned["rows"] and pinned["does_not_fit"]  # a pinned --zero is kept
+
+
+def test_compare_rows_carry_intervals(capsys):
+    """Every priced row carries P10/P50/P90 of its rate, wall-clock, memory and total cost (the pipeline's
+    figure_intervals, as train shows them); the cost range is the wall-clock range applied to the compute cost."""
+    from sizeup.cli import main
+
+    assert main(["compare", "llama-2-7b", "--gpu", "h100-sxm", "--gpus", "8", "--tokens", "10B", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)["rows"]
+    assert rows
+    for r in rows:
+        iv = r["intervals"]
+        for key in ("tokens_per_s", "wall_clock_s", "peak_reserved_bytes", "total_cost_usd"):
+            assert iv[key]["p10"] <= iv[key]["p50"] <= iv[key]["p90"], key
+        t, c = iv["wall_clock_s"], iv["total_cost_usd"]
+        rest = r["total_cost_usd"] - r["compute_cost_usd"]
+        assert c["p90"] - rest == pytest.approx(r["compute_cost_usd"] * t["p90"] / t["p50"])

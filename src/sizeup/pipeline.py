@@ -120,42 +120,47 @@ class Evaluation:
         return out
 
 
-def intervals_for(ev: Evaluation) -> dict:
-    """P10/P50/P90 of every figure the evaluation estimates: {figure: {p10, p50, p90, interval_regime}} (peak memory
-    also for a job that does not fit: the figure it needs is an estimate too).
-
-    Factors are the leave-one-source-out residual quantiles of the job's regime in the active calibration
-    (quantity class x kernel profile x GPU-count bucket; calibration.yaml `intervals`); time figures use the inverted
-    throughput factors. The total cost's compute part scales with the wall-clock interval, storage and egress are
-    held at their estimate: cost_q = rest + compute x time_q / time_p50."""
+def figure_intervals(setup, model_id: str, gpu_id: str, timing_kernel: str, memory_kernel: str,
+                     figures: dict[str, tuple[str, float]], cost: tuple[float, float, str] | None = None) -> dict:
+    """P10/P50/P90 of figures {name: (quantity class, value)}: 'time' / 'throughput' / 'mfu' in the job's timing
+    regime, 'memory' in its memory regime (calibration.yaml `intervals`: leave-one-source-out residual quantiles of
+    quantity class x kernel profile x GPU-count bucket; time = 1 / rate factors). `cost` = (compute_usd, total_usd,
+    name of the time figure): the total cost's compute part scales with that time's interval, storage and egress
+    are held at their estimate: cost_q = rest + compute x time_q / time_p50."""
     from sizeup.calib import interval_dict, job_signature, load, timing_profile
 
-    job, iv = ev.job, {}
-    if ev.memory is None:
-        return iv
     cal = load()
-    ex, setup = job.execution, job.setup
-    sig = job_signature(setup, job.model.id, job.gpu.id if job.gpu is not None else "", ex.timing_kernel)
-    if ev.step is not None:
-        regime = {"profile": timing_profile(ex.timing_kernel), "gpus": setup.gpus, "job": sig}
-        step = ev.step
-        iv["step_time_s"] = interval_dict("time", regime, step.step_time_s, cal)
-        iv["tokens_per_s"] = interval_dict("throughput", regime, step.tokens_per_s, cal)
-        iv["tokens_per_s_per_gpu"] = interval_dict("throughput", regime, step.tokens_per_s_per_gpu, cal)
-        iv["mfu"] = interval_dict("mfu", regime, step.mfu, cal)
-        if ev.train is not None:
-            iv["total_time_s"] = interval_dict("time", regime, ev.train.total_time_s, cal)
-            iv["gpu_hours"] = interval_dict("time", regime, ev.train.gpu_hours, cal)
-    iv["peak_reserved_bytes"] = interval_dict("memory", {"profile": ex.memory_kernel, "gpus": setup.gpus, "job": sig},
-                                              ev.memory.peak_reserved_bytes, cal)
-    cb = (ev.cost or {}).get("cost_breakdown") if ev.feasible else None
-    t = iv.get("total_time_s")
-    if cb and t and t["p50"] > 0:
-        compute, total = float(cb["compute_cost"]), float(cb["total_cost"])
-        rest = total - compute
+    sig = job_signature(setup, model_id, gpu_id, timing_kernel)
+    regimes = {"memory": {"profile": memory_kernel, "gpus": setup.gpus, "job": sig}}
+    timing = {"profile": timing_profile(timing_kernel), "gpus": setup.gpus, "job": sig}
+    iv = {name: interval_dict(klass, regimes.get(klass, timing), value, cal)
+          for name, (klass, value) in figures.items() if value is not None}
+    if cost is not None and iv.get(cost[2]) and iv[cost[2]]["p50"] > 0:
+        compute, total, tname = float(cost[0]), float(cost[1]), cost[2]
+        t, rest = iv[tname], float(cost[1]) - float(cost[0])
         iv["total_cost_usd"] = {**{q: rest + compute * t[q] / t["p50"] for q in ("p10", "p50", "p90")},
                                 "interval_regime": t.get("interval_regime")}
     return iv
+
+
+def intervals_for(ev: Evaluation) -> dict:
+    """P10/P50/P90 of every figure the evaluation estimates: {figure: {p10, p50, p90, interval_regime}} (peak memory
+    also for a job that does not fit: the figure it needs is an estimate too); see `figure_intervals`."""
+    job = ev.job
+    if ev.memory is None:
+        return {}
+    figures: dict[str, tuple[str, float]] = {}
+    if ev.step is not None:
+        step = ev.step
+        figures.update(step_time_s=("time", step.step_time_s), tokens_per_s=("throughput", step.tokens_per_s),
+                       tokens_per_s_per_gpu=("throughput", step.tokens_per_s_per_gpu), mfu=("mfu", step.mfu))
+        if ev.train is not None:
+            figures.update(total_time_s=("time", ev.train.total_time_s), gpu_hours=("time", ev.train.gpu_hours))
+    figures["peak_reserved_bytes"] = ("memory", ev.memory.peak_reserved_bytes)
+    cb = (ev.cost or {}).get("cost_breakdown") if ev.feasible else None
+    cost = (cb["compute_cost"], cb["total_cost"], "total_time_s") if cb else None
+    return figure_intervals(job.setup, job.model.id, job.gpu.id if job.gpu is not None else "",
+                            job.execution.timing_kernel, job.execution.memory_kernel, figures, cost)
 
 
 def evaluate(job, knobs=None, *, fixes: bool = True, price: bool = True, max_gpus: int = 1024) -> Evaluation:

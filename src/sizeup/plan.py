@@ -504,6 +504,8 @@ class Row:
     files: dict
     marks: list[str] = field(default_factory=list)
     excluded: str = ""
+    intervals: dict = field(default_factory=dict)
+    """P10/P50/P90 of the row's throughput, wall-clock, memory and total cost (sizeup.pipeline.figure_intervals)."""
 
 
 def pareto(rows: list[Row]) -> list[Row]:
@@ -551,7 +553,7 @@ def run_grid(job: Job, gpu_names: list[str], platforms: list[str], pricings: lis
             for (p, kind), offers in offers_by_key.items():
                 best = best_offer(job, ev, offers, knobs, catalog, cache)
                 if best is not None:
-                    rows.append(Row(best[0], best[2], best[1]))
+                    rows.append(Row(best[0], best[2], best[1], intervals=row_intervals(job, best[2], best[0])))
     if not_offered:
         grouped: dict[str, list[str]] = {}
         for item in not_offered:
@@ -580,6 +582,20 @@ def mark_rows(rows: list[Row], deadline_s: float | None, budget_usd: float | Non
     return ok
 
 
+def row_intervals(job: Job, ev: Evaluation, est: Any) -> dict:
+    """P10/P50/P90 of a priced row (none for a run that cannot make progress: no invented time or price)."""
+    from sizeup.pipeline import figure_intervals
+
+    if not est.feasible or ev.setup is None:
+        return {}
+    tree = job.tree
+    timing_kernel = tree.execution.timing_kernel if tree is not None else "fused"
+    figures = {"tokens_per_s": ("throughput", ev.tokens_per_s), "wall_clock_s": ("time", est.wall_clock_s),
+               "peak_reserved_bytes": ("memory", ev.memory_bytes)}
+    return figure_intervals(ev.setup, job.model.id, getattr(ev.gpu, "id", ""), timing_kernel, job.kernel, figures,
+                            (est.compute_cost_usd, est.total_cost_usd, "wall_clock_s"))
+
+
 def row_dict(r: Row) -> dict:
     d = cost_dict(r.est, r.ev.gpu)
     d.update({
@@ -588,6 +604,7 @@ def row_dict(r: Row) -> dict:
         "recompute": str(r.ev.setup.recompute), "sharding": r.ev.setup.sharding.value,
         "grad_accum": r.ev.setup.grad_accum, "memory_reserved_bytes": r.ev.memory_bytes,
         "checkpoint_bytes": r.files["checkpoint"].bytes, "marks": list(r.marks), "excluded": r.excluded or None,
+        "intervals": r.intervals or None,
     })
     if not r.est.feasible:  # no invented time or price
         d.update(estimated_hours=None, cost_breakdown=None, wall_clock_s=None, billed_s=None, compute_cost_usd=None,

@@ -171,7 +171,7 @@ def build(path=None, rows=None) -> DevSet:
     """Run the validator once with calibration off and cache what a refit needs."""
     from sizeup.catalog.knobs import load_timing_knobs
     from sizeup.core.timing import kernel_args
-    from sizeup.core.types import Attention
+    from sizeup.core.types import ArchKind, Attention
     from sizeup.pipeline import knobs_for
     from sizeup.validate.runner import run_validation
 
@@ -225,7 +225,7 @@ def build(path=None, rows=None) -> DevSet:
                 gn = {"fp8_recipe": job.setup.fp8_recipe, "cudnn_attention": job.setup.attention == Attention.CUDNN}
                 points.append((mi, plan, job.gpu, job.setup.precision, kernel, step0, jknobs, gn))
             t_rows.append(i)
-            t_fit.append(getattr(ctx.job()[0].model, "arch_kind", "decoder") == "decoder")
+            t_fit.append(ctx.job()[0].model.arch_kind == ArchKind.DECODER)
             t_point.append(point_index[key])
             t_sign.append(_sign(r))
             t_pred0.append(float(r.predicted))

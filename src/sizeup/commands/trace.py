@@ -49,7 +49,9 @@ def _load_target(name: str):
             arch = None
         return arch, cfg
     arch = resolve_model(name)
-    if arch.arch_kind != "decoder":
+    from sizeup.core.types import ArchKind
+
+    if arch.arch_kind != ArchKind.DECODER:
         raise SizeupError(f"exact mode traces causal-LM training steps; {arch.id} is {arch.arch_kind.value} "
                           "(use sizeup memory / train for its analytic estimate)")
     return arch, arch

@@ -31,7 +31,7 @@ from typing import Mapping
 
 from sizeup.core.explain import Term
 from sizeup.core.params import count_params
-from sizeup.core.types import HeadKind, ModelArch, Peft, Recompute, TrainSetup
+from sizeup.core.types import ArchKind, HeadKind, ModelArch, Peft, Recompute, TrainSetup
 
 
 @dataclass(frozen=True)
@@ -310,12 +310,29 @@ def flops_per_token_forward(m: ModelArch, s, causal: bool = False, shapes: Layer
     return {"layers/gemm": gemm, "layers/attention": attn, "logits": logits}
 
 
-def lora_adapter_shapes(m: ModelArch, targets) -> list[tuple[int, int]]:
-    """(in, out) features of each LoRA-adapted Linear of one layer (dense shapes; MLA q/kv projections as q/k/v)."""
+def lora_linears(m: ModelArch) -> dict[str, tuple[int, int, bool]]:
+    """The Linears LoRA can adapt in one layer: target -> (in features, out features, column-parallel under TP)
+    (dense shapes; MLA q/kv projections as q/k/v)."""
     h = m.hidden_size
-    widths = {"q": (h, m.q_dim), "k": (h, m.kv_dim), "v": (h, m.kv_dim), "o": (m.attn_out_dim, h),
-              "gate": (h, m.ffn_size), "up": (h, m.ffn_size), "down": (m.ffn_size, h)}
-    return [widths[t] for t in targets if t in widths]
+    return {"q": (h, m.q_dim, True), "k": (h, m.kv_dim, True), "v": (h, m.kv_dim, True),
+            "o": (m.attn_out_dim, h, False), "gate": (h, m.ffn_size, True), "up": (h, m.ffn_size, True),
+            "down": (m.ffn_size, h, False)}
+
+
+def lora_adapter_shapes(m: ModelArch, targets) -> list[tuple[int, int]]:
+    """(in, out) features of each LoRA-adapted Linear of one layer."""
+    table = lora_linears(m)
+    return [table[t][:2] for t in targets if t in table]
+
+
+def lora_adapter_size(m: ModelArch, targets, rank: float, dec_ratio: float = 1.0) -> float:
+    """sum over the adapted Linears of the average layer of r*(in + out), each weighted by the attention blocks or MLPs
+    per layer that carry it (adapted_attention_per_layer): x L gives the adapter parameters (dec_ratio 1) or, x 2,
+    the forward FLOPs per input token."""
+    attn_w, mlp_w = adapted_attention_per_layer(m, dec_ratio)
+    table = lora_linears(m)
+    return float(sum(rank * (table[t][0] + table[t][1]) * (attn_w if t in ("q", "k", "v", "o") else mlp_w)
+                     for t in targets if t in table))
 
 
 def adapted_attention_per_layer(m: ModelArch, dec_ratio: float = 1.0) -> tuple[float, float]:
@@ -334,13 +351,7 @@ def lora_adapter_flops_per_token(m: ModelArch, setup: TrainSetup) -> float:
     """Forward FLOPs per token of all LoRA adapters: L * sum 2*r*(k+n); 0 without PEFT."""
     if setup.peft == Peft.NONE:
         return 0.0
-    attn_w, mlp_w = adapted_attention_per_layer(m, decoder_ratio(m, setup))
-    shapes = lora_adapter_shapes(m, setup.lora_targets)
-    return float(m.total_layers * sum(2.0 * setup.lora_rank * (k + n) * (attn_w if t in ("q", "k", "v", "o")
-                                                                          else mlp_w)
-                                      for t, (k, n) in zip([t for t in setup.lora_targets
-                                                             if t in ("q", "k", "v", "o", "gate", "up", "down")],
-                                                            shapes)))
+    return 2.0 * m.total_layers * lora_adapter_size(m, setup.lora_targets, setup.lora_rank, decoder_ratio(m, setup))
 
 
 def stack_flops_per_sequence(m: ModelArch, s_e: int, s_d: int | None = None) -> dict[str, float]:
@@ -469,7 +480,7 @@ def flops_per_step(m: ModelArch, setup: TrainSetup) -> FlopsEstimate:
     )
     if setup.peft == Peft.NONE:
         terms = tuple(t for t in terms if t.name != "flops/lora_adapters_per_step")
-    if m.arch_kind != "decoder":
+    if m.arch_kind != ArchKind.DECODER:
         split = stack_flops_per_sequence(m, s, setup.dec_seq)
         if m.is_encoder_decoder:
             formula = ("encoder s_e*L_e*(G + 2*s_e*(q+o)) + decoder self s_d*L_d*(G + 2*s_d*(q+o)) + cross attention "

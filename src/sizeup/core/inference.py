@@ -21,7 +21,7 @@ import numpy as np
 
 from sizeup.core.explain import Term
 from sizeup.core.params import count_params
-from sizeup.core.types import GpuSpec, ModelArch
+from sizeup.core.types import ArchKind, GpuSpec, ModelArch
 
 GiB = 1024**3
 HOURS_PER_MONTH = 730.0  # 8760 h / 12: the usual cloud-billing month
@@ -709,7 +709,7 @@ def compute_bound_batch(m: ModelArch, gpu: GpuSpec, context: float, setup: Serve
 def check_decoder_only(model: ModelArch) -> None:
     """Serving (prefill + autoregressive decode with a KV cache) is modelled for decoder-only models: an encoder
     has no decode phase, an encoder-decoder's decode also reads a cross-attention cache over the encoder output."""
-    if model.arch_kind != "decoder":
+    if model.arch_kind != ArchKind.DECODER:
         from sizeup.errors import SizeupError
 
         raise SizeupError(f"inference is modelled for decoder-only models; {model.id} is {model.arch_kind.value} "

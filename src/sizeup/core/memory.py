@@ -39,7 +39,7 @@ from sizeup.core.explain import Term
 from sizeup.core.flops import decoder_ratio, head_width, op_sac_saved_mms
 from sizeup.core.params import attention_params, count_params, mlp_params, moe_params, norm_params
 from sizeup.core.types import (
-    ArchKind, Attention, ContextParallel, GpuSpec, HeadKind, MlpKind, ModelArch, NormKind, Offload, Optimizer,
+    GATED_GELU_NEW_MODEL_TYPES, GELU_NEW_MODEL_TYPES, ArchKind, Attention, ContextParallel, GpuSpec, HeadKind, MlpKind, ModelArch, NormKind, Offload, Optimizer,
     Overheads, Peft, PipelineSchedule, Precision, Recompute, Sharding, TrainSetup,
 )
 
@@ -111,10 +111,11 @@ NF4_BYTES_PER_PARAM = (4 + 8 / 64 + 32 / (64 * 256)) / 8
 # bitsandbytes 8-bit blockwise optimizers: two uint8 states + one fp32 absmax per 2048-element block
 # (Dettmers et al. 2022, "8-bit Optimizers via Block-wise Quantization", Sec. 2).
 ADAM8BIT_BYTES_PER_PARAM = 2 + 2 * 4 / 2048
-# HF transformers GPT-2-family MLPs use the unfused tanh GELU ("gelu_new"): 4 saved intermediates + output.
-_GELU_NEW_TYPES = ("gpt2", "gpt_neo", "gptj", "codegen", "gpt_bigcode")
-# T5 v1.1 / mT5 gated MLPs apply the same gelu_new to the gate projection
-_GATED_GELU_NEW_TYPES = ("t5", "mt5")
+# HF transformers GPT-2-family MLPs use the unfused tanh GELU ("gelu_new"): 4 saved intermediates + output
+# (core.types.GELU_NEW_MODEL_TYPES, the one list the step-time model reads too; GPTBigCode's default
+# "gelu_pytorch_tanh" is one F.gelu kernel)
+_GELU_NEW_TYPES = GELU_NEW_MODEL_TYPES
+_GATED_GELU_NEW_TYPES = GATED_GELU_NEW_MODEL_TYPES
 
 
 # --------------------------------------------------------------------------- results

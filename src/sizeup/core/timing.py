@@ -30,13 +30,13 @@ import numpy as np
 from sizeup.core.comms import collective_time, ring_coefficients
 from sizeup.core.explain import Term
 from sizeup.core.flops import (
-    LayerShapes, adapted_attention_per_layer, attention_flops_per_token, decoder_ratio, flops_per_step, layer_shapes,
-    recompute_gemm_share,
+    LayerShapes, attention_flops_per_token, decoder_ratio, flops_per_step, layer_shapes, lora_adapter_size,
+    lora_linears, recompute_gemm_share,
 )
 from sizeup.core.params import count_params
 from sizeup.core.types import (
-    GELU_NEW_MODEL_TYPES, Attention, ContextParallel, Fp8Recipe, GpuSpec, LoraImpl, ModelArch, NormKind, Offload, Peft, Precision, Recompute,
-    Sharding, TrainSetup,
+    GELU_NEW_MODEL_TYPES, Attention, ContextParallel, Fp8Recipe, GpuSpec, LoraImpl, ModelArch, NormKind, Offload, Peft,
+    Precision, Recompute, Sharding, TrainSetup,
 )
 
 # --------------------------------------------------------------------------- knobs (data: catalog/data/timing.yaml)
@@ -210,25 +210,11 @@ def model_inputs(m: ModelArch, setup: TrainSetup | None = None) -> ModelInputs:
     peft = setup.peft if setup else Peft.NONE
     trainable = float(pc.total)
     frozen = 0.0
-    if peft != Peft.NONE:
-        targets = setup.lora_targets
-        r = setup.lora_rank
-        h = m.hidden_size
-        per_layer = 0
-        widths = {"q": (h, m.q_dim), "k": (h, m.kv_dim), "v": (h, m.kv_dim), "o": (m.attn_out_dim, h),
-                  "gate": (h, m.ffn_size), "up": (h, m.ffn_size), "down": (m.ffn_size, h)}
-        for t in targets:
-            if t in widths:
-                a, b = widths[t]
-                per_layer += r * (a + b)
-        trainable = float(per_layer * m.total_layers * adapted_attention_per_layer(m)[0])
-        frozen = 1.0
     adapters: tuple[tuple[float, float, bool], ...] = ()
     if peft != Peft.NONE:
-        h = m.hidden_size
-        cols = {"q": (h, m.q_dim, True), "k": (h, m.kv_dim, True), "v": (h, m.kv_dim, True),
-                "o": (m.attn_out_dim, h, False), "gate": (h, m.ffn_size, True), "up": (h, m.ffn_size, True),
-                "down": (m.ffn_size, h, False)}
+        trainable = m.total_layers * lora_adapter_size(m, setup.lora_targets, setup.lora_rank)
+        frozen = 1.0
+        cols = lora_linears(m)
         adapters = tuple((float(cols[t][0]), float(cols[t][1]), cols[t][2]) for t in setup.lora_targets if t in cols)
     # encoder-decoder: the average of the L_e + L_d layers per input token (sizeup.core.flops._enc_dec_shapes); the
     # head's width is V x s_d/s_e there, 0 for a bare encoder or a sequence classifier

@@ -19,6 +19,8 @@ from typing import Mapping
 # GPTNeoConfig, GPTJConfig, CodeGenConfig activation_function="gelu_new"; GPTBigCode's default "gelu_pytorch_tanh"
 # is one F.gelu kernel). The step-time model reads it for eager kernels.
 GELU_NEW_MODEL_TYPES = ("gpt2", "gpt_neo", "gptj", "codegen")
+# T5 v1.1 / mT5 "gated-gelu" apply the same gelu_new to the gate projection (configuration_t5.py dense_act_fn)
+GATED_GELU_NEW_MODEL_TYPES = ("t5", "mt5")
 
 
 class MlpKind(StrEnum):
@@ -302,10 +304,10 @@ class ModelArch:
     """BERT pooler: a dense h x h + bias on the first token (BertModel add_pooling_layer)."""
     head: HeadKind = HeadKind.LM
     num_labels: int = 2
+    """Classes of a `head: classifier` model (transformers num_labels default 2)."""
     dropout: float = 0.0
     """Dropout probability the model's config trains with (HF BERT hidden_dropout_prob and
     attention_probs_dropout_prob, T5 dropout_rate): the job's default --dropout. 0 for the decoder presets."""
-    """Classes of a `head: classifier` model (transformers num_labels default 2)."""
     # provenance
     source: str = ""
     hf_model_type: str = ""

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 import yaml
 
 from sizeup.core.types import (
-    MlpKind, ModelArch, NormKind, Offload, Optimizer, Peft, PositionKind, Precision, QkNorm, Recompute, Sharding,
+    ArchKind, MlpKind, ModelArch, NormKind, Offload, Optimizer, Peft, PositionKind, Precision, QkNorm, Recompute, Sharding,
     TrainSetup,
 )
 from sizeup.errors import SizeupError
@@ -693,7 +693,7 @@ def export_plan(fmt: str, model: ModelArch, setup: TrainSetup, steps: int | None
         from sizeup.errors import choice_error
 
         raise choice_error("export format", fmt, list(FORMATS))
-    if model.arch_kind != "decoder" and key not in ("deepspeed", "accelerate"):
+    if model.arch_kind != ArchKind.DECODER and key not in ("deepspeed", "accelerate"):
         # the FSDP / Megatron / torchtitan exports build decoder-only stacks (model.model.layers, GPTModel, Llama
         # flavors); the DeepSpeed and accelerate configs do not name the model class
         raise _refuse(key, f"an {model.arch_kind.value} model ({model.id})",

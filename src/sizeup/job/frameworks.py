@@ -14,11 +14,16 @@ PROFILE_FIELDS = ("timing_kernel", "memory_kernel", "attention", "loss", "select
 
 
 @functools.lru_cache(maxsize=1)
-def framework_profiles() -> dict[str, dict]:
-    """{id: profile} in the file's order, plus 'generic' (the default when no framework is named)."""
+def _frameworks_file() -> dict:
     from sizeup.catalog import read_yaml
 
-    data = read_yaml(FRAMEWORKS_FILE) or {}
+    return read_yaml(FRAMEWORKS_FILE) or {}
+
+
+@functools.lru_cache(maxsize=1)
+def framework_profiles() -> dict[str, dict]:
+    """{id: profile} in the file's order, plus 'generic' (the default when no framework is named)."""
+    data = _frameworks_file()
     out: dict[str, dict] = {}
     for entry in list(data.get("frameworks") or []) + [data["generic"]]:
         missing = [f for f in PROFILE_FIELDS if f not in entry]
@@ -45,8 +50,6 @@ def framework_profile(name: str | None) -> dict:
 def peft_default_lora_targets(model_type: str | None) -> tuple[str, ...] | None:
     """Hugging Face PEFT's default LoRA targets for a transformers model_type (frameworks.yaml
     peft_default_lora_targets), or None when PEFT has no default for it."""
-    from sizeup.catalog import read_yaml
-
-    table = ((read_yaml(FRAMEWORKS_FILE) or {}).get("peft_default_lora_targets") or {}).get("by_model_type") or {}
+    table = (_frameworks_file().get("peft_default_lora_targets") or {}).get("by_model_type") or {}
     targets = table.get(str(model_type or "").strip().lower())
     return tuple(str(t) for t in targets) if targets else None

@@ -576,33 +576,32 @@ def stand_in_arch(params: float, name: str) -> ModelArch:
 # --------------------------------------------------------------------------- GPU
 
 
-def gpu_for_point(point: Point, catalog) -> GpuSpec:
+def resolve_point_gpu(point: Point, catalog) -> tuple[GpuSpec, str | None]:
+    """(GPU, the assumption to show when the stated name was read through its remark, else None); Skip when the
+    point's GPU does not resolve."""
     name = point.hardware.gpu
     if not name:
         raise Skip("GPU not stated")
     try:
-        return catalog.gpu(name)
+        return catalog.gpu(name), None
     except SizeupError as exc:
         read = _gpu_read_from_remark(point, catalog, alternatives_ok=False)
         if read is not None:
-            return read[0]
+            return read
         raise Skip(f"GPU {name!r} not in the catalog ({str(exc).split('.')[0]})") from None
     except AttributeError:
         raise Skip("GPU catalog not available") from None
 
 
+def gpu_for_point(point: Point, catalog) -> GpuSpec:
+    return resolve_point_gpu(point, catalog)[0]
+
+
 def gpu_reading_note(point: Point, catalog) -> str | None:
     """The assumption to show when gpu_for_point read the stated GPU through its remark (None otherwise)."""
-    name = point.hardware.gpu
     try:
-        if not name:
-            return None
-        catalog.gpu(name)
-        return None
-    except SizeupError:
-        read = _gpu_read_from_remark(point, catalog, alternatives_ok=False)
-        return read[1] if read else None
-    except AttributeError:
+        return resolve_point_gpu(point, catalog)[1]
+    except Skip:
         return None
 
 

@@ -267,6 +267,8 @@ def _points_of(path: Path, raw: Any) -> list[Point | BadPoint]:
 
 
 ERRATA = DATA_DIR / "errata.yaml"
+ERRATUM_MARK = "[erratum (validate/data/errata.yaml)"
+"""Prefix of the note apply_errata appends to a patched point (the runner lists it among the row's assumptions)."""
 _ERRATA_LOCKED = ("id", "measured", "quote", "source", "category")
 
 
@@ -314,7 +316,7 @@ def apply_errata(raw: Any, errata: list[dict]) -> Any:
         e = by_id.get(item.get("id")) if isinstance(item, dict) else None
         if e is not None:
             item = _merge(item, e["patch"])
-            item["notes"] = f"{item.get('notes') or ''} [erratum (validate/data/errata.yaml): {e['evidence']}]".strip()
+            item["notes"] = f"{item.get('notes') or ''} {ERRATUM_MARK}: {e['evidence']}]".strip()
             used.add(e["id"])
         points.append(item)
     stale = sorted(set(by_id) - used)

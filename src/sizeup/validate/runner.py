@@ -222,11 +222,10 @@ class Context:
 
     @property
     def gpu(self):
-        from sizeup.validate.mapping import gpu_for_point, gpu_reading_note
+        from sizeup.validate.mapping import resolve_point_gpu
 
         def resolve():
-            gpu = gpu_for_point(self.point, self.catalog)
-            note = gpu_reading_note(self.point, self.catalog)
+            gpu, note = resolve_point_gpu(self.point, self.catalog)
             if note:
                 self._cache["extra_notes"] = ("ok", [*self._cache.get("extra_notes", ("ok", []))[1], note])
             return gpu
@@ -252,7 +251,9 @@ class Context:
         if key in self._cache and self._cache[key][0] == "ok":
             notes += self._cache[key][1].assumptions
         notes += self._cache.get("extra_notes", ("ok", []))[1]
-        if "[erratum (validate/data/errata.yaml)" in (self.point.notes or ""):
+        from sizeup.validate.points import ERRATUM_MARK
+
+        if ERRATUM_MARK in (self.point.notes or ""):
             notes.append("erratum applied to the shared row (validate/data/errata.yaml; evidence in the row's notes)")
         return tuple(dict.fromkeys(notes))
 

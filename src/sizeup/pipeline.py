@@ -65,13 +65,19 @@ SHARDING_LADDER = (Sharding.NONE, Sharding.ZERO1, Sharding.ZERO2, Sharding.ZERO3
 FSDP_LADDER = (Sharding.NONE, Sharding.FSDP_GRAD_OP, Sharding.FSDP_FULL)
 
 
+def sharding_ladder(framework: str) -> tuple:
+    """The shardings tried in order when a job does not pin --zero: FSDP frameworks SHARD_GRAD_OP -> FULL_SHARD,
+    the others none -> ZeRO-1 -> 2 -> 3 (the least sharding that fits is the default of every command)."""
+    return FSDP_LADDER if framework in ("fsdp", "torchtitan") else SHARDING_LADDER
+
+
 def fit_sharding(job, overheads=None):
     """(job, memory): when the user did not choose a sharding and the job does not fit with its default, the least
     sharding that fits (ZeRO-1 -> 2 -> 3; FSDP frameworks: SHARD_GRAD_OP -> FULL_SHARD), stated in job.defaults."""
     mem = memory_for(job, overheads)
     if mem.fits is not False or "zero" in job.given or job.parallelism.dp < 2:
         return job, mem
-    ladder = FSDP_LADDER if job.execution.framework in ("fsdp", "torchtitan") else SHARDING_LADDER
+    ladder = sharding_ladder(job.execution.framework)
     start = ladder.index(job.parallelism.sharding) + 1 if job.parallelism.sharding in ladder else len(ladder)
     for shard in ladder[start:]:
         try:
@@ -136,8 +142,8 @@ def figure_intervals(setup, model_id: str, gpu_id: str, timing_kernel: str, memo
     iv = {name: interval_dict(klass, regimes.get(klass, timing), value, cal)
           for name, (klass, value) in figures.items() if value is not None}
     if cost is not None and iv.get(cost[2]) and iv[cost[2]]["p50"] > 0:
-        compute, total, tname = float(cost[0]), float(cost[1]), cost[2]
-        t, rest = iv[tname], float(cost[1]) - float(cost[0])
+        compute, t = float(cost[0]), iv[cost[2]]
+        rest = float(cost[1]) - compute
         iv["total_cost_usd"] = {**{q: rest + compute * t[q] / t["p50"] for q in ("p10", "p50", "p90")},
                                 "interval_regime": t.get("interval_regime")}
     return iv

@@ -219,13 +219,13 @@ def _sharding_ladder(job: Job, gpu: Any, gpus: int) -> list:
     """Shardings to try, least first: the job's own when it pins --zero (or has no data parallelism), else the same
     ladder as `sizeup train` (sizeup.pipeline.fit_sharding: none -> ZeRO-1 -> 2 -> 3; FSDP frameworks:
     SHARD_GRAD_OP -> FULL_SHARD) from the job's default upward; None = keep the job's."""
-    from sizeup.pipeline import FSDP_LADDER, SHARDING_LADDER
+    from sizeup.pipeline import sharding_ladder
 
     tree = job.tree
     base = make_setup(job, gpu, gpus, 1)
     if tree is None or "zero" in tree.given or base.dp < 2:
         return [None]
-    ladder = FSDP_LADDER if tree.execution.framework in ("fsdp", "torchtitan") else SHARDING_LADDER
+    ladder = sharding_ladder(tree.execution.framework)
     if base.sharding not in ladder:
         return [None]
     return [None] + list(ladder[ladder.index(base.sharding) + 1:])

@@ -128,9 +128,7 @@ class EngineProfile:
             fixed = ("id", "name", "version", "sources", "large_gpu", "small_gpu", "eager_elementwise_bytes",
                      "prefill_eager_elementwise_bytes")
             if key in fixed or key not in {f.name for f in fields(self)}:
-                allowed = sorted(f.name for f in fields(self) if f.name not in (
-                    "id", "name", "version", "sources", "large_gpu", "small_gpu", "eager_elementwise_bytes",
-                    "prefill_eager_elementwise_bytes"))
+                allowed = sorted(f.name for f in fields(self) if f.name not in fixed)
                 raise SizeupError(f"--engine-opt {key!r} is not an engine field; one of: {', '.join(allowed)}")
             changes[key] = _typed(key, text, getattr(self, key))
         out = replace(self, **changes, speculative=spec)

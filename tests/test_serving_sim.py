@@ -127,6 +127,44 @@ def test_kv_exhaustion_preempts_and_still_conserves_tokens():
     assert res.prefill_tokens_computed > res.input_tokens
 
 
+def _two_requests(keep: bool, out0: int):
+    """Two 16-token prompts on a 5-block KV cache (16-token blocks), started together, request 1 with 40 output
+    tokens. Hand trace: both prefill (1 block each, kvlen 16, one token sampled each); at kvlen 33 both need a 3rd
+    block (6 > 5) -> request 1 (the youngest) is preempted at kvlen 32 (2 blocks, 17 tokens generated)."""
+    sched = Scheduler(max_num_seqs=2, token_budget=8192, block_size=16, kv_policy="preempt", preempt_keeps_cache=keep)
+    knobs = VK.with_(kv_cache_blocks=5, block_size_tokens=16)
+    wl = Workload(np.array([16, 16]), np.array([out0, 40]), None, 2, None)
+    sm = StepModel(M8, H100, SETUP, knobs, sched.token_budget + sched.max_num_seqs)
+    return simulate(M8, H100, SETUP, knobs, sched, wl, sm)
+
+
+@pytest.mark.parametrize("out0", [33, 40])
+def test_cached_preemption_resumes_without_recompute_unless_evicted(out0):
+    """preempt_keeps_cache (TurboMind v0.1 SequenceManager), hand-counted prompt tokens computed:
+    - recompute (vLLM): request 1 re-prefills its prompt + 17 generated tokens: 16 + 16 + 33 = 65.
+    - cached, request 0 with 33 outputs: it ends at kvlen 16 + 33 - 1 = 48 = 3 blocks; 3 used + 2 cached = 5 fit,
+      nothing is evicted and request 1 re-locks its 2 blocks and resumes decoding: 16 + 16 = 32.
+    - cached, request 0 with 40 outputs: its 4th block (kvlen 49) finds no free block and evicts request 1's tail
+      block; request 1 keeps its first 16 tokens and recomputes the other 33 - 16 = 17: 16 + 16 + 17 = 49."""
+    off, on = _two_requests(False, out0), _two_requests(True, out0)
+    assert off.preemptions == on.preemptions == 1
+    assert off.prefill_tokens_computed == 65
+    assert on.prefill_tokens_computed == (32 if out0 == 33 else 49)
+    assert on.output_tokens == off.output_tokens == out0 + 40 and on.completed == 2
+
+
+def test_cached_preemption_is_an_engine_field():
+    lm = engine_profile("lmdeploy-0.1")
+    assert lm.preempt_keeps_cache is True and "stay cached" in lm.describe()
+    assert engine_profile("vllm").preempt_keeps_cache is False and "stay cached" not in engine_profile("vllm").describe()
+    assert Scheduler.from_engine(lm, lm.knobs(KNOBS, 32)).preempt_keeps_cache is True
+    off = lm.with_overrides({"preempt_keeps_cache": "false"})
+    assert off.preempt_keeps_cache is False and Scheduler.from_engine(off, off.knobs(KNOBS, 32)).preempt_keeps_cache is False
+    # a reserve-policy engine never preempts, so the field does nothing there
+    tr = engine_profile("trtllm").with_overrides({"preempt_keeps_cache": "true"})
+    assert Scheduler.from_engine(tr, tr.knobs(KNOBS, 32)).preempt_keeps_cache is False
+
+
 def test_reserve_policy_never_preempts():
     knobs = VK.with_(gpu_memory_utilization=0.30)
     sched = Scheduler.from_engine(engine_profile("trtllm").for_gpu(H100), knobs)

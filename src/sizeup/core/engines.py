@@ -46,6 +46,7 @@ class EngineProfile:
     max_num_seqs: int = 256
     block_size_tokens: int = 16
     kv_policy: str = "preempt"
+    preempt_keeps_cache: bool = False
     cuda_graphs: bool = True
     step_overhead_s: float = 0.002
     launch_overhead_per_layer_s: float = 0.0
@@ -200,7 +201,11 @@ class EngineProfile:
             f"prefill up to {self.max_num_batched_tokens} tokens/step"
         mix = "mixed with decodes" if self.mix_prefill_decode else "prefill steps pause decodes"
         return (f"{self.name} {self.version}: {self.batching} batching, {chunk} ({mix}), max {self.max_num_seqs} seqs, "
-                f"KV block {self.block_size_tokens}, {self.kv_policy} on KV exhaustion, "
+                f"KV block {self.block_size_tokens}, {self.kv_policy} on KV exhaustion"
+                + (" (a preempted request's KV blocks stay cached until evicted, latest-arrived victim first; "
+                   "it resumes without recompute when they were not)"
+                   if self.preempt_keeps_cache and self.kv_policy == "preempt" else "")
+                + ", "
                 f"CUDA graphs {'on' if self.cuda_graphs else 'off'}, {self.allreduce} all-reduce, int4 {self.int4_kernel}"
                 + (", decode attention copies K/V per query head (repeat_kv)" if self.attention_repeat_kv else "")
                 + (f", decode attention reads each KV head once per {self.decode_attention_q_heads_per_kv_read} "

@@ -10,7 +10,9 @@ PURE (no files, no printing). One replica (t x p GPUs) runs scheduler iterations
      and the attention FLOPs of its prompt chunks.
 KV capacity is the engine's KV budget (core.inference.kv_budget_bytes); with the 'preempt' policy (vLLM, SGLang)
 blocks are allocated as tokens are computed and the youngest running request is preempted and recomputed
-when they run out (vLLM recompute preemption); with 'reserve' (TensorRT-LLM GUARANTEED_NO_EVICT, TGI) a request
+when they run out (vLLM recompute preemption; with preempt_keeps_cache, TurboMind v0.1, the victim's blocks stay
+cached until an allocation that finds no free space evicts them, and an intact victim resumes without recompute);
+with 'reserve' (TensorRT-LLM GUARANTEED_NO_EVICT, TGI) a request
 is admitted only when its prompt + output fit.
 Static batching (HF generate, gpt-fast): the queue is taken in batches, prefilled together, decoded until the
 longest output ends.
@@ -133,6 +135,10 @@ class Scheduler:
     first_token_from_decode: bool = False
     """The prefill covers the prompt but its last token; the first output token comes from the next decode step
     (TurboMind v0.1 LlamaBatch::ContextDecode: 'skip last input token (will process with decoder later)')."""
+    preempt_keeps_cache: bool = False
+    """'preempt' policy: a victim's KV moves to a cached pool (neither used nor free) that allocations evict only
+    when the free space runs out, least recently preempted victim first, its tail blocks first; a victim whose
+    blocks survive resumes without recompute (TurboMind v0.1 SequenceManager, BlockManager::Evict)."""
 
     @classmethod
     def from_engine(cls, engine, knobs: ServingKnobs, batch: int | None = None) -> "Scheduler":
@@ -142,7 +148,8 @@ class Scheduler:
                    int(knobs.max_num_batched_tokens), max(1, seqs), int(knobs.block_size_tokens), engine.kv_policy,
                    spec.num_tokens if spec else 0, spec.tokens_per_step if spec else 1.0,
                    spec.draft_cost_ratio if spec else 0.0,
-                   bool(getattr(engine, "first_token_from_decode", False)) or bool(knobs.first_token_from_decode))
+                   bool(getattr(engine, "first_token_from_decode", False)) or bool(knobs.first_token_from_decode),
+                   bool(getattr(engine, "preempt_keeps_cache", False)) and engine.kv_policy == "preempt")
 
 
 # --------------------------------------------------------------------------- step model
@@ -446,6 +453,41 @@ def _simulate_continuous(sm: StepModel, sched: Scheduler, wl: Workload, cap: flo
     chunked = bool(sched.chunked_prefill)
     mix = bool(sched.mix_prefill_decode)
     reserve = sched.kv_policy == "reserve"
+    keep = bool(sched.preempt_keeps_cache) and not reserve
+    # cached victims (preempt_keeps_cache): their KV bytes held[i] are neither used nor free. TurboMind v0.1 re-locks
+    # the cached victims still in its batch at every step (SequenceManager::VerifyAndLockCached) and an allocation
+    # that finds no free space preempts from the lowest priority (latest arrival, Transaction::Process) whose blocks
+    # it touches first (UpdateAndSetUnlock) and so evicts first (BlockManager::Evict: oldest timestamp first; Touch
+    # stamps a sequence's blocks from its last to its first): the latest-arrived victim (highest index) loses its
+    # tail blocks first
+    cache: dict[int, None] = {}
+    cached = 0.0
+    blk_b = kv.one(kv.blk)
+
+    def evict(need: float) -> None:
+        nonlocal cached
+        while need > 1e-6 and cache:
+            v = max(cache)
+            h = float(held[v])
+            c = 0.0
+            if h > need:
+                # keep the longest block-aligned prefix whose bytes fit in h - need (VerifyAndLockCached keeps the
+                # blocks before the first evicted one)
+                lo, hi = 0, int(math.ceil(kvlen[v] / kv.blk))
+                lo = min(hi, int((h - need) // blk_b)) if not kv.n_w else lo
+                while lo < hi and kv.one((lo + 1) * kv.blk) <= h - need:
+                    lo += 1
+                c = min(float(lo * kv.blk), float(kvlen[v]))
+            kept = kv.one(c) if c else 0.0
+            cached -= h - kept
+            need -= h - kept
+            held[v] = kept
+            kvlen[v] = c
+            if gen[v] > 0:
+                target[v] = float(pl_l[v] + math.floor(gen[v]) - (1 if ftd else 0))
+            if not c:
+                del cache[v]
+
     waiting: deque[int] = deque()
     order: list[int] = []                  # running requests in admission order (preemption victim = last)
     pend: list[int] = []                   # running requests still prefilling
@@ -472,6 +514,29 @@ def _simulate_continuous(sm: StepModel, sched: Scheduler, wl: Workload, cap: flo
                 break
             t = arr_l[nxt]
             continue
+        if cache and waiting and waiting[0] in cache and n_run < max_seqs:
+            # victims at the head of the queue whose KV survived in the cache and whose prompt was done: re-lock
+            # their blocks (VerifyAndLockCached) and resume decoding without a prefill, when their next block and
+            # the running decodes' next blocks fit in the free + cached space
+            free_b = cap - used - (float(kv.vec(kvlen[dec] + kv.blk).sum() - held[dec].sum()) if dec.size else 0.0)
+            moved: list[int] = []
+            while waiting and len(order) < max_seqs:
+                i = waiting[0]
+                if i not in cache or kvlen[i] < target[i] - 1e-9:
+                    break
+                add = kv.one(kvlen[i] + kv.blk)
+                if add > free_b:
+                    break
+                free_b -= add
+                waiting.popleft()
+                del cache[i]
+                cached -= float(held[i])
+                used += float(held[i])
+                order.append(i)
+                moved.append(i)
+            if moved:
+                dec = np.concatenate([dec, np.array(moved, dtype=np.int64)])
+                n_run = len(order)
         n_dec_all = int(dec.size)
         # KV growth of this step's decodes (preempt policy): preempt the youngest request until it fits
         if not reserve and n_dec_all:
@@ -480,9 +545,15 @@ def _simulate_continuous(sm: StepModel, sched: Scheduler, wl: Workload, cap: flo
             if used + growth > cap:
                 victim = order.pop()
                 used -= float(held[victim])
-                held[victim] = 0.0
-                kvlen[victim] = 0.0
-                target[victim] = float(pl_l[victim] + math.floor(gen[victim]) - (1 if ftd else 0))
+                if keep and held[victim] > 0:
+                    # its blocks go to the cached pool (SequenceManager::Materialize: 'release preempted blocks ->
+                    # cached'); it keeps its KV until an allocation evicts it
+                    cached += float(held[victim])
+                    cache[victim] = None
+                else:
+                    held[victim] = 0.0
+                    kvlen[victim] = 0.0
+                    target[victim] = float(pl_l[victim] + math.floor(gen[victim]) - (1 if ftd else 0))
                 if victim in pend:
                     pend.remove(victim)
                 else:
@@ -504,6 +575,11 @@ def _simulate_continuous(sm: StepModel, sched: Scheduler, wl: Workload, cap: flo
             i = waiting[0]
             if reserve:
                 head_ok = used + kv.one(pl_l[i] + ol_l[i]) <= cap
+            elif i in cache:
+                # a cached victim re-locks its surviving blocks (counted from the free + cached space)
+                x = target[i] - kvlen[i]
+                x = min(x, budget0) if chunked else x
+                head_ok = x > 0 and used + room + kv.one(kvlen[i] + x) <= cap
             else:
                 x = target[i] - kvlen[i]
                 x = min(x, budget0) if chunked else x
@@ -536,13 +612,20 @@ def _simulate_continuous(sm: StepModel, sched: Scheduler, wl: Workload, cap: flo
                 x = min(need, budget) if chunked else need
                 if not chunked and chunks and x > budget:
                     break
-                add = kv.one(pl_l[i] + ol_l[i]) if reserve else kv.one(kvlen[i] + x) - held[i]
+                relock = bool(cache) and i in cache
+                if relock and x <= 0:
+                    break  # a decode-state victim resumes at the top of the loop
+                add = kv.one(pl_l[i] + ol_l[i]) if reserve else kv.one(kvlen[i] + x) - (0.0 if relock else held[i])
                 if add > avail:
                     break
                 avail -= add
                 if reserve:
                     held[i] = add
                     used += add
+                if relock:
+                    del cache[i]
+                    cached -= float(held[i])
+                    used += float(held[i])
                 waiting.popleft()
                 order.append(i)
                 pend.append(i)
@@ -652,6 +735,9 @@ def _simulate_continuous(sm: StepModel, sched: Scheduler, wl: Workload, cap: flo
                 h = kv.one(kvlen[i])
                 used += h - held[i]
                 held[i] = h
+        if cache and used + cached > cap:
+            evict(used + cached - cap)  # this step's allocations took free space first, then cached blocks
+        for i, x, _ in chunks:
             if kvlen[i] >= target[i] - 1e-9:
                 pend.remove(i)
                 if ftd:

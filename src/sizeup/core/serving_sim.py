@@ -735,9 +735,6 @@ def _simulate_continuous(sm: StepModel, sched: Scheduler, wl: Workload, cap: flo
                 h = kv.one(kvlen[i])
                 used += h - held[i]
                 held[i] = h
-        if cache and used + cached > cap:
-            evict(used + cached - cap)  # this step's allocations took free space first, then cached blocks
-        for i, x, _ in chunks:
             if kvlen[i] >= target[i] - 1e-9:
                 pend.remove(i)
                 if ftd:
@@ -751,6 +748,10 @@ def _simulate_continuous(sm: StepModel, sched: Scheduler, wl: Workload, cap: flo
                     fin.append(i)
                 else:
                     joined.append(i)
+        if cache and used + cached > cap:
+            # this step's allocations took the free space first, then cached victims' blocks (never those of the
+            # requests above: a cached victim is waiting, not running)
+            evict(used + cached - cap)
         if fin:
             fin_set = set(fin)
             for i in fin_set:

@@ -465,16 +465,19 @@ def eager_elementwise_s(m: ModelArch, gpu: GpuSpec, tokens, tp, knobs: ServingKn
     return np.asarray(tokens, dtype=float) * per_tok / np.asarray(tp, dtype=float) / bw
 
 
-def prefill_time_s(m: ModelArch, gpu: GpuSpec, prompt_len, n_seqs, tp=1, pp=1,
-                   weights: WeightDtype = WeightDtype.BF16, knobs: ServingKnobs | None = None,
-                   wbytes: float | None = None, shapes: _Shapes | None = None):
-    """Time to prefill `n_seqs` prompts of `prompt_len` tokens on a t x p replica (compute-bound roofline).
+def prefill_parts(m: ModelArch, gpu: GpuSpec, prompt_len, n_seqs, tp=1, pp=1,
+                  weights: WeightDtype = WeightDtype.BF16, knobs: ServingKnobs | None = None,
+                  wbytes: float | None = None, shapes: _Shapes | None = None) -> dict:
+    """The pieces of one prefill forward of `n_seqs` prompts of `prompt_len` tokens on a t x p replica.
 
     FLOPs = 2*N_body*B*s + 2*V*h*B [logits of the last token only] + 2*L*B*pairs(s)*a*(d_qk+d_v)
     [causal attention, pairs = s^2/2, window-capped; s^2 when the kernel does not skip the masked tiles]
     (Kaplan et al. 2020 Table 1; Chinchilla App. F)
-    time  = max(FLOPs/t / (peak*eta_mm), W/(t*p) / (BW*eta_hbm)) summed over p stages
-            + 2*L all-reduces of B*s*h activations (Megatron TP, Shoeybi et al. 2019 Sec 3).
+    compute = FLOPs/t / (peak*eta_mm(GEMM size));  memory = W/t / (BW*eta_hbm)  [weights read once]
+    comm    = 2*L all-reduces of B*s*h activations (Megatron TP, Shoeybi et al. 2019 Sec 3) + (p-1) stage sends
+    eager   = unfused elementwise passes of an eager engine (eager_elementwise_s)
+    launch  = host time to issue the forward's kernels (eager engines); it overlaps the GPU work, so
+    time    = max(max(compute, memory) + comm + eager, launch); launch_excess = the part the GPU does not hide.
     """
     knobs = prefill_view(knobs or ServingKnobs())
     sh = shapes or _shapes(m)
@@ -494,17 +497,27 @@ def prefill_time_s(m: ModelArch, gpu: GpuSpec, prompt_len, n_seqs, tp=1, pp=1,
     attn = 2.0 * nb * pairs * m.num_heads * (sh.attn_dim_qk_prefill + (m.v_head_dim or m.head_dim))
     flops = 2.0 * body * tokens + 2.0 * sh.lm_head_params * nb + attn
     gemm = 2.0 * tokens * m.hidden_size * sh.ffn_gemm / t
-    rate, _ = _compute_rate(gpu, weights, knobs, gemm)
+    rate, mm_dtype = _compute_rate(gpu, weights, knobs, gemm)
     compute = flops / t / rate
     memory = wb / t / (gpu.hbm_bytes_per_s * gpu.hbm_efficiency)
     # p stages run one after another for one batch (no micro-batch overlap): total work is the same,
     # plus (p-1) point-to-point sends of the activations between stages.
     comm = 2.0 * m.num_layers * _allreduce_s(gpu, tokens * m.hidden_size * knobs.activation_bytes, t, knobs) \
         + _p2p_s(gpu, tokens * m.hidden_size * knobs.activation_bytes, p)
-    # eager engines: unfused elementwise passes add HBM time; the host issues the forward's kernels while the GPU
-    # runs them, the slower of the two wins
-    gpu_s = np.maximum(compute, memory) + comm + eager_elementwise_s(m, gpu, tokens, t, knobs)
-    return np.maximum(gpu_s, knobs.host_launch_s)
+    eager = eager_elementwise_s(m, gpu, tokens, t, knobs)
+    gpu_s = np.maximum(compute, memory) + comm + eager
+    launch_excess = np.maximum(knobs.host_launch_s - gpu_s, 0.0)
+    return {"compute": compute, "memory": memory, "comm": comm, "eager": eager, "launch": knobs.host_launch_s,
+            "launch_excess": launch_excess, "total": gpu_s + launch_excess, "flops": flops,
+            "peak": _peak(gpu, mm_dtype), "eta_mm": rate / _peak(gpu, mm_dtype)}
+
+
+def prefill_time_s(m: ModelArch, gpu: GpuSpec, prompt_len, n_seqs, tp=1, pp=1,
+                   weights: WeightDtype = WeightDtype.BF16, knobs: ServingKnobs | None = None,
+                   wbytes: float | None = None, shapes: _Shapes | None = None):
+    """Time to prefill `n_seqs` prompts of `prompt_len` tokens on a t x p replica (see prefill_parts):
+    max(max(compute, memory) + comm + eager elementwise, host launch)."""
+    return prefill_parts(m, gpu, prompt_len, n_seqs, tp, pp, weights, knobs, wbytes, shapes)["total"]
 
 
 def _linear_read_bytes(m: ModelArch, sh: "_Shapes", weights: WeightDtype, knobs: ServingKnobs, batch):
@@ -771,17 +784,20 @@ def estimate_inference(
     step = decode_step_parts(model, gpu, B, ctx_avg, tp, pp, setup.weights, setup.kv_dtype, knobs, W, sh)
     step_s = _f(step["gemm"] + step["attention"] + step["comm"] + step["overhead"])
     step_last = _f(decode_step_time_s(model, gpu, B, ctx_max, tp, pp, setup.weights, setup.kv_dtype, knobs, W, sh))
-    prefill_one = _f(prefill_time_s(model, gpu, s, 1, tp, pp, setup.weights, knobs, W, sh))
+    pre_one = prefill_parts(model, gpu, s, 1, tp, pp, setup.weights, knobs, W, sh)
+    prefill_one = _f(pre_one["total"])
     # prefill of a request inside a large batch runs at large-GEMM efficiency: amortise over a chunk of tokens
     chunk_seqs = max(1.0, knobs.max_num_batched_tokens / max(s, 1))
     prefill_amortised = _f(prefill_time_s(model, gpu, s, chunk_seqs, tp, pp, setup.weights, knobs, W, sh)) / chunk_seqs
     if setup.static:
-        prefill_batch = _f(prefill_time_s(model, gpu, s, B, tp, pp, setup.weights, knobs, W, sh))
+        pre_shown = prefill_parts(model, gpu, s, B, tp, pp, setup.weights, knobs, W, sh)
+        prefill_batch = _f(pre_shown["total"])
         ttft = prefill_batch
         total = prefill_batch + n * step_s
         out_tps = B * n / total
         gpu_time_prefill_per_req = prefill_batch / B
     else:
+        pre_shown = pre_one
         ttft = prefill_one + step_s  # own prefill + waiting for the step in flight
         total = prefill_amortised * B + n * step_s
         out_tps = B * n / total
@@ -825,12 +841,17 @@ def estimate_inference(
              src_knob("gpu_memory_utilization")),
         Term("serve/max_concurrency", float(max_conc), "sequences", "floor(kv_budget / kv_per_sequence)",
              {"kv_budget": budget, "kv_per_sequence": kv_seq}, "vLLM 'Maximum concurrency for N tokens per request'"),
-        Term("time/prefill_one", prefill_one, "s",
-             "max(FLOPs/t/(peak*eta_mm), W/t/(BW*eta_hbm)) + 2L*allreduce(s*h)",
-             {"s": s, "t": tp, "peak": _peak(gpu, compute_dtype(setup.weights)), "BW": gpu.hbm_bytes_per_s},
-             "roofline; FLOPs 2N per token + causal attention (Kaplan et al. 2020)"),
+        Term("time/prefill", _f(pre_shown["total"]), "s",
+             "max(max(FLOPs/t/(peak*eta_mm), W/t/(BW*eta_hbm)) + comm + eager, launch)",
+             {"B": B if setup.static else 1, "s": s, "t": tp, "FLOPs": _f(pre_shown["flops"]),
+              "peak": _f(pre_shown["peak"]), "eta_mm": _f(pre_shown["eta_mm"]), "BW": gpu.hbm_bytes_per_s,
+              "eta_hbm": gpu.hbm_efficiency, "compute": _f(pre_shown["compute"]), "memory": _f(pre_shown["memory"]),
+              "comm": _f(pre_shown["comm"]), "eager": _f(pre_shown["eager"]), "launch": _f(pre_shown["launch"])},
+             "roofline; FLOPs 2N per token + causal attention (Kaplan et al. 2020); comm 2L all-reduces of the "
+             "activations (Shoeybi et al. 2019); eager: the engine's unfused elementwise bytes; launch: its host "
+             "kernel-issue time (engine profile)"),
         Term("time/ttft", ttft, "s", ttft_formula,
-             {"prefill": prefill_one, "step": step_s}, "model"),
+             {"prefill": _f(pre_shown["total"]), "step": step_s}, "model"),
         Term("time/tpot", tpot, "s", "gemm + attention + comm + overhead at (B, c_avg)",
              {k: _f(v) for k, v in step.items()} | {"B": B, "c_avg": ctx_avg,
                                                     "eta_attn": knobs.decode_attention_hbm_efficiency,

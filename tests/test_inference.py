@@ -172,6 +172,42 @@ def test_prefill_is_compute_bound_for_long_prompts(cat):
     assert t < 3 * flops_lower / (0.8 * 989e12)
 
 
+def test_prefill_parts_hand_derived_and_in_model_fraction(cat):
+    """A long prompt on the test H100: compute = FLOPs / (peak * eta_mm(GEMM) * in-model fraction), FLOPs counted by
+    hand (Kaplan et al. 2020: 2N per token + causal attention 2*L*s^2/2*a*(d_qk+d_v) + the last token's logits)."""
+    from sizeup.core.inference import matmul_efficiency, prefill_parts
+
+    m = cat.model("llama-2-7b")
+    s = 4096
+    body = 6_738_415_616 - 2 * 32000 * 4096  # matmul params minus embeddings and lm_head
+    flops = 2 * body * s + 2 * 32000 * 4096 + 2 * 32 * (s * s / 2) * 32 * (128 + 128)
+    eta = float(matmul_efficiency(H100, 2.0 * s * 4096 * 11008))
+    for frac in (1.0, 0.8):
+        parts = prefill_parts(m, H100, s, 1, 1, 1, WeightDtype.BF16, KNOBS.with_(matmul_model_fraction=frac))
+        assert float(parts["flops"]) == pytest.approx(flops, rel=1e-9)
+        assert float(parts["compute"]) == pytest.approx(flops / (989e12 * eta * frac), rel=1e-9)
+        assert float(parts["eta_mm"]) == pytest.approx(eta * frac, rel=1e-9)
+        assert float(parts["total"]) == pytest.approx(float(parts["compute"]), rel=1e-9)  # no TP, fused, no launch
+    # decode at batch 1 stays a weight read: the fraction does not touch a memory-bound step
+    d1 = decode_step_parts(m, H100, 1, 512, 1, 1, WeightDtype.BF16, KvDtype.BF16, KNOBS)
+    d2 = decode_step_parts(m, H100, 1, 512, 1, 1, WeightDtype.BF16, KvDtype.BF16,
+                           KNOBS.with_(matmul_model_fraction=0.8))
+    assert float(d2["gemm"]) == pytest.approx(float(d1["gemm"]), rel=1e-12)
+
+
+def test_serving_knobs_take_the_calibrations_in_model_gemm_fraction(monkeypatch):
+    """The loaders give serving the active calibration's matmul_training_fraction; --no-calibration -> 1.0."""
+    from sizeup import calib
+    from sizeup.catalog.knobs import load_timing_knobs
+    from sizeup.validate.inference_points import load_serving_knobs
+
+    packaged = load_timing_knobs().matmul_training_fraction
+    assert load_serving_knobs().matmul_model_fraction == pytest.approx(packaged)
+    assert "matmul_training_fraction" in load_serving_knobs().sources["matmul_model_fraction"]
+    with calib.using("off"):
+        assert load_serving_knobs().matmul_model_fraction == 1.0
+
+
 def test_tp_adds_allreduce(cat):
     m = cat.model("llama-2-7b")
     one = decode_step_parts(m, H100, 64, 1000, 1, 1, knobs=KNOBS)

@@ -48,8 +48,8 @@ MOE_STYLE = ModelArch(
 MODELS = {"gpt2": GPT2_STYLE, "llama": LLAMA_STYLE, "moe": MOE_STYLE}
 SIZES = {"b2s256": (2, 256), "b4s512": (4, 512)}
 
-# Cases the analytic model does not reproduce yet (filled from the diagnosis in the helper's report;
-# strict=False so they turn green silently once core/memory.py is fixed).
+# Cases the analytic model does not reproduce yet, each with its diagnosis (none at present); strict, so a case
+# that starts passing must be taken off this list.
 KNOWN_GAPS: dict[tuple[str, str, bool, str, str], str] = {}
 
 
@@ -80,7 +80,7 @@ CASES = [
 def test_analytic_memory_matches_trace(name, size, ckpt, precision, request):
     key = (name, size, ckpt, precision)
     if key in KNOWN_GAPS:
-        request.applymarker(pytest.mark.xfail(strict=False, reason=KNOWN_GAPS[key]))
+        request.applymarker(pytest.mark.xfail(strict=True, reason=KNOWN_GAPS[key]))
     model = MODELS[name]
     b, s = SIZES[size]
     traced = trace_training(model, micro_batch=b, seq_len=s, precision=precision, gradient_checkpointing=ckpt,

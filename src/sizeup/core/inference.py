@@ -115,6 +115,11 @@ class ServingKnobs:
     """Query heads one read of a KV head serves in the decode-attention kernel (e.g. heads per CTA); a GQA group of
     n_rep heads reads its K/V ceil(n_rep / this) times. 0 = the whole group shares one read (engine profile)."""
     fp8_matmul_efficiency_ratio: float = 0.89
+    matmul_model_fraction: float = 1.0
+    """Fraction of the single-GEMM MAMF curve the GEMMs reach inside a model's forward (layouts, shapes that are
+    not the best-tiled ones, the board power-capped under sustained load). Physical value 1.0; the loaders put
+    in the active calibration's in-step training fraction (calibration.yaml matmul_training_fraction), one
+    figure for training and serving forwards."""
     decode_step_overhead_s: float = 0.0
     host_launch_s: float = 0.0
     """Host (CPU) time to issue one forward's kernels when the engine runs eager (no CUDA graphs): kernels per
@@ -382,12 +387,13 @@ def _peak(gpu: GpuSpec, dtype: str) -> float:
 
 
 def _compute_rate(gpu: GpuSpec, weights: WeightDtype, knobs: ServingKnobs, gemm_flops):
-    """Achievable FLOP/s of the serving GEMMs: peak(dtype) * eta_mm(size) (* fp8/bf16 MAMF ratio for fp8)."""
+    """Achievable FLOP/s of the serving GEMMs: peak(dtype) * eta_mm(size) * in-model fraction (* fp8/bf16 MAMF
+    ratio for fp8)."""
     dtype = compute_dtype(weights)
     if dtype == "fp8" and gpu.peak("fp8") <= 0:
         dtype = "bf16"  # no fp8 tensor cores (A100, V100): weight-only fp8, 16-bit math
     peak = _peak(gpu, dtype)
-    eff = matmul_efficiency(gpu, gemm_flops)
+    eff = matmul_efficiency(gpu, gemm_flops) * knobs.matmul_model_fraction
     if dtype == "fp8":
         eff = eff * knobs.fp8_matmul_efficiency_ratio
     return peak * eff, dtype
@@ -844,10 +850,12 @@ def estimate_inference(
         Term("time/prefill", _f(pre_shown["total"]), "s",
              "max(max(FLOPs/t/(peak*eta_mm), W/t/(BW*eta_hbm)) + comm + eager, launch)",
              {"B": B if setup.static else 1, "s": s, "t": tp, "FLOPs": _f(pre_shown["flops"]),
-              "peak": _f(pre_shown["peak"]), "eta_mm": _f(pre_shown["eta_mm"]), "BW": gpu.hbm_bytes_per_s,
+              "peak": _f(pre_shown["peak"]), "eta_mm": _f(pre_shown["eta_mm"]),
+              "in_model_fraction": knobs.matmul_model_fraction, "BW": gpu.hbm_bytes_per_s,
               "eta_hbm": gpu.hbm_efficiency, "compute": _f(pre_shown["compute"]), "memory": _f(pre_shown["memory"]),
               "comm": _f(pre_shown["comm"]), "eager": _f(pre_shown["eager"]), "launch": _f(pre_shown["launch"])},
-             "roofline; FLOPs 2N per token + causal attention (Kaplan et al. 2020); comm 2L all-reduces of the "
+             "roofline; FLOPs 2N per token + causal attention (Kaplan et al. 2020); eta_mm = MAMF curve x "
+             "in-model fraction (calibration's matmul_training_fraction); comm 2L all-reduces of the "
              "activations (Shoeybi et al. 2019); eager: the engine's unfused elementwise bytes; launch: its host "
              "kernel-issue time (engine profile)"),
         Term("time/ttft", ttft, "s", ttft_formula,

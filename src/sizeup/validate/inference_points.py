@@ -31,17 +31,31 @@ def _knobs_from_file(path: str) -> ServingKnobs:
 
 
 def load_serving_knobs(catalog: Any = None) -> ServingKnobs:
-    """ServingKnobs from catalog/data/inference.yaml (or `catalog.defaults['inference']` when present)."""
+    """ServingKnobs from catalog/data/inference.yaml (or `catalog.defaults['inference']` when present), with the
+    active calibration's in-model GEMM fraction (with_model_matmul_fraction)."""
     defaults = getattr(catalog, "defaults", None) if catalog is not None else None
     try:
         section = defaults.get("inference") if defaults is not None and hasattr(defaults, "get") else None
     except Exception:  # defaults not loadable: fall back to the file
         section = None
     if isinstance(section, dict) and isinstance(section.get("knobs"), dict):
-        return ServingKnobs.from_dict(section["knobs"])
+        return with_model_matmul_fraction(ServingKnobs.from_dict(section["knobs"]))
     from sizeup.catalog import DATA_DIR
 
-    return _knobs_from_file(str(DATA_DIR / "inference.yaml"))
+    return with_model_matmul_fraction(_knobs_from_file(str(DATA_DIR / "inference.yaml")))
+
+
+def with_model_matmul_fraction(knobs: ServingKnobs) -> ServingKnobs:
+    """Serving GEMMs run at the same fraction of the MAMF curve inside a model's forward as training's: the active
+    timing knobs' matmul_training_fraction (the packaged calibration's fitted value, a user calibration's, or the
+    physical 1.0 with --no-calibration). One figure for both, fitted on training rows only."""
+    from sizeup.catalog.knobs import load_timing_knobs
+
+    tk = load_timing_knobs()
+    src = tk.sources.get("matmul_training_fraction", "")
+    return knobs.with_(matmul_model_fraction=float(tk.matmul_training_fraction),
+                       sources={**dict(knobs.sources), "matmul_model_fraction": f"timing knob matmul_training_fraction "
+                                                                                f"({src})"})
 
 
 # --------------------------------------------------------------------------- point parsing

@@ -13,7 +13,10 @@ validator's own mapping, calibration off) and `core.timing.step_kernel` is evalu
 knob vector as one numpy array. A throughput prediction scales as 1 / step time (a time as the step time),
 so predicted_i(k) = predicted_i(physical) x step(physical) / step(k). All LOSO folds search together.
 
-Memory and inference predictions use no fitted knob: their LOSO errors are their in-sample errors.
+Memory predictions use no fitted knob: their LOSO errors are their in-sample errors. Inference predictions use one,
+the in-model GEMM fraction (serving GEMMs run at matmul_training_fraction of the MAMF curve, as training's do), but
+no inference row is in the fit: their rows are re-predicted with the fitted knobs (in-sample) and with the fold that
+left their family out (LOSO; the full fit when the family has no training rows) by `inference_errors`.
 """
 
 from __future__ import annotations
@@ -385,7 +388,8 @@ def _ratio_errors_pct(dev: DevSet, pred: np.ndarray) -> np.ndarray:
 
 
 def row_errors(res: FitResult, which: str) -> list[float | None]:
-    """Signed % error of every row under 'physical', 'fitted' or 'loso' (memory/inference rows unchanged)."""
+    """Signed % error of every row under 'physical', 'fitted' or 'loso' (memory/inference rows unchanged here;
+    refit puts in the inference rows' fitted and LOSO errors from inference_errors)."""
     dev = res.dev
     out: list[float | None] = [r.error_pct if r.ok else None for r in dev.rows]
     if which == "physical_only_rows":
@@ -534,11 +538,63 @@ def after_user_calibration(dev: DevSet, factors: list[float | None]) -> dict:
 # --------------------------------------------------------------------------- the whole refit
 
 
+INFERENCE_KLASSES = ("inference_rate", "inference_time", "inference_memory")
+
+
+def inference_errors(dev: DevSet, res: FitResult, path=None) -> tuple[dict[int, float | None], dict[int, float | None]]:
+    """Signed % errors of the inference rows (indices into dev.rows) with the fitted knobs (in-sample) and with each
+    row's LOSO knobs: the fold that left the row's family out when that family has training rows, else the full fit
+    (no inference row is in the fit). Each distinct knob vector runs the validator's inference category once."""
+    from sizeup.calib import Calibration, using_profile
+    from sizeup.validate.runner import run_validation
+
+    idx = [i for i, k in enumerate(dev.klass) if k in INFERENCE_KLASSES]
+    if not idx:
+        return {}, {}
+    vectors = {"": res.knobs_all} | {f: v for f, v in res.fold_knobs.items()}
+
+    def errors_under(key: str) -> dict[tuple[str, str], list[float | None]]:
+        cal = Calibration(name="refit", path=None, knobs=res.knob_dict(vectors[key]), kind="packaged")
+        with using_profile(cal):
+            rows = run_validation(path, categories=["D"]).rows
+        out: dict[tuple[str, str], list[float | None]] = {}
+        for r in rows:
+            out.setdefault((r.id, r.quantity), []).append(r.error_pct if r.ok else None)
+        return out
+
+    cache: dict[tuple[float, ...], dict] = {}
+
+    def lookup(key: str) -> dict:
+        sig = tuple(float(x) for x in vectors[key])
+        if sig not in cache:
+            cache[sig] = errors_under(key)
+        return {k: list(v) for k, v in cache[sig].items()}  # a fresh copy: rows are taken in order
+
+    fitted, loso = lookup(""), {}
+    by_key: dict[str, dict] = {}
+    err_fit: dict[int, float | None] = {}
+    err_loso: dict[int, float | None] = {}
+    for i in idx:
+        r = dev.rows[i]
+        k = (r.id, r.quantity)
+        fam = dev.family[i] if dev.family[i] in res.fold_knobs else ""
+        if fam not in by_key:
+            by_key[fam] = lookup(fam)
+        err_fit[i] = fitted[k].pop(0) if fitted.get(k) else None
+        err_loso[i] = by_key[fam][k].pop(0) if by_key[fam].get(k) else None
+    return err_fit, err_loso
+
+
 def refit(path=None, dev: DevSet | None = None) -> dict:
     """Fit on the dev set, cross-validate, derive intervals; return the calibration.yaml mapping."""
     dev = dev or build(path)
     res = fit(dev, loso=True)
     err_phys, err_fit, err_loso = row_errors(res, "physical"), row_errors(res, "fitted"), row_errors(res, "loso")
+    inf_fit, inf_loso = inference_errors(dev, res, path)
+    for i, e in inf_fit.items():
+        err_fit[i] = e
+    for i, e in inf_loso.items():
+        err_loso[i] = e
     f_loso = row_factors(dev, err_loso)
     f_phys = row_factors(dev, err_phys)
     regimes = interval_table(dev, f_loso)

@@ -942,8 +942,9 @@ def loso_report(path=None, payload: dict | None = None):
     cov = payload["intervals"]["coverage_loso"]
     notes = [
         "fit objective: " + payload["fitted"]["objective"],
-        "memory and inference predictions use no fitted knob: their leave-one-source-out errors are their "
-        "in-sample errors",
+        "memory predictions use no fitted knob (leave-one-source-out = in-sample); inference predictions use the "
+        "fitted in-model GEMM fraction, fitted on training rows only (each inference row is predicted with the fold "
+        "that left its family out)",
         f"80 % interval (P10-P90) coverage under leave-one-source-out: {100 * (cov['all']['covered'] or 0):.0f}% of "
         f"{cov['all']['n']} rows; stricter, with each family's intervals built from the other families only: "
         f"{100 * (payload['intervals']['coverage_nested_loso']['covered'] or 0):.0f}%",

@@ -448,6 +448,31 @@ def test_turbomind_v01_reads_a_gqa_group_once_per_four_query_heads():
         prof.with_overrides({"decode_attention_q_heads_per_kv_read": "-1"})
 
 
+def test_trtllm_v06_reads_a_gqa_group_once_per_query_head_and_its_rows_use_it():
+    """TensorRT-LLM before v0.8's XQA: the masked MHA kernel assigns one threadblock per (sequence, query head), so
+    Llama 2 70B (group 8) reads each KV head 8 times; MHA (Llama 2 7B) once. Hand count at batch 64, context 3072,
+    TP2 on H100: KV per GPU = 64 * 3072 * 80 layers * 2 * (8/2 heads) * 128 * 1 B (fp8 KV). The v0.6.1 table rows
+    state their release (errata.yaml writes it as engine_version) and are predicted with this profile."""
+    from sizeup.catalog.engines import engine_profile_for_version
+    from sizeup.core.inference import KvDtype, decode_step_parts
+    from sizeup.validate.runner import run_validation
+
+    g = CAT.gpu("h100-sxm")
+    prof = engine_profile_for_version("tensorrt-llm", "v0.6.1").for_gpu(g)
+    assert prof.id == "trtllm-0.6" and prof.decode_attention_q_heads_per_kv_read == 1 and prof.batching == "static"
+    assert engine_profile_for_version("trtllm", "v0.8.0").id == "trtllm"  # XQA releases: the engine's own profile
+    m70, m7 = CAT.model("llama-2-70b"), CAT.model("llama-2-7b")
+    k = prof.knobs(KNOBS, m70.num_layers)
+    kv = 64 * 3072 * 80 * 2 * 4 * 128 * 1.0
+    got = float(decode_step_parts(m70, g, 64, 3072, tp=2, kv_dtype=KvDtype.FP8, knobs=k)["attention_memory"])
+    assert got == pytest.approx(8 * kv / (g.hbm_bytes_per_s * k.decode_attention_hbm_efficiency), rel=1e-9)
+    k7 = prof.knobs(KNOBS, m7.num_layers)
+    assert float(decode_step_parts(m7, g, 64, 3072, knobs=k7)["attention_memory"]) == pytest.approx(
+        float(decode_step_parts(m7, g, 64, 3072, knobs=k7.with_(decode_q_heads_per_kv_read=0))["attention_memory"]))
+    rows = [r for r in run_validation(categories=["D"], id_contains="trtllm061-h100-llama2-70b").rows if r.ok]
+    assert len(rows) == 4 and all("engine profile trtllm-0.6" in r.definition for r in rows)
+
+
 def test_vllm_v06_points_get_the_v0_engine_profile():
     """A point stating vLLM v0.6.x runs the V0 scheduler: no chunked prefill below 32K context, a token budget of
     max(max_model_len, 2048), prefill steps that pause decodes, and the host scheduling time the v0.6.0 blog

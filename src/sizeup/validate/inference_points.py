@@ -289,6 +289,16 @@ def _predict_timing(point: dict, catalog, quantity: str, unit: str, item: dict,
     static = "static batch" in text
     offline = any(w in text for w in ("infinite request rate", "max load", "offline"))
     k = knobs
+    engine_note = ""
+    if wl.get("engine"):
+        # the engine the point states (its release line's profile when it states a version): its kernels and
+        # scheduler defaults, as `sizeup infer --engine` would use them
+        from sizeup.catalog.engines import engine_profile_for_version
+
+        prof = engine_profile_for_version(str(wl.get("engine")), wl.get("engine_version")).for_gpu(gpu)
+        k = prof.knobs(k, model.num_layers)
+        static = static or prof.batching == "static"
+        engine_note = f", engine profile {prof.id}"
     frac = _kv_fraction(point)
     if frac is not None:
         # TensorRT-LLM reserves `frac` of the memory left after weights + buffers: the vLLM-style utilisation
@@ -326,7 +336,7 @@ def _predict_timing(point: dict, catalog, quantity: str, unit: str, item: dict,
     }
     value, base = values[kind]
     how = (f"core.inference {est.batching} batching, batch {est.batch}, {s}/{n} tokens, tp {tp}, "
-           f"{weights} weights, {kv} KV on {gpu.id}{assumed}")
+           f"{weights} weights, {kv} KV on {gpu.id}{engine_note}{assumed}")
     u = unit.strip().lower()
     if base == "s":
         scale = {"s": 1.0, "sec": 1.0, "seconds": 1.0, "ms": 1e3, "us": 1e6}

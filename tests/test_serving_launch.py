@@ -106,6 +106,8 @@ def test_release_line_profile_is_picked_by_the_stated_version():
     assert engine_profile_for_version("lmdeploy", "v0.6.2").id == "lmdeploy"
     assert engine_profile_for_version("lmdeploy", None).id == "lmdeploy"
     assert engine_profile_for_version("vllm", "v0.6.0").id == "vllm-0.6"  # V0 release line (catalog has one)
+    assert engine_profile_for_version("vllm", "v0.2.6").id == "vllm-0.2"  # paged_attention kernels, a block per head
+    assert engine_profile_for_version("vllm", "v0.2.6").decode_attention_q_heads_per_kv_read == 1
     assert engine_profile_for_version("vllm", "v0.9.2").id == "vllm"  # no vllm-0.9 profile: the engine's own
 
 

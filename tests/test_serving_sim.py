@@ -4,6 +4,7 @@ engine profiles, one $/token for infer and serve-plan, does-not-fit results, req
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 import math
 
 import numpy as np
@@ -163,6 +164,58 @@ def test_cached_preemption_is_an_engine_field():
     # a reserve-policy engine never preempts, so the field does nothing there
     tr = engine_profile("trtllm").with_overrides({"preempt_keeps_cache": "true"})
     assert Scheduler.from_engine(tr, tr.knobs(KNOBS, 32)).preempt_keeps_cache is False
+
+
+def test_async_output_streams_a_step_late_and_runs_a_finished_request_once_more():
+    """vLLM v0.6 async output processing, hand trace. Two 64-token prompts with one output token each, sent at t=0:
+    without it one prefill step P samples both tokens and ends both requests (TTFT = E2E = P). With it the tokens
+    are processed (and the stop seen) during the next step, which the scheduler fills with the two requests as
+    decodes - the blog's 'one additional step per request' - so TTFT = E2E = P + one decode step of batch 2 at
+    context 64 (core.inference.decode_step_time_s), one more step, and the same tokens out."""
+    wl = Workload(np.array([64, 64]), np.array([1, 1]), np.zeros(2), None, None)
+    off = simulate(M8, H100, SETUP, VK, SCHED, wl, SM)
+    on = simulate(M8, H100, SETUP, VK, replace(SCHED, async_output=True), wl, SM)
+    d = float(decode_step_time_s(M8, H100, 2, 64, knobs=VK))
+    assert np.allclose(off.ttft_s, off.e2e_s) and np.allclose(on.ttft_s, on.e2e_s)
+    assert np.allclose(on.ttft_s - off.ttft_s, d, rtol=0.02)
+    assert on.steps == off.steps + 1 and on.output_tokens == off.output_tokens == 2 and on.completed == 2
+
+
+def test_async_output_delays_first_and_last_token_by_one_step_each():
+    """A lone request (1024-token prompt, 64 outputs; the next client request waits for its last token): the first
+    token reaches the client at the end of the first decode step (context 1024) and the last one at the end of the
+    extra step (context 1024 + 63), each one decode step of batch 1 (core.inference); TPOT barely moves."""
+    s, n = 1024, 64
+    p, o = LengthDist.fixed(s), LengthDist.fixed(n)
+    off = run(conc=1, n=2, p=p, o=o)
+    on = run(conc=1, n=2, p=p, o=o, sched=replace(SCHED, async_output=True))
+    first = float(decode_step_time_s(M8, H100, 1, s, knobs=VK))
+    last = float(decode_step_time_s(M8, H100, 1, s + n - 1, knobs=VK))
+    assert float(on.ttft_s[0] - off.ttft_s[0]) == pytest.approx(first, rel=0.02)
+    assert float(on.e2e_s[0] - off.e2e_s[0]) == pytest.approx(last, rel=0.02)
+    assert float(on.tpot_s[0]) == pytest.approx(float(off.tpot_s[0]), rel=0.01)
+    # closed loop: the second request is sent when the first one's last token arrives, so it starts later
+    assert float(on.duration_s) > float(off.duration_s) + first
+
+
+def test_async_output_is_a_v06_engine_field():
+    from sizeup.catalog.engines import engine_profile_for_version
+
+    v06 = engine_profile_for_version("vllm", "v0.6.0").for_gpu(H100)
+    assert v06.async_output_proc is True and "async output processing" in v06.describe()
+    assert "async_output_proc" in v06.sources
+    assert engine_profile("vllm").async_output_proc is False  # V1: outputs leave each step as it ends
+    k = v06.knobs(KNOBS, M8.num_layers)
+    assert k.async_output_proc is True and Scheduler.from_engine(v06, k).async_output is True
+    off = v06.with_overrides({"async_output_proc": "false"})
+    assert Scheduler.from_engine(off, off.knobs(KNOBS, M8.num_layers)).async_output is False
+    # the closed-form estimate adds the same step to TTFT
+    from sizeup.core.inference import estimate_inference
+
+    args = dict(model=M8, gpu=H100, setup=ServeSetup(prompt_len=512, output_len=128, batch=8))
+    e_on = estimate_inference(knobs=k, **args)
+    e_off = estimate_inference(knobs=off.knobs(KNOBS, M8.num_layers), **args)
+    assert e_on.ttft_s - e_off.ttft_s == pytest.approx(e_on.tpot_s, rel=1e-9)
 
 
 def test_reserve_policy_never_preempts():

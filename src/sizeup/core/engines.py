@@ -56,6 +56,7 @@ class EngineProfile:
     eager_elementwise_bytes: Mapping[str, float] = field(default_factory=dict)
     prefill_eager_elementwise_bytes: Mapping[str, float] = field(default_factory=dict)
     first_token_from_decode: bool = False
+    async_output_proc: bool = False
     prefill_attention_causal_skip: bool = True
     kv_cache_blocks: int = 0
     eager_prefill: bool = False
@@ -185,6 +186,7 @@ class EngineProfile:
                           prefill_eager_elementwise_bytes=pre_ew if eager_pre else (0.0, 0.0, 0.0),
                           kv_cache_blocks=int(self.kv_cache_blocks),
                           first_token_from_decode=bool(self.first_token_from_decode),
+                          async_output_proc=bool(self.async_output_proc),
                           prefill_attention_causal_skip=bool(self.prefill_attention_causal_skip),
                           max_num_batched_tokens=int(self.max_num_batched_tokens),
                           max_num_seqs=int(self.max_num_seqs),
@@ -216,6 +218,8 @@ class EngineProfile:
                    if self.prefill_eager_elementwise_bytes and (not self.cuda_graphs or self.eager_prefill) else "")
                 + ("" if self.prefill_attention_causal_skip else
                    ", prefill attention computes every query-key pair (no causal tile skipping: s^2, not s^2/2)")
+                + (", async output processing (a step's tokens reach the client at the end of the next step; a "
+                   "finished request runs one extra step)" if self.async_output_proc else "")
                 + (f", speculative k={self.speculative.num_tokens} alpha={self.speculative.acceptance_rate}"
                    if self.speculative else ""))
 

@@ -133,6 +133,10 @@ class ServingKnobs:
     """Unfused elementwise bytes (as eager_elementwise_bytes) of a prefill forward; None = eager_elementwise_bytes."""
     first_token_from_decode: bool = False
     """The prefill stops one prompt token short; the next decode step samples the first token (engine profile)."""
+    async_output_proc: bool = False
+    """Asynchronous output processing (vLLM v0.6 V0 engine): a step's sampled tokens are detokenised and streamed
+    while the next step runs and reach the client when that step returns, so TTFT and E2E take one more step, and a
+    request whose last token was sampled is scheduled for one extra step (engine profile)."""
     prefill_attention_causal_skip: bool = True
     """The prefill attention kernel skips the key tiles above the causal diagonal (FlashAttention-2, FlashInfer):
     s^2/2 query-key pairs per prompt of s tokens. False = it sweeps every key for every query and masks the upper
@@ -810,8 +814,12 @@ def estimate_inference(
         gpu_time_prefill_per_req = prefill_amortised
     if knobs.first_token_from_decode:
         ttft += step_s  # TurboMind v0.1: the decode step after the prefill samples the first token
+    if knobs.async_output_proc and not setup.static:
+        ttft += step_s  # vLLM v0.6 async output processing: the first token is streamed when the next step returns
     ttft_formula = ("prefill(B*s) [static]" if setup.static else "prefill(s) + one decode step") + (
-        " + one decode step (first token sampled by the next decode step)" if knobs.first_token_from_decode else "")
+        " + one decode step (first token sampled by the next decode step)" if knobs.first_token_from_decode else "") + (
+        " + one decode step (output processed during the next step)"
+        if knobs.async_output_proc and not setup.static else "")
     tpot = step_s
     e2e = ttft + (n - 1) * step_s
     in_tps = out_tps * s / max(n, 1)

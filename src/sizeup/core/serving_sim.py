@@ -139,6 +139,10 @@ class Scheduler:
     """'preempt' policy: a victim's KV moves to a cached pool (neither used nor free) that allocations evict only
     when the free space runs out, least recently preempted victim first, its tail blocks first; a victim whose
     blocks survive resumes without recompute (TurboMind v0.1 SequenceManager, BlockManager::Evict)."""
+    async_output: bool = False
+    """Asynchronous output processing (vLLM v0.6): the tokens a step samples are processed during the next step and
+    reach the client when it ends (first token, last token); a request whose last token was sampled is scheduled
+    once more (its stop is checked only then) and finishes at the end of that extra step."""
 
     @classmethod
     def from_engine(cls, engine, knobs: ServingKnobs, batch: int | None = None) -> "Scheduler":
@@ -149,7 +153,8 @@ class Scheduler:
                    spec.num_tokens if spec else 0, spec.tokens_per_step if spec else 1.0,
                    spec.draft_cost_ratio if spec else 0.0,
                    bool(getattr(engine, "first_token_from_decode", False)) or bool(knobs.first_token_from_decode),
-                   bool(getattr(engine, "preempt_keeps_cache", False)) and engine.kv_policy == "preempt")
+                   bool(getattr(engine, "preempt_keeps_cache", False)) and engine.kv_policy == "preempt",
+                   bool(getattr(engine, "async_output_proc", False)) or bool(knobs.async_output_proc))
 
 
 # --------------------------------------------------------------------------- step model
@@ -446,6 +451,14 @@ def _simulate_continuous(sm: StepModel, sched: Scheduler, wl: Workload, cap: flo
     gen = np.zeros(N, dtype=float)         # output tokens emitted
     held = np.zeros(N, dtype=float)        # KV bytes held (preempt: computed tokens; reserve: prompt + output)
     is_done = np.zeros(N, dtype=bool)
+    # async output processing (vLLM v0.6): a step's sampled tokens are processed while the next step runs and reach
+    # the client when it ends; the stop check runs then too, so a request whose last token was sampled ('spent')
+    # is scheduled once more and finishes at the end of that extra step
+    lag = bool(sched.async_output)
+    late: list[int] = []                   # first tokens sampled by the last step, streamed at the end of the next
+    in_late = np.zeros(N, dtype=bool)
+    spent = np.zeros(N, dtype=bool)
+    linger: list[int] = []                 # spent requests that finish at the end of the next step
     E = float(sched.spec_tokens_per_step)
     k1 = sched.spec_tokens + 1
     budget0 = int(sched.token_budget)
@@ -545,6 +558,22 @@ def _simulate_continuous(sm: StepModel, sched: Scheduler, wl: Workload, cap: flo
             if used + growth > cap:
                 victim = order.pop()
                 used -= float(held[victim])
+                if spent[victim]:
+                    # its last token is out: the output processing of the step in flight finishes it (no recompute)
+                    held[victim] = 0.0
+                    finish[victim] = t
+                    if first[victim] != first[victim]:
+                        first[victim] = t
+                    is_done[victim] = True
+                    linger.remove(victim)
+                    if victim in pend:
+                        pend.remove(victim)
+                    dec = dec[dec != victim]
+                    done += 1
+                    if closed and issued < N:
+                        arr_l[issued] = t
+                        issued += 1
+                    continue
                 if keep and held[victim] > 0:
                     # its blocks go to the cached pool (SequenceManager::Materialize: 'release preempted blocks ->
                     # cached'); it keeps its KV until an allocation evicts it
@@ -644,6 +673,8 @@ def _simulate_continuous(sm: StepModel, sched: Scheduler, wl: Workload, cap: flo
         ctx_sum = float(np.sum(sm.eff_context(kvlen[dec_now]))) if n_dec else 0.0
         n_run = len(order)
         n_wait = len(waiting)
+        # sequences whose token this step streams (a spent request's extra step emits nothing)
+        n_emit = float(n_dec - int(np.count_nonzero(spent[dec_now]))) if lag and n_dec else float(n_dec)
         if not chunks:
             # ------------------------------------------------ a run of identical decode-only steps, one vector
             rem = ol[dec_now] - gen[dec_now]
@@ -681,7 +712,7 @@ def _simulate_continuous(sm: StepModel, sched: Scheduler, wl: Workload, cap: flo
                 gaps[0] += stall
                 stall = 0.0
             itl_v.append(gaps)
-            itl_w.append(np.full(k, float(n_dec) * E))
+            itl_w.append(np.full(k, n_emit * E))
             step_gen = np.minimum(k * E, rem)
             steps += k
             dur = dt
@@ -704,20 +735,37 @@ def _simulate_continuous(sm: StepModel, sched: Scheduler, wl: Workload, cap: flo
             if n_dec:
                 itl_v.append(np.array([dur / E + stall]))
                 stall = 0.0
-                itl_w.append(np.array([float(n_dec) * E]))
+                itl_w.append(np.array([n_emit * E]))
                 step_gen = np.minimum(E, ol[dec_now] - gen[dec_now])
         area_run += n_run * dur
         area_queue += n_wait * dur
+        fin: list[int] = []
+        if lag and (late or linger):
+            # the previous step's outputs, processed during this run's first step, reach the client when it ends; a
+            # spent request runs in that step only (its zero remaining tokens make the run one step long)
+            d0 = float(durs[0]) if not chunks else dur
+            for i in late:
+                if first[i] != first[i]:
+                    first[i] = t + d0
+            late = []
+            in_late[:] = False
+            fin.extend(linger)
+            linger = []
         if ftd and n_dec:
             # requests whose prompt finished wait for this decode step's first token (end of its first step)
-            fresh = dec_now[np.isnan(first[dec_now])]
+            fresh = dec_now[np.isnan(first[dec_now]) & ~in_late[dec_now]]
             if fresh.size:
-                first[fresh] = t + (float(durs[0]) if not chunks else dur)
+                if not lag:
+                    first[fresh] = t + (float(durs[0]) if not chunks else dur)
+                elif not chunks and k > 1:
+                    first[fresh] = t + float(durs[0] + durs[1])  # streamed at the end of the run's second step
+                else:
+                    late.extend(fresh.tolist())
+                    in_late[fresh] = True
         t += dur
         busy += dur
         pre_s += min(pre_part, dur)
         dec_s += max(dur - pre_part, 0.0)
-        fin: list[int] = []
         if n_dec:
             gen[dec_now] += step_gen
             kvlen[dec_now] += step_gen
@@ -726,8 +774,14 @@ def _simulate_continuous(sm: StepModel, sched: Scheduler, wl: Workload, cap: flo
                 used += float(nh.sum() - held[dec_now].sum())
                 held[dec_now] = nh
             fmask = gen[dec_now] >= ol[dec_now] - 1e-9
+            if lag:
+                fmask &= ~spent[dec_now]
             if fmask.any():
-                fin.extend(dec_now[fmask].tolist())
+                if lag:
+                    spent[dec_now[fmask]] = True
+                    linger.extend(dec_now[fmask].tolist())
+                else:
+                    fin.extend(dec_now[fmask].tolist())
         joined: list[int] = []
         for i, x, _ in chunks:
             kvlen[i] += x
@@ -742,10 +796,20 @@ def _simulate_continuous(sm: StepModel, sched: Scheduler, wl: Workload, cap: flo
                     continue
                 # the last prompt chunk samples the next token (the first one, or the next after a recompute)
                 if first[i] != first[i]:
-                    first[i] = t
+                    if lag:
+                        if not in_late[i]:
+                            late.append(i)
+                            in_late[i] = True
+                    else:
+                        first[i] = t
                 gen[i] += 1.0
                 if gen[i] >= ol_l[i] - 1e-9:
-                    fin.append(i)
+                    if lag:
+                        spent[i] = True
+                        linger.append(i)  # scheduled as a decode once more before its stop is seen
+                        joined.append(i)
+                    else:
+                        fin.append(i)
                 else:
                     joined.append(i)
         if cache and used + cached > cap:

@@ -30,6 +30,32 @@ def test_infer_json_keys(capsys):
     assert data["gpu"] == "a100-80gb-sxm"
 
 
+def test_infer_figures_carry_p10_p90_from_the_inference_residuals(capsys):
+    """Closed-form and simulated serving figures carry P10/P50/P90 from calibration.yaml's inference_rate /
+    inference_time intervals (LOSO residuals of the dev set's inference rows, 1-GPU bucket); $ per token scales as
+    1 / tokens/s, so its range is the figure divided by the rate factors in reverse order."""
+    from sizeup.calib import interval_factors
+
+    code, out, _ = run(capsys, "infer", "llama-2-7b", "--gpu", "a100-80gb", "--price-per-gpu-hour", "2",
+                       "--concurrency", "16", "--json", "--explain")
+    assert code == 0
+    data = json.loads(out)
+    iv = data["intervals"]
+    rate = interval_factors("inference_rate", {"gpus": 1})
+    time = interval_factors("inference_time", {"gpus": 1})
+    assert rate is not None and time is not None and rate[0] < rate[2]
+    for key, f in (("output_tokens_per_s", rate), ("load_output_tokens_per_s", rate)):
+        value = data["output_tokens_per_s"] if key == "output_tokens_per_s" else data["load"]["output_tokens_per_s"]
+        assert [iv[key][q] for q in ("p10", "p50", "p90")] == pytest.approx([value * x for x in f[:3]])
+    assert [iv["ttft_s"][q] for q in ("p10", "p50", "p90")] == pytest.approx([data["ttft_s"] * x for x in time[:3]])
+    usd = data["usd_per_1m_output_tokens"]
+    assert [iv["usd_per_1m_output_tokens"][q] for q in ("p10", "p50", "p90")] == pytest.approx(
+        [usd / rate[2], usd / rate[1], usd / rate[0]])
+    for d in iv.values():
+        assert 0 < d["p10"] <= d["p50"] <= d["p90"]
+    assert any(t["name"].startswith("interval/ttft_s") for t in data["explain"])
+
+
 def test_infer_fp8_tp_and_explain(capsys):
     code, out, _ = run(capsys, "infer", "llama-3-70b", "--gpu", "h100", "--tp", "4", "--weights", "fp8",
                        "--kv-dtype", "fp8", "--prompt-len", "2048", "--output-len", "256", "--json", "--explain")

@@ -149,6 +149,28 @@ def figure_intervals(setup, model_id: str, gpu_id: str, timing_kernel: str, memo
     return iv
 
 
+def serving_intervals(gpus: int, figures: dict[str, tuple[str, float | None]]) -> dict:
+    """P10/P50/P90 of serving figures {name: (kind, value)}: kind 'rate' (tokens/s, requests/s) or 'time' (TTFT,
+    TPOT, ITL, latency) take the calibration's inference_rate / inference_time intervals (leave-one-source-out
+    residuals of the dev set's inference rows, by GPU-count bucket); 'cost' ($ per token: GPU time per token) takes
+    the inverted rate factors, cost_q = cost x P50_rate / rate_q."""
+    from sizeup.calib import interval_dict
+
+    regime = {"gpus": gpus}
+    out: dict[str, dict] = {}
+    for name, (kind, value) in figures.items():
+        if value is None:
+            continue
+        if kind == "cost":
+            f = interval_dict("inference_rate", regime, 1.0)  # the rate factors themselves
+            if f["p10"] > 0:
+                out[name] = {"p10": value / f["p90"], "p50": value / f["p50"], "p90": value / f["p10"],
+                             "interval_regime": f["interval_regime"]}
+            continue
+        out[name] = interval_dict("inference_rate" if kind == "rate" else "inference_time", regime, value)
+    return out
+
+
 def intervals_for(ev: Evaluation) -> dict:
     """P10/P50/P90 of every figure the evaluation estimates: {figure: {p10, p50, p90, interval_regime}} (peak memory
     also for a job that does not fit: the figure it needs is an estimate too); see `figure_intervals`."""

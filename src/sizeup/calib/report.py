@@ -78,6 +78,37 @@ def decorate_memory(report, iv: dict) -> None:
             _append(t, "peak reserved", d, format_bytes)
 
 
+def decorate_infer(report, iv: dict) -> None:
+    """Show the intervals of a serving estimate (sizeup.pipeline.serving_intervals) in a `sizeup infer` report:
+    closed-form TTFT / TPOT / latency / tokens/s, the simulated load's p50 figures and $ per 1M tokens."""
+    cal = load()
+    report.data["intervals"] = iv
+    _terms(report, iv, cal)
+    calibration_note(report)
+
+    def ms(x: float) -> str:
+        return f"{x * 1e3:,.1f} ms" if x < 10 else f"{x:,.2f} s"
+
+    shown = {"closed form": [("TTFT", "ttft_s", ms), ("TPOT", "tpot_s", ms), ("end-to-end latency", "e2e_latency_s",
+                                                                              lambda x: f"{x:,.2f} s"),
+                             ("output tokens/s (replica)", "output_tokens_per_s", lambda x: f"{x:,.0f}"),
+                             ("output tokens/s per GPU", "output_tokens_per_s_per_gpu", lambda x: f"{x:,.0f}")],
+             # the load table's p50/p90/p99 columns are the simulated requests' spread; the model's own uncertainty
+             # of its p50 figures is in the JSON ('load_*') and --explain, not in those cells
+             "cost at the simulated load": [("$ per 1M input", "usd_per_1m_input_tokens", lambda x: f"{x:,.4f}"),
+                                            ("$ per 1M output", "usd_per_1m_output_tokens", lambda x: f"{x:,.4f}")]}
+    for t in report.tables:
+        for head, rows in shown.items():
+            if t.title.startswith(head):
+                for label, key, fmt in rows:
+                    if key in iv:
+                        _append(t, label, iv[key], fmt)
+    if iv and not is_off(active_name()):
+        report.notes.append("(P10–P90) ranges: leave-one-source-out residuals of the dev set's inference rows for "
+                            "this GPU count (calibration.yaml intervals, inference_rate / inference_time); 80 % of "
+                            "measured serving figures fall inside")
+
+
 def _terms(report, iv: dict, cal) -> None:
     """--explain: one Term per interval (value, the factors' regime, where they come from)."""
     from sizeup.core.explain import Term
@@ -86,8 +117,11 @@ def _terms(report, iv: dict, cal) -> None:
              if cal is None else f"{cal.describe()}: intervals from leave-one-source-out residuals")
     units = {"step_time_s": "s", "total_time_s": "s", "gpu_hours": "GPU-h", "tokens_per_s": "tokens/s",
              "tokens_per_s_per_gpu": "tokens/s", "mfu": "fraction", "peak_reserved_bytes": "B", "total_cost_usd": "USD"}
+    units |= {k: "s" for k in iv if k.endswith("_s")} | {k: "USD" for k in iv if k.startswith("usd_")} \
+        | {k: "tokens/s" for k in iv if "tokens_per_s" in k}
     for name, d in iv.items():
         formula = ("storage + egress + compute x total_time_q / total_time_p50" if name == "total_cost_usd" else
+                   "$ per token / (f90, f50, f10) of the inference_rate regime" if name.startswith("usd_per_1m") else
                    "figure x (f10, f50, f90) of the regime; time = 1 / rate factors")
         report.terms.append(Term(f"interval/{name} (P50)", d["p50"], units.get(name, ""), formula,
                                  {"p10": d["p10"], "p90": d["p90"], "regime": d.get("interval_regime") or "none"}, where))

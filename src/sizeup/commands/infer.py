@@ -619,6 +619,18 @@ def infer_cmd(
         notes=notes + ([] if gpu else [f"no --gpu given: assumed {g.id}"]),
         warnings=[],
     )
+    from sizeup.calib.report import decorate_infer
+    from sizeup.pipeline import serving_intervals
+
+    decorate_infer(report, serving_intervals(est.gpus, {
+        "ttft_s": ("time", est.ttft_s), "tpot_s": ("time", est.tpot_s), "e2e_latency_s": ("time", est.e2e_latency_s),
+        "output_tokens_per_s": ("rate", est.output_tokens_per_s),
+        "output_tokens_per_s_per_gpu": ("rate", est.output_tokens_per_s_per_gpu),
+        "load_ttft_p50_s": ("time", summ["ttft_p50_s"]), "load_tpot_p50_s": ("time", summ["tpot_p50_s"]),
+        "load_itl_p50_s": ("time", summ["itl_p50_s"]), "load_e2e_p50_s": ("time", summ["e2e_p50_s"]),
+        "load_output_tokens_per_s": ("rate", res.output_tokens_per_s),
+        "usd_per_1m_input_tokens": ("cost", cost.usd_per_1m_input_tokens if cost else None),
+        "usd_per_1m_output_tokens": ("cost", cost.usd_per_1m_output_tokens if cost else None)}))
     emit(report, json_, csv_, markdown, explain, plot=plot)
 
 

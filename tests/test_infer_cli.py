@@ -56,6 +56,26 @@ def test_infer_figures_carry_p10_p90_from_the_inference_residuals(capsys):
     assert any(t["name"].startswith("interval/ttft_s") for t in data["explain"])
 
 
+def test_serve_plan_best_option_carries_replica_and_cost_ranges(capsys):
+    """serve-plan: the replicas needed at the P90 / P10 of the per-replica capacity (inference_rate factors) and their
+    $/month, hand-computed from the option's own max_rps_per_replica."""
+    import math
+
+    from sizeup.calib import interval_factors
+
+    code, out, _ = run(capsys, "serve-plan", "llama-3-8b", "--rps", "40", "--tpot-p95", "60ms", "--gpu", "h100",
+                       "--price-per-gpu-hour", "3", "--json")
+    assert code == 0
+    best = json.loads(out)["best"]
+    iv = best["intervals"]
+    f = interval_factors("inference_rate", {"gpus": best["tp"]})
+    cap = best["max_rps_per_replica"]
+    assert iv["replicas"]["p90"] == max(1, math.ceil(40 / (cap * f[0]) - 1e-9))
+    assert iv["replicas"]["p10"] == max(1, math.ceil(40 / (cap * f[2]) - 1e-9))
+    assert iv["replicas"]["p10"] <= best["replicas"] <= iv["replicas"]["p90"]
+    assert iv["usd_per_month"]["p90"] == pytest.approx(iv["replicas"]["p90"] * best["tp"] * 3 * 730)
+
+
 def test_infer_fp8_tp_and_explain(capsys):
     code, out, _ = run(capsys, "infer", "llama-3-70b", "--gpu", "h100", "--tp", "4", "--weights", "fp8",
                        "--kv-dtype", "fp8", "--prompt-len", "2048", "--output-len", "256", "--json", "--explain")

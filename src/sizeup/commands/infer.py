@@ -179,6 +179,30 @@ def load_workload(n: int, s: int, n_out: int, rps: float | None, concurrency: in
     return wl, (f"Poisson arrivals at {rps:g} req/s" if rps else f"{concurrency} concurrent clients (closed loop)")
 
 
+def _plan_intervals(opt: dict, rps: float, tp: int, price: float | None) -> dict:
+    """P10/P50/P90 of a feasible serve-plan option: latencies and $/token as `infer` gives them
+    (pipeline.serving_intervals), and the replicas (and $/month) needed if the true per-replica capacity is
+    max_rps_per_replica x the inference_rate factor (P10 replicas at the rate's P90, P90 replicas at its P10)."""
+    import math
+
+    from sizeup.pipeline import serving_intervals
+
+    iv = serving_intervals(tp, {
+        "max_rps_per_replica": ("rate", opt["max_rps_per_replica"]), "ttft_p95_s": ("time", opt["ttft_p95_s"]),
+        "tpot_p95_s": ("time", opt["tpot_p95_s"]),
+        "usd_per_1m_input_tokens": ("cost", opt.get("usd_per_1m_input_tokens")),
+        "usd_per_1m_output_tokens": ("cost", opt.get("usd_per_1m_output_tokens"))})
+    cap = iv.get("max_rps_per_replica")
+    if cap and min(cap["p10"], cap["p50"], cap["p90"]) > 0:
+        reps = {"p10": max(1, math.ceil(rps / cap["p90"] - 1e-9)), "p50": max(1, math.ceil(rps / cap["p50"] - 1e-9)),
+                "p90": max(1, math.ceil(rps / cap["p10"] - 1e-9)), "interval_regime": cap.get("interval_regime")}
+        iv["replicas"] = reps
+        if price is not None:
+            iv["usd_per_month"] = {q: reps[q] * tp * price * 730.0 for q in ("p10", "p50", "p90")} | {
+                "interval_regime": cap.get("interval_regime")}
+    return iv
+
+
 def sim_rows(res) -> list:
     def ms(x: float) -> str:
         return f"{x * 1e3:,.1f} ms"
@@ -824,6 +848,8 @@ def serve_plan_cmd(
                     Term(f"{k}: fleet/usd_per_month", usd_h * 730.0, "USD", "usd_per_hour * 730 h",
                          {"usd_per_hour": usd_h}, "730 h = 8760/12"),
                 ] + cost_terms(f"{k}: ", cost, res, price_note)
+            if opt["feasible"]:
+                opt["intervals"] = _plan_intervals(opt, rps, t, price)
             options.append(opt)
 
     feasible = [o for o in options if o["feasible"]]
@@ -863,11 +889,19 @@ def serve_plan_cmd(
              "$/1M tokens: " + COST_RULE + "; at each option's operating load (rps / replicas)",
              "replicas run at rps / replicas; no headroom for bursts beyond the Poisson variation is added"]
     if best:
+        ivb = best.get("intervals") or {}
+        rep = ivb.get("replicas")
         notes.insert(0, f"best: {best['replicas']} replica(s) x tp {best['tp']} on {best['gpu_id']} = {best['gpus']} GPUs"
-                        + (f", ${best['usd_per_month']:,.0f}/month on {best['platform']}, "
+                        + (f" (P10–P90 {rep['p10']:.0f}–{rep['p90']:.0f} replicas)" if rep else "")
+                        + (f", ${best['usd_per_month']:,.0f}/month on {best['platform']}"
+                           + (f" (P10–P90 ${ivb['usd_per_month']['p10']:,.0f}–${ivb['usd_per_month']['p90']:,.0f})"
+                              if "usd_per_month" in ivb else "") + ", "
                            f"${best['usd_per_1m_input_tokens']:,.3f} / ${best['usd_per_1m_output_tokens']:,.3f} "
                            "per 1M input / output tokens" if best["usd_per_month"] is not None else "")
                         + f"; binding constraint: {best['binding']}")
+        notes.append("P10–P90 of a plan: the replicas needed if the true per-replica capacity is the model's at the "
+                     "P90 / P10 of the inference tokens/s residuals (calibration.yaml inference_rate, LOSO), and their "
+                     "$/month; latency and $/token ranges in the JSON 'intervals' of each option")
     report = Report(
         data=data,
         tables=[Table(f"{arch.name}: {rps:g} req/s", ["gpu", "tp", "feasible", "replicas", "gpus", "max req/s/replica",

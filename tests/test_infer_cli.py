@@ -56,6 +56,20 @@ def test_infer_figures_carry_p10_p90_from_the_inference_residuals(capsys):
     assert any(t["name"].startswith("interval/ttft_s") for t in data["explain"])
 
 
+def test_infer_takes_the_calibration_flags(capsys):
+    """--no-calibration: the serving GEMMs run at the bare MAMF curve (in-model fraction 1.0), so a compute-bound
+    prefill is faster than with the packaged calibration's fraction (< 1), and the report says calibration off."""
+    args = ("infer", "llama-3-8b", "--gpu", "h100", "--prompt-len", "4096", "--batch", "1", "--json")
+    code, out, _ = run(capsys, *args)
+    on = json.loads(out)
+    code2, out2, _ = run(capsys, *args, "--no-calibration")
+    off = json.loads(out2)
+    assert code == code2 == 0 and on["calibration"] == "default" and off["calibration"] is None
+    assert off["ttft_s"] < on["ttft_s"]
+    code3, _, err = run(capsys, *args, "--calibration", "default", "--no-calibration")
+    assert code3 == 2 and "contradict" in err
+
+
 def test_serve_plan_best_option_carries_replica_and_cost_ranges(capsys):
     """serve-plan: the replicas needed at the P90 / P10 of the per-replica capacity (inference_rate factors) and their
     $/month, hand-computed from the option's own max_rps_per_replica."""

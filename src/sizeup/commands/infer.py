@@ -8,6 +8,7 @@ import typer
 
 from sizeup.cli import app  # noqa: F401
 from sizeup.commands.common import job_command, refusals_except
+from sizeup.commands.common import CalibrationOpt, NoCalibrationOpt
 from sizeup.commands.common import (
     CsvOpt, ExplainOpt, GpuOpt, GpusOpt, JsonOpt, MarkdownOpt, ModelArg, ModelOpt, PlatformOpt, PpOpt,
     PricingOpt, TpOpt, emit, pick_target, positive,
@@ -461,6 +462,8 @@ def infer_cmd(
     markdown: MarkdownOpt = False,
     explain: ExplainOpt = False,
     plot: PlotOpt = None,
+    calibration: CalibrationOpt = None,
+    no_calibration: NoCalibrationOpt = False,
     flags: dict = None,
 ) -> None:
     """Size one inference replica: weights, KV cache, max concurrency, TTFT/TPOT, tokens/s and $/1M tokens.
@@ -485,8 +488,11 @@ def infer_cmd(
     from sizeup.report import Report, Table
     from sizeup.validate.inference_points import load_serving_knobs
 
+    from sizeup.calib import use_from_flags
     from sizeup.commands.common import from_scenario
 
+    # the serving GEMMs' in-model fraction and the intervals come from the calibration profile (default: packaged)
+    use_from_flags(calibration, no_calibration)
     name, vals = from_scenario(pick_target(target, model), dict(gpu=gpu, gpus=gpus, tp=tp, pp=pp, platform=platform,
                                                                   pricing=pricing, rps=rps, concurrency=concurrency,
                                                                   engine=engine))
@@ -689,6 +695,8 @@ def serve_plan_cmd(
     markdown: MarkdownOpt = False,
     explain: ExplainOpt = False,
     plot: PlotOpt = None,
+    calibration: CalibrationOpt = None,
+    no_calibration: NoCalibrationOpt = False,
     flags: dict = None,
 ) -> None:
     """Size a serving fleet: replicas, GPUs, $/month and $/1M tokens for a request rate and latency targets.
@@ -706,9 +714,12 @@ def serve_plan_cmd(
     """
     import math
 
+    from sizeup.calib import use_from_flags
     from sizeup.catalog import load_catalog, resolve_model
     from sizeup.core.explain import Term
     from sizeup.core.inference import ServeSetup, estimate_inference, fit_fixes
+
+    use_from_flags(calibration, no_calibration)
     from sizeup.core.serving_sim import Scheduler, SimInfeasible, SloTargets, sim_token_cost, size_replicas
     from sizeup.report import Report, Table
     from sizeup.units import parse_duration

@@ -73,6 +73,20 @@ def test_csv_is_tidy_and_loads_into_pandas(capsys, name):
     assert numeric, header
 
 
+def test_csv_splits_a_figure_and_its_p10_p90_range_into_numbers():
+    """'28.0 ms (25.6 ms–52.5 ms)' in a figure/value table -> ttft_ms, ttft_p10_ms, ttft_p90_ms columns; a range whose
+    ends carry another unit than the figure stays text."""
+    from sizeup.report import Table, table_csv
+
+    t = Table("closed form", ["figure", "value", "note"],
+              [("TTFT", "28.0 ms (25.6 ms–52.5 ms)", "prefill"), ("wall-clock", "59.0 min (50.0 min–1.2 h)", ""),
+               ("batch", "8", "")])
+    header, row = list(csv.reader(io.StringIO(table_csv(t))))
+    got = dict(zip(header, row))
+    assert got["ttft_ms"] == "28" and got["ttft_p10_ms"] == "25.6" and got["ttft_p90_ms"] == "52.5"
+    assert got["ttft_note"] == "prefill" and got["wall_clock"] == "59.0 min (50.0 min–1.2 h)"
+
+
 def test_csv_units_in_header_and_table_choice(capsys, tmp_path):
     code, out, err = run(capsys, MAIN["memory"] + ["--csv"])
     assert out.splitlines()[0] == "component,memory_gib,share_percent" and "GiB" not in out

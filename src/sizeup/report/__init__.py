@@ -274,14 +274,40 @@ def _key_value(table: Table) -> bool:
     return any(p is None for p in parsed) or len({p[1] for p in parsed if p}) > 1
 
 
+def _split_range(text: str) -> tuple[tuple[float, str], tuple[float, str], tuple[float, str]] | None:
+    """'28.0 ms (25.6 ms–52.5 ms)' -> ((28.0, 'ms'), (25.6, 'ms'), (52.5, 'ms')): a figure with its P10–P90 range,
+    when all three parse in one unit (else None: the cell stays text)."""
+    import re
+
+    m = re.match(r"^(?P<main>[^()]*?)\s*\((?P<lo>[^()–]*)–(?P<hi>[^()–]*)\)$", text.strip())
+    if not m:
+        return None
+    parts = [_parse_cell(m.group(k)) for k in ("main", "lo", "hi")]
+    if any(p is None for p in parts) or len({p[1] for p in parts}) != 1:
+        return None
+    return parts[0], parts[1], parts[2]
+
+
 def transpose(table: Table) -> tuple[list[str], list[list[str]]]:
-    """One row: a column per figure (its unit in the name), so that every numeric figure loads as a number."""
+    """One row: a column per figure (its unit in the name), so that every numeric figure loads as a number; a figure
+    shown with its P10–P90 range gets `<figure>_p10` and `<figure>_p90` columns beside it."""
     header, row = [], []
     for r in table.rows:
         label, value = snake(str(r[0])), r[1]
         if isinstance(value, Num):
             header.append(with_unit(label, _UNIT_NAMES.get(value.unit, snake(value.unit)) if value.unit else ""))
             row.append(value.raw())
+            continue
+        rng = _split_range(_cell(value)) if isinstance(value, str) else None
+        if rng is not None:
+            unit = _UNIT_NAMES.get(rng[0][1], "")
+            for suffix, (num, _unit) in zip(("", "_p10", "_p90"), rng):
+                header.append(with_unit(label + suffix, unit))
+                row.append(_raw_number(num))
+            for extra, col in zip(r[2:], table.columns[2:]):
+                if str(extra).strip() not in ("", "-"):
+                    header.append(f"{label}_{snake(str(col))}")
+                    row.append(_plain(extra))
             continue
         p = _parse_cell(_cell(value)) if not isinstance(value, (int, float)) else (float(value), "")
         if p is None:

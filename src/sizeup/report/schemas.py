@@ -116,6 +116,8 @@ class TrainOutput(_Out):
     pricing: Optional[str]
     fits: bool
     reasons: list[Any]
+    intervals: Optional[dict[str, Any]] = None
+    """P10/P50/P90 of each estimated figure: {figure: {p10, p50, p90, interval_regime}} (calibration.yaml)."""
 
 
 class CompareOutput(_Out):
@@ -184,6 +186,8 @@ class InferOutput(_Out):
     gpu: str
     price_note: str
     max_seq_len: int
+    intervals: Optional[dict[str, Any]] = None
+    """P10/P50/P90 of the closed-form and simulated (load_*) latencies, tokens/s and $ per 1M tokens."""
 
 
 class ServePlanOutput(_Out):

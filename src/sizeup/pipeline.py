@@ -153,7 +153,7 @@ def serving_intervals(gpus: int, figures: dict[str, tuple[str, float | None]]) -
     """P10/P50/P90 of serving figures {name: (kind, value)}: kind 'rate' (tokens/s, requests/s) or 'time' (TTFT,
     TPOT, ITL, latency) take the calibration's inference_rate / inference_time intervals (leave-one-source-out
     residuals of the dev set's inference rows, by GPU-count bucket); 'cost' ($ per token: GPU time per token) takes
-    the inverted rate factors, cost_q = cost x P50_rate / rate_q."""
+    the rate factors inverted, P10 = cost / f90, P50 = cost / f50, P90 = cost / f10."""
     from sizeup.calib import interval_dict
 
     regime = {"gpus": gpus}

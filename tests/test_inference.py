@@ -508,3 +508,37 @@ def test_predict_point_request_rate_and_latency_units(cat):
     assert low["request_throughput"] == pytest.approx(0.5)
     assert 1.0 < low["mean_tpot"] < 100.0  # milliseconds
     assert high["request_throughput"] <= 20 + 1e-9
+
+
+def test_kernel_boundaries_charge_a_launch_gap_per_kernel_of_the_forward():
+    """Hand derivation: a forward of n kernels loses n x t_b of GPU time at its kernel boundaries (Hazy Research,
+    'Look Ma, No Bubbles!' 2025, H100: ~1.3 us per kernel replayed in a CUDA graph, ~2.1 us launched from a stream).
+    Counts from the engines' model code: vLLM llama.py 10 kernels per layer + 3 -> Llama-3-8B (32 layers) 323
+    kernels x 1.3 us = 419.9 us; TurboMind v0.1 9 per layer + 3 -> 291 kernels x 2.1 us = 611.1 us."""
+    from sizeup.catalog.engines import engine_profile
+    from sizeup.core.inference import prefill_parts
+    from sizeup.validate.inference_points import load_serving_knobs
+
+    base = load_serving_knobs()
+    assert base.kernel_boundary_graph_s == pytest.approx(1.3e-6)
+    assert base.kernel_boundary_stream_s == pytest.approx(2.1e-6)
+    m = load_catalog().model("llama-3-8b")
+    assert m.num_layers == 32
+    vk = engine_profile("vllm").knobs(base, m.num_layers)
+    assert vk.forward_kernels == 323 and vk.forward_kernels_graph
+    off = vk.with_(forward_kernels=0.0)
+    for b, ctx in ((1, 100), (64, 2000)):
+        gap = decode_step_time_s(m, H100, b, ctx, knobs=vk) - decode_step_time_s(m, H100, b, ctx, knobs=off)
+        assert gap == pytest.approx(419.9e-6, rel=1e-9)  # independent of the batch and the context
+    assert float(prefill_parts(m, H100, 512, 1, knobs=vk)["total"]) - float(
+        prefill_parts(m, H100, 512, 1, knobs=off)["total"]) == pytest.approx(419.9e-6, rel=1e-9)
+    lk = engine_profile("lmdeploy-0.1").knobs(base, m.num_layers)
+    assert lk.forward_kernels == 291 and not lk.forward_kernels_graph
+    assert float(decode_step_parts(m, A100, 16, 1000, knobs=lk)["kernels"]) == pytest.approx(611.1e-6, rel=1e-9)
+    # an eager forward whose host launch time exceeds its GPU time hides the gaps (the GPU waits for the host)
+    hk = engine_profile("hf-generate").knobs(base, m.num_layers)
+    assert hk.host_launch_s > float(decode_step_parts(m, H100, 1, 100, knobs=hk)["gemm"]) + 1351 * 2.1e-6
+    assert decode_step_time_s(m, H100, 1, 100, knobs=hk) == pytest.approx(
+        decode_step_time_s(m, H100, 1, 100, knobs=hk.with_(forward_kernels=0.0)), rel=1e-12)
+    # the generic engine counts no kernels: no gap
+    assert float(decode_step_parts(m, H100, 1, 100, knobs=base)["kernels"]) == 0.0

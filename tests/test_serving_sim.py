@@ -537,3 +537,18 @@ def test_vllm_v06_points_get_the_v0_engine_profile():
     assert not p.chunked_prefill and not p.mix_prefill_decode and p.max_num_batched_tokens == 2048
     assert p.step_overhead_s == pytest.approx(0.29 / 0.38 * 0.005, abs=5e-5)
     assert engine_profile_for_version("vllm", "v0.11.0").id == "vllm"  # later releases: the V1 profile
+
+
+def test_the_simulator_charges_the_same_kernel_gaps_as_the_closed_form():
+    """vLLM's decode forward of Llama-3-8B: 10 kernels x 32 layers + 3 = 323, each a 1.3 us gap inside the CUDA graph
+    (catalog inference.yaml kernel_boundary_graph_s, Hazy Research 2025) -> 419.9 us more per step, decode or
+    prefill, in StepModel exactly as in core.inference.decode_step_time_s."""
+    from sizeup.validate.inference_points import load_serving_knobs
+
+    vk = VLLM.knobs(load_serving_knobs(), M8.num_layers)
+    off = vk.with_(forward_kernels=0.0)
+    on_sm, off_sm = StepModel(M8, H100, SETUP, vk, 64), StepModel(M8, H100, SETUP, off, 64)
+    ctx = np.array([1000.0, 30000.0])
+    assert np.allclose(on_sm.decode_run(16, 16, ctx) - off_sm.decode_run(16, 16, ctx), 419.9e-6, rtol=1e-9)
+    assert on_sm.time(40, 1, 0.0, 800.0, prompt_tokens=40)[0] - off_sm.time(40, 1, 0.0, 800.0, prompt_tokens=40)[0] \
+        == pytest.approx(419.9e-6, rel=1e-9)

@@ -53,6 +53,8 @@ class EngineProfile:
     kernels_per_layer: int = 0
     kernels_per_forward: int = 0
     kernel_launch_s: float = 0.0
+    gpu_kernels_per_layer: int = 0
+    gpu_kernels_per_forward: int = 0
     eager_elementwise_bytes: Mapping[str, float] = field(default_factory=dict)
     prefill_eager_elementwise_bytes: Mapping[str, float] = field(default_factory=dict)
     first_token_from_decode: bool = False
@@ -152,7 +154,8 @@ class EngineProfile:
             if not 0 < v <= 1:
                 raise SizeupError(f"engine {self.id}: {name} must be in (0, 1], got {v}")
         for name in ("step_overhead_s", "launch_overhead_per_layer_s", "kernel_launch_s", "kernels_per_layer",
-                     "kernels_per_forward", "kv_cache_blocks", "decode_attention_q_heads_per_kv_read"):
+                     "kernels_per_forward", "kv_cache_blocks", "decode_attention_q_heads_per_kv_read",
+                     "gpu_kernels_per_layer", "gpu_kernels_per_forward"):
             if float(getattr(self, name)) < 0:
                 raise SizeupError(f"engine {self.id}: {name} must be >= 0")
         if self.speculative is not None:
@@ -180,7 +183,10 @@ class EngineProfile:
             overhead += float(self.launch_overhead_per_layer_s) * num_layers
         eager_decode = not self.cuda_graphs
         eager_pre = eager_decode or bool(self.eager_prefill)
+        # GPU kernels of one decode forward: each boundary costs a launch gap on the GPU (graph or stream)
+        gpu_kernels = int(self.gpu_kernels_per_layer) * num_layers + int(self.gpu_kernels_per_forward)
         return base.with_(host_launch_s=eager_launch if eager_decode else 0.0,
+                          forward_kernels=float(gpu_kernels), forward_kernels_graph=bool(self.cuda_graphs),
                           prefill_host_launch_s=eager_launch if eager_pre else 0.0,
                           eager_elementwise_bytes=eager_ew if eager_decode else (0.0, 0.0, 0.0),
                           prefill_eager_elementwise_bytes=pre_ew if eager_pre else (0.0, 0.0, 0.0),
@@ -209,6 +215,8 @@ class EngineProfile:
                    if self.preempt_keeps_cache and self.kv_policy == "preempt" else "")
                 + ", "
                 f"CUDA graphs {'on' if self.cuda_graphs else 'off'}, {self.allreduce} all-reduce, int4 {self.int4_kernel}"
+                + (f", {self.gpu_kernels_per_layer} GPU kernels per layer + {self.gpu_kernels_per_forward} per forward "
+                   "(a launch gap each)" if self.gpu_kernels_per_layer or self.gpu_kernels_per_forward else "")
                 + (", decode attention copies K/V per query head (repeat_kv)" if self.attention_repeat_kv else "")
                 + (f", decode attention reads each KV head once per {self.decode_attention_q_heads_per_kv_read} "
                    "query heads" if self.decode_attention_q_heads_per_kv_read else "")

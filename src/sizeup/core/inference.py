@@ -149,6 +149,17 @@ class ServingKnobs:
     (16-bit activations; fp32 intermediates count 4 B). Each unfused op reads and writes its whole tensor
     (Ivanov et al. 2021 'Data Movement Is All You Need': element-wise ops are memory-bound); fused engines 0."""
     utilization: float = 0.5
+    kernel_boundary_graph_s: float = 0.0
+    """GPU time lost at each dependent kernel boundary of a forward replayed as a CUDA graph: the next kernel's
+    launch, during which the GPU does no useful work (catalog/data/inference.yaml, with its source)."""
+    kernel_boundary_stream_s: float = 0.0
+    """As kernel_boundary_graph_s for kernels launched one by one into a stream (eager engines)."""
+    forward_kernels: float = 0.0
+    """GPU kernels of one decode forward (engine profile gpu_kernels_per_layer x L + gpu_kernels_per_forward;
+    0 = not counted). The forward's GPU time gains forward_kernels x the boundary time of its launch mode."""
+    forward_kernels_graph: bool = True
+    """The decode forward is replayed as a CUDA graph (kernel_boundary_graph_s) or launched kernel by kernel
+    (kernel_boundary_stream_s) (engine profile cuda_graphs)."""
     int4_weight_read_efficiency: float = 1.0
     """W4A16 decode GEMV: fraction of the 16-bit weight-streaming bandwidth reached while dequantising int4
     weights (1.0 = the ideal 4-bit speedup; engine profile, catalog/data/engines.yaml)."""
@@ -463,6 +474,15 @@ def prefill_view(knobs: ServingKnobs) -> ServingKnobs:
     return knobs.with_(**changes) if changes else knobs
 
 
+def kernel_boundaries_s(knobs: ServingKnobs) -> float:
+    """GPU seconds one forward loses at its kernel boundaries: n_k * t_b, n_k = knobs.forward_kernels (kernels of
+    the forward, engine profile), t_b = the per-kernel launch gap of CUDA-graph replay or of stream launches
+    (Spector et al., Hazy Research 2025 'Look Ma, No Bubbles!': H100, ~1.3 us per kernel in a graph, ~2.1 us
+    from a stream). Independent of the batch: the gap is per kernel, not per byte."""
+    t_b = knobs.kernel_boundary_graph_s if knobs.forward_kernels_graph else knobs.kernel_boundary_stream_s
+    return float(knobs.forward_kernels) * float(t_b)
+
+
 def eager_elementwise_s(m: ModelArch, gpu: GpuSpec, tokens, tp, knobs: ServingKnobs):
     """Seconds of an eager engine's unfused elementwise passes over `tokens` tokens (all layers, one TP rank):
     T * L * (a*h + b*kv_dim + c*ffn) / t / (BW * eta_hbm)  (coefficients: ServingKnobs.eager_elementwise_bytes)."""
@@ -486,8 +506,10 @@ def prefill_parts(m: ModelArch, gpu: GpuSpec, prompt_len, n_seqs, tp=1, pp=1,
     compute = FLOPs/t / (peak*eta_mm(GEMM size));  memory = W/t / (BW*eta_hbm)  [weights read once]
     comm    = 2*L all-reduces of B*s*h activations (Megatron TP, Shoeybi et al. 2019 Sec 3) + (p-1) stage sends
     eager   = unfused elementwise passes of an eager engine (eager_elementwise_s)
+    kernels = GPU time lost at the forward's kernel boundaries (kernel_boundaries_s)
     launch  = host time to issue the forward's kernels (eager engines); it overlaps the GPU work, so
-    time    = max(max(compute, memory) + comm + eager, launch); launch_excess = the part the GPU does not hide.
+    time    = max(max(compute, memory) + comm + eager + kernels, launch); launch_excess = the part the GPU does
+              not hide.
     """
     knobs = prefill_view(knobs or ServingKnobs())
     sh = shapes or _shapes(m)
@@ -515,9 +537,11 @@ def prefill_parts(m: ModelArch, gpu: GpuSpec, prompt_len, n_seqs, tp=1, pp=1,
     comm = 2.0 * m.num_layers * _allreduce_s(gpu, tokens * m.hidden_size * knobs.activation_bytes, t, knobs) \
         + _p2p_s(gpu, tokens * m.hidden_size * knobs.activation_bytes, p)
     eager = eager_elementwise_s(m, gpu, tokens, t, knobs)
-    gpu_s = np.maximum(compute, memory) + comm + eager
+    kernels = kernel_boundaries_s(knobs) + 0.0 * tokens
+    gpu_s = np.maximum(compute, memory) + comm + eager + kernels
     launch_excess = np.maximum(knobs.host_launch_s - gpu_s, 0.0)
-    return {"compute": compute, "memory": memory, "comm": comm, "eager": eager, "launch": knobs.host_launch_s,
+    return {"compute": compute, "memory": memory, "comm": comm, "eager": eager, "kernels": kernels,
+            "launch": knobs.host_launch_s,
             "launch_excess": launch_excess, "total": gpu_s + launch_excess, "flops": flops,
             "peak": _peak(gpu, mm_dtype), "eta_mm": rate / _peak(gpu, mm_dtype)}
 
@@ -569,6 +593,7 @@ def decode_step_parts(m: ModelArch, gpu: GpuSpec, batch, context, tp=1, pp=1,
     gemm      = max(W_read/t / (BW*eta_hbm), 2*N_active*B/t / (peak*eta_mm))   [roofline, Williams et al. 2009]
     attention = max(B*KV(c)/t / (BW*eta_attn), 2*L*B*c*a*(d_qk+d_v)/t / (peak*eta_mm))
     comm      = 2*L all-reduces of B*h activations (Megatron TP)
+                + GPU time lost at the forward's kernel boundaries, n_kernels * t_boundary (kernel_boundaries_s)
     overhead  = per-step scheduler/sampling time (data), after the forward
     launch    = host time to issue the forward's kernels (eager engines; 0 with CUDA graphs): overlaps the GPU,
                 step = max(gemm + attention + comm, launch) + overhead
@@ -610,10 +635,14 @@ def decode_step_parts(m: ModelArch, gpu: GpuSpec, batch, context, tp=1, pp=1,
     overhead = knobs.decode_step_overhead_s + 0.0 * B
     # eager engines: unfused elementwise passes over the B new tokens' activations (HBM time, with the comm part)
     comm = comm + eager_elementwise_s(m, gpu, B, t, knobs)
+    # per-kernel launch gaps on the GPU (CUDA-graph replay or stream launches), carried with the comm part as the
+    # eager passes are so that the serving simulator (which reads 'comm') charges them the same way
+    kernels = kernel_boundaries_s(knobs) + 0.0 * B
+    comm = comm + kernels
     # host launch time not hidden behind the GPU work of the forward (0 when the GPU is the bottleneck)
     launch_excess = np.maximum(knobs.host_launch_s - (gemm + attention + comm), 0.0)
     return {"gemm": gemm, "attention": attention, "comm": comm, "overhead": overhead + launch_excess,
-            "launch_excess": launch_excess,
+            "launch_excess": launch_excess, "kernels": kernels,
             "gemm_memory": w_read / (bw * gpu.hbm_efficiency), "gemm_compute": flops / rate,
             "attention_memory": kv_read * kv_s,
             "attention_compute": attn_flops / rate}
@@ -856,16 +885,18 @@ def estimate_inference(
         Term("serve/max_concurrency", float(max_conc), "sequences", "floor(kv_budget / kv_per_sequence)",
              {"kv_budget": budget, "kv_per_sequence": kv_seq}, "vLLM 'Maximum concurrency for N tokens per request'"),
         Term("time/prefill", _f(pre_shown["total"]), "s",
-             "max(max(FLOPs/t/(peak*eta_mm), W/t/(BW*eta_hbm)) + comm + eager, launch)",
+             "max(max(FLOPs/t/(peak*eta_mm), W/t/(BW*eta_hbm)) + comm + eager + kernels, launch)",
              {"B": B if setup.static else 1, "s": s, "t": tp, "FLOPs": _f(pre_shown["flops"]),
               "peak": _f(pre_shown["peak"]), "eta_mm": _f(pre_shown["eta_mm"]),
               "in_model_fraction": knobs.matmul_model_fraction, "BW": gpu.hbm_bytes_per_s,
               "eta_hbm": gpu.hbm_efficiency, "compute": _f(pre_shown["compute"]), "memory": _f(pre_shown["memory"]),
-              "comm": _f(pre_shown["comm"]), "eager": _f(pre_shown["eager"]), "launch": _f(pre_shown["launch"])},
+              "comm": _f(pre_shown["comm"]), "eager": _f(pre_shown["eager"]), "kernels": _f(pre_shown["kernels"]),
+              "launch": _f(pre_shown["launch"])},
              "roofline; FLOPs 2N per token + causal attention (Kaplan et al. 2020); eta_mm = MAMF curve x "
              "in-model fraction (calibration's matmul_training_fraction); comm 2L all-reduces of the "
-             "activations (Shoeybi et al. 2019); eager: the engine's unfused elementwise bytes; launch: its host "
-             "kernel-issue time (engine profile)"),
+             "activations (Shoeybi et al. 2019); eager: the engine's unfused elementwise bytes; kernels: GPU launch "
+             "gaps, kernels x per-kernel gap (Hazy Research 2025); launch: its host kernel-issue time (engine "
+             "profile)"),
         Term("time/ttft", ttft, "s", ttft_formula,
              {"prefill": _f(pre_shown["total"]), "step": step_s}, "model"),
         Term("time/tpot", tpot, "s", "gemm + attention + comm + overhead at (B, c_avg)",
@@ -875,7 +906,8 @@ def estimate_inference(
                                                     "q_heads_per_kv_read": int(knobs.decode_q_heads_per_kv_read)},
              "roofline per op (Williams et al. 2009); LLM decode memory-bound (Pope et al. 2022); attention "
              "seconds per KV byte: decode_kv_s_per_byte (repeat_kv: (1 + n_rep)/(BW*eta_hbm) + "
-             "n_rep/(BW*eta_attn); g query heads per KV read: ceil(n_rep/g)/(BW*eta_attn))"),
+             "n_rep/(BW*eta_attn); g query heads per KV read: ceil(n_rep/g)/(BW*eta_attn)); comm includes 'kernels', "
+             "the forward's GPU launch gaps (kernels x per-kernel gap, Hazy Research 2025)"),
         Term("throughput/output_tokens_per_s", out_tps, "tokens/s",
              "B*n / (prefill(B*s) + n*step)" if setup.static else "B*n / (B*prefill_amortised(s) + n*step)",
              {"B": B, "n": n, "step": step_s, "prefill_per_request": gpu_time_prefill_per_req},

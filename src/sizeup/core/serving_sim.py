@@ -167,6 +167,7 @@ class StepModel:
                          + max(S*kv_tok*k_kv, S*f_attn/R(T))                                  [decode attention]
                          + P*f_attn_pre/R(T)                                                    [prompt attention]
                          + 2L*allreduce(T*h*2) + p2p
+                         + n_kernels * t_boundary                                               [kernel launch gaps]
     step = max(GPU part above, host_launch) + overhead   [eager engines: the host issues kernels while the GPU runs]
     k_kv seconds per KV byte (core.inference.decode_kv_s_per_byte: 1/(BW*eta_attn), more when the engine copies
     or re-reads a GQA group's K/V), T tokens in the step, n_seq sequences sampling a token, S sum of the decode

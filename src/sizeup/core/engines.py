@@ -53,8 +53,8 @@ class EngineProfile:
     kernels_per_layer: int = 0
     kernels_per_forward: int = 0
     kernel_launch_s: float = 0.0
-    gpu_kernels_per_layer: int = 0
-    gpu_kernels_per_forward: int = 0
+    gpu_kernels_per_layer: int = 10
+    gpu_kernels_per_forward: int = 3
     eager_elementwise_bytes: Mapping[str, float] = field(default_factory=dict)
     prefill_eager_elementwise_bytes: Mapping[str, float] = field(default_factory=dict)
     first_token_from_decode: bool = False

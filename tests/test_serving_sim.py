@@ -68,6 +68,20 @@ def test_batch_one_matches_the_closed_form_step_model():
     assert float(res.tpot_s[0]) == pytest.approx(float(np.mean(steps)), rel=0.02)
 
 
+def test_pending_prompt_without_kv_room_lets_the_decodes_run():
+    """SGLang-shaped scheduler (chunked prefill that pauses decodes, preempt policy, token pages) with KV room for 2.6
+    prompts of 8,000 tokens and 6 such requests at t=0: once two prompts decode, a third, half prefilled, cannot take
+    its next chunk. The decodes must run then (their finishing frees the KV), not wait for a prefill that never
+    comes: every request completes and every token comes out (it raised 'cannot make progress' before)."""
+    sched = Scheduler(chunked_prefill=True, mix_prefill_decode=False, token_budget=4096, max_num_seqs=64,
+                      block_size=1, kv_policy="preempt")
+    k = VK.with_(kv_cache_blocks=21_000, block_size_tokens=1)
+    wl = Workload(np.full(6, 8000), np.full(6, 16), np.zeros(6), None, None)
+    res = simulate(M8, H100, SETUP, k, sched, wl, StepModel(M8, H100, SETUP, k, 4096 + 64))
+    assert res.completed == 6 and res.output_tokens == 6 * 16 and res.input_tokens == 6 * 8000
+    assert np.all(np.isfinite(res.ttft_s)) and np.all(res.ttft_s > 0)
+
+
 # --------------------------------------------------------------------------- invariants (hypothesis)
 
 _settings = settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])

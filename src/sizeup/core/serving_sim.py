@@ -661,6 +661,25 @@ def _simulate_continuous(sm: StepModel, sched: Scheduler, wl: Workload, cap: flo
                 pend.append(i)
                 chunks.append((i, x, float(kvlen[i])))
                 budget -= x
+        if prefill_mode and not chunks and not n_dec and not reserve:
+            if n_dec_all:
+                # the pending prompts cannot take their next chunk (no KV room): run the decodes instead, whose
+                # finishing frees KV (SGLang runs the decode batch when no prefill batch can be formed; a scheduler
+                # that kept pausing them here would never progress)
+                n_dec = n_dec_all
+            elif pend and not keep:
+                # no decode to free KV and a partly prefilled prompt cannot continue: preempt the youngest pending
+                # request (its KV freed, its prompt recomputed when it is admitted again), as vLLM's scheduler preempts
+                # the lowest-priority running request when an allocation fails
+                victim = pend.pop()
+                order.remove(victim)
+                used -= float(held[victim])
+                held[victim] = 0.0
+                kvlen[victim] = 0.0
+                target[victim] = float(pl_l[victim] + math.floor(gen[victim]) - (1 if ftd else 0))
+                waiting.appendleft(victim)
+                preempt += 1
+                continue
         n_pre = 0.0
         for c in chunks:
             n_pre += c[1]

@@ -329,6 +329,21 @@ def test_max_seq_len_fitting_is_the_largest_fitting_multiple_of_128():
     assert not estimate_memory(ctx.model, setup.with_(seq_len=s + 128), gpu=small, overheads=ov).fits
 
 
+def test_inference_point_architecture_takes_a_stated_head_dim():
+    """A serving point's own architecture (model not in the catalog) uses its stated head_dim (Qwen3-32B: 64 heads
+    of 128 on a 5,120 hidden size, not 5120/64 = 80): KV per token = 2 x L x kv_heads x head_dim x 2 B by hand."""
+    from sizeup.core.inference import KvDtype, kv_bytes_per_token
+    from sizeup.validate.inference_points import _arch_from_point
+
+    point = {"model": {"name": "Qwen3 32B (test)", "layers": 64, "hidden": 5120, "heads": 64, "kv_heads": 8,
+                       "head_dim": 128, "ffn": 25600, "vocab": 151936, "seq_len": 40960}}
+    m = _arch_from_point(point, need_timing=True)
+    assert m.head_dim == 128
+    assert float(kv_bytes_per_token(m, KvDtype.BF16)) == 2 * 64 * 8 * 128 * 2
+    del point["model"]["head_dim"]
+    assert _arch_from_point(point, need_timing=True).head_dim == 80  # unstated: hidden / heads
+
+
 def test_inference_points_never_abort_the_run(points):
     rows = predict_point(points["tinyllama-llamacpp-m2"], _Catalog())
     assert all(r.skipped for r in rows)

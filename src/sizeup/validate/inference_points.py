@@ -99,7 +99,7 @@ def _arch_from_point(point: dict, need_timing: bool):
     kv = m.get("kv_heads") or heads
     return ModelArch(id=str(m.get("name")), name=str(m.get("name")), vocab_size=int(m.get("vocab") or 32000),
                      hidden_size=int(hidden), num_layers=int(layers), num_heads=int(heads), num_kv_heads=int(kv),
-                     head_dim=int(hidden) // int(heads), ffn_size=int(m.get("ffn") or 0),
+                     head_dim=int(m.get("head_dim") or int(hidden) // int(heads)), ffn_size=int(m.get("ffn") or 0),
                      max_seq_len=int(m.get("seq_len") or 4096), source="published point")
 
 

@@ -671,13 +671,16 @@ def activation_peak_bytes(m: ModelArch, tp, knobs: ServingKnobs):
 
 def kv_budget_bytes(m: ModelArch, gpu_memory_bytes, tp, pp, wbytes: float, knobs: ServingKnobs):
     """Bytes left for the KV cache on one GPU:
-    M * gpu_memory_utilization - W/(t*p) - activation peak - CUDA graphs - non-torch (context, NCCL)
-    (vLLM worker memory profiling: 'model weights take ...; non_torch_memory ...; activation peak ...;
-    the rest of the memory reserved for KV Cache')."""
+    M * gpu_memory_utilization - W/(t*p) - activation peak - non-torch (context, NCCL)
+    (vLLM worker memory profiling: 'total_gpu_memory x gpu_memory_utilization = ...; model weights take ...;
+    non_torch_memory takes ...; PyTorch activation peak memory takes ...; the rest of the memory reserved for KV
+    Cache is ...'). The decode CUDA graphs are captured after the KV cache is allocated ('Graph capturing finished
+    in N secs, took X GiB' follows the profiling log) and live in the 1 - gpu_memory_utilization headroom, so they
+    are not taken from the KV budget."""
     t = np.asarray(tp, dtype=float)
     p = np.asarray(pp, dtype=float)
     return (np.asarray(gpu_memory_bytes, dtype=float) * knobs.gpu_memory_utilization - wbytes / (t * p)
-            - activation_peak_bytes(m, t, knobs) - knobs.cuda_graph_bytes - knobs.non_torch_bytes)
+            - activation_peak_bytes(m, t, knobs) - knobs.non_torch_bytes)
 
 
 # --------------------------------------------------------------------------- results
@@ -878,10 +881,10 @@ def estimate_inference(
              {"c": ctx_max, "t": tp, "p": pp, "blk": knobs.block_size_tokens, "w": model.sliding_window,
               "L_w": window_layers(model)}, "vLLM paged KV (block_size), llm-analysis TP sharding"),
         Term("memory/kv_budget_per_gpu", budget, "B",
-             "M * util - W/(t*p) - activations - cuda_graphs - non_torch",
+             "M * util - W/(t*p) - activations - non_torch  [CUDA graphs come out of the 1 - util headroom]",
              {"M": mem_bytes, "util": knobs.gpu_memory_utilization, "W": W, "activations": act,
-              "cuda_graphs": knobs.cuda_graph_bytes, "non_torch": knobs.non_torch_bytes},
-             src_knob("gpu_memory_utilization")),
+              "non_torch": knobs.non_torch_bytes, "cuda_graphs_outside": knobs.cuda_graph_bytes},
+             src_knob("gpu_memory_utilization") + "; vLLM memory-profiling log arithmetic"),
         Term("serve/max_concurrency", float(max_conc), "sequences", "floor(kv_budget / kv_per_sequence)",
              {"kv_budget": budget, "kv_per_sequence": kv_seq}, "vLLM 'Maximum concurrency for N tokens per request'"),
         Term("time/prefill", _f(pre_shown["total"]), "s",

@@ -302,9 +302,10 @@ def _predict_timing(point: dict, catalog, quantity: str, unit: str, item: dict,
     frac = _kv_fraction(point)
     if frac is not None:
         # TensorRT-LLM reserves `frac` of the memory left after weights + buffers: the vLLM-style utilisation
-        # with the same KV budget is u = frac + (1 - frac) * (W/t + fixed)/M.
+        # with the same KV budget is u = frac + (1 - frac) * (W/t + fixed)/M (fixed = what kv_budget_bytes takes
+        # besides weights and activations: the non-torch memory)
         W = weight_bytes(model, weights, k.quant_group_size).total_bytes / (tp * pp)
-        fixed = k.cuda_graph_bytes + k.non_torch_bytes
+        fixed = k.non_torch_bytes
         k = k.with_(gpu_memory_utilization=min(1.0, frac + (1 - frac) * (W + fixed) / gpu.memory_bytes))
     if offline and batch is None:
         k = k.with_(max_num_seqs=k.offline_max_num_seqs)

@@ -117,6 +117,25 @@ def test_tokens_in_equal_tokens_out_and_percentiles_are_ordered(seed, rate, p50,
     assert np.all(res.e2e_s >= res.ttft_s - 1e-12)
 
 
+@_settings
+@given(seed=st.integers(0, 1000), mix=st.booleans(), chunked=st.booleans(), policy=st.sampled_from(["preempt", "reserve"]),
+       budget=st.sampled_from([512, 2048, 8192]), room=st.floats(1.05, 4.0), p50=st.integers(64, 6000))
+def test_every_scheduler_shape_completes_under_tight_kv(seed, mix, chunked, policy, budget, room, p50):
+    """Any scheduler shape (chunked or whole prompts, prefill mixed with decodes or pausing them, preempt or reserve)
+    with KV room for only a few of the longest requests, all sent at once: the run finishes every request and
+    conserves tokens (no 'cannot make progress' when every single request fits on its own)."""
+    wl = make_workload(40, LengthDist(p50, 3 * p50), LengthDist(16, 64), concurrency=40, seed=seed)
+    longest = int((wl.prompt_len + wl.output_len).max())
+    k = VK.with_(kv_cache_blocks=int(room * longest) + 1, block_size_tokens=1)
+    # whole prompts need a token budget that holds the longest one; chunked prompts take any budget
+    sched = Scheduler(chunked_prefill=chunked, mix_prefill_decode=mix,
+                      token_budget=budget if chunked else max(budget, longest), max_num_seqs=64, block_size=1,
+                      kv_policy=policy)
+    res = simulate(M8, H100, SETUP, k, sched, wl, StepModel(M8, H100, SETUP, k, sched.token_budget + 64))
+    assert res.completed == 40
+    assert res.input_tokens == int(wl.prompt_len.sum()) and res.output_tokens == int(wl.output_len.sum())
+
+
 @settings(max_examples=5, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(seed=st.integers(0, 100))
 def test_throughput_saturates(seed):

@@ -154,18 +154,18 @@ def serving_intervals(gpus: int, figures: dict[str, tuple[str, float | None]]) -
     TPOT, ITL, latency) take the calibration's inference_rate / inference_time intervals (leave-one-source-out
     residuals of the dev set's inference rows, by GPU-count bucket); 'cost' ($ per token: GPU time per token) takes
     the rate factors inverted, P10 = cost / f90, P50 = cost / f50, P90 = cost / f10."""
-    from sizeup.calib import interval_dict
+    from sizeup.calib import interval_dict, interval_factors
 
     regime = {"gpus": gpus}
+    rate = interval_factors("inference_rate", regime)
     out: dict[str, dict] = {}
     for name, (kind, value) in figures.items():
         if value is None:
             continue
         if kind == "cost":
-            f = interval_dict("inference_rate", regime, 1.0)  # the rate factors themselves
-            if f["p10"] > 0:
-                out[name] = {"p10": value / f["p90"], "p50": value / f["p50"], "p90": value / f["p10"],
-                             "interval_regime": f["interval_regime"]}
+            if rate is not None and rate[0] > 0:
+                out[name] = {"p10": value / rate[2], "p50": value / rate[1], "p90": value / rate[0],
+                             "interval_regime": rate[3]}
             continue
         out[name] = interval_dict("inference_rate" if kind == "rate" else "inference_time", regime, value)
     return out

@@ -195,8 +195,9 @@ def _plan_intervals(opt: dict, rps: float, tp: int, price: float | None) -> dict
         "usd_per_1m_output_tokens": ("cost", opt.get("usd_per_1m_output_tokens"))})
     cap = iv.get("max_rps_per_replica")
     if cap and min(cap["p10"], cap["p50"], cap["p90"]) > 0:
-        reps = {"p10": max(1, math.ceil(rps / cap["p90"] - 1e-9)), "p50": max(1, math.ceil(rps / cap["p50"] - 1e-9)),
-                "p90": max(1, math.ceil(rps / cap["p10"] - 1e-9)), "interval_regime": cap.get("interval_regime")}
+        # more capacity, fewer replicas: the replicas' P10 comes from the capacity's P90 and vice versa
+        reps = {q: max(1, math.ceil(rps / cap[c] - 1e-9)) for q, c in (("p10", "p90"), ("p50", "p50"), ("p90", "p10"))}
+        reps["interval_regime"] = cap.get("interval_regime")
         iv["replicas"] = reps
         if price is not None:
             iv["usd_per_month"] = {q: reps[q] * tp * price * 730.0 for q in ("p10", "p50", "p90")} | {

@@ -518,6 +518,12 @@ def _simulate_continuous(sm: StepModel, sched: Scheduler, wl: Workload, cap: flo
     area_run = area_queue = 0.0
     spec_extra = sched.spec_tokens * sched.spec_draft_cost_ratio
     stall = 0.0                            # time decoding requests spent paused by prefill-only steps
+    def drop_kv(i: int) -> None:
+        """A preempted request loses its KV: it recomputes its prompt and the tokens it has generated."""
+        held[i] = 0.0
+        kvlen[i] = 0.0
+        target[i] = float(pl_l[i] + math.floor(gen[i]) - (1 if ftd else 0))
+
     while done < N:
         while nxt < issued and arr_l[nxt] <= t + 1e-12:
             waiting.append(nxt)
@@ -581,9 +587,7 @@ def _simulate_continuous(sm: StepModel, sched: Scheduler, wl: Workload, cap: flo
                     cached += float(held[victim])
                     cache[victim] = None
                 else:
-                    held[victim] = 0.0
-                    kvlen[victim] = 0.0
-                    target[victim] = float(pl_l[victim] + math.floor(gen[victim]) - (1 if ftd else 0))
+                    drop_kv(victim)
                 if victim in pend:
                     pend.remove(victim)
                 else:
@@ -674,9 +678,7 @@ def _simulate_continuous(sm: StepModel, sched: Scheduler, wl: Workload, cap: flo
                 victim = pend.pop()
                 order.remove(victim)
                 used -= float(held[victim])
-                held[victim] = 0.0
-                kvlen[victim] = 0.0
-                target[victim] = float(pl_l[victim] + math.floor(gen[victim]) - (1 if ftd else 0))
+                drop_kv(victim)
                 waiting.appendleft(victim)
                 preempt += 1
                 continue

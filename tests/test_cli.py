@@ -61,3 +61,21 @@ def test_brackets_in_formulas_and_notes_are_text_not_markup(capsys):
     assert main(["params", "gpt2", "--explain"]) == 0
     out = capsys.readouterr().out
     assert "[token emb]" in out and "[positions]" in out
+
+
+def _help_flags(command: str, capsys) -> set[str]:
+    assert main([command, "--help"]) == 0
+    return set(re.findall(r"(?<![\w-])(--[a-z][a-z0-9-]*)", capsys.readouterr().out))
+
+
+@pytest.mark.parametrize("command, shown, refused", [
+    ("infer", "--engine", "--zero"),
+    ("serve-plan", "--ttft-p95", "--optimizer"),
+    ("memory", "--zero", "--platform"),
+])
+def test_help_lists_only_the_flags_a_command_takes(command, shown, refused, capsys):
+    """A job flag the command refuses (one line, exit 2) is not offered in its --help; the ones it takes are."""
+    flags = _help_flags(command, capsys)
+    assert shown in flags and refused not in flags
+    assert main([command, "llama-2-7b", refused, "1"]) == 2
+    assert "does not apply" in capsys.readouterr().err

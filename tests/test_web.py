@@ -59,6 +59,10 @@ def argv_of(command, job):
     ("memory", {"model": "llama-2-7b", "gpu": "a10", "peft": "lora"}),
     ("compare", {"model": "llama-2-7b", "tokens": "15M", "peft": "lora", "gpu": "a10,l4", "platform": "lambda,aws"}),
     ("infer", {"model": "llama-3-8b", "gpu": "h100-sxm", "batch": 8}),
+    ("infer", {"model": "llama-3-8b", "gpu": "a100-80gb", "engine": "sglang", "kv-dtype": "fp8", "rps": 2,
+               "requests": 200}),
+    ("serve-plan", {"model": "llama-3-8b", "gpu": "a100-80gb", "rps": 3, "engine": "vllm", "platform": "gcp",
+                    "requests": 200}),
 ])
 def test_api_equals_cli_json(srv, command, job):
     code, out, _ = cli_json(argv_of(command, job))
@@ -148,6 +152,20 @@ def test_page_renders_tables_chart_and_explain(srv):
     assert code == 400 and 'id="err-tokens"' in html and "cannot read count" in html
     code, css, _ = http(f"{srv.url}/static/style.css")
     assert code == 200 and "body" in css
+
+
+def test_serving_form_offers_engines_kv_dtype_and_platform(srv):
+    from sizeup.catalog.engines import load_engines
+
+    code, html, _ = http(f"{srv.url}/?view=serve-plan")
+    assert code == 200
+    for name in ("engine", "kv-dtype", "platform", "pricing", "rps"):
+        assert f'name="{name}"' in html, name
+    for engine in load_engines():
+        assert f'<option value="{engine}"' in html, engine
+    # a chosen engine reaches the command: the page names its profile
+    code, html, _ = http(f"{srv.url}/?view=infer&model=llama-3-8b&gpu=h100-sxm&batch=4&engine=lmdeploy")
+    assert code == 200 and "TurboMind" in html
 
 
 def test_page_for_a_job_that_does_not_fit(srv):

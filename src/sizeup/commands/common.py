@@ -133,13 +133,14 @@ PRICING_FLAGS = ("platform", "pricing", "price_per_gpu_hour", "billing_increment
                  "preemption_rate", "restart_s", "checkpoints_kept", "retain", "catalog", "max_price_age_days")
 
 
-def _job_annotation(f):
+def _job_annotation(f, hidden: bool = False):
+    """The typer option of one job flag; `hidden` keeps a flag the command refuses out of its --help."""
     from sizeup.job.flags import JobFlag  # noqa: F401
 
     kind = {"text": str, "count": str, "int": int, "float": float, "bool": bool, "list": list[str]}[f.kind]
     decls = (f"{f.flag}/--no-{f.flag[2:]}",) if f.kind == "bool" else (f.flag,)
     return Annotated[Optional[kind], typer.Option(*decls, help=f.help, show_default=False,
-                                                  rich_help_panel=f"Job: {f.section}")]
+                                                  rich_help_panel=f"Job: {f.section}", hidden=hidden)]
 
 
 def job_command(name: str, *, refuse: dict[str, str] | None = None):
@@ -159,7 +160,8 @@ def job_command(name: str, *, refuse: dict[str, str] | None = None):
         sig = inspect.signature(func, eval_str=True)
         own = set(sig.parameters)
         params = [p for p in sig.parameters.values() if p.name != "flags"]
-        extra = [inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=_job_annotation(f))
+        extra = [inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=None,
+                                   annotation=_job_annotation(f, hidden=f.name in refuse))
                  for f in JOB_FLAGS if f.name not in own]
         names = [p.name for p in extra]
 

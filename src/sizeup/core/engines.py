@@ -208,13 +208,15 @@ class EngineProfile:
         chunk = f"chunked prefill {self.max_num_batched_tokens} tokens" if self.chunked_prefill else \
             f"prefill up to {self.max_num_batched_tokens} tokens/step"
         mix = "mixed with decodes" if self.mix_prefill_decode else "prefill steps pause decodes"
-        return (f"{self.name} {self.version}: {self.batching} batching, {chunk} ({mix}), max {self.max_num_seqs} seqs, "
+        version = "" if self.version in ("", "-") else f" {self.version}"
+        int4 = "no int4 kernel stated" if self.int4_kernel in ("", "-") else f"int4 {self.int4_kernel}"
+        return (f"{self.name}{version}: {self.batching} batching, {chunk} ({mix}), max {self.max_num_seqs} seqs, "
                 f"KV block {self.block_size_tokens}, {self.kv_policy} on KV exhaustion"
                 + (" (a preempted request's KV blocks stay cached until evicted, latest-arrived victim first; "
                    "it resumes without recompute when they were not)"
                    if self.preempt_keeps_cache and self.kv_policy == "preempt" else "")
                 + ", "
-                f"CUDA graphs {'on' if self.cuda_graphs else 'off'}, {self.allreduce} all-reduce, int4 {self.int4_kernel}"
+                f"CUDA graphs {'on' if self.cuda_graphs else 'off'}, {self.allreduce} all-reduce, {int4}"
                 + (f", {self.gpu_kernels_per_layer} GPU kernels per layer + {self.gpu_kernels_per_forward} per forward "
                    "(a launch gap each)" if self.gpu_kernels_per_layer or self.gpu_kernels_per_forward else "")
                 + (", decode attention copies K/V per query head (repeat_kv)" if self.attention_repeat_kv else "")

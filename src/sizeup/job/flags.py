@@ -1,6 +1,7 @@
 """The one table of job flags: every field of a job that a user can set, with its flag, type, help and the
 section of the job tree it fills. The CLI builds every job command's options from this table (so every
-command that takes a job accepts every job flag), scenario files use the same names (snake_case), and the
+command that takes a job parses every job flag; the ones a command refuses are hidden from its --help and answer
+one line saying why), scenario files use the same names (snake_case), and the
 web form and the JSON API use them too.
 """
 

@@ -53,8 +53,9 @@ FIELDS: list[dict[str, Any]] = [
     {"name": "peft", "label": "PEFT", "views": TRAIN_VIEWS, "choices": ("", "none", "lora", "qlora")},
     {"name": "lora-rank", "label": "LoRA rank", "hint": "16", "views": TRAIN_VIEWS},
     {"name": "platform", "label": "platform", "hint": "lambda (comma list to compare)",
-     "views": ("train", "compare", "search", "infer"), "list": "platforms"},
-    {"name": "pricing", "label": "pricing", "hint": "on-demand, spot, reserved", "views": ("train", "compare", "search", "infer")},
+     "views": ("train", "compare", "search", "infer", "serve-plan"), "list": "platforms"},
+    {"name": "pricing", "label": "pricing", "hint": "on-demand, spot, reserved",
+     "views": ("train", "compare", "search", "infer", "serve-plan")},
     {"name": "objective", "label": "objective", "views": ("search",), "choices": ("", "time", "cost", "pareto")},
     {"name": "max-gpus", "label": "max GPUs", "hint": "64", "views": ("search",)},
     {"name": "deadline", "label": "deadline", "hint": "72h, 30d", "views": ("compare", "search")},
@@ -62,8 +63,11 @@ FIELDS: list[dict[str, Any]] = [
     {"name": "prompt-len", "label": "prompt tokens", "hint": "512", "views": ("infer", "serve-plan")},
     {"name": "output-len", "label": "output tokens", "hint": "128", "views": ("infer", "serve-plan")},
     {"name": "weights", "label": "weights dtype", "hint": "bf16, fp8, int4", "views": ("infer", "serve-plan")},
+    {"name": "kv-dtype", "label": "KV-cache dtype", "views": ("infer", "serve-plan"),
+     "choices": ("", "fp16", "bf16", "fp8", "int8")},
+    {"name": "engine", "label": "serving engine", "views": ("infer", "serve-plan"), "choices_from": "engines"},
     {"name": "batch", "label": "batch", "hint": "max that fits", "views": ("infer",)},
-    {"name": "rps", "label": "requests/s", "hint": "5", "views": ("serve-plan",)},
+    {"name": "rps", "label": "requests/s", "hint": "5 (infer: simulate this load)", "views": ("infer", "serve-plan")},
     {"name": "ttft-p95", "label": "TTFT p95 target", "hint": "2s", "views": ("serve-plan",)},
     {"name": "tpot-p95", "label": "TPOT p95 target", "hint": "50ms", "views": ("serve-plan",)},
 ]
@@ -80,8 +84,10 @@ def _catalog_lists() -> dict[str, list[str]]:
         frameworks = [""] + sorted(framework_profiles())
     except ImportError:  # a sizeup without framework profiles
         frameworks = []
+    from sizeup.catalog.engines import load_engines
+
     return {"models": sorted(c.models), "gpus": sorted(c.gpus), "platforms": sorted(c.platforms),
-            "frameworks": frameworks}
+            "frameworks": frameworks, "engines": [""] + sorted(load_engines())}
 
 
 def _templates():

@@ -183,3 +183,17 @@ def test_ttft_note_names_the_second_decode_step_for_turbomind_v01(capsys, monkey
     _, out_vllm, _ = run(capsys, "infer", "llama-2-7b", "--gpu", "a100-80gb", "--engine", "vllm")
     assert "one decode step + one decode step" in out_lmd
     assert "one decode step + one decode step" not in out_vllm and "one decode step" in out_vllm
+
+
+def test_load_note_says_when_the_load_runs_fewer_requests_than_the_closed_form_batch(capsys):
+    """With --rps and no --batch the closed form is at the most that fits; a light load runs a few requests at a
+    time, so its (shorter) latencies are explained by the batch it keeps in flight, not by queueing."""
+    code, out, _ = run(capsys, "infer", "llama-3-8b", "--gpu", "h100-sxm", "--rps", "2", "--requests", "300",
+                       "--json")
+    assert code == 0
+    data = json.loads(out)
+    running = data["load"]["mean_running"]
+    assert 0 < running < 0.5 * data["batch"]
+    note = next(n for n in data["notes"] if n.startswith("under load"))
+    assert f"{running:,.1f} requests in flight" in note and f"batch {data['batch']}" in note
+    assert data["load"]["tpot_p50_s"] < data["tpot_s"]  # a few requests decode faster than the full batch

@@ -602,7 +602,10 @@ def infer_cmd(
     if summ["ttft_p50_s"] > 1.2 * est.ttft_s or abs(summ["tpot_p50_s"] - est.tpot_s) > 0.2 * est.tpot_s:
         notes.append(f"under load ({load_text}) the simulated engine gives TTFT p50 {summ['ttft_p50_s'] * 1e3:,.1f} ms "
                      f"and TPOT p50 {summ['tpot_p50_s'] * 1e3:,.2f} ms vs the closed-form {est.ttft_s * 1e3:,.1f} / "
-                     f"{est.tpot_s * 1e3:,.2f} ms at batch {est.batch} (queueing, prefill/decode interference)")
+                     f"{est.tpot_s * 1e3:,.2f} ms at batch {est.batch} ("
+                     + (f"the load keeps {summ['mean_running']:,.1f} requests in flight on average, fewer than that "
+                        "batch; --batch sets the closed form's batch" if summ["mean_running"] < 0.5 * est.batch
+                        else "queueing, prefill/decode interference") + ")")
     data = est.to_dict() | base | {
         "price_note": price_note, "price_platform": price_platform, "price_usd_per_gpu_hour": price,
         "load": {"description": load_text, **summ},

@@ -121,6 +121,9 @@ def to_json(report: Report, explain: bool = False) -> str:
         data["explain"] = [t.to_dict() for t in report.terms]
     if report.warnings:
         data.setdefault("warnings", list(report.warnings))
+    if report.notes:  # the notes the table prints, after any the answer carries itself (no repeats)
+        own = list(data.get("notes") or [])
+        data["notes"] = own + [n for n in report.notes if n not in own]
     return json.dumps(clean(data), indent=2)
 
 

@@ -3,8 +3,9 @@ generated from these models, and tests/test_outputs.py validates each command's 
 
 Conventions: the keys listed are always present (a renamed or dropped key breaks the schema test, not a user's
 pipeline); a number that is unknown is null (never NaN, never 0); options add keys (e.g. `train --platform` adds
-`cost`), which the schema allows. Every output may carry `warnings` (list of one-line strings) and, with --explain, `explain`
-(one object per figure: name, value, unit, formula, inputs, source).
+`cost`), which the schema allows. Every output may carry `warnings` (list of one-line strings), `notes` (the notes the
+table prints: assumptions, rules, sources) and, with --explain, `explain` (one object per figure: name, value, unit,
+formula, inputs, source).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ class _Out(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     warnings: list[str] = []
+    notes: list[Any] = []
     explain: Optional[list[dict[str, Any]]] = None
 
 

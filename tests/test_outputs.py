@@ -199,3 +199,13 @@ def test_show_completion_prints_a_script():
                            "sys.exit(main(['--show-completion', 'bash']))"], capture_output=True, text=True, env=env,
                           timeout=60)
     assert done.returncode == 0 and "complete" in done.stdout, done.stderr
+
+
+@pytest.mark.parametrize("header, column", [
+    ("binding / reason", "binding_and_reason"), ("mean running / queued", "mean_running_and_queued"),
+    ("max req/s/replica", "max_req_per_s_per_replica"), ("$/1M out", "usd_per_1m_out"),
+])
+def test_csv_column_names_read_a_bare_slash_as_per_and_a_spaced_one_as_and(header, column):
+    from sizeup.report import snake
+
+    assert snake(header) == column

@@ -184,7 +184,9 @@ def with_unit(label: str, unit: str) -> str:
 def snake(name: str) -> str:
     import re
 
-    text = name.replace("%", " percent ").replace("$", " usd ").replace("/", " per ").replace("#", " n ")
+    # a spaced slash joins two things ('binding / reason'); a bare one is a rate ('req/s')
+    text = name.replace(" / ", " and ")
+    text = text.replace("%", " percent ").replace("$", " usd ").replace("/", " per ").replace("#", " n ")
     text = re.sub(r"[^0-9A-Za-z]+", "_", text).strip("_").lower()
     return text or "value"
 

@@ -168,6 +168,26 @@ def test_serving_form_offers_engines_kv_dtype_and_platform(srv):
     assert code == 200 and "TurboMind" in html
 
 
+def test_infer_page_for_a_replica_that_does_not_fit(srv):
+    """70B in 16-bit on one 24 GB L4 does not fit: the page is the answer (fits no, no latency or price), not a 500."""
+    code, html, _ = http(f"{srv.url}/?view=infer&model=llama-3-70b&gpu=l4")
+    assert code == 200
+    assert 'id="sum-fits">no<' in html and 'id="sum-tpot">-<' in html and 'id="sum-usd-out">-<' in html
+    assert "--tp" in html  # the fixes are shown
+
+
+def test_serve_plan_page_headline_is_the_cli_best_option(srv):
+    job = {"model": "llama-3-8b", "gpu": "h100-sxm", "rps": "3", "engine": "vllm", "kv-dtype": "fp8",
+           "platform": "aws", "requests": "200"}
+    code, out, _ = cli_json(argv_of("serve-plan", job))
+    best = json.loads(out)["best"]
+    code, html, _ = http(f"{srv.url}/?view=serve-plan&" + urllib.parse.urlencode(job))
+    assert code == 200
+    assert f'id="sum-best">{best["replicas"]} x {best["gpu_id"]} tp{best["tp"]}<' in html
+    assert f'id="sum-month">${best["usd_per_month"]:,.2f}<' in html
+    assert f'id="sum-usd-out">{best["usd_per_1m_output_tokens"]:,.3f}<' in html
+
+
 def test_page_for_a_job_that_does_not_fit(srv):
     code, html, _ = http(f"{srv.url}/?view=train&model=llama-2-7b&gpu=t4&tokens=15M")
     assert code == 200

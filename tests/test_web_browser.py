@@ -144,3 +144,28 @@ def test_seed004_compare_search_explain_share_and_bad_input(srv, browser, tmp_pa
     assert page.inner_text("#err-tokens") == err.strip().removeprefix("error: ")
     assert page.get_attribute("#f-tokens", "aria-invalid") == "true"
     page.close()
+
+
+def test_serving_plan_view_with_an_engine_matches_the_cli(srv, browser):
+    """The serving views in the browser: pick an engine and a KV dtype from their menus, run, and the headline is
+    `sizeup serve-plan --json`'s best option; the infer view of a model that does not fit says so."""
+    page = browser.new_page(viewport={"width": 1300, "height": 1400})
+    page.goto(f"{srv.url}/?view=serve-plan")
+    fill(page, {"model": "llama-3-8b", "gpu": "h100-sxm", "rps": "3", "platform": "aws", "requests": "200"},
+         {"engine": "sglang", "kv-dtype": "fp8"})
+    page.click("#run")
+    page.wait_for_selector("#sum-best")
+    code, out, _ = cli(["serve-plan", "llama-3-8b", "--gpu", "h100-sxm", "--rps", "3", "--platform", "aws",
+                        "--requests", "200", "--engine", "sglang", "--kv-dtype", "fp8", "--json"])
+    assert code == 0
+    best = json.loads(out)["best"]
+    assert page.inner_text("#sum-best") == f"{best['replicas']} x {best['gpu_id']} tp{best['tp']}"
+    assert page.inner_text("#sum-usd-out") == f"{best['usd_per_1m_output_tokens']:,.3f}"
+    assert "engine=sglang" in page.url and "kv-dtype=fp8" in page.url
+
+    page.goto(f"{srv.url}/?view=infer")
+    fill(page, {"model": "llama-3-70b", "gpu": "l4"})
+    page.click("#run")
+    page.wait_for_selector("#sum-fits")
+    assert page.inner_text("#sum-fits") == "no" and page.inner_text("#sum-tpot") == "-"
+    page.close()

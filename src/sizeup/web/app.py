@@ -68,6 +68,8 @@ FIELDS: list[dict[str, Any]] = [
     {"name": "engine", "label": "serving engine", "views": ("infer", "serve-plan"), "choices_from": "engines"},
     {"name": "batch", "label": "batch", "hint": "max that fits", "views": ("infer",)},
     {"name": "rps", "label": "requests/s", "hint": "5 (infer: simulate this load)", "views": ("infer", "serve-plan")},
+    {"name": "requests", "label": "simulated requests", "hint": "2000 (infer), 800 (serve-plan)",
+     "views": ("infer", "serve-plan")},
     {"name": "ttft-p95", "label": "TTFT p95 target", "hint": "2s", "views": ("serve-plan",)},
     {"name": "tpot-p95", "label": "TPOT p95 target", "hint": "50ms", "views": ("serve-plan",)},
 ]
@@ -235,6 +237,10 @@ def _money(x) -> str:
     return "-" if x is None else f"${x:,.2f}"
 
 
+def _num(x, scale: float, fmt: str) -> str:
+    return "-" if x is None else format(x * scale, fmt)
+
+
 def _summary(view: str, data: dict | None) -> list[tuple[str, str, str]]:
     """The headline figures of an answer: (id, label, text); the browser test reads them by id."""
     if not data:
@@ -257,12 +263,17 @@ def _summary(view: str, data: dict | None) -> list[tuple[str, str, str]]:
     elif view == "search":
         out.append(("plans", "plans shown", str(len(data.get("plans") or []))))
         out.append(("feasible", "feasible plans", f"{data.get('feasible', 0):,}"))
-    elif view == "infer":
-        out.append(("tpot", "TPOT (ms)", f"{data['tpot_s'] * 1e3:.2f}"))
-        out.append(("throughput", "output tokens/s", f"{data['output_tokens_per_s']:,.0f}"))
+    elif view == "infer":  # a replica that does not fit has no latency, throughput or price (null, shown '-')
+        out.append(("fits", "fits in memory", "yes" if data.get("fits") else "no"))
+        out.append(("tpot", "TPOT (ms)", _num(data.get("tpot_s"), 1e3, ".2f")))
+        out.append(("throughput", "output tokens/s", _num(data.get("output_tokens_per_s"), 1.0, ",.0f")))
+        out.append(("usd-out", "USD per 1M output tokens", _num(data.get("usd_per_1m_output_tokens"), 1.0, ",.3f")))
     elif view == "serve-plan":
         b = data.get("best") or {}
-        out.append(("best", "plan", f"{b.get('replicas')} x {b.get('gpu_id')} tp{b.get('tp')}" if b.get("feasible") else "none feasible"))
+        ok = bool(b.get("feasible"))
+        out.append(("best", "plan", f"{b.get('replicas')} x {b.get('gpu_id')} tp{b.get('tp')}" if ok else "none feasible"))
+        out.append(("month", "$ per month", _money(b.get("usd_per_month")) if ok else "-"))
+        out.append(("usd-out", "USD per 1M output tokens", _num(b.get("usd_per_1m_output_tokens"), 1.0, ",.3f") if ok else "-"))
     return out
 
 

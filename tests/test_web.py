@@ -215,3 +215,47 @@ def test_page_post_with_a_pasted_config(srv):
     body = urllib.parse.urlencode({"view": "memory", "config": "x" * 300_000, "gpu": "t4"}).encode()
     code, html, _ = http(f"{srv.url}/", body, "POST", {"content-type": "application/x-www-form-urlencoded"})
     assert code == 413 and 'id="err-config"' in html and "256 KB" in html
+
+
+# ---------------------------------------------------------------- the page never answers 500, whatever the job
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_MODELS = ["llama-3-8b", "llama-3-70b", "mixtral-8x7b", "gemma-2-9b", "gpt2", "qwen3-30b-a3b", "nope-model"]
+_GPUS = ["l4", "t4", "a100-40gb", "h100-sxm", "rtx-4090", "h100-sxm,l4", "zzz"]
+_VALUE = {"tp": ["1", "2", "8", "0", "-1", "x"], "batch": ["1", "64", "100000", "0", "1.5"],
+          "rps": ["0.5", "5", "1e9", "0", "-2", "inf", "nan"], "prompt-len": ["128", "32000", "p50=512,p95=2048", "0"],
+          "output-len": ["1", "256", "1e7", "-5"], "weights": ["bf16", "int4", "fp8", "int3"],
+          "kv-dtype": ["fp8", "int8", "", "fp4"], "engine": ["vllm", "lmdeploy-0.1", "llama.cpp", "hf-generate", "x"],
+          "requests": ["50", "0", "-1"], "platform": ["aws", "lambda", "nowhere"], "pricing": ["spot", "on-demand", "??"],
+          "ttft-p95": ["2s", "10ms", "soon"], "tpot-p95": ["50ms", "1us", "-"]}
+_VIEW_FIELDS = {"infer": ["tp", "batch", "rps", "prompt-len", "output-len", "weights", "kv-dtype", "engine", "requests",
+                          "platform", "pricing"],
+                "serve-plan": ["rps", "prompt-len", "output-len", "weights", "kv-dtype", "engine", "requests",
+                               "platform", "ttft-p95", "tpot-p95"]}
+
+
+@st.composite
+def serving_jobs(draw):
+    view = draw(st.sampled_from(sorted(_VIEW_FIELDS)))
+    job = {"view": view, "model": draw(st.sampled_from(_MODELS)), "gpu": draw(st.sampled_from(_GPUS))}
+    for name in draw(st.lists(st.sampled_from(_VIEW_FIELDS[view]), max_size=5, unique=True)):
+        job[name] = draw(st.sampled_from(_VALUE[name]))
+    if view == "serve-plan":
+        job.setdefault("rps", "2")
+    job.setdefault("requests", "100")
+    return job
+
+
+@settings(max_examples=40, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(job=serving_jobs())
+def test_serving_pages_answer_200_or_400_never_500(srv, job):
+    """Random serving jobs, good and bad: the page is an answer (200, infeasible included) or the CLI's one line
+    next to a field (400); never a server error, never NaN on the page."""
+    code, html, _ = http(f"{srv.url}/?" + urllib.parse.urlencode(job))
+    assert code in (200, 400), (job, code, html[-500:])
+    assert "NaN" not in html and "Traceback" not in html
+    if code == 400:
+        assert 'id="error"' in html or 'class="err"' in html, job

@@ -197,3 +197,26 @@ def test_load_note_says_when_the_load_runs_fewer_requests_than_the_closed_form_b
     note = next(n for n in data["notes"] if n.startswith("under load"))
     assert f"{running:,.1f} requests in flight" in note and f"batch {data['batch']}" in note
     assert data["load"]["tpot_p50_s"] < data["tpot_s"]  # a few requests decode faster than the full batch
+
+
+def test_concurrency_fix_is_the_largest_batch_that_fits(capsys):
+    """A batch far beyond memory: the suggested --concurrency N is the largest that fits (N fits, N + 1 does not,
+    by estimate_inference's own memory rule) and equals max_concurrency; found by bisection, not a scan down
+    from 100,000 (which took 90 s)."""
+    from sizeup.catalog import load_catalog
+    from sizeup.core.inference import ServeSetup, estimate_inference
+    from sizeup.validate.inference_points import load_serving_knobs
+
+    code, out, _ = run(capsys, "infer", "llama-3-8b", "--gpu", "l4", "--batch", "100000", "--requests", "50",
+                       "--json")
+    assert code == 0
+    data = json.loads(out)
+    assert data["fits"] is False and data["ttft_s"] is None
+    fix = next(f for f in data["fixes"] if f.startswith("--concurrency"))
+    n = int(fix.split()[1])
+    assert n == data["max_concurrency"] > 1
+    cat = load_catalog()
+    m, g = cat.model("llama-3-8b"), cat.gpu("l4")
+    knobs = load_serving_knobs(cat)
+    assert estimate_inference(m, g, ServeSetup(batch=n), knobs).fits
+    assert not estimate_inference(m, g, ServeSetup(batch=n + 1), knobs).fits

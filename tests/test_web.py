@@ -229,11 +229,16 @@ _VALUE = {"tp": ["1", "2", "8", "0", "-1", "x"], "batch": ["1", "64", "100000", 
           "output-len": ["1", "256", "1e7", "-5"], "weights": ["bf16", "int4", "fp8", "int3"],
           "kv-dtype": ["fp8", "int8", "", "fp4"], "engine": ["vllm", "lmdeploy-0.1", "llama.cpp", "hf-generate", "x"],
           "requests": ["50", "0", "-1"], "platform": ["aws", "lambda", "nowhere"], "pricing": ["spot", "on-demand", "??"],
-          "ttft-p95": ["2s", "10ms", "soon"], "tpot-p95": ["50ms", "1us", "-"]}
+          "ttft-p95": ["2s", "10ms", "soon"], "tpot-p95": ["50ms", "1us", "-"],
+          "tokens": ["15M", "2T", "0", "lots"], "seq": ["512", "131072", "0"], "micro-batch": ["1", "64", "-1"],
+          "gpus": ["1", "8", "4096", "0"], "zero": ["3", "fsdp-full", "9"], "peft": ["lora", "qlora", "x"],
+          "precision": ["bf16-mixed", "fp8", "fp64"]}
 _VIEW_FIELDS = {"infer": ["tp", "batch", "rps", "prompt-len", "output-len", "weights", "kv-dtype", "engine", "requests",
                           "platform", "pricing"],
                 "serve-plan": ["rps", "prompt-len", "output-len", "weights", "kv-dtype", "engine", "requests",
-                               "platform", "ttft-p95", "tpot-p95"]}
+                               "platform", "ttft-p95", "tpot-p95"],
+                "train": ["tokens", "seq", "micro-batch", "gpus", "zero", "peft", "precision", "platform", "pricing"],
+                "memory": ["seq", "micro-batch", "gpus", "zero", "peft", "precision"]}
 
 
 @st.composite
@@ -244,15 +249,17 @@ def serving_jobs(draw):
         job[name] = draw(st.sampled_from(_VALUE[name]))
     if view == "serve-plan":
         job.setdefault("rps", "2")
-    job.setdefault("requests", "100")
+    if view in ("infer", "serve-plan"):
+        job.setdefault("requests", "100")
     return job
 
 
-@settings(max_examples=40, deadline=None, derandomize=True,
+@settings(max_examples=int(__import__("os").environ.get("SIZEUP_WEB_FUZZ_N", "60")), deadline=None,
+          derandomize=__import__("os").environ.get("SIZEUP_WEB_FUZZ_N") is None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 @given(job=serving_jobs())
-def test_serving_pages_answer_200_or_400_never_500(srv, job):
-    """Random serving jobs, good and bad: the page is an answer (200, infeasible included) or the CLI's one line
+def test_pages_answer_200_or_400_never_500(srv, job):
+    """Random serving and training jobs, good and bad: the page is an answer (200, infeasible included) or the CLI's one line
     next to a field (400); never a server error, never NaN on the page."""
     code, html, _ = http(f"{srv.url}/?" + urllib.parse.urlencode(job))
     assert code in (200, 400), (job, code, html[-500:])

@@ -1233,11 +1233,14 @@ def fit_fixes(model: ModelArch, gpu: GpuSpec, setup: ServeSetup, knobs: ServingK
     if 0 < c1 < ctx:
         out.append(f"a context of at most {c1:,} tokens (prompt + output) at batch 1")
     if setup.batch is not None and setup.batch > 1:
-        best = 0
-        for b in range(setup.batch - 1, 0, -1):
-            if fits(setup.with_(batch=b)):
-                best = b
-                break
+        # memory grows with the batch, so the sequences that fit are 1..best: bisection (a scan down from a
+        # batch of 100,000 took minutes)
+        best, hi = 0, setup.batch
+        if fits(setup.with_(batch=1)):
+            best = 1
+            while hi - best > 1:
+                mid = (best + hi) // 2
+                best, hi = (mid, hi) if fits(setup.with_(batch=mid)) else (best, mid)
         if best:
             out.append(f"--concurrency {best} (the most sequences of {ctx} tokens that fit)")
     return out

@@ -137,6 +137,15 @@ def test_infer_curve_passes_through_the_answer(capsys, tmp_path):
     assert has_text(texts, f"chosen: batch 32")
     tps = [p["output_tokens_per_s"] for p in chart.drawn["sweep"]]
     assert tps == sorted(tps)  # throughput grows with the batch
+    # the star's error bars are the JSON's P10-P90
+    iv = chart.drawn["chosen_p10_p90"]
+    for key in ("tpot_s", "ttft_s", "output_tokens_per_s"):
+        assert iv[key] == pytest.approx((data["intervals"][key]["p10"], data["intervals"][key]["p90"]), rel=1e-12)
+    segs = [c for c in chart.fig.axes[0].collections if c.__class__.__name__ == "LineCollection"]
+    spans = sorted(round(float(abs(seg[1][1] - seg[0][1])), 6) for c in segs for seg in c.get_segments()
+                   if abs(seg[1][0] - seg[0][0]) < 1e-9)  # vertical bars, in ms
+    for key in ("tpot_s", "ttft_s"):
+        assert round((iv[key][1] - iv[key][0]) * 1e3, 6) in spans
 
 
 def test_serve_plan_slo_line(capsys, tmp_path):

@@ -220,3 +220,10 @@ def test_concurrency_fix_is_the_largest_batch_that_fits(capsys):
     knobs = load_serving_knobs(cat)
     assert estimate_inference(m, g, ServeSetup(batch=n), knobs).fits
     assert not estimate_inference(m, g, ServeSetup(batch=n + 1), knobs).fits
+
+
+def test_plot_of_a_replica_that_does_not_fit_says_why_nothing_is_drawn(capsys, tmp_path):
+    svg = tmp_path / "x.svg"
+    code, out, _ = run(capsys, "infer", "llama-3-70b", "--gpu", "l4", "--plot", str(svg), "--json")
+    assert code == 0 and not svg.exists()
+    assert any(n.startswith(f"--plot {svg}: nothing drawn") for n in json.loads(out)["notes"])

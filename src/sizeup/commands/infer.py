@@ -578,7 +578,9 @@ def infer_cmd(
                     Table("fixes", ["change"], [(f,) for f in fixes] or [("none found",)])],
             terms=[t for t in est.terms if t.name.startswith(("weights", "kv", "memory", "serve/max"))],
             notes=[f"does not fit: {r}" for r in est.reasons] + ["no latency, throughput or price for a replica that "
-                                                                  "does not fit"] + [engine_note],
+                                                                  "does not fit"] + [engine_note]
+            + ([f"--plot {plot}: nothing drawn; the chart plots latency against throughput, which a replica that "
+                "does not fit does not have"] if plot else []),
         )
         emit(report, json_, csv_, markdown, explain)
         return

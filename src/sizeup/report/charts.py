@@ -611,6 +611,18 @@ def chart_infer(data: dict) -> Chart:
     ax.scatter([x, x], [tpot, ttft], color="red", s=90, zorder=4, marker="*",
                label=f"chosen: batch {data.get('batch')}, {_fmt(x)} tok/s, TPOT {_fmt(tpot)} ms, TTFT {_fmt(ttft)} ms")
     drawn["chosen"] = {"batch": data.get("batch"), "output_tokens_per_s": x, "tpot_ms": tpot, "ttft_ms": ttft}
+    # P10-P90 of the chosen point where the JSON carries them (calibration intervals of the serving residuals)
+    x_iv = _interval(data, "output_tokens_per_s")
+    for key, y, color in (("tpot_s", tpot, PALETTE[0]), ("ttft_s", ttft, PALETTE[1])):
+        y_iv = _interval(data, key)
+        if y_iv or x_iv:
+            yerr = [[max(0.0, y - y_iv[0] * 1e3)], [max(0.0, y_iv[1] * 1e3 - y)]] if y_iv else None
+            xerr = [[max(0.0, x - x_iv[0])], [max(0.0, x_iv[1] - x)]] if x_iv else None
+            ax.errorbar([x], [y], xerr=xerr, yerr=yerr, fmt="none", ecolor=color, elinewidth=1.2, capsize=3,
+                        zorder=3)
+            drawn.setdefault("chosen_p10_p90", {})[key] = y_iv
+    if x_iv:
+        drawn.setdefault("chosen_p10_p90", {})["output_tokens_per_s"] = x_iv
     ax.set_xscale("log")
     ax.set_yscale("log")
     _plain_log_ticks(ax)

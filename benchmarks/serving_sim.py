@@ -12,7 +12,7 @@ from sizeup.catalog import load_catalog
 from sizeup.catalog.engines import engine_profile
 from sizeup.core.inference import LengthDist, ServeSetup
 from sizeup.core.serving_sim import Scheduler, StepModel, make_workload, simulate
-from sizeup.validate.inference_points import load_serving_knobs
+from sizeup.catalog.knobs import load_serving_knobs
 
 
 def main() -> None:

@@ -166,7 +166,7 @@ def test_serve_plan_infeasible_is_a_result(capsys):
 
 def test_catalog_knobs_have_sources():
     from sizeup.catalog import DATA_DIR, read_yaml
-    from sizeup.validate.inference_points import load_serving_knobs
+    from sizeup.catalog.knobs import load_serving_knobs
 
     raw = read_yaml(DATA_DIR / "inference.yaml")["knobs"]
     assert all(entry.get("source") for entry in raw.values())
@@ -205,7 +205,7 @@ def test_concurrency_fix_is_the_largest_batch_that_fits(capsys):
     from 100,000 (which took 90 s)."""
     from sizeup.catalog import load_catalog
     from sizeup.core.inference import ServeSetup, estimate_inference
-    from sizeup.validate.inference_points import load_serving_knobs
+    from sizeup.catalog.knobs import load_serving_knobs
 
     code, out, _ = run(capsys, "infer", "llama-3-8b", "--gpu", "l4", "--batch", "100000", "--requests", "50",
                        "--json")

@@ -201,7 +201,7 @@ def test_serving_knobs_take_the_calibrations_in_model_gemm_fraction(monkeypatch)
     """The loaders give serving the active calibration's matmul_training_fraction; --no-calibration -> 1.0."""
     from sizeup import calib
     from sizeup.catalog.knobs import load_timing_knobs
-    from sizeup.validate.inference_points import load_serving_knobs
+    from sizeup.catalog.knobs import load_serving_knobs
 
     packaged = load_timing_knobs().matmul_training_fraction
     assert load_serving_knobs().matmul_model_fraction == pytest.approx(packaged)
@@ -266,7 +266,7 @@ def test_allreduce_pcie_has_no_ll128():
 def test_yaml_allreduce_protocols_match_code_defaults():
     # catalog/data/inference.yaml carries the NCCL numbers with their quote; the code defaults are the same
     from sizeup.core.inference import NCCL_RING_PROTOCOLS
-    from sizeup.validate.inference_points import load_serving_knobs
+    from sizeup.catalog.knobs import load_serving_knobs
 
     yaml_protocols = load_serving_knobs().allreduce_protocols
     for link, protos in NCCL_RING_PROTOCOLS.items():
@@ -519,7 +519,7 @@ def test_kernel_boundaries_charge_a_launch_gap_per_kernel_of_the_forward():
     kernels x 1.3 us = 419.9 us; TurboMind v0.1 9 per layer + 3 -> 291 kernels x 2.1 us = 611.1 us."""
     from sizeup.catalog.engines import engine_profile
     from sizeup.core.inference import prefill_parts
-    from sizeup.validate.inference_points import load_serving_knobs
+    from sizeup.catalog.knobs import load_serving_knobs
 
     base = load_serving_knobs()
     assert base.kernel_boundary_graph_s == pytest.approx(1.3e-6)

@@ -27,7 +27,7 @@ import pytest
 
 from sizeup.catalog import load_catalog
 from sizeup.core.inference import KvDtype, ServeSetup, WeightDtype, estimate_inference
-from sizeup.validate.inference_points import load_serving_knobs
+from sizeup.catalog.knobs import load_serving_knobs
 
 TOLERANCE = 0.30  # |predicted - measured| / measured
 

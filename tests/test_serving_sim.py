@@ -576,7 +576,7 @@ def test_the_simulator_charges_the_same_kernel_gaps_as_the_closed_form():
     """vLLM's decode forward of Llama-3-8B: 10 kernels x 32 layers + 3 = 323, each a 1.3 us gap inside the CUDA graph
     (catalog inference.yaml kernel_boundary_graph_s, Hazy Research 2025) -> 419.9 us more per step, decode or
     prefill, in StepModel exactly as in core.inference.decode_step_time_s."""
-    from sizeup.validate.inference_points import load_serving_knobs
+    from sizeup.catalog.knobs import load_serving_knobs
 
     vk = VLLM.knobs(load_serving_knobs(), M8.num_layers)
     off = vk.with_(forward_kernels=0.0)

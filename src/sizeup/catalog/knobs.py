@@ -75,3 +75,42 @@ def _check_override(key: str, value, base) -> None:
                 raise SizeupError(f"timing override {key}: must be a finite number >= 0, got {i!r}")
             if (key.endswith(("_overlap", "_fraction", "_efficiency")) or "efficiency" in key) and i > 1:
                 raise SizeupError(f"timing override {key}: a fraction must be in [0, 1], got {i!r}")
+
+
+# --------------------------------------------------------------------------- serving knobs
+
+@functools.lru_cache(maxsize=4)
+def _serving_knobs_from_file(path: str):
+    from sizeup.catalog import read_yaml
+    from sizeup.core.inference import ServingKnobs
+
+    data = read_yaml(Path(path)) or {}
+    return ServingKnobs.from_dict(data.get("knobs") or {})
+
+
+def load_serving_knobs(catalog=None):
+    """ServingKnobs from catalog/data/inference.yaml (or `catalog.defaults['inference']` when present), with the
+    active calibration's in-model GEMM fraction (with_model_matmul_fraction)."""
+    defaults = getattr(catalog, "defaults", None) if catalog is not None else None
+    try:
+        section = defaults.get("inference") if defaults is not None and hasattr(defaults, "get") else None
+    except Exception:  # defaults not loadable: fall back to the file
+        section = None
+    if isinstance(section, dict) and isinstance(section.get("knobs"), dict):
+        from sizeup.core.inference import ServingKnobs
+
+        return with_model_matmul_fraction(ServingKnobs.from_dict(section["knobs"]))
+    from sizeup.catalog import DATA_DIR
+
+    return with_model_matmul_fraction(_serving_knobs_from_file(str(DATA_DIR / "inference.yaml")))
+
+
+def with_model_matmul_fraction(knobs):
+    """Serving GEMMs run at the same fraction of the MAMF curve inside a model's forward as training's: the active
+    timing knobs' matmul_training_fraction (the packaged calibration's fitted value, a user calibration's, or the
+    physical 1.0 with --no-calibration). One figure for both, fitted on training rows only."""
+    tk = load_timing_knobs()
+    src = tk.sources.get("matmul_training_fraction", "")
+    return knobs.with_(matmul_model_fraction=float(tk.matmul_training_fraction),
+                       sources={**dict(knobs.sources), "matmul_model_fraction": f"timing knob matmul_training_fraction "
+                                                                                f"({src})"})

@@ -487,7 +487,7 @@ def infer_cmd(
     from sizeup.core.inference import ServeSetup, estimate_inference, fit_fixes
     from sizeup.core.serving_sim import Scheduler, SimInfeasible, sim_token_cost, simulate
     from sizeup.report import Report, Table
-    from sizeup.validate.inference_points import load_serving_knobs
+    from sizeup.catalog.knobs import load_serving_knobs
 
     from sizeup.calib import use_from_flags
     from sizeup.commands.common import from_scenario
@@ -729,7 +729,7 @@ def serve_plan_cmd(
     from sizeup.core.serving_sim import Scheduler, SimInfeasible, SloTargets, sim_token_cost, size_replicas
     from sizeup.report import Report, Table
     from sizeup.units import parse_duration
-    from sizeup.validate.inference_points import load_serving_knobs
+    from sizeup.catalog.knobs import load_serving_knobs
 
     from sizeup.commands.common import from_scenario
 

@@ -573,7 +573,7 @@ def infer_sweep(data: dict) -> list[dict]:
     """The replica of `data` at batch 1, 2, 4, ... up to its memory limit (same estimator as `sizeup infer`)."""
     from sizeup.catalog import load_catalog, resolve_model
     from sizeup.core.inference import ServeSetup, estimate_inference
-    from sizeup.validate.inference_points import load_serving_knobs
+    from sizeup.catalog.knobs import load_serving_knobs
 
     catalog = load_catalog()
     arch = resolve_model(str(data["model"]))

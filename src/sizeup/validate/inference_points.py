@@ -6,11 +6,11 @@
 
 from __future__ import annotations
 
-import functools
 import math
 import re
 from typing import Any
 
+from sizeup.catalog.knobs import load_serving_knobs
 from sizeup.core.inference import (
     KvDtype, ServeSetup, ServingKnobs, WeightDtype, estimate_inference, kv_bytes_per_sequence, weight_bytes,
 )
@@ -20,42 +20,6 @@ GiB = 1024**3
 
 class Skip(Exception):
     """The point lacks something the prediction needs; the message says what."""
-
-
-@functools.lru_cache(maxsize=4)
-def _knobs_from_file(path: str) -> ServingKnobs:
-    from sizeup.catalog import read_yaml
-
-    data = read_yaml(__import__("pathlib").Path(path)) or {}
-    return ServingKnobs.from_dict(data.get("knobs") or {})
-
-
-def load_serving_knobs(catalog: Any = None) -> ServingKnobs:
-    """ServingKnobs from catalog/data/inference.yaml (or `catalog.defaults['inference']` when present), with the
-    active calibration's in-model GEMM fraction (with_model_matmul_fraction)."""
-    defaults = getattr(catalog, "defaults", None) if catalog is not None else None
-    try:
-        section = defaults.get("inference") if defaults is not None and hasattr(defaults, "get") else None
-    except Exception:  # defaults not loadable: fall back to the file
-        section = None
-    if isinstance(section, dict) and isinstance(section.get("knobs"), dict):
-        return with_model_matmul_fraction(ServingKnobs.from_dict(section["knobs"]))
-    from sizeup.catalog import DATA_DIR
-
-    return with_model_matmul_fraction(_knobs_from_file(str(DATA_DIR / "inference.yaml")))
-
-
-def with_model_matmul_fraction(knobs: ServingKnobs) -> ServingKnobs:
-    """Serving GEMMs run at the same fraction of the MAMF curve inside a model's forward as training's: the active
-    timing knobs' matmul_training_fraction (the packaged calibration's fitted value, a user calibration's, or the
-    physical 1.0 with --no-calibration). One figure for both, fitted on training rows only."""
-    from sizeup.catalog.knobs import load_timing_knobs
-
-    tk = load_timing_knobs()
-    src = tk.sources.get("matmul_training_fraction", "")
-    return knobs.with_(matmul_model_fraction=float(tk.matmul_training_fraction),
-                       sources={**dict(knobs.sources), "matmul_model_fraction": f"timing knob matmul_training_fraction "
-                                                                                f"({src})"})
 
 
 # --------------------------------------------------------------------------- point parsing

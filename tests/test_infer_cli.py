@@ -227,3 +227,56 @@ def test_plot_of_a_replica_that_does_not_fit_says_why_nothing_is_drawn(capsys, t
     code, out, _ = run(capsys, "infer", "llama-3-70b", "--gpu", "l4", "--plot", str(svg), "--json")
     assert code == 0 and not svg.exists()
     assert any(n.startswith(f"--plot {svg}: nothing drawn") for n in json.loads(out)["notes"])
+
+
+@pytest.mark.parametrize("command, keys", [
+    ("infer", {"gpu": "h100-sxm", "tp": 2, "batch": 8, "prompt_len": 1024, "output_len": 64, "weights": "fp8",
+               "kv_dtype": "fp8", "engine": "sglang", "engine_opt": {"max_num_seqs": 32}, "requests": 100,
+               "static": True, "gpu_memory_utilization": 0.8, "platform": "aws"}),
+    ("serve-plan", {"gpu": "l40s", "rps": 3, "prompt_len": "p50=512,p95=2048", "output_len": 128, "weights": "int4",
+                    "kv_dtype": "fp8", "engine": "vllm", "engine_opt": ["max_num_seqs=64"], "requests": 100,
+                    "ttft_p95": "2s", "tpot_p95": 0.05, "platform": "aws"}),
+])
+def test_a_scenario_file_gives_the_same_serving_answer_as_the_flags(capsys, tmp_path, command, keys):
+    """One parser: every serving key of a scenario file (the flags' own names) reaches infer / serve-plan; the file
+    and the equivalent flags give the same JSON (they were accepted and silently ignored before)."""
+    import yaml
+
+    path = tmp_path / "serve.yaml"
+    path.write_text(yaml.safe_dump({"model": "llama-3-8b", **keys}))
+    argv = [command, "llama-3-8b"]
+    for k, v in keys.items():
+        flag = "--" + k.replace("_", "-")
+        if v is True:
+            argv.append(flag)
+        elif isinstance(v, dict):
+            argv += [a for kk, vv in v.items() for a in ("--engine-opt", f"{kk}={vv}")]
+        elif isinstance(v, list):
+            argv += [a for item in v for a in ("--engine-opt", item)]
+        else:
+            argv += [flag, f"{v}s" if k.startswith(("ttft", "tpot")) and isinstance(v, float) else str(v)]
+    code, by_flags, err = run(capsys, *argv, "--json")
+    assert code == 0, err
+    code, by_file, err = run(capsys, command, str(path), "--json")
+    assert code == 0, err
+    assert json.loads(by_file) == json.loads(by_flags)
+    # a flag still wins over the file
+    code, out, _ = run(capsys, command, str(path), "--engine", "trtllm", "--json")
+    assert code == 0 and json.loads(out)["engine"] == "trtllm"
+
+
+def test_serving_example_scenario_compares_every_gpu_it_lists(capsys):
+    """examples/serve-llama3-70b.yaml: serve-plan reads its lengths, targets, engine and dtypes, and sizes both GPU
+    kinds of its `gpu:` list (a list is kept whole for serve-plan; a --gpu flag replaces it)."""
+    from pathlib import Path
+
+    path = str(Path(__file__).resolve().parents[1] / "examples" / "serve-llama3-70b.yaml")
+    code, out, err = run(capsys, "serve-plan", path, "--requests", "100", "--json")
+    assert code == 0, err
+    data = json.loads(out)
+    assert {o["gpu_id"] for o in data["options"]} == {"h100-sxm", "a100-80gb-sxm"}
+    assert data["targets"]["ttft_p95_s"] == 2.0 and data["targets"]["tpot_p95_s"] == pytest.approx(0.06)
+    assert data["rps"] == 8 and data["weights_dtype"] == "fp8" and data["kv_dtype"] == "fp8" and data["engine"] == "vllm"
+    assert data["prompt_len"]["p95"] == 2048 and data["output_len"]["p50"] == 200
+    code, out, _ = run(capsys, "serve-plan", path, "--gpu", "l40s", "--requests", "100", "--json")
+    assert code == 0 and {o["gpu_id"] for o in json.loads(out)["options"]} == {"l40s"}

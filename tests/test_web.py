@@ -232,13 +232,14 @@ _VALUE = {"tp": ["1", "2", "8", "0", "-1", "x"], "batch": ["1", "64", "100000", 
           "ttft-p95": ["2s", "10ms", "soon"], "tpot-p95": ["50ms", "1us", "-"],
           "tokens": ["15M", "2T", "0", "lots"], "seq": ["512", "131072", "0"], "micro-batch": ["1", "64", "-1"],
           "gpus": ["1", "8", "4096", "0"], "zero": ["3", "fsdp-full", "9"], "peft": ["lora", "qlora", "x"],
-          "precision": ["bf16-mixed", "fp8", "fp64"]}
+          "precision": ["bf16-mixed", "fp8", "fp64"], "deadline": ["72h", "1s", "-3d"], "budget": ["5000", "0", "x"]}
 _VIEW_FIELDS = {"infer": ["tp", "batch", "rps", "prompt-len", "output-len", "weights", "kv-dtype", "engine", "requests",
                           "platform", "pricing"],
                 "serve-plan": ["rps", "prompt-len", "output-len", "weights", "kv-dtype", "engine", "requests",
                                "platform", "ttft-p95", "tpot-p95"],
                 "train": ["tokens", "seq", "micro-batch", "gpus", "zero", "peft", "precision", "platform", "pricing"],
-                "memory": ["seq", "micro-batch", "gpus", "zero", "peft", "precision"]}
+                "memory": ["seq", "micro-batch", "gpus", "zero", "peft", "precision"],
+                "compare": ["tokens", "gpus", "peft", "precision", "platform", "pricing", "deadline", "budget"]}
 
 
 @st.composite

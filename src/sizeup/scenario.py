@@ -120,8 +120,11 @@ FLAT_SECTIONS = (("workload", WorkloadSection), ("training", TrainingSection), (
 # keys other commands (compare, budget, demo, audit) read from the same file; kept, not used by `train`
 OTHER_KEYS = ("deadline", "budget", "max_gpus", "impact", "phases", "buy", "seed_claims", "sort",
               # serving (infer, serve-plan)
-              "rps", "prompt_len", "output_len", "concurrency", "engine", "ttft_p95", "tpot_p95", "ttft_p50",
-              "tpot_p50")
+              "rps", "prompt_len", "output_len", "concurrency", "batch", "requests", "engine", "engine_opt", "weights",
+              "kv_dtype", "trace", "static", "gpu_memory_utilization", "allow_long_context", "ttft_p95", "tpot_p95",
+              "ttft_p50", "tpot_p50")
+# the serving keys that `infer` and `serve-plan` read (the flag of the same name wins over the file)
+SERVING_KEYS = OTHER_KEYS[OTHER_KEYS.index("rps"):]
 
 
 class ScenarioFile(_Strict):
@@ -144,15 +147,25 @@ class ScenarioFile(_Strict):
     buy: Optional[Any] = None
     seed_claims: Optional[Any] = None
     sort: Optional[Any] = None
-    rps: Optional[Any] = None
-    prompt_len: Optional[Any] = None
-    output_len: Optional[Any] = None
-    concurrency: Optional[Any] = None
-    engine: Optional[Any] = None
-    ttft_p95: Optional[Any] = None
-    tpot_p95: Optional[Any] = None
-    ttft_p50: Optional[Any] = None
-    tpot_p50: Optional[Any] = None
+    # serving (infer, serve-plan): the same names and meanings as their flags
+    rps: Optional[float] = None
+    prompt_len: Optional[Union[int, str]] = None   # 512, '2K' or (serve-plan) 'p50=512,p95=2048'
+    output_len: Optional[Union[int, str]] = None
+    concurrency: Optional[int] = None
+    batch: Optional[int] = None
+    requests: Optional[int] = None
+    engine: Optional[str] = None
+    engine_opt: Optional[Union[list[str], dict[str, Union[str, int, float, bool]]]] = None  # FIELD=VALUE or a mapping
+    weights: Optional[str] = None
+    kv_dtype: Optional[str] = None
+    trace: Optional[str] = None
+    static: Optional[bool] = None
+    gpu_memory_utilization: Optional[float] = None
+    allow_long_context: Optional[bool] = None
+    ttft_p95: Optional[Union[str, float]] = None   # '2s', '500ms' or seconds
+    tpot_p95: Optional[Union[str, float]] = None
+    ttft_p50: Optional[Union[str, float]] = None
+    tpot_p50: Optional[Union[str, float]] = None
 
 
 @dataclass
@@ -166,6 +179,7 @@ class Scenario:
     path: str = ""
     notes: list[str] = field(default_factory=list)
     other: dict[str, Any] = field(default_factory=dict)
+    lists: dict[str, list] = field(default_factory=dict)  # gpu / platform / pricing given as lists, whole
 
     def get(self, key: str, default=None):
         v = self.values.get(key)
@@ -249,8 +263,10 @@ def load_scenario(path: str | Path) -> Scenario:
     else:
         put("platform", plat, "platform")
     put("pricing", sf.pricing, "pricing")
+    lists = {key: list(values[key]) for key in ("gpu", "gpus", "platform", "pricing")
+             if isinstance(values.get(key), list) and values[key]}
     for key in ("gpu", "gpus", "platform", "pricing"):
         if key in values:
             values[key] = _first(values[key], key, notes)
     other = {k: getattr(sf, k) for k in OTHER_KEYS if getattr(sf, k) is not None}
-    return Scenario(values, dict(sf.timing), sf.name, sf.description, str(p), notes, other)
+    return Scenario(values, dict(sf.timing), sf.name, sf.description, str(p), notes, other, lists)

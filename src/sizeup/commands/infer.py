@@ -331,6 +331,32 @@ def check_layout(arch, tp: int, pp: int) -> None:
         raise SizeupError(f"--pp {pp} cannot exceed {arch.id}'s {arch.num_layers} layers")
 
 
+def serving_values(target: str | None, model: str | None, given: dict,
+                   gpu_list: bool = False) -> tuple[str | None, dict]:
+    """The model and the serving values of `infer` / `serve-plan`: a scenario file's serving keys (scenario.SERVING_KEYS,
+    the flags' own names) under the flags that were given. A switch left off (False) is 'not given', so a file's
+    `static: true` holds; `engine_opt` may be a mapping in the file; a latency target given as a number is seconds;
+    with `gpu_list` (serve-plan compares GPU kinds) a file's list of GPUs is kept whole."""
+    from sizeup.commands.common import from_scenario, is_scenario
+
+    given = {k: (None if v is False or v == [] else v) for k, v in given.items()}
+    name, vals = from_scenario(pick_target(target, model), given)
+    if gpu_list and given.get("gpu") is None and is_scenario(pick_target(target, model)):
+        from sizeup.scenario import load_scenario
+
+        kinds = load_scenario(pick_target(target, model)).lists.get("gpu")
+        if kinds:
+            vals["gpu"] = ",".join(map(str, kinds))
+    if isinstance(vals.get("engine_opt"), dict):
+        vals["engine_opt"] = [f"{k}={v}" for k, v in vals["engine_opt"].items()]
+    for key in ("ttft_p95", "tpot_p95", "ttft_p50", "tpot_p50"):
+        if isinstance(vals.get(key), (int, float)) and not isinstance(vals.get(key), bool):
+            vals[key] = f"{vals[key]}s"
+    for key in ("static", "allow_long_context"):
+        vals[key] = bool(vals.get(key))
+    return name, vals
+
+
 def parse_tokens(name: str, value: str | None, default: int) -> int:
     from sizeup.units import parse_count
 
@@ -490,15 +516,19 @@ def infer_cmd(
     from sizeup.catalog.knobs import load_serving_knobs
 
     from sizeup.calib import use_from_flags
-    from sizeup.commands.common import from_scenario
 
     # the serving GEMMs' in-model fraction and the intervals come from the calibration profile (default: packaged)
     use_from_flags(calibration, no_calibration)
-    name, vals = from_scenario(pick_target(target, model), dict(gpu=gpu, gpus=gpus, tp=tp, pp=pp, platform=platform,
-                                                                  pricing=pricing, rps=rps, concurrency=concurrency,
-                                                                  engine=engine))
-    gpu, gpus, tp, pp, platform, pricing, rps, concurrency, engine = (
-        vals.get(k) for k in ("gpu", "gpus", "tp", "pp", "platform", "pricing", "rps", "concurrency", "engine"))
+    name, vals = serving_values(target, model, dict(
+        gpu=gpu, gpus=gpus, tp=tp, pp=pp, platform=platform, pricing=pricing, rps=rps, concurrency=concurrency,
+        engine=engine, weights=weights, kv_dtype=kv_dtype, prompt_len=prompt_len, output_len=output_len, batch=batch,
+        engine_opt=engine_opt, trace=trace, requests=requests, static=static,
+        gpu_memory_utilization=gpu_memory_utilization, allow_long_context=allow_long_context))
+    (gpu, gpus, tp, pp, platform, pricing, rps, concurrency, engine, weights, kv_dtype, prompt_len, output_len, batch,
+     engine_opt, trace, requests, static, gpu_memory_utilization, allow_long_context) = (vals.get(k) for k in (
+        "gpu", "gpus", "tp", "pp", "platform", "pricing", "rps", "concurrency", "engine", "weights", "kv_dtype",
+        "prompt_len", "output_len", "batch", "engine_opt", "trace", "requests", "static", "gpu_memory_utilization",
+        "allow_long_context"))
     if not name:
         raise SizeupError("give a model: a preset id (see 'sizeup models'), a path to config.json or a scenario .yaml")
     for flag, val in (("tp", tp), ("pp", pp), ("gpus", gpus), ("batch", batch), ("concurrency", concurrency),
@@ -731,12 +761,16 @@ def serve_plan_cmd(
     from sizeup.units import parse_duration
     from sizeup.catalog.knobs import load_serving_knobs
 
-    from sizeup.commands.common import from_scenario
 
-    name, vals = from_scenario(pick_target(target, model), dict(gpu=gpu, tp=tp, platform=platform, pricing=pricing,
-                                                                  rps=rps, engine=engine))
-    gpu, tp, platform, pricing, rps, engine = (vals.get(k) for k in ("gpu", "tp", "platform", "pricing", "rps",
-                                                                     "engine"))
+    name, vals = serving_values(target, model, dict(
+        gpu=gpu, tp=tp, platform=platform, pricing=pricing, rps=rps, engine=engine, weights=weights,
+        kv_dtype=kv_dtype, prompt_len=prompt_len, output_len=output_len, engine_opt=engine_opt, trace=trace,
+        requests=requests, allow_long_context=allow_long_context, ttft_p95=ttft_p95, tpot_p95=tpot_p95,
+        ttft_p50=ttft_p50, tpot_p50=tpot_p50), gpu_list=True)
+    (gpu, tp, platform, pricing, rps, engine, weights, kv_dtype, prompt_len, output_len, engine_opt, trace, requests,
+     allow_long_context, ttft_p95, tpot_p95, ttft_p50, tpot_p50) = (vals.get(k) for k in (
+        "gpu", "tp", "platform", "pricing", "rps", "engine", "weights", "kv_dtype", "prompt_len", "output_len",
+        "engine_opt", "trace", "requests", "allow_long_context", "ttft_p95", "tpot_p95", "ttft_p50", "tpot_p50"))
     if isinstance(gpu, (list, tuple)):
         gpu = ",".join(map(str, gpu))
     if rps is not None and not isinstance(rps, (int, float)):

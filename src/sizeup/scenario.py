@@ -123,8 +123,6 @@ OTHER_KEYS = ("deadline", "budget", "max_gpus", "impact", "phases", "buy", "seed
               "rps", "prompt_len", "output_len", "concurrency", "batch", "requests", "engine", "engine_opt", "weights",
               "kv_dtype", "trace", "static", "gpu_memory_utilization", "allow_long_context", "ttft_p95", "tpot_p95",
               "ttft_p50", "tpot_p50")
-# the serving keys that `infer` and `serve-plan` read (the flag of the same name wins over the file)
-SERVING_KEYS = OTHER_KEYS[OTHER_KEYS.index("rps"):]
 
 
 class ScenarioFile(_Strict):

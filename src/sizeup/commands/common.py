@@ -194,15 +194,17 @@ def refusals_except(declared, why: str) -> dict[str, str]:
     return {n: why for n in JOB_FLAG_NAMES if n not in declared}
 
 
-def from_scenario(name: str | None, given: dict) -> tuple[str | None, dict]:
+def from_scenario(name: str | None, given: dict, whole_lists: tuple[str, ...] = ()) -> tuple[str | None, dict]:
     """(model, values): when `name` is a scenario .yaml, its model and its values (flags in `given` win); else
-    (name, given). Lets every command that takes a model take a scenario file too."""
+    (name, given). Lets every command that takes a model take a scenario file too. A key in `whole_lists` that the
+    file gives as a list (gpu, platform, ...) keeps the whole list instead of its first item."""
     if not is_scenario(name):
         return name, dict(given)
     from sizeup.scenario import load_scenario
 
     sc = load_scenario(name)
-    values = {**sc.other, **sc.values, **{k: v for k, v in given.items() if v is not None}}
+    whole = {k: v for k, v in sc.lists.items() if k in whole_lists}
+    values = {**sc.other, **sc.values, **whole, **{k: v for k, v in given.items() if v is not None}}
     if not values.get("model"):
         raise SizeupError(f"scenario {name!r} names no model")
     return str(values["model"]), values

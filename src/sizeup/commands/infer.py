@@ -333,20 +333,14 @@ def check_layout(arch, tp: int, pp: int) -> None:
 
 def serving_values(target: str | None, model: str | None, given: dict,
                    gpu_list: bool = False) -> tuple[str | None, dict]:
-    """The model and the serving values of `infer` / `serve-plan`: a scenario file's serving keys (scenario.SERVING_KEYS,
-    the flags' own names) under the flags that were given. A switch left off (False) is 'not given', so a file's
-    `static: true` holds; `engine_opt` may be a mapping in the file; a latency target given as a number is seconds;
-    with `gpu_list` (serve-plan compares GPU kinds) a file's list of GPUs is kept whole."""
-    from sizeup.commands.common import from_scenario, is_scenario
+    """The model and the serving values of `infer` / `serve-plan`: a scenario file's serving keys (the serving part of
+    scenario.OTHER_KEYS, the flags' own names) under the flags that were given. A switch left off (False) is 'not
+    given', so a file's `static: true` holds; `engine_opt` may be a mapping in the file; a latency target given as a
+    number is seconds; with `gpu_list` (serve-plan compares GPU kinds) a file's list of GPUs is kept whole."""
+    from sizeup.commands.common import from_scenario
 
     given = {k: (None if v is False or v == [] else v) for k, v in given.items()}
-    name, vals = from_scenario(pick_target(target, model), given)
-    if gpu_list and given.get("gpu") is None and is_scenario(pick_target(target, model)):
-        from sizeup.scenario import load_scenario
-
-        kinds = load_scenario(pick_target(target, model)).lists.get("gpu")
-        if kinds:
-            vals["gpu"] = ",".join(map(str, kinds))
+    name, vals = from_scenario(pick_target(target, model), given, whole_lists=("gpu",) if gpu_list else ())
     if isinstance(vals.get("engine_opt"), dict):
         vals["engine_opt"] = [f"{k}={v}" for k, v in vals["engine_opt"].items()]
     for key in ("ttft_p95", "tpot_p95", "ttft_p50", "tpot_p50"):
@@ -760,7 +754,6 @@ def serve_plan_cmd(
     from sizeup.report import Report, Table
     from sizeup.units import parse_duration
     from sizeup.catalog.knobs import load_serving_knobs
-
 
     name, vals = serving_values(target, model, dict(
         gpu=gpu, tp=tp, platform=platform, pricing=pricing, rps=rps, engine=engine, weights=weights,

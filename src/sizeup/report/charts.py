@@ -620,9 +620,9 @@ def chart_infer(data: dict) -> Chart:
             xerr = [[max(0.0, x - x_iv[0])], [max(0.0, x_iv[1] - x)]] if x_iv else None
             ax.errorbar([x], [y], xerr=xerr, yerr=yerr, fmt="none", ecolor=color, elinewidth=1.2, capsize=3,
                         zorder=3)
-            drawn.setdefault("chosen_p10_p90", {})[key] = y_iv
-    if x_iv:
-        drawn.setdefault("chosen_p10_p90", {})["output_tokens_per_s"] = x_iv
+    drawn["chosen_p10_p90"] = {k: iv for k, iv in (("tpot_s", _interval(data, "tpot_s")),
+                                                  ("ttft_s", _interval(data, "ttft_s")),
+                                                  ("output_tokens_per_s", x_iv)) if iv}
     ax.set_xscale("log")
     ax.set_yscale("log")
     _plain_log_ticks(ax)

@@ -64,7 +64,7 @@ FIELDS: list[dict[str, Any]] = [
     {"name": "output-len", "label": "output tokens", "hint": "128", "views": ("infer", "serve-plan")},
     {"name": "weights", "label": "weights dtype", "hint": "bf16, fp8, int4", "views": ("infer", "serve-plan")},
     {"name": "kv-dtype", "label": "KV-cache dtype", "views": ("infer", "serve-plan"),
-     "choices": ("", "fp16", "bf16", "fp8", "int8")},
+     "choices_from": "kv_dtypes"},
     {"name": "engine", "label": "serving engine", "views": ("infer", "serve-plan"), "choices_from": "engines"},
     {"name": "batch", "label": "batch", "hint": "max that fits", "views": ("infer",)},
     {"name": "rps", "label": "requests/s", "hint": "5 (infer: simulate this load)", "views": ("infer", "serve-plan")},
@@ -87,9 +87,11 @@ def _catalog_lists() -> dict[str, list[str]]:
     except ImportError:  # a sizeup without framework profiles
         frameworks = []
     from sizeup.catalog.engines import load_engines
+    from sizeup.core.inference import KvDtype
 
     return {"models": sorted(c.models), "gpus": sorted(c.gpus), "platforms": sorted(c.platforms),
-            "frameworks": frameworks, "engines": [""] + sorted(load_engines())}
+            "frameworks": frameworks, "engines": [""] + sorted(load_engines()),
+            "kv_dtypes": [""] + [k.value for k in KvDtype]}
 
 
 def _templates():
@@ -267,13 +269,15 @@ def _summary(view: str, data: dict | None) -> list[tuple[str, str, str]]:
         out.append(("fits", "fits in memory", "yes" if data.get("fits") else "no"))
         out.append(("tpot", "TPOT (ms)", _num(data.get("tpot_s"), 1e3, ".2f")))
         out.append(("throughput", "output tokens/s", _num(data.get("output_tokens_per_s"), 1.0, ",.0f")))
-        out.append(("usd-out", "USD per 1M output tokens", _num(data.get("usd_per_1m_output_tokens"), 1.0, ",.3f")))
+        out.append(("usd-out", "USD per 1M output tokens",
+                    _num(data.get("usd_per_1m_output_tokens"), 1.0, ",.3f")))
     elif view == "serve-plan":
         b = data.get("best") or {}
         ok = bool(b.get("feasible"))
+        b = b if ok else {}  # an infeasible plan has no replicas, month or price to show
         out.append(("best", "plan", f"{b.get('replicas')} x {b.get('gpu_id')} tp{b.get('tp')}" if ok else "none feasible"))
-        out.append(("month", "$ per month", _money(b.get("usd_per_month")) if ok else "-"))
-        out.append(("usd-out", "USD per 1M output tokens", _num(b.get("usd_per_1m_output_tokens"), 1.0, ",.3f") if ok else "-"))
+        out.append(("month", "$ per month", _money(b.get("usd_per_month"))))
+        out.append(("usd-out", "USD per 1M output tokens", _num(b.get("usd_per_1m_output_tokens"), 1.0, ",.3f")))
     return out
 
 

@@ -127,6 +127,9 @@ def test_infer_does_not_fit_is_a_warning_not_an_error(capsys):
     (("serve-plan", "llama-2-7b"), "--rps"),
     (("serve-plan", "llama-2-7b", "--rps", "5", "--prompt-len", "p50=512,p95=100"), "p95"),
     (("serve-plan", "llama-2-7b", "--rps", "5", "--tpot-p95", "fast"), "--tpot-p95"),
+    (("infer", "llama-2-7b", "--prompt-len", "p50=512,mean=600"), "not both"),
+    (("infer", "llama-2-7b", "--prompt-len", "mean=500,p95=4000"), "3.87"),
+    (("infer", "llama-2-7b", "--prompt-len", "p50=1000,p95=3500", "--output-len", "p50=100,p95=900"), "p95"),
 ])
 def test_bad_input_exit_2_one_line(capsys, args, needle):
     code, out, err = run(capsys, *args)
@@ -280,3 +283,62 @@ def test_serving_example_scenario_compares_every_gpu_it_lists(capsys):
     assert data["prompt_len"]["p95"] == 2048 and data["output_len"]["p50"] == 200
     code, out, _ = run(capsys, "serve-plan", path, "--gpu", "l40s", "--requests", "100", "--json")
     assert code == 0 and {o["gpu_id"] for o in json.loads(out)["options"]} == {"l40s"}
+
+
+def _trace(tmp_path, rows):
+    path = tmp_path / "trace.jsonl"
+    path.write_text("".join(json.dumps({"input_len": p, "output_len": o}) + "\n" for p, o in rows))
+    return str(path)
+
+
+CLOSED_FORM = ("ttft_s", "tpot_s", "e2e_latency_s", "output_tokens_per_s", "max_concurrency",
+               "kv_cache_bytes_per_sequence")
+
+
+def test_infer_sizes_its_closed_form_at_a_traces_mean_lengths(capsys, tmp_path):
+    """A trace's requests (mean 3,000 in + 500 out, by hand) size the memory table and the closed form; before,
+    both silently used the default 512 + 128 while only the simulated load read the trace."""
+    rows = [(2000, 400), (3000, 500), (4000, 600)] * 20
+    code, out, _ = run(capsys, "infer", "llama-3-8b", "--gpu", "h100", "--concurrency", "8", "--trace",
+                       _trace(tmp_path, rows), "--json")
+    assert code == 0
+    got = json.loads(out)
+    code, out, _ = run(capsys, "infer", "llama-3-8b", "--gpu", "h100", "--concurrency", "8", "--prompt-len", "3000",
+                       "--output-len", "500", "--json")
+    fixed = json.loads(out)
+    for key in CLOSED_FORM:
+        assert got[key] == pytest.approx(fixed[key], rel=1e-9), key
+    assert any("mean lengths, 3,000 in + 500 out" in n for n in got["notes"])
+    assert got["load"]["description"].startswith("trace lengths")
+
+
+def test_infer_takes_a_length_spread_at_its_log_normal_mean(capsys):
+    """p50 512 / p95 2,048: sigma = ln(4)/1.6449 = 0.8428, mean = 512 exp(sigma^2/2) = 730.3 (hand derivation);
+    the closed form equals the fixed 730-token answer, and the simulated requests are drawn from the spread."""
+    code, out, _ = run(capsys, "infer", "llama-3-8b", "--gpu", "h100", "--rps", "4", "--prompt-len",
+                       "p50=512,p95=2048", "--output-len", "200", "--requests", "400", "--json")
+    assert code == 0
+    spread = json.loads(out)
+    code, out, _ = run(capsys, "infer", "llama-3-8b", "--gpu", "h100", "--rps", "4", "--prompt-len", "730",
+                       "--output-len", "200", "--requests", "400", "--json")
+    fixed = json.loads(out)
+    for key in CLOSED_FORM:
+        assert spread[key] == pytest.approx(fixed[key], rel=1e-9), key
+    # same mean, a long tail: the simulated p90 TTFT of the spread exceeds the fixed-length one
+    assert spread["load"]["ttft_p90_s"] > fixed["load"]["ttft_p90_s"]
+    assert "log-normal" in spread["load"]["description"]
+
+
+def test_a_spread_whose_longest_request_cannot_fit_is_a_result(capsys):
+    code, out, err = run(capsys, "infer", "llama-3.1-8b", "--gpu", "l4", "--prompt-len", "p50=4000,p95=30000",
+                         "--output-len", "100", "--allow-long-context", "--json")
+    assert code == 0, err
+    data = json.loads(out)
+    assert data["fits"] is False and data["ttft_s"] is None and data["usd_per_1m_output_tokens"] is None
+    assert any("the longest drawn" in n for n in data["notes"]) and data["fixes"]
+
+
+@pytest.mark.parametrize("command", [("infer", "llama-3-8b"), ("serve-plan", "llama-3-8b", "--rps", "2")])
+def test_a_trace_and_length_flags_together_are_refused(capsys, tmp_path, command):
+    code, _, err = run(capsys, *command, "--trace", _trace(tmp_path, [(100, 10)]), "--prompt-len", "512")
+    assert code == 2 and "--trace gives every request's lengths" in err and len(err.strip().splitlines()) == 1

@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 import pytest
+from sizeup.errors import SizeupError
 from hypothesis import given, settings, strategies as st
 
 from sizeup.catalog import load_catalog
@@ -330,6 +331,26 @@ def test_length_dist_mean():
     d = LengthDist(512, 2048)
     sigma = math.log(4) / 1.6449
     assert d.mean == pytest.approx(512 * math.exp(sigma**2 / 2))
+
+
+@settings(max_examples=200, deadline=None)
+@given(p50=st.floats(1.0, 1e5), ratio=st.floats(1.0, 3.5))
+def test_length_dist_from_mean_inverts_the_log_normal_mean(p50, ratio):
+    """from_mean(mean, p95) returns the log-normal whose mean is `mean` and whose p95 is `p95` (sigma <= 1.645, the
+    branch on which p95/mean grows with sigma): round trip through LengthDist.mean."""
+    d = LengthDist(p50, p50 * ratio)
+    back = LengthDist.from_mean(d.mean, d.p95)
+    assert back.p95 == d.p95
+    assert back.p50 == pytest.approx(d.p50, rel=1e-9)
+    assert back.mean == pytest.approx(d.mean, rel=1e-9)
+
+
+def test_length_dist_from_mean_refuses_what_no_log_normal_gives():
+    with pytest.raises(SizeupError, match="3.87"):
+        LengthDist.from_mean(100.0, 400.0)
+    with pytest.raises(SizeupError, match=">= its mean"):
+        LengthDist.from_mean(100.0, 90.0)
+    assert LengthDist.from_mean(100.0, 100.0) == LengthDist.fixed(100.0)
 
 
 def test_fleet_plan(cat):

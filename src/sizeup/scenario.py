@@ -147,7 +147,7 @@ class ScenarioFile(_Strict):
     sort: Optional[Any] = None
     # serving (infer, serve-plan): the same names and meanings as their flags
     rps: Optional[float] = None
-    prompt_len: Optional[Union[int, str]] = None   # 512, '2K' or (serve-plan) 'p50=512,p95=2048'
+    prompt_len: Optional[Union[int, str]] = None   # 512, '2K', 'p50=512,p95=2048' or 'mean=730,p95=2048'
     output_len: Optional[Union[int, str]] = None
     concurrency: Optional[int] = None
     batch: Optional[int] = None

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+from dataclasses import dataclass
+from typing import Annotated, Any, Optional
 
+import numpy as np
 import typer
 
 from sizeup.cli import app  # noqa: F401
@@ -21,9 +23,10 @@ WeightsOpt = Annotated[Optional[str], typer.Option(
 KvDtypeOpt = Annotated[Optional[str], typer.Option(
     "--kv-dtype", help="KV-cache dtype: fp16 | bf16 | fp8 | int8 | fp32 (default 16-bit).")]
 PromptLenOpt = Annotated[Optional[str], typer.Option(
-    "--prompt-len", help="Prompt tokens (default 512). serve-plan also takes percentiles: p50=512,p95=2048.")]
+    "--prompt-len", help="Prompt tokens (default 512), or a log-normal spread: p50=512,p95=2048 (or mean=730,p95=2048); "
+                         "the simulated load draws each request's length from it.")]
 OutputLenOpt = Annotated[Optional[str], typer.Option(
-    "--output-len", help="Output tokens (default 128). serve-plan also takes percentiles: p50=200,p95=800.")]
+    "--output-len", help="Output tokens (default 128), or a log-normal spread: p50=200,p95=800 (or mean=...,p95=...).")]
 BatchOpt = Annotated[Optional[int], typer.Option(
     "--batch", help="Sequences decoded together (default: as many as memory allows, up to max_num_seqs).")]
 ConcurrencyOpt = Annotated[Optional[int], typer.Option("--concurrency", help="Concurrent requests (same as --batch).")]
@@ -161,23 +164,81 @@ def default_price(catalog, gpu, platform: str | None, pricing: str | None, overr
                   "or --price-per-gpu-hour", None)
 
 
-def load_workload(n: int, s: int, n_out: int, rps: float | None, concurrency: int | None, trace: str | None,
-                  max_len: int | None):
-    """The simulated requests: the trace's lengths (and arrivals, unless --rps/--concurrency is given), or
-    fixed lengths s/n_out; Poisson at --rps, else closed-loop at `concurrency`."""
-    from sizeup.core.inference import LengthDist
+def _cut_note(lengths: "RequestLengths", wl, max_seq_len: int) -> str:
+    """How many simulated requests were cut to the model's context (their drawn or stated lengths exceed it)."""
+    if lengths.source == "trace":
+        cut = int(np.count_nonzero((wl.prompt_len != lengths.prompt[:wl.n]) | (wl.output_len != lengths.output[:wl.n])))
+    else:
+        cut = int(np.count_nonzero(wl.prompt_len + wl.output_len >= max_seq_len))
+    return (f"; {cut:,} of {wl.n:,} requests were cut to the model's {max_seq_len:,}-token context "
+            "(--allow-long-context keeps them)" if cut else "")
+
+
+@dataclass(frozen=True)
+class RequestLengths:
+    """The requests' lengths, from one of: --prompt-len/--output-len (fixed or log-normal) or a --trace file
+    (per-request arrays and optional arrival times). `prompt`/`output` are what the simulator draws from."""
+
+    prompt: Any
+    output: Any
+    arrivals: Any = None
+    source: str = "flags"
+
+    @property
+    def varies(self) -> bool:
+        return self.source == "trace" or self.prompt.varies or self.output.varies
+
+    def percentile(self, which: str, q: float) -> float:
+        x = self.prompt if which == "prompt" else self.output
+        if self.source == "trace":
+            import numpy as np
+
+            return float(np.percentile(x, q))
+        return float(x.p50 if q <= 50 else x.p95)
+
+    def mean(self, which: str) -> float:
+        x = self.prompt if which == "prompt" else self.output
+        if self.source == "trace":
+            import numpy as np
+
+            return float(np.mean(x))
+        return float(x.mean)
+
+    def describe(self) -> str:
+        if self.source == "trace":
+            return f"the trace's {len(self.prompt):,} requests"
+        def one(d) -> str:
+            return f"p50 {d.p50:,.0f} / p95 {d.p95:,.0f}" if d.varies else f"{d.p50:,.0f}"
+        return f"prompt {one(self.prompt)}, output {one(self.output)} tokens (log-normal)"
+
+
+def request_lengths(prompt_len: str | None, output_len: str | None, trace: str | None) -> RequestLengths:
+    """Lengths from the flags or from a trace, never both (a trace states every request's lengths)."""
+    if trace:
+        if prompt_len is not None or output_len is not None:
+            raise SizeupError("--trace gives every request's lengths; drop --prompt-len/--output-len (or the trace)")
+        pl, ol, arrivals = read_trace(trace)
+        return RequestLengths(pl, ol, arrivals, "trace")
+    return RequestLengths(parse_length_dist("prompt-len", prompt_len, 512),
+                          parse_length_dist("output-len", output_len, 128))
+
+
+def load_workload(n: int, lengths: RequestLengths, rps: float | None, concurrency: int | None, max_len: int | None):
+    """The simulated requests: the trace's lengths (and arrivals, unless --rps/--concurrency is given), or n
+    requests drawn from the length distributions; Poisson at --rps, else closed-loop at `concurrency`."""
     from sizeup.core.serving_sim import Workload, make_workload
 
-    if trace:
-        pl, ol, arrivals = read_trace(trace)
+    if lengths.source == "trace":
+        pl, ol, arrivals = lengths.prompt, lengths.output, lengths.arrivals
         if rps is None and concurrency is None and arrivals is not None:
             return Workload(pl, ol, arrivals, None, len(pl) / max(float(arrivals[-1]), 1e-9)), "trace arrivals"
         return make_workload(len(pl), pl, ol, rate_rps=rps, concurrency=None if rps else concurrency,
                              max_total_len=max_len), ("trace lengths, " + (f"Poisson {rps:g} req/s" if rps else
                                                                            f"{concurrency} concurrent clients"))
-    wl = make_workload(n, LengthDist.fixed(s), LengthDist.fixed(n_out), rate_rps=rps,
-                       concurrency=None if rps else concurrency)
-    return wl, (f"Poisson arrivals at {rps:g} req/s" if rps else f"{concurrency} concurrent clients (closed loop)")
+    wl = make_workload(n, lengths.prompt, lengths.output, rate_rps=rps, concurrency=None if rps else concurrency,
+                       max_total_len=max_len if lengths.varies else None)
+    return wl, ((f"Poisson arrivals at {rps:g} req/s" if rps else f"{concurrency} concurrent clients (closed loop)")
+                + (f"; {lengths.describe()}" if lengths.varies else ""))
 
 
 def _plan_intervals(opt: dict, rps: float, tp: int, price: float | None) -> dict:
@@ -366,7 +427,8 @@ def parse_tokens(name: str, value: str | None, default: int) -> int:
 
 
 def parse_length_dist(name: str, value: str | None, default: int):
-    """'512' -> fixed; 'p50=512,p95=2048' -> percentiles (p95 >= p50)."""
+    """'512' -> fixed; 'p50=512,p95=2048' -> percentiles (p95 >= p50); 'mean=730,p95=2048' -> the log-normal with
+    that mean and p95 (LengthDist.from_mean)."""
     from sizeup.core.inference import LengthDist
 
     if value is None:
@@ -381,7 +443,12 @@ def parse_length_dist(name: str, value: str | None, default: int):
         if key not in ("p50", "p95", "mean"):
             raise SizeupError(f"--{name}: unknown percentile {key!r}; give p50=...,p95=... (or a single number)")
         parts[key] = parse_tokens(name, num.strip(), default)
-    p50 = parts.get("p50") or parts.get("mean")
+    if "p50" in parts and "mean" in parts:
+        raise SizeupError(f"--{name}: give p50=... or mean=..., not both")
+    if "mean" in parts:
+        mean = parts["mean"]
+        return LengthDist.from_mean(float(mean), float(parts.get("p95", mean)))
+    p50 = parts.get("p50")
     if p50 is None:
         raise SizeupError(f"--{name}: give at least p50=..., e.g. p50=512,p95=2048")
     p95 = parts.get("p95", p50)
@@ -538,14 +605,21 @@ def infer_cmd(
     arch = resolve_model(name)
     w = parse_weights(weights)
     kv = parse_kv(kv_dtype, w)
-    s = parse_tokens("prompt-len", prompt_len, 512)
-    n = parse_tokens("output-len", output_len, 128)
+    lengths = request_lengths(prompt_len, output_len, trace)
+    # the closed form sizes one batch at the mean lengths (token totals are kept); the load draws every request's
+    s = max(1, int(round(lengths.mean("prompt"))))
+    n = max(1, int(round(lengths.mean("output"))))
     from sizeup.core.inference import check_decoder_only
 
     check_decoder_only(arch)
-    if s + n > arch.max_seq_len and not allow_long_context:
+    if not lengths.varies and s + n > arch.max_seq_len and not allow_long_context:
         raise SizeupError(f"prompt {s} + output {n} = {s + n} tokens exceeds {arch.id}'s max_seq_len "
                           f"{arch.max_seq_len}; shorten them or pass --allow-long-context")
+    p95_len = lengths.percentile("prompt", 95) + lengths.percentile("output", 95)
+    if lengths.varies and p95_len > arch.max_seq_len and not allow_long_context:
+        raise SizeupError(f"p95 prompt {lengths.percentile('prompt', 95):,.0f} + p95 output "
+                          f"{lengths.percentile('output', 95):,.0f} tokens exceeds {arch.id}'s max_seq_len "
+                          f"{arch.max_seq_len}; pass --allow-long-context to go on")
     tp_ = tp or (gpus // (pp or 1) if gpus else 1)
     pp_ = pp or 1
     if gpus is not None and gpus != tp_ * pp_:
@@ -567,15 +641,30 @@ def infer_cmd(
                        batch=given, static=prof.batching == "static")
     est = estimate_inference(arch, g, setup, knobs, None)
     engine_note = f"engine: {prof.describe()}"
+    mean_tag = " (mean)" if lengths.varies else ""
+    wl = load_text = None
+    if est.fits:
+        clients = given if given is not None else est.batch
+        wl, load_text = load_workload(requests or 2000, lengths, rps, clients if rps is None else None,
+                                      arch.max_seq_len if not allow_long_context else None)
+        if lengths.varies:
+            # a spread of lengths fits only if its longest request does, alone on the replica
+            i = int(np.argmax(wl.prompt_len + wl.output_len))
+            long_setup = setup.with_(prompt_len=int(wl.prompt_len[i]), output_len=int(wl.output_len[i]), batch=1)
+            long_est = estimate_inference(arch, g, long_setup, knobs, None)
+            if not long_est.fits:
+                setup, est, mean_tag = long_setup, long_est, " (the longest request)"
+                s, n = long_setup.prompt_len, long_setup.output_len
 
     rows = [
         ("weights (total)", _fmt_bytes(est.weights_bytes), f"{est.weights_dtype}"),
         ("weights per GPU", _fmt_bytes(est.weights_bytes_per_gpu), f"tp={tp_} pp={pp_}"),
         ("KV cache per token (whole model)", f"{est.kv_cache_bytes_per_token:,.0f} B", est.kv_dtype),
-        ("KV cache per sequence per GPU", _fmt_bytes(est.kv_cache_bytes_per_sequence), f"{s + n} tokens, paged"),
+        ("KV cache per sequence per GPU", _fmt_bytes(est.kv_cache_bytes_per_sequence),
+         f"{s + n:,} tokens{mean_tag}, paged"),
         ("KV budget per GPU", _fmt_bytes(max(est.kv_budget_bytes_per_gpu, 0.0)),
          f"{knobs.gpu_memory_utilization:.0%} of {_fmt_bytes(g.memory_bytes)} minus weights/activations/graphs"),
-        ("max concurrency", f"{est.max_concurrency:,}", f"sequences of {s + n} tokens"),
+        ("max concurrency", f"{est.max_concurrency:,}", f"sequences of {s + n:,} tokens{mean_tag}"),
     ]
     from sizeup.core.inference import kv_bytes_per_token_by_context, window_layers
 
@@ -601,8 +690,10 @@ def infer_cmd(
             tables=[Table(f"{arch.name} on {est.gpus} x {g.name}: does not fit", ["figure", "value", "note"], rows),
                     Table("fixes", ["change"], [(f,) for f in fixes] or [("none found",)])],
             terms=[t for t in est.terms if t.name.startswith(("weights", "kv", "memory", "serve/max"))],
-            notes=[f"does not fit: {r}" for r in est.reasons] + ["no latency, throughput or price for a replica that "
-                                                                  "does not fit"] + [engine_note]
+            notes=([f"request lengths vary ({lengths.describe()}); the mean request fits, the longest drawn "
+                    f"({s:,} + {n:,} tokens) does not, even alone"] if mean_tag.startswith(" (the longest") else [])
+            + [f"does not fit: {r}" for r in est.reasons] + ["no latency, throughput or price for a replica that "
+                                                               "does not fit"] + [engine_note]
             + ([f"--plot {plot}: nothing drawn; the chart plots latency against throughput, which a replica that "
                 "does not fit does not have"] if plot else []),
         )
@@ -610,9 +701,6 @@ def infer_cmd(
         return
 
     # ---------------------------------------------------------------- the load: simulate the engine's scheduler
-    clients = given if given is not None else est.batch
-    wl, load_text = load_workload(requests or 2000, s, n, rps, clients if rps is None else None, trace,
-                                  arch.max_seq_len if not allow_long_context else None)
     sched = Scheduler.from_engine(prof, knobs, est.batch if prof.batching == "static" else None)
     try:
         res = simulate(arch, g, setup, knobs, sched, wl)
@@ -621,6 +709,12 @@ def infer_cmd(
     cost = sim_token_cost(res, price, est.gpus) if price is not None else None
     summ = res.summary()
     notes = list(est.notes) + [engine_note]
+    if lengths.varies:
+        notes.append(f"request lengths vary ({lengths.describe()}): the closed form and the memory table use the mean "
+                     f"lengths, {s:,} in + {n:,} out; the simulated load "
+                     + ("uses each request's own lengths" if lengths.source == "trace" else
+                        "draws each request's lengths")
+                     + (_cut_note(lengths, wl, arch.max_seq_len) if not allow_long_context else ""))
     if cost is not None:
         notes.append("$/1M tokens: " + COST_RULE + f"; at the simulated load ({load_text})")
     else:
@@ -780,19 +874,13 @@ def serve_plan_cmd(
     arch = resolve_model(name)
     w = parse_weights(weights)
     kv = parse_kv(kv_dtype, w)
-    if trace:
-        tp_lens, to_lens, _ = read_trace(trace)
-        import numpy as np
+    from sizeup.core.inference import LengthDist
 
-        from sizeup.core.inference import LengthDist
-
-        pl = LengthDist(float(np.percentile(tp_lens, 50)), float(np.percentile(tp_lens, 95)))
-        ol = LengthDist(float(np.percentile(to_lens, 50)), float(np.percentile(to_lens, 95)))
-        prompt_src, output_src = tp_lens, to_lens
-    else:
-        pl = parse_length_dist("prompt-len", prompt_len, 512)
-        ol = parse_length_dist("output-len", output_len, 128)
-        prompt_src, output_src = pl, ol
+    lengths = request_lengths(prompt_len, output_len, trace)
+    # the fit and the latency targets are checked at the p95 request; the simulator draws from the lengths
+    pl = LengthDist(lengths.percentile("prompt", 50), lengths.percentile("prompt", 95))
+    ol = LengthDist(lengths.percentile("output", 50), lengths.percentile("output", 95))
+    prompt_src, output_src = lengths.prompt, lengths.output
     if pl.p95 + ol.p95 > arch.max_seq_len and not allow_long_context:
         raise SizeupError(f"p95 prompt {pl.p95:.0f} + p95 output {ol.p95:.0f} tokens exceeds {arch.id}'s "
                           f"max_seq_len {arch.max_seq_len}; pass --allow-long-context to go on")

@@ -1012,6 +1012,28 @@ class LengthDist:
     def fixed(cls, n: float) -> "LengthDist":
         return cls(float(n), float(n))
 
+    @property
+    def varies(self) -> bool:
+        return self.p95 > self.p50
+
+    @classmethod
+    def from_mean(cls, mean: float, p95: float) -> "LengthDist":
+        """The log-normal with this mean and p95: mean/p95 = exp(sigma^2/2 - 1.645 sigma), solved for sigma on
+        (0, 1.645] (where p95/mean grows with sigma, up to e^1.353 = 3.87); p50 = p95 / exp(1.645 sigma)."""
+        from sizeup.errors import SizeupError
+
+        if p95 <= mean:
+            if p95 < mean:
+                raise SizeupError(f"a length distribution's p95 ({p95:g}) must be >= its mean ({mean:g})")
+            return cls.fixed(mean)
+        z = 1.6449
+        target = math.log(p95 / mean)           # = z*sigma - sigma^2/2
+        if target > z * z / 2.0:
+            raise SizeupError(f"no log-normal has mean {mean:g} and p95 {p95:g}: p95 can be at most "
+                              f"{math.exp(z * z / 2.0):.2f} x the mean; give p50=...,p95=... instead")
+        sigma = z - math.sqrt(z * z - 2.0 * target)  # the smaller root of sigma^2/2 - z*sigma + target = 0
+        return cls(float(p95 / math.exp(z * sigma)), float(p95))
+
 
 @dataclass(frozen=True)
 class Traffic:

@@ -146,15 +146,18 @@ class Scheduler:
 
     @classmethod
     def from_engine(cls, engine, knobs: ServingKnobs, batch: int | None = None) -> "Scheduler":
+        """The engine profile's scheduler; `knobs` are that profile's resolved knobs (EngineProfile.knobs), which
+        carry its token budget, sequence cap, block size and the first-token/async-output behaviour (one source:
+        the profile, with --engine-opt overrides applied)."""
         spec = getattr(engine, "speculative", None)
         seqs = int(batch) if batch is not None and engine.batching == "static" else int(knobs.max_num_seqs)
         return cls(engine.batching, bool(engine.chunked_prefill), bool(engine.mix_prefill_decode),
                    int(knobs.max_num_batched_tokens), max(1, seqs), int(knobs.block_size_tokens), engine.kv_policy,
                    spec.num_tokens if spec else 0, spec.tokens_per_step if spec else 1.0,
                    spec.draft_cost_ratio if spec else 0.0,
-                   bool(getattr(engine, "first_token_from_decode", False)) or bool(knobs.first_token_from_decode),
+                   bool(knobs.first_token_from_decode),
                    bool(getattr(engine, "preempt_keeps_cache", False)) and engine.kv_policy == "preempt",
-                   bool(getattr(engine, "async_output_proc", False)) or bool(knobs.async_output_proc))
+                   bool(knobs.async_output_proc))
 
 
 # --------------------------------------------------------------------------- step model

@@ -585,3 +585,17 @@ def test_the_simulator_charges_the_same_kernel_gaps_as_the_closed_form():
     assert np.allclose(on_sm.decode_run(16, 16, ctx) - off_sm.decode_run(16, 16, ctx), 419.9e-6, rtol=1e-9)
     assert on_sm.time(40, 1, 0.0, 800.0, prompt_tokens=40)[0] - off_sm.time(40, 1, 0.0, 800.0, prompt_tokens=40)[0] \
         == pytest.approx(419.9e-6, rel=1e-9)
+
+
+def test_requests_that_streamed_no_token_count_as_the_benchmark_counts_them():
+    """LambdaLabs' 70B file (vLLM benchmark_serving, v0.6) has two requests with output_lens 0 and ttft 0.0; the
+    benchmark's calculate_metrics appends every successful request's ttft (default 0.0), so its mean over ten is
+    (8 t + 2 * 0) / 10 = 0.8 t while its median stays t, the burst's single prefill step (by hand from the
+    definition). The validator reads the simulated requests the same way."""
+    from sizeup.validate.runner import run_validation
+
+    rows = {r.quantity: r for r in run_validation(categories=["D"],
+                                                  id_contains="lambda-vllm060-a100-llama3-70b-tp2-10req").rows}
+    mean, median = rows["mean_ttft"], rows["median_ttft"]
+    assert mean.ok and median.ok and "TTFT 0" in mean.definition
+    assert mean.predicted == pytest.approx(0.8 * median.predicted, rel=0.01)

@@ -324,6 +324,10 @@ SIM_QUANTITIES = {
 }
 
 
+SILENT_NOTE = ("requests the trace shows with 0 output tokens count with TTFT 0 and no output token, as the "
+               "benchmark records them (RequestFuncOutput.ttft default 0.0)")
+
+
 def _predict_under_load(point: dict, catalog, quantity: str, unit: str, knobs: ServingKnobs,
                         cache: dict) -> tuple[float, str]:
     """A point that states its engine, lengths and load (closed-loop concurrency or a request rate): simulate the
@@ -399,11 +403,23 @@ def _predict_under_load(point: dict, catalog, quantity: str, unit: str, knobs: S
     if metric in ("ttft", "itl", "tpot", "e2e") and wl.get("output_len_is_mean") and conc is not None:
         raise Skip("only the mean output length is stated: closed-loop latencies depend on how the output lengths "
                    "spread the clients apart, which the source does not give")
+    # a request whose stated output is 0 tokens streamed none (the trace records it): the serving benchmarks keep
+    # its TTFT at RequestFuncOutput's default 0.0 in the TTFT statistics (vLLM benchmark_serving calculate_metrics:
+    # 'ttfts.append(outputs[i].ttft)' for every successful request) and count 0 output tokens; the simulator still
+    # runs its prefill (with one output token), so only the statistics take the benchmark's definition
+    silent = (np.asarray(trace_out) == 0) if trace_in and trace_out else np.zeros(0, dtype=bool)
     if metric == "output":
+        if silent.any():
+            return max(res.output_tokens - int(silent.sum()), 0) / res.duration_s, how + "; " + SILENT_NOTE
         return res.output_tokens_per_s, how
     if metric == "requests":
         return res.request_throughput_rps, how
-    value = res.mean(metric) if stat == "mean" else res.pct(metric, float(stat))
+    if metric == "ttft" and silent.any():
+        ttft = np.where(silent, 0.0, res.ttft_s)
+        value = float(np.mean(ttft)) if stat == "mean" else float(np.percentile(ttft, float(stat)))
+        how += "; " + SILENT_NOTE
+    else:
+        value = res.mean(metric) if stat == "mean" else res.pct(metric, float(stat))
     scale = {"s": 1.0, "sec": 1.0, "seconds": 1.0, "ms": 1e3, "us": 1e6}
     u = unit.strip().lower()
     if u not in scale:

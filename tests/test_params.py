@@ -99,6 +99,29 @@ def test_published_totals(model_id, total):
     assert count_params(CAT.model(model_id)).total == total
 
 
+# Model cards' "Number of Parameters" / "Number of Paramaters (Non-Embedding)" lines (Qwen/Qwen3-*; rounded to
+# the cards' 0.1B, 0.01B for 8B's 6.95B), and Qwen3-235B-A22B's "235B in total and 22B activated": the presets carry
+# the configs' dimensions (LitGPT's mirror of the HF config.json), the counts must land on the cards' figures.
+# Non-embedding = total minus the input embedding and, when untied, the output head.
+QWEN3_CARDS = {"qwen3-0.6b": (0.6, 0.44), "qwen3-1.7b": (1.7, 1.4), "qwen3-4b": (4.0, 3.6), "qwen3-8b": (8.2, 6.95),
+               "qwen3-14b": (14.8, 13.2), "qwen3-32b": (32.8, 31.2)}
+
+
+@pytest.mark.parametrize("model_id,card", sorted(QWEN3_CARDS.items()))
+def test_qwen3_presets_match_their_model_cards(model_id, card):
+    m = CAT.model(model_id)
+    total = count_params(m).total
+    emb = m.vocab_size * m.hidden_size * (1 if m.tie_embeddings else 2)
+    digits = 2 if card[1] == 6.95 or card[1] == 0.44 else 1
+    assert round(total / 1e9, 1) == card[0]
+    assert round((total - emb) / 1e9, digits) == card[1]
+
+
+def test_qwen3_moe_preset_matches_235b_total_22b_active():
+    p = count_params(CAT.model("qwen3-235b-a22b"))
+    assert round(p.total / 1e9) == 235 and round(p.active / 1e9) == 22
+
+
 # llm-foundry scripts/train/benchmarking/README.md NumParams column (dev set): MPT with learned positions of
 # seq_len rows, so the count grows by seq*d_model; (size, seq_len, NumParams)
 LLM_FOUNDRY = [("125m", 512, 124_131_840), ("125m", 65536, 174_070_272), ("350m", 1024, 354_936_832),

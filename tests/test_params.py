@@ -117,6 +117,14 @@ def test_qwen3_presets_match_their_model_cards(model_id, card):
     assert round((total - emb) / 1e9, digits) == card[1]
 
 
+@pytest.mark.parametrize("model_id,billions", [("mistral-large-2", 123), ("codellama-34b", 34), ("phi-4", 15),
+                                               ("gemma-3-1b", 1)])
+def test_presets_land_on_their_announced_size(model_id, billions):
+    """Mistral AI's 'Mistral Large 2 ... 123 billion parameters', Code Llama's 34B, Phi-4's 14.7B (HF model
+    page; 15 at whole-billion rounding), Gemma 3 1B."""
+    assert round(count_params(CAT.model(model_id)).total / 1e9) == billions
+
+
 def test_qwen3_moe_preset_matches_235b_total_22b_active():
     p = count_params(CAT.model("qwen3-235b-a22b"))
     assert round(p.total / 1e9) == 235 and round(p.active / 1e9) == 22

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 
@@ -327,6 +328,8 @@ def test_infer_takes_a_length_spread_at_its_log_normal_mean(capsys):
     # same mean, a long tail: the simulated p90 TTFT of the spread exceeds the fixed-length one
     assert spread["load"]["ttft_p90_s"] > fixed["load"]["ttft_p90_s"]
     assert "log-normal" in spread["load"]["description"]
+    assert spread["request_lengths"]["varies"] and not fixed["request_lengths"]["varies"]
+    assert spread["request_lengths"]["prompt"]["mean"] == pytest.approx(512 * math.exp((math.log(4) / 1.6449) ** 2 / 2))
 
 
 def test_a_spread_whose_longest_request_cannot_fit_is_a_result(capsys):

@@ -204,6 +204,13 @@ class RequestLengths:
             return float(np.mean(x))
         return float(x.mean)
 
+    def to_dict(self) -> dict:
+        out: dict = {"source": self.source, "varies": self.varies}
+        for which in ("prompt", "output"):
+            out[which] = {"p50": self.percentile(which, 50), "p95": self.percentile(which, 95),
+                          "mean": self.mean(which)}
+        return out
+
     def describe(self) -> str:
         if self.source == "trace":
             return f"the trace's {len(self.prompt):,} requests"
@@ -676,7 +683,8 @@ def infer_cmd(
                                   for c, v in kv_by_ctx.items()),
                         f"{window_layers(arch)} of {arch.num_layers} layers keep only {arch.sliding_window} tokens"))
     base = {"model": arch.id, "gpu": g.id, "engine": prof.id, "engine_profile": prof.describe(),
-            "max_seq_len": arch.max_seq_len, "kv_bytes_per_token_by_context": kv_by_ctx}
+            "max_seq_len": arch.max_seq_len, "kv_bytes_per_token_by_context": kv_by_ctx,
+            "request_lengths": lengths.to_dict()}
     if not est.fits:
         fixes = fit_fixes(arch, g, setup, knobs)
         data = {k: v for k, v in est.to_dict().items()

@@ -190,6 +190,9 @@ class InferOutput(_Out):
     max_seq_len: int
     intervals: Optional[dict[str, Any]] = None
     """P10/P50/P90 of the closed-form and simulated (load_*) latencies, tokens/s and $ per 1M tokens."""
+    request_lengths: dict[str, Any]
+    """Where the lengths come from ('flags' or 'trace'), whether they vary, and their p50 / p95 / mean for the prompt
+    and the output; prompt_len / output_len above are the rounded means the closed form uses."""
 
 
 class ServePlanOutput(_Out):

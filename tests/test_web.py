@@ -176,6 +176,15 @@ def test_infer_page_for_a_replica_that_does_not_fit(srv):
     assert "--tp" in html  # the fixes are shown
 
 
+def test_infer_page_takes_a_length_spread_as_the_cli_does(srv):
+    job = {"model": "llama-3-8b", "gpu": "h100-sxm", "prompt-len": "p50=512,p95=2048", "rps": "2", "requests": "200"}
+    code, out, _ = cli_json(argv_of("infer", job))
+    assert code == 0
+    data = json.loads(out)
+    code, html, _ = http(f"{srv.url}/?view=infer&" + urllib.parse.urlencode(job))
+    assert code == 200 and "730 in + 128 out" in html and data["prompt_len"] == 730
+
+
 def test_serve_plan_page_headline_is_the_cli_best_option(srv):
     job = {"model": "llama-3-8b", "gpu": "h100-sxm", "rps": "3", "engine": "vllm", "kv-dtype": "fp8",
            "platform": "aws", "requests": "200"}

@@ -599,3 +599,28 @@ def test_requests_that_streamed_no_token_count_as_the_benchmark_counts_them():
     mean, median = rows["mean_ttft"], rows["median_ttft"]
     assert mean.ok and median.ok and "TTFT 0" in mean.definition
     assert mean.predicted == pytest.approx(0.8 * median.predicted, rel=0.01)
+
+
+@pytest.mark.parametrize("engine", ["vllm", "gpt-fast"])
+def test_speculative_decoding_reaches_the_closed_form_and_both_simulators(engine, capsys):
+    """k = 5 draft tokens accepted with alpha = 0.7 emit E = (1 - 0.7^6) / 0.3 = 2.94 tokens per verify step
+    (Leviathan et al. 2023); at batch 1 a 7B decode is weight-read bound, so a verify step over 6 tokens costs about
+    one decode step and the 5 draft steps 5 x 0.05 of one: tokens/s x E / 1.25 = 2.35 (hand derivation). Before,
+    the closed form ignored the engine's speculative setting, and so did the static-batch simulator (gpt-fast)."""
+    import json
+
+    from sizeup.cli import main
+
+    def run(*opt):
+        assert main(["infer", "llama-2-7b", "--gpu", "a100-80gb", "--engine", engine, "--batch", "1",
+                     "--requests", "40", *opt, "--json"]) == 0
+        return json.loads(capsys.readouterr().out)
+
+    plain = run()
+    spec = run("--engine-opt", "speculative.num_tokens=5", "--engine-opt", "speculative.acceptance_rate=0.7")
+    E = (1 - 0.7 ** 6) / 0.3
+    assert spec["output_tokens_per_s"] / plain["output_tokens_per_s"] == pytest.approx(E / 1.25, rel=0.05)
+    assert spec["load"]["output_tokens_per_s"] / plain["load"]["output_tokens_per_s"] == pytest.approx(E / 1.25, rel=0.05)
+    # the closed form and the simulated engine agree on the speculative TPOT
+    assert spec["load"]["tpot_p50_s"] == pytest.approx(spec["tpot_s"], rel=0.05)
+    assert any("speculative decoding: k=5" in n for n in spec["notes"])

@@ -137,6 +137,13 @@ class ServingKnobs:
     """Asynchronous output processing (vLLM v0.6 V0 engine): a step's sampled tokens are detokenised and streamed
     while the next step runs and reach the client when that step returns, so TTFT and E2E take one more step, and a
     request whose last token was sampled is scheduled for one extra step (engine profile)."""
+    spec_tokens: int = 0
+    """Speculative decoding (engine profile `speculative`): draft tokens k proposed per verify step; 0 = off."""
+    spec_acceptance_rate: float = 0.0
+    """Probability alpha that a draft token is accepted (Leviathan et al. 2023: a verify step emits
+    (1 - alpha^(k+1)) / (1 - alpha) tokens on average)."""
+    spec_draft_cost_ratio: float = 0.0
+    """Seconds of one draft-model step per second of a target decode step (k draft steps per verify step)."""
     prefill_attention_causal_skip: bool = True
     """The prefill attention kernel skips the key tiles above the causal diagonal (FlashAttention-2, FlashInfer):
     s^2/2 query-key pairs per prompt of s tokens. False = it sweeps every key for every query and masks the upper
@@ -197,6 +204,15 @@ class ServingKnobs:
 
     def with_(self, **changes) -> "ServingKnobs":
         return replace(self, **changes)
+
+    @property
+    def spec_tokens_per_step(self) -> float:
+        """Expected tokens a verify step emits per sequence, E = (1 - a^(k+1)) / (1 - a) (Leviathan et al. 2023,
+        eq. 1); 1 without speculative decoding."""
+        k, a = int(self.spec_tokens), float(self.spec_acceptance_rate)
+        if k <= 0:
+            return 1.0
+        return float(k + 1) if a >= 1.0 else (1.0 - a ** (k + 1)) / (1.0 - a)
 
 
 # --------------------------------------------------------------------------- setup
@@ -826,6 +842,25 @@ def estimate_inference(
     step = decode_step_parts(model, gpu, B, ctx_avg, tp, pp, setup.weights, setup.kv_dtype, knobs, W, sh)
     step_s = _f(step["gemm"] + step["attention"] + step["comm"] + step["overhead"])
     step_last = _f(decode_step_time_s(model, gpu, B, ctx_max, tp, pp, setup.weights, setup.kv_dtype, knobs, W, sh))
+    spec_k = int(knobs.spec_tokens)
+    if spec_k > 0:
+        # speculative decoding: a verify step runs the target model on k+1 tokens per sequence (GEMMs and
+        # all-reduces at B(k+1) tokens, each sequence's KV read once) after k draft steps of the draft model
+        # (draft_cost_ratio x a decode step without attention), and emits E tokens per sequence on average
+        E = knobs.spec_tokens_per_step
+        ver = decode_step_parts(model, gpu, B * (spec_k + 1), ctx_avg, tp, pp, setup.weights, setup.kv_dtype,
+                                knobs, W, sh)
+        draft = _f(step["gemm"] + step["comm"] + step["overhead"])
+        verify_s = _f(ver["gemm"] + ver["comm"] + ver["overhead"] + step["attention"])
+        spec_cycle = verify_s + spec_k * knobs.spec_draft_cost_ratio * draft
+        spec_note = (f"speculative decoding: k={spec_k} draft tokens, acceptance {knobs.spec_acceptance_rate:g} -> "
+                     f"E = {E:.2f} tokens per verify step; TPOT = (verify at {spec_k + 1} tokens/sequence "
+                     f"{verify_s * 1e3:.3g} ms + {spec_k} x {knobs.spec_draft_cost_ratio:g} x draft step) / E "
+                     f"(Leviathan et al. 2023)")
+        step_last = step_last / step_s * spec_cycle / E
+        step_s = spec_cycle / E
+        notes.append(spec_note)
+    cycle_s = step_s * knobs.spec_tokens_per_step  # one step (a verify cycle with speculative decoding) in flight
     pre_one = prefill_parts(model, gpu, s, 1, tp, pp, setup.weights, knobs, W, sh)
     prefill_one = _f(pre_one["total"])
     # prefill of a request inside a large batch runs at large-GEMM efficiency: amortise over a chunk of tokens
@@ -840,14 +875,14 @@ def estimate_inference(
         gpu_time_prefill_per_req = prefill_batch / B
     else:
         pre_shown = pre_one
-        ttft = prefill_one + step_s  # own prefill + waiting for the step in flight
+        ttft = prefill_one + cycle_s  # own prefill + waiting for the step in flight
         total = prefill_amortised * B + n * step_s
         out_tps = B * n / total
         gpu_time_prefill_per_req = prefill_amortised
     if knobs.first_token_from_decode:
-        ttft += step_s  # TurboMind v0.1: the decode step after the prefill samples the first token
+        ttft += cycle_s  # TurboMind v0.1: the decode step after the prefill samples the first token
     if knobs.async_output_proc and not setup.static:
-        ttft += step_s  # vLLM v0.6 async output processing: the first token is streamed when the next step returns
+        ttft += cycle_s  # vLLM v0.6 async output processing: the first token is streamed when the next step returns
     ttft_formula = ("prefill(B*s) [static]" if setup.static else "prefill(s) + one decode step") + (
         " + one decode step (first token sampled by the next decode step)" if knobs.first_token_from_decode else "") + (
         " + one decode step (output processed during the next step)"
@@ -902,8 +937,12 @@ def estimate_inference(
              "profile)"),
         Term("time/ttft", ttft, "s", ttft_formula,
              {"prefill": _f(pre_shown["total"]), "step": step_s}, "model"),
-        Term("time/tpot", tpot, "s", "gemm + attention + comm + overhead at (B, c_avg)",
-             {k: _f(v) for k, v in step.items()} | {"B": B, "c_avg": ctx_avg,
+        Term("time/tpot", tpot, "s", "gemm + attention + comm + overhead at (B, c_avg)" + (
+            "; speculative: (verify(B(k+1)) + k*r*draft) / E" if spec_k > 0 else ""),
+             {k: _f(v) for k, v in step.items()} | ({"k": spec_k, "alpha": knobs.spec_acceptance_rate,
+                                                     "r": knobs.spec_draft_cost_ratio,
+                                                     "E": knobs.spec_tokens_per_step} if spec_k > 0 else {})
+             | {"B": B, "c_avg": ctx_avg,
                                                     "eta_attn": knobs.decode_attention_hbm_efficiency,
                                                     "repeat_kv": bool(knobs.decode_kv_repeat),
                                                     "q_heads_per_kv_read": int(knobs.decode_q_heads_per_kv_read)},

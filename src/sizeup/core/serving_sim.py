@@ -149,12 +149,10 @@ class Scheduler:
         """The engine profile's scheduler; `knobs` are that profile's resolved knobs (EngineProfile.knobs), which
         carry its token budget, sequence cap, block size and the first-token/async-output behaviour (one source:
         the profile, with --engine-opt overrides applied)."""
-        spec = getattr(engine, "speculative", None)
         seqs = int(batch) if batch is not None and engine.batching == "static" else int(knobs.max_num_seqs)
         return cls(engine.batching, bool(engine.chunked_prefill), bool(engine.mix_prefill_decode),
                    int(knobs.max_num_batched_tokens), max(1, seqs), int(knobs.block_size_tokens), engine.kv_policy,
-                   spec.num_tokens if spec else 0, spec.tokens_per_step if spec else 1.0,
-                   spec.draft_cost_ratio if spec else 0.0,
+                   int(knobs.spec_tokens), float(knobs.spec_tokens_per_step), float(knobs.spec_draft_cost_ratio),
                    bool(knobs.first_token_from_decode),
                    bool(getattr(engine, "preempt_keeps_cache", False)) and engine.kv_policy == "preempt",
                    bool(knobs.async_output_proc))
@@ -884,6 +882,9 @@ def _simulate_static(sm: StepModel, sched: Scheduler, wl: Workload, cap: float, 
     itl_v: list[np.ndarray] = []
     itl_w: list[np.ndarray] = []
     area_run = area_queue = 0.0
+    E = float(sched.spec_tokens_per_step)
+    k1 = sched.spec_tokens + 1
+    spec_extra = sched.spec_tokens * sched.spec_draft_cost_ratio
     while done < N:
         while nxt < issued and arr[nxt] <= t + 1e-12:
             waiting.append(nxt)
@@ -909,15 +910,21 @@ def _simulate_static(sm: StepModel, sched: Scheduler, wl: Workload, cap: float, 
         computed += B * smax
         first[b] = t
         if nmax > 1:
-            j = np.arange(1, nmax, dtype=float)
-            ctx = B * sm.eff_context(smax + j)
-            durs = sm.decode_run(B, B, ctx)
+            # decode steps after the prefill's token; with speculative decoding each (verify) step emits E tokens
+            # per sequence on average, so a sequence of n tokens needs ceil((n - 1) / E) of them
+            need = np.where(ol[b] > 1, np.ceil((ol[b] - 1) / E - 1e-9), 0).astype(np.int64)
+            m_steps = int(need.max())
+            j = np.arange(1, m_steps + 1, dtype=float)
+            ctx = B * sm.eff_context(smax + E * j)
+            durs = sm.decode_run(B * k1, B, ctx)
+            if spec_extra:
+                durs = durs + spec_extra * sm.decode_run(B, B, ctx * 0.0)
             cum = np.cumsum(durs)
-            steps += nmax - 1
-            itl_v.append(durs)
-            active = np.array([(ol[b] > jj).sum() for jj in range(1, nmax)], dtype=float)
+            steps += m_steps
+            itl_v.append(durs / E)
+            active = np.array([(need > jj).sum() for jj in range(m_steps)], dtype=float) * E
             itl_w.append(active)
-            ends = np.where(ol[b] > 1, t + cum[np.maximum(ol[b] - 2, 0)], t)
+            ends = np.where(need > 0, t + cum[np.maximum(need - 1, 0)], t)
             dec_s += float(cum[-1])
             t += float(cum[-1])
         else:

@@ -624,3 +624,23 @@ def test_speculative_decoding_reaches_the_closed_form_and_both_simulators(engine
     # the closed form and the simulated engine agree on the speculative TPOT
     assert spec["load"]["tpot_p50_s"] == pytest.approx(spec["tpot_s"], rel=0.05)
     assert any("speculative decoding: k=5" in n for n in spec["notes"])
+
+
+def test_sglang_benchmark_lengths_regenerate_the_stated_token_totals():
+    """sglang.bench_serving's random dataset draws per-request lengths from numpy after np.random.seed(--seed 1):
+    inputs randint(max(int(L_in r), 1), L_in + 1), outputs randint(int(L_out r), L_out + 1). Regenerated for every
+    DataCrunch run, they give the result lines' total_input_tokens and total_output_tokens exactly (the independent
+    check that the draw is the benchmark's), and every such point is predicted, none skipped."""
+    from sizeup.validate.inference_points import benchmark_lengths
+    from sizeup.validate.points import load_points
+    from sizeup.validate.runner import run_validation
+
+    pts = [p for p in load_points(None) if getattr(p, "id", "").startswith("datacrunch-")]
+    assert len(pts) == 14
+    for p in pts:
+        wl = p.model_dump()["workload"]
+        lens_in, lens_out = benchmark_lengths(wl)
+        assert sum(lens_in) == wl["total_input_tokens"] and sum(lens_out) == wl["total_output_tokens"], p.id
+        assert len(lens_in) == wl["num_requests"] and min(lens_in) >= 1 and max(lens_out) <= wl["random_output_len"]
+    rows = run_validation(categories=["D"], id_contains="datacrunch-").rows
+    assert rows and all(r.ok for r in rows), [(r.id, r.skipped) for r in rows if not r.ok]

@@ -324,6 +324,33 @@ SIM_QUANTITIES = {
 }
 
 
+def benchmark_lengths(wl: dict) -> tuple[list[int], list[int]]:
+    """Per-request lengths a serving benchmark drew, regenerated from its seed when the source states the dataset
+    settings but not the lengths. 'sglang-bench-serving-random': sglang.bench_serving --dataset-name random seeds
+    numpy with --seed (default 1) and draws input lengths np.random.randint(max(int(L_in * r), 1), L_in + 1, n), then
+    output lengths np.random.randint(int(L_out * r), L_out + 1, n) (python/sglang/bench_serving.py
+    sample_random_requests; r = --random-range-ratio). The draw must give the totals the source's result states
+    (workload total_input_tokens / total_output_tokens), else the point is skipped."""
+    import numpy as np
+
+    kind = str(wl.get("lengths_from"))
+    if kind != "sglang-bench-serving-random":
+        raise Skip(f"unknown lengths_from {kind!r}")
+    n = _int(wl.get("num_requests"))
+    li, lo = _int(wl.get("random_input_len")), _int(wl.get("random_output_len"))
+    if not (n and li and lo):
+        raise Skip("lengths_from needs num_requests, random_input_len and random_output_len")
+    r = float(wl.get("random_range_ratio") or 0.0)
+    rs = np.random.RandomState(_int(wl.get("seed")) or 1)  # np.random.seed(s) then np.random.randint: the same stream
+    lens_in = rs.randint(max(int(li * r), 1), li + 1, size=n)
+    lens_out = rs.randint(int(lo * r), lo + 1, size=n)
+    for name, arr in (("total_input_tokens", lens_in), ("total_output_tokens", lens_out)):
+        stated = _int(wl.get(name))
+        if stated is not None and int(arr.sum()) != stated:
+            raise Skip(f"regenerated lengths give {name} {int(arr.sum())}, the source states {stated}")
+    return [int(x) for x in lens_in], [int(x) for x in lens_out]
+
+
 SILENT_NOTE = ("requests the trace shows with 0 output tokens count with TTFT 0 and no output token, as the "
                "benchmark records them (RequestFuncOutput.ttft default 0.0)")
 
@@ -341,6 +368,8 @@ def _predict_under_load(point: dict, catalog, quantity: str, unit: str, knobs: S
     wl = point.get("workload") or {}
     par = point.get("parallel") or {}
     trace_in, trace_out = wl.get("input_lens"), wl.get("output_lens")
+    if wl.get("lengths_from") is not None:
+        trace_in, trace_out = benchmark_lengths(wl)
     s = _first_int(wl, "input_len", "prompt_len", "isl")
     n = _first_int(wl, "output_len", "osl")
     if trace_in and trace_out:
@@ -370,6 +399,9 @@ def _predict_under_load(point: dict, catalog, quantity: str, unit: str, knobs: S
         except SizeupError as exc:
             raise Skip(str(exc)) from None
         k = prof.knobs(knobs, model.num_layers)
+        if wl.get("gpu_memory_utilization") is not None:
+            # the launch's memory fraction (vLLM --gpu-memory-utilization, SGLang --mem-fraction-static)
+            k = k.with_(gpu_memory_utilization=float(wl["gpu_memory_utilization"]))
         setup = ServeSetup(tp=tp, weights=weights, kv_dtype=kv, prompt_len=s, output_len=n)
         stated_n = _int(wl.get("num_requests"))
         n_req = stated_n or 20 * (conc or 1)

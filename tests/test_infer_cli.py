@@ -345,3 +345,15 @@ def test_a_spread_whose_longest_request_cannot_fit_is_a_result(capsys):
 def test_a_trace_and_length_flags_together_are_refused(capsys, tmp_path, command):
     code, _, err = run(capsys, *command, "--trace", _trace(tmp_path, [(100, 10)]), "--prompt-len", "512")
     assert code == 2 and "--trace gives every request's lengths" in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("args", [("llama-3.3-70b", "--gpu", "h200", "--tp", "4"), ("llama-3-8b", "--gpu", "h100")])
+def test_a_range_beyond_its_central_figure_is_said(capsys, args):
+    """When every measured run of a regime was slower than the model (a time range wholly above its central figure),
+    the report says to expect the range; when the range brackets the figure it says nothing of the kind."""
+    code, out, _ = run(capsys, "infer", *args, "--requests", "100", "--json")
+    assert code == 0
+    data = json.loads(out)
+    beyond = data["intervals"]["tpot_s"]["p10"] > data["tpot_s"]
+    said = any("the ranges lie above the central figures" in n for n in data["notes"])
+    assert said == beyond

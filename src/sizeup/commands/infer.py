@@ -85,8 +85,6 @@ def read_trace(path: str):
     import json
     from pathlib import Path
 
-    import numpy as np
-
     p = Path(path)
     if not p.is_file():
         raise SizeupError(f"--trace {path!r} not found")
@@ -191,16 +189,12 @@ class RequestLengths:
     def percentile(self, which: str, q: float) -> float:
         x = self.prompt if which == "prompt" else self.output
         if self.source == "trace":
-            import numpy as np
-
             return float(np.percentile(x, q))
         return float(x.p50 if q <= 50 else x.p95)
 
     def mean(self, which: str) -> float:
         x = self.prompt if which == "prompt" else self.output
         if self.source == "trace":
-            import numpy as np
-
             return float(np.mean(x))
         return float(x.mean)
 
@@ -613,7 +607,8 @@ def infer_cmd(
     w = parse_weights(weights)
     kv = parse_kv(kv_dtype, w)
     lengths = request_lengths(prompt_len, output_len, trace)
-    # the closed form sizes one batch at the mean lengths (token totals are kept); the load draws every request's
+    # the closed form sizes one batch at the mean lengths (they keep the token totals); the simulated load draws
+    # (or, from a trace, takes) every request's own lengths
     s = max(1, int(round(lengths.mean("prompt"))))
     n = max(1, int(round(lengths.mean("output"))))
     from sizeup.core.inference import check_decoder_only
@@ -649,6 +644,7 @@ def infer_cmd(
     est = estimate_inference(arch, g, setup, knobs, None)
     engine_note = f"engine: {prof.describe()}"
     mean_tag = " (mean)" if lengths.varies else ""
+    longest_misfit = False
     wl = load_text = None
     if est.fits:
         clients = given if given is not None else est.batch
@@ -660,7 +656,7 @@ def infer_cmd(
             long_setup = setup.with_(prompt_len=int(wl.prompt_len[i]), output_len=int(wl.output_len[i]), batch=1)
             long_est = estimate_inference(arch, g, long_setup, knobs, None)
             if not long_est.fits:
-                setup, est, mean_tag = long_setup, long_est, " (the longest request)"
+                setup, est, mean_tag, longest_misfit = long_setup, long_est, " (the longest request)", True
                 s, n = long_setup.prompt_len, long_setup.output_len
 
     rows = [
@@ -699,7 +695,7 @@ def infer_cmd(
                     Table("fixes", ["change"], [(f,) for f in fixes] or [("none found",)])],
             terms=[t for t in est.terms if t.name.startswith(("weights", "kv", "memory", "serve/max"))],
             notes=([f"request lengths vary ({lengths.describe()}); the mean request fits, the longest drawn "
-                    f"({s:,} + {n:,} tokens) does not, even alone"] if mean_tag.startswith(" (the longest") else [])
+                    f"({s:,} + {n:,} tokens) does not, even alone"] if longest_misfit else [])
             + [f"does not fit: {r}" for r in est.reasons] + ["no latency, throughput or price for a replica that "
                                                                "does not fit"] + [engine_note]
             + ([f"--plot {plot}: nothing drawn; the chart plots latency against throughput, which a replica that "

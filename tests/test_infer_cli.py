@@ -347,13 +347,19 @@ def test_a_trace_and_length_flags_together_are_refused(capsys, tmp_path, command
     assert code == 2 and "--trace gives every request's lengths" in err and len(err.strip().splitlines()) == 1
 
 
-@pytest.mark.parametrize("args", [("llama-3.3-70b", "--gpu", "h200", "--tp", "4"), ("llama-3-8b", "--gpu", "h100")])
-def test_a_range_beyond_its_central_figure_is_said(capsys, args):
+@pytest.mark.parametrize("args, regime", [(("llama-3.3-70b", "--gpu", "h200", "--tp", "4"), "inference_time||2-8"),
+                                          (("llama-3-8b", "--gpu", "h100"), "inference_time||1")])
+def test_a_range_beyond_its_central_figure_is_said(capsys, args, regime):
     """When every measured run of a regime was slower than the model (a time range wholly above its central figure),
-    the report says to expect the range; when the range brackets the figure it says nothing of the kind."""
+    the report says to expect the range; when the range brackets the figure it says nothing of the kind. Which
+    case each job is comes from the packaged calibration.yaml: the TP 2-8 time regime's P10 factor is above 1."""
+    from sizeup.calib import interval_factors
+
     code, out, _ = run(capsys, "infer", *args, "--requests", "100", "--json")
     assert code == 0
     data = json.loads(out)
     beyond = data["intervals"]["tpot_s"]["p10"] > data["tpot_s"]
+    assert data["intervals"]["tpot_s"]["interval_regime"] == regime
+    assert beyond == (interval_factors("inference_time", {"gpus": 4 if "--tp" in args else 1})[0] > 1.0)
     said = any("the ranges lie above the central figures" in n for n in data["notes"])
     assert said == beyond

@@ -113,16 +113,16 @@ def decorate_infer(report, iv: dict) -> None:
 
 
 def _range_beyond_central(data: dict, iv: dict) -> str:
-    """A note when a time range lies wholly above its central figure (or a rate range below): the measured runs of
-    this regime were all slower than the model, so the range, not the central physics figure, is the expectation."""
+    """A note when a time range lies wholly above its central figure: the measured runs of this regime were all
+    slower than the model, so the range, not the central physics figure, is the expectation."""
     for key in ("tpot_s", "ttft_s", "e2e_latency_s"):
         d, central = iv.get(key), data.get(key)
         if d and central and d.get("p10", 0.0) > central:
             f10, f90 = d["p10"] / central, d["p90"] / central
             return (f"the ranges lie above the central figures: measured serving times of this regime "
                     f"({d.get('interval_regime', 'inference_time')}) ran {f10:.2f}–{f90:.2f} x sizeup's prediction "
-                    "(P10–P90 under leave-one-source-out; the slow side is Hopper GPUs under heavy load with current "
-                    "engines, docs/methodology.md), so expect the range rather than the central figure")
+                    "(P10–P90 under leave-one-source-out; docs/methodology.md names the runs behind it), so expect the "
+                    "range rather than the central figure")
     return ""
 
 

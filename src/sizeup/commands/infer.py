@@ -186,11 +186,14 @@ class RequestLengths:
     def varies(self) -> bool:
         return self.source == "trace" or self.prompt.varies or self.output.varies
 
-    def percentile(self, which: str, q: float) -> float:
+    def spread(self, which: str):
+        """The p50 / p95 of the prompt or output lengths (a trace's empirical ones) as a LengthDist."""
+        from sizeup.core.inference import LengthDist
+
         x = self.prompt if which == "prompt" else self.output
         if self.source == "trace":
-            return float(np.percentile(x, q))
-        return float(x.p50 if q <= 50 else x.p95)
+            return LengthDist(float(np.percentile(x, 50)), float(np.percentile(x, 95)))
+        return x
 
     def mean(self, which: str) -> float:
         x = self.prompt if which == "prompt" else self.output
@@ -201,9 +204,22 @@ class RequestLengths:
     def to_dict(self) -> dict:
         out: dict = {"source": self.source, "varies": self.varies}
         for which in ("prompt", "output"):
-            out[which] = {"p50": self.percentile(which, 50), "p95": self.percentile(which, 95),
-                          "mean": self.mean(which)}
+            d = self.spread(which)
+            out[which] = {"p50": float(d.p50), "p95": float(d.p95), "mean": self.mean(which)}
         return out
+
+    def check_context(self, arch) -> None:
+        """One line and exit 2 when the p95 prompt + p95 output (the lengths themselves when fixed) exceed the
+        model's context."""
+        p95_in, p95_out = self.spread("prompt").p95, self.spread("output").p95
+        if p95_in + p95_out <= arch.max_seq_len:
+            return
+        if self.varies:
+            raise SizeupError(f"p95 prompt {p95_in:,.0f} + p95 output {p95_out:,.0f} tokens exceeds {arch.id}'s "
+                              f"max_seq_len {arch.max_seq_len}; pass --allow-long-context to go on")
+        s, n = int(p95_in), int(p95_out)
+        raise SizeupError(f"prompt {s} + output {n} = {s + n} tokens exceeds {arch.id}'s max_seq_len "
+                          f"{arch.max_seq_len}; shorten them or pass --allow-long-context")
 
     def describe(self) -> str:
         if self.source == "trace":
@@ -614,14 +630,8 @@ def infer_cmd(
     from sizeup.core.inference import check_decoder_only
 
     check_decoder_only(arch)
-    if not lengths.varies and s + n > arch.max_seq_len and not allow_long_context:
-        raise SizeupError(f"prompt {s} + output {n} = {s + n} tokens exceeds {arch.id}'s max_seq_len "
-                          f"{arch.max_seq_len}; shorten them or pass --allow-long-context")
-    p95_len = lengths.percentile("prompt", 95) + lengths.percentile("output", 95)
-    if lengths.varies and p95_len > arch.max_seq_len and not allow_long_context:
-        raise SizeupError(f"p95 prompt {lengths.percentile('prompt', 95):,.0f} + p95 output "
-                          f"{lengths.percentile('output', 95):,.0f} tokens exceeds {arch.id}'s max_seq_len "
-                          f"{arch.max_seq_len}; pass --allow-long-context to go on")
+    if not allow_long_context:
+        lengths.check_context(arch)
     tp_ = tp or (gpus // (pp or 1) if gpus else 1)
     pp_ = pp or 1
     if gpus is not None and gpus != tp_ * pp_:
@@ -878,16 +888,12 @@ def serve_plan_cmd(
     arch = resolve_model(name)
     w = parse_weights(weights)
     kv = parse_kv(kv_dtype, w)
-    from sizeup.core.inference import LengthDist
-
     lengths = request_lengths(prompt_len, output_len, trace)
     # the fit and the latency targets are checked at the p95 request; the simulator draws from the lengths
-    pl = LengthDist(lengths.percentile("prompt", 50), lengths.percentile("prompt", 95))
-    ol = LengthDist(lengths.percentile("output", 50), lengths.percentile("output", 95))
+    pl, ol = lengths.spread("prompt"), lengths.spread("output")
     prompt_src, output_src = lengths.prompt, lengths.output
-    if pl.p95 + ol.p95 > arch.max_seq_len and not allow_long_context:
-        raise SizeupError(f"p95 prompt {pl.p95:.0f} + p95 output {ol.p95:.0f} tokens exceeds {arch.id}'s "
-                          f"max_seq_len {arch.max_seq_len}; pass --allow-long-context to go on")
+    if not allow_long_context:
+        lengths.check_context(arch)
 
     def seconds(flag: str, text: str | None) -> float | None:
         if text is None:

@@ -20,18 +20,12 @@ GiB = 1024**3
 @dataclass(frozen=True)
 class SpeculativeDecoding:
     """Draft-then-verify decoding (Leviathan et al. 2023): k draft tokens per step, each accepted with
-    probability alpha; expected tokens emitted per verify step = (1 - alpha^(k+1)) / (1 - alpha)."""
+    probability alpha; the profile's knobs carry it (EngineProfile.knobs), and ServingKnobs.spec_tokens_per_step gives
+    the expected tokens per verify step, (1 - alpha^(k+1)) / (1 - alpha)."""
 
     num_tokens: int = 3
     acceptance_rate: float = 0.7
     draft_cost_ratio: float = 0.05
-
-    @property
-    def tokens_per_step(self) -> float:
-        a, k = self.acceptance_rate, self.num_tokens
-        if a >= 1.0:
-            return float(k + 1)
-        return (1.0 - a ** (k + 1)) / (1.0 - a)
 
 
 @dataclass(frozen=True)

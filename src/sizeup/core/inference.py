@@ -843,6 +843,7 @@ def estimate_inference(
     step_s = _f(step["gemm"] + step["attention"] + step["comm"] + step["overhead"])
     step_last = _f(decode_step_time_s(model, gpu, B, ctx_max, tp, pp, setup.weights, setup.kv_dtype, knobs, W, sh))
     spec_k = int(knobs.spec_tokens)
+    cycle_s = step_s  # the step a new request waits for (a whole verify cycle with speculative decoding)
     if spec_k > 0:
         # speculative decoding: a verify step runs the target model on k+1 tokens per sequence (GEMMs and
         # all-reduces at B(k+1) tokens, each sequence's KV read once) after k draft steps of the draft model
@@ -857,10 +858,10 @@ def estimate_inference(
                      f"E = {E:.2f} tokens per verify step; TPOT = (verify at {spec_k + 1} tokens/sequence "
                      f"{verify_s * 1e3:.3g} ms + {spec_k} x {knobs.spec_draft_cost_ratio:g} x draft step) / E "
                      f"(Leviathan et al. 2023)")
+        # the last step (context c_max) takes the same speculative factor as the average one
         step_last = step_last / step_s * spec_cycle / E
-        step_s = spec_cycle / E
+        step_s, cycle_s = spec_cycle / E, spec_cycle
         notes.append(spec_note)
-    cycle_s = step_s * knobs.spec_tokens_per_step  # one step (a verify cycle with speculative decoding) in flight
     pre_one = prefill_parts(model, gpu, s, 1, tp, pp, setup.weights, knobs, W, sh)
     prefill_one = _f(pre_one["total"])
     # prefill of a request inside a large batch runs at large-GEMM efficiency: amortise over a chunk of tokens

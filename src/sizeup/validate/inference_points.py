@@ -369,7 +369,9 @@ def _predict_under_load(point: dict, catalog, quantity: str, unit: str, knobs: S
     par = point.get("parallel") or {}
     trace_in, trace_out = wl.get("input_lens"), wl.get("output_lens")
     if wl.get("lengths_from") is not None:
-        trace_in, trace_out = benchmark_lengths(wl)
+        if "lengths" not in cache:  # once per point: every quantity of the point reads the same draw
+            cache["lengths"] = benchmark_lengths(wl)
+        trace_in, trace_out = cache["lengths"]
     s = _first_int(wl, "input_len", "prompt_len", "isl")
     n = _first_int(wl, "output_len", "osl")
     if trace_in and trace_out:
@@ -440,6 +442,8 @@ def _predict_under_load(point: dict, catalog, quantity: str, unit: str, knobs: S
     # 'ttfts.append(outputs[i].ttft)' for every successful request) and count 0 output tokens; the simulator still
     # runs its prefill (with one output token), so only the statistics take the benchmark's definition
     silent = (np.asarray(trace_out) == 0) if trace_in and trace_out else np.zeros(0, dtype=bool)
+    if silent.size and silent.size != res.ttft_s.size:  # the statistics are per request: every one must complete
+        raise Skip(f"{res.ttft_s.size} of {silent.size} simulated requests completed")
     if metric == "output":
         if silent.any():
             return max(res.output_tokens - int(silent.sum()), 0) / res.duration_s, how + "; " + SILENT_NOTE

@@ -225,3 +225,71 @@ def test_elementwise_bytes_are_overridable_per_coefficient():
                 {"eager_elementwise_bytes.hidden": "x"}, {"prefill_eager_elementwise_bytes": "1"}):
         with pytest.raises(SizeupError):
             prof.with_overrides(bad)
+
+
+# --------------------------------------------------------------------------- CUDA-graph ceiling: eager fallback
+
+
+def test_graph_ceiling_knobs_hand_count():
+    """SGLang v0.4 (server_args: cuda_graph_max_bs 160, 8 below 25 GB): a decode batch above the ceiling runs the
+    eager forward, (19 ops per layer + 6 for the two TP all-reduces) x L + 5 at 10 us each; at TP 1 without the
+    all-reduce ops. vLLM V1: min(2 x max_num_seqs, 512) = 512 tokens, one host launch per GPU kernel (10 x L + 3)."""
+    sg = engine_profile("sglang").for_gpu(H200)
+    assert sg.cuda_graph_max_batch == 160
+    assert engine_profile("sglang").for_gpu(CAT.gpu("rtx-4090")).cuda_graph_max_batch == 8
+    k4 = sg.knobs(ServingKnobs(), 80, tp=4)
+    assert k4.graph_max_tokens == 160
+    assert k4.eager_fallback_launch_s == pytest.approx(((19 + 6) * 80 + 5) * 1e-5)  # 20.05 ms
+    assert sg.knobs(ServingKnobs(), 80, tp=1).eager_fallback_launch_s == pytest.approx((19 * 80 + 5) * 1e-5)
+    # SGLang captures decodes only: every prefill is the eager forward
+    assert k4.prefill_host_launch_s == pytest.approx(k4.eager_fallback_launch_s)
+    assert not k4.prefill_forward_graph and k4.host_launch_s == 0.0
+    v = engine_profile("vllm").for_gpu(H200).knobs(ServingKnobs(), 32)
+    assert v.graph_max_tokens == 512
+    assert v.eager_fallback_launch_s == pytest.approx((10 * 32 + 3) * 1e-5)
+    assert engine_profile("tgi").knobs(ServingKnobs(), 32).graph_max_tokens == 32
+    assert engine_profile("gpt-fast").knobs(ServingKnobs(), 32).graph_max_tokens == 0
+
+
+def test_decode_above_the_graph_ceiling_hand_derivation():
+    """At B <= ceiling the step is unchanged; at B > ceiling it gains n_k x (2.1 - 1.3) us of stream gaps and
+    takes max(GPU part, host launch) + overhead (the host issues the eager forward while the GPU runs it)."""
+    base = ServingKnobs(decode_step_overhead_s=1e-3, kernel_boundary_graph_s=1.3e-6, kernel_boundary_stream_s=2.1e-6,
+                        forward_kernels=163.0)
+    capped = base.with_(graph_max_tokens=16, eager_fallback_launch_s=0.0)
+    for b in (1, 8, 16):
+        assert float(decode_step_time_s(M1, H200, b, 600, knobs=capped)) == \
+            pytest.approx(float(decode_step_time_s(M1, H200, b, 600, knobs=base)))
+    t_graph = float(decode_step_time_s(M1, H200, 17, 600, knobs=base))
+    assert float(decode_step_time_s(M1, H200, 17, 600, knobs=capped)) == pytest.approx(t_graph + 163 * 0.8e-6)
+    slow = capped.with_(eager_fallback_launch_s=0.05)
+    assert float(decode_step_time_s(M1, H200, 17, 600, knobs=slow)) == pytest.approx(0.05 + 1e-3)
+    # the serving simulator's step model agrees with the closed form on both sides of the ceiling
+    sm = StepModel(M1, H200, ServeSetup(prompt_len=512, output_len=64), slow, 4096)
+    for b in (16, 17):
+        expect = float(decode_step_time_s(M1, H200, b, 600, knobs=slow))
+        assert sm.time(b, b, 600.0 * b, 0.0)[0] == pytest.approx(expect, rel=1e-6)
+        assert float(sm.decode_run(b, b, np.array([600.0 * b]))[0]) == pytest.approx(expect, rel=1e-6)
+
+
+def test_graph_ceiling_grows_the_batch_under_load_like_sglang_33483():
+    """sglang issue #33483: with decode graphs up to 32 the same offered load settled at a running batch of 67
+    (every step eager), with 128 at 23. sglang PR #40346 (RTX 5090, SGLang v0.5.20, Qwen3-0.6B, 128/256 tokens,
+    50 req/s, mem fraction 0.28): median TPOT 5.44-5.51 ms with the 48-batch ceiling, 2.64 ms with 128 - a ratio
+    of 2.06-2.09. The simulator (profile counted from v0.4's code, nothing fitted to these runs) must show the
+    same direction: a larger running batch and a TPOT ratio between 1.3 and 3."""
+    from sizeup.catalog.knobs import load_serving_knobs
+    from sizeup.core.inference import LengthDist
+    from sizeup.core.serving_sim import Scheduler, make_workload, simulate
+
+    model, gpu = CAT.model("qwen3-0.6b"), CAT.gpu("rtx-5090")
+    out = {}
+    for cap in (48, 128):
+        prof = engine_profile("sglang").for_gpu(gpu).with_overrides({"cuda_graph_max_batch": str(cap)})
+        k = prof.knobs(load_serving_knobs(CAT), model.num_layers).with_(gpu_memory_utilization=0.28)
+        setup = ServeSetup(prompt_len=128, output_len=256)
+        wl = make_workload(1000, LengthDist.fixed(128), LengthDist.fixed(256), rate_rps=50.0, seed=1)
+        out[cap] = simulate(model, gpu, setup, k, Scheduler.from_engine(prof, k), wl)
+    assert out[48].running_mean > 1.3 * out[128].running_mean
+    ratio = out[48].pct("tpot", 50) / out[128].pct("tpot", 50)
+    assert 1.3 < ratio < 3.0

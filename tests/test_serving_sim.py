@@ -644,3 +644,34 @@ def test_sglang_benchmark_lengths_regenerate_the_stated_token_totals():
         assert len(lens_in) == wl["num_requests"] and min(lens_in) >= 1 and max(lens_out) <= wl["random_output_len"]
     rows = run_validation(categories=["D"], id_contains="datacrunch-").rows
     assert rows and all(r.ok for r in rows), [(r.id, r.skipped) for r in rows if not r.ok]
+
+
+def test_overlap_scheduler_admits_a_busy_arrival_one_step_later():
+    """Hand trace. Request 0 (64-token prompt, 200 outputs) arrives at t=0; request 1 (64 tokens, 1 output) arrives
+    in the middle of request 0's 11th decode step. Without the overlap scheduler its prefill joins the step that
+    starts at the next boundary; with it (SGLang v0.4, TensorRT-LLM: the batch that starts there was formed while the
+    previous step ran) it joins one step later, so its TTFT grows by one decode step of batch 1 at request 0's
+    context (core.inference.decode_step_time_s). An idle server takes a request at once: a lone request's TTFT is
+    the same with or without it."""
+    p0 = float(prefill_time_s(M8, H100, 64, 1, knobs=VK)) + VK.decode_step_overhead_s
+    d = float(decode_step_time_s(M8, H100, 1, 70, knobs=VK))
+    a = p0 + 10.5 * d
+    wl = Workload(np.array([64, 64]), np.array([200, 1]), np.array([0.0, a]), None, None)
+    off = simulate(M8, H100, SETUP, VK, SCHED, wl, SM)
+    on = simulate(M8, H100, SETUP, VK, replace(SCHED, overlap_admission=True), wl, SM)
+    assert float(on.ttft_s[1] - off.ttft_s[1]) == pytest.approx(d, rel=0.03)
+    assert float(on.ttft_s[0]) == pytest.approx(float(off.ttft_s[0]))
+    assert on.output_tokens == off.output_tokens == 201 and on.completed == 2
+    lone = Workload(np.array([512]), np.array([16]), np.zeros(1), None, None)
+    assert float(simulate(M8, H100, SETUP, VK, replace(SCHED, overlap_admission=True), lone, SM).ttft_s[0]) == \
+        pytest.approx(float(simulate(M8, H100, SETUP, VK, SCHED, lone, SM).ttft_s[0]))
+
+
+def test_overlap_scheduler_is_an_engine_field():
+    for eng, on in (("sglang", True), ("trtllm", True), ("vllm", False), ("lmdeploy", False)):
+        prof = engine_profile(eng).for_gpu(H100)
+        assert prof.overlap_schedule is on and (("overlap_schedule" in prof.sources) or not on)
+        assert Scheduler.from_engine(prof, prof.knobs(KNOBS, M8.num_layers)).overlap_admission is on
+    off = engine_profile("sglang").with_overrides({"overlap_schedule": "false"})
+    assert Scheduler.from_engine(off, off.knobs(KNOBS, M8.num_layers)).overlap_admission is False
+    assert "overlap scheduler" in engine_profile("sglang").describe()

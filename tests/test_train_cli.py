@@ -108,3 +108,17 @@ def test_platform_without_that_gpu_is_one_line(capsys):
     assert main(["train", str(EXAMPLES / "seed004.yaml"), "--gpu", "t4", "--platform", "lambda"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error:") and "lambda" in err.lower()
+
+
+def test_compile_flag_that_changes_nothing_says_so(capsys):
+    """--compile on a profile that already runs fused kernels changes no figure: the report says so (once), and
+    the same flag on an eager profile (hf-trainer) changes the step time and carries no such note."""
+    fused = run_json(capsys, "llama-3-8b", "--gpu", "h100-sxm", "--gpus", "8", "--compile")
+    plain = run_json(capsys, "llama-3-8b", "--gpu", "h100-sxm", "--gpus", "8")
+    assert fused["step_time_s"] == pytest.approx(plain["step_time_s"])
+    assert sum("--compile changes nothing" in n for n in fused["notes"]) == 1
+    eager = run_json(capsys, "llama-3-8b", "--gpu", "h100-sxm", "--gpus", "8", "--framework", "hf-trainer")
+    compiled = run_json(capsys, "llama-3-8b", "--gpu", "h100-sxm", "--gpus", "8", "--framework", "hf-trainer",
+                        "--compile")
+    assert compiled["step_time_s"] < eager["step_time_s"]
+    assert not any("changes nothing" in n for n in compiled["notes"])

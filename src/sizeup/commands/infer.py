@@ -60,9 +60,9 @@ COST_RULE = ("$/1M tokens = price x GPUs x hours of the simulated run (idle incl
              "and communication time by token count, attention by who causes it)")
 
 
-def parse_engine(name: str | None, opts: list[str] | None, gpu, arch, base_knobs):
-    """(EngineProfile for this GPU with --engine-opt applied, ServingKnobs). No engine and no options -> the
-    generic profile and the catalog knobs unchanged."""
+def parse_engine(name: str | None, opts: list[str] | None, gpu, arch, base_knobs, tp: int = 1):
+    """(EngineProfile for this GPU with --engine-opt applied, ServingKnobs at tensor-parallel degree `tp`). No
+    engine and no options -> the generic profile and the catalog knobs unchanged."""
     from sizeup.catalog.engines import engine_profile
 
     prof = engine_profile(name).for_gpu(gpu)
@@ -76,7 +76,7 @@ def parse_engine(name: str | None, opts: list[str] | None, gpu, arch, base_knobs
         prof = prof.with_overrides(overrides)
     if name is None and not overrides:
         return prof, base_knobs
-    return prof, prof.knobs(base_knobs, arch.num_layers)
+    return prof, prof.knobs(base_knobs, arch.num_layers, tp)
 
 
 def read_trace(path: str):
@@ -644,7 +644,7 @@ def infer_cmd(
     knobs = load_serving_knobs(catalog)
     if gpu_memory_utilization is not None:
         knobs = knobs.with_(gpu_memory_utilization=gpu_memory_utilization)
-    prof, knobs = parse_engine(engine, engine_opt, g, arch, knobs)
+    prof, knobs = parse_engine(engine, engine_opt, g, arch, knobs, tp_)
     if static and prof.batching != "static":
         prof = prof.with_overrides({"batching": "static"})
     price, price_note, price_platform = default_price(catalog, g, platform, pricing, price_per_gpu_hour)
@@ -733,6 +733,13 @@ def infer_cmd(
         notes.append("$/1M tokens: " + COST_RULE + f"; at the simulated load ({load_text})")
     else:
         notes.append(price_note)
+    cap = int(knobs.graph_max_tokens) if knobs.forward_kernels_graph else 0
+    if cap and max(est.batch, summ["mean_running"]) > cap:
+        notes.append(f"{prof.name} replays CUDA graphs only up to {cap} tokens per forward; larger decode batches "
+                     f"(closed form {est.batch:,}, simulated mean {summ['mean_running']:,.1f} in flight) run eager, "
+                     f"{knobs.eager_fallback_launch_s * 1e3:,.1f} ms of host launches per forward, and the slower steps "
+                     "keep more requests in flight; --engine-opt cuda_graph_max_batch=N models a larger capture "
+                     "(the engine's own setting, e.g. SGLang --cuda-graph-max-bs)")
     if summ["ttft_p50_s"] > 1.2 * est.ttft_s or abs(summ["tpot_p50_s"] - est.tpot_s) > 0.2 * est.tpot_s:
         notes.append(f"under load ({load_text}) the simulated engine gives TTFT p50 {summ['ttft_p50_s'] * 1e3:,.1f} ms "
                      f"and TPOT p50 {summ['tpot_p50_s'] * 1e3:,.2f} ms vs the closed-form {est.ttft_s * 1e3:,.1f} / "
@@ -917,14 +924,16 @@ def serve_plan_cmd(
     options: list[dict] = []
     terms: list = []
     prof_desc = ""
+    if names:  # a bad --engine / --engine-opt is refused before any GPU's options are sized
+        parse_engine(engine, engine_opt, resolve_gpu(names[0], catalog), arch, base_knobs)
     for gname in names:
         g = resolve_gpu(gname, catalog)
         price, price_note, price_platform = default_price(catalog, g, platform, pricing, price_per_gpu_hour)
-        prof, knobs = parse_engine(engine, engine_opt, g, arch, base_knobs)
-        prof_desc = prof.describe()
         for t in tp_choices:
             if t > max(g.node_size, 1):
                 continue
+            prof, knobs = parse_engine(engine, engine_opt, g, arch, base_knobs, t)
+            prof_desc = prof.describe()
             opt: dict = {"gpu_id": g.id, "tp": t, "engine": prof.id, "feasible": False, "fits": True, "reason": "",
                          "binding": "", "fixes": [], "replicas": None, "gpus": None, "max_rps_per_replica": None, "requests_per_s_per_replica": None,
                          "operating_rps_per_replica": None, "ttft_p50_s": None, "ttft_p95_s": None,

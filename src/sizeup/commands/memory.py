@@ -209,6 +209,7 @@ def memory_cmd(
              if k not in ("framework", "global_batch", "gpus")]
     if shown:
         report.notes.append("defaults used: " + "; ".join(shown))
+    report.notes.extend(job.notes)
     if arch.max_seq_len and setup.seq_len > arch.max_seq_len:
         report.warnings.append(f"seq {setup.seq_len} is longer than {arch.id}'s context of {arch.max_seq_len} tokens "
                                "(needs RoPE scaling / long-context training)")

@@ -96,6 +96,7 @@ def train_report(ev, scenario):
         note = defaults_note(job)
         if note:
             report.notes.append(note)
+        report.notes.extend(job.notes)
         return report
     report = build_report(job.model, job.setup, job.gpu, ev.step, ev.train, ev.memory, job.execution.timing_kernel,
                           scenario)
@@ -104,6 +105,7 @@ def train_report(ev, scenario):
     note = defaults_note(job)
     if note:
         report.notes.append(note)
+    report.notes.extend(job.notes)
     if ev.cost is not None:
         add_cost(report, ev.cost)
     report.data["feasible"] = ev.feasible

@@ -13,8 +13,7 @@ from typing import Any, Mapping
 from sizeup.core.inference import ServingKnobs
 from sizeup.core.types import GpuSpec
 from sizeup.errors import SizeupError
-
-GiB = 1024**3
+from sizeup.units import GiB, MiB
 
 
 @dataclass(frozen=True)
@@ -42,10 +41,12 @@ class EngineProfile:
     kv_policy: str = "preempt"
     preempt_keeps_cache: bool = False
     cuda_graphs: bool = True
+    cuda_graph_max_batch: int = 0
     step_overhead_s: float = 0.002
     launch_overhead_per_layer_s: float = 0.0
     kernels_per_layer: int = 0
     kernels_per_forward: int = 0
+    kernels_per_layer_tp: int = 0
     kernel_launch_s: float = 0.0
     gpu_kernels_per_layer: int = 10
     gpu_kernels_per_forward: int = 3
@@ -53,6 +54,7 @@ class EngineProfile:
     prefill_eager_elementwise_bytes: Mapping[str, float] = field(default_factory=dict)
     first_token_from_decode: bool = False
     async_output_proc: bool = False
+    overlap_schedule: bool = False
     prefill_attention_causal_skip: bool = True
     kv_cache_blocks: int = 0
     eager_prefill: bool = False
@@ -82,12 +84,13 @@ class EngineProfile:
 
     def for_gpu(self, gpu: GpuSpec) -> "EngineProfile":
         """Apply the engine's own GPU-dependent defaults: `large_gpu` on >= 70 GiB non-A100 GPUs (vLLM's
-        get_batch_defaults rule), `small_gpu` on < 25 GB GPUs (SGLang's chunked_prefill_size rule)."""
+        get_batch_defaults rule), `small_gpu` on GPUs under 25,000 MiB (SGLang's chunked_prefill_size rule)."""
         out = self
         big = gpu.memory_bytes >= 70 * GiB and "a100" not in gpu.id.lower()
         if big and self.large_gpu:
             out = replace(out, **dict(self.large_gpu))
-        if gpu.memory_bytes < 25e9 and self.small_gpu:
+        # SGLang compares nvidia-smi's total in MiB with 25_000 (an RTX 4090's 24,564 MiB is below it)
+        if gpu.memory_bytes < 25_000 * MiB and self.small_gpu:
             out = replace(out, **dict(self.small_gpu))
         return out
 
@@ -149,7 +152,8 @@ class EngineProfile:
                 raise SizeupError(f"engine {self.id}: {name} must be in (0, 1], got {v}")
         for name in ("step_overhead_s", "launch_overhead_per_layer_s", "kernel_launch_s", "kernels_per_layer",
                      "kernels_per_forward", "kv_cache_blocks", "decode_attention_q_heads_per_kv_read",
-                     "gpu_kernels_per_layer", "gpu_kernels_per_forward"):
+                     "gpu_kernels_per_layer", "gpu_kernels_per_forward", "cuda_graph_max_batch",
+                     "kernels_per_layer_tp"):
             if float(getattr(self, name)) < 0:
                 raise SizeupError(f"engine {self.id}: {name} must be >= 0")
         if self.speculative is not None:
@@ -158,13 +162,17 @@ class EngineProfile:
                 raise SizeupError(f"engine {self.id}: speculative needs num_tokens >= 1, 0 <= acceptance_rate <= 1, "
                                   "draft_cost_ratio >= 0")
 
-    def knobs(self, base: ServingKnobs, num_layers: int) -> ServingKnobs:
-        """The step-model knobs this engine implies (memory knobs such as gpu_memory_utilization stay as given)."""
+    def knobs(self, base: ServingKnobs, num_layers: int, tp: int = 1) -> ServingKnobs:
+        """The step-model knobs this engine implies (memory knobs such as gpu_memory_utilization stay as given);
+        `tp` = tensor-parallel degree (host ops of the all-reduces, kernels_per_layer_tp)."""
         overhead = float(self.step_overhead_s)
         # eager forward: host time to issue (kernels/layer x L + kernels outside the layers) launches; it overlaps
         # the GPU work (core.inference ServingKnobs.host_launch_s). CUDA graphs replay the forward in one launch
         # and run fused kernels (no unfused elementwise passes).
-        kernels = int(self.kernels_per_layer) * num_layers + int(self.kernels_per_forward)
+        # host ops of an eager forward: the profile's eager count when it states one, else one launch per GPU kernel
+        per_layer = int(self.kernels_per_layer) + (int(self.kernels_per_layer_tp) if int(tp) > 1 else 0)
+        kernels = per_layer * num_layers + int(self.kernels_per_forward) if per_layer else \
+            int(self.gpu_kernels_per_layer) * num_layers + int(self.gpu_kernels_per_forward)
         eager_launch = kernels * float(self.kernel_launch_s)
         ew = self.eager_elementwise_bytes or {}
         eager_ew = (float(ew.get("hidden", 0.0)), float(ew.get("kv", 0.0)), float(ew.get("ffn", 0.0)))
@@ -181,6 +189,9 @@ class EngineProfile:
         gpu_kernels = int(self.gpu_kernels_per_layer) * num_layers + int(self.gpu_kernels_per_forward)
         return base.with_(host_launch_s=eager_launch if eager_decode else 0.0,
                           forward_kernels=float(gpu_kernels), forward_kernels_graph=bool(self.cuda_graphs),
+                          graph_max_tokens=int(self.cuda_graph_max_batch) if self.cuda_graphs else 0,
+                          eager_fallback_launch_s=eager_launch if self.cuda_graphs else 0.0,
+                          prefill_forward_graph=not eager_pre,
                           prefill_host_launch_s=eager_launch if eager_pre else 0.0,
                           eager_elementwise_bytes=eager_ew if eager_decode else (0.0, 0.0, 0.0),
                           prefill_eager_elementwise_bytes=pre_ew if eager_pre else (0.0, 0.0, 0.0),
@@ -190,6 +201,7 @@ class EngineProfile:
                           spec_acceptance_rate=float(self.speculative.acceptance_rate) if self.speculative else 0.0,
                           spec_draft_cost_ratio=float(self.speculative.draft_cost_ratio) if self.speculative else 0.0,
                           async_output_proc=bool(self.async_output_proc),
+                          overlap_schedule=bool(self.overlap_schedule),
                           prefill_attention_causal_skip=bool(self.prefill_attention_causal_skip),
                           max_num_batched_tokens=int(self.max_num_batched_tokens),
                           max_num_seqs=int(self.max_num_seqs),
@@ -213,7 +225,11 @@ class EngineProfile:
                    "it resumes without recompute when they were not)"
                    if self.preempt_keeps_cache and self.kv_policy == "preempt" else "")
                 + ", "
-                f"CUDA graphs {'on' if self.cuda_graphs else 'off'}, {self.allreduce} all-reduce, {int4}"
+                f"CUDA graphs {'on' if self.cuda_graphs else 'off'}"
+                + (f" up to {self.cuda_graph_max_batch} tokens per forward (larger forwards run eager)"
+                   if self.cuda_graphs and self.cuda_graph_max_batch else "")
+                + (" for decodes only (prefills run eager)" if self.cuda_graphs and self.eager_prefill else "")
+                + f", {self.allreduce} all-reduce, {int4}"
                 + (f", {self.gpu_kernels_per_layer} GPU kernels per layer + {self.gpu_kernels_per_forward} per forward "
                    "(a launch gap each)" if self.gpu_kernels_per_layer or self.gpu_kernels_per_forward else "")
                 + (", decode attention copies K/V per query head (repeat_kv)" if self.attention_repeat_kv else "")
@@ -227,6 +243,8 @@ class EngineProfile:
                    ", prefill attention computes every query-key pair (no causal tile skipping: s^2, not s^2/2)")
                 + (", async output processing (a step's tokens reach the client at the end of the next step; a "
                    "finished request runs one extra step)" if self.async_output_proc else "")
+                + (", overlap scheduler (the next batch is formed while the GPU runs the current one: a new request "
+                   "joins one step later)" if self.overlap_schedule else "")
                 + (f", speculative k={self.speculative.num_tokens} alpha={self.speculative.acceptance_rate}"
                    if self.speculative else ""))
 

@@ -129,6 +129,10 @@ class ServingKnobs:
     prefill_host_launch_s: float = -1.0
     """Host launch time of a prefill forward; < 0 = host_launch_s (an engine that captures only the decode forward
     as CUDA graphs, e.g. transformers' compiled generate, runs its prefill eager)."""
+    prefill_forward_graph: bool = True
+    """A prefill forward is replayed as a CUDA graph like the decode forward (up to graph_max_tokens); False = the
+    engine captures only decodes and every prefill runs eager: stream gaps at its kernel boundaries (SGLang v0.4
+    cuda_graph_runner captures ForwardMode.DECODE only; transformers' compiled generate)."""
     prefill_eager_elementwise_bytes: Optional[Sequence[float]] = None
     """Unfused elementwise bytes (as eager_elementwise_bytes) of a prefill forward; None = eager_elementwise_bytes."""
     first_token_from_decode: bool = False
@@ -137,6 +141,9 @@ class ServingKnobs:
     """Asynchronous output processing (vLLM v0.6 V0 engine): a step's sampled tokens are detokenised and streamed
     while the next step runs and reach the client when that step returns, so TTFT and E2E take one more step, and a
     request whose last token was sampled is scheduled for one extra step (engine profile)."""
+    overlap_schedule: bool = False
+    """The engine's overlap scheduler forms the next batch while the GPU runs the current one: a request that arrives
+    while the server is busy joins one step later (serving_sim.Scheduler.overlap_admission; engine profile)."""
     spec_tokens: int = 0
     """Speculative decoding (engine profile `speculative`): draft tokens k proposed per verify step; 0 = off."""
     spec_acceptance_rate: float = 0.0
@@ -167,6 +174,15 @@ class ServingKnobs:
     forward_kernels_graph: bool = True
     """The decode forward is replayed as a CUDA graph (kernel_boundary_graph_s) or launched kernel by kernel
     (kernel_boundary_stream_s) (engine profile cuda_graphs)."""
+    graph_max_tokens: int = 0
+    """Largest forward (tokens in the step) the engine replays as a CUDA graph; a larger one runs eager: the host
+    issues its kernels one by one (eager_fallback_launch_s) and each kernel boundary costs a stream launch
+    (kernel_boundary_stream_s). 0 = every forward the profile replays is covered (engine profile
+    cuda_graph_max_batch; SGLang's cuda_graph_runner 'can_run': batch_size <= max_bs, else the model's eager
+    forward)."""
+    eager_fallback_launch_s: float = 0.0
+    """Host time to issue one forward's kernels when it falls back to eager (graph_max_tokens exceeded): host ops x
+    seconds per op (engine profile); it overlaps the GPU work as host_launch_s does."""
     int4_weight_read_efficiency: float = 1.0
     """W4A16 decode GEMV: fraction of the 16-bit weight-streaming bandwidth reached while dequantising int4
     weights (1.0 = the ideal 4-bit speedup; engine profile, catalog/data/engines.yaml)."""
@@ -485,6 +501,8 @@ def prefill_view(knobs: ServingKnobs) -> ServingKnobs:
     changes: dict[str, Any] = {}
     if knobs.prefill_host_launch_s >= 0:
         changes["host_launch_s"] = knobs.prefill_host_launch_s
+    if not knobs.prefill_forward_graph:
+        changes["forward_kernels_graph"] = False
     if knobs.prefill_eager_elementwise_bytes is not None:
         changes["eager_elementwise_bytes"] = tuple(knobs.prefill_eager_elementwise_bytes)
     return knobs.with_(**changes) if changes else knobs
@@ -497,6 +515,21 @@ def kernel_boundaries_s(knobs: ServingKnobs) -> float:
     from a stream). Independent of the batch: the gap is per kernel, not per byte."""
     t_b = knobs.kernel_boundary_graph_s if knobs.forward_kernels_graph else knobs.kernel_boundary_stream_s
     return float(knobs.forward_kernels) * float(t_b)
+
+
+def graph_fallback(knobs: ServingKnobs, tokens):
+    """Where a forward of `tokens` tokens is too large for the engine's captured CUDA graphs (tokens >
+    graph_max_tokens > 0, decode replayed as graphs): (mask, extra GPU seconds at the kernel boundaries, host
+    launch seconds). Such a forward runs eager, so its n_k kernel boundaries cost the stream gap instead of the
+    graph gap, n_k * (t_stream - t_graph), and the host issues its kernels one by one, eager_fallback_launch_s,
+    overlapping the GPU work (SGLang cuda_graph_runner can_run / vLLM V1 bs_to_padded_graph_size: a batch above
+    the largest captured size is not padded, it runs without a graph)."""
+    T = np.asarray(tokens, dtype=float)
+    cap = int(knobs.graph_max_tokens)
+    mask = (T > cap) if cap > 0 and knobs.forward_kernels_graph else np.zeros_like(T, dtype=bool)
+    gaps = float(knobs.forward_kernels) * max(float(knobs.kernel_boundary_stream_s)
+                                              - float(knobs.kernel_boundary_graph_s), 0.0)
+    return mask, np.where(mask, gaps, 0.0), np.where(mask, float(knobs.eager_fallback_launch_s), 0.0)
 
 
 def eager_elementwise_s(m: ModelArch, gpu: GpuSpec, tokens, tp, knobs: ServingKnobs):
@@ -553,11 +586,14 @@ def prefill_parts(m: ModelArch, gpu: GpuSpec, prompt_len, n_seqs, tp=1, pp=1,
     comm = 2.0 * m.num_layers * _allreduce_s(gpu, tokens * m.hidden_size * knobs.activation_bytes, t, knobs) \
         + _p2p_s(gpu, tokens * m.hidden_size * knobs.activation_bytes, p)
     eager = eager_elementwise_s(m, gpu, tokens, t, knobs)
-    kernels = kernel_boundaries_s(knobs) + 0.0 * tokens
+    # a forward above the engine's largest captured graph runs eager (graph_fallback)
+    _, fb_gaps, fb_launch = graph_fallback(knobs, tokens)
+    kernels = kernel_boundaries_s(knobs) + fb_gaps
     gpu_s = np.maximum(compute, memory) + comm + eager + kernels
-    launch_excess = np.maximum(knobs.host_launch_s - gpu_s, 0.0)
+    launch = np.maximum(knobs.host_launch_s, fb_launch)
+    launch_excess = np.maximum(launch - gpu_s, 0.0)
     return {"compute": compute, "memory": memory, "comm": comm, "eager": eager, "kernels": kernels,
-            "launch": knobs.host_launch_s,
+            "launch": launch,
             "launch_excess": launch_excess, "total": gpu_s + launch_excess, "flops": flops,
             "peak": _peak(gpu, mm_dtype), "eta_mm": rate / _peak(gpu, mm_dtype)}
 
@@ -653,10 +689,12 @@ def decode_step_parts(m: ModelArch, gpu: GpuSpec, batch, context, tp=1, pp=1,
     comm = comm + eager_elementwise_s(m, gpu, B, t, knobs)
     # per-kernel launch gaps on the GPU (CUDA-graph replay or stream launches), carried with the comm part as the
     # eager passes are so that the serving simulator (which reads 'comm') charges them the same way
-    kernels = kernel_boundaries_s(knobs) + 0.0 * B
+    # a batch above the engine's largest captured graph runs eager: stream gaps and a host launch (graph_fallback)
+    _, fb_gaps, fb_launch = graph_fallback(knobs, B)
+    kernels = kernel_boundaries_s(knobs) + fb_gaps
     comm = comm + kernels
     # host launch time not hidden behind the GPU work of the forward (0 when the GPU is the bottleneck)
-    launch_excess = np.maximum(knobs.host_launch_s - (gemm + attention + comm), 0.0)
+    launch_excess = np.maximum(np.maximum(knobs.host_launch_s, fb_launch) - (gemm + attention + comm), 0.0)
     return {"gemm": gemm, "attention": attention, "comm": comm, "overhead": overhead + launch_excess,
             "launch_excess": launch_excess, "kernels": kernels,
             "gemm_memory": w_read / (bw * gpu.hbm_efficiency), "gemm_compute": flops / rate,

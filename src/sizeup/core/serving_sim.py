@@ -36,7 +36,8 @@ import numpy as np
 
 from sizeup.core.inference import (
     LengthDist, ServeSetup, ServingKnobs, WeightDtype, _allreduce_s, _compute_rate, _p2p_s, _shapes,
-    decode_kv_s_per_byte, decode_step_parts, eager_elementwise_s, kv_budget_bytes, prefill_view,
+    decode_kv_s_per_byte, decode_step_parts, eager_elementwise_s, graph_fallback, kernel_boundaries_s, kv_budget_bytes,
+    prefill_view,
     kv_bytes_per_sequence,
     kv_bytes_per_token_per_layer, kv_tp_fraction,
     weight_bytes, window_layers,
@@ -143,6 +144,11 @@ class Scheduler:
     """Asynchronous output processing (vLLM v0.6): the tokens a step samples are processed during the next step and
     reach the client when it ends (first token, last token); a request whose last token was sampled is scheduled
     once more (its stop is checked only then) and finishes at the end of that extra step."""
+    overlap_admission: bool = False
+    """Overlap scheduler (SGLang v0.4, TensorRT-LLM's PyTorch backend): the CPU forms batch n+1 while the GPU runs
+    batch n, so the batch that starts at t_n+1 holds only the requests that had arrived when batch n started; a
+    request arriving while the server is busy waits one more step before its prefill (an idle server takes it at
+    once)."""
 
     @classmethod
     def from_engine(cls, engine, knobs: ServingKnobs, batch: int | None = None) -> "Scheduler":
@@ -155,7 +161,7 @@ class Scheduler:
                    int(knobs.spec_tokens), float(knobs.spec_tokens_per_step), float(knobs.spec_draft_cost_ratio),
                    bool(knobs.first_token_from_decode),
                    bool(getattr(engine, "preempt_keeps_cache", False)) and engine.kv_policy == "preempt",
-                   bool(knobs.async_output_proc))
+                   bool(knobs.async_output_proc), bool(knobs.overlap_schedule))
 
 
 # --------------------------------------------------------------------------- step model
@@ -203,9 +209,18 @@ class StepModel:
         self.prefill_launch_s = float(pk.host_launch_s)
         self.ew_extra_per_prompt_tok = float(eager_elementwise_s(model, gpu, 1.0, setup.tp, pk)) \
             - float(eager_elementwise_s(model, gpu, 1.0, setup.tp, knobs))
+        # a step above the engine's largest captured CUDA graph runs eager (core.inference.graph_fallback): its
+        # kernel boundaries cost stream gaps and the host issues its kernels one by one; a prefill forward of an
+        # engine that captures only decodes already runs eager (its own launch time and gaps)
+        self.graph_max_tokens = int(knobs.graph_max_tokens) if knobs.forward_kernels_graph else 0
+        _, fb_gaps, fb_launch = graph_fallback(knobs, float(self.graph_max_tokens) + 1.0)
+        self.fallback_gaps_s, self.fallback_launch_s = float(fb_gaps), float(fb_launch)
+        self.prefill_gaps_s = float(kernel_boundaries_s(pk)) - float(kernel_boundaries_s(knobs))
+        self.prefill_falls_back = bool(pk.forward_kernels_graph)
 
     def _dense_parts(self, T: np.ndarray) -> dict:
-        m, g, s, k = self.model, self.gpu, self.setup, self.knobs
+        # graph-covered forwards: the eager fallback above the largest captured graph is added per step (time)
+        m, g, s, k = self.model, self.gpu, self.setup, self.knobs.with_(graph_max_tokens=0)
         Tc = np.maximum(T, 1.0)
         parts = decode_step_parts(m, g, Tc, 0.0, s.tp, s.pp, s.weights, s.kv_dtype, k, self.wbytes, self._sh)
         share_lm = self._sh.lm_head_params / max(self._sh.matmul_params_per_token, 1.0)
@@ -265,6 +280,11 @@ class StepModel:
         dec_attn = max(ctx_sum * self.kv_read_s_per_tok, ctx_sum * self.attn_flops_per_tok / rate)
         pre_attn = pairs * self.attn_flops_per_pair / rate
         launch = self.prefill_launch_s if prompt_tokens > 0 else self.launch_s
+        if prompt_tokens > 0:
+            dense += self.prefill_gaps_s
+        if self.graph_max_tokens and tokens > self.graph_max_tokens and (prompt_tokens <= 0 or self.prefill_falls_back):
+            dense += self.fallback_gaps_s
+            launch = max(launch, self.fallback_launch_s)
         # host launch time the GPU work does not hide is charged with the dense part (it scales with the forward)
         dense += max(launch - (dense + dec_attn + pre_attn), 0.0) + self.overhead_s
         return dense + dec_attn + pre_attn, dense, dec_attn + pre_attn
@@ -272,17 +292,26 @@ class StepModel:
     def decode_run(self, tokens: int, n_seq: int, ctx_sums: np.ndarray) -> np.ndarray:
         """Seconds of consecutive decode-only steps with the same T and n_seq and the given context sums."""
         mem, body, lm, comm, rate = self._parts_at(tokens)
+        launch = self.launch_s
+        if self.graph_max_tokens and tokens > self.graph_max_tokens:
+            comm += self.fallback_gaps_s
+            launch = max(launch, self.fallback_launch_s)
         gpu = max(mem, body + lm * n_seq) + comm \
             + np.maximum(ctx_sums * self.kv_read_s_per_tok, ctx_sums * self.attn_flops_per_tok / rate)
-        return np.maximum(gpu, self.launch_s) + self.overhead_s
+        return np.maximum(gpu, launch) + self.overhead_s
 
     def prefill_batch_s(self, n_seq: int, prompt: int) -> float:
         """A padded static batch of n_seq prompts of `prompt` tokens in one forward."""
         T = n_seq * prompt
         mem, body, lm, comm, rate = self._parts_at(T)
+        launch = self.prefill_launch_s
+        comm += self.prefill_gaps_s
+        if self.graph_max_tokens and T > self.graph_max_tokens and self.prefill_falls_back:
+            comm += self.fallback_gaps_s
+            launch = max(launch, self.fallback_launch_s)
         gpu = max(mem, body + lm * n_seq) + comm + T * self.ew_extra_per_prompt_tok \
             + n_seq * float(self.pairs(0, prompt)) * self.attn_flops_per_pair / rate
-        return max(gpu, self.prefill_launch_s) + self.overhead_s
+        return max(gpu, launch) + self.overhead_s
 
 
 # --------------------------------------------------------------------------- results
@@ -525,15 +554,20 @@ def _simulate_continuous(sm: StepModel, sched: Scheduler, wl: Workload, cap: flo
         kvlen[i] = 0.0
         target[i] = float(pl_l[i] + math.floor(gen[i]) - (1 if ftd else 0))
 
+    # overlap scheduler: the step starting at t holds the arrivals up to the previous step's start (Scheduler.
+    # overlap_admission); t_cut is that cutoff (= t when the server was idle or the engine has no overlap)
+    olag = bool(sched.overlap_admission)
+    t_cut = 0.0
     while done < N:
-        while nxt < issued and arr_l[nxt] <= t + 1e-12:
+        cut = t_cut if olag else t
+        while nxt < issued and arr_l[nxt] <= cut + 1e-12:
             waiting.append(nxt)
             nxt += 1
         n_run = len(order)
         if not n_run and not waiting:
             if nxt >= issued:
                 break
-            t = arr_l[nxt]
+            t = t_cut = max(t, arr_l[nxt])
             continue
         if cache and waiting and waiting[0] in cache and n_run < max_seqs:
             # victims at the head of the queue whose KV survived in the cache and whose prompt was done: re-lock
@@ -689,7 +723,7 @@ def _simulate_continuous(sm: StepModel, sched: Scheduler, wl: Workload, cap: flo
         tokens = int(n_dec * k1 + n_pre)
         if tokens == 0:
             if nxt < issued:
-                t = max(t, arr_l[nxt])
+                t = t_cut = max(t, arr_l[nxt])
                 continue
             raise SimInfeasible("the scheduler cannot make progress: a queued request never fits in the KV cache")
         dec_now = dec if n_dec else dec[:0]
@@ -729,6 +763,7 @@ def _simulate_continuous(sm: StepModel, sched: Scheduler, wl: Workload, cap: flo
                 dt = float(cum[k - 1])
             else:
                 dt = float(durs.sum()) if k == kmax else float(durs[:k].sum())
+            last_start = t + dt - float(durs[k - 1])
             gaps = durs[:k] / E
             if stall:
                 gaps = gaps.copy()
@@ -741,6 +776,7 @@ def _simulate_continuous(sm: StepModel, sched: Scheduler, wl: Workload, cap: flo
             dur = dt
             pre_part = 0.0
         else:
+            last_start = t
             dur, dense, attn = sm.time(tokens, n_dec + len(chunks), ctx_sum, 0.0, n_pre)
             pairs = 0.0
             for c in chunks:
@@ -786,6 +822,7 @@ def _simulate_continuous(sm: StepModel, sched: Scheduler, wl: Workload, cap: flo
                     late.extend(fresh.tolist())
                     in_late[fresh] = True
         t += dur
+        t_cut = last_start
         busy += dur
         pre_s += min(pre_part, dur)
         dec_s += max(dur - pre_part, 0.0)

@@ -383,6 +383,15 @@ def build_job(values: dict[str, Any], catalog=None, *, need_gpu: bool = True, al
         fp8_recipe = C.parse_choice("fp8 recipe", prof["fp8_recipe"], Fp8Recipe, C.FP8_RECIPE_ALIASES)
     kernel = C.parse_code("kernel", v.get("kernel"), C.TIMING_KERNELS, C.KERNEL_ALIASES)
     timing_kernel, memory_kernel = kernels_for(prof, prec == Precision.FP8, bool(compile_), kernel)
+    job_notes: list[str] = []
+    if "compile" in overridden and kernels_for(prof, prec == Precision.FP8, not compile_, kernel) == \
+            (timing_kernel, memory_kernel):
+        # a flag that changes no figure says so rather than passing silently
+        job_notes.append(f"--{'compile' if compile_ else 'no-compile'} changes nothing here: "
+                         + ("--kernel sets the kernels" if kernel is not None else
+                            f"the {prof['name']} profile runs {timing_kernel} kernels either way")
+                         + "; torch.compile matters for profiles with eager elementwise ops (e.g. --framework "
+                           "hf-trainer)")
     if kernel is not None:
         overridden.append("kernel")
     attention = C.parse_choice("attention", v.get("attention"), Attention, C.ATTENTION_ALIASES)
@@ -628,7 +637,7 @@ def build_job(values: dict[str, Any], catalog=None, *, need_gpu: bool = True, al
         precision=PrecisionSpec(prec, fp8_recipe), optimizer=OptimizerSpec(opt, not foreach, paged, in_bwd),
         recompute=rec_spec, offload=OffloadSpec(off_o, off_p, off_a, off_cap), peft=peft_spec, execution=execution,
         pricing=pricing, workload=workload, defaults=tuple(defaults), given=given,
-        label=str(v.get("model") or arch.id),
+        label=str(v.get("model") or arch.id), notes=tuple(job_notes),
     )
 
 

@@ -260,7 +260,7 @@ def _predict_timing(point: dict, catalog, quantity: str, unit: str, item: dict,
         from sizeup.catalog.engines import engine_profile_for_version
 
         prof = engine_profile_for_version(str(wl.get("engine")), wl.get("engine_version")).for_gpu(gpu)
-        k = prof.knobs(k, model.num_layers)
+        k = prof.knobs(k, model.num_layers, tp)
         static = static or prof.batching == "static"
         engine_note = f", engine profile {prof.id}"
     frac = _kv_fraction(point)
@@ -400,7 +400,7 @@ def _predict_under_load(point: dict, catalog, quantity: str, unit: str, knobs: S
                 prof = prof.with_overrides({str(k): str(v) for k, v in dict(opts).items()})
         except SizeupError as exc:
             raise Skip(str(exc)) from None
-        k = prof.knobs(knobs, model.num_layers)
+        k = prof.knobs(knobs, model.num_layers, tp)
         if wl.get("gpu_memory_utilization") is not None:
             # the launch's memory fraction (vLLM --gpu-memory-utilization, SGLang --mem-fraction-static)
             k = k.with_(gpu_memory_utilization=float(wl["gpu_memory_utilization"]))

@@ -181,6 +181,9 @@ def test_calibrate_measured_yaml_and_store_path(capsys, tmp_path):
     (["calibrate", str(LOGS / "nemo.log"), "--job", str(LOGS / "nemo.job.yaml"), "--name", "x", "--format", "fairseq"],
      "unknown"),
     (["calibrate", "--write"], "--refit"),
+    # a refit ignores the run-calibration options: they are refused, not dropped (found by `make fuzz`)
+    (["calibrate", "--refit", "--grad-accum", "1", "--compile"], "--grad-accum, --compile: options for calibrating"),
+    (["calibrate", "--refit", "--holdout", "0.3", "--name", "x"], "--name, --holdout"),
 ])
 def test_bad_input_is_one_line_exit_2(capsys, args, needle):
     code, out, err = run_cli(capsys, *args)

@@ -487,3 +487,23 @@ def test_cache_directory_owned_by_someone_else_is_not_used(cache, monkeypatch):
 def test_catalog_package_does_not_use_pickle():
     src = Path(__file__).parent.parent / "src" / "sizeup"
     assert not [p.name for p in src.rglob("*.py") if "import pickle" in p.read_text()]
+
+
+# --------------------------------------------------------------------------- found by `make fuzz` (fifth session)
+
+
+def test_search_scenario_counts_that_are_not_numbers_are_one_line(tmp_path):
+    """A scenario whose max_gpus is '$5000' reached int() inside `search` and ended as an internal error (exit 1)."""
+    scen = write(tmp_path / "s.yaml", "model: gpt2\ntokens: 10M\ngpu: t4\nmax_gpus: '$5000'\n")
+    refused("search", scen, "--top", "3", "--uneven-pp", fragment="--max-gpus must be a whole number")
+
+
+def test_token_budget_that_overflows_a_float_is_refused(tmp_path):
+    """30 fps x 16 patches x 1e308 s of data per sample printed 'tokens per sample: inf'."""
+    spec = write(tmp_path / "t.yaml", "sample_seconds: 1e308\nstreams:\n- {kind: video, fps: 30, patches_per_frame: 16}\n")
+    refused("tokens", spec, fragment="overflows")
+
+
+def test_calibration_refit_with_run_options_is_refused():
+    """`calibrate --refit` used to accept and ignore the options of calibrating from a run (job flags, --holdout)."""
+    refused("calibrate", "--refit", "--grad-accum", "1", "--compile", fragment="options for calibrating from a run")

@@ -293,3 +293,18 @@ def test_graph_ceiling_grows_the_batch_under_load_like_sglang_33483():
     assert out[48].running_mean > 1.3 * out[128].running_mean
     ratio = out[48].pct("tpot", 50) / out[128].pct("tpot", 50)
     assert 1.3 < ratio < 3.0
+
+
+@settings(max_examples=40, deadline=None)
+@given(batch=st.integers(1, 1024), ctx=st.integers(1, 16384), lo=st.integers(0, 1024), hi=st.integers(0, 1024),
+       launch=st.floats(0.0, 0.05))
+def test_a_higher_graph_ceiling_never_slows_a_step(batch, ctx, lo, hi, launch):
+    """Invariant: capturing more batch sizes can only remove eager fallbacks: step(ceiling hi) <= step(ceiling lo)
+    for lo <= hi, and no ceiling (0) is the fastest."""
+    lo, hi = sorted((lo, hi))
+    k = ServingKnobs(decode_step_overhead_s=1e-3, kernel_boundary_graph_s=1.3e-6, kernel_boundary_stream_s=2.1e-6,
+                     forward_kernels=163.0, eager_fallback_launch_s=launch)
+    t = {c: float(decode_step_time_s(M1, H200, batch, ctx, knobs=k.with_(graph_max_tokens=c))) for c in (lo, hi, 0)}
+    if lo > 0:
+        assert t[hi] <= t[lo] + 1e-15
+    assert t[0] <= min(t[lo], t[hi]) + 1e-15

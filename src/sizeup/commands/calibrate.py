@@ -73,6 +73,15 @@ def calibrate_cmd(
     if refit:
         if run:
             raise SizeupError("--refit fits on the development set; give no log or YAML with it")
+        # the run-calibration options would be ignored by a refit: refuse them rather than drop them silently
+        given = [f"--{k.replace('_', '-')}" for k, v in (flags or {}).items() if v is not None]
+        given += [f for f, v in (("--model", model), ("--name", name), ("--job", job), ("--format", fmt),
+                                 ("--warmup", warmup)) if v is not None]
+        if holdout != 0.5:
+            given.append("--holdout")
+        if given:
+            raise SizeupError(f"--refit refits the packaged calibration on the development set; {', '.join(given)}: "
+                              "options for calibrating from a run (sizeup calibrate LOG --name NAME ...)")
         _refit(write, store, dev, json_, markdown)
         return
     if write or dev:

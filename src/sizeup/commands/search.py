@@ -126,7 +126,7 @@ def build_search(values: dict[str, Any], flags: dict[str, Any], scenario) -> dic
     from sizeup.catalog.overheads import load_overheads
     from sizeup.commands.compare import cost_knobs, energy_value, offers_for, parse_pricing
     from sizeup.commands.common import PEFT_ALIASES, PRECISION_ALIASES, ZERO_ALIASES
-    from sizeup.job.parse import parse_workload as _workload
+    from sizeup.job.parse import _int, parse_workload as _workload
     from sizeup.core.cost import checkpoint_size
     from sizeup.core.timing import model_inputs
     from sizeup.core.types import Attention, Offload, Optimizer, Peft, Precision, Recompute, Sharding, TrainSetup
@@ -189,21 +189,20 @@ def build_search(values: dict[str, Any], flags: dict[str, Any], scenario) -> dic
     recipe = Recipe(
         optimizer=parse_choice("optimizer", values.get("optimizer"), Optimizer) or Optimizer.ADAMW,
         peft=parse_choice("peft", peft_raw, Peft, PEFT_ALIASES) or Peft.NONE,
-        lora_rank=int(values.get("lora_rank") or 16),
+        lora_rank=_int("lora-rank", values.get("lora_rank")) or 16,
         attention=parse_choice("attention", values.get("attention"), Attention, {"sdpa": "flash", "eager": "math"})
         or Attention.FLASH,
         kernel="eager" if "eager" in str(values.get("kernel") or "fused").lower() else "fused",
     )
     if values.get("kernel") and str(values["kernel"]).lower() not in ("fused", "eager", "hf-eager"):
         raise SizeupError(f"--kernel must be fused or eager, got {values['kernel']!r}")
-    one = lambda name: (int(values[name]),) if values.get(name) else None  # noqa: E731
-    max_gpus = int(values.get("max_gpus") or 1024)
-    if max_gpus < 1:
-        raise SizeupError(f"--max-gpus must be >= 1, got {max_gpus}")
+    # every count goes through the job parser's whole-number check (one clear line for '$5000', 1.5, -2)
+    one = lambda name: (_int(name.replace("_", "-"), values[name]),) if values.get(name) else None  # noqa: E731
+    max_gpus = _int("max-gpus", values.get("max_gpus")) or 1024
     space = SearchSpace(
         seq_len=seq, global_batches=gbs, gpu_counts=_ints("gpus", values.get("gpus")) if values.get("gpus") else None,
         max_gpus=max_gpus, tp=one("tp"), pp=one("pp"), cp=one("cp"), ep=one("ep"),
-        micro_batches=(int(values["micro_batch"]),) if values.get("micro_batch") else (1, 2, 4, 8),
+        micro_batches=(_int("micro-batch", values["micro_batch"]),) if values.get("micro_batch") else (1, 2, 4, 8),
         shardings=_choices("zero", values.get("zero"), Sharding, ZERO_ALIASES) or SHARDINGS,
         recomputes=_choices("recompute", values.get("recompute"), Recompute, {"no": "none", "yes": "full"})
         or RECOMPUTES,
@@ -327,9 +326,10 @@ def search_cmd(
     for key in ("gpu", "gpus", "platform", "pricing", "zero", "recompute"):
         if isinstance(values.get(key), (list, tuple)):
             values[key] = ",".join(map(str, values[key]))
-    for key in ("tp", "pp", "cp", "ep", "micro_batch", "lora_rank"):
-        if values.get(key) is not None and int(values[key]) < 1:
-            raise SizeupError(f"--{key.replace('_', '-')} must be > 0, got {values[key]}")
+    from sizeup.job.parse import _int
+
+    for key in ("tp", "pp", "cp", "ep", "micro_batch", "lora_rank", "max_gpus"):
+        _int(key.replace("_", "-"), values.get(key))  # a whole number > 0, else one line (exit 2)
     job = build_search(values, dict(allow_cross_node_tp=allow_cross_node_tp, uneven_pp=uneven_pp), scenario)
     knobs = load_timing_knobs(scenario.timing)
     update, close = _progress()

@@ -17,6 +17,7 @@ from enum import StrEnum
 from typing import Mapping
 
 from sizeup.core.explain import Term
+from sizeup.errors import SizeupError
 from sizeup.units import HOUR_S
 
 
@@ -107,8 +108,16 @@ def token_budget(streams: tuple[Stream, ...], sample_seconds: float, samples: fl
     per_sample = sum(p.tokens_per_sample for p in parts)
     per_hour = sum(p.tokens_per_second for p in parts) * HOUR_S
     total = per_sample * samples
+    if not all(math.isfinite(x) for x in (per_sample, per_hour, total)):
+        # each input is finite, but their product is not (e.g. 30 fps x 16 patches x 1e308 s)
+        raise SizeupError("the token budget overflows a float: stream rates x sample_seconds x samples exceed 1e308 "
+                          "tokens; check the units of sample_seconds, the rates and samples")
     hours_needed = target_tokens / per_hour if (target_tokens and per_hour) else 0.0
-    samples_needed = math.ceil(target_tokens / per_sample) if (target_tokens and per_sample) else 0.0
+    samples_ratio = target_tokens / per_sample if (target_tokens and per_sample) else 0.0
+    if not (math.isfinite(hours_needed) and math.isfinite(samples_ratio)):
+        raise SizeupError("the data needed for the target overflows a float: the target is over 1e308 times the "
+                          "tokens per sample or per hour; check their units")
+    samples_needed = math.ceil(samples_ratio)
     terms = [Term(f"tokens/per_sample/{p.name}", p.tokens_per_sample, "tokens",
                   f"({p.formula}) * sample_seconds", {**p.inputs, "sample_seconds": sample_seconds},
                   "stream definition") for p in parts]

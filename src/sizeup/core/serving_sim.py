@@ -736,6 +736,8 @@ def _simulate_continuous(sm: StepModel, sched: Scheduler, wl: Workload, cap: flo
             # ------------------------------------------------ a run of identical decode-only steps, one vector
             rem = ol[dec_now] - gen[dec_now]
             kmax = max(1, min(int(math.ceil(float(rem.min()) / E - 1e-9)), _MAX_WINDOW))
+            if olag and not waiting and nxt < issued and arr_l[nxt] <= t + 1e-12:
+                kmax = 1  # an arrival waits out this one step (overlap scheduler) and joins the next: no longer run
             if not reserve and kmax > 1:
                 base = kvlen[dec_now]
                 if used - float(held[dec_now].sum()) + float(kv.vec(base + kmax * E).sum()) > cap:
@@ -759,7 +761,9 @@ def _simulate_continuous(sm: StepModel, sched: Scheduler, wl: Workload, cap: flo
             k = kmax
             if not waiting and nxt < issued:
                 cum = np.cumsum(durs)
-                k = max(1, min(k, int(np.searchsorted(cum, arr_l[nxt] - t, side="left")) + 1))
+                # stop after the step in which the next request arrives (with the overlap scheduler, after the step
+                # that follows it: the batch formed while the arrival's step ran cannot hold it)
+                k = max(1, min(k, int(np.searchsorted(cum, arr_l[nxt] - t, side="left")) + (2 if olag else 1)))
                 dt = float(cum[k - 1])
             else:
                 dt = float(durs.sum()) if k == kmax else float(durs[:k].sum())

@@ -21,6 +21,7 @@ StoreOpt = Annotated[Optional[str], typer.Option(
 JobOpt = Annotated[Optional[str], typer.Option("--job", help="YAML with the run's job ({job: {...}} in sizeup's flag names).")]
 FormatOpt = Annotated[Optional[str], typer.Option(
     "--format", help="Log format: megatron, nemo, torchtitan, hf-trainer, deepspeed, torchtune (default: detected).")]
+HOLDOUT_DEFAULT = 0.5  # fraction of a log's steps held out to show the error before/after calibrating
 HoldoutOpt = Annotated[float, typer.Option(
     "--holdout", help="Share of the steps (the last ones) kept out of the fit to show before/after; 0 = fit on all.")]
 WarmupOpt = Annotated[Optional[int], typer.Option("--warmup", help="Logged steps to drop at the start (default: the first 10 %).")]
@@ -39,7 +40,7 @@ def calibrate_cmd(
     store: StoreOpt = None,
     job: JobOpt = None,
     fmt: FormatOpt = None,
-    holdout: HoldoutOpt = 0.5,
+    holdout: HoldoutOpt = HOLDOUT_DEFAULT,
     warmup: WarmupOpt = None,
     refit: RefitOpt = False,
     write: WriteOpt = False,
@@ -77,7 +78,7 @@ def calibrate_cmd(
         given = [f"--{k.replace('_', '-')}" for k, v in (flags or {}).items() if v is not None]
         given += [f for f, v in (("--model", model), ("--name", name), ("--job", job), ("--format", fmt),
                                  ("--warmup", warmup)) if v is not None]
-        if holdout != 0.5:
+        if holdout != HOLDOUT_DEFAULT:
             given.append("--holdout")
         if given:
             raise SizeupError(f"--refit refits the packaged calibration on the development set; {', '.join(given)}: "

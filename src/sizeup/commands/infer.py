@@ -588,7 +588,7 @@ def infer_cmd(
       sizeup infer mistral-7b --gpu l4 --weights int4 --concurrency 32 --price-per-gpu-hour 0.8 --json
     """
     from sizeup.catalog import load_catalog, resolve_model
-    from sizeup.core.inference import ServeSetup, estimate_inference, fit_fixes
+    from sizeup.core.inference import ServeSetup, estimate_inference, fit_fixes, graph_fallback
     from sizeup.core.serving_sim import Scheduler, SimInfeasible, sim_token_cost, simulate
     from sizeup.report import Report, Table
     from sizeup.catalog.knobs import load_serving_knobs
@@ -733,9 +733,9 @@ def infer_cmd(
         notes.append("$/1M tokens: " + COST_RULE + f"; at the simulated load ({load_text})")
     else:
         notes.append(price_note)
-    cap = int(knobs.graph_max_tokens) if knobs.forward_kernels_graph else 0
-    if cap and max(est.batch, summ["mean_running"]) > cap:
-        notes.append(f"{prof.name} replays CUDA graphs only up to {cap} tokens per forward; larger decode batches "
+    if bool(graph_fallback(knobs, max(est.batch, summ["mean_running"]))[0]):
+        notes.append(f"{prof.name} replays CUDA graphs only up to {knobs.graph_max_tokens} tokens per forward; "
+                     "larger decode batches "
                      f"(closed form {est.batch:,}, simulated mean {summ['mean_running']:,.1f} in flight) run eager, "
                      f"{knobs.eager_fallback_launch_s * 1e3:,.1f} ms of host launches per forward, and the slower steps "
                      "keep more requests in flight; --engine-opt cuda_graph_max_batch=N models a larger capture "

@@ -186,23 +186,25 @@ def build_search(values: dict[str, Any], flags: dict[str, Any], scenario) -> dic
     peft_raw = values.get("peft")
     if isinstance(peft_raw, bool):
         peft_raw = "lora" if peft_raw else "none"
+    # every count once through the job parser's whole-number check (> 0; one clear line for '$5000', 1.5, 0, -2)
+    counts = {k: _int(k.replace("_", "-"), values.get(k))
+              for k in ("tp", "pp", "cp", "ep", "micro_batch", "lora_rank", "max_gpus")}
     recipe = Recipe(
         optimizer=parse_choice("optimizer", values.get("optimizer"), Optimizer) or Optimizer.ADAMW,
         peft=parse_choice("peft", peft_raw, Peft, PEFT_ALIASES) or Peft.NONE,
-        lora_rank=_int("lora-rank", values.get("lora_rank")) or 16,
+        lora_rank=counts["lora_rank"] or 16,
         attention=parse_choice("attention", values.get("attention"), Attention, {"sdpa": "flash", "eager": "math"})
         or Attention.FLASH,
         kernel="eager" if "eager" in str(values.get("kernel") or "fused").lower() else "fused",
     )
     if values.get("kernel") and str(values["kernel"]).lower() not in ("fused", "eager", "hf-eager"):
         raise SizeupError(f"--kernel must be fused or eager, got {values['kernel']!r}")
-    # every count goes through the job parser's whole-number check (one clear line for '$5000', 1.5, -2)
-    one = lambda name: (_int(name.replace("_", "-"), values[name]),) if values.get(name) else None  # noqa: E731
-    max_gpus = _int("max-gpus", values.get("max_gpus")) or 1024
+    one = lambda name: (counts[name],) if counts[name] else None  # noqa: E731
+    max_gpus = counts["max_gpus"] or 1024
     space = SearchSpace(
         seq_len=seq, global_batches=gbs, gpu_counts=_ints("gpus", values.get("gpus")) if values.get("gpus") else None,
         max_gpus=max_gpus, tp=one("tp"), pp=one("pp"), cp=one("cp"), ep=one("ep"),
-        micro_batches=(_int("micro-batch", values["micro_batch"]),) if values.get("micro_batch") else (1, 2, 4, 8),
+        micro_batches=(counts["micro_batch"],) if counts["micro_batch"] else (1, 2, 4, 8),
         shardings=_choices("zero", values.get("zero"), Sharding, ZERO_ALIASES) or SHARDINGS,
         recomputes=_choices("recompute", values.get("recompute"), Recompute, {"no": "none", "yes": "full"})
         or RECOMPUTES,
@@ -326,10 +328,6 @@ def search_cmd(
     for key in ("gpu", "gpus", "platform", "pricing", "zero", "recompute"):
         if isinstance(values.get(key), (list, tuple)):
             values[key] = ",".join(map(str, values[key]))
-    from sizeup.job.parse import _int
-
-    for key in ("tp", "pp", "cp", "ep", "micro_batch", "lora_rank", "max_gpus"):
-        _int(key.replace("_", "-"), values.get(key))  # a whole number > 0, else one line (exit 2)
     job = build_search(values, dict(allow_cross_node_tp=allow_cross_node_tp, uneven_pp=uneven_pp), scenario)
     knobs = load_timing_knobs(scenario.timing)
     update, close = _progress()

@@ -166,10 +166,10 @@ class EngineProfile:
         """The step-model knobs this engine implies (memory knobs such as gpu_memory_utilization stay as given);
         `tp` = tensor-parallel degree (host ops of the all-reduces, kernels_per_layer_tp)."""
         overhead = float(self.step_overhead_s)
-        # eager forward: host time to issue (kernels/layer x L + kernels outside the layers) launches; it overlaps
-        # the GPU work (core.inference ServingKnobs.host_launch_s). CUDA graphs replay the forward in one launch
-        # and run fused kernels (no unfused elementwise passes).
-        # host ops of an eager forward: the profile's eager count when it states one, else one launch per GPU kernel
+        # eager forward: host time to issue (ops/layer x L + ops outside the layers) launches, the profile's eager
+        # count when it states one, else one launch per GPU kernel; it overlaps the GPU work (core.inference
+        # ServingKnobs.host_launch_s). CUDA graphs replay the forward in one launch and run fused kernels (no
+        # unfused elementwise passes); a forward above the largest captured graph falls back to this eager one.
         per_layer = int(self.kernels_per_layer) + (int(self.kernels_per_layer_tp) if int(tp) > 1 else 0)
         kernels = per_layer * num_layers + int(self.kernels_per_forward) if per_layer else \
             int(self.gpu_kernels_per_layer) * num_layers + int(self.gpu_kernels_per_forward)

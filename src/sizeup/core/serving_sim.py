@@ -269,6 +269,17 @@ class StepModel:
         L = self.model.num_layers
         return ((L - self.n_w) * full + self.n_w * win) / L
 
+    def _launch_and_gaps(self, tokens: int, prefill: bool) -> tuple[float, float]:
+        """(host launch s, GPU kernel-gap s beyond the tabulated graph gaps) of one forward of `tokens` tokens: a
+        prefill forward runs with its own launch and gaps (core.inference.prefill_view), and a forward above the
+        largest captured graph falls back to eager (core.inference.graph_fallback)."""
+        launch = self.prefill_launch_s if prefill else self.launch_s
+        gaps = self.prefill_gaps_s if prefill else 0.0
+        if self.graph_max_tokens and tokens > self.graph_max_tokens and (not prefill or self.prefill_falls_back):
+            gaps += self.fallback_gaps_s
+            launch = max(launch, self.fallback_launch_s)
+        return launch, gaps
+
     def time(self, tokens: int, n_seq: int, ctx_sum: float, pairs: float,
              prompt_tokens: float = 0.0) -> tuple[float, float, float]:
         """(seconds, seconds charged to prompt tokens, seconds charged to decode tokens) of one step;
@@ -279,12 +290,8 @@ class StepModel:
         dense = max(mem, (body + lm * n_seq)) + comm + prompt_tokens * self.ew_extra_per_prompt_tok
         dec_attn = max(ctx_sum * self.kv_read_s_per_tok, ctx_sum * self.attn_flops_per_tok / rate)
         pre_attn = pairs * self.attn_flops_per_pair / rate
-        launch = self.prefill_launch_s if prompt_tokens > 0 else self.launch_s
-        if prompt_tokens > 0:
-            dense += self.prefill_gaps_s
-        if self.graph_max_tokens and tokens > self.graph_max_tokens and (prompt_tokens <= 0 or self.prefill_falls_back):
-            dense += self.fallback_gaps_s
-            launch = max(launch, self.fallback_launch_s)
+        launch, gaps = self._launch_and_gaps(tokens, prompt_tokens > 0)
+        dense += gaps
         # host launch time the GPU work does not hide is charged with the dense part (it scales with the forward)
         dense += max(launch - (dense + dec_attn + pre_attn), 0.0) + self.overhead_s
         return dense + dec_attn + pre_attn, dense, dec_attn + pre_attn
@@ -292,11 +299,8 @@ class StepModel:
     def decode_run(self, tokens: int, n_seq: int, ctx_sums: np.ndarray) -> np.ndarray:
         """Seconds of consecutive decode-only steps with the same T and n_seq and the given context sums."""
         mem, body, lm, comm, rate = self._parts_at(tokens)
-        launch = self.launch_s
-        if self.graph_max_tokens and tokens > self.graph_max_tokens:
-            comm += self.fallback_gaps_s
-            launch = max(launch, self.fallback_launch_s)
-        gpu = max(mem, body + lm * n_seq) + comm \
+        launch, gaps = self._launch_and_gaps(tokens, False)
+        gpu = max(mem, body + lm * n_seq) + comm + gaps \
             + np.maximum(ctx_sums * self.kv_read_s_per_tok, ctx_sums * self.attn_flops_per_tok / rate)
         return np.maximum(gpu, launch) + self.overhead_s
 
@@ -304,12 +308,8 @@ class StepModel:
         """A padded static batch of n_seq prompts of `prompt` tokens in one forward."""
         T = n_seq * prompt
         mem, body, lm, comm, rate = self._parts_at(T)
-        launch = self.prefill_launch_s
-        comm += self.prefill_gaps_s
-        if self.graph_max_tokens and T > self.graph_max_tokens and self.prefill_falls_back:
-            comm += self.fallback_gaps_s
-            launch = max(launch, self.fallback_launch_s)
-        gpu = max(mem, body + lm * n_seq) + comm + T * self.ew_extra_per_prompt_tok \
+        launch, gaps = self._launch_and_gaps(T, True)
+        gpu = max(mem, body + lm * n_seq) + comm + gaps + T * self.ew_extra_per_prompt_tok \
             + n_seq * float(self.pairs(0, prompt)) * self.attn_flops_per_pair / rate
         return max(gpu, launch) + self.overhead_s
 

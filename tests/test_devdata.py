@@ -25,7 +25,7 @@ MORE = DATA_DIR / "published_runs_more.yaml"
 # Reserved sources (issue 12): name -> pattern matched (case-insensitive) against every source's title, url,
 # repo and path. A hit means a row was read from a held-out set.
 RESERVED: dict[str, str] = {
-    "torchtitan benchmarks/ documents": r"torchtitan.*benchmarks/|torchtitan.*/benchmarks",
+    "torchtitan benchmarks/ documents": r"torchtitan.*benchmarks/|torchtitan.*/benchmarks|torchtitan.*docs/performance\.md",
     "Megatron-Bridge performance summaries": r"megatron-bridge",
     "OLMo-core README throughput": r"olmo-core",
     "Qwen README profiling": r"qwenlm/qwen|qwen[0-9.]*\s*readme|speed_benchmark",
@@ -34,7 +34,7 @@ RESERVED: dict[str, str] = {
     "Falcon / Falcon-180B cards and blog": r"falcon",
     "Llama 3 herd paper Table 4 / Llama 3 model card": r"2407\.21783|herd of models|llama3/model_card|meta-llama-3-\d+b.*card",
     "DeepSeek-V3 report Table 1": r"2412\.19437|deepseek-v3 technical report",
-    "BLOOM chronicles": r"chronicles",
+    "BLOOM chronicles": r"chronicles|tr11-176b-ml",
     "llm.c run scripts": r"llm\.c",
     "TensorRT-LLM H100-vs-A100 blog": r"h100vsa100|h100-vs-a100|h100 vs a100",
     "MLPerf Training and Inference results": r"mlperf|mlcommons",
@@ -43,7 +43,7 @@ RESERVED: dict[str, str] = {
     "LitGPT config_hub README": r"config_hub",
     "gpt-fast README": r"gpt-fast",
     "NVIDIA NIM benchmarking pages": r"docs\.nvidia\.com/nim|\bnim\b.*benchmark",
-    "vLLM nightly benchmarks": r"vllm.*nightly|perf\.vllm\.ai",
+    "vLLM nightly benchmarks": r"vllm.*nightly|perf\.vllm\.ai|nightly-benchmarks",
     "StarCoder measured tables": r"starcoder",
     "MT-NLG measured tables": r"mt-nlg|megatron-turing|2201\.11990",
     "Korthikanti et al. 2022 measured tables": r"2205\.05198|korthikanti",
@@ -141,7 +141,8 @@ def test_ids_are_unique_here_and_across_the_default_files(points):
 
 
 def test_no_source_is_reserved(points):
-    for p in points:
+    serving = [p for p in load_points(DATA_DIR / "serving_points.yaml") if isinstance(p, Point)]
+    for p in [*points, *serving]:
         for s in p.source:
             text = " ".join(x for x in (s.title, s.url, s.repo, s.path) if x).lower()
             for name, pattern in RESERVED.items():
@@ -150,20 +151,73 @@ def test_no_source_is_reserved(points):
 
 def test_reserved_patterns_catch_the_reserved_sources():
     """The guard above is only as good as its patterns: each must flag a typical address of its source."""
-    examples = {
-        "torchtitan benchmarks/ documents": "https://github.com/pytorch/torchtitan/blob/main/benchmarks/llama3_h100_202412_torchtitan.md",
-        "Megatron-Bridge performance summaries": "NVIDIA-NeMo/Megatron-Bridge docs/performance-summary.md",
-        "OLMo-core README throughput": "allenai/OLMo-core README.md",
-        "LLaMA-Factory wiki performance": "https://github.com/hiyouga/LLaMA-Factory/wiki/Performance-comparison",
-        "unsloth README benchmarks": "unslothai/unsloth README.md",
-        "IBM fms-fsdp README": "foundation-model-stack/fms-fsdp README.md",
-        "LitGPT config_hub README": "Lightning-AI/litgpt config_hub/finetune/README.md",
-        "gpt-fast README": "pytorch-labs/gpt-fast README.md",
-        "MLPerf Training and Inference results": "https://mlcommons.org/benchmarks/training/",
-        "Korthikanti et al. 2022 measured tables": "https://arxiv.org/abs/2205.05198",
-    }
-    for name, text in examples.items():
-        assert re.search(RESERVED[name], text.lower()), name
+    examples = [
+        ("torchtitan benchmarks/ documents", "https://github.com/pytorch/torchtitan/blob/main/benchmarks/llama3_h100_202412_torchtitan.md"),
+        ("torchtitan benchmarks/ documents", "pytorch/torchtitan docs/performance.md"),
+        ("Megatron-Bridge performance summaries", "NVIDIA-NeMo/Megatron-Bridge docs/performance-summary.md"),
+        ("OLMo-core README throughput", "allenai/OLMo-core README.md"),
+        ("LLaMA-Factory wiki performance", "https://github.com/hiyouga/LLaMA-Factory/wiki/Performance-comparison"),
+        ("unsloth README benchmarks", "unslothai/unsloth README.md"),
+        ("IBM fms-fsdp README", "foundation-model-stack/fms-fsdp README.md"),
+        ("LitGPT config_hub README", "Lightning-AI/litgpt config_hub/finetune/README.md"),
+        ("gpt-fast README", "pytorch-labs/gpt-fast README.md"),
+        ("MLPerf Training and Inference results", "https://mlcommons.org/benchmarks/training/"),
+        ("Korthikanti et al. 2022 measured tables", "https://arxiv.org/abs/2205.05198"),
+        ("BLOOM chronicles", "bigscience-workshop/bigscience train/tr11-176B-ml/README.md"),
+        ("vLLM nightly benchmarks", "neuralmagic/nm-vllm .github nightly-benchmarks results"),
+    ]
+    for name, text in examples:
+        assert re.search(RESERVED[name], text.lower()), (name, text)
+
+
+# Addresses of the reserved tables, searched line by line in everything the project ships and tests (code, data,
+# tests, docs): a hit means a reserved number may have been copied in. Narrower than RESERVED, because the names
+# themselves may appear (model names, statements that a source is not used, formulas from Korthikanti et al.).
+RESERVED_ADDRESSES: dict[str, str] = {
+    "torchtitan benchmarks/ documents": r"torchtitan[^\s'\"]*/benchmarks/|llama3_\w+_torchtitan\.md|torchtitan.{0,60}docs/performance\.md",
+    "BLOOM run notes": r"tr11-176b-ml|chronicles\.md",
+    "Llama 3 herd paper Table 4": r"(2407\.21783|herd of models).{0,80}table 4",
+    "vLLM nightly benchmarks": r"perf\.vllm\.ai|nightly-benchmarks|nm-vllm.{0,40}benchmark results",
+    "Megatron-Bridge performance summaries": r"megatron-bridge/.{0,60}performance",
+    "gpt-fast README": r"gpt-fast/(blob/\w+/)?readme|pytorch-labs/gpt-fast.{0,20}readme",
+    "LitGPT config_hub README": r"config_hub/[\w/]*readme",
+    "IBM fms-fsdp README": r"fms-fsdp/(blob/\w+/)?readme|foundation-model-stack/fms-fsdp.{0,20}readme",
+    "MLPerf results": r"mlcommons\.org/benchmarks|mlperf.{0,20}(training|inference).{0,20}results",
+    "OLMo-core README": r"olmo-core/(blob/\w+/)?readme|allenai/olmo-core.{0,20}readme",
+    "DeepSeek-V3 Table 1": r"2\.788\s*m",
+    "TensorRT-LLM H100-vs-A100 blog": r"h100vsa100",
+    "NVIDIA NIM benchmarking pages": r"docs\.nvidia\.com/nim",
+}
+
+
+def _shipped_text_files() -> list[Path]:
+    root = Path(__file__).resolve().parents[1]
+    files = [*root.glob("src/sizeup/**/*.py"), *root.glob("src/sizeup/**/*.yaml"), *root.glob("tests/*.py"),
+             *root.glob("benchmarks/*.py"), *root.glob("docs/*.md"), root / "README.md"]
+    return [f for f in files if f.is_file() and f.name != Path(__file__).name]
+
+
+def test_no_reserved_table_address_in_code_data_tests_or_docs():
+    hits = []
+    for f in _shipped_text_files():
+        for i, line in enumerate(f.read_text(encoding="utf-8").splitlines(), 1):
+            low = line.lower()
+            hits += [f"{f.name}:{i} [{name}]" for name, pat in RESERVED_ADDRESSES.items() if re.search(pat, low)]
+    assert not hits, hits
+
+
+def test_reserved_address_patterns_catch_the_removed_out_of_sample_rows():
+    """The kinds of line the 2026-12-06 clean-up removed must be caught (written here, where the scan does not look)."""
+    removed = [
+        "# torchtitan benchmarks/llama3_h100_202412_torchtitan.md (pytorch/torchtitan@31a17bf), tokens/s",
+        "# --- torchtitan docs/performance.md (pytorch/torchtitan@0413364), WPS per GPU",
+        "# bigscience-workshop/bigscience@00327f8 train/tr11-176B-ml/README.md",
+        "# 'The Llama 3 Herd of Models' (arXiv:2407.21783) Table 4",
+        "Point('nm-vllm-a10g', 'neuralmagic/nm-vllm commit 2054c1a benchmark results (A10G)')",
+        "title: deepseek-ai/DeepSeek-V3 README/paper -- 2.788M H800 GPU hours",
+    ]
+    for line in removed:
+        assert any(re.search(p, line.lower()) for p in RESERVED_ADDRESSES.values()), line
 
 
 # --------------------------------------------------------------------------- coverage targets

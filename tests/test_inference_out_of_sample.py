@@ -1,6 +1,7 @@
 """Out-of-sample check of the inference model (core/inference.py) against published runs from serving stacks
 that are NOT in the development set (which is mostly TensorRT-LLM tables): llama.cpp, vLLM, LMDeploy
-(TurboMind), Neural Magic's nm-vllm CI benchmarks.
+(TurboMind). (A Neural Magic nm-vllm nightly-benchmark point was removed on 2026-12-06: nightly benchmark
+results of vLLM are reserved for independent checks.)
 
 Every point quotes its source and states the setup the source states; nothing is fitted to these points.
 Each is predicted with `estimate_inference` and the catalog knobs (catalog/data/inference.yaml), and the
@@ -84,13 +85,6 @@ POINTS: tuple[Point, ...] = (
           "Median TPOT(ms) | 35.96 (meta-llama/Llama-3.1-8B-Instruct, 50 requests, 100 in / 600 out)",
           "llama-3.1-8b", "a40", "tpot_s", 35.96e-3,
           dict(prompt_len=100, output_len=443, batch=50)),
-    # neuralmagic/nm-vllm nightly benchmark JSON (commit 2054c1a): 'benchmark_throughput {"input-len": 256,
-    # "output-len": 128, "num-prompts": 1000}', NousResearch/Llama-2-7b-chat-hf, 'NVIDIA A10G x 1':
-    # 3.80 prompts/s -> 3.80 * 128 output tokens/s (offline: all prompts queued, vLLM max_num_seqs 256).
-    Point("nm-vllm-a10g-llama2-7b-256-128", "neuralmagic/nm-vllm commit 2054c1a benchmark results (A10G)",
-          "request_throughput ... input-len 256, output-len 128, num-prompts 1000 ... NVIDIA A10G x 1: 3.8028 prompts/s",
-          "llama-2-7b", "a10g", "output_tok_s", 3.8028 * 128,
-          dict(prompt_len=256, output_len=128)),
     # vLLM (2023), sfc-gh-zhwang/llm_benchmark README: 'llm_benchmark on llama2-70B Run on A100(40GiB)x8, with
     # tensor para = 8. batch_size: 32, input_len: 1, output_len: 2048 ... vLLM 133.70 s' (static batch).
     Point("vllm2023-8xa100-40gb-llama2-70b-b32-1-2048", "github.com/sfc-gh-zhwang/llm_benchmark README",

@@ -555,3 +555,27 @@ def test_packed_document_attention_time_scales_per_document_only_with_flash():
     eager = base.with_(attention=Attention.MATH)
     assert estimate_step(LLAMA7B, eager.with_(packed_doc_tokens=512), H100, KNOBS).step_time_s == pytest.approx(
         estimate_step(LLAMA7B, eager, H100, KNOBS).step_time_s)
+
+
+# --------------------------------------------------------------------------- eager RMSNorm
+
+
+def test_eager_rmsnorm_traffic_hand_derivation():
+    """An eager RMSNorm (torchtitan/models/norms.py and transformers' LlamaRMSNorm: `self._norm(x.float()).type_as(x)
+    * weight`) runs six kernels over the h-wide activations. Bytes per element, read + write: upcast 2 + 4, pow 4 + 4,
+    mean 4, x * rsqrt 4 + 4, cast back 4 + 2, * weight 2 + 2 = 36 B = 18 two-byte passes, of which the eager
+    elementwise count already holds ~4: 14 extra passes (timing.yaml eager_rmsnorm_extra_passes). The step model
+    must add exactly those bytes per norm (2 per layer) per token, forward plus a 2x backward
+    (elementwise_bwd_factor), at the GPU's effective HBM bandwidth, and nothing in fused kernels."""
+    import dataclasses
+    kernel_bytes = (2 + 4) + (4 + 4) + 4 + (4 + 4) + (4 + 2) + (2 + 2)
+    assert kernel_bytes / 2 - 4 == KNOBS.eager_rmsnorm_extra_passes == 14
+    setup = TrainSetup(gpus=1, micro_batch=1, seq_len=2048, sharding=Sharding.NONE, recompute=Recompute.NONE)
+    no_extra = dataclasses.replace(KNOBS, eager_rmsnorm_extra_passes=0.0)
+    extra_s = (estimate_step(LLAMA31_8B, setup, H100, KNOBS, kernel="eager").step_time_s
+               - estimate_step(LLAMA31_8B, setup, H100, no_extra, kernel="eager").step_time_s)
+    tokens, h, layers, norms = 2048, 4096, 32, 2
+    by_hand = 14 * 2 * tokens * h * norms * layers * (1 + 2.0) / (3.35e12 * 0.9)
+    assert extra_s == pytest.approx(by_hand, rel=1e-9)
+    fused = [estimate_step(LLAMA31_8B, setup, H100, k, kernel="fused").step_time_s for k in (KNOBS, no_extra)]
+    assert fused[0] == fused[1]

@@ -204,7 +204,7 @@ def test_load_note_says_when_the_load_runs_fewer_requests_than_the_closed_form_b
 
 
 def test_concurrency_fix_is_the_largest_batch_that_fits(capsys):
-    """A batch far beyond memory: the suggested --concurrency N is the largest that fits (N fits, N + 1 does not,
+    """A batch far beyond memory: the suggested --batch N is the largest that fits (N fits, N + 1 does not,
     by estimate_inference's own memory rule) and equals max_concurrency; found by bisection, not a scan down
     from 100,000 (which took 90 s)."""
     from sizeup.catalog import load_catalog
@@ -216,7 +216,7 @@ def test_concurrency_fix_is_the_largest_batch_that_fits(capsys):
     assert code == 0
     data = json.loads(out)
     assert data["fits"] is False and data["ttft_s"] is None
-    fix = next(f for f in data["fixes"] if f.startswith("--concurrency"))
+    fix = next(f for f in data["fixes"] if f.startswith("--batch"))
     n = int(fix.split()[1])
     assert n == data["max_concurrency"] > 1
     cat = load_catalog()
@@ -363,3 +363,41 @@ def test_a_range_beyond_its_central_figure_is_said(capsys, args, regime):
     assert beyond == (interval_factors("inference_time", {"gpus": 4 if "--tp" in args else 1})[0] > 1.0)
     said = any("the ranges lie above the central figures" in n for n in data["notes"])
     assert said == beyond
+
+
+def test_more_clients_than_fit_queue_instead_of_refusing(capsys):
+    """--concurrency counts clients. vLLM on one H100 holds max_concurrency sequences of Llama 3 8B (KV memory; its
+    max_num_seqs 1,024 is larger): 1,000 clients are a load that queues, not a misfit. The closed form runs the
+    batch that fits, the simulation never has more than that in flight, and TTFT includes the queue wait."""
+    code, out, _ = run(capsys, "infer", "llama-3-8b", "--gpu", "h100-sxm", "--engine", "vllm", "--concurrency",
+                       "1000", "--requests", "1000", "--json")
+    assert code == 0
+    data = json.loads(out)
+    cap = data["max_concurrency"]
+    assert 1 < cap < 1000
+    assert data["fits"] is True and data["batch"] == cap
+    assert data["load"]["mean_running"] <= cap
+    assert data["load"]["ttft_p50_s"] > 10 * data["ttft_s"]  # most clients wait for a free slot
+    assert any(n.startswith(f"1,000 concurrent clients, at most {cap:,} sequences in flight") for n in data["notes"])
+    # within what fits, --concurrency and --batch agree
+    _, out_c, _ = run(capsys, "infer", "llama-3-8b", "--gpu", "h100-sxm", "--engine", "vllm", "--concurrency", "64",
+                      "--requests", "200", "--json")
+    _, out_b, _ = run(capsys, "infer", "llama-3-8b", "--gpu", "h100-sxm", "--engine", "vllm", "--batch", "64",
+                      "--requests", "200", "--json")
+    assert json.loads(out_c)["tpot_s"] == json.loads(out_b)["tpot_s"] and json.loads(out_c)["batch"] == 64
+
+
+def test_more_clients_than_max_num_seqs_run_at_most_max_num_seqs(capsys):
+    code, out, _ = run(capsys, "infer", "llama-3-8b", "--gpu", "h100-sxm", "--engine", "vllm", "--engine-opt",
+                       "max_num_seqs=32", "--concurrency", "200", "--requests", "400", "--json")
+    data = json.loads(out)
+    assert code == 0 and data["fits"] is True and data["batch"] == 32
+    assert data["load"]["mean_running"] <= 32
+
+
+def test_a_batch_or_static_batch_beyond_memory_still_does_not_fit(capsys):
+    """--batch is sequences decoded together, and a static engine batches its clients whole: both must fit."""
+    for args in (["--batch", "1000"], ["--engine", "hf-generate", "--concurrency", "1000"]):
+        code, out, _ = run(capsys, "infer", "llama-3-8b", "--gpu", "h100-sxm", *args, "--requests", "50", "--json")
+        data = json.loads(out)
+        assert code == 0 and data["fits"] is False and data["ttft_s"] is None, args

@@ -29,7 +29,7 @@ OutputLenOpt = Annotated[Optional[str], typer.Option(
     "--output-len", help="Output tokens (default 128), or a log-normal spread: p50=200,p95=800 (or mean=...,p95=...).")]
 BatchOpt = Annotated[Optional[int], typer.Option(
     "--batch", help="Sequences decoded together (default: as many as memory allows, up to max_num_seqs).")]
-ConcurrencyOpt = Annotated[Optional[int], typer.Option("--concurrency", help="Concurrent requests (same as --batch).")]
+ConcurrencyOpt = Annotated[Optional[int], typer.Option("--concurrency", help="Concurrent clients (closed loop). A continuous-batching engine runs as many as fit (KV memory, max_num_seqs) and queues the rest; --batch instead sets sequences decoded together, which must fit.")]
 StaticOpt = Annotated[bool, typer.Option("--static", help="Static batching (prefill all, then decode) instead of continuous batching.")]
 PricePerGpuHourOpt = Annotated[Optional[float], typer.Option(
     "--price-per-gpu-hour", help="USD per GPU-hour (overrides the platform price).")]
@@ -335,15 +335,18 @@ def cost_terms(prefix: str, cost, res, price_note: str) -> list:
 # --------------------------------------------------------------------------- shared parsing
 
 
-def shown_terms(est, knobs, price: float | None, price_note: str, batch_given: bool = False) -> list:
-    """Terms for the figures `sizeup infer` prints that the core estimate does not explain itself."""
+def shown_terms(est, knobs, price: float | None, price_note: str, batch_given: bool = False,
+                clients: bool = False) -> list:
+    """Terms for the figures `sizeup infer` prints that the core estimate does not explain itself (`clients`: the
+    batch came from --concurrency, capped at what runs at once)."""
     from sizeup.core.explain import Term
 
+    batch_rule = ("min(--concurrency, max_concurrency, max_num_seqs)" if clients else
+                  "--batch / --concurrency" if batch_given else "max(1, min(max_concurrency, max_num_seqs))")
     out = [
         Term("weights/bytes_per_gpu", est.weights_bytes_per_gpu, "B", "W / (tp * pp)",
              {"W": est.weights_bytes, "tp": est.tp, "pp": est.pp}, "weights sharded evenly over TP ranks and PP stages"),
-        Term("serve/batch", float(est.batch), "sequences",
-             "--batch / --concurrency" if batch_given else "max(1, min(max_concurrency, max_num_seqs))",
+        Term("serve/batch", float(est.batch), "sequences", batch_rule,
              {"max_concurrency": est.max_concurrency, "max_num_seqs": knobs.max_num_seqs},
              "vLLM scheduler: --max-num-seqs caps the running batch"),
         Term("time/e2e_latency", est.e2e_latency_s, "s", "ttft + (n - 1) * tpot",
@@ -649,9 +652,23 @@ def infer_cmd(
         prof = prof.with_overrides({"batching": "static"})
     price, price_note, price_platform = default_price(catalog, g, platform, pricing, price_per_gpu_hour)
     given = batch if batch is not None else concurrency
+    # --concurrency counts clients: a continuous-batching engine runs as many of them as its KV memory and
+    # max_num_seqs allow and queues the rest (their wait is in the simulated TTFT), so more clients than fit is a
+    # load, not a misfit. --batch (and a static batch) is sequences decoded together: those must fit.
+    clients_only = batch is None and concurrency is not None and prof.batching != "static"
     setup = ServeSetup(tp=tp_, pp=pp_, weights=w, kv_dtype=kv, prompt_len=s, output_len=n,
-                       batch=given, static=prof.batching == "static")
+                       batch=None if clients_only else given, static=prof.batching == "static")
     est = estimate_inference(arch, g, setup, knobs, None)
+    queued_note = None
+    if clients_only and est.fits:
+        running = min(int(concurrency), est.batch)
+        if concurrency > running:
+            queued_note = (f"{concurrency:,} concurrent clients, at most {running:,} sequences in flight at once "
+                           f"(min(memory limit {est.max_concurrency:,}, max_num_seqs {knobs.max_num_seqs:,})); "
+                           "the rest wait in the engine's queue: the closed form is that batch, and the simulated "
+                           "load queues every client beyond it (its TTFT includes the wait)")
+        setup = setup.with_(batch=running)
+        est = estimate_inference(arch, g, setup, knobs, None)
     engine_note = f"engine: {prof.describe()}"
     mean_tag = " (mean)" if lengths.varies else ""
     longest_misfit = False
@@ -722,7 +739,7 @@ def infer_cmd(
         raise SizeupError(f"the simulated load cannot be served: {exc}") from None
     cost = sim_token_cost(res, price, est.gpus) if price is not None else None
     summ = res.summary()
-    notes = list(est.notes) + [engine_note]
+    notes = list(est.notes) + ([queued_note] if queued_note else []) + [engine_note]
     if lengths.varies:
         notes.append(f"request lengths vary ({lengths.describe()}): the closed form and the memory table use the mean "
                      f"lengths, {s:,} in + {n:,} out; the simulated load "
@@ -789,7 +806,7 @@ def infer_cmd(
     report = Report(
         data=data, tables=tables,
         terms=[t for t in est.terms if not t.name.startswith("cost/")]
-        + shown_terms(est, knobs, price, price_note, given is not None) + sim_terms("", res, load_text, prof)
+        + shown_terms(est, knobs, price, price_note, given is not None, clients_only) + sim_terms("", res, load_text, prof)
         + (cost_terms("", cost, res, price_note) if cost else []),
         notes=notes + ([] if gpu else [f"no --gpu given: assumed {g.id}"]),
         warnings=[],

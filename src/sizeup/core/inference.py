@@ -1342,7 +1342,8 @@ def fit_fixes(model: ModelArch, gpu: GpuSpec, setup: ServeSetup, knobs: ServingK
                 mid = (best + hi) // 2
                 best, hi = (mid, hi) if fits(setup.with_(batch=mid)) else (best, mid)
         if best:
-            out.append(f"--concurrency {best} (the most sequences of {ctx} tokens that fit)")
+            out.append(f"--batch {best} (the most sequences of {ctx} tokens that fit; --concurrency runs that many "
+                       "and queues more clients)")
     return out
 
 

@@ -662,7 +662,7 @@ def infer_cmd(
     queued_note = None
     if clients_only and est.fits:
         running = min(int(concurrency), est.batch)
-        if concurrency > running:
+        if concurrency > running and rps is None:
             queued_note = (f"{concurrency:,} concurrent clients, at most {running:,} sequences in flight at once "
                            f"(min(memory limit {est.max_concurrency:,}, max_num_seqs {knobs.max_num_seqs:,})); "
                            "the rest wait in the engine's queue: the closed form is that batch, and the simulated "

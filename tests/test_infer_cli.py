@@ -401,3 +401,13 @@ def test_a_batch_or_static_batch_beyond_memory_still_does_not_fit(capsys):
         code, out, _ = run(capsys, "infer", "llama-3-8b", "--gpu", "h100-sxm", *args, "--requests", "50", "--json")
         data = json.loads(out)
         assert code == 0 and data["fits"] is False and data["ttft_s"] is None, args
+
+
+def test_ttft_says_the_api_server_time_is_not_in_it(capsys):
+    """Measured TTFTs include the API server's own time; infer and serve-plan say that sizeup's do not."""
+    _, out, _ = run(capsys, "infer", "llama-3-8b", "--gpu", "h100-sxm", "--requests", "50", "--json")
+    assert any(n.startswith("TTFT counts the engine's scheduling and GPU work, not the API server") for n in
+               json.loads(out)["notes"])
+    _, out, _ = run(capsys, "serve-plan", "llama-3-8b", "--rps", "2", "--gpu", "h100-sxm", "--requests", "100", "--json")
+    assert any(n.startswith("TTFT counts the engine's scheduling and GPU work, not the API server") for n in
+               json.loads(out)["notes"])

@@ -55,6 +55,10 @@ RequestsOpt = Annotated[Optional[int], typer.Option(
     "--requests", help="Requests to simulate (default 2000 for infer, 800 per sizing run for serve-plan).")]
 
 MAJOR_CLOUDS = ("aws", "gcp", "azure")
+TTFT_SCOPE = ("TTFT counts the engine's scheduling and GPU work, not the API server's own time per request (HTTP, chat "
+              "template, tokenization, streaming); on the published runs sizeup is checked against that time was about "
+              "8 ms (TensorRT-LLM behind Triton) to 50 ms (vLLM 0.11's chat endpoint) at light load "
+              "(docs/methodology.md, 'Sixth session')")
 COST_RULE = ("$/1M tokens = price x GPUs x hours of the simulated run (idle included) / tokens served; the GPU time of "
              "prompt work is charged to input tokens, decode work to output tokens (a mixed step splits its weight "
              "and communication time by token count, attention by who causes it)")
@@ -739,7 +743,7 @@ def infer_cmd(
         raise SizeupError(f"the simulated load cannot be served: {exc}") from None
     cost = sim_token_cost(res, price, est.gpus) if price is not None else None
     summ = res.summary()
-    notes = list(est.notes) + ([queued_note] if queued_note else []) + [engine_note]
+    notes = list(est.notes) + ([queued_note] if queued_note else []) + [engine_note, TTFT_SCOPE]
     if lengths.varies:
         notes.append(f"request lengths vary ({lengths.describe()}): the closed form and the memory table use the mean "
                      f"lengths, {s:,} in + {n:,} out; the simulated load "
@@ -1055,7 +1059,8 @@ def serve_plan_cmd(
              + ("from the trace" if trace else f"log-normal with prompt p50 {pl.p50:.0f}/p95 {pl.p95:.0f} and output "
                                                f"p50 {ol.p50:.0f}/p95 {ol.p95:.0f}"),
              "$/1M tokens: " + COST_RULE + "; at each option's operating load (rps / replicas)",
-             "replicas run at rps / replicas; no headroom for bursts beyond the Poisson variation is added"]
+             "replicas run at rps / replicas; no headroom for bursts beyond the Poisson variation is added",
+             TTFT_SCOPE]
     if best:
         ivb = best.get("intervals") or {}
         rep = ivb.get("replicas")

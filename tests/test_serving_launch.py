@@ -308,3 +308,17 @@ def test_a_higher_graph_ceiling_never_slows_a_step(batch, ctx, lo, hi, launch):
     if lo > 0:
         assert t[hi] <= t[lo] + 1e-15
     assert t[0] <= min(t[lo], t[hi]) + 1e-15
+
+
+def test_eager_launch_cost_is_the_timing_catalogs_one_value():
+    """Engines whose eager launches are PyTorch ops name timing.yaml's eager_op_dispatch_s instead of repeating it:
+    the profile carries that value, so changing it in one place moves every such engine."""
+    from sizeup.catalog import DATA_DIR, read_yaml
+    from sizeup.catalog.engines import load_engines
+    from sizeup.catalog.knobs import load_timing_knobs
+
+    raw = read_yaml(DATA_DIR / "engines.yaml")["engines"]
+    named = [k for k, e in raw.items() if e.get("kernel_launch_s") == "eager_op_dispatch_s"]
+    assert {"vllm", "sglang", "tgi", "hf-generate"} <= set(named)
+    dispatch = load_timing_knobs().eager_op_dispatch_s
+    assert all(load_engines()[k].kernel_launch_s == dispatch > 0 for k in named)

@@ -11,6 +11,9 @@ ENGINE_ALIASES = {"tensorrt-llm": "trtllm", "trt-llm": "trtllm", "tensorrt_llm":
                   "llama-cpp": "llama.cpp", "hf": "hf-generate", "transformers": "hf-generate",
                   "turbomind": "lmdeploy", "text-generation-inference": "tgi", "gptfast": "gpt-fast"}
 
+# engine fields that may name a timing.yaml knob (e.g. kernel_launch_s: eager_op_dispatch_s) instead of a number
+TIMING_REFS = ("kernel_launch_s",)
+
 
 @functools.lru_cache(maxsize=2)
 def load_engines() -> Mapping[str, object]:
@@ -18,9 +21,19 @@ def load_engines() -> Mapping[str, object]:
     from sizeup.core.engines import EngineProfile
 
     data = read_yaml(DATA_DIR / "engines.yaml") or {}
+    timing = None
     out = {}
     for key, entry in (data.get("engines") or {}).items():
-        prof = EngineProfile.from_dict(str(key), entry or {})
+        entry = dict(entry or {})
+        for field in TIMING_REFS:
+            ref = entry.get(field)
+            if isinstance(ref, str):
+                # a timing.yaml knob named instead of a number: the value lives once, with its source, there
+                timing = timing if timing is not None else (read_yaml(DATA_DIR / "timing.yaml") or {})
+                if ref not in timing:
+                    raise SizeupError(f"engine {key}: {field}: no timing.yaml knob {ref!r}")
+                entry[field] = float(timing[ref]["value"])
+        prof = EngineProfile.from_dict(str(key), entry)
         prof.check()
         out[str(key)] = prof
     return out

@@ -441,10 +441,10 @@ def build_job(target: str | None, model: str | None, flags: dict) -> tuple[Job, 
     job_values = {k: v for k, v in values.items() if k in JOB_FLAG_NAMES or k == "model"}
     for key in ("gpu", "gpus", "platform", "pricing"):  # the grid's axes: lists here
         job_values.pop(key, None)
-    from sizeup.job.parse import _int
+    from sizeup.job.parse import parse_count
 
     # the tree on no particular GPU kind or count: the smallest count that holds the layout (tp x pp x cp)
-    job_values["gpus"] = math.prod(_int(k, values.get(k)) or 1 for k in ("tp", "pp", "cp"))
+    job_values["gpus"] = math.prod(parse_count(k, values.get(k)) or 1 for k in ("tp", "pp", "cp"))
     tree = build_tree(job_values, need_gpu=False, need_workload=True)
     w = tree.workload
     tokens = w.total_tokens

@@ -126,7 +126,7 @@ def build_search(values: dict[str, Any], flags: dict[str, Any], scenario) -> dic
     from sizeup.catalog.overheads import load_overheads
     from sizeup.commands.compare import cost_knobs, energy_value, offers_for, parse_pricing
     from sizeup.commands.common import PEFT_ALIASES, PRECISION_ALIASES, ZERO_ALIASES
-    from sizeup.job.parse import _int, parse_workload as _workload
+    from sizeup.job.parse import parse_count, parse_workload as _workload
     from sizeup.core.cost import checkpoint_size
     from sizeup.core.timing import model_inputs
     from sizeup.core.types import Attention, Offload, Optimizer, Peft, Precision, Recompute, Sharding, TrainSetup
@@ -187,7 +187,7 @@ def build_search(values: dict[str, Any], flags: dict[str, Any], scenario) -> dic
     if isinstance(peft_raw, bool):
         peft_raw = "lora" if peft_raw else "none"
     # every count once through the job parser's whole-number check (> 0; one clear line for '$5000', 1.5, 0, -2)
-    counts = {k: _int(k.replace("_", "-"), values.get(k))
+    counts = {k: parse_count(k.replace("_", "-"), values.get(k))
               for k in ("tp", "pp", "cp", "ep", "micro_batch", "lora_rank", "max_gpus")}
     recipe = Recipe(
         optimizer=parse_choice("optimizer", values.get("optimizer"), Optimizer) or Optimizer.ADAMW,

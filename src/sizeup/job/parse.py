@@ -49,7 +49,9 @@ def collect_values(target: str | None, model: str | None, flags: dict[str, Any])
     return scenario.merged(given), scenario
 
 
-def _int(name: str, value) -> int | None:
+def parse_count(name: str, value) -> int | None:
+    """A whole-number flag (int, integral float or digit string), 1 .. 2**40, or None when absent; anything else is
+    one clear line. The one count parser of the job description and the plan search."""
     if value is None:
         return None
     if isinstance(value, bool):
@@ -178,7 +180,7 @@ def parse_packed_doc_tokens(value) -> int:
             known = ", ".join(x["id"] for x in datasets())
             raise SizeupError(f"--packed-doc-tokens: {value!r} is neither a token count nor a known dataset ({known})")
         return int(d["mean_tokens_per_sample"])
-    n = _int("packed-doc-tokens", value)
+    n = parse_count("packed-doc-tokens", value)
     if n is None or n < 1:
         raise SizeupError(f"--packed-doc-tokens must be a whole number >= 1 or a dataset name, got {value!r}")
     return n
@@ -320,7 +322,7 @@ def build_job(values: dict[str, Any], catalog=None, *, need_gpu: bool = True, al
         if not v.get("model"):
             raise SizeupError("give a model: a preset id (see 'sizeup models'), a config.json path or a scenario .yaml")
         arch = resolve_model(str(v["model"]), catalog)
-    positions = _int("positions", v.get("positions"))
+    positions = parse_count("positions", v.get("positions"))
     if positions is not None:
         from sizeup.core.types import PositionKind
 
@@ -339,11 +341,11 @@ def build_job(values: dict[str, Any], catalog=None, *, need_gpu: bool = True, al
     gpus_v = v.get("gpus")
     if isinstance(gpus_v, (list, tuple)) or (isinstance(gpus_v, str) and "," in gpus_v):
         raise SizeupError(f"--gpus takes one count here, got {gpus_v!r}; 'sizeup compare' evaluates several")
-    n_gpus = _int("gpus", gpus_v)
+    n_gpus = parse_count("gpus", gpus_v)
     if n_gpus is None:
         n_gpus = 1
         defaults.append(("gpus", "1"))
-    node = _int("gpus-per-node", v.get("gpus_per_node")) or int(getattr(gpu, "node_size", 0) or 8)
+    node = parse_count("gpus-per-node", v.get("gpus_per_node")) or int(getattr(gpu, "node_size", 0) or 8)
     cluster = Cluster(gpu, n_gpus, node, gpu_mem)
 
     # execution (framework profile + overrides)
@@ -441,7 +443,7 @@ def build_job(values: dict[str, Any], catalog=None, *, need_gpu: bool = True, al
     # peft
     pft = C.parse_choice("peft", v.get("peft"), Peft, C.PEFT_ALIASES)
     targets = parse_lora_targets(v.get("lora_targets"), arch)
-    rank = _int("lora-rank", v.get("lora_rank"))
+    rank = parse_count("lora-rank", v.get("lora_rank"))
     if pft is None:
         pft = Peft.LORA if (targets is not None or rank is not None) else Peft.NONE
     lora_impl = C.parse_choice("lora implementation", v.get("lora_impl"), LoraImpl, C.LORA_IMPL_ALIASES)
@@ -511,8 +513,8 @@ def build_job(values: dict[str, Any], catalog=None, *, need_gpu: bool = True, al
         raise SizeupError("--offload-auto-cap needs --offload-optimizer cpu (what may move to the host)")
 
     # parallelism
-    tp, pp, cp, ep = (_int(k, v.get(k)) or 1 for k in ("tp", "pp", "cp", "ep"))
-    vpp = _int("virtual-pp", v.get("virtual_pp")) or 1
+    tp, pp, cp, ep = (parse_count(k, v.get(k)) or 1 for k in ("tp", "pp", "cp", "ep"))
+    vpp = parse_count("virtual-pp", v.get("virtual_pp")) or 1
     sched = C.parse_choice("pipeline schedule", v.get("pp_schedule"), PipelineSchedule, C.PIPELINE_ALIASES)
     if sched is None:
         sched = PipelineSchedule.INTERLEAVED if vpp > 1 else PipelineSchedule.ONE_F_ONE_B
@@ -546,7 +548,7 @@ def build_job(values: dict[str, Any], catalog=None, *, need_gpu: bool = True, al
         raise SizeupError("give the workload: --tokens 15M, or --samples 10000 --tokens-per-sample 500 [--epochs 3]")
 
     # batch
-    seq = _int("seq", v.get("seq"))
+    seq = parse_count("seq", v.get("seq"))
     if seq is None:
         if tps is not None:
             seq = max(1, min(math.ceil(tps), arch.max_seq_len or math.ceil(tps)))
@@ -554,9 +556,9 @@ def build_job(values: dict[str, Any], catalog=None, *, need_gpu: bool = True, al
         else:
             seq = min(DEFAULT_SEQ, arch.max_seq_len or DEFAULT_SEQ)
             defaults.append(("seq", f"{seq}"))
-    mb = _int("micro-batch", v.get("micro_batch"))
-    gb = _int("global-batch", v.get("global_batch"))
-    ga = _int("grad-accum", v.get("grad_accum"))
+    mb = parse_count("micro-batch", v.get("micro_batch"))
+    gb = parse_count("global-batch", v.get("global_batch"))
+    ga = parse_count("grad-accum", v.get("grad_accum"))
     dp = par.dp
     if mb is None:
         if gb is not None and ga is not None:
@@ -581,7 +583,7 @@ def build_job(values: dict[str, Any], catalog=None, *, need_gpu: bool = True, al
             raise SizeupError(f"inconsistent batch: global batch {gb} != micro-batch {mb} x data-parallel {dp} x "
                               f"grad accumulation {ga} = {mb * dp * ga}")
         ga = gb // (mb * dp)
-    dec_seq = _int("decoder-seq", v.get("decoder_seq"))
+    dec_seq = parse_count("decoder-seq", v.get("decoder_seq"))
     if dec_seq is not None and not arch.is_encoder_decoder:
         raise SizeupError(f"--decoder-seq sets the target length of an encoder-decoder model; {arch.id} is "
                           f"{arch.arch_kind.value} (give --seq only)")

@@ -73,7 +73,10 @@ def test_stored_calibration_is_the_current_refit(payload):
     (rerun it after changing either)."""
     cal = calib.load("default")
     for name, entry in payload["knobs"].items():
-        assert cal.knobs[name] == pytest.approx(entry["value"], rel=1e-3), name
+        stored = cal.serving[name] if name in calib.SERVING_KNOBS else cal.knobs[name]
+        assert stored == pytest.approx(entry["value"], rel=1e-3, abs=1e-12), name
+    assert set(payload["knobs"]) == set(calib.TIMING_KNOBS) | set(calib.SERVING_KNOBS)
+    assert payload["fitted"]["serving"]["fitted_knobs"] == cal.fitted["serving"]["fitted_knobs"]
 
 
 # --------------------------------------------------------------------------- the fit
@@ -140,8 +143,11 @@ def test_loso_prediction_of_a_family_does_not_see_that_family(dev):
 
 
 def test_fitted_knobs_stay_inside_physical_bounds(payload):
+    from sizeup.calib import serving
+
     for name, entry in payload["knobs"].items():
-        lo, hi = calfit.KNOB_BOUNDS[name]
+        lo, hi = calfit.KNOB_BOUNDS[name] if name in calfit.KNOB_BOUNDS else serving.BOUNDS[name]
+        assert tuple(entry["bounds"]) == (lo, hi), name
         assert lo <= entry["value"] <= hi, name
         assert lo <= entry["physical"] <= hi, name
 
@@ -215,7 +221,9 @@ def run_cli(capsys, *args):
     return code, out.out, out.err
 
 
-def test_validate_loso_cli(capsys):
+def test_validate_loso_cli(capsys, payload, monkeypatch):
+    """`validate --loso` renders a refit (the module's payload: the refit itself is what the fixture ran, ~1 min)."""
+    monkeypatch.setattr(calfit, "refit", lambda *a, **k: payload)
     code, out, _ = run_cli(capsys, "validate", "--loso", "--json")
     assert code == 0
     data = json.loads(out)["loso"]

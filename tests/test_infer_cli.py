@@ -7,6 +7,7 @@ import math
 
 import pytest
 
+from sizeup import calib
 from sizeup.cli import main
 
 JSON_KEYS = ("weights_bytes", "kv_cache_bytes_per_token", "max_concurrency", "ttft_s", "tpot_s",
@@ -403,11 +404,16 @@ def test_a_batch_or_static_batch_beyond_memory_still_does_not_fit(capsys):
         assert code == 0 and data["fits"] is False and data["ttft_s"] is None, args
 
 
-def test_ttft_says_the_api_server_time_is_not_in_it(capsys):
-    """Measured TTFTs include the API server's own time; infer and serve-plan say that sizeup's do not."""
-    _, out, _ = run(capsys, "infer", "llama-3-8b", "--gpu", "h100-sxm", "--requests", "50", "--json")
-    assert any(n.startswith("TTFT counts the engine's scheduling and GPU work, not the API server") for n in
-               json.loads(out)["notes"])
-    _, out, _ = run(capsys, "serve-plan", "llama-3-8b", "--rps", "2", "--gpu", "h100-sxm", "--requests", "100", "--json")
-    assert any(n.startswith("TTFT counts the engine's scheduling and GPU work, not the API server") for n in
-               json.loads(out)["notes"])
+def test_ttft_says_how_much_api_server_time_is_in_it(capsys):
+    """Measured TTFTs include the API server's own time; infer and serve-plan say how much of it sizeup's include
+    (the calibration's api_server_ttft_s), and that none is with the calibration off."""
+    for cmd in (["infer", "llama-3-8b", "--gpu", "h100-sxm", "--requests", "50", "--json"],
+                ["serve-plan", "llama-3-8b", "--rps", "2", "--gpu", "h100-sxm", "--requests", "100", "--json"]):
+        _, out, _ = run(capsys, *cmd)
+        assert any("API server" in n or "API-server" in n for n in json.loads(out)["notes"]), cmd
+        try:
+            _, out, _ = run(capsys, *cmd, "--no-calibration")
+        finally:
+            calib.use(None)  # --no-calibration made 'off' the process's active calibration
+        assert any(n.startswith("TTFT counts the engine's scheduling and GPU work, not the API server") for n in
+                   json.loads(out)["notes"]), cmd

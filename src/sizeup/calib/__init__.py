@@ -39,6 +39,9 @@ _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 TIMING_KNOBS = ("matmul_training_fraction", "attention_end_to_end_scale", "fp8_matmul_relative_efficiency",
                 "host_overhead_s_per_layer_microbatch", "elementwise_passes_hidden_fwd.eager")
 OVERHEAD_KNOBS = ("fragmentation_fraction",)
+SERVING_KNOBS = ("tp_allreduce_exposed_s", "api_server_ttft_s")
+"""Serving knobs the packaged calibration fits on the serving rows (calib/serving.py); their physical value
+(0, not counted) is in inference.yaml."""
 
 # quantity classes of interval(): rates scale with 1/step time, times (and costs) with the step time
 RATE_QUANTITIES = ("throughput", "mfu", "tflops", "tokens_per_s", "samples_per_s")
@@ -81,6 +84,7 @@ class Calibration:
     path: Path | None
     knobs: Mapping[str, float]
     overheads: Mapping[str, float] = field(default_factory=dict)
+    serving: Mapping[str, float] = field(default_factory=dict)
     intervals: Mapping[str, Any] = field(default_factory=dict)
     fitted: Mapping[str, Any] = field(default_factory=dict)
     accuracy: Mapping[str, Any] = field(default_factory=dict)
@@ -208,6 +212,7 @@ def _parse(name: str, path: Path) -> Calibration:
         raise SizeupError(f"calibration {path}: expected a mapping with a 'knobs:' mapping")
     knobs: dict[str, float] = {}
     overheads: dict[str, float] = {}
+    serving: dict[str, float] = {}
     for key, entry in raw["knobs"].items():
         value = entry.get("value") if isinstance(entry, dict) else entry
         number = _finite(value, f"calibration {path}: knob {key}")
@@ -217,17 +222,19 @@ def _parse(name: str, path: Path) -> Calibration:
             if number > 1:
                 raise SizeupError(f"calibration {path}: {key} must be in [0, 1], got {number}")
             overheads[key] = number
+        elif key in SERVING_KNOBS:
+            serving[key] = number
         else:
             from sizeup.errors import did_you_mean
 
-            allowed = TIMING_KNOBS + OVERHEAD_KNOBS
+            allowed = TIMING_KNOBS + OVERHEAD_KNOBS + SERVING_KNOBS
             raise SizeupError(f"calibration {path}: unknown knob {key!r}.{did_you_mean(str(key), allowed)} "
                               f"Allowed: {', '.join(allowed)}")
     intervals = raw.get("intervals") or {}
     if not isinstance(intervals, dict):
         raise SizeupError(f"calibration {path}: 'intervals' must be a mapping")
     return Calibration(name=str(raw.get("name") or name), path=path, knobs=knobs, overheads=overheads,
-                       intervals=intervals, fitted=raw.get("fitted") or {}, accuracy=raw.get("accuracy") or {},
+                       serving=serving, intervals=intervals, fitted=raw.get("fitted") or {}, accuracy=raw.get("accuracy") or {},
                        kind=str(raw.get("kind") or ("packaged" if path == PACKAGED_FILE else "user")))
 
 
@@ -263,6 +270,24 @@ def apply_to_timing(data: Mapping[str, Any], cal: Calibration | None = None, *, 
             physical = base.get("value") if isinstance(base, Mapping) else base
             out[name] = {"value": value, "source": f"{note}; physical value {physical}"}
     return out
+
+
+def apply_to_serving(knobs, cal: Calibration | None = None):
+    """core.inference.ServingKnobs with the profile's fitted serving knobs (SERVING_KNOBS) put in, each source
+    saying so; unchanged when calibration is off or the profile fits none."""
+    cal = cal if cal is not None else load()
+    if cal is None or not cal.serving:
+        return knobs
+    note = f"fitted: {cal.describe()}"
+    sources = dict(knobs.sources)
+    serving_fit = cal.fitted.get("serving") if isinstance(cal.fitted.get("serving"), Mapping) else None
+    fitted = set(serving_fit.get("fitted_knobs") or ()) if serving_fit is not None else set(cal.serving)
+    for key in cal.serving:
+        physical = f"physical value {getattr(knobs, key)} ({sources.get(key, 'inference.yaml')})"
+        sources[key] = (f"{note}; {physical}" if key in fitted else
+                        f"{cal.describe()} keeps the physical value: fitting it did not lower the leave-one-source-out "
+                        f"score (docs/methodology.md, 'Serving knobs fitted on the serving rows'); {physical}")
+    return knobs.with_(**{k: float(v) for k, v in cal.serving.items()}, sources=sources)
 
 
 def apply_to_overheads(overheads, cal: Calibration | None = None):

@@ -13,10 +13,12 @@ validator's own mapping, calibration off) and `core.timing.step_kernel` is evalu
 knob vector as one numpy array. A throughput prediction scales as 1 / step time (a time as the step time),
 so predicted_i(k) = predicted_i(physical) x step(physical) / step(k). All LOSO folds search together.
 
-Memory predictions use no fitted knob: their LOSO errors are their in-sample errors. Inference predictions use one,
-the in-model GEMM fraction (serving GEMMs run at matmul_training_fraction of the MAMF curve, as training's do), but
-no inference row is in the fit: their rows are re-predicted with the fitted knobs (in-sample) and with the fold that
-left their family out (LOSO; the full fit when the family has no training rows) by `inference_errors`.
+Memory predictions use no fitted knob: their LOSO errors are their in-sample errors. Inference predictions use the
+in-model GEMM fraction (serving GEMMs run at matmul_training_fraction of the MAMF curve, as training's do), fitted
+on training rows only, and the serving knobs (calib.SERVING_KNOBS), fitted on the inference rows with the timing
+knobs at their fitted values (calib/serving.py). Inference rows are re-predicted with the fitted knobs (in-sample)
+and with the folds that left their family out (LOSO; the full timing fit when the family has no training rows) by
+`inference_errors`.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from typing import Any, Iterable
 import numpy as np
 
 from sizeup.calib import DEFAULT, SCALE_BUCKETS, TIMING_KNOBS, regime_keys, timing_profile, using
+from sizeup.calib import serving as serving_fit
 
 KNOB_BOUNDS = {
     # (low, high): efficiencies at most their physical (benchmark) value; counted passes at least the kernel list
@@ -541,47 +544,59 @@ def after_user_calibration(dev: DevSet, factors: list[float | None]) -> dict:
 INFERENCE_KLASSES = ("inference_rate", "inference_time", "inference_memory")
 
 
-def inference_errors(dev: DevSet, res: FitResult, path=None) -> tuple[dict[int, float | None], dict[int, float | None]]:
+def inference_errors(dev: DevSet, res: FitResult, path=None, serving=None) -> tuple[dict[int, float | None],
+                                                                                     dict[int, float | None]]:
     """Signed % errors of the inference rows (indices into dev.rows) with the fitted knobs (in-sample) and with each
-    row's LOSO knobs: the fold that left the row's family out when that family has training rows, else the full fit
-    (no inference row is in the fit). Each distinct knob vector runs the validator's inference category once."""
+    row's LOSO knobs: the timing knobs of the fold that left the row's family out when that family has training
+    rows, else the full fit; the serving knobs (calib.serving.ServingFit) of the fold that left the family out of
+    the serving fit. Rows under the full timing fit take the serving fit's errors (its own runs); each family with
+    training folds re-runs the validator's inference category on its own points."""
     from sizeup.calib import Calibration, using_profile
     from sizeup.validate.runner import run_validation
 
     idx = [i for i, k in enumerate(dev.klass) if k in INFERENCE_KLASSES]
     if not idx:
         return {}, {}
-    vectors = {"": res.knobs_all} | {f: v for f, v in res.fold_knobs.items()}
 
-    def errors_under(key: str) -> dict[tuple[str, str], list[float | None]]:
-        cal = Calibration(name="refit", path=None, knobs=res.knob_dict(vectors[key]), kind="packaged")
+    def serving_knobs(key: str) -> dict[str, float]:
+        if serving is None:
+            return {}
+        return dict(serving.fold_values.get(key, serving.values)) if key else dict(serving.values)
+
+    def errors_under(key: str, vector, ids=None) -> dict[tuple[str, str], list[float | None]]:
+        cal = Calibration(name="refit", path=None, knobs=res.knob_dict(vector), serving=serving_knobs(key),
+                          kind="packaged")
         with using_profile(cal):
-            rows = run_validation(path, categories=["D"]).rows
+            rows = run_validation(path, categories=["D"], ids=ids).rows
         out: dict[tuple[str, str], list[float | None]] = {}
         for r in rows:
             out.setdefault((r.id, r.quantity), []).append(r.error_pct if r.ok else None)
         return out
 
-    cache: dict[tuple[float, ...], dict] = {}
-
-    def lookup(key: str) -> dict:
-        sig = tuple(float(x) for x in vectors[key])
-        if sig not in cache:
-            cache[sig] = errors_under(key)
-        return {k: list(v) for k, v in cache[sig].items()}  # a fresh copy: rows are taken in order
-
-    fitted, loso = lookup(""), {}
-    by_key: dict[str, dict] = {}
+    full: dict | None = None
+    if serving is None:
+        full = errors_under("", res.knobs_all)
+    by_fam: dict[str, dict] = {}
     err_fit: dict[int, float | None] = {}
     err_loso: dict[int, float | None] = {}
+    fitted_pool = {k: list(v) for k, v in full.items()} if full is not None else {}
     for i in idx:
         r = dev.rows[i]
         k = (r.id, r.quantity)
-        fam = dev.family[i] if dev.family[i] in res.fold_knobs else ""
-        if fam not in by_key:
-            by_key[fam] = lookup(fam)
-        err_fit[i] = fitted[k].pop(0) if fitted.get(k) else None
-        err_loso[i] = by_key[fam][k].pop(0) if by_key[fam].get(k) else None
+        if serving is not None:
+            err_fit[i] = serving.err_fit[i] if i in serving.err_fit else serving.other_err.get(i)
+        else:
+            err_fit[i] = fitted_pool[k].pop(0) if fitted_pool.get(k) else None
+        fam = dev.family[i]
+        if fam in res.fold_knobs:  # the family has training rows: its fold's timing (and serving) knobs
+            if fam not in by_fam:
+                ids = {dev.rows[j].id for j in idx if dev.family[j] == fam}
+                by_fam[fam] = errors_under(fam, res.fold_knobs[fam], ids)
+            err_loso[i] = by_fam[fam][k].pop(0) if by_fam[fam].get(k) else None
+        elif serving is not None:
+            err_loso[i] = serving.err_loso[i] if i in serving.err_loso else serving.other_err.get(i)
+        else:
+            err_loso[i] = err_fit[i]
     return err_fit, err_loso
 
 
@@ -590,7 +605,8 @@ def refit(path=None, dev: DevSet | None = None) -> dict:
     dev = dev or build(path)
     res = fit(dev, loso=True)
     err_phys, err_fit, err_loso = row_errors(res, "physical"), row_errors(res, "fitted"), row_errors(res, "loso")
-    inf_fit, inf_loso = inference_errors(dev, res, path)
+    sf = serving_fit.fit_serving(dev, res.knob_dict(), held_out_families(), MIN_FAMILY_ROWS, path)
+    inf_fit, inf_loso = inference_errors(dev, res, path, sf)
     for i, e in inf_fit.items():
         err_fit[i] = e
     for i, e in inf_loso.items():
@@ -619,13 +635,33 @@ def refit(path=None, dev: DevSet | None = None) -> dict:
             "method": f"bounded coordinate search on {GRID_POINTS}-point grids, {ROUNDS} rounds (span halved each "
                       "round), from the physical values; numpy only (sizeup.calib.fit)",
             "command": "sizeup calibrate --refit --write",
+            "serving": {
+                "knobs": list(serving_fit.BOUNDS),
+                "fitted_knobs": list(sf.fitted),
+                "loso_selection_score_by_free_knobs": dict(sf.loso_score),
+                "selection": "each set of free knobs (none, each alone, both) is fitted once per left-out family and "
+                             "scored on that family's rows by the mean of its median and 90th-percentile |ln error| "
+                             "(families weighted equally); a larger set replaces a smaller one only when it lowers "
+                             f"that score by at least {serving_fit.SELECTION_MARGIN} (about 2 % error); knobs not "
+                             "fitted keep their physical value 0",
+                "rows_per_family": {f: sum(1 for i in sf.rows if dev.family[i] == f) for f in sf.families},
+                "objective": "as the timing fit's, over the inference rows (throughput, TTFT, ITL/TPOT, end-to-end; "
+                             "the scheduler simulation included), with the timing knobs at their fitted values",
+                "method": "grid: tp_allreduce_exposed_s in " + ", ".join(f"{x * 1e6:g}" for x in serving_fit.X_GRID_S)
+                          + f" us (one validator run each); api_server_ttft_s 0-{serving_fit.Y_MAX_S * 1e3:g} ms in "
+                          f"{serving_fit.Y_STEP_S * 1e3:g} ms steps (it shifts TTFT and end-to-end latency by itself: "
+                          "one probe run gives each row's shift); ties go to the smaller (physical) value "
+                          "(sizeup.calib.serving)",
+            },
         },
         "knobs": {n: {"value": v, "physical": float(f"{p:.4g}"), "bounds": list(KNOB_BOUNDS[n]),
                       "loso_range": [float(f"{min(k[j] for k in res.fold_knobs.values()):.4g}"),
                                      float(f"{max(k[j] for k in res.fold_knobs.values()):.4g}")]
                       if res.fold_knobs else None}
-                  for j, (n, v, p) in enumerate(zip(TIMING_KNOBS, res.knob_dict().values(), dev.physical))},
-        "loso_fold_knobs": {f: res.knob_dict(v) for f, v in res.fold_knobs.items()},
+                  for j, (n, v, p) in enumerate(zip(TIMING_KNOBS, res.knob_dict().values(), dev.physical))}
+        | serving_fit.payload_section(sf, dev, _serving_physical()),
+        "loso_fold_knobs": {f: res.knob_dict(v) | sf.fold_values.get(f, {}) for f, v in res.fold_knobs.items()}
+        | {f: dict(v) for f, v in sf.fold_values.items() if f not in res.fold_knobs},
         "intervals": {
             "method": "P10/P50/P90 of true/predicted over the leave-one-source-out residuals of each regime "
                       "(quantity class | kernel profile | GPU-count bucket); regimes with fewer than "
@@ -645,6 +681,15 @@ def refit(path=None, dev: DevSet | None = None) -> dict:
         },
     }
     return payload
+
+
+def _serving_physical() -> dict[str, float]:
+    """The serving knobs' physical values (inference.yaml, calibration off)."""
+    from sizeup.catalog.knobs import load_serving_knobs
+
+    with using("off"):
+        k = load_serving_knobs()
+    return {name: float(getattr(k, name)) for name in serving_fit.BOUNDS}
 
 
 def write(payload: dict, path: Path | None = None) -> Path:

@@ -99,10 +99,18 @@ def load_serving_knobs(catalog=None):
     if isinstance(section, dict) and isinstance(section.get("knobs"), dict):
         from sizeup.core.inference import ServingKnobs
 
-        return with_model_matmul_fraction(ServingKnobs.from_dict(section["knobs"]))
+        return with_serving_calibration(with_model_matmul_fraction(ServingKnobs.from_dict(section["knobs"])))
     from sizeup.catalog import DATA_DIR
 
-    return with_model_matmul_fraction(_serving_knobs_from_file(str(DATA_DIR / "inference.yaml")))
+    return with_serving_calibration(with_model_matmul_fraction(_serving_knobs_from_file(str(DATA_DIR / "inference.yaml"))))
+
+
+def with_serving_calibration(knobs):
+    """The active calibration's fitted serving knobs (calibration.yaml: tp_allreduce_exposed_s, api_server_ttft_s;
+    their physical value 0 stays with --no-calibration)."""
+    from sizeup import calib
+
+    return calib.apply_to_serving(knobs)
 
 
 def with_model_matmul_fraction(knobs):

@@ -55,10 +55,26 @@ RequestsOpt = Annotated[Optional[int], typer.Option(
     "--requests", help="Requests to simulate (default 2000 for infer, 800 per sizing run for serve-plan).")]
 
 MAJOR_CLOUDS = ("aws", "gcp", "azure")
-TTFT_SCOPE = ("TTFT counts the engine's scheduling and GPU work, not the API server's own time per request (HTTP, chat "
-              "template, tokenization, streaming); on the published runs sizeup is checked against that time was about "
-              "8 ms (TensorRT-LLM behind Triton) to 50 ms (vLLM 0.11's chat endpoint) at light load "
-              "(docs/methodology.md, 'Sixth session')")
+def ttft_scope(knobs) -> str:
+    """What the TTFT and end-to-end figures include of the API server's own time per request."""
+    from sizeup.core.inference import api_server_s
+
+    api = api_server_s(knobs)
+    if not knobs.api_server:
+        return ("TTFT counts the engine's scheduling and GPU work only: the engine runs in-process, with no API "
+                "server in front of it")
+    what = ("HTTP, chat template, tokenization, streaming; published light-load runs showed about 8 ms for TensorRT-LLM "
+            "behind Triton to 50 ms for vLLM 0.11's chat endpoint")
+    if api > 0:
+        return (f"TTFT and end-to-end latency include {api * 1e3:.3g} ms of API-server time per request ({what}); the "
+                "value is the calibration's fitted api_server_ttft_s (docs/methodology.md, 'Serving knobs fitted on "
+                "the serving rows'); --engine-opt api_server=false for in-process use")
+    return (f"TTFT counts the engine's scheduling and GPU work, not the API server's own time per request ({what}); "
+            "no single value carried over between engines under leave-one-source-out, so the packaged calibration "
+            "leaves api_server_ttft_s at 0: set it in a calibration profile (--calibration FILE) to add your "
+            "server's time")
+
+
 COST_RULE = ("$/1M tokens = price x GPUs x hours of the simulated run (idle included) / tokens served; the GPU time of "
              "prompt work is charged to input tokens, decode work to output tokens (a mixed step splits its weight "
              "and communication time by token count, attention by who causes it)")
@@ -743,7 +759,7 @@ def infer_cmd(
         raise SizeupError(f"the simulated load cannot be served: {exc}") from None
     cost = sim_token_cost(res, price, est.gpus) if price is not None else None
     summ = res.summary()
-    notes = list(est.notes) + ([queued_note] if queued_note else []) + [engine_note, TTFT_SCOPE]
+    notes = list(est.notes) + ([queued_note] if queued_note else []) + [engine_note, ttft_scope(knobs)]
     if lengths.varies:
         notes.append(f"request lengths vary ({lengths.describe()}): the closed form and the memory table use the mean "
                      f"lengths, {s:,} in + {n:,} out; the simulated load "
@@ -945,8 +961,9 @@ def serve_plan_cmd(
     options: list[dict] = []
     terms: list = []
     prof_desc = ""
+    scope_knobs = base_knobs
     if names:  # a bad --engine / --engine-opt is refused before any GPU's options are sized
-        parse_engine(engine, engine_opt, resolve_gpu(names[0], catalog), arch, base_knobs)
+        scope_knobs = parse_engine(engine, engine_opt, resolve_gpu(names[0], catalog), arch, base_knobs)[1]
     for gname in names:
         g = resolve_gpu(gname, catalog)
         price, price_note, price_platform = default_price(catalog, g, platform, pricing, price_per_gpu_hour)
@@ -1060,7 +1077,7 @@ def serve_plan_cmd(
                                                f"p50 {ol.p50:.0f}/p95 {ol.p95:.0f}"),
              "$/1M tokens: " + COST_RULE + "; at each option's operating load (rps / replicas)",
              "replicas run at rps / replicas; no headroom for bursts beyond the Poisson variation is added",
-             TTFT_SCOPE]
+             ttft_scope(scope_knobs)]
     if best:
         ivb = best.get("intervals") or {}
         rep = ivb.get("replicas")

@@ -66,6 +66,7 @@ class EngineProfile:
     int4_weight_read_efficiency: float = 1.0
     fp8_kernel: str = "-"
     allreduce: str = "nccl"
+    api_server: bool = True
     speculative: SpeculativeDecoding | None = None
     large_gpu: Mapping[str, Any] = field(default_factory=dict)
     small_gpu: Mapping[str, Any] = field(default_factory=dict)
@@ -211,7 +212,8 @@ class EngineProfile:
                           decode_kv_repeat=bool(self.attention_repeat_kv),
                           decode_q_heads_per_kv_read=int(self.decode_attention_q_heads_per_kv_read),
                           int4_weight_read_efficiency=float(self.int4_weight_read_efficiency),
-                          allreduce_impl=self.allreduce)
+                          allreduce_impl=self.allreduce,
+                          api_server=bool(self.api_server))
 
     def describe(self) -> str:
         chunk = f"chunked prefill {self.max_num_batched_tokens} tokens" if self.chunked_prefill else \
@@ -230,6 +232,7 @@ class EngineProfile:
                    if self.cuda_graphs and self.cuda_graph_max_batch else "")
                 + (" for decodes only (prefills run eager)" if self.cuda_graphs and self.eager_prefill else "")
                 + f", {self.allreduce} all-reduce, {int4}"
+                + ("" if self.api_server else ", in-process (no API server)")
                 + (f", {self.gpu_kernels_per_layer} GPU kernels per layer + {self.gpu_kernels_per_forward} per forward "
                    "(a launch gap each)" if self.gpu_kernels_per_layer or self.gpu_kernels_per_forward else "")
                 + (", decode attention copies K/V per query head (repeat_kv)" if self.attention_repeat_kv else "")

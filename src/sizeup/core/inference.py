@@ -186,6 +186,19 @@ class ServingKnobs:
     int4_weight_read_efficiency: float = 1.0
     """W4A16 decode GEMV: fraction of the 16-bit weight-streaming bandwidth reached while dequantising int4
     weights (1.0 = the ideal 4-bit speedup; engine profile, catalog/data/engines.yaml)."""
+    tp_allreduce_exposed_s: float = 0.0
+    """Seconds each in-forward tensor-parallel all-reduce costs beyond the collective's own modelled time (the
+    ranks' skew at the barrier: every rank waits for the slowest one's kernels and launches). Physical value 0
+    (not counted); the active calibration puts in its fitted value (calibration.yaml, fitted on the serving
+    rows, leave-one-source-out checked). Added to every all-reduce when t > 1."""
+    api_server: bool = True
+    """Requests reach the engine through its API server (vLLM/SGLang's OpenAI-compatible server, trtllm-serve,
+    Triton, TGI's router); False for in-process use (the engine's Python API, transformers' generate, offline
+    benchmarks). Engine profile `api_server`."""
+    api_server_ttft_s: float = 0.0
+    """Seconds the API server adds to each request's TTFT and end-to-end latency (HTTP, chat template,
+    tokenisation, detokenisation and streaming of the first token) while the GPU works on other requests.
+    Physical value 0 (not counted); the active calibration puts in its fitted value. Applied only when api_server."""
     allreduce_impl: str = "nccl"
     """'nccl' or 'custom' (vLLM/SGLang/TensorRT-LLM one-shot P2P all-reduce over NVLink for small messages)."""
     custom_allreduce: Sequence[float] = (4.5e-6, 0.16, 8.0 * 1024**2)
@@ -446,6 +459,13 @@ def _compute_rate(gpu: GpuSpec, weights: WeightDtype, knobs: ServingKnobs, gemm_
     return peak * eff, dtype
 
 
+def api_server_s(knobs: ServingKnobs) -> float:
+    """Seconds the API server adds to a request's TTFT and end-to-end latency: api_server_ttft_s when requests go
+    through the engine's API server (knobs.api_server), else 0. It runs beside the GPU work (other requests' steps
+    go on meanwhile), so it delays what the client sees, not the GPU schedule."""
+    return float(knobs.api_server_ttft_s) if knobs.api_server else 0.0
+
+
 def link_class(gpu: GpuSpec) -> str:
     """'pcie' when the GPUs of a node talk over PCIe only (no NVLink/NVSwitch/xGMI peer links), else 'nvlink'."""
     return "pcie" if gpu.intra_node_link.strip().lower().startswith("pcie") else "nvlink"
@@ -461,14 +481,28 @@ def _allreduce_s(gpu: GpuSpec, payload_bytes, tp, knobs: "ServingKnobs | None" =
     best = None
     for cand in allreduce_protocol_times(gpu, payload_bytes, t, knobs).values():
         best = cand if best is None else np.minimum(best, cand)
-    if knobs is not None and knobs.allreduce_impl == "custom" and link_class(gpu) == "nvlink":
+    if knobs is not None and uses_custom_allreduce(gpu, knobs):
         # custom P2P all-reduce over NVLink (vLLM/SGLang/TensorRT-LLM), used below its size limit; NCCL above
-        lat, frac, max_bytes = (float(x) for x in knobs.custom_allreduce)
-        bus_bw = max(gpu.intra_node_bytes_per_s, 1.0) * max(gpu.collective_efficiency_intra, 1e-3)
         size = np.asarray(payload_bytes, dtype=float)
-        custom = lat + 2.0 * (np.maximum(t, 1.0) - 1.0) / np.maximum(t, 1.0) * size / (bus_bw * max(frac, 1e-6))
-        best = np.where(size <= max_bytes, np.minimum(best, custom), best)
+        custom = custom_allreduce_s(gpu, size, t, knobs)
+        best = np.where(size <= float(knobs.custom_allreduce[2]), np.minimum(best, custom), best)
+    if knobs is not None:
+        best = best + float(knobs.tp_allreduce_exposed_s)  # ranks' skew at the barrier (fitted; 0 = physical)
     return np.where(t > 1, best, 0.0)
+
+
+def uses_custom_allreduce(gpu: GpuSpec, knobs: ServingKnobs) -> bool:
+    """The engine's custom P2P all-reduce applies: the engine has one and the GPUs talk over NVLink."""
+    return knobs.allreduce_impl == "custom" and link_class(gpu) == "nvlink"
+
+
+def custom_allreduce_s(gpu: GpuSpec, payload_bytes, tp, knobs: ServingKnobs):
+    """One custom P2P all-reduce (knobs.custom_allreduce = latency, fraction of the bus bandwidth, size limit):
+    lat + 2(t-1)/t * S / (busbw * f)."""
+    lat, frac = float(knobs.custom_allreduce[0]), float(knobs.custom_allreduce[1])
+    bus_bw = max(gpu.intra_node_bytes_per_s, 1.0) * max(gpu.collective_efficiency_intra, 1e-3)
+    t = np.maximum(np.asarray(tp, dtype=float), 1.0)
+    return lat + 2.0 * (t - 1.0) / t * np.asarray(payload_bytes, dtype=float) / (bus_bw * max(frac, 1e-6))
 
 
 def allreduce_protocol_times(gpu: GpuSpec, payload_bytes, tp, knobs: "ServingKnobs | None" = None) -> dict:
@@ -922,10 +956,12 @@ def estimate_inference(
         ttft += cycle_s  # TurboMind v0.1: the decode step after the prefill samples the first token
     if knobs.async_output_proc and not setup.static:
         ttft += cycle_s  # vLLM v0.6 async output processing: the first token is streamed when the next step returns
+    api_s = api_server_s(knobs)
+    ttft += api_s
     ttft_formula = ("prefill(B*s) [static]" if setup.static else "prefill(s) + one decode step") + (
         " + one decode step (first token sampled by the next decode step)" if knobs.first_token_from_decode else "") + (
         " + one decode step (output processed during the next step)"
-        if knobs.async_output_proc and not setup.static else "")
+        if knobs.async_output_proc and not setup.static else "") + (" + api_server" if api_s > 0 else "")
     tpot = step_s
     e2e = ttft + (n - 1) * step_s
     in_tps = out_tps * s / max(n, 1)
@@ -975,7 +1011,9 @@ def estimate_inference(
              "gaps, kernels x per-kernel gap (Hazy Research 2025); launch: its host kernel-issue time (engine "
              "profile)"),
         Term("time/ttft", ttft, "s", ttft_formula,
-             {"prefill": _f(pre_shown["total"]), "step": step_s}, "model"),
+             {"prefill": _f(pre_shown["total"]), "step": step_s, "api_server": api_s},
+             "model; api_server: " + src_knob("api_server_ttft_s")
+             + ("" if knobs.api_server else " (0: the engine runs in-process, no API server)")),
         Term("time/tpot", tpot, "s", "gemm + attention + comm + overhead at (B, c_avg)" + (
             "; speculative: (verify(B(k+1)) + k*r*draft) / E" if spec_k > 0 else ""),
              {k: _f(v) for k, v in step.items()} | ({"k": spec_k, "alpha": knobs.spec_acceptance_rate,
@@ -998,13 +1036,17 @@ def estimate_inference(
         ar_bytes = B * model.hidden_size * knobs.activation_bytes
         per_proto = {k: _f(v) for k, v in allreduce_protocol_times(gpu, ar_bytes, tp, knobs).items()}
         chosen = min(per_proto, key=per_proto.get)
-        terms.append(Term("time/decode_allreduce_one", per_proto[chosen], "s",
-                          "min over NCCL protocols p of lat0_p + 2(t-1)*lat_hop_p + 2(t-1)/t*S/(busbw*f_p); "
-                          "2L per decode step",
+        custom = uses_custom_allreduce(gpu, knobs)
+        terms.append(Term("time/decode_allreduce_one", _f(_allreduce_s(gpu, ar_bytes, tp, knobs)), "s",
+                          "min over NCCL protocols p of lat0_p + 2(t-1)*lat_hop_p + 2(t-1)/t*S/(busbw*f_p)"
+                          + (" [or the engine's custom P2P all-reduce, lat + 2(t-1)/t*S/(busbw*f), when faster]"
+                             if custom else "") + " + x_skew; 2L per decode step",
                           {"S_bytes": ar_bytes, "t": tp, "L": model.num_layers, "link": link_class(gpu),
                            "busbw": gpu.intra_node_bytes_per_s * gpu.collective_efficiency_intra, "protocol": chosen}
-                          | {f"t_{k}": v for k, v in per_proto.items()},
-                          src_knob("allreduce_protocols")))
+                          | {f"t_{k}": v for k, v in per_proto.items()}
+                          | ({"t_custom": _f(custom_allreduce_s(gpu, ar_bytes, tp, knobs))} if custom else {})
+                          | {"x_skew": knobs.tp_allreduce_exposed_s},
+                          src_knob("allreduce_protocols") + "; x_skew: " + src_knob("tp_allreduce_exposed_s")))
     if usd_out is not None:
         terms.append(Term("cost/usd_per_1m_output_tokens", usd_out, "USD",
                           "price * gpus / 3600 / util * (step/B) * 1e6",
@@ -1181,7 +1223,8 @@ def plan_replica(model: ModelArch, gpu: GpuSpec, tp: int, traffic: Traffic, targ
 
     if wb / tp > gpu.memory_bytes * knobs.gpu_memory_utilization or c_mem < 1:
         return fail(f"weights + one sequence do not fit on {tp} x {gpu.id}", "memory")
-    prefill95 = _f(prefill_time_s(model, gpu, s95, 1, tp, 1, weights, knobs, wb, sh))
+    # a request's own prefill (+ the API server's time, api_server_s) before its first decode step
+    prefill95 = _f(prefill_time_s(model, gpu, s95, 1, tp, 1, weights, knobs, wb, sh)) + api_server_s(knobs)
 
     def tpot95(c: int) -> float:
         return _f(decode_step_time_s(model, gpu, c, s95 + n95, tp, 1, weights, kv_dtype, knobs, wb, sh))
@@ -1190,7 +1233,7 @@ def plan_replica(model: ModelArch, gpu: GpuSpec, tp: int, traffic: Traffic, targ
         return prefill95 + tpot95(c)
 
     s50, n50 = traffic.prompt_len.p50, traffic.output_len.p50
-    prefill50 = _f(prefill_time_s(model, gpu, s50, 1, tp, 1, weights, knobs, wb, sh))
+    prefill50 = _f(prefill_time_s(model, gpu, s50, 1, tp, 1, weights, knobs, wb, sh)) + api_server_s(knobs)
 
     def tpot50(c: int) -> float:
         return _f(decode_step_time_s(model, gpu, c, s50 + n50, tp, 1, weights, kv_dtype, knobs, wb, sh))
@@ -1205,9 +1248,11 @@ def plan_replica(model: ModelArch, gpu: GpuSpec, tp: int, traffic: Traffic, targ
                 and (targets.ttft_p50_s is None or prefill50 + tpot50(c) <= targets.ttft_p50_s))
 
     if targets.ttft_p95_s is not None and prefill95 > targets.ttft_p95_s:
-        return fail(f"prefill of a p95 prompt alone takes {prefill95:.3g} s > TTFT target", "latency (ttft)")
+        return fail(f"prefill of a p95 prompt alone (with the API server's time) takes {prefill95:.3g} s > TTFT "
+                    "target", "latency (ttft)")
     if targets.ttft_p50_s is not None and prefill50 > targets.ttft_p50_s:
-        return fail(f"prefill of a p50 prompt alone takes {prefill50:.3g} s > p50 TTFT target", "latency (ttft)")
+        return fail(f"prefill of a p50 prompt alone (with the API server's time) takes {prefill50:.3g} s > p50 TTFT "
+                    "target", "latency (ttft)")
     if not ok(1):
         if not tpot_ok(1):
             return fail(f"TPOT at batch 1 is {tpot95(1) * 1e3:.3g} ms (p95 lengths) > target", "latency (tpot)")

@@ -29,13 +29,13 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Mapping, Sequence
 
 import numpy as np
 
 from sizeup.core.inference import (
-    LengthDist, ServeSetup, ServingKnobs, WeightDtype, _allreduce_s, _compute_rate, _p2p_s, _shapes,
+    LengthDist, ServeSetup, ServingKnobs, WeightDtype, _allreduce_s, _compute_rate, _p2p_s, _shapes, api_server_s,
     decode_kv_s_per_byte, decode_step_parts, eager_elementwise_s, graph_fallback, kernel_boundaries_s, kv_budget_bytes,
     prefill_view,
     kv_bytes_per_sequence,
@@ -426,8 +426,16 @@ def simulate(model: ModelArch, gpu: GpuSpec, setup: ServeSetup, knobs: ServingKn
     k1 = sched.spec_tokens + 1
     sm = step_model or StepModel(model, gpu, setup, knobs, sched.token_budget + sched.max_num_seqs * k1)
     if sched.batching == "static":
-        return _simulate_static(sm, sched, workload, cap, kvb)
-    return _simulate_continuous(sm, sched, workload, cap, kvb)
+        res = _simulate_static(sm, sched, workload, cap, kvb)
+    else:
+        res = _simulate_continuous(sm, sched, workload, cap, kvb)
+    front = api_server_s(knobs)
+    if front > 0:
+        # the API server's own time per request (core.inference.api_server_s) runs beside the GPU's steps: the client
+        # sees every request's first and last token that much later; the GPU schedule does not change (a closed-loop
+        # client's next request is sent when the engine finishes the previous one)
+        res = replace(res, ttft_s=res.ttft_s + front, e2e_s=res.e2e_s + front)
+    return res
 
 
 class _KvBytes:

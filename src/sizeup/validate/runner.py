@@ -762,23 +762,36 @@ def _finish(row: Row, predicted: float, how: str, assumptions: Iterable[str], bo
     row.definition = how
     row.assumptions = tuple(assumptions)
     row.bound = bound
-    if bound:
-        row.error_pct = 0.0 if predicted <= row.measured else 100.0 * (predicted - row.measured) / row.measured
-    elif row.rounded:
-        # an integer-rounded figure lies in [v - 0.5, v + 1) (rounded to nearest, or truncated as llm-foundry's
-        # int(throughput) does; the notes do not say which): error from the nearest edge of that interval
-        lo, hi = max(row.measured - 0.5, 0.0), row.measured + 1.0
-        if predicted > hi:
-            row.error_pct = 100.0 * (predicted - hi) / hi
-        elif predicted < lo:
-            row.error_pct = 100.0 * (predicted - lo) / lo
-        else:
-            row.error_pct = 0.0
-    elif row.measured:
-        row.error_pct = 100.0 * (predicted - row.measured) / row.measured
-    else:
+    row.error_pct = error_pct_for(row, float(predicted))
+    if row.error_pct is None:
         row.skipped = "measured value is 0 (rounded in the source); relative error undefined"
         row.predicted = None
+
+
+def measured_interval(row: Row) -> tuple[float, float]:
+    """(lo, hi) a prediction may take with 0 error: a bound is met by anything at or below it (0, v); an
+    integer-rounded figure lies in [v - 0.5, v + 1) (rounded to nearest, or truncated as llm-foundry's
+    int(throughput) does; the notes do not say which); otherwise the figure itself (v, v)."""
+    if row.bound:
+        return 0.0, row.measured
+    if row.rounded:
+        return max(row.measured - 0.5, 0.0), row.measured + 1.0
+    return row.measured, row.measured
+
+
+def error_pct_for(row: Row, predicted: float) -> float | None:
+    """Signed % error of `predicted` from the nearest edge of the row's measured_interval (None when the
+    measurement is 0)."""
+    if row.bound or row.rounded:
+        lo, hi = measured_interval(row)
+        if predicted > hi:
+            return 100.0 * (predicted - hi) / hi
+        if predicted < lo:
+            return 100.0 * (predicted - lo) / lo
+        return 0.0
+    if row.measured:
+        return 100.0 * (predicted - row.measured) / row.measured
+    return None
 
 
 def _predict_inference(point: Point, catalog, base: dict) -> list[Row]:
@@ -881,8 +894,10 @@ def summarize(rows: list[Row]) -> dict:
 
 
 def run_validation(path=None, categories: Iterable[str] | None = None, source: str | None = None,
-                   quantities: Iterable[str] | None = None, catalog=None, id_contains: str | None = None) -> Validation:
-    """Load points (default: the packaged dev set), filter, predict, summarize."""
+                   quantities: Iterable[str] | None = None, catalog=None, id_contains: str | None = None,
+                   ids: Iterable[str] | None = None) -> Validation:
+    """Load points (default: the packaged dev set), filter, predict, summarize. `ids`: only the points with these
+    ids (the calibration's refits re-predict the points a knob can move)."""
     from sizeup.catalog import load_catalog
 
     catalog = catalog or load_catalog()
@@ -895,6 +910,9 @@ def run_validation(path=None, categories: Iterable[str] | None = None, source: s
         points = [p for p in points if isinstance(p, BadPoint) or s in _source_text(p)]
     if id_contains:
         points = [p for p in points if id_contains.lower() in p.id.lower()]
+    if ids is not None:
+        keep = set(ids)
+        points = [p for p in points if p.id in keep]
     qs = {q.strip() for q in quantities or () if q.strip()}
     rows: list[Row] = []
     for p in points:
@@ -943,8 +961,9 @@ def loso_report(path=None, payload: dict | None = None):
     notes = [
         "fit objective: " + payload["fitted"]["objective"],
         "memory predictions use no fitted knob (leave-one-source-out = in-sample); inference predictions use the "
-        "fitted in-model GEMM fraction, fitted on training rows only (each inference row is predicted with the fold "
-        "that left its family out)",
+        "in-model GEMM fraction fitted on training rows and the serving knobs fitted on the inference rows "
+        f"({', '.join(payload['fitted'].get('serving', {}).get('fitted_knobs') or ['none'])} fitted; "
+        "calib/serving.py); each inference row is predicted with the folds that left its family out",
         f"80 % interval (P10-P90) coverage under leave-one-source-out: {100 * (cov['all']['covered'] or 0):.0f}% of "
         f"{cov['all']['n']} rows; stricter, with each family's intervals built from the other families only: "
         f"{100 * (payload['intervals']['coverage_nested_loso']['covered'] or 0):.0f}%",

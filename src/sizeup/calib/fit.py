@@ -648,7 +648,7 @@ def refit(path=None, dev: DevSet | None = None) -> dict:
                 "objective": "as the timing fit's, over the inference rows (throughput, TTFT, ITL/TPOT, end-to-end; "
                              "the scheduler simulation included), with the timing knobs at their fitted values",
                 "method": "grid: tp_allreduce_exposed_s in " + ", ".join(f"{x * 1e6:g}" for x in serving_fit.X_GRID_S)
-                          + f" us (one validator run each); api_server_ttft_s 0-{serving_fit.Y_MAX_S * 1e3:g} ms in "
+                          + f" us (a validator run each, of the points the skew moves); api_server_ttft_s 0-{serving_fit.Y_MAX_S * 1e3:g} ms in "
                           f"{serving_fit.Y_STEP_S * 1e3:g} ms steps (it shifts TTFT and end-to-end latency by itself: "
                           "one probe run gives each row's shift); ties go to the smaller (physical) value "
                           "(sizeup.calib.serving)",

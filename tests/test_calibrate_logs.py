@@ -163,6 +163,10 @@ def test_calibrate_measured_yaml_and_store_path(capsys, tmp_path):
     prof = yaml.safe_load((store / "lab.yaml").read_text())
     assert prof["fitted"]["format"] == "measured-yaml"
     assert 0 < prof["knobs"]["fragmentation_fraction"]["value"] <= 1
+    # a training log says nothing of serving: the serving knobs stay the packaged profile's
+    packaged = calib.load("default").serving
+    assert {k: prof["knobs"][k]["value"] for k in calib.SERVING_KNOBS} == pytest.approx(packaged)
+    assert calib.load(str(store / "lab.yaml")).serving == pytest.approx(packaged)
     code, out, _ = run_cli(capsys, "memory", "llama-2-7b", "--gpu", "h100-sxm", "--gpus", "8", "--tp", "2", "--seq",
                            "4096", "--zero", "megatron-distopt", "--sequence-parallel", "--calibration", str(store / "lab.yaml"),
                            "--json")

@@ -278,8 +278,10 @@ def fit_profile(job: Job, measured: Measured, name: str, base: Calibration | Non
                              "at 1.0) and 1/s on the eager elementwise passes (within their bounds) by a dense grid to "
                              "the median measured step time; fragmentation_fraction "
                              "solved from peak reserved memory (sizeup.calib.user)"},
+        # the serving knobs a training log cannot inform stay the base profile's (packaged: fitted on serving rows)
         "knobs": {**{k: {"value": float(f"{v:.5g}")} for k, v in knobs.items()},
-                  **{k: {"value": float(f"{v:.5g}")} for k, v in overheads.items()}},
+                  **{k: {"value": float(f"{v:.5g}")} for k, v in overheads.items()},
+                  **{k: {"value": float(f"{v:.5g}")} for k, v in (base.serving if base else {}).items()}},
         "intervals": intervals,
     }
 
@@ -322,11 +324,12 @@ def _narrow_intervals(base: Calibration | None, measured: Measured, calibrated_t
 
 def profile_calibration(profile: Mapping[str, Any]) -> Calibration:
     """A Calibration from a profile mapping not yet written to disk."""
-    from sizeup.calib import OVERHEAD_KNOBS
+    from sizeup.calib import OVERHEAD_KNOBS, SERVING_KNOBS
 
     knobs = {k: float(v["value"]) for k, v in profile["knobs"].items() if k in TIMING_KNOBS}
     ov = {k: float(v["value"]) for k, v in profile["knobs"].items() if k in OVERHEAD_KNOBS}
-    return Calibration(name=str(profile["name"]), path=None, knobs=knobs, overheads=ov,
+    sv = {k: float(v["value"]) for k, v in profile["knobs"].items() if k in SERVING_KNOBS}
+    return Calibration(name=str(profile["name"]), path=None, knobs=knobs, overheads=ov, serving=sv,
                        intervals=profile.get("intervals") or {}, fitted=profile.get("fitted") or {}, kind="user")
 
 

@@ -544,28 +544,21 @@ def after_user_calibration(dev: DevSet, factors: list[float | None]) -> dict:
 INFERENCE_KLASSES = ("inference_rate", "inference_time", "inference_memory")
 
 
-def inference_errors(dev: DevSet, res: FitResult, path=None, serving=None) -> tuple[dict[int, float | None],
-                                                                                     dict[int, float | None]]:
+def inference_errors(dev: DevSet, res: FitResult, serving: "serving_fit.ServingFit", path=None
+                     ) -> tuple[dict[int, float | None], dict[int, float | None]]:
     """Signed % errors of the inference rows (indices into dev.rows) with the fitted knobs (in-sample) and with each
-    row's LOSO knobs: the timing knobs of the fold that left the row's family out when that family has training
-    rows, else the full fit; the serving knobs (calib.serving.ServingFit) of the fold that left the family out of
-    the serving fit. Rows under the full timing fit take the serving fit's errors (its own runs); each family with
-    training folds re-runs the validator's inference category on its own points."""
+    row's LOSO knobs. In-sample, and LOSO for a family without training rows, come from the serving fit's own runs
+    (full timing knobs; the serving knobs of the fit, or of the fold that left the family out). A family with
+    training rows is re-predicted on its own points with its timing fold and its serving fold."""
     from sizeup.calib import Calibration, using_profile
     from sizeup.validate.runner import run_validation
 
-    idx = [i for i, k in enumerate(dev.klass) if k in INFERENCE_KLASSES]
-    if not idx:
-        return {}, {}
+    def own(i: int, table: dict[int, float | None]) -> float | None:
+        return table[i] if i in table else serving.other_err.get(i)
 
-    def serving_knobs(key: str) -> dict[str, float]:
-        if serving is None:
-            return {}
-        return dict(serving.fold_values.get(key, serving.values)) if key else dict(serving.values)
-
-    def errors_under(key: str, vector, ids=None) -> dict[tuple[str, str], list[float | None]]:
-        cal = Calibration(name="refit", path=None, knobs=res.knob_dict(vector), serving=serving_knobs(key),
-                          kind="packaged")
+    def errors_under(fam: str, ids: set[str]) -> dict[tuple[str, str], list[float | None]]:
+        cal = Calibration(name="refit", path=None, knobs=res.knob_dict(res.fold_knobs[fam]),
+                          serving=dict(serving.fold_values.get(fam, serving.values)), kind="packaged")
         with using_profile(cal):
             rows = run_validation(path, categories=["D"], ids=ids).rows
         out: dict[tuple[str, str], list[float | None]] = {}
@@ -573,30 +566,20 @@ def inference_errors(dev: DevSet, res: FitResult, path=None, serving=None) -> tu
             out.setdefault((r.id, r.quantity), []).append(r.error_pct if r.ok else None)
         return out
 
-    full: dict | None = None
-    if serving is None:
-        full = errors_under("", res.knobs_all)
+    idx = [i for i, k in enumerate(dev.klass) if k in INFERENCE_KLASSES]
     by_fam: dict[str, dict] = {}
     err_fit: dict[int, float | None] = {}
     err_loso: dict[int, float | None] = {}
-    fitted_pool = {k: list(v) for k, v in full.items()} if full is not None else {}
     for i in idx:
-        r = dev.rows[i]
-        k = (r.id, r.quantity)
-        if serving is not None:
-            err_fit[i] = serving.err_fit[i] if i in serving.err_fit else serving.other_err.get(i)
-        else:
-            err_fit[i] = fitted_pool[k].pop(0) if fitted_pool.get(k) else None
+        err_fit[i] = own(i, serving.err_fit)
         fam = dev.family[i]
-        if fam in res.fold_knobs:  # the family has training rows: its fold's timing (and serving) knobs
-            if fam not in by_fam:
-                ids = {dev.rows[j].id for j in idx if dev.family[j] == fam}
-                by_fam[fam] = errors_under(fam, res.fold_knobs[fam], ids)
-            err_loso[i] = by_fam[fam][k].pop(0) if by_fam[fam].get(k) else None
-        elif serving is not None:
-            err_loso[i] = serving.err_loso[i] if i in serving.err_loso else serving.other_err.get(i)
-        else:
-            err_loso[i] = err_fit[i]
+        if fam not in res.fold_knobs:
+            err_loso[i] = own(i, serving.err_loso)
+            continue
+        if fam not in by_fam:
+            by_fam[fam] = errors_under(fam, {dev.rows[j].id for j in idx if dev.family[j] == fam})
+        k = (dev.rows[i].id, dev.rows[i].quantity)
+        err_loso[i] = by_fam[fam][k].pop(0) if by_fam[fam].get(k) else None
     return err_fit, err_loso
 
 
@@ -606,7 +589,7 @@ def refit(path=None, dev: DevSet | None = None) -> dict:
     res = fit(dev, loso=True)
     err_phys, err_fit, err_loso = row_errors(res, "physical"), row_errors(res, "fitted"), row_errors(res, "loso")
     sf = serving_fit.fit_serving(dev, res.knob_dict(), held_out_families(), MIN_FAMILY_ROWS, path)
-    inf_fit, inf_loso = inference_errors(dev, res, path, sf)
+    inf_fit, inf_loso = inference_errors(dev, res, sf, path)
     for i, e in inf_fit.items():
         err_fit[i] = e
     for i, e in inf_loso.items():

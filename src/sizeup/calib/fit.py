@@ -642,7 +642,7 @@ def refit(path=None, dev: DevSet | None = None) -> dict:
                                      float(f"{max(k[j] for k in res.fold_knobs.values()):.4g}")]
                       if res.fold_knobs else None}
                   for j, (n, v, p) in enumerate(zip(TIMING_KNOBS, res.knob_dict().values(), dev.physical))}
-        | serving_fit.payload_section(sf, dev, _serving_physical()),
+        | serving_fit.payload_section(sf, _serving_physical()),
         "loso_fold_knobs": {f: res.knob_dict(v) | sf.fold_values.get(f, {}) for f, v in res.fold_knobs.items()}
         | {f: dict(v) for f, v in sf.fold_values.items() if f not in res.fold_knobs},
         "intervals": {

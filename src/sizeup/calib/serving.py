@@ -233,7 +233,7 @@ def fit_serving(dev, timing_knobs: dict[str, float], held_out: Iterable[str], mi
     return out
 
 
-def payload_section(sf: ServingFit, dev, physical: dict[str, float]) -> dict[str, Any]:
+def payload_section(sf: ServingFit, physical: dict[str, float]) -> dict[str, Any]:
     """calibration.yaml entries of the serving knobs (knobs: value, physical, bounds, loso_range)."""
     out = {}
     for name in BOUNDS:

@@ -35,6 +35,7 @@ import numpy as np
 
 from sizeup.calib import DEFAULT, SCALE_BUCKETS, TIMING_KNOBS, regime_keys, timing_profile, using
 from sizeup.calib import serving as serving_fit
+from sizeup.calib.objective import group_masks, log_error
 
 KNOB_BOUNDS = {
     # (low, high): efficiencies at most their physical (benchmark) value; counted passes at least the kernel list
@@ -179,7 +180,7 @@ def build(path=None, rows=None) -> DevSet:
     from sizeup.core.timing import kernel_args
     from sizeup.core.types import ArchKind, Attention
     from sizeup.pipeline import knobs_for
-    from sizeup.validate.runner import run_validation
+    from sizeup.validate.runner import measured_interval, run_validation
 
     with using("off"):
         base = load_timing_knobs()
@@ -236,7 +237,7 @@ def build(path=None, rows=None) -> DevSet:
             t_sign.append(_sign(r))
             t_pred0.append(float(r.predicted))
             t_meas.append(float(r.measured))
-            lo, hi = (max(r.measured - 0.5, 1e-12), r.measured + 1.0) if r.rounded else (r.measured, r.measured)
+            lo, hi = measured_interval(r)
             t_lo.append(float(lo))
             t_hi.append(float(hi))
     arr = lambda x, dt=float: np.asarray(x, dtype=dt)  # noqa: E731
@@ -289,8 +290,7 @@ def predictions(dev: DevSet, K: np.ndarray, steps: np.ndarray | None = None) -> 
 
 def log_errors(dev: DevSet, pred: np.ndarray) -> np.ndarray:
     """ln(predicted / measured), 0 inside a rounded source's interval: shape of pred."""
-    lo, hi = dev.t_lo[:, None], dev.t_hi[:, None]
-    return np.where(pred > hi, np.log(pred / hi), np.where(pred < lo, np.log(pred / lo), 0.0))
+    return log_error(pred, dev.t_lo[:, None], dev.t_hi[:, None])
 
 
 MIN_FAMILY_ROWS = 3
@@ -302,17 +302,7 @@ SMALL = "(families with < 3 rows)"
 def groups(dev: DevSet, families: Iterable[str]) -> list[np.ndarray]:
     """Row masks of the objective's groups for a fold that trains on `families`: one per family with at least
     MIN_FAMILY_ROWS rows, and one pooling the smaller ones."""
-    fam = dev.t_family
-    keep = set(families)
-    big, small = [], np.zeros(len(fam), dtype=bool)
-    fit = dev.t_fit if dev.t_fit is not None else np.ones(len(fam), dtype=bool)
-    for f in sorted(keep):
-        mask = (fam == f) & fit
-        if mask.sum() >= MIN_FAMILY_ROWS:
-            big.append(mask)
-        else:
-            small |= mask
-    return big + ([small] if small.any() else [])
+    return group_masks(dev.t_family, families, MIN_FAMILY_ROWS, dev.t_fit)
 
 
 def objective(dev: DevSet, abs_log: np.ndarray, families: Iterable[str]) -> np.ndarray:
@@ -631,8 +621,8 @@ def refit(path=None, dev: DevSet | None = None) -> dict:
                 "objective": "as the timing fit's, over the inference rows (throughput, TTFT, ITL/TPOT, end-to-end; "
                              "the scheduler simulation included), with the timing knobs at their fitted values",
                 "method": "grid: tp_allreduce_exposed_s in " + ", ".join(f"{x * 1e6:g}" for x in serving_fit.X_GRID_S)
-                          + f" us (a validator run each, of the points the skew moves); api_server_ttft_s 0-{serving_fit.Y_MAX_S * 1e3:g} ms in "
-                          f"{serving_fit.Y_STEP_S * 1e3:g} ms steps (it shifts TTFT and end-to-end latency by itself: "
+                          + " us (a validator run each, of the points the skew moves); api_server_ttft_s "
+                          f"0-{serving_fit.Y_MAX_S * 1e3:g} ms in {serving_fit.Y_STEP_S * 1e3:g} ms steps (it shifts TTFT and end-to-end latency by itself: "
                           "one probe run gives each row's shift); ties go to the smaller (physical) value "
                           "(sizeup.calib.serving)",
             },

@@ -4,7 +4,8 @@ leave-one-source-out folds, the physical value (0, not counted) as the starting 
 
 - tp_allreduce_exposed_s (x): seconds each in-forward TP all-reduce costs beyond its modelled time (the ranks'
   skew at the barrier). It changes step times, so every grid value of x is one run of the validator's inference
-  category (the scheduler simulation included).
+  category (the scheduler simulation included): all points at the physical value and at the largest x, then only
+  the points x moved.
 - api_server_ttft_s (y): seconds the engine's API server adds to a request's TTFT and end-to-end latency. It shifts
   those figures by exactly y and nothing else (core.inference.api_server_s), so one more run at y = 1 ms gives each
   row's shift per second of y, and every y on a fine grid costs no run: predicted(x, y) = predicted(x, 0) +
@@ -27,6 +28,8 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable
 
 import numpy as np
+
+from sizeup.calib.objective import group_masks, log_error
 
 X_GRID_S = (0.0, 10e-6, 20e-6, 30e-6, 40e-6, 60e-6)
 """tp_allreduce_exposed_s candidates (seconds per all-reduce); the largest is about the whole measured all-reduce
@@ -105,24 +108,9 @@ def _intervals(dev, idx: list[int]) -> tuple[np.ndarray, np.ndarray]:
 
 
 def abs_log_error(pred: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
-    """|ln(predicted / nearest edge of [lo, hi])|, 0 inside (the validator's error, on a log scale); nan where
-    nothing was predicted. pred (..., rows)."""
-    with np.errstate(divide="ignore", invalid="ignore"):
-        out = np.where(pred > hi, np.log(pred / hi), np.where(pred < lo, np.log(lo / pred), 0.0))
-    return np.where(np.isfinite(pred) & (pred > 0), out, np.nan)
-
-
-def group_masks(families: np.ndarray, keep: Iterable[str], min_rows: int) -> list[np.ndarray]:
-    """One row mask per family in `keep` with at least min_rows rows, and one pooling the smaller ones."""
-    keep = set(keep)
-    big, small = [], np.zeros(len(families), dtype=bool)
-    for f in sorted(keep):
-        m = families == f
-        if m.sum() >= min_rows:
-            big.append(m)
-        else:
-            small |= m
-    return big + ([small] if small.any() else [])
+    """|ln(predicted / nearest edge of [lo, hi])| (calib.objective.log_error), 0 inside; nan where nothing was
+    predicted. pred (..., rows)."""
+    return np.where(np.isfinite(pred) & (pred > 0), np.abs(log_error(pred, lo, hi)), np.nan)
 
 
 def score(abs_log: np.ndarray, families: np.ndarray, keep: Iterable[str], min_rows: int,

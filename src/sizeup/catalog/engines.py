@@ -18,10 +18,10 @@ TIMING_REFS = ("kernel_launch_s",)
 @functools.lru_cache(maxsize=2)
 def load_engines() -> Mapping[str, object]:
     from sizeup.catalog import DATA_DIR, read_yaml
+    from sizeup.catalog.knobs import timing_data
     from sizeup.core.engines import EngineProfile
 
     data = read_yaml(DATA_DIR / "engines.yaml") or {}
-    timing = None
     out = {}
     for key, entry in (data.get("engines") or {}).items():
         entry = dict(entry or {})
@@ -29,7 +29,7 @@ def load_engines() -> Mapping[str, object]:
             ref = entry.get(field)
             if isinstance(ref, str):
                 # a timing.yaml knob named instead of a number: the value lives once, with its source, there
-                timing = timing if timing is not None else (read_yaml(DATA_DIR / "timing.yaml") or {})
+                timing = timing_data()
                 if ref not in timing:
                     raise SizeupError(f"engine {key}: {field}: no timing.yaml knob {ref!r}")
                 entry[field] = float(timing[ref]["value"])

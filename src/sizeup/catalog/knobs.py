@@ -19,6 +19,12 @@ def _timing_data(path: str) -> dict:
     return read_yaml(Path(path)) or {}
 
 
+def timing_data() -> dict:
+    """timing.yaml's {knob: {value, source}} as cited, before any calibration (cached; the engine profiles name
+    knobs of it, catalog.engines.TIMING_REFS)."""
+    return _timing_data(str(TIMING_FILE))
+
+
 def load_timing_knobs(overrides: dict | None = None, path: Path | None = None):
     """TimingKnobs from catalog/data/timing.yaml, with optional {name: value} overrides (dicts merge)."""
     from sizeup.core.timing import TimingKnobs

@@ -234,8 +234,8 @@ def _parse(name: str, path: Path) -> Calibration:
     if not isinstance(intervals, dict):
         raise SizeupError(f"calibration {path}: 'intervals' must be a mapping")
     return Calibration(name=str(raw.get("name") or name), path=path, knobs=knobs, overheads=overheads,
-                       serving=serving, intervals=intervals, fitted=raw.get("fitted") or {}, accuracy=raw.get("accuracy") or {},
-                       kind=str(raw.get("kind") or ("packaged" if path == PACKAGED_FILE else "user")))
+                       serving=serving, intervals=intervals, fitted=raw.get("fitted") or {},
+                       accuracy=raw.get("accuracy") or {}, kind=str(raw.get("kind") or ("packaged" if path == PACKAGED_FILE else "user")))
 
 
 def _finite(value: Any, where: str) -> float:

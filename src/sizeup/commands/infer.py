@@ -55,6 +55,8 @@ RequestsOpt = Annotated[Optional[int], typer.Option(
     "--requests", help="Requests to simulate (default 2000 for infer, 800 per sizing run for serve-plan).")]
 
 MAJOR_CLOUDS = ("aws", "gcp", "azure")
+
+
 def ttft_scope(knobs) -> str:
     """What the TTFT and end-to-end figures include of the API server's own time per request."""
     from sizeup.core.inference import api_server_s

@@ -37,10 +37,7 @@ import numpy as np
 from sizeup.core.inference import (
     LengthDist, ServeSetup, ServingKnobs, WeightDtype, _allreduce_s, _compute_rate, _p2p_s, _shapes, api_server_s,
     decode_kv_s_per_byte, decode_step_parts, eager_elementwise_s, graph_fallback, kernel_boundaries_s, kv_budget_bytes,
-    prefill_view,
-    kv_bytes_per_sequence,
-    kv_bytes_per_token_per_layer, kv_tp_fraction,
-    weight_bytes, window_layers,
+    kv_bytes_per_sequence, kv_bytes_per_token_per_layer, kv_tp_fraction, prefill_view, weight_bytes, window_layers,
 )
 from sizeup.core.types import GpuSpec, ModelArch
 from sizeup.errors import SizeupError

@@ -69,7 +69,7 @@ def ttft_scope(knobs) -> str:
             "behind Triton to 50 ms for vLLM 0.11's chat endpoint")
     if api > 0:
         return (f"TTFT and end-to-end latency include {api * 1e3:.3g} ms of API-server time per request ({what}); the "
-                "value is the calibration's fitted api_server_ttft_s (docs/methodology.md, 'Serving knobs fitted on "
+                "value is the active calibration's api_server_ttft_s (docs/methodology.md, 'Serving knobs fitted on "
                 "the serving rows'); --engine-opt api_server=false for in-process use")
     return (f"TTFT counts the engine's scheduling and GPU work, not the API server's own time per request ({what}); "
             "no single value carried over between engines under leave-one-source-out, so the packaged calibration "

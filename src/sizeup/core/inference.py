@@ -198,7 +198,8 @@ class ServingKnobs:
     api_server_ttft_s: float = 0.0
     """Seconds the API server adds to each request's TTFT and end-to-end latency (HTTP, chat template,
     tokenisation, detokenisation and streaming of the first token) while the GPU works on other requests.
-    Physical value 0 (not counted); the active calibration puts in its fitted value. Applied only when api_server."""
+    Physical value 0 (not counted); the active calibration's value applies (the packaged one leaves it at 0: a
+    fitted value did not carry over between engines). Applied only when api_server."""
     allreduce_impl: str = "nccl"
     """'nccl' or 'custom' (vLLM/SGLang/TensorRT-LLM one-shot P2P all-reduce over NVLink for small messages)."""
     custom_allreduce: Sequence[float] = (4.5e-6, 0.16, 8.0 * 1024**2)

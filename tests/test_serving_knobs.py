@@ -1,5 +1,6 @@
-"""The two serving knobs the calibration fits on the serving rows (calib/serving.py): the API server's time per
-request (api_server_ttft_s) and the exposed skew per tensor-parallel all-reduce (tp_allreduce_exposed_s). Their
+"""The three serving knobs the calibration fits on the serving rows (calib/serving.py): the API server's time per
+request (api_server_ttft_s), the exposed skew per tensor-parallel all-reduce (tp_allreduce_exposed_s) and the host
+time per sequence per scheduler step (step_host_per_seq_s). Their
 mechanisms are checked against hand derivations, their physical value (0) with the calibration off, and the fit's
 objective and tie-break on toy data."""
 
@@ -16,7 +17,7 @@ from sizeup.catalog import load_catalog
 from sizeup.catalog.engines import engine_profile
 from sizeup.catalog.knobs import load_serving_knobs
 from sizeup.core.inference import LengthDist, ServeSetup, ServingKnobs, decode_step_time_s, estimate_inference
-from sizeup.core.serving_sim import Scheduler, make_workload, simulate
+from sizeup.core.serving_sim import Scheduler, StepModel, make_workload, simulate
 
 CAT = load_catalog()
 M8 = CAT.model("llama-3-8b")
@@ -72,13 +73,76 @@ def test_tp_skew_adds_two_all_reduces_per_layer_to_a_decode_step():
         assert d == pytest.approx(expect, rel=1e-9, abs=1e-12), tp
 
 
+def test_host_time_per_sequence_adds_z_times_the_batch_to_a_decode_step():
+    """step(z) - step(0) = z * B on an engine whose step loop does per-request host work (vLLM), at any batch; an
+    engine whose loop does not (TurboMind's C++ LlamaBatch, TensorRT-LLM v0.14's C++ executor, generate()) drops z
+    whatever the calibration says."""
+    z = 60e-6
+    base = ServingKnobs(step_host_per_seq_s=z)
+    args = (1, 1, ServeSetup().weights, ServeSetup().kv_dtype)  # tp, pp, weights, KV dtype
+    for B in (1, 8, 200):
+        _, kz = _vllm(base)
+        _, k0 = _vllm(ServingKnobs())
+        d = float(decode_step_time_s(M8, H100, B, 1024, *args, kz)) - float(decode_step_time_s(M8, H100, B, 1024, *args, k0))
+        assert d == pytest.approx(z * B, rel=1e-9), B
+    from sizeup.catalog.engines import engine_profile_for_version
+
+    for prof in (engine_profile("lmdeploy"), engine_profile("llama.cpp"), engine_profile("hf-generate"),
+                 engine_profile_for_version("trtllm", "v0.14.0")):
+        assert prof.per_request_step_work is False and "per_request_step_work" in prof.sources, prof.id
+        assert prof.knobs(base, M8.num_layers).step_host_per_seq_s == 0.0, prof.id
+        assert "no per-request host work" in prof.describe()
+    for name in ("vllm", "sglang", "trtllm", "tgi"):
+        assert engine_profile(name).knobs(base, M8.num_layers).step_host_per_seq_s == z, name
+
+
+def test_an_overlap_scheduler_hides_the_host_time_behind_the_gpu_step():
+    """SGLang's overlap scheduler prepares batch n+1 while the GPU runs batch n, so the per-sequence host time h = z*B
+    costs only what the step's GPU time g does not cover: step(z) - step(0) = max(h - g, 0) with CUDA graphs (no
+    launch time). Hand derivation from g read off decode_step_parts at z = 0: hidden for a small batch, the excess
+    for a host time far above the GPU step."""
+    from sizeup.core.inference import decode_step_parts
+
+    prof = engine_profile("sglang").for_gpu(H100)
+    assert prof.overlap_schedule and prof.per_request_step_work
+    args = (1, 1, ServeSetup().weights, ServeSetup().kv_dtype)
+    k0 = prof.knobs(ServingKnobs(), M8.num_layers)
+    for z, B in ((60e-6, 8), (2e-3, 64)):
+        kz = prof.knobs(ServingKnobs(step_host_per_seq_s=z), M8.num_layers)
+        p0 = decode_step_parts(M8, H100, B, 1024, *args, k0)
+        gpu = float(p0["gemm"] + p0["attention"] + p0["comm"])
+        assert float(p0["launch_excess"]) == 0.0  # CUDA graphs: nothing launched from the host
+        d = float(decode_step_time_s(M8, H100, B, 1024, *args, kz)) - float(decode_step_time_s(M8, H100, B, 1024, *args, k0))
+        assert d == pytest.approx(max(z * B - gpu, 0.0), rel=1e-9, abs=1e-15), (z, B)
+        if z * B < gpu:
+            assert d == 0.0
+        else:
+            assert d > 0.0
+
+
+def test_host_time_per_sequence_adds_z_per_sequence_to_every_simulated_step():
+    """The simulator's step model: a step of n_seq sampling sequences gains n_seq * z, prefill-only or mixed, and a
+    run of decode steps gains n_seq * z each."""
+    z = 40e-6
+    _, k0 = _vllm(ServingKnobs())
+    setup = ServeSetup(prompt_len=512, output_len=64)
+    a, b = StepModel(M8, H100, setup, k0, 4096), StepModel(M8, H100, setup, k0.with_(step_host_per_seq_s=z), 4096)
+    for tokens, n_seq, ctx, pairs, prompt in ((64, 64, 64 * 700.0, 0.0, 0.0), (600, 89, 89 * 500.0, 512 * 256.0, 512.0)):
+        ta, tb = a.time(tokens, n_seq, ctx, pairs, prompt), b.time(tokens, n_seq, ctx, pairs, prompt)
+        assert tb[0] - ta[0] == pytest.approx(n_seq * z, rel=1e-9)
+        assert tb[2] == pytest.approx(ta[2], rel=1e-12)  # charged with the step's dense part, not its attention
+    ctx = np.array([32 * 600.0, 32 * 601.0, 32 * 602.0])
+    assert np.allclose(b.decode_run(32, 32, ctx) - a.decode_run(32, 32, ctx), 32 * z, rtol=1e-9)
+    assert b.prefill_batch_s(8, 512) - a.prefill_batch_s(8, 512) == pytest.approx(8 * z, rel=1e-9)
+
+
 # --------------------------------------------------------------------------- physical value vs fitted value
 
 
 def test_serving_knobs_are_zero_with_the_calibration_off_and_fitted_with_it_on():
     with calib.using("off"):
         off = load_serving_knobs()
-    assert off.api_server_ttft_s == 0.0 and off.tp_allreduce_exposed_s == 0.0
+    assert off.api_server_ttft_s == 0.0 and off.tp_allreduce_exposed_s == 0.0 and off.step_host_per_seq_s == 0.0
     cal = calib.load("default")
     assert set(cal.serving) == set(calib.SERVING_KNOBS)
     on = load_serving_knobs()
@@ -156,9 +220,24 @@ def test_abs_log_error_uses_the_measured_interval():
 
 
 def test_selection_fits_a_knob_only_when_it_carries_over_by_the_margin():
-    """The stored refit's scores: none 0.462, x 0.423, y 0.455, both 0.422 -> x (0.039 better than none); y
-    (0.007) and adding y to x (0.0007) do not clear the 0.02 margin."""
-    x, y = ("tp_allreduce_exposed_s",), ("api_server_ttft_s",)
+    """The stored refit's scores (calibration.yaml loso_selection_score_by_free_knobs): none 0.462, x 0.423, z 0.417,
+    y 0.455, x+z 0.419, x+y 0.422, z+y 0.451, all three 0.399. Walking the sets fewest first: x beats none by 0.039
+    and becomes the choice; z (0.006 better than x), the pairs and y do not clear the 0.02 margin against x; all three
+    (0.024 better) do."""
+    x, z, y = ("tp_allreduce_exposed_s",), ("step_host_per_seq_s",), ("api_server_ttft_s",)
+    stored = {(): 0.46178, x: 0.42288, z: 0.41737, y: 0.45546, x + z: 0.4188, x + y: 0.42222, z + y: 0.45068,
+              x + z + y: 0.39867}
+    assert sfit.select(stored) == x + z + y
+    assert sfit.select({**stored, x + z + y: 0.41}) == x
     assert sfit.select({(): 0.462, x: 0.423, y: 0.455, x + y: 0.422}) == x
     assert sfit.select({(): 0.462, x: 0.450, y: 0.455, x + y: 0.400}) == x + y
     assert sfit.select({(): 0.40, x: 0.39, y: 0.395, x + y: 0.385}) == ()
+
+
+def test_the_stored_selection_scores_match_the_fitted_knobs():
+    """calibration.yaml's recorded scores, walked by select(), give the knobs it says were fitted (the stored file is
+    one refit's output, not edited by hand)."""
+    fit = calib.load("default").fitted["serving"]
+    scores = {(() if k == "none" else tuple(k.split("+"))): v for k, v in fit["loso_selection_score_by_free_knobs"].items()}
+    assert list(scores) == [tuple(s) for s in sfit.SUBSETS]
+    assert sfit.select(scores) == tuple(fit["fitted_knobs"])

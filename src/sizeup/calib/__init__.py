@@ -39,7 +39,7 @@ _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 TIMING_KNOBS = ("matmul_training_fraction", "attention_end_to_end_scale", "fp8_matmul_relative_efficiency",
                 "host_overhead_s_per_layer_microbatch", "elementwise_passes_hidden_fwd.eager")
 OVERHEAD_KNOBS = ("fragmentation_fraction",)
-SERVING_KNOBS = ("tp_allreduce_exposed_s", "api_server_ttft_s")
+SERVING_KNOBS = ("tp_allreduce_exposed_s", "step_host_per_seq_s", "api_server_ttft_s")
 """Serving knobs the packaged calibration fits on the serving rows (calib/serving.py); their physical value
 (0, not counted) is in inference.yaml."""
 

@@ -612,7 +612,7 @@ def refit(path=None, dev: DevSet | None = None) -> dict:
                 "knobs": list(serving_fit.BOUNDS),
                 "fitted_knobs": list(sf.fitted),
                 "loso_selection_score_by_free_knobs": dict(sf.loso_score),
-                "selection": "each set of free knobs (none, each alone, both) is fitted once per left-out family and "
+                "selection": "each set of free knobs (none, each alone, each pair, all three) is fitted once per left-out family and "
                              "scored on that family's rows by the mean of its median and 90th-percentile |ln error| "
                              "(families weighted equally); a larger set replaces a smaller one only when it lowers "
                              f"that score by at least {serving_fit.SELECTION_MARGIN} (about 2 % error); knobs not "
@@ -621,7 +621,9 @@ def refit(path=None, dev: DevSet | None = None) -> dict:
                 "objective": "as the timing fit's, over the inference rows (throughput, TTFT, ITL/TPOT, end-to-end; "
                              "the scheduler simulation included), with the timing knobs at their fitted values",
                 "method": "grid: tp_allreduce_exposed_s in " + ", ".join(f"{x * 1e6:g}" for x in serving_fit.X_GRID_S)
-                          + " us (a validator run each, of the points the skew moves); api_server_ttft_s "
+                          + " us (a validator run each, of the points the skew moves) x step_host_per_seq_s in "
+                          + ", ".join(f"{z * 1e6:g}" for z in serving_fit.Z_GRID_S)
+                          + " us (a full run each); api_server_ttft_s "
                           f"0-{serving_fit.Y_MAX_S * 1e3:g} ms in {serving_fit.Y_STEP_S * 1e3:g} ms steps (it shifts TTFT and end-to-end latency by itself: "
                           "one probe run gives each row's shift); ties go to the smaller (physical) value "
                           "(sizeup.calib.serving)",

@@ -67,6 +67,7 @@ class EngineProfile:
     fp8_kernel: str = "-"
     allreduce: str = "nccl"
     api_server: bool = True
+    per_request_step_work: bool = True
     speculative: SpeculativeDecoding | None = None
     large_gpu: Mapping[str, Any] = field(default_factory=dict)
     small_gpu: Mapping[str, Any] = field(default_factory=dict)
@@ -213,7 +214,11 @@ class EngineProfile:
                           decode_q_heads_per_kv_read=int(self.decode_attention_q_heads_per_kv_read),
                           int4_weight_read_efficiency=float(self.int4_weight_read_efficiency),
                           allreduce_impl=self.allreduce,
-                          api_server=bool(self.api_server))
+                          api_server=bool(self.api_server),
+                          # per-request host work each step (calibration's step_host_per_seq_s) is paid by a
+                          # Python scheduler / step loop; a C++ one (TurboMind, TensorRT-LLM's executor,
+                          # llama.cpp) or a tensor-only generate() loop does not pay it
+                          step_host_per_seq_s=base.step_host_per_seq_s if self.per_request_step_work else 0.0)
 
     def describe(self) -> str:
         chunk = f"chunked prefill {self.max_num_batched_tokens} tokens" if self.chunked_prefill else \
@@ -233,6 +238,7 @@ class EngineProfile:
                 + (" for decodes only (prefills run eager)" if self.cuda_graphs and self.eager_prefill else "")
                 + f", {self.allreduce} all-reduce, {int4}"
                 + ("" if self.api_server else ", in-process (no API server)")
+                + ("" if self.per_request_step_work else ", no per-request host work in the step loop")
                 + (f", {self.gpu_kernels_per_layer} GPU kernels per layer + {self.gpu_kernels_per_forward} per forward "
                    "(a launch gap each)" if self.gpu_kernels_per_layer or self.gpu_kernels_per_forward else "")
                 + (", decode attention copies K/V per query head (repeat_kv)" if self.attention_repeat_kv else "")

@@ -121,6 +121,13 @@ class ServingKnobs:
     in the active calibration's in-step training fraction (calibration.yaml matmul_training_fraction), one
     figure for training and serving forwards."""
     decode_step_overhead_s: float = 0.0
+    step_host_per_seq_s: float = 0.0
+    """Host seconds per sequence in a scheduler step that the GPU waits for (the scheduler's per-request work,
+    block tables and input preparation, sampling bookkeeping, stop checks, detokenising and streaming each new
+    token). Physical value 0 (not counted); a calibration may set it (calibration.yaml: the packaged refit tests it
+    on the serving rows and keeps 0, the fitted value did not carry over under leave-one-source-out). A step of n
+    sequences gains n x this, or under an overlap scheduler only what its GPU time does not hide (host_exposed_s);
+    engines with per_request_step_work false get 0."""
     host_launch_s: float = 0.0
     """Host (CPU) time to issue one forward's kernels when the engine runs eager (no CUDA graphs): kernels per
     forward x seconds per kernel launch (engine profile). The GPU runs the kernels as they arrive, so a forward
@@ -683,7 +690,8 @@ def decode_step_parts(m: ModelArch, gpu: GpuSpec, batch, context, tp=1, pp=1,
                 + GPU time lost at the forward's kernel boundaries, n_kernels * t_boundary (kernel_boundaries_s)
     overhead  = per-step scheduler/sampling time (data), after the forward
     launch    = host time to issue the forward's kernels (eager engines; 0 with CUDA graphs): overlaps the GPU,
-                step = max(gemm + attention + comm, launch) + overhead
+                step = gemm + attention + comm + overhead + host_exposed_s(gemm + attention + comm, launch, B)
+                (= max(gemm + attention + comm, launch) + overhead when the calibration's per-sequence host time is 0)
     W_read: dense weights + experts touched by B tokens: E*(1-(1-K/E)^B) per MoE layer (uniform routing).
     """
     knobs = knobs or ServingKnobs()
@@ -719,7 +727,7 @@ def decode_step_parts(m: ModelArch, gpu: GpuSpec, batch, context, tp=1, pp=1,
     attention = np.maximum(kv_read * kv_s, attn_flops / rate)
     comm = 2.0 * m.num_layers * _allreduce_s(gpu, B * m.hidden_size * knobs.activation_bytes, t, knobs) \
         + _p2p_s(gpu, B * m.hidden_size * knobs.activation_bytes, pp)
-    overhead = knobs.decode_step_overhead_s + 0.0 * B
+    overhead = knobs.decode_step_overhead_s
     # eager engines: unfused elementwise passes over the B new tokens' activations (HBM time, with the comm part)
     comm = comm + eager_elementwise_s(m, gpu, B, t, knobs)
     # per-kernel launch gaps on the GPU (CUDA-graph replay or stream launches), carried with the comm part as the
@@ -728,13 +736,32 @@ def decode_step_parts(m: ModelArch, gpu: GpuSpec, batch, context, tp=1, pp=1,
     _, fb_gaps, fb_launch = graph_fallback(knobs, B)
     kernels = kernel_boundaries_s(knobs) + fb_gaps
     comm = comm + kernels
-    # host launch time not hidden behind the GPU work of the forward (0 when the GPU is the bottleneck)
-    launch_excess = np.maximum(np.maximum(knobs.host_launch_s, fb_launch) - (gemm + attention + comm), 0.0)
+    # host time the GPU work of the forward does not hide: the launches beyond it, and the per-sequence step work
+    # (serial, or hidden too under an overlap scheduler; host_exposed_s)
+    launch_excess = host_exposed_s(gemm + attention + comm, np.maximum(knobs.host_launch_s, fb_launch), B, knobs)
     return {"gemm": gemm, "attention": attention, "comm": comm, "overhead": overhead + launch_excess,
             "launch_excess": launch_excess, "kernels": kernels,
             "gemm_memory": w_read / (bw * gpu.hbm_efficiency), "gemm_compute": flops / rate,
             "attention_memory": kv_read * kv_s,
             "attention_compute": attn_flops / rate}
+
+
+def host_exposed_s(gpu_s, launch_s, n_seq, knobs: ServingKnobs):
+    """Host seconds a step adds to its GPU time.
+
+    h = n_seq x step_host_per_seq_s (per-request work of the step loop: scheduling, input preparation, sampling
+    bookkeeping, stop checks, detokenising; calibration.yaml, physical 0); launch = host time to issue the forward's
+    kernels (eager), which runs while the GPU executes them.
+      exposed = max(launch - gpu, 0) + h          the step loop does h before/after the forward (vLLM, TGI)
+      exposed = max(launch + h - gpu, 0)          overlap scheduler: batch n+1 is prepared while the GPU runs batch n
+                                                  (SGLang v0.4 'zero-overhead batch scheduler'; TensorRT-LLM's PyTorch
+                                                  backend 'Overlap Scheduler'), so h costs only what the GPU does not
+                                                  cover
+    """
+    h = knobs.step_host_per_seq_s * n_seq
+    if knobs.overlap_schedule:
+        return np.maximum(launch_s + h - gpu_s, 0.0)
+    return np.maximum(launch_s - gpu_s, 0.0) + h
 
 
 def decode_step_time_s(m: ModelArch, gpu: GpuSpec, batch, context, tp=1, pp=1,
@@ -1023,11 +1050,16 @@ def estimate_inference(
              | {"B": B, "c_avg": ctx_avg,
                                                     "eta_attn": knobs.decode_attention_hbm_efficiency,
                                                     "repeat_kv": bool(knobs.decode_kv_repeat),
-                                                    "q_heads_per_kv_read": int(knobs.decode_q_heads_per_kv_read)},
+                                                    "q_heads_per_kv_read": int(knobs.decode_q_heads_per_kv_read),
+                                                    "step_overhead": knobs.decode_step_overhead_s,
+                                                    "host_per_seq": knobs.step_host_per_seq_s},
              "roofline per op (Williams et al. 2009); LLM decode memory-bound (Pope et al. 2022); attention "
              "seconds per KV byte: decode_kv_s_per_byte (repeat_kv: (1 + n_rep)/(BW*eta_hbm) + "
              "n_rep/(BW*eta_attn); g query heads per KV read: ceil(n_rep/g)/(BW*eta_attn)); comm includes 'kernels', "
-             "the forward's GPU launch gaps (kernels x per-kernel gap, Hazy Research 2025)"),
+             "the forward's GPU launch gaps (kernels x per-kernel gap, Hazy Research 2025); overhead = "
+             "step_overhead (engine profile) + host time the GPU does not hide: eager launches beyond the GPU "
+             "time and B x host_per_seq (" + src_knob("step_host_per_seq_s") + "; under an overlap scheduler "
+             "only the part beyond the GPU time)"),
         Term("throughput/output_tokens_per_s", out_tps, "tokens/s",
              "B*n / (prefill(B*s) + n*step)" if setup.static else "B*n / (B*prefill_amortised(s) + n*step)",
              {"B": B, "n": n, "step": step_s, "prefill_per_request": gpu_time_prefill_per_req},

@@ -36,7 +36,8 @@ import numpy as np
 
 from sizeup.core.inference import (
     LengthDist, ServeSetup, ServingKnobs, WeightDtype, _allreduce_s, _compute_rate, _p2p_s, _shapes, api_server_s,
-    decode_kv_s_per_byte, decode_step_parts, eager_elementwise_s, graph_fallback, kernel_boundaries_s, kv_budget_bytes,
+    decode_kv_s_per_byte, decode_step_parts, eager_elementwise_s, graph_fallback, host_exposed_s, kernel_boundaries_s,
+    kv_budget_bytes,
     kv_bytes_per_sequence, kv_bytes_per_token_per_layer, kv_tp_fraction, prefill_view, weight_bytes, window_layers,
 )
 from sizeup.core.types import GpuSpec, ModelArch
@@ -172,7 +173,9 @@ class StepModel:
                          + P*f_attn_pre/R(T)                                                    [prompt attention]
                          + 2L*allreduce(T*h*2) + p2p
                          + n_kernels * t_boundary                                               [kernel launch gaps]
-    step = max(GPU part above, host_launch) + overhead   [eager engines: the host issues kernels while the GPU runs]
+    step = GPU part above + host_exposed_s(GPU part, host_launch, n_seq) + overhead   [eager engines: the host issues
+           kernels while the GPU runs; n_seq x ServingKnobs.step_host_per_seq_s of per-request host work, serial or,
+           under an overlap scheduler, hidden behind the GPU part (core.inference.host_exposed_s)]
     k_kv seconds per KV byte (core.inference.decode_kv_s_per_byte: 1/(BW*eta_attn), more when the engine copies
     or re-reads a GQA group's K/V), T tokens in the step, n_seq sequences sampling a token, S sum of the decode
     sequences' (window-capped) contexts, P sum over prompt chunks of query-key pairs; R(T) achievable FLOP/s at
@@ -289,8 +292,9 @@ class StepModel:
         pre_attn = pairs * self.attn_flops_per_pair / rate
         launch, gaps = self._launch_and_gaps(tokens, prompt_tokens > 0)
         dense += gaps
-        # host launch time the GPU work does not hide is charged with the dense part (it scales with the forward)
-        dense += max(launch - (dense + dec_attn + pre_attn), 0.0) + self.overhead_s
+        # host time the GPU work does not hide (launches, per-sequence step work: core.inference.host_exposed_s) is
+        # charged with the dense part (it scales with the forward)
+        dense += float(host_exposed_s(dense + dec_attn + pre_attn, launch, n_seq, self.knobs)) + self.overhead_s
         return dense + dec_attn + pre_attn, dense, dec_attn + pre_attn
 
     def decode_run(self, tokens: int, n_seq: int, ctx_sums: np.ndarray) -> np.ndarray:
@@ -299,7 +303,7 @@ class StepModel:
         launch, gaps = self._launch_and_gaps(tokens, False)
         gpu = max(mem, body + lm * n_seq) + comm + gaps \
             + np.maximum(ctx_sums * self.kv_read_s_per_tok, ctx_sums * self.attn_flops_per_tok / rate)
-        return np.maximum(gpu, launch) + self.overhead_s
+        return gpu + host_exposed_s(gpu, launch, n_seq, self.knobs) + self.overhead_s
 
     def prefill_batch_s(self, n_seq: int, prompt: int) -> float:
         """A padded static batch of n_seq prompts of `prompt` tokens in one forward."""
@@ -308,7 +312,7 @@ class StepModel:
         launch, gaps = self._launch_and_gaps(T, True)
         gpu = max(mem, body + lm * n_seq) + comm + gaps + T * self.ew_extra_per_prompt_tok \
             + n_seq * float(self.pairs(0, prompt)) * self.attn_flops_per_pair / rate
-        return max(gpu, launch) + self.overhead_s
+        return gpu + float(host_exposed_s(gpu, launch, n_seq, self.knobs)) + self.overhead_s
 
 
 # --------------------------------------------------------------------------- results

@@ -43,7 +43,8 @@ AllowLongOpt = Annotated[bool, typer.Option(
 
 EngineOpt = Annotated[Optional[str], typer.Option(
     "--engine", help="Serving engine profile: vllm | sglang | trtllm | tgi | lmdeploy | llama.cpp | hf-generate | gpt-fast "
-                     "| hf-generate-compiled, or an older release line: vllm-0.6 | vllm-0.2 | trtllm-0.6 | lmdeploy-0.1 "
+                     "| hf-generate-compiled, or an older release line: vllm-0.6 | vllm-0.2 | trtllm-0.6 | trtllm-0.14 |"
+                     " lmdeploy-0.1 "
                      "(catalog/data/engines.yaml; default: the generic catalog knobs).")]
 EngineOptOpt = Annotated[Optional[list[str]], typer.Option(
     "--engine-opt", help="Override one engine field, FIELD=VALUE (repeatable), e.g. max_num_seqs=128, "

@@ -59,6 +59,8 @@ def argv_of(command, job):
     ("memory", {"model": "llama-2-7b", "gpu": "a10", "peft": "lora"}),
     ("compare", {"model": "llama-2-7b", "tokens": "15M", "peft": "lora", "gpu": "a10,l4", "platform": "lambda,aws"}),
     ("infer", {"model": "llama-3-8b", "gpu": "h100-sxm", "batch": 8}),
+    ("infer", {"model": "deepseek-v3", "gpu": "h200", "tp": 8, "ep": 8, "weights": "fp8", "batch": 4,
+               "requests": 200}),
     ("infer", {"model": "llama-3-8b", "gpu": "a100-80gb", "engine": "sglang", "kv-dtype": "fp8", "rps": 2,
                "requests": 200}),
     ("serve-plan", {"model": "llama-3-8b", "gpu": "a100-80gb", "rps": 3, "engine": "vllm", "platform": "gcp",

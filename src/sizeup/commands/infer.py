@@ -563,7 +563,7 @@ def _fmt_bytes(b: float) -> str:
 # --------------------------------------------------------------------------- infer
 
 
-@job_command("infer", refuse=refusals_except(['target', 'model', 'gpu', 'gpus', 'tp', 'pp', 'weights', 'kv_dtype', 'prompt_len', 'output_len', 'batch', 'concurrency', 'rps', 'engine', 'engine_opt', 'trace', 'requests', 'static', 'platform', 'pricing', 'price_per_gpu_hour', 'gpu_memory_utilization', 'allow_long_context', 'json_', 'csv_', 'markdown', 'explain', 'plot'], "a serving estimate has no training workload, optimizer, sharding, recompute or adapters; this is a training field ('sizeup train' takes it)"))
+@job_command("infer", refuse=refusals_except(['target', 'model', 'gpu', 'gpus', 'tp', 'pp', 'ep', 'weights', 'kv_dtype', 'prompt_len', 'output_len', 'batch', 'concurrency', 'rps', 'engine', 'engine_opt', 'trace', 'requests', 'static', 'platform', 'pricing', 'price_per_gpu_hour', 'gpu_memory_utilization', 'allow_long_context', 'json_', 'csv_', 'markdown', 'explain', 'plot'], "a serving estimate has no training workload, optimizer, sharding, recompute or adapters; this is a training field ('sizeup train' takes it)"))
 def infer_cmd(
     target: ModelArg = None,
     model: ModelOpt = None,
@@ -571,6 +571,9 @@ def infer_cmd(
     gpus: GpusOpt = None,
     tp: TpOpt = None,
     pp: PpOpt = None,
+    ep: Annotated[Optional[int], typer.Option(
+        "--ep", help="Expert-parallel degree of a MoE model's experts inside the TP group (divides --tp and the "
+                     "expert count; default 1: every expert split over the TP ranks).")] = None,
     weights: WeightsOpt = None,
     kv_dtype: KvDtypeOpt = None,
     prompt_len: PromptLenOpt = None,
@@ -624,19 +627,19 @@ def infer_cmd(
     # the serving GEMMs' in-model fraction and the intervals come from the calibration profile (default: packaged)
     use_from_flags(calibration, no_calibration)
     name, vals = serving_values(target, model, dict(
-        gpu=gpu, gpus=gpus, tp=tp, pp=pp, platform=platform, pricing=pricing, rps=rps, concurrency=concurrency,
+        gpu=gpu, gpus=gpus, tp=tp, pp=pp, ep=ep, platform=platform, pricing=pricing, rps=rps, concurrency=concurrency,
         engine=engine, weights=weights, kv_dtype=kv_dtype, prompt_len=prompt_len, output_len=output_len, batch=batch,
         engine_opt=engine_opt, trace=trace, requests=requests, static=static,
         gpu_memory_utilization=gpu_memory_utilization, allow_long_context=allow_long_context))
-    (gpu, gpus, tp, pp, platform, pricing, rps, concurrency, engine, weights, kv_dtype, prompt_len, output_len, batch,
-     engine_opt, trace, requests, static, gpu_memory_utilization, allow_long_context) = (vals.get(k) for k in (
-        "gpu", "gpus", "tp", "pp", "platform", "pricing", "rps", "concurrency", "engine", "weights", "kv_dtype",
+    (gpu, gpus, tp, pp, ep, platform, pricing, rps, concurrency, engine, weights, kv_dtype, prompt_len, output_len,
+     batch, engine_opt, trace, requests, static, gpu_memory_utilization, allow_long_context) = (vals.get(k) for k in (
+        "gpu", "gpus", "tp", "pp", "ep", "platform", "pricing", "rps", "concurrency", "engine", "weights", "kv_dtype",
         "prompt_len", "output_len", "batch", "engine_opt", "trace", "requests", "static", "gpu_memory_utilization",
         "allow_long_context"))
     if not name:
         raise SizeupError("give a model: a preset id (see 'sizeup models'), a path to config.json or a scenario .yaml")
-    for flag, val in (("tp", tp), ("pp", pp), ("gpus", gpus), ("batch", batch), ("concurrency", concurrency),
-                      ("requests", requests)):
+    for flag, val in (("tp", tp), ("pp", pp), ("ep", ep), ("gpus", gpus), ("batch", batch),
+                      ("concurrency", concurrency), ("requests", requests)):
         positive(flag, val)
     if batch is not None and concurrency is not None and batch != concurrency:
         raise SizeupError(f"--batch {batch} and --concurrency {concurrency} disagree; give one")
@@ -666,6 +669,10 @@ def infer_cmd(
     if tp_ < 1:
         raise SizeupError(f"--gpus {gpus} is smaller than --pp {pp_}")
     check_layout(arch, tp_, pp_)
+    ep_ = int(ep or 1)
+    from sizeup.core.inference import check_expert_parallel
+
+    check_expert_parallel(arch, tp_, ep_)
     g = resolve_gpu(gpu, catalog)
     knobs = load_serving_knobs(catalog)
     if gpu_memory_utilization is not None:
@@ -680,7 +687,7 @@ def infer_cmd(
     # load, not a misfit. --batch (and a static batch) is sequences decoded together: those must fit.
     clients_only = batch is None and concurrency is not None and prof.batching != "static"
     setup = ServeSetup(tp=tp_, pp=pp_, weights=w, kv_dtype=kv, prompt_len=s, output_len=n,
-                       batch=None if clients_only else given, static=prof.batching == "static")
+                       batch=None if clients_only else given, static=prof.batching == "static", ep=ep_)
     est = estimate_inference(arch, g, setup, knobs, None)
     queued_note = None
     if clients_only and est.fits:

@@ -272,6 +272,10 @@ class ServeSetup:
     output_len: int = 128
     batch: int | None = None
     static: bool = False
+    ep: int = 1
+    """Expert-parallel degree of the MoE layers inside the TP group (TensorRT-LLM moe_ep_size with moe_tp_size =
+    tp / ep; vLLM --enable-expert-parallel and SGLang --ep-size use ep = tp): each of ep rank groups holds E/ep whole
+    experts, each split over tp/ep ranks; attention stays tensor-parallel (expert_parallel_read/_load)."""
 
     @property
     def gpus(self) -> int:
@@ -588,7 +592,7 @@ def eager_elementwise_s(m: ModelArch, gpu: GpuSpec, tokens, tp, knobs: ServingKn
 
 def prefill_parts(m: ModelArch, gpu: GpuSpec, prompt_len, n_seqs, tp=1, pp=1,
                   weights: WeightDtype = WeightDtype.BF16, knobs: ServingKnobs | None = None,
-                  wbytes: float | None = None, shapes: _Shapes | None = None) -> dict:
+                  wbytes: float | None = None, shapes: _Shapes | None = None, ep: int = 1) -> dict:
     """The pieces of one prefill forward of `n_seqs` prompts of `prompt_len` tokens on a t x p replica.
 
     FLOPs = 2*N_body*B*s + 2*V*h*B [logits of the last token only] + 2*L*B*pairs(s)*a*(d_qk+d_v)
@@ -618,7 +622,8 @@ def prefill_parts(m: ModelArch, gpu: GpuSpec, prompt_len, n_seqs, tp=1, pp=1,
     win_pairs = np.where(s <= w, s * s / 2.0, s * w - w * w / 2.0) if n_w else 0.0
     pairs = (m.num_layers - n_w) * full_pairs + n_w * win_pairs
     attn = 2.0 * nb * pairs * m.num_heads * (sh.attn_dim_qk_prefill + (m.v_head_dim or m.head_dim))
-    flops = 2.0 * body * tokens + 2.0 * sh.lm_head_params * nb + attn
+    # expert parallelism: the step waits for the rank group with the most token-expert pairs (expert_parallel_load)
+    flops = 2.0 * (body + _expert_imbalance_params(sh, tokens, ep)) * tokens + 2.0 * sh.lm_head_params * nb + attn
     gemm = 2.0 * tokens * m.hidden_size * sh.ffn_gemm / t
     rate, mm_dtype = _compute_rate(gpu, weights, knobs, gemm)
     compute = flops / t / rate
@@ -642,22 +647,97 @@ def prefill_parts(m: ModelArch, gpu: GpuSpec, prompt_len, n_seqs, tp=1, pp=1,
 
 def prefill_time_s(m: ModelArch, gpu: GpuSpec, prompt_len, n_seqs, tp=1, pp=1,
                    weights: WeightDtype = WeightDtype.BF16, knobs: ServingKnobs | None = None,
-                   wbytes: float | None = None, shapes: _Shapes | None = None):
+                   wbytes: float | None = None, shapes: _Shapes | None = None, ep: int = 1):
     """Time to prefill `n_seqs` prompts of `prompt_len` tokens on a t x p replica (see prefill_parts):
     max(max(compute, memory) + comm + eager elementwise, host launch)."""
-    return prefill_parts(m, gpu, prompt_len, n_seqs, tp, pp, weights, knobs, wbytes, shapes)["total"]
+    return prefill_parts(m, gpu, prompt_len, n_seqs, tp, pp, weights, knobs, wbytes, shapes, ep)["total"]
 
 
-def _linear_read_bytes(m: ModelArch, sh: "_Shapes", weights: WeightDtype, knobs: ServingKnobs, batch):
-    """Bytes of quantised linear weights one decode step streams (dense layers + touched experts), whole model."""
+def check_expert_parallel(model: ModelArch, tp: int, ep: int) -> None:
+    """ep splits a MoE model's experts inside the TP group: a whole number >= 1 that divides tp and the expert count
+    (every rank group holds E/ep experts, each over tp/ep ranks)."""
+    from sizeup.errors import SizeupError
+
+    if isinstance(ep, bool) or not isinstance(ep, (int, np.integer)) or ep < 1:
+        raise SizeupError(f"--ep must be a whole number >= 1, got {ep!r}")
+    if ep == 1:
+        return
+    if not model.is_moe:
+        raise SizeupError(f"--ep {ep} needs a mixture-of-experts model; {model.id} is dense (use --ep 1)")
+    if tp % ep:
+        raise SizeupError(f"--ep {ep} must divide --tp {tp}: the experts are split inside the tensor-parallel group "
+                          "(attention stays tensor-parallel); raise --tp or lower --ep")
+    if model.num_experts % ep:
+        raise SizeupError(f"--ep {ep} must divide {model.id}'s {model.num_experts} experts")
+
+
+def _binomial_expected_max(n: int, p, k: int) -> np.ndarray:
+    """E[max of k independent Binomial(n, p)] for each p: sum_{j=0}^{n-1} (1 - F(j)^k), F the binomial CDF
+    (exact; log-space pmf)."""
+    pv = np.clip(np.atleast_1d(np.asarray(p, dtype=float)), 0.0, 1.0)
+    if n <= 0:
+        return np.zeros_like(pv)
+    j = np.arange(n + 1, dtype=float)
+    log_c = np.array([math.lgamma(n + 1) - math.lgamma(i + 1) - math.lgamma(n - i + 1) for i in range(n + 1)])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        lp, lq = np.log(pv)[:, None], np.log1p(-pv)[:, None]
+        logpmf = log_c[None, :] + np.where(j > 0, j * lp, 0.0) + np.where(j < n, (n - j) * lq, 0.0)
+    cdf = np.minimum(np.cumsum(np.exp(logpmf), axis=1), 1.0)
+    return np.sum(1.0 - cdf[:, :-1] ** k, axis=1)
+
+
+def expert_parallel_read(sh: "_Shapes", batch, ep: int = 1):
+    """Experts per MoE layer a decode step of B tokens reads, in whole-replica units, on the busiest of ep rank groups.
+
+    Each expert is touched with p = 1 - (1 - K/E)^B (uniform routing, K of E experts per token). ep = 1 (experts
+    split over all t ranks): E * p, the mean. ep > 1: a rank group holds E/ep experts and the step waits for the one
+    with the most touched, X_r ~ Binomial(E/ep, p) taken as independent, so ep * E[max_r X_r]
+    (_binomial_expected_max); E * p <= this <= E."""
+    B = np.asarray(batch, dtype=float)
+    E, K = float(sh.num_experts), float(sh.experts_per_token)
+    p = 1.0 - (1.0 - K / E) ** B
+    if ep <= 1:
+        return E * p
+    got = ep * _binomial_expected_max(int(sh.num_experts // ep), p.reshape(-1), int(ep))
+    return got.reshape(B.shape) if B.shape else float(got[0])
+
+
+def expert_parallel_load(sh: "_Shapes", tokens, ep: int = 1):
+    """Expert-GEMM work of the busiest of ep rank groups over the mean (1 at ep = 1, at most ep): the T*K token-expert
+    pairs of a forward land on the groups uniformly, Y_r ~ Binomial(T*K, 1/ep); E[max_r Y_r] ~ mu + sigma * z_ep
+    (normal approximation, z_ep = Phi^-1((ep - 0.375) / (ep + 0.25)), Blom 1958), capped at T*K."""
+    T = np.asarray(tokens, dtype=float)
+    if ep <= 1 or not sh.n_moe_layers:
+        return 1.0 + 0.0 * T
+    from statistics import NormalDist
+
+    n = np.maximum(T, 1.0) * float(sh.experts_per_token)
+    mu = n / ep
+    sigma = np.sqrt(n * (1.0 / ep) * (1.0 - 1.0 / ep))
+    z = NormalDist().inv_cdf((ep - 0.375) / (ep + 0.25))
+    return np.minimum(mu + sigma * z, n) / mu
+
+
+def _linear_read_bytes(m: ModelArch, sh: "_Shapes", weights: WeightDtype, knobs: ServingKnobs, batch, ep: int = 1):
+    """Bytes of quantised linear weights one decode step streams (dense layers + touched experts), whole model
+    (experts: expert_parallel_read)."""
     linear_bpp = weight_bits_per_param(weights, knobs.quant_group_size) / 8.0
     pc_linear = weight_bytes(m, weights, knobs.quant_group_size).quantized_params
     B = np.asarray(batch, dtype=float)
     if sh.n_moe_layers:
-        touched = sh.num_experts * (1.0 - (1.0 - sh.experts_per_token / sh.num_experts) ** B)
+        touched = expert_parallel_read(sh, B, ep)
         untouched = sh.n_moe_layers * (sh.num_experts - touched) * sh.expert_params_per_layer_each
         return (pc_linear - untouched) * linear_bpp
     return pc_linear * linear_bpp + 0.0 * B
+
+
+def _expert_imbalance_params(sh: "_Shapes", tokens, ep: int = 1):
+    """Params per token the busiest expert-parallel rank group adds over the mean: L_moe * K * P_e * (load - 1)
+    (expert_parallel_load; 0 at ep = 1)."""
+    if ep <= 1 or not sh.n_moe_layers:
+        return 0.0 * np.asarray(tokens, dtype=float)
+    extra = expert_parallel_load(sh, tokens, ep) - 1.0
+    return sh.n_moe_layers * sh.experts_per_token * sh.expert_params_per_layer_each * extra
 
 
 def decode_kv_s_per_byte(m: ModelArch, gpu: GpuSpec, knobs: ServingKnobs) -> float:
@@ -681,7 +761,7 @@ def decode_kv_s_per_byte(m: ModelArch, gpu: GpuSpec, knobs: ServingKnobs) -> flo
 def decode_step_parts(m: ModelArch, gpu: GpuSpec, batch, context, tp=1, pp=1,
                       weights: WeightDtype = WeightDtype.BF16, kv_dtype: KvDtype = KvDtype.BF16,
                       knobs: ServingKnobs | None = None, wbytes: float | None = None,
-                      shapes: _Shapes | None = None) -> dict:
+                      shapes: _Shapes | None = None, ep: int = 1) -> dict:
     """One decode step (one new token for each of B sequences at context c), per replica, as parts (s).
 
     gemm      = max(W_read/t / (BW*eta_hbm), 2*N_active*B/t / (peak*eta_mm))   [roofline, Williams et al. 2009]
@@ -692,7 +772,10 @@ def decode_step_parts(m: ModelArch, gpu: GpuSpec, batch, context, tp=1, pp=1,
     launch    = host time to issue the forward's kernels (eager engines; 0 with CUDA graphs): overlaps the GPU,
                 step = gemm + attention + comm + overhead + host_exposed_s(gemm + attention + comm, launch, B)
                 (= max(gemm + attention + comm, launch) + overhead when the calibration's per-sequence host time is 0)
-    W_read: dense weights + experts touched by B tokens: E*(1-(1-K/E)^B) per MoE layer (uniform routing).
+    W_read: dense weights + experts touched by B tokens: E*(1-(1-K/E)^B) per MoE layer (uniform routing); with
+    expert parallelism (ep > 1) the busiest rank group's touched experts (expert_parallel_read) and its share of the
+    expert FLOPs (expert_parallel_load); the combine stays the TP all-reduce (tokens are replicated over the TP
+    group after attention).
     """
     knobs = knobs or ServingKnobs()
     sh = shapes or _shapes(m)
@@ -706,17 +789,17 @@ def decode_step_parts(m: ModelArch, gpu: GpuSpec, batch, context, tp=1, pp=1,
     # streamed bytes = all weight bytes - token-embedding table (a gather, not streamed) - untouched experts
     untouched = 0.0 * B
     if sh.n_moe_layers:
-        touched = sh.num_experts * (1.0 - (1.0 - sh.experts_per_token / sh.num_experts) ** B)
+        touched = expert_parallel_read(sh, B, ep)
         untouched = sh.n_moe_layers * (sh.num_experts - touched) * sh.expert_params_per_layer_each * linear_bpp
     w_read = (wb - sh.embedding_params * rest_bpp + sh.tied_head_params * rest_bpp - untouched) / t
-    flops = 2.0 * sh.matmul_params_per_token * B / t
+    flops = 2.0 * (sh.matmul_params_per_token + _expert_imbalance_params(sh, B, ep)) * B / t
     gemm_size = 2.0 * B * m.hidden_size * sh.ffn_gemm / t
     rate, _ = _compute_rate(gpu, weights, knobs, gemm_size)
     # W4A16 GEMV: the quantised linear weights stream at eta_int4 of the 16-bit rate (dequantisation in the
     # kernel; Marlin reaches ~ideal up to batch 16-32, older AWQ/GPTQ kernels only at batch 1-2)
     eta_q = knobs.int4_weight_read_efficiency if weights == WeightDtype.INT4 else 1.0
     if eta_q < 1.0:
-        w_lin = _linear_read_bytes(m, sh, weights, knobs, B) / t
+        w_lin = _linear_read_bytes(m, sh, weights, knobs, B, ep) / t
         w_read = w_read + w_lin * (1.0 / max(eta_q, 1e-3) - 1.0)
     gemm = np.maximum(w_read / (bw * gpu.hbm_efficiency), flops / rate)
     kv_read = B * kv_read_bytes_per_sequence(m, c, kv_dtype, t, 1)
@@ -767,11 +850,11 @@ def host_exposed_s(gpu_s, launch_s, n_seq, knobs: ServingKnobs):
 def decode_step_time_s(m: ModelArch, gpu: GpuSpec, batch, context, tp=1, pp=1,
                        weights: WeightDtype = WeightDtype.BF16, kv_dtype: KvDtype = KvDtype.BF16,
                        knobs: ServingKnobs | None = None, wbytes: float | None = None,
-                       shapes: _Shapes | None = None):
+                       shapes: _Shapes | None = None, ep: int = 1):
     """Seconds per decode step = max(gemm + attention + comm, launch) + overhead (see decode_step_parts; the
     'overhead' part already carries the launch time the GPU work does not hide).
     With p pipeline stages a token passes every stage in turn: the step is the sum over stages (no overlap)."""
-    parts = decode_step_parts(m, gpu, batch, context, tp, pp, weights, kv_dtype, knobs, wbytes, shapes)
+    parts = decode_step_parts(m, gpu, batch, context, tp, pp, weights, kv_dtype, knobs, wbytes, shapes, ep)
     return parts["gemm"] + parts["attention"] + parts["comm"] + parts["overhead"]
 
 
@@ -808,6 +891,7 @@ class InferenceEstimate:
     gpu_id: str
     tp: int
     pp: int
+    ep: int
     gpus: int
     weights_dtype: str
     kv_dtype: str
@@ -862,7 +946,8 @@ def compute_bound_batch(m: ModelArch, gpu: GpuSpec, context: float, setup: Serve
     """Smallest B (powers of two, then bisection) at which the decode GEMMs take longer in compute than in
     weight reads, i.e. the weight-GEMM roofline turns compute-bound; None if not below `limit`."""
     def bound(b: int) -> bool:
-        p = decode_step_parts(m, gpu, b, context, setup.tp, setup.pp, setup.weights, setup.kv_dtype, knobs, wbytes, sh)
+        p = decode_step_parts(m, gpu, b, context, setup.tp, setup.pp, setup.weights, setup.kv_dtype, knobs, wbytes, sh,
+                              setup.ep)
         return _f(p["gemm_compute"]) >= _f(p["gemm_memory"])
 
     b = 1
@@ -907,7 +992,8 @@ def estimate_inference(
     knobs = knobs or ServingKnobs()
     util = knobs.utilization if utilization is None else utilization
     mem_bytes = gpu.memory_bytes if gpu_memory_bytes is None else gpu_memory_bytes
-    tp, pp = setup.tp, setup.pp
+    tp, pp, ep = setup.tp, setup.pp, setup.ep
+    check_expert_parallel(model, tp, ep)
     s, n = setup.prompt_len, setup.output_len
     sh = _shapes(model)
     wb = weight_bytes(model, setup.weights, knobs.quant_group_size)
@@ -939,9 +1025,9 @@ def estimate_inference(
         B = max(1, min(max_conc, cap))
         notes.append(f"batch = min(memory limit {max_conc}, max_num_seqs {cap}) = {B}")
     fits = not reasons
-    step = decode_step_parts(model, gpu, B, ctx_avg, tp, pp, setup.weights, setup.kv_dtype, knobs, W, sh)
+    step = decode_step_parts(model, gpu, B, ctx_avg, tp, pp, setup.weights, setup.kv_dtype, knobs, W, sh, ep)
     step_s = _f(step["gemm"] + step["attention"] + step["comm"] + step["overhead"])
-    step_last = _f(decode_step_time_s(model, gpu, B, ctx_max, tp, pp, setup.weights, setup.kv_dtype, knobs, W, sh))
+    step_last = _f(decode_step_time_s(model, gpu, B, ctx_max, tp, pp, setup.weights, setup.kv_dtype, knobs, W, sh, ep))
     spec_k = int(knobs.spec_tokens)
     cycle_s = step_s  # the step a new request waits for (a whole verify cycle with speculative decoding)
     if spec_k > 0:
@@ -950,7 +1036,7 @@ def estimate_inference(
         # (draft_cost_ratio x a decode step without attention), and emits E tokens per sequence on average
         E = knobs.spec_tokens_per_step
         ver = decode_step_parts(model, gpu, B * (spec_k + 1), ctx_avg, tp, pp, setup.weights, setup.kv_dtype,
-                                knobs, W, sh)
+                                knobs, W, sh, ep)
         draft = _f(step["gemm"] + step["comm"] + step["overhead"])
         verify_s = _f(ver["gemm"] + ver["comm"] + ver["overhead"] + step["attention"])
         spec_cycle = verify_s + spec_k * knobs.spec_draft_cost_ratio * draft
@@ -962,13 +1048,13 @@ def estimate_inference(
         step_last = step_last / step_s * spec_cycle / E
         step_s, cycle_s = spec_cycle / E, spec_cycle
         notes.append(spec_note)
-    pre_one = prefill_parts(model, gpu, s, 1, tp, pp, setup.weights, knobs, W, sh)
+    pre_one = prefill_parts(model, gpu, s, 1, tp, pp, setup.weights, knobs, W, sh, ep)
     prefill_one = _f(pre_one["total"])
     # prefill of a request inside a large batch runs at large-GEMM efficiency: amortise over a chunk of tokens
     chunk_seqs = max(1.0, knobs.max_num_batched_tokens / max(s, 1))
-    prefill_amortised = _f(prefill_time_s(model, gpu, s, chunk_seqs, tp, pp, setup.weights, knobs, W, sh)) / chunk_seqs
+    prefill_amortised = _f(prefill_time_s(model, gpu, s, chunk_seqs, tp, pp, setup.weights, knobs, W, sh, ep)) / chunk_seqs
     if setup.static:
-        pre_shown = prefill_parts(model, gpu, s, B, tp, pp, setup.weights, knobs, W, sh)
+        pre_shown = prefill_parts(model, gpu, s, B, tp, pp, setup.weights, knobs, W, sh, ep)
         prefill_batch = _f(pre_shown["total"])
         ttft = prefill_batch
         total = prefill_batch + n * step_s
@@ -1047,6 +1133,7 @@ def estimate_inference(
              {k: _f(v) for k, v in step.items()} | ({"k": spec_k, "alpha": knobs.spec_acceptance_rate,
                                                      "r": knobs.spec_draft_cost_ratio,
                                                      "E": knobs.spec_tokens_per_step} if spec_k > 0 else {})
+             | ({"ep": ep, "experts_read_per_moe_layer": _f(expert_parallel_read(sh, B, ep))} if sh.n_moe_layers else {})
              | {"B": B, "c_avg": ctx_avg,
                                                     "eta_attn": knobs.decode_attention_hbm_efficiency,
                                                     "repeat_kv": bool(knobs.decode_kv_repeat),
@@ -1059,7 +1146,9 @@ def estimate_inference(
              "the forward's GPU launch gaps (kernels x per-kernel gap, Hazy Research 2025); overhead = "
              "step_overhead (engine profile) + host time the GPU does not hide: eager launches beyond the GPU "
              "time and B x host_per_seq (" + src_knob("step_host_per_seq_s") + "; under an overlap scheduler "
-             "only the part beyond the GPU time)"),
+             "only the part beyond the GPU time)" + ("; MoE experts read per layer: E*p, p = 1-(1-K/E)^B (uniform "
+             "routing); with ep > 1 the busiest of ep rank groups, ep*E[max Binomial(E/ep, p)], and its share of the "
+             "expert FLOPs (expert_parallel_read / expert_parallel_load)" if sh.n_moe_layers else "")),
         Term("throughput/output_tokens_per_s", out_tps, "tokens/s",
              "B*n / (prefill(B*s) + n*step)" if setup.static else "B*n / (B*prefill_amortised(s) + n*step)",
              {"B": B, "n": n, "step": step_s, "prefill_per_request": gpu_time_prefill_per_req},
@@ -1098,7 +1187,7 @@ def estimate_inference(
     if setup.weights in (WeightDtype.INT4, WeightDtype.INT8, WeightDtype.FP8):
         notes.append("embeddings, LM head and norms kept 16-bit; only transformer linear weights quantised")
     return InferenceEstimate(
-        model_id=model.id, gpu_id=gpu.id, tp=tp, pp=pp, gpus=gpus, weights_dtype=str(setup.weights),
+        model_id=model.id, gpu_id=gpu.id, tp=tp, pp=pp, ep=ep, gpus=gpus, weights_dtype=str(setup.weights),
         kv_dtype=str(setup.kv_dtype), prompt_len=s, output_len=n,
         batching="static" if setup.static else "continuous", batch=B,
         weights_bytes=W, weights_bytes_per_gpu=W / (tp * pp), kv_cache_bytes_per_token=kv_tok,
@@ -1121,9 +1210,9 @@ def requests_per_s_at(model: ModelArch, gpu: GpuSpec, setup: ServeSetup, knobs: 
     sh = _shapes(model)
     s, n = setup.prompt_len, setup.output_len
     chunk = max(1.0, knobs.max_num_batched_tokens / max(s, 1))
-    prefill = _f(prefill_time_s(model, gpu, s, chunk, setup.tp, setup.pp, setup.weights, knobs, wb, sh)) / chunk
+    prefill = _f(prefill_time_s(model, gpu, s, chunk, setup.tp, setup.pp, setup.weights, knobs, wb, sh, setup.ep)) / chunk
     step = _f(decode_step_time_s(model, gpu, concurrency, s + n / 2.0, setup.tp, setup.pp, setup.weights,
-                                 setup.kv_dtype, knobs, wb, sh))
+                                 setup.kv_dtype, knobs, wb, sh, setup.ep))
     return float(concurrency) / (float(concurrency) * prefill + n * step)
 
 

@@ -222,7 +222,7 @@ class StepModel:
         # graph-covered forwards: the eager fallback above the largest captured graph is added per step (time)
         m, g, s, k = self.model, self.gpu, self.setup, self.knobs.with_(graph_max_tokens=0)
         Tc = np.maximum(T, 1.0)
-        parts = decode_step_parts(m, g, Tc, 0.0, s.tp, s.pp, s.weights, s.kv_dtype, k, self.wbytes, self._sh)
+        parts = decode_step_parts(m, g, Tc, 0.0, s.tp, s.pp, s.weights, s.kv_dtype, k, self.wbytes, self._sh, s.ep)
         share_lm = self._sh.lm_head_params / max(self._sh.matmul_params_per_token, 1.0)
         comp = np.asarray(parts["gemm_compute"], dtype=float)
         rate, _ = _compute_rate(g, s.weights, k, 2.0 * Tc * m.hidden_size * self._sh.ffn_gemm / s.tp)

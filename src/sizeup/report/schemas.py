@@ -150,6 +150,7 @@ class InferOutput(_Out):
     gpu_id: str
     tp: int
     pp: int
+    ep: int
     gpus: int
     weights_dtype: str
     kv_dtype: str

@@ -41,6 +41,7 @@ FIELDS: list[dict[str, Any]] = [
     {"name": "gpus", "label": "GPU count", "hint": "1", "views": ("train", "memory", "compare", "search", "infer")},
     {"name": "tp", "label": "tensor parallel", "hint": "1", "views": ("train", "memory", "infer")},
     {"name": "pp", "label": "pipeline parallel", "hint": "1", "views": ("train", "memory", "infer")},
+    {"name": "ep", "label": "expert parallel (MoE)", "hint": "1", "views": ("train", "memory", "infer")},
     {"name": "zero", "label": "sharding", "views": ("train", "memory", "compare"),
      "choices": ("", "none", "1", "2", "3", "fsdp-full", "fsdp-grad-op", "fsdp-hybrid")},
     {"name": "recompute", "label": "activation recompute", "views": ("train", "memory", "compare"),

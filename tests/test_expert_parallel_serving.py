@@ -135,3 +135,22 @@ def test_the_simulated_load_uses_the_expert_parallel_step(capsys):
         assert code == 0
         got[ep] = json.loads(capsys.readouterr().out)["load"]["tpot_mean_s"]
     assert got[8] > got[1] > 0
+
+
+def test_serve_plan_with_ep_tries_only_the_tp_degrees_it_divides(capsys):
+    """serve-plan --ep 4 sizes TP 4 and TP 8 only (ep must divide tp), each option says its ep, and at TP 8 the
+    simulated p95 TPOT with EP 4 is not below the TP-split one (the same load, the busiest group's experts)."""
+    base = ["serve-plan", "deepseek-v3", "--gpu", "h200", "--rps", "2", "--weights", "fp8", "--requests", "200",
+            "--json"]
+    code = main(base + ["--ep", "4"])
+    data = json.loads(capsys.readouterr().out)
+    assert code == 0
+    assert sorted(o["tp"] for o in data["options"]) == [4, 8] and all(o["ep"] == 4 for o in data["options"])
+    code = main(base + ["--tp", "8"])
+    plain = json.loads(capsys.readouterr().out)["options"][0]
+    ep4 = next(o for o in data["options"] if o["tp"] == 8)
+    assert plain["ep"] == 1 and plain["feasible"] and ep4["feasible"]
+    assert ep4["tpot_p95_s"] >= plain["tpot_p95_s"]
+    code = main(["serve-plan", "llama-3.1-8b", "--gpu", "h100", "--rps", "2", "--ep", "2"])
+    err = capsys.readouterr().err
+    assert code == 2 and "mixture-of-experts" in err and len(err.strip().splitlines()) == 1

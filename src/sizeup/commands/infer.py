@@ -562,6 +562,10 @@ def _fmt_bytes(b: float) -> str:
 
 # --------------------------------------------------------------------------- infer
 
+ServeEpOpt = Annotated[Optional[int], typer.Option(
+    "--ep", help="Expert-parallel degree of a MoE model's experts inside the TP group (divides --tp and the expert "
+                 "count; default 1: every expert split over the TP ranks).")]
+
 
 @job_command("infer", refuse=refusals_except(['target', 'model', 'gpu', 'gpus', 'tp', 'pp', 'ep', 'weights', 'kv_dtype', 'prompt_len', 'output_len', 'batch', 'concurrency', 'rps', 'engine', 'engine_opt', 'trace', 'requests', 'static', 'platform', 'pricing', 'price_per_gpu_hour', 'gpu_memory_utilization', 'allow_long_context', 'json_', 'csv_', 'markdown', 'explain', 'plot'], "a serving estimate has no training workload, optimizer, sharding, recompute or adapters; this is a training field ('sizeup train' takes it)"))
 def infer_cmd(
@@ -571,9 +575,7 @@ def infer_cmd(
     gpus: GpusOpt = None,
     tp: TpOpt = None,
     pp: PpOpt = None,
-    ep: Annotated[Optional[int], typer.Option(
-        "--ep", help="Expert-parallel degree of a MoE model's experts inside the TP group (divides --tp and the "
-                     "expert count; default 1: every expert split over the TP ranks).")] = None,
+    ep: ServeEpOpt = None,
     weights: WeightsOpt = None,
     kv_dtype: KvDtypeOpt = None,
     prompt_len: PromptLenOpt = None,
@@ -859,7 +861,7 @@ def infer_cmd(
 # --------------------------------------------------------------------------- serve-plan
 
 
-@job_command("serve-plan", refuse=refusals_except(['target', 'model', 'rps', 'prompt_len', 'output_len', 'ttft_p95', 'tpot_p95', 'ttft_p50', 'tpot_p50', 'gpu', 'tp', 'weights', 'kv_dtype', 'engine', 'engine_opt', 'trace', 'requests', 'platform', 'pricing', 'price_per_gpu_hour', 'allow_long_context', 'json_', 'csv_', 'markdown', 'explain', 'plot'], 'the serving plan sizes replicas over GPU kinds and tensor parallelism; this training or layout field is not part of a serving plan here'))
+@job_command("serve-plan", refuse=refusals_except(['target', 'model', 'rps', 'prompt_len', 'output_len', 'ttft_p95', 'tpot_p95', 'ttft_p50', 'tpot_p50', 'gpu', 'tp', 'ep', 'weights', 'kv_dtype', 'engine', 'engine_opt', 'trace', 'requests', 'platform', 'pricing', 'price_per_gpu_hour', 'allow_long_context', 'json_', 'csv_', 'markdown', 'explain', 'plot'], 'the serving plan sizes replicas over GPU kinds and tensor parallelism; this training or layout field is not part of a serving plan here'))
 def serve_plan_cmd(
     target: ModelArg = None,
     model: ModelOpt = None,
@@ -872,6 +874,7 @@ def serve_plan_cmd(
     tpot_p50: Annotated[Optional[str], typer.Option("--tpot-p50", help="Median time-per-output-token target.")] = None,
     gpu: Annotated[Optional[str], typer.Option("--gpu", help="GPU kinds to compare, comma-separated (default h100-sxm,a100-80gb,l40s).")] = None,
     tp: TpOpt = None,
+    ep: ServeEpOpt = None,
     weights: WeightsOpt = None,
     kv_dtype: KvDtypeOpt = None,
     engine: EngineOpt = None,
@@ -918,13 +921,13 @@ def serve_plan_cmd(
     from sizeup.catalog.knobs import load_serving_knobs
 
     name, vals = serving_values(target, model, dict(
-        gpu=gpu, tp=tp, platform=platform, pricing=pricing, rps=rps, engine=engine, weights=weights,
+        gpu=gpu, tp=tp, ep=ep, platform=platform, pricing=pricing, rps=rps, engine=engine, weights=weights,
         kv_dtype=kv_dtype, prompt_len=prompt_len, output_len=output_len, engine_opt=engine_opt, trace=trace,
         requests=requests, allow_long_context=allow_long_context, ttft_p95=ttft_p95, tpot_p95=tpot_p95,
         ttft_p50=ttft_p50, tpot_p50=tpot_p50), gpu_list=True)
-    (gpu, tp, platform, pricing, rps, engine, weights, kv_dtype, prompt_len, output_len, engine_opt, trace, requests,
-     allow_long_context, ttft_p95, tpot_p95, ttft_p50, tpot_p50) = (vals.get(k) for k in (
-        "gpu", "tp", "platform", "pricing", "rps", "engine", "weights", "kv_dtype", "prompt_len", "output_len",
+    (gpu, tp, ep, platform, pricing, rps, engine, weights, kv_dtype, prompt_len, output_len, engine_opt, trace,
+     requests, allow_long_context, ttft_p95, tpot_p95, ttft_p50, tpot_p50) = (vals.get(k) for k in (
+        "gpu", "tp", "ep", "platform", "pricing", "rps", "engine", "weights", "kv_dtype", "prompt_len", "output_len",
         "engine_opt", "trace", "requests", "allow_long_context", "ttft_p95", "tpot_p95", "ttft_p50", "tpot_p50"))
     if isinstance(gpu, (list, tuple)):
         gpu = ",".join(map(str, gpu))
@@ -937,6 +940,7 @@ def serve_plan_cmd(
     if not (rps > 0) or not math.isfinite(rps):
         raise SizeupError(f"--rps must be a finite number > 0 requests per second, got {rps}")
     positive("tp", tp)
+    positive("ep", ep)
     positive("requests", requests)
     catalog = load_catalog()
     arch = resolve_model(name)
@@ -964,9 +968,18 @@ def serve_plan_cmd(
                          ttft_p50_s=seconds("ttft-p50", ttft_p50), tpot_p50_s=seconds("tpot-p50", tpot_p50))
     names = [x.strip() for x in (gpu or "h100-sxm,a100-80gb,l40s").split(",") if x.strip()]
     base_knobs = load_serving_knobs(catalog)
+    ep_ = int(ep or 1)
+    from sizeup.core.inference import check_expert_parallel
+
     if tp:
         check_layout(arch, tp, 1)
-    tp_choices = (tp,) if tp else tuple(t for t in (1, 2, 4, 8) if arch.num_heads % t == 0)
+        check_expert_parallel(arch, tp, ep_)
+    else:  # the model and the expert count (tp = ep passes the TP check; the TP degrees are filtered below)
+        check_expert_parallel(arch, ep_, ep_)
+    # with --ep, only the TP degrees it divides (the experts are split inside the TP group)
+    tp_choices = (tp,) if tp else tuple(t for t in (1, 2, 4, 8) if arch.num_heads % t == 0 and t % ep_ == 0)
+    if not tp_choices:
+        raise SizeupError(f"--ep {ep_} divides none of the tensor-parallel degrees tried (1, 2, 4, 8); give --tp")
     n_req = requests or 800
     options: list[dict] = []
     terms: list = []
@@ -982,7 +995,7 @@ def serve_plan_cmd(
                 continue
             prof, knobs = parse_engine(engine, engine_opt, g, arch, base_knobs, t)
             prof_desc = prof.describe()
-            opt: dict = {"gpu_id": g.id, "tp": t, "engine": prof.id, "feasible": False, "fits": True, "reason": "",
+            opt: dict = {"gpu_id": g.id, "tp": t, "ep": ep_, "engine": prof.id, "feasible": False, "fits": True, "reason": "",
                          "binding": "", "fixes": [], "replicas": None, "gpus": None, "max_rps_per_replica": None, "requests_per_s_per_replica": None,
                          "operating_rps_per_replica": None, "ttft_p50_s": None, "ttft_p95_s": None,
                          "tpot_p50_s": None, "tpot_p95_s": None, "itl_p95_s": None, "e2e_p95_s": None,
@@ -990,7 +1003,7 @@ def serve_plan_cmd(
                          "platform": price_platform, "usd_per_hour": None, "usd_per_month": None,
                          "usd_per_1m_input_tokens": None, "usd_per_1m_output_tokens": None}
             setup = ServeSetup(tp=t, weights=w, kv_dtype=kv, prompt_len=int(round(pl.p95)),
-                               output_len=int(round(ol.p95)), batch=1)
+                               output_len=int(round(ol.p95)), batch=1, ep=ep_)
             est = estimate_inference(arch, g, setup, knobs)
             if not est.fits:
                 opt |= {"fits": False, "reason": "does not fit: " + "; ".join(est.reasons),
@@ -1064,7 +1077,7 @@ def serve_plan_cmd(
     def ms(x):
         return "-" if x is None else f"{x * 1e3:,.0f} ms" if x >= 0.1 else f"{x * 1e3:,.1f} ms"
 
-    rows = [(o["gpu_id"], o["tp"], "yes" if o["feasible"] else ("no" if o["fits"] else "does not fit"),
+    rows = [(o["gpu_id"], o["tp"] if o["ep"] == 1 else f"{o['tp']} (ep {o['ep']})", "yes" if o["feasible"] else ("no" if o["fits"] else "does not fit"),
              o["replicas"] or "-", o["gpus"] or "-",
              f"{o['max_rps_per_replica']:,.2f}" if o["max_rps_per_replica"] else "-",
              ms(o["ttft_p95_s"]), ms(o["tpot_p95_s"]), money(o["usd_per_month"]),

@@ -120,6 +120,8 @@ def test_infer_json_carries_ep_and_the_experts_read(capsys):
                  "--json", "--explain"])
     data = json.loads(capsys.readouterr().out)
     assert code == 0 and data["ep"] == 8
+    note = next(n for n in data["notes"] if n.startswith("expert parallel 8"))
+    assert f"{float(expert_parallel_read(SH, 1, 8)) / 8:.2f} experts' weights" in note and "against 1.00" in note
     tpot = next(t for t in data["explain"] if t["name"] == "time/tpot")
     assert tpot["inputs"]["ep"] == 8
     assert tpot["inputs"]["experts_read_per_moe_layer"] == pytest.approx(float(expert_parallel_read(SH, 1, 8)))

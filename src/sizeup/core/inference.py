@@ -1180,6 +1180,11 @@ def estimate_inference(
                            "prefill_per_request": gpu_time_prefill_per_req, "s": s}, "GPU-time split prefill/decode"))
     if cb is not None:
         notes.append(f"decode GEMMs turn compute-bound at batch >= {cb}")
+    if ep > 1:
+        r_ep, r_1 = _f(expert_parallel_read(sh, B, ep)), _f(expert_parallel_read(sh, B, 1))
+        notes.append(f"expert parallel {ep}: a decode step at batch {B} waits for the busiest of {ep} expert groups, "
+                     f"{r_ep / tp:.2f} experts' weights per MoE layer per GPU against {r_1 / tp:.2f} with the experts "
+                     f"split over all {tp} TP ranks; memory per GPU and the all-reduce are unchanged")
     if model.is_mla and tp > 1:
         notes.append("MLA latent KV is replicated on every TP rank (not sharded by heads)")
     if not model.is_mla and tp > model.num_kv_heads:

@@ -156,3 +156,19 @@ def test_serve_plan_with_ep_tries_only_the_tp_degrees_it_divides(capsys):
     code = main(["serve-plan", "llama-3.1-8b", "--gpu", "h100", "--rps", "2", "--ep", "2"])
     err = capsys.readouterr().err
     assert code == 2 and "mixture-of-experts" in err and len(err.strip().splitlines()) == 1
+
+
+def test_the_closed_form_fleet_planner_takes_ep():
+    """plan_fleet(ep=8) plans only the TP degrees 8 divides, and its p95 TPOT at TP 8 is not below the TP-split
+    plan's; a dense model with ep > 1 is a one-line error."""
+    from sizeup.core.inference import LatencyTargets, LengthDist, Traffic, plan_fleet
+
+    gpu = _h200()
+    traffic = Traffic(2.0, LengthDist.fixed(512), LengthDist.fixed(128))
+    split = plan_fleet(V3, [(gpu, 4.0)], traffic, LatencyTargets(), WeightDtype.FP8, tp_choices=(8,))
+    ep8 = plan_fleet(V3, [(gpu, 4.0)], traffic, LatencyTargets(), WeightDtype.FP8, tp_choices=(1, 2, 4, 8), ep=8)
+    assert [o.tp for o in ep8.options] == [8]
+    assert ep8.options[0].feasible and split.options[0].feasible
+    assert ep8.options[0].tpot_p95_s >= split.options[0].tpot_p95_s
+    with pytest.raises(SizeupError, match="mixture-of-experts"):
+        plan_fleet(resolve_model("llama-3.1-8b"), [(gpu, 4.0)], traffic, LatencyTargets(), ep=2)

@@ -612,8 +612,8 @@ def refit(path=None, dev: DevSet | None = None) -> dict:
                 "knobs": list(serving_fit.BOUNDS),
                 "fitted_knobs": list(sf.fitted),
                 "loso_selection_score_by_free_knobs": dict(sf.loso_score),
-                "selection": "each set of free knobs (none, each alone, each pair, all three) is fitted once per left-out family and "
-                             "scored on that family's rows by the mean of its median and 90th-percentile |ln error| "
+                "selection": "each set of free knobs (none, each alone, each pair, all three) is fitted once per "
+                             "left-out family and scored on that family's rows by the mean of its median and 90th-percentile |ln error| "
                              "(families weighted equally); a larger set replaces a smaller one only when it lowers "
                              f"that score by at least {serving_fit.SELECTION_MARGIN} (about 2 % error); knobs not "
                              "fitted keep their physical value 0",

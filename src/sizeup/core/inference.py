@@ -1052,7 +1052,8 @@ def estimate_inference(
     prefill_one = _f(pre_one["total"])
     # prefill of a request inside a large batch runs at large-GEMM efficiency: amortise over a chunk of tokens
     chunk_seqs = max(1.0, knobs.max_num_batched_tokens / max(s, 1))
-    prefill_amortised = _f(prefill_time_s(model, gpu, s, chunk_seqs, tp, pp, setup.weights, knobs, W, sh, ep)) / chunk_seqs
+    prefill_amortised = _f(prefill_time_s(model, gpu, s, chunk_seqs, tp, pp, setup.weights, knobs, W, sh, ep)) \
+        / chunk_seqs
     if setup.static:
         pre_shown = prefill_parts(model, gpu, s, B, tp, pp, setup.weights, knobs, W, sh, ep)
         prefill_batch = _f(pre_shown["total"])
@@ -1133,7 +1134,8 @@ def estimate_inference(
              {k: _f(v) for k, v in step.items()} | ({"k": spec_k, "alpha": knobs.spec_acceptance_rate,
                                                      "r": knobs.spec_draft_cost_ratio,
                                                      "E": knobs.spec_tokens_per_step} if spec_k > 0 else {})
-             | ({"ep": ep, "experts_read_per_moe_layer": _f(expert_parallel_read(sh, B, ep))} if sh.n_moe_layers else {})
+             | ({"ep": ep, "experts_read_per_moe_layer": _f(expert_parallel_read(sh, B, ep))}
+                if sh.n_moe_layers else {})
              | {"B": B, "c_avg": ctx_avg,
                                                     "eta_attn": knobs.decode_attention_hbm_efficiency,
                                                     "repeat_kv": bool(knobs.decode_kv_repeat),
@@ -1215,7 +1217,8 @@ def requests_per_s_at(model: ModelArch, gpu: GpuSpec, setup: ServeSetup, knobs: 
     sh = _shapes(model)
     s, n = setup.prompt_len, setup.output_len
     chunk = max(1.0, knobs.max_num_batched_tokens / max(s, 1))
-    prefill = _f(prefill_time_s(model, gpu, s, chunk, setup.tp, setup.pp, setup.weights, knobs, wb, sh, setup.ep)) / chunk
+    prefill = _f(prefill_time_s(model, gpu, s, chunk, setup.tp, setup.pp, setup.weights, knobs, wb, sh,
+                                setup.ep)) / chunk
     step = _f(decode_step_time_s(model, gpu, concurrency, s + n / 2.0, setup.tp, setup.pp, setup.weights,
                                  setup.kv_dtype, knobs, wb, sh, setup.ep))
     return float(concurrency) / (float(concurrency) * prefill + n * step)
@@ -1332,10 +1335,11 @@ class FleetPlan:
 
 def plan_replica(model: ModelArch, gpu: GpuSpec, tp: int, traffic: Traffic, targets: LatencyTargets,
                  weights: WeightDtype, kv_dtype: KvDtype, knobs: ServingKnobs,
-                 price_usd_per_gpu_hour: float | None) -> FleetOption:
+                 price_usd_per_gpu_hour: float | None, ep: int = 1) -> FleetOption:
     """Largest per-replica concurrency C meeting memory (mean lengths), TPOT (p95 lengths) and TTFT (p95 prompt)
     targets; replicas = ceil(rps / X(C)), X = C / (C*prefill(s_mean) + n_mean*step(C)) * ... requests/s."""
     check_decoder_only(model)
+    check_expert_parallel(model, tp, ep)
     s_mean, n_mean = traffic.prompt_len.mean, traffic.output_len.mean
     s95, n95 = traffic.prompt_len.p95, traffic.output_len.p95
     wb = weight_bytes(model, weights, knobs.quant_group_size).total_bytes
@@ -1350,20 +1354,20 @@ def plan_replica(model: ModelArch, gpu: GpuSpec, tp: int, traffic: Traffic, targ
 
     if wb / tp > gpu.memory_bytes * knobs.gpu_memory_utilization or c_mem < 1:
         return fail(f"weights + one sequence do not fit on {tp} x {gpu.id}", "memory")
-    prefill95 = _f(prefill_time_s(model, gpu, s95, 1, tp, 1, weights, knobs, wb, sh))
+    prefill95 = _f(prefill_time_s(model, gpu, s95, 1, tp, 1, weights, knobs, wb, sh, ep))
     front = api_server_s(knobs)  # the API server's time before the first token reaches the client
 
     def tpot95(c: int) -> float:
-        return _f(decode_step_time_s(model, gpu, c, s95 + n95, tp, 1, weights, kv_dtype, knobs, wb, sh))
+        return _f(decode_step_time_s(model, gpu, c, s95 + n95, tp, 1, weights, kv_dtype, knobs, wb, sh, ep))
 
     def ttft95(c: int) -> float:
         return front + prefill95 + tpot95(c)
 
     s50, n50 = traffic.prompt_len.p50, traffic.output_len.p50
-    prefill50 = _f(prefill_time_s(model, gpu, s50, 1, tp, 1, weights, knobs, wb, sh))
+    prefill50 = _f(prefill_time_s(model, gpu, s50, 1, tp, 1, weights, knobs, wb, sh, ep))
 
     def tpot50(c: int) -> float:
-        return _f(decode_step_time_s(model, gpu, c, s50 + n50, tp, 1, weights, kv_dtype, knobs, wb, sh))
+        return _f(decode_step_time_s(model, gpu, c, s50 + n50, tp, 1, weights, kv_dtype, knobs, wb, sh, ep))
 
     def tpot_ok(c: int) -> bool:
         return ((targets.tpot_p95_s is None or tpot95(c) <= targets.tpot_p95_s)
@@ -1398,10 +1402,11 @@ def plan_replica(model: ModelArch, gpu: GpuSpec, tp: int, traffic: Traffic, targ
     else:
         binding = "latency (tpot)" if not tpot_ok(C + 1) else "latency (ttft)"
     chunk = max(1.0, knobs.max_num_batched_tokens / max(s_mean, 1))
-    prefill_am = _f(prefill_time_s(model, gpu, s_mean, chunk, tp, 1, weights, knobs, wb, sh)) / chunk
+    prefill_am = _f(prefill_time_s(model, gpu, s_mean, chunk, tp, 1, weights, knobs, wb, sh, ep)) / chunk
 
     def rate(c: int) -> float:  # requests/s of one replica at concurrency c
-        step = _f(decode_step_time_s(model, gpu, c, s_mean + n_mean / 2, tp, 1, weights, kv_dtype, knobs, wb, sh))
+        step = _f(decode_step_time_s(model, gpu, c, s_mean + n_mean / 2, tp, 1, weights, kv_dtype, knobs, wb, sh,
+                                     ep))
         return c / (c * prefill_am + n_mean * step)
 
     x = rate(C)
@@ -1432,15 +1437,17 @@ def plan_replica(model: ModelArch, gpu: GpuSpec, tp: int, traffic: Traffic, targ
 def plan_fleet(model: ModelArch, gpus: Sequence[tuple[GpuSpec, float | None]], traffic: Traffic,
                targets: LatencyTargets, weights: WeightDtype = WeightDtype.BF16,
                kv_dtype: KvDtype = KvDtype.BF16, knobs: ServingKnobs | None = None,
-               tp_choices: Sequence[int] = (1, 2, 4, 8)) -> FleetPlan:
-    """Every (GPU, tp) option; the best is the cheapest feasible (fewest GPUs when no price)."""
+               tp_choices: Sequence[int] = (1, 2, 4, 8), ep: int = 1) -> FleetPlan:
+    """Every (GPU, tp) option; the best is the cheapest feasible (fewest GPUs when no price). With expert
+    parallelism ep > 1 (MoE), only the tp choices ep divides."""
     knobs = knobs or ServingKnobs()
+    check_expert_parallel(model, ep, ep)  # a MoE model whose experts ep divides (the tp choices are filtered below)
     options = []
     for gpu, price in gpus:
         for tp in tp_choices:
-            if tp > max(gpu.node_size, 1):
+            if tp > max(gpu.node_size, 1) or tp % ep:
                 continue
-            options.append(plan_replica(model, gpu, tp, traffic, targets, weights, kv_dtype, knobs, price))
+            options.append(plan_replica(model, gpu, tp, traffic, targets, weights, kv_dtype, knobs, price, ep))
     feasible = [o for o in options if o.feasible]
 
     def key(o: FleetOption):

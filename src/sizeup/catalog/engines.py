@@ -22,9 +22,10 @@ def load_engines() -> Mapping[str, object]:
     from sizeup.core.engines import EngineProfile
 
     data = read_yaml(DATA_DIR / "engines.yaml") or {}
+    raw = data.get("engines") or {}
     out = {}
-    for key, entry in (data.get("engines") or {}).items():
-        entry = dict(entry or {})
+    for key in raw:
+        entry = _resolve_base(raw, str(key))
         for field in TIMING_REFS:
             ref = entry.get(field)
             if isinstance(ref, str):
@@ -37,6 +38,22 @@ def load_engines() -> Mapping[str, object]:
         prof.check()
         out[str(key)] = prof
     return out
+
+
+def _resolve_base(raw: Mapping, key: str, chain: tuple[str, ...] = ()) -> dict:
+    """An entry with `base: NAME` starts from profile NAME's resolved fields and sources; its own fields replace
+    those, its sources are added (a field it overrides cites its own source)."""
+    entry = dict(raw[key] or {})
+    base = entry.pop("base", None)
+    if base is None:
+        return entry
+    if base not in raw or base in chain + (key,):
+        raise SizeupError(f"engine {key}: base {base!r} is not another engine profile of engines.yaml")
+    merged = _resolve_base(raw, str(base), chain + (key,))
+    sources = {**(merged.get("sources") or {}), **(entry.get("sources") or {})}
+    merged.update(entry)
+    merged["sources"] = sources
+    return merged
 
 
 def engine_profile(name: str | None):

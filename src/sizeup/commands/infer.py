@@ -422,11 +422,15 @@ def option_terms(options, rps: float, pl, ol) -> list:
     return out
 
 
-def check_layout(arch, tp: int, pp: int) -> None:
-    """Serving engines (vLLM, SGLang, TensorRT-LLM) shard attention heads over TP ranks and layers over PP stages."""
-    from sizeup.core.inference import check_decoder_only
+def check_layout(arch, tp: int | None, pp: int, ep: int = 1) -> None:
+    """Serving engines (vLLM, SGLang, TensorRT-LLM) shard attention heads over TP ranks, layers over PP stages and,
+    with expert parallelism, a MoE model's experts over ep groups inside the TP group (tp None: not chosen yet)."""
+    from sizeup.core.inference import check_decoder_only, check_expert_parallel
 
     check_decoder_only(arch)
+    check_expert_parallel(arch, ep, tp)
+    if tp is None:
+        return
     if arch.num_heads % tp:
         ok = [t for t in range(1, arch.num_heads + 1) if arch.num_heads % t == 0 and t <= 64]
         raise SizeupError(f"--tp {tp} must divide {arch.id}'s {arch.num_heads} attention heads; "
@@ -670,11 +674,8 @@ def infer_cmd(
                           "(use 'sizeup serve-plan' to size several replicas)")
     if tp_ < 1:
         raise SizeupError(f"--gpus {gpus} is smaller than --pp {pp_}")
-    check_layout(arch, tp_, pp_)
     ep_ = int(ep or 1)
-    from sizeup.core.inference import check_expert_parallel
-
-    check_expert_parallel(arch, tp_, ep_)
+    check_layout(arch, tp_, pp_, ep_)
     g = resolve_gpu(gpu, catalog)
     knobs = load_serving_knobs(catalog)
     if gpu_memory_utilization is not None:
@@ -969,13 +970,7 @@ def serve_plan_cmd(
     names = [x.strip() for x in (gpu or "h100-sxm,a100-80gb,l40s").split(",") if x.strip()]
     base_knobs = load_serving_knobs(catalog)
     ep_ = int(ep or 1)
-    from sizeup.core.inference import check_expert_parallel
-
-    if tp:
-        check_layout(arch, tp, 1)
-        check_expert_parallel(arch, tp, ep_)
-    else:  # the model and the expert count (tp = ep passes the TP check; the TP degrees are filtered below)
-        check_expert_parallel(arch, ep_, ep_)
+    check_layout(arch, tp or None, 1, ep_)  # without --tp, the TP degrees ep does not divide are skipped below
     # with --ep, only the TP degrees it divides (the experts are split inside the TP group)
     tp_choices = (tp,) if tp else tuple(t for t in (1, 2, 4, 8) if arch.num_heads % t == 0 and t % ep_ == 0)
     if not tp_choices:
@@ -995,7 +990,8 @@ def serve_plan_cmd(
                 continue
             prof, knobs = parse_engine(engine, engine_opt, g, arch, base_knobs, t)
             prof_desc = prof.describe()
-            opt: dict = {"gpu_id": g.id, "tp": t, "ep": ep_, "engine": prof.id, "feasible": False, "fits": True, "reason": "",
+            opt: dict = {"gpu_id": g.id, "tp": t, "ep": ep_, "engine": prof.id, "feasible": False, "fits": True,
+                         "reason": "",
                          "binding": "", "fixes": [], "replicas": None, "gpus": None, "max_rps_per_replica": None, "requests_per_s_per_replica": None,
                          "operating_rps_per_replica": None, "ttft_p50_s": None, "ttft_p95_s": None,
                          "tpot_p50_s": None, "tpot_p95_s": None, "itl_p95_s": None, "e2e_p95_s": None,
@@ -1077,7 +1073,8 @@ def serve_plan_cmd(
     def ms(x):
         return "-" if x is None else f"{x * 1e3:,.0f} ms" if x >= 0.1 else f"{x * 1e3:,.1f} ms"
 
-    rows = [(o["gpu_id"], o["tp"] if o["ep"] == 1 else f"{o['tp']} (ep {o['ep']})", "yes" if o["feasible"] else ("no" if o["fits"] else "does not fit"),
+    rows = [(o["gpu_id"], o["tp"] if o["ep"] == 1 else f"{o['tp']} (ep {o['ep']})",
+             "yes" if o["feasible"] else ("no" if o["fits"] else "does not fit"),
              o["replicas"] or "-", o["gpus"] or "-",
              f"{o['max_rps_per_replica']:,.2f}" if o["max_rps_per_replica"] else "-",
              ms(o["ttft_p95_s"]), ms(o["tpot_p95_s"]), money(o["usd_per_month"]),

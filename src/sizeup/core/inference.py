@@ -653,9 +653,9 @@ def prefill_time_s(m: ModelArch, gpu: GpuSpec, prompt_len, n_seqs, tp=1, pp=1,
     return prefill_parts(m, gpu, prompt_len, n_seqs, tp, pp, weights, knobs, wbytes, shapes, ep)["total"]
 
 
-def check_expert_parallel(model: ModelArch, tp: int, ep: int) -> None:
-    """ep splits a MoE model's experts inside the TP group: a whole number >= 1 that divides tp and the expert count
-    (every rank group holds E/ep experts, each over tp/ep ranks)."""
+def check_expert_parallel(model: ModelArch, ep: int, tp: int | None = None) -> None:
+    """ep splits a MoE model's experts inside the TP group: a whole number >= 1 that divides the expert count and,
+    when given, tp (every rank group holds E/ep experts, each over tp/ep ranks)."""
     from sizeup.errors import SizeupError
 
     if isinstance(ep, bool) or not isinstance(ep, (int, np.integer)) or ep < 1:
@@ -664,7 +664,7 @@ def check_expert_parallel(model: ModelArch, tp: int, ep: int) -> None:
         return
     if not model.is_moe:
         raise SizeupError(f"--ep {ep} needs a mixture-of-experts model; {model.id} is dense (use --ep 1)")
-    if tp % ep:
+    if tp is not None and tp % ep:
         raise SizeupError(f"--ep {ep} must divide --tp {tp}: the experts are split inside the tensor-parallel group "
                           "(attention stays tensor-parallel); raise --tp or lower --ep")
     if model.num_experts % ep:
@@ -718,17 +718,20 @@ def expert_parallel_load(sh: "_Shapes", tokens, ep: int = 1):
     return np.minimum(mu + sigma * z, n) / mu
 
 
+def _untouched_expert_params(sh: "_Shapes", batch, ep: int = 1):
+    """Expert params a decode step of B tokens does not read, whole replica: L_moe * (E - experts read) * P_e
+    (expert_parallel_read; 0 for a dense model)."""
+    B = np.asarray(batch, dtype=float)
+    if not sh.n_moe_layers:
+        return 0.0 * B
+    return sh.n_moe_layers * (sh.num_experts - expert_parallel_read(sh, B, ep)) * sh.expert_params_per_layer_each
+
+
 def _linear_read_bytes(m: ModelArch, sh: "_Shapes", weights: WeightDtype, knobs: ServingKnobs, batch, ep: int = 1):
-    """Bytes of quantised linear weights one decode step streams (dense layers + touched experts), whole model
-    (experts: expert_parallel_read)."""
+    """Bytes of quantised linear weights one decode step streams (dense layers + touched experts), whole model."""
     linear_bpp = weight_bits_per_param(weights, knobs.quant_group_size) / 8.0
     pc_linear = weight_bytes(m, weights, knobs.quant_group_size).quantized_params
-    B = np.asarray(batch, dtype=float)
-    if sh.n_moe_layers:
-        touched = expert_parallel_read(sh, B, ep)
-        untouched = sh.n_moe_layers * (sh.num_experts - touched) * sh.expert_params_per_layer_each
-        return (pc_linear - untouched) * linear_bpp
-    return pc_linear * linear_bpp + 0.0 * B
+    return (pc_linear - _untouched_expert_params(sh, batch, ep)) * linear_bpp
 
 
 def _expert_imbalance_params(sh: "_Shapes", tokens, ep: int = 1):
@@ -787,10 +790,7 @@ def decode_step_parts(m: ModelArch, gpu: GpuSpec, batch, context, tp=1, pp=1,
     linear_bpp = weight_bits_per_param(weights, knobs.quant_group_size) / 8.0
     rest_bpp = 4.0 if weights == WeightDtype.FP32 else 2.0
     # streamed bytes = all weight bytes - token-embedding table (a gather, not streamed) - untouched experts
-    untouched = 0.0 * B
-    if sh.n_moe_layers:
-        touched = expert_parallel_read(sh, B, ep)
-        untouched = sh.n_moe_layers * (sh.num_experts - touched) * sh.expert_params_per_layer_each * linear_bpp
+    untouched = _untouched_expert_params(sh, B, ep) * linear_bpp
     w_read = (wb - sh.embedding_params * rest_bpp + sh.tied_head_params * rest_bpp - untouched) / t
     flops = 2.0 * (sh.matmul_params_per_token + _expert_imbalance_params(sh, B, ep)) * B / t
     gemm_size = 2.0 * B * m.hidden_size * sh.ffn_gemm / t
@@ -851,8 +851,8 @@ def decode_step_time_s(m: ModelArch, gpu: GpuSpec, batch, context, tp=1, pp=1,
                        weights: WeightDtype = WeightDtype.BF16, kv_dtype: KvDtype = KvDtype.BF16,
                        knobs: ServingKnobs | None = None, wbytes: float | None = None,
                        shapes: _Shapes | None = None, ep: int = 1):
-    """Seconds per decode step = max(gemm + attention + comm, launch) + overhead (see decode_step_parts; the
-    'overhead' part already carries the launch time the GPU work does not hide).
+    """Seconds per decode step = gemm + attention + comm + overhead (see decode_step_parts; the 'overhead' part
+    already carries the host time the GPU work does not hide, host_exposed_s).
     With p pipeline stages a token passes every stage in turn: the step is the sum over stages (no overlap)."""
     parts = decode_step_parts(m, gpu, batch, context, tp, pp, weights, kv_dtype, knobs, wbytes, shapes, ep)
     return parts["gemm"] + parts["attention"] + parts["comm"] + parts["overhead"]
@@ -993,7 +993,7 @@ def estimate_inference(
     util = knobs.utilization if utilization is None else utilization
     mem_bytes = gpu.memory_bytes if gpu_memory_bytes is None else gpu_memory_bytes
     tp, pp, ep = setup.tp, setup.pp, setup.ep
-    check_expert_parallel(model, tp, ep)
+    check_expert_parallel(model, ep, tp)
     s, n = setup.prompt_len, setup.output_len
     sh = _shapes(model)
     wb = weight_bytes(model, setup.weights, knobs.quant_group_size)
@@ -1026,6 +1026,7 @@ def estimate_inference(
         notes.append(f"batch = min(memory limit {max_conc}, max_num_seqs {cap}) = {B}")
     fits = not reasons
     step = decode_step_parts(model, gpu, B, ctx_avg, tp, pp, setup.weights, setup.kv_dtype, knobs, W, sh, ep)
+    experts_read = _f(expert_parallel_read(sh, B, ep)) if sh.n_moe_layers else 0.0  # per MoE layer, whole replica
     step_s = _f(step["gemm"] + step["attention"] + step["comm"] + step["overhead"])
     step_last = _f(decode_step_time_s(model, gpu, B, ctx_max, tp, pp, setup.weights, setup.kv_dtype, knobs, W, sh, ep))
     spec_k = int(knobs.spec_tokens)
@@ -1134,8 +1135,7 @@ def estimate_inference(
              {k: _f(v) for k, v in step.items()} | ({"k": spec_k, "alpha": knobs.spec_acceptance_rate,
                                                      "r": knobs.spec_draft_cost_ratio,
                                                      "E": knobs.spec_tokens_per_step} if spec_k > 0 else {})
-             | ({"ep": ep, "experts_read_per_moe_layer": _f(expert_parallel_read(sh, B, ep))}
-                if sh.n_moe_layers else {})
+             | ({"ep": ep, "experts_read_per_moe_layer": experts_read} if sh.n_moe_layers else {})
              | {"B": B, "c_avg": ctx_avg,
                                                     "eta_attn": knobs.decode_attention_hbm_efficiency,
                                                     "repeat_kv": bool(knobs.decode_kv_repeat),
@@ -1183,9 +1183,9 @@ def estimate_inference(
     if cb is not None:
         notes.append(f"decode GEMMs turn compute-bound at batch >= {cb}")
     if ep > 1:
-        r_ep, r_1 = _f(expert_parallel_read(sh, B, ep)), _f(expert_parallel_read(sh, B, 1))
+        r_1 = _f(expert_parallel_read(sh, B, 1))
         notes.append(f"expert parallel {ep}: a decode step at batch {B} waits for the busiest of {ep} expert groups, "
-                     f"{r_ep / tp:.2f} experts' weights per MoE layer per GPU against {r_1 / tp:.2f} with the experts "
+                     f"{experts_read / tp:.2f} experts' weights per MoE layer per GPU against {r_1 / tp:.2f} with the experts "
                      f"split over all {tp} TP ranks; memory per GPU and the all-reduce are unchanged")
     if model.is_mla and tp > 1:
         notes.append("MLA latent KV is replicated on every TP rank (not sharded by heads)")
@@ -1339,7 +1339,7 @@ def plan_replica(model: ModelArch, gpu: GpuSpec, tp: int, traffic: Traffic, targ
     """Largest per-replica concurrency C meeting memory (mean lengths), TPOT (p95 lengths) and TTFT (p95 prompt)
     targets; replicas = ceil(rps / X(C)), X = C / (C*prefill(s_mean) + n_mean*step(C)) * ... requests/s."""
     check_decoder_only(model)
-    check_expert_parallel(model, tp, ep)
+    check_expert_parallel(model, ep, tp)
     s_mean, n_mean = traffic.prompt_len.mean, traffic.output_len.mean
     s95, n95 = traffic.prompt_len.p95, traffic.output_len.p95
     wb = weight_bytes(model, weights, knobs.quant_group_size).total_bytes
@@ -1441,7 +1441,7 @@ def plan_fleet(model: ModelArch, gpus: Sequence[tuple[GpuSpec, float | None]], t
     """Every (GPU, tp) option; the best is the cheapest feasible (fewest GPUs when no price). With expert
     parallelism ep > 1 (MoE), only the tp choices ep divides."""
     knobs = knobs or ServingKnobs()
-    check_expert_parallel(model, ep, ep)  # a MoE model whose experts ep divides (the tp choices are filtered below)
+    check_expert_parallel(model, ep)  # the tp choices ep does not divide are skipped below
     options = []
     for gpu, price in gpus:
         for tp in tp_choices:

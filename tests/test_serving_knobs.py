@@ -242,3 +242,26 @@ def test_the_stored_selection_scores_match_the_fitted_knobs():
     scores = {(() if k == "none" else tuple(k.split("+"))): v for k, v in fit["loso_selection_score_by_free_knobs"].items()}
     assert list(scores) == [tuple(s) for s in sfit.SUBSETS]
     assert sfit.select(scores) == tuple(fit["fitted_knobs"])
+
+
+def test_a_profile_with_a_base_takes_the_base_fields_and_sources_and_overrides_its_own():
+    """engines.yaml `base: trtllm`: trtllm-0.14 equals trtllm in every field but its own three (and its name), keeps
+    trtllm's sources for the fields it inherits and cites its own for the ones it changes; an unknown or circular
+    base is a one-line catalog error."""
+    import dataclasses
+
+    from sizeup.catalog.engines import _resolve_base
+    from sizeup.errors import SizeupError
+
+    child, parent = engine_profile("trtllm-0.14"), engine_profile("trtllm")
+    differ = {f.name for f in dataclasses.fields(child)
+              if f.name != "sources" and getattr(child, f.name) != getattr(parent, f.name)}
+    assert differ == {"id", "name", "version", "cuda_graphs", "overlap_schedule", "per_request_step_work"}
+    assert child.sources["kv_policy"] == parent.sources["kv_policy"]
+    assert child.sources["overlap_schedule"] != parent.sources["overlap_schedule"]
+    raw = {"a": {"base": "b", "max_num_seqs": 8}, "b": {"base": "a"}, "c": {"base": "nope"}}
+    for key in ("a", "c"):
+        with pytest.raises(SizeupError, match="base"):
+            _resolve_base(raw, key)
+    assert _resolve_base({"p": {"max_num_seqs": 4, "sources": {"x": "1"}}, "q": {"base": "p", "sources": {"y": "2"}}},
+                         "q") == {"max_num_seqs": 4, "sources": {"x": "1", "y": "2"}}

@@ -4,8 +4,15 @@ Fails loudly when typer changes under the shim (version or the names it replaces
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import typer
 import typer._coercion as coercion
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from typer.models import OptionInfo
 import typer.core as core
 
 from sizeup import _typer_compat
@@ -31,7 +38,45 @@ def test_options_not_given_build_no_converter(monkeypatch, capsys):
     assert main(["train", "llama-2-7b", "--gpu", "a100-80gb", "--gpus", "8", "--tokens", "1B", "--seq", "1024",
                  "--json"]) == 0
     capsys.readouterr()
-    assert 0 < len(built) <= 6  # only the given options (a train command has ~65)
+    assert built == []  # plain str / decimal values take the fast path: no converter at all
+    assert main(["train", "llama-2-7b", "--gpu", "a100-80gb", "--gpus", "+8", "--tokens", "1B", "--seq", "1_024",
+                 "--json"]) == 0
+    capsys.readouterr()
+    assert built == [int]  # only the given option that needs typer's converter (a train command has ~65)
+
+
+_ANNOTATIONS = st.sampled_from([str, int, float])
+_TEXT = st.one_of(st.from_regex(r"[0-9]{1,20}(\.[0-9]{0,16})?", fullmatch=True),
+                  st.from_regex(r"[ +\-_.eE0-9a-z]{0,12}", fullmatch=True), st.text(max_size=12))
+
+
+@settings(max_examples=400, deadline=None)
+@given(annotation=_ANNOTATIONS, text=_TEXT)
+def test_fast_path_returns_what_typers_own_converter_returns(annotation, text):
+    """Independent reference: typer's converter (pydantic TypeAdapter) built by typer itself."""
+    descriptor = coercion.resolve_type_descriptor(annotation, OptionInfo())
+    known, value = _typer_compat.plain_value(descriptor, text)
+    if not known:
+        return
+    expected = _typer_compat._original_build(descriptor)._coerce_value(text, param=None, ctx=None)
+    assert type(value) is type(expected) and value == expected
+
+
+def test_fast_path_leaves_constrained_and_custom_options_to_typer():
+    for info in (OptionInfo(min=1), OptionInfo(max=3), OptionInfo(clamp=True), OptionInfo(parser=int)):
+        descriptor = coercion.resolve_type_descriptor(int, info)
+        assert _typer_compat.plain_value(descriptor, "5") == (False, None)
+    path = coercion.resolve_type_descriptor(Path, OptionInfo())
+    assert _typer_compat.plain_value(path, "x.yaml") == (False, None)
+
+
+def test_a_plain_estimate_does_not_import_typers_pydantic_adapters():
+    code = ("import sys, io, contextlib\nfrom sizeup.cli import main\n"
+            "with contextlib.redirect_stdout(io.StringIO()):\n"
+            "    rc = main(['memory', 'llama-2-7b', '--gpu', 'a100-80gb', '--gpus', '8', '--seq', '2048'])\n"
+            "print(rc, 'typer._adapters' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["0", "False"]
 
 
 def test_bad_values_are_still_one_line_exit_2(capsys):

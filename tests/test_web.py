@@ -65,6 +65,8 @@ def argv_of(command, job):
                "requests": 200}),
     ("serve-plan", {"model": "llama-3-8b", "gpu": "a100-80gb", "rps": 3, "engine": "vllm", "platform": "gcp",
                     "requests": 200}),
+    ("serve-plan", {"model": "llama-3-8b", "gpu": "a100-80gb", "rps": 3, "tp": 2, "requests": 200}),
+    ("serve-plan", {"model": "mixtral-8x7b", "gpu": "h100-sxm", "rps": 2, "ep": 2, "requests": 200}),
 ])
 def test_api_equals_cli_json(srv, command, job):
     code, out, _ = cli_json(argv_of(command, job))
@@ -235,7 +237,7 @@ from hypothesis import strategies as st  # noqa: E402
 
 _MODELS = ["llama-3-8b", "llama-3-70b", "mixtral-8x7b", "gemma-2-9b", "gpt2", "qwen3-30b-a3b", "nope-model"]
 _GPUS = ["l4", "t4", "a100-40gb", "h100-sxm", "rtx-4090", "h100-sxm,l4", "zzz"]
-_VALUE = {"tp": ["1", "2", "8", "0", "-1", "x"], "batch": ["1", "64", "100000", "0", "1.5"],
+_VALUE = {"tp": ["1", "2", "8", "0", "-1", "x"], "ep": ["1", "2", "3", "0", "x"], "batch": ["1", "64", "100000", "0", "1.5"],
           "rps": ["0.5", "5", "1e9", "0", "-2", "inf", "nan"], "prompt-len": ["128", "32000", "p50=512,p95=2048", "0"],
           "output-len": ["1", "256", "1e7", "-5"], "weights": ["bf16", "int4", "fp8", "int3"],
           "kv-dtype": ["fp8", "int8", "", "fp4"], "engine": ["vllm", "lmdeploy-0.1", "llama.cpp", "hf-generate", "x"],
@@ -244,10 +246,10 @@ _VALUE = {"tp": ["1", "2", "8", "0", "-1", "x"], "batch": ["1", "64", "100000", 
           "tokens": ["15M", "2T", "0", "lots"], "seq": ["512", "131072", "0"], "micro-batch": ["1", "64", "-1"],
           "gpus": ["1", "8", "4096", "0"], "zero": ["3", "fsdp-full", "9"], "peft": ["lora", "qlora", "x"],
           "precision": ["bf16-mixed", "fp8", "fp64"], "deadline": ["72h", "1s", "-3d"], "budget": ["5000", "0", "x"]}
-_VIEW_FIELDS = {"infer": ["tp", "batch", "rps", "prompt-len", "output-len", "weights", "kv-dtype", "engine", "requests",
+_VIEW_FIELDS = {"infer": ["tp", "ep", "batch", "rps", "prompt-len", "output-len", "weights", "kv-dtype", "engine", "requests",
                           "platform", "pricing"],
-                "serve-plan": ["rps", "prompt-len", "output-len", "weights", "kv-dtype", "engine", "requests",
-                               "platform", "ttft-p95", "tpot-p95"],
+                "serve-plan": ["tp", "ep", "rps", "prompt-len", "output-len", "weights", "kv-dtype", "engine",
+                               "requests", "platform", "ttft-p95", "tpot-p95"],
                 "train": ["tokens", "seq", "micro-batch", "gpus", "zero", "peft", "precision", "platform", "pricing"],
                 "memory": ["seq", "micro-batch", "gpus", "zero", "peft", "precision"],
                 "compare": ["tokens", "gpus", "peft", "precision", "platform", "pricing", "deadline", "budget"]}

@@ -249,6 +249,10 @@ class Catalog:
         """The ModelArch of one catalog file, validated (schema.ModelFile) the first time it is asked for."""
         arch = self._archs.get(model_id)
         if arch is None:
+            hit, arch = self._cached("models", model_id)
+            if hit:
+                self._archs[model_id] = arch
+                return arch
             from pydantic import ValidationError
 
             from sizeup.schema import ModelFile
@@ -260,6 +264,13 @@ class Catalog:
                 raise SizeupError(f"catalog model {path.name}: {pydantic_message(exc)}") from None
             self._archs[model_id] = arch
         return arch
+
+    def _cached(self, kind: str, name: str | None = None):
+        """(True, object) of a packaged entry from the validated-object cache (catalog/core_cache.py), else
+        (False, None): then the entry is validated from its file as usual."""
+        from sizeup.catalog import core_cache
+
+        return core_cache.get(self, kind, name)
 
     @functools.cached_property
     def models(self) -> dict:
@@ -319,13 +330,15 @@ class Catalog:
         """id -> GpuSpec (dense peaks, one-direction links, achievable fractions; sources in .sources)."""
         from sizeup.catalog.hardware import build_gpus
 
-        return build_gpus(self._gpu_files, self.efficiency)
+        hit, gpus = self._cached("gpus")
+        return gpus if hit else build_gpus(self._gpu_files, self.efficiency)
 
     @functools.cached_property
     def _gpu_matcher(self):
         from sizeup.catalog.hardware import GpuMatcher
 
-        return GpuMatcher(self._gpu_files)
+        hit, keys = self._cached("gpu_keys")
+        return GpuMatcher.from_keys(keys) if hit else GpuMatcher(self._gpu_files)
 
     def gpu_id(self, name: str) -> str:
         """Catalog id for a free-text GPU name ('NVIDIA H100 SXM5' -> 'h100-sxm'); SizeupError if unknown."""
@@ -391,7 +404,8 @@ class Catalog:
         """id -> core.platform.Platform (billing, spot, storage, instances with dated prices)."""
         from sizeup.catalog.hardware import load_platforms
 
-        return load_platforms(self.data_dir, self._user_entries[1], set(self.gpus))
+        hit, platforms = self._cached("platforms")
+        return platforms if hit else load_platforms(self.data_dir, self._user_entries[1], set(self.gpus))
 
     @functools.cached_property
     def _platform_index(self) -> dict[str, str]:

@@ -152,18 +152,19 @@ def _read_private(path: Path) -> bytes | None:
         os.close(fd)
 
 
-def _cache_file(folder: Path, digest: str) -> Path:
-    return folder / f"{_PREFIX}v{SCHEMA_VERSION}-{digest[:32]}.json"
+def _cache_file(folder: Path, digest: str, prefix: str = _PREFIX) -> Path:
+    return folder / f"{prefix}v{SCHEMA_VERSION}-{digest[:32]}.json"
 
 
-def load_entries(folder: Path, digest: str) -> dict | None:
-    """The verified entries of the cache file for `digest`, or None (missing, foreign, corrupt, tampered)."""
-    raw = _read_private(_cache_file(folder, digest))
+def load_entries(folder: Path, digest: str, prefix: str = _PREFIX, fmt: str = FORMAT) -> dict | None:
+    """The verified entries of the cache file for `digest`, or None (missing, foreign, corrupt, tampered).
+    `prefix` / `fmt`: which cache (this module's parsed YAML, or catalog.core_cache's validated objects)."""
+    raw = _read_private(_cache_file(folder, digest, prefix))
     if raw is None:
         return None
     try:
         doc = json.loads(raw)
-        ok = (isinstance(doc, dict) and doc.get("format") == FORMAT and doc.get("schema") == SCHEMA_VERSION
+        ok = (isinstance(doc, dict) and doc.get("format") == fmt and doc.get("schema") == SCHEMA_VERSION
               and doc.get("sources_sha256") == digest and isinstance(doc.get("entries"), dict)
               and doc.get("payload_sha256") == _payload_digest(doc["entries"]))
     except (ValueError, RecursionError, TypeError):
@@ -171,12 +172,12 @@ def load_entries(folder: Path, digest: str) -> dict | None:
     return doc["entries"] if ok else None
 
 
-def write_entries(folder: Path, digest: str, entries: dict) -> None:
-    """Atomically write a 0600 cache file, then prune the folder (`prune`)."""
-    doc = {"format": FORMAT, "schema": SCHEMA_VERSION, "sources_sha256": digest,
+def write_entries(folder: Path, digest: str, entries: dict, prefix: str = _PREFIX, fmt: str = FORMAT) -> None:
+    """Atomically write a 0600 cache file, then prune the folder's files of that cache (`prune`)."""
+    doc = {"format": fmt, "schema": SCHEMA_VERSION, "sources_sha256": digest,
            "payload_sha256": _payload_digest(entries), "entries": entries}
-    target = _cache_file(folder, digest)
-    tmp = folder / f".{_PREFIX}{os.getpid()}-{os.urandom(6).hex()}.tmp"
+    target = _cache_file(folder, digest, prefix)
+    tmp = folder / f".{prefix}{os.getpid()}-{os.urandom(6).hex()}.tmp"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
@@ -189,10 +190,10 @@ def write_entries(folder: Path, digest: str, entries: dict) -> None:
         except OSError:
             pass
         raise
-    prune(folder, keep=target)
+    prune(folder, keep=target, prefix=prefix)
 
 
-def prune(folder: Path, keep: Path | None = None, keep_recent: int = KEEP_RECENT) -> int:
+def prune(folder: Path, keep: Path | None = None, keep_recent: int = KEEP_RECENT, prefix: str = _PREFIX) -> int:
     """Remove stale cache files: leftover temp files, old *.pickle, and catalog-*.json beyond the `keep_recent` most
     recently written (`keep` always stays), so that a few checkouts or versions sharing one cache folder do not evict
     each other on every call. Returns the count removed."""
@@ -213,9 +214,9 @@ def prune(folder: Path, keep: Path | None = None, keep_recent: int = KEEP_RECENT
             continue
         if not (stat.S_ISREG(st.st_mode) and st.st_uid == os.geteuid()):
             continue
-        if name.startswith(_PREFIX) and name.endswith(".json"):
+        if name.startswith(prefix) and name.endswith(".json"):
             entries.append((st.st_mtime, path))
-        elif name.endswith(".pickle") or name.startswith(f".{_PREFIX}") and name.endswith(".tmp"):
+        elif name.endswith(".pickle") or name.startswith(f".{prefix}") and name.endswith(".tmp"):
             stale.append(path)
     entries.sort(reverse=True)
     others = max(0, keep_recent - (1 if keep is not None else 0))
@@ -274,16 +275,28 @@ def _build(data_dir: Path, files: list[Path]) -> dict | None:
     return entries
 
 
-def lookup(path: Path, rel: str | None = None, key: str | None = None) -> tuple[bool, Any]:
-    """(True, data) for a packaged catalog file held by the current cache; (False, None) otherwise.
-    `rel`: the path inside the data dir when the caller has it; `key`: decode only that top-level value of a
-    mapping (None when absent)."""
+def _ensure_checked() -> None:
     if _state.get("checked") is None:
         _state["checked"] = True
         try:
             _entries()
         except Exception:  # the cache is an optimisation: never a reason to fail
             _state.update(key=None, entries=None)
+
+
+def current_sources_digest() -> str | None:
+    """The SHA-256 of the packaged catalog files (and sizeup's version) this process's cache was checked against;
+    None when the cache is off or could not be read."""
+    _ensure_checked()
+    key = _state.get("key")
+    return key[1] if key and _state.get("entries") else None
+
+
+def lookup(path: Path, rel: str | None = None, key: str | None = None) -> tuple[bool, Any]:
+    """(True, data) for a packaged catalog file held by the current cache; (False, None) otherwise.
+    `rel`: the path inside the data dir when the caller has it; `key`: decode only that top-level value of a
+    mapping (None when absent)."""
+    _ensure_checked()
     entries = _state.get("entries")
     if not entries:
         return False, None

@@ -155,14 +155,23 @@ class GpuMatcher:
        among several candidates the family default (match.default) wins, then SXM, then the smaller id."""
 
     def __init__(self, files: dict[str, Any]):
-        from sizeup.catalog import normalize
-
-        # plain data only (no pydantic objects), so the matcher pickles into the catalog cache
-        self.keys: dict[str, GpuKey] = {
+        # plain data only (no pydantic objects), so the keys go into the validated-object cache (core_cache)
+        self._index_keys({
             gpu_id: GpuKey(f.name, tuple(f.aliases), f.match.family, float(f.match.memory_gb), f.match.form,
                            bool(f.match.default))
             for gpu_id, f in files.items()
-        }
+        })
+
+    @classmethod
+    def from_keys(cls, keys: dict[str, GpuKey]) -> "GpuMatcher":
+        matcher = cls.__new__(cls)
+        matcher._index_keys(dict(keys))
+        return matcher
+
+    def _index_keys(self, keys: dict[str, GpuKey]) -> None:
+        from sizeup.catalog import normalize
+
+        self.keys: dict[str, GpuKey] = keys
         self.index: dict[str, str] = {}
         for gpu_id, k in self.keys.items():
             for key in (gpu_id, k.name, *k.aliases):

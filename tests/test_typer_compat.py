@@ -103,3 +103,27 @@ def test_lazy_model_index_matches_the_validated_catalog():
                 expected.setdefault(normalize(key.split("/", 1)[1]), model_id)
     assert index == expected
     assert lazy.model("meta-llama/Llama-2-7b-hf").id == "llama-2-7b" and len(lazy._archs) == 1
+
+
+def test_the_command_entry_point_runs_blas_single_threaded_unless_told(monkeypatch):
+    import sizeup.cli
+    from sizeup import _entry
+
+    seen = []
+    monkeypatch.setattr(sizeup.cli, "entrypoint", lambda: seen.append(_entry.os.environ.get("OPENBLAS_NUM_THREADS")))
+    monkeypatch.delenv("OPENBLAS_NUM_THREADS", raising=False)
+    _entry.run()
+    monkeypatch.setenv("OPENBLAS_NUM_THREADS", "4")
+    _entry.run()
+    assert seen == ["1", "4"]
+
+
+def test_console_script_and_module_use_the_entry_point():
+    import tomllib
+
+    root = Path(__file__).parent.parent
+    scripts = tomllib.loads((root / "pyproject.toml").read_text())["project"]["scripts"]
+    assert scripts["sizeup"] == "sizeup._entry:run"
+    assert "from sizeup._entry import run" in (root / "src" / "sizeup" / "__main__.py").read_text()
+    out = subprocess.run([sys.executable, "-m", "sizeup", "params", "gpt2", "--json"], capture_output=True, text=True)
+    assert out.returncode == 0 and '"total"' in out.stdout

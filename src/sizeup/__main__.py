@@ -1,3 +1,3 @@
-from sizeup.cli import entrypoint
+from sizeup._entry import run
 
-entrypoint()
+run()

@@ -16,18 +16,6 @@ from sizeup.catalog import Catalog, catalog_cache, core_cache
 from sizeup.core.types import MlpKind
 
 
-@pytest.fixture
-def cache(tmp_path, monkeypatch):
-    folder = tmp_path / "cache" / "sizeup"
-    monkeypatch.setenv("SIZEUP_CACHE_DIR", str(folder))
-    monkeypatch.delenv("SIZEUP_NO_CACHE", raising=False)
-    catalog_cache.reset()
-    core_cache.reset()
-    yield folder
-    catalog_cache.reset()
-    core_cache.reset()
-
-
 def _validated() -> Catalog:
     """A catalog whose objects come from pydantic validation (the cache off)."""
     old = os.environ.get("SIZEUP_NO_CACHE")

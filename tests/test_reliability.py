@@ -355,16 +355,7 @@ def test_successful_runs_raise_no_warnings(argv):
 # ---------------------------------------------------------------- 2. the catalog cache
 
 
-@pytest.fixture
-def cache(tmp_path, monkeypatch):
-    from sizeup.catalog import catalog_cache
-
-    folder = tmp_path / "cache" / "sizeup"
-    monkeypatch.setenv("SIZEUP_CACHE_DIR", str(folder))
-    monkeypatch.delenv("SIZEUP_NO_CACHE", raising=False)
-    catalog_cache.reset()
-    yield folder
-    catalog_cache.reset()
+# the `cache` fixture (a fresh cache folder) is in conftest.py
 
 
 def _entry(folder: Path) -> Path:

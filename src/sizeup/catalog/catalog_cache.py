@@ -22,7 +22,7 @@ import json
 import os
 import stat
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 SCHEMA_VERSION = 1
 FORMAT = "sizeup-catalog-cache"
@@ -59,16 +59,22 @@ def sources_digest(data_dir: Path, files: list[Path] | None = None) -> str:
 # --------------------------------------------------------------------------- tagged JSON encoding
 
 
+def encode_container(value: list | dict, item: Callable[[Any], Any]) -> Any:
+    """A list, or a dict (tagged "map" when a key is not a string or "__t" is a key), each item encoded by `item`
+    (this module's `encode`, or core_cache's)."""
+    if isinstance(value, list):
+        return [item(v) for v in value]
+    if all(isinstance(k, str) for k in value) and "__t" not in value:
+        return {k: item(v) for k, v in value.items()}
+    return {"__t": "map", "v": [[item(k), item(v)] for k, v in value.items()]}
+
+
 def encode(value: Any) -> Any:
     """YAML data -> JSON data; dates and non-string keys become {"__t": ...} tags. TypeError if not encodable."""
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
-    if isinstance(value, list):
-        return [encode(v) for v in value]
-    if isinstance(value, dict):
-        if all(isinstance(k, str) for k in value) and "__t" not in value:
-            return {k: encode(v) for k, v in value.items()}
-        return {"__t": "map", "v": [[encode(k), encode(v)] for k, v in value.items()]}
+    if isinstance(value, (list, dict)):
+        return encode_container(value, encode)
     if isinstance(value, _dt.datetime):
         return {"__t": "datetime", "v": value.isoformat()}
     if isinstance(value, _dt.date):

@@ -70,12 +70,8 @@ def encode(value: Any) -> Any:
                                               for f in dataclasses.fields(value)}}
     if isinstance(value, tuple):
         return {"__t": "tuple", "v": [encode(v) for v in value]}
-    if isinstance(value, list):
-        return [encode(v) for v in value]
-    if isinstance(value, dict):
-        if all(isinstance(k, str) for k in value) and "__t" not in value:
-            return {k: encode(v) for k, v in value.items()}
-        return {"__t": "map", "v": [[encode(k), encode(v)] for k, v in value.items()]}
+    if isinstance(value, (list, dict)):
+        return catalog_cache.encode_container(value, encode)
     raise TypeError(f"cannot cache a {type(value).__name__}")
 
 

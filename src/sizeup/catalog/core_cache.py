@@ -125,7 +125,9 @@ def code_files() -> list[Path]:
     return files
 
 
+@functools.lru_cache(maxsize=1)
 def code_digest() -> str:
+    """SHA-256 of `code_files` (once per process: the code a process runs does not change under it)."""
     h = hashlib.sha256(f"{FORMAT} {catalog_cache.SCHEMA_VERSION}\n".encode())
     for path in code_files():
         data = path.read_bytes()

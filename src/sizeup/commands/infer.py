@@ -913,7 +913,7 @@ def serve_plan_cmd(
     from sizeup.calib import use_from_flags
     from sizeup.catalog import load_catalog, resolve_model
     from sizeup.core.explain import Term
-    from sizeup.core.inference import ServeSetup, estimate_inference, fit_fixes
+    from sizeup.core.inference import SERVING_TP_CHOICES, ServeSetup, estimate_inference, fit_fixes, tp_layout_ok
 
     use_from_flags(calibration, no_calibration)
     from sizeup.core.serving_sim import Scheduler, SimInfeasible, SloTargets, sim_token_cost, size_replicas
@@ -972,9 +972,10 @@ def serve_plan_cmd(
     ep_ = int(ep or 1)
     check_layout(arch, tp or None, 1, ep_)  # without --tp, the TP degrees ep does not divide are skipped below
     # with --ep, only the TP degrees it divides (the experts are split inside the TP group)
-    tp_choices = (tp,) if tp else tuple(t for t in (1, 2, 4, 8) if arch.num_heads % t == 0 and t % ep_ == 0)
+    tp_choices = (tp,) if tp else tuple(t for t in SERVING_TP_CHOICES if arch.num_heads % t == 0 and t % ep_ == 0)
     if not tp_choices:
-        raise SizeupError(f"--ep {ep_} divides none of the tensor-parallel degrees tried (1, 2, 4, 8); give --tp")
+        raise SizeupError(f"--ep {ep_} divides none of the tensor-parallel degrees tried "
+                          f"({', '.join(map(str, SERVING_TP_CHOICES))}); give --tp")
     n_req = requests or 800
     options: list[dict] = []
     terms: list = []
@@ -986,7 +987,7 @@ def serve_plan_cmd(
         g = resolve_gpu(gname, catalog)
         price, price_note, price_platform = default_price(catalog, g, platform, pricing, price_per_gpu_hour)
         for t in tp_choices:
-            if t > max(g.node_size, 1):
+            if not tp_layout_ok(g, t, ep_):
                 continue
             prof, knobs = parse_engine(engine, engine_opt, g, arch, base_knobs, t)
             prof_desc = prof.describe()

@@ -603,8 +603,9 @@ def prefill_parts(m: ModelArch, gpu: GpuSpec, prompt_len, n_seqs, tp=1, pp=1,
     eager   = unfused elementwise passes of an eager engine (eager_elementwise_s)
     kernels = GPU time lost at the forward's kernel boundaries (kernel_boundaries_s)
     launch  = host time to issue the forward's kernels (eager engines); it overlaps the GPU work, so
-    time    = max(max(compute, memory) + comm + eager + kernels, launch); launch_excess = the part the GPU does
-              not hide.
+    time    = gpu + host_exposed_s(gpu, launch, B): the host time the GPU work does not hide (launches beyond it,
+              and B x the per-sequence step work, each prompt sampling its first token), as for a decode step;
+              = max(max(compute, memory) + comm + eager + kernels, launch) when that per-sequence time is 0.
     """
     knobs = prefill_view(knobs or ServingKnobs())
     sh = shapes or _shapes(m)
@@ -638,10 +639,10 @@ def prefill_parts(m: ModelArch, gpu: GpuSpec, prompt_len, n_seqs, tp=1, pp=1,
     kernels = kernel_boundaries_s(knobs) + fb_gaps
     gpu_s = np.maximum(compute, memory) + comm + eager + kernels
     launch = np.maximum(knobs.host_launch_s, fb_launch)
-    launch_excess = np.maximum(launch - gpu_s, 0.0)
+    host_exposed = host_exposed_s(gpu_s, launch, nb, knobs)
     return {"compute": compute, "memory": memory, "comm": comm, "eager": eager, "kernels": kernels,
             "launch": launch,
-            "launch_excess": launch_excess, "total": gpu_s + launch_excess, "flops": flops,
+            "host_exposed": host_exposed, "total": gpu_s + host_exposed, "flops": flops,
             "peak": _peak(gpu, mm_dtype), "eta_mm": rate / _peak(gpu, mm_dtype)}
 
 
@@ -718,20 +719,20 @@ def expert_parallel_load(sh: "_Shapes", tokens, ep: int = 1):
     return np.minimum(mu + sigma * z, n) / mu
 
 
-def _untouched_expert_params(sh: "_Shapes", batch, ep: int = 1):
-    """Expert params a decode step of B tokens does not read, whole replica: L_moe * (E - experts read) * P_e
-    (expert_parallel_read; 0 for a dense model)."""
-    B = np.asarray(batch, dtype=float)
+def _untouched_expert_params(sh: "_Shapes", experts_read):
+    """Expert params a decode step does not read, whole replica: L_moe * (E - experts read) * P_e, with the experts
+    read per MoE layer from expert_parallel_read (0 for a dense model)."""
+    read = np.asarray(experts_read, dtype=float)
     if not sh.n_moe_layers:
-        return 0.0 * B
-    return sh.n_moe_layers * (sh.num_experts - expert_parallel_read(sh, B, ep)) * sh.expert_params_per_layer_each
+        return 0.0 * read
+    return sh.n_moe_layers * (sh.num_experts - read) * sh.expert_params_per_layer_each
 
 
-def _linear_read_bytes(m: ModelArch, sh: "_Shapes", weights: WeightDtype, knobs: ServingKnobs, batch, ep: int = 1):
+def _linear_read_bytes(m: ModelArch, sh: "_Shapes", weights: WeightDtype, knobs: ServingKnobs, experts_read):
     """Bytes of quantised linear weights one decode step streams (dense layers + touched experts), whole model."""
     linear_bpp = weight_bits_per_param(weights, knobs.quant_group_size) / 8.0
     pc_linear = weight_bytes(m, weights, knobs.quant_group_size).quantized_params
-    return (pc_linear - _untouched_expert_params(sh, batch, ep)) * linear_bpp
+    return (pc_linear - _untouched_expert_params(sh, experts_read)) * linear_bpp
 
 
 def _expert_imbalance_params(sh: "_Shapes", tokens, ep: int = 1):
@@ -790,7 +791,8 @@ def decode_step_parts(m: ModelArch, gpu: GpuSpec, batch, context, tp=1, pp=1,
     linear_bpp = weight_bits_per_param(weights, knobs.quant_group_size) / 8.0
     rest_bpp = 4.0 if weights == WeightDtype.FP32 else 2.0
     # streamed bytes = all weight bytes - token-embedding table (a gather, not streamed) - untouched experts
-    untouched = _untouched_expert_params(sh, B, ep) * linear_bpp
+    experts_read = expert_parallel_read(sh, B, ep) if sh.n_moe_layers else 0.0 * B  # per MoE layer, whole replica
+    untouched = _untouched_expert_params(sh, experts_read) * linear_bpp
     w_read = (wb - sh.embedding_params * rest_bpp + sh.tied_head_params * rest_bpp - untouched) / t
     flops = 2.0 * (sh.matmul_params_per_token + _expert_imbalance_params(sh, B, ep)) * B / t
     gemm_size = 2.0 * B * m.hidden_size * sh.ffn_gemm / t
@@ -799,7 +801,7 @@ def decode_step_parts(m: ModelArch, gpu: GpuSpec, batch, context, tp=1, pp=1,
     # kernel; Marlin reaches ~ideal up to batch 16-32, older AWQ/GPTQ kernels only at batch 1-2)
     eta_q = knobs.int4_weight_read_efficiency if weights == WeightDtype.INT4 else 1.0
     if eta_q < 1.0:
-        w_lin = _linear_read_bytes(m, sh, weights, knobs, B, ep) / t
+        w_lin = _linear_read_bytes(m, sh, weights, knobs, experts_read) / t
         w_read = w_read + w_lin * (1.0 / max(eta_q, 1e-3) - 1.0)
     gemm = np.maximum(w_read / (bw * gpu.hbm_efficiency), flops / rate)
     kv_read = B * kv_read_bytes_per_sequence(m, c, kv_dtype, t, 1)
@@ -821,9 +823,9 @@ def decode_step_parts(m: ModelArch, gpu: GpuSpec, batch, context, tp=1, pp=1,
     comm = comm + kernels
     # host time the GPU work of the forward does not hide: the launches beyond it, and the per-sequence step work
     # (serial, or hidden too under an overlap scheduler; host_exposed_s)
-    launch_excess = host_exposed_s(gemm + attention + comm, np.maximum(knobs.host_launch_s, fb_launch), B, knobs)
-    return {"gemm": gemm, "attention": attention, "comm": comm, "overhead": overhead + launch_excess,
-            "launch_excess": launch_excess, "kernels": kernels,
+    host_exposed = host_exposed_s(gemm + attention + comm, np.maximum(knobs.host_launch_s, fb_launch), B, knobs)
+    return {"gemm": gemm, "attention": attention, "comm": comm, "overhead": overhead + host_exposed,
+            "host_exposed": host_exposed, "kernels": kernels, "experts_read": experts_read,
             "gemm_memory": w_read / (bw * gpu.hbm_efficiency), "gemm_compute": flops / rate,
             "attention_memory": kv_read * kv_s,
             "attention_compute": attn_flops / rate}
@@ -1026,7 +1028,7 @@ def estimate_inference(
         notes.append(f"batch = min(memory limit {max_conc}, max_num_seqs {cap}) = {B}")
     fits = not reasons
     step = decode_step_parts(model, gpu, B, ctx_avg, tp, pp, setup.weights, setup.kv_dtype, knobs, W, sh, ep)
-    experts_read = _f(expert_parallel_read(sh, B, ep)) if sh.n_moe_layers else 0.0  # per MoE layer, whole replica
+    experts_read = _f(step["experts_read"])  # per MoE layer, whole replica
     step_s = _f(step["gemm"] + step["attention"] + step["comm"] + step["overhead"])
     step_last = _f(decode_step_time_s(model, gpu, B, ctx_max, tp, pp, setup.weights, setup.kv_dtype, knobs, W, sh, ep))
     spec_k = int(knobs.spec_tokens)
@@ -1434,10 +1436,20 @@ def plan_replica(model: ModelArch, gpu: GpuSpec, tp: int, traffic: Traffic, targ
                        price_usd_per_gpu_hour, usd_h, usd_m, usd_tok, c_op)
 
 
+SERVING_TP_CHOICES = (1, 2, 4, 8)
+"""Tensor-parallel degrees a serving plan tries when none is given (one node's power-of-two splits)."""
+
+
+def tp_layout_ok(gpu: GpuSpec, tp: int, ep: int = 1) -> bool:
+    """A TP degree a replica on `gpu` can use: within one node, and divisible by the expert-parallel degree (the
+    experts are split inside the TP group)."""
+    return tp <= max(gpu.node_size, 1) and tp % ep == 0
+
+
 def plan_fleet(model: ModelArch, gpus: Sequence[tuple[GpuSpec, float | None]], traffic: Traffic,
                targets: LatencyTargets, weights: WeightDtype = WeightDtype.BF16,
                kv_dtype: KvDtype = KvDtype.BF16, knobs: ServingKnobs | None = None,
-               tp_choices: Sequence[int] = (1, 2, 4, 8), ep: int = 1) -> FleetPlan:
+               tp_choices: Sequence[int] = SERVING_TP_CHOICES, ep: int = 1) -> FleetPlan:
     """Every (GPU, tp) option; the best is the cheapest feasible (fewest GPUs when no price). With expert
     parallelism ep > 1 (MoE), only the tp choices ep divides."""
     knobs = knobs or ServingKnobs()
@@ -1445,7 +1457,7 @@ def plan_fleet(model: ModelArch, gpus: Sequence[tuple[GpuSpec, float | None]], t
     options = []
     for gpu, price in gpus:
         for tp in tp_choices:
-            if tp > max(gpu.node_size, 1) or tp % ep:
+            if not tp_layout_ok(gpu, tp, ep):
                 continue
             options.append(plan_replica(model, gpu, tp, traffic, targets, weights, kv_dtype, knobs, price, ep))
     feasible = [o for o in options if o.feasible]

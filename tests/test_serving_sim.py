@@ -675,3 +675,97 @@ def test_overlap_scheduler_is_an_engine_field():
     off = engine_profile("sglang").with_overrides({"overlap_schedule": "false"})
     assert Scheduler.from_engine(off, off.knobs(KNOBS, M8.num_layers)).overlap_admission is False
     assert "overlap scheduler" in engine_profile("sglang").describe()
+
+
+# --------------------------------------------------------------------------- SGLang admission and retraction
+
+
+def test_finish_order_check_hand_cases():
+    """SGLang add_one_req_ignore_eos by hand. In: remaining outputs [10, 30] holding [100, 50] tokens; new request:
+    20 left, 40 held -> sorted [10, 20, 30] / [100, 40, 50], bs [3, 2, 1], freed before each [0, 100, 140].
+    Free 200: 200 - 30 = 170 > 3, 300 - 40 = 260 > 2, 340 - 30 = 310 > 1 -> admitted. The binding term is the first
+    one, free - 30 > 3: free 34 admits, 33 does not (strict), 20 does not."""
+    left, held = np.array([10.0, 30.0]), np.array([100.0, 50.0])
+    from sizeup.core.serving_sim import finish_order_admits
+    ok, l2, h2 = finish_order_admits(left, held, 20.0, 40.0, 200.0)
+    assert ok and l2.tolist() == [10.0, 20.0, 30.0] and h2.tolist() == [100.0, 40.0, 50.0]
+    assert finish_order_admits(left, held, 20.0, 40.0, 34.0)[0] is True
+    assert finish_order_admits(left, held, 20.0, 40.0, 33.0)[0] is False
+    assert finish_order_admits(left, held, 20.0, 40.0, 20.0)[0] is False
+
+
+def test_sglang_retraction_hand_trace():
+    """SGLang retract_decode by hand.
+    - 9 equal requests (2 tokens generated, 10-token prompts, 11 tokens held, 100 max outputs), 1 free token, 20
+      steps of room: the stable descending sort keeps their order and pop() takes the last; after k victims the
+      free KV is 1 + 11k, enough for 20 x (9 - k) only at k = 6 (67 >= 60; k = 5: 56 < 80): victims 8, 7, 6, 5, 4, 3;
+      ratio (3 x 2 + 20 x 3) / 300 = 0.22.
+    - generated [1, 1, 4], prompts [10, 30, 10]: fewest outputs first, longest prompt on ties -> 1, then 0 (31 free
+      < 2 x 20); the last request stays; ratio (4 + 20) / 50 = 0.48."""
+    from sizeup.core.serving_sim import sglang_retract
+    out, ratio = sglang_retract(np.full(9, 2.0), np.full(9, 10.0), np.full(9, 11.0), np.full(9, 100.0), 1.0, 20)
+    assert out == [8, 7, 6, 5, 4, 3] and ratio == pytest.approx(0.22)
+    out, ratio = sglang_retract(np.array([1.0, 1.0, 4.0]), np.array([10.0, 30.0, 10.0]), np.array([11.0, 31.0, 14.0]),
+                                np.full(3, 50.0), 0.0, 20)
+    assert out == [1, 0] and ratio == pytest.approx(0.48)
+
+
+def _sglang_burst(admission: str, n: int, prompt: int, output: int, pool_tokens: int, chunked: bool = True):
+    """n equal requests sent together to a KV pool of pool_tokens tokens (token pages), SGLang-like scheduler."""
+    sched = Scheduler(chunked_prefill=chunked, mix_prefill_decode=False, token_budget=8192, max_num_seqs=4096,
+                      block_size=1, kv_policy="preempt", admission=admission)
+    knobs = VK.with_(kv_cache_blocks=pool_tokens, block_size_tokens=1)
+    wl = Workload(np.full(n, prompt), np.full(n, output), np.zeros(n), None, None)
+    sm = StepModel(M8, H100, SETUP, knobs, sched.token_budget + sched.max_num_seqs)
+    return simulate(M8, H100, SETUP, knobs, sched, wl, sm)
+
+
+@pytest.mark.parametrize("admission, first_wave", [("kv", 20), ("output-ratio", 9), ("finish-order", 9)])
+def test_first_admission_wave_hand_count(admission, first_wave):
+    """30 requests (50-token prompts, 50 outputs) at once on a 1,000-token pool; the first prefill pass admits:
+    - kv: prompts while they fit, 1000 / 50 = 20;
+    - output-ratio: prompt + output = 100 < what is left (1000 - 100 k) for k = 0..8 -> 9, then NO_TOKEN;
+    - finish-order: n requests of 50 held and 50 left need 1000 - 50 n - 50 n > n -> n <= 9.
+    Those share the first prefill step (the same TTFT, the smallest); no request is tried again before one of them
+    finishes (batch_is_full)."""
+    res = _sglang_burst(admission, 30, 50, 50, 1000)
+    ttft = np.asarray(res.ttft_s)
+    assert int(np.sum(np.isclose(ttft, ttft.min()))) == first_wave
+    assert res.completed == 30 and res.output_tokens == 30 * 50
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.tuples(st.integers(1, 64), st.integers(1, 64)), min_size=2, max_size=30),
+       st.integers(0, 1500), st.sampled_from(["output-ratio", "finish-order"]))
+def test_sglang_admission_invariants(reqs, extra, admission):
+    """Any burst: every request completes with its tokens; with finish-order (whole prompts: no chunk outstanding)
+    no request is ever retracted, since each admission proves that every request fits to its last token."""
+    p = np.array([a for a, _ in reqs])
+    o = np.array([b for _, b in reqs])
+    pool = int((p + o).max()) + 2 + extra
+    sched = Scheduler(chunked_prefill=False, mix_prefill_decode=False, token_budget=256, max_num_seqs=4096,
+                      block_size=1, kv_policy="preempt", admission=admission)
+    knobs = VK.with_(kv_cache_blocks=pool, block_size_tokens=1)
+    sm = StepModel(M8, H100, SETUP, knobs, sched.token_budget + sched.max_num_seqs)
+    res = simulate(M8, H100, SETUP, knobs, sched, Workload(p, o, np.zeros(p.size), None, None), sm)
+    assert res.completed == p.size and res.output_tokens == int(o.sum())
+    assert res.prefill_tokens_computed >= int(p.sum())
+    if admission == "finish-order":
+        assert res.preemptions == 0 and res.prefill_tokens_computed == int(p.sum())
+
+
+def test_sglang_admission_is_an_engine_field():
+    sg = engine_profile("sglang")
+    assert sg.admission == "output-ratio" and "admission" in sg.sources and "new_token_ratio" in sg.sources
+    assert "new_token_ratio" in sg.describe() and "retracts" in sg.describe()
+    sched = Scheduler.from_engine(sg, sg.knobs(KNOBS, M8.num_layers))
+    assert (sched.admission, sched.ntr_init, sched.ntr_min_factor, sched.ntr_decay_steps, sched.clip_max_new_tokens,
+            sched.retract_steps) == ("output-ratio", 0.7, 0.14, 600, 4096, 20)
+    fo = sg.with_overrides({"admission": "finish-order"})
+    assert Scheduler.from_engine(fo, fo.knobs(KNOBS, M8.num_layers)).admission == "finish-order"
+    assert engine_profile("vllm").admission == "kv"
+    for bad in ({"admission": "fifo"}, {"new_token_ratio_init": "0"}, {"retract_decode_steps": "0"}):
+        with pytest.raises(SizeupError):
+            sg.with_overrides(bad)
+    with pytest.raises(SizeupError, match="SGLang"):
+        engine_profile("trtllm").with_overrides({"admission": "output-ratio"})

@@ -16,6 +16,10 @@ from sizeup.errors import SizeupError
 from sizeup.units import GiB, MiB
 
 
+ADMISSIONS = ("kv", "output-ratio", "finish-order")
+"""Admission checks a scheduler may apply besides the KV a request needs now (core.serving_sim.Scheduler.admission)."""
+
+
 @dataclass(frozen=True)
 class SpeculativeDecoding:
     """Draft-then-verify decoding (Leviathan et al. 2023): k draft tokens per step, each accepted with
@@ -40,6 +44,12 @@ class EngineProfile:
     block_size_tokens: int = 16
     kv_policy: str = "preempt"
     preempt_keeps_cache: bool = False
+    admission: str = "kv"
+    new_token_ratio_init: float = 0.7
+    new_token_ratio_min_factor: float = 0.14
+    new_token_ratio_decay_steps: int = 600
+    clip_max_new_tokens: int = 4096
+    retract_decode_steps: int = 20
     cuda_graphs: bool = True
     cuda_graph_max_batch: int = 0
     step_overhead_s: float = 0.002
@@ -143,6 +153,17 @@ class EngineProfile:
             raise SizeupError(f"engine {self.id}: batching must be continuous or static, got {self.batching!r}")
         if self.kv_policy not in ("preempt", "reserve"):
             raise SizeupError(f"engine {self.id}: kv_policy must be preempt or reserve, got {self.kv_policy!r}")
+        if self.admission not in ADMISSIONS:
+            raise SizeupError(f"engine {self.id}: admission must be one of {', '.join(ADMISSIONS)}, got {self.admission!r}")
+        if self.admission != "kv" and (self.kv_policy != "preempt" or self.preempt_keeps_cache or self.async_output_proc):
+            raise SizeupError(f"engine {self.id}: admission {self.admission} is SGLang's scheduler: it needs kv_policy "
+                              "preempt without preempt_keeps_cache or async_output_proc")
+        if not 0 < float(self.new_token_ratio_init) <= 1 or not 0 <= float(self.new_token_ratio_min_factor) <= 1:
+            raise SizeupError(f"engine {self.id}: new_token_ratio_init must be in (0, 1] and new_token_ratio_min_factor "
+                              "in [0, 1]")
+        for name in ("new_token_ratio_decay_steps", "clip_max_new_tokens", "retract_decode_steps"):
+            if int(getattr(self, name)) < 1:
+                raise SizeupError(f"engine {self.id}: {name} must be >= 1, got {getattr(self, name)}")
         if self.allreduce not in ("custom", "nccl"):
             raise SizeupError(f"engine {self.id}: allreduce must be custom or nccl, got {self.allreduce!r}")
         for name in ("max_num_batched_tokens", "max_num_seqs", "block_size_tokens"):
@@ -231,6 +252,15 @@ class EngineProfile:
                 + (" (a preempted request's KV blocks stay cached until evicted, latest-arrived victim first; "
                    "it resumes without recompute when they were not)"
                    if self.preempt_keeps_cache and self.kv_policy == "preempt" else "")
+                + (f"; admits a request only if its prompt + output (clipped at {self.clip_max_new_tokens}) fits beside "
+                   f"a reservation of new_token_ratio x each running request's remaining output (ratio "
+                   f"{self.new_token_ratio_init:g} decaying to {self.new_token_ratio_init * self.new_token_ratio_min_factor:.3g} "
+                   f"over {self.new_token_ratio_decay_steps} decode steps)" if self.admission == "output-ratio" else "")
+                + ("; admits a request only if every request can run to its full output with the KV freed by those "
+                   "finishing first (SGLang's ignore-EOS check with the radix cache off)"
+                   if self.admission == "finish-order" else "")
+                + (f"; out of KV, retracts the requests with the fewest output tokens until {self.retract_decode_steps} "
+                   "more decode steps fit, to the back of the queue" if self.admission != "kv" else "")
                 + ", "
                 f"CUDA graphs {'on' if self.cuda_graphs else 'off'}"
                 + (f" up to {self.cuda_graph_max_batch} tokens per forward (larger forwards run eager)"

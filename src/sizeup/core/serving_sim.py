@@ -147,6 +147,23 @@ class Scheduler:
     batch n, so the batch that starts at t_n+1 holds only the requests that had arrived when batch n started; a
     request arriving while the server is busy waits one more step before its prefill (an idle server takes it at
     once)."""
+    admission: str = "kv"
+    """Which check admits a queued request besides the KV it needs now (kv_policy): 'kv' none; 'output-ratio'
+    (SGLang PrefillAdder.add_one_req) its prompt + min(output, clip) must fit in the free KV less a reservation of
+    new_token_ratio x min(remaining output, clip) for every running request, the ratio decaying per decode step from
+    ntr_init to ntr_init x ntr_min_factor over ntr_decay_steps, back to ntr_init when the server idles and set to
+    min(1, (generated + retract_steps x n) / max outputs) after a retraction; 'finish-order' (SGLang
+    add_one_req_ignore_eos, radix cache off and requests that ignore EOS) every request, the new one included, must
+    be able to run to its full output with the KV freed by those that finish before it. With either, a decode step
+    that finds no KV retracts the requests with the fewest output tokens (longest prompt first on ties) until the
+    free KV holds retract_steps more tokens for each remaining one, and sends them to the back of the queue
+    (ScheduleBatch.retract_decode); after a failed admission no new request is tried until a running one finishes
+    or is retracted (Scheduler.batch_is_full)."""
+    ntr_init: float = 0.7
+    ntr_min_factor: float = 0.14
+    ntr_decay_steps: float = 600.0
+    clip_max_new_tokens: int = 4096
+    retract_steps: int = 20
 
     @classmethod
     def from_engine(cls, engine, knobs: ServingKnobs, batch: int | None = None) -> "Scheduler":
@@ -159,7 +176,10 @@ class Scheduler:
                    int(knobs.spec_tokens), float(knobs.spec_tokens_per_step), float(knobs.spec_draft_cost_ratio),
                    bool(knobs.first_token_from_decode),
                    bool(getattr(engine, "preempt_keeps_cache", False)) and engine.kv_policy == "preempt",
-                   bool(knobs.async_output_proc), bool(knobs.overlap_schedule))
+                   bool(knobs.async_output_proc), bool(knobs.overlap_schedule),
+                   str(engine.admission), float(engine.new_token_ratio_init), float(engine.new_token_ratio_min_factor),
+                   float(engine.new_token_ratio_decay_steps), int(engine.clip_max_new_tokens),
+                   int(engine.retract_decode_steps))
 
 
 # --------------------------------------------------------------------------- step model
@@ -439,6 +459,48 @@ def simulate(model: ModelArch, gpu: GpuSpec, setup: ServeSetup, knobs: ServingKn
     return res
 
 
+def finish_order_admits(left: np.ndarray, held: np.ndarray, left_new: float, held_new: float,
+                        free_tokens: float) -> tuple[bool, np.ndarray, np.ndarray]:
+    """SGLang PrefillAdder.add_one_req_ignore_eos (taken when requests ignore EOS and the radix cache is off).
+
+    left, held: remaining output and tokens held (prompt + generated) of the requests already in (running and admitted
+    this pass), sorted by remaining output; the new request goes in before the first one with as much left
+    (insert_sort). free_tokens: free KV tokens less the prompt tokens this pass allocates and the new prompt.
+    Sorted by remaining output, request i finishes after left_i more steps; by then the bs_i = n - i requests from i on
+    have each grown by left_i while those before i have freed what they held:
+        admit  iff  for every i:  free_tokens + sum_{k<i} held_k - left_i * bs_i  >  1 * bs_i
+    (min_free_tokens > IGNORE_EOS_RESERVE_TOKENS x bs). Returns (admitted, left and held with the new request)."""
+    k = int(np.searchsorted(left, left_new, side="left"))
+    left2 = np.insert(left, k, float(left_new))
+    held2 = np.insert(held, k, float(held_new))
+    bs = np.arange(left2.size, 0, -1, dtype=float)
+    ok = bool(np.all(free_tokens + (np.cumsum(held2) - held2) - left2 * bs > bs))
+    return ok, left2, held2
+
+
+def sglang_retract(generated: np.ndarray, prompt: np.ndarray, held_tokens: np.ndarray, max_new: np.ndarray,
+                   free_tokens: float, retract_steps: int) -> tuple[list[int], float]:
+    """SGLang ScheduleBatch.retract_decode, for a decode batch whose next step finds no KV.
+
+    Victims are taken in order of fewest output tokens, longest prompt on ties (sorted descending by (generated,
+    -prompt), popped from the end), at least one, never the last request, until the free KV holds retract_steps more
+    tokens for every request left: free_tokens + held of the victims >= retract_steps x (requests left). The new
+    new_token_ratio is min(1, (generated + retract_steps x n) / sum of max outputs) over the n requests left.
+    Returns (victim positions in the given arrays, in retraction order; the new ratio)."""
+    n = int(generated.size)
+    cand = sorted(range(n), key=lambda j: (float(generated[j]), -float(prompt[j])), reverse=True)
+    free = float(free_tokens)
+    out: list[int] = []
+    while len(cand) > 1 and (not out or free < len(cand) * retract_steps):
+        v = cand.pop()
+        out.append(v)
+        free += float(held_tokens[v])
+    keep = np.array(cand, dtype=np.int64)
+    total = float(np.sum(max_new[keep])) if keep.size else 0.0
+    ratio = min(1.0, (float(np.sum(generated[keep])) + retract_steps * keep.size) / max(total, 1.0))
+    return out, ratio
+
+
 class _KvBytes:
     """KV bytes one sequence holds on one GPU at context c, block-rounded (core.inference.kv_bytes_per_sequence
     in closed form): a * [(L - L_w) * ceil(c/blk)*blk + L_w * ceil(min(c, w)/blk)*blk]."""
@@ -449,12 +511,13 @@ class _KvBytes:
         self.n_w = window_layers(model)
         self.w = float(model.sliding_window or 0)
         self.blk = float(blk)
+        self.aL = self.a * self.L
 
     def vec(self, c):
         c = np.asarray(c, dtype=float)
         full = np.ceil(c / self.blk) * self.blk
         if not self.n_w:
-            return self.a * self.L * full
+            return self.aL * full
         win = np.ceil(np.minimum(c, self.w) / self.blk) * self.blk
         return self.a * ((self.L - self.n_w) * full + self.n_w * win)
 
@@ -516,6 +579,49 @@ def _simulate_continuous(sm: StepModel, sched: Scheduler, wl: Workload, cap: flo
     cache: dict[int, None] = {}
     cached = 0.0
     blk_b = kv.one(kv.blk)
+    # SGLang's admission (Scheduler.admission) counts tokens: KV bytes per token at page size 1
+    adm = sched.admission
+    sg = adm != "kv"
+    tok_b = blk_b / kv.blk
+    pl_f = pl.astype(float)
+    clip = float(sched.clip_max_new_tokens)
+    R = int(sched.retract_steps)
+    ntr_min = float(sched.ntr_init) * float(sched.ntr_min_factor)
+    ntr_decay = (float(sched.ntr_init) - ntr_min) / max(float(sched.ntr_decay_steps), 1.0)
+    ratio = float(sched.ntr_init)          # new_token_ratio
+    batch_full = False                     # Scheduler.batch_is_full: no admission until a running request leaves
+
+    def sg_extend_out(i: int) -> tuple[float, float]:
+        """(prompt tokens still to compute, remaining output tokens clipped) SGLang charges a queued request."""
+        return float(target[i] - kvlen[i]), min(max(ol_l[i] - float(gen[i]), 0.0), clip)
+
+    def sg_ratio_room() -> float:
+        """PrefillAdder.rem_total_tokens at the start of a prefill pass: free KV tokens less new_token_ratio x each
+        running request's (decoding or prefilling) remaining output, clipped."""
+        rem = float(np.minimum(np.maximum(ol[dec] - gen[dec], 0.0), clip).sum()) if dec.size else 0.0
+        for j in pend:
+            rem += min(max(ol_l[j] - float(gen[j]), 0.0), clip)
+        return (cap - used) / tok_b - ratio * rem
+
+    def fo_states(order_now: Mapping[int, None]) -> list[np.ndarray]:
+        """(remaining outputs, tokens held: prompt + generated) of the running requests, sorted by remaining output:
+        the state add_one_req_ignore_eos builds once per prefill pass (req_states)."""
+        ids = np.fromiter(order_now, dtype=np.int64, count=len(order_now))
+        left = np.maximum(ol[ids] - gen[ids], 0.0)
+        srt = np.argsort(left, kind="stable")
+        return [left[srt], (pl_f[ids] + gen[ids])[srt]]
+
+    def fo_admit(state: list[np.ndarray], i: int, pass_tokens: float) -> bool:
+        """finish_order_admits for queued request i (state updated when admitted); sliding-window models skip the
+        check, as SGLang skips it for its hybrid SWA pools."""
+        if kv.n_w:
+            return True
+        ok, left, occ = finish_order_admits(state[0], state[1], max(ol_l[i] - float(gen[i]), 0.0),
+                                            pl_f[i] + float(gen[i]),
+                                            (cap - used) / tok_b - pass_tokens - float(target[i] - kvlen[i]))
+        if ok:
+            state[0], state[1] = left, occ
+        return ok
 
     def evict(need: float) -> None:
         nonlocal cached
@@ -542,7 +648,7 @@ def _simulate_continuous(sm: StepModel, sched: Scheduler, wl: Workload, cap: flo
                 del cache[v]
 
     waiting: deque[int] = deque()
-    order: list[int] = []                  # running requests in admission order (preemption victim = last)
+    order: dict[int, None] = {}            # running requests in admission order (preemption victim = last)
     pend: list[int] = []                   # running requests still prefilling
     dec = np.zeros(0, dtype=np.int64)      # running requests decoding
     used = 0.0
@@ -577,6 +683,7 @@ def _simulate_continuous(sm: StepModel, sched: Scheduler, wl: Workload, cap: flo
             if nxt >= issued:
                 break
             t = t_cut = max(t, arr_l[nxt])
+            ratio = float(sched.ntr_init)  # SGLang re-inits new_token_ratio when it finds nothing to run
             continue
         if cache and waiting and waiting[0] in cache and n_run < max_seqs:
             # victims at the head of the queue whose KV survived in the cache and whose prompt was done: re-lock
@@ -596,7 +703,7 @@ def _simulate_continuous(sm: StepModel, sched: Scheduler, wl: Workload, cap: flo
                 del cache[i]
                 cached -= float(held[i])
                 used += float(held[i])
-                order.append(i)
+                order[i] = None
                 moved.append(i)
             if moved:
                 dec = np.concatenate([dec, np.array(moved, dtype=np.int64)])
@@ -606,8 +713,24 @@ def _simulate_continuous(sm: StepModel, sched: Scheduler, wl: Workload, cap: flo
         if not reserve and n_dec_all:
             new_held = kv.vec(kvlen[dec] + E)
             growth = float(new_held.sum() - held[dec].sum())
+            if used + growth > cap and sg and n_dec_all > 1:
+                # SGLang ScheduleBatch.retract_decode: victims = fewest output tokens, longest prompt on ties, until
+                # the free KV holds retract_steps more tokens for every request left (at least one, never the
+                # last); they go to the back of the queue and new_token_ratio becomes
+                # min(1, (generated + retract_steps x n) / sum of max outputs) over the requests left
+                pos, ratio = sglang_retract(gen[dec], pl_f[dec], held[dec] / tok_b, ol[dec], (cap - used) / tok_b, R)
+                out = [int(dec[j]) for j in pos]
+                for v in out:
+                    used -= float(held[v])
+                    drop_kv(v)
+                    del order[v]
+                    waiting.append(v)
+                    preempt += 1
+                dec = dec[~np.isin(dec, np.array(out, dtype=np.int64))]
+                batch_full = False
+                continue
             if used + growth > cap:
-                victim = order.pop()
+                victim = order.popitem()[0]
                 used -= float(held[victim])
                 if spent[victim]:
                     # its last token is out: the output processing of the step in flight finishes it (no recompute)
@@ -649,7 +772,10 @@ def _simulate_continuous(sm: StepModel, sched: Scheduler, wl: Workload, cap: flo
         room = growth
         if not reserve and n_dec_all and waiting and n_run < max_seqs:
             room = max(growth, float(kv.vec(kvlen[dec] + kv.blk).sum() - held[dec].sum()))
-        if waiting and n_run < max_seqs:
+        sg_room = 0.0
+        if sg and waiting and n_run < max_seqs and not batch_full and adm == "output-ratio":
+            sg_room = sg_ratio_room()
+        if waiting and n_run < max_seqs and not (sg and batch_full):
             i = waiting[0]
             if reserve:
                 head_ok = used + kv.one(pl_l[i] + ol_l[i]) <= cap
@@ -662,6 +788,12 @@ def _simulate_continuous(sm: StepModel, sched: Scheduler, wl: Workload, cap: flo
                 x = target[i] - kvlen[i]
                 x = min(x, budget0) if chunked else x
                 head_ok = used + room + kv.one(kvlen[i] + x) - held[i] <= cap
+            if head_ok and sg:
+                if adm == "output-ratio":
+                    head_ok = sum(sg_extend_out(i)) < sg_room
+                else:
+                    head_ok = fo_admit(fo_states(order), i, 0.0)
+                batch_full = not head_ok
         prefill_mode = bool(pend) or head_ok
         n_dec = n_dec_all if (mix or not prefill_mode) else 0
         budget -= n_dec * k1
@@ -684,7 +816,10 @@ def _simulate_continuous(sm: StepModel, sched: Scheduler, wl: Workload, cap: flo
                     avail -= add
                 chunks.append((i, x, float(kvlen[i])))
                 budget -= x
-            while waiting and len(order) < max_seqs and budget > 0:
+            pass_tokens = float(sum(c[1] for c in chunks))   # prompt tokens this pass allocates (SGLang cur_rem)
+            sg_room -= pass_tokens
+            fo_state = fo_states(order) if adm == "finish-order" and waiting and not batch_full else None
+            while waiting and len(order) < max_seqs and budget > 0 and not (sg and batch_full):
                 i = waiting[0]
                 need = target[i] - kvlen[i]
                 x = min(need, budget) if chunked else need
@@ -696,6 +831,14 @@ def _simulate_continuous(sm: StepModel, sched: Scheduler, wl: Workload, cap: flo
                 add = kv.one(pl_l[i] + ol_l[i]) if reserve else kv.one(kvlen[i] + x) - (0.0 if relock else held[i])
                 if add > avail:
                     break
+                if sg:
+                    ext, outc = sg_extend_out(i)
+                    ok = ext + outc < sg_room if adm == "output-ratio" else fo_admit(fo_state, i, pass_tokens)
+                    if not ok:
+                        batch_full = True
+                        break
+                    sg_room -= ext + outc
+                    pass_tokens += x
                 avail -= add
                 if reserve:
                     held[i] = add
@@ -705,7 +848,7 @@ def _simulate_continuous(sm: StepModel, sched: Scheduler, wl: Workload, cap: flo
                     cached -= float(held[i])
                     used += float(held[i])
                 waiting.popleft()
-                order.append(i)
+                order[i] = None
                 pend.append(i)
                 chunks.append((i, x, float(kvlen[i])))
                 budget -= x
@@ -720,7 +863,7 @@ def _simulate_continuous(sm: StepModel, sched: Scheduler, wl: Workload, cap: flo
                 # request (its KV freed, its prompt recomputed when it is admitted again), as vLLM's scheduler preempts
                 # the lowest-priority running request when an allocation fails
                 victim = pend.pop()
-                order.remove(victim)
+                del order[victim]
                 used -= float(held[victim])
                 drop_kv(victim)
                 waiting.appendleft(victim)
@@ -786,6 +929,8 @@ def _simulate_continuous(sm: StepModel, sched: Scheduler, wl: Workload, cap: flo
             itl_w.append(np.full(k, n_emit * E))
             step_gen = np.minimum(k * E, rem)
             steps += k
+            if sg:
+                ratio = max(ratio - ntr_decay * k, ntr_min)
             dur = dt
             pre_part = 0.0
         else:
@@ -802,6 +947,8 @@ def _simulate_continuous(sm: StepModel, sched: Scheduler, wl: Workload, cap: flo
             pre_part = dense * (n_pre / tokens) + pre_attn
             steps += 1
             computed += int(n_pre)
+            if sg and n_dec:
+                ratio = max(ratio - ntr_decay, ntr_min)
             if n_dec_all and not n_dec:
                 stall += dur
             if n_dec:
@@ -890,12 +1037,13 @@ def _simulate_continuous(sm: StepModel, sched: Scheduler, wl: Workload, cap: flo
             # requests above: a cached victim is waiting, not running)
             evict(used + cached - cap)
         if fin:
+            batch_full = False
             fin_set = set(fin)
             for i in fin_set:
                 finish[i] = t
                 used -= float(held[i])
                 held[i] = 0.0
-            order = [i for i in order if i not in fin_set]
+                order.pop(i, None)
             is_done[fin] = True
             dec = dec[~is_done[dec]] if dec.size else dec
             done += len(fin_set)
@@ -1062,7 +1210,7 @@ def run_load(model: ModelArch, gpu: GpuSpec, setup: ServeSetup, knobs: ServingKn
 
 
 __all__ = ["Workload", "make_workload", "sample_lengths", "Scheduler", "StepModel", "SimResult", "SimInfeasible",
-           "simulate", "run_load", "TokenCost", "token_cost", "sim_token_cost", "kv_capacity_bytes", "PERCENTILES"]
+           "simulate", "finish_order_admits", "sglang_retract", "run_load", "TokenCost", "token_cost", "sim_token_cost", "kv_capacity_bytes", "PERCENTILES"]
 _unused = (Mapping, WeightDtype, _allreduce_s, _p2p_s)
 
 

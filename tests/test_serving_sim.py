@@ -87,16 +87,23 @@ def test_pending_prompt_without_kv_room_lets_the_decodes_run():
 _settings = settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
+SG = engine_profile("sglang").for_gpu(H100)
+SGK = SG.knobs(KNOBS, M8.num_layers)
+SG_SCHED = Scheduler.from_engine(SG, SGK)
+SG_SM = StepModel(M8, H100, SETUP, SGK, SG_SCHED.token_budget + SG_SCHED.max_num_seqs)
+
+
 @_settings
-@given(r1=st.floats(0.5, 40.0), factor=st.floats(1.05, 4.0), seed=st.integers(0, 50))
-def test_ttft_p95_never_falls_when_the_rate_rises(r1, factor, seed):
+@given(r1=st.floats(0.5, 40.0), factor=st.floats(1.05, 4.0), seed=st.integers(0, 50), engine=st.sampled_from(["vllm", "sglang"]))
+def test_ttft_p95_never_falls_when_the_rate_rises(r1, factor, seed, engine):
     """Same requests, same unit gaps (common random numbers), only the rate differs. A request that arrives while
     a step is in flight waits for that step to end, so its TTFT carries the phase of the step clock at its arrival,
     which shifts with the rate: on one finite sample path the p95 may move down by less than one step (seen:
     0.3 ms on a 28 ms p95 at r=2 -> 3/s). Beyond that phase jitter it never falls."""
     p, o = LengthDist(400, 1600), LengthDist(100, 400)
-    a = run(rate=r1, n=250, p=p, o=o, seed=seed)
-    b = run(rate=r1 * factor, n=250, p=p, o=o, seed=seed)
+    kw = dict(sched=SG_SCHED, knobs=SGK, sm=SG_SM) if engine == "sglang" else {}
+    a = run(rate=r1, n=250, p=p, o=o, seed=seed, **kw)
+    b = run(rate=r1 * factor, n=250, p=p, o=o, seed=seed, **kw)
     one_step = b.pct("itl", 50)
     assert b.pct("ttft", 95) >= a.pct("ttft", 95) - one_step
 
@@ -118,19 +125,23 @@ def test_tokens_in_equal_tokens_out_and_percentiles_are_ordered(seed, rate, p50,
 
 
 @_settings
-@given(seed=st.integers(0, 1000), mix=st.booleans(), chunked=st.booleans(), policy=st.sampled_from(["preempt", "reserve"]),
+@given(seed=st.integers(0, 1000), mix=st.booleans(), chunked=st.booleans(),
+       policy=st.sampled_from([("preempt", "kv"), ("reserve", "kv"), ("preempt", "output-ratio"),
+                               ("preempt", "finish-order")]),
        budget=st.sampled_from([512, 2048, 8192]), room=st.floats(1.05, 4.0), p50=st.integers(64, 6000))
 def test_every_scheduler_shape_completes_under_tight_kv(seed, mix, chunked, policy, budget, room, p50):
-    """Any scheduler shape (chunked or whole prompts, prefill mixed with decodes or pausing them, preempt or reserve)
-    with KV room for only a few of the longest requests, all sent at once: the run finishes every request and
-    conserves tokens (no 'cannot make progress' when every single request fits on its own)."""
+    """Any scheduler shape (chunked or whole prompts, prefill mixed with decodes or pausing them, preempt or reserve,
+    SGLang's admission checks) with KV room for only a few of the longest requests, all sent at once: the run
+    finishes every request and conserves tokens (no 'cannot make progress' when every single request fits on its
+    own)."""
+    policy, admission = policy
     wl = make_workload(40, LengthDist(p50, 3 * p50), LengthDist(16, 64), concurrency=40, seed=seed)
     longest = int((wl.prompt_len + wl.output_len).max())
     k = VK.with_(kv_cache_blocks=int(room * longest) + 1, block_size_tokens=1)
     # whole prompts need a token budget that holds the longest one; chunked prompts take any budget
     sched = Scheduler(chunked_prefill=chunked, mix_prefill_decode=mix,
                       token_budget=budget if chunked else max(budget, longest), max_num_seqs=64, block_size=1,
-                      kv_policy=policy)
+                      kv_policy=policy, admission=admission)
     res = simulate(M8, H100, SETUP, k, sched, wl, StepModel(M8, H100, SETUP, k, sched.token_budget + 64))
     assert res.completed == 40
     assert res.input_tokens == int(wl.prompt_len.sum()) and res.output_tokens == int(wl.output_len.sum())

@@ -512,9 +512,12 @@ class _KvBytes:
         self.w = float(model.sliding_window or 0)
         self.blk = float(blk)
         self.aL = self.a * self.L
+        self.whole = False  # the caller's contexts are whole token counts: with 1-token pages no rounding is needed
 
     def vec(self, c):
         c = np.asarray(c, dtype=float)
+        if self.whole and self.blk == 1.0 and not self.n_w:
+            return self.aL * c  # ceil(c / 1) * 1 == c for whole c: the same values, two array passes fewer
         full = np.ceil(c / self.blk) * self.blk
         if not self.n_w:
             return self.aL * full
@@ -564,6 +567,8 @@ def _simulate_continuous(sm: StepModel, sched: Scheduler, wl: Workload, cap: flo
     linger: list[int] = []                 # spent requests that finish at the end of the next step
     E = float(sched.spec_tokens_per_step)
     k1 = sched.spec_tokens + 1
+    # one token per decode step keeps every context a whole number (prompts, chunks and evictions are whole too)
+    kv.whole = E == 1.0
     budget0 = int(sched.token_budget)
     max_seqs = int(sched.max_num_seqs)
     chunked = bool(sched.chunked_prefill)
@@ -770,7 +775,8 @@ def _simulate_continuous(sm: StepModel, sched: Scheduler, wl: Workload, cap: flo
         # the victim of the next block boundary the (often lockstep) decodes cross together - an admit/preempt
         # cycle that makes no progress when the first token comes from a decode step
         room = growth
-        if not reserve and n_dec_all and waiting and n_run < max_seqs:
+        if not reserve and n_dec_all and waiting and n_run < max_seqs and E != kv.blk:
+            # (with one token per step and 1-token pages the next block is the next token: room == growth)
             room = max(growth, float(kv.vec(kvlen[dec] + kv.blk).sum() - held[dec].sum()))
         sg_room = 0.0
         if sg and waiting and n_run < max_seqs and not batch_full and adm == "output-ratio":

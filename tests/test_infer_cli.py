@@ -417,3 +417,20 @@ def test_ttft_says_how_much_api_server_time_is_in_it(capsys):
             calib.use(None)  # --no-calibration made 'off' the process's active calibration
         assert any(n.startswith("TTFT counts the engine's scheduling and GPU work, not the API server") for n in
                    json.loads(out)["notes"]), cmd
+
+def test_the_load_table_shows_preemptions_and_recomputed_prompt_tokens(capsys):
+    """SGLang's output-ratio admission reserves KV for the outputs to come, so a burst that overfills the KV is
+    retracted less than vLLM's admit-what-fits policy; the load table shows each run's preemptions and the prompt
+    tokens they made it recompute, the same counts as the JSON (preemptions; prefill tokens computed - input)."""
+    args = ("llama-3-70b", "--gpu", "h100-sxm", "--tp", "4", "--concurrency", "2000", "--requests", "3000",
+            "--prompt-len", "1024", "--output-len", "512")
+    seen = {}
+    for eng in ("vllm", "sglang"):
+        code, out, _ = run(capsys, "infer", *args, "--engine", eng, "--json")
+        load = json.loads(out)["load"]
+        code_t, table, _ = run(capsys, "infer", *args, "--engine", eng, "--wide")
+        assert code == code_t == 0
+        row = next(line for line in table.splitlines() if "preemptions / prompt tokens recomputed" in line)
+        assert f"{load['preemptions']:,} /" in row
+        seen[eng] = load["preemptions"]
+    assert 0 < seen["sglang"] < seen["vllm"]

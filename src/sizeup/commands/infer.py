@@ -48,7 +48,8 @@ EngineOpt = Annotated[Optional[str], typer.Option(
                      "(catalog/data/engines.yaml; default: the generic catalog knobs).")]
 EngineOptOpt = Annotated[Optional[list[str]], typer.Option(
     "--engine-opt", help="Override one engine field, FIELD=VALUE (repeatable), e.g. max_num_seqs=128, "
-                         "chunked_prefill=false, speculative.num_tokens=4.")]
+                         "chunked_prefill=false, speculative.num_tokens=4, admission=finish-order (SGLang with "
+                         "--disable-radix-cache and clients that ignore EOS).")]
 TraceOpt = Annotated[Optional[str], typer.Option(
     "--trace", help="Request trace: JSONL or CSV with input/output token lengths per request (input_len/prompt_tokens, "
                     "output_len/completion_tokens; optional arrival_s).")]

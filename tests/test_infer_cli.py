@@ -431,6 +431,6 @@ def test_the_load_table_shows_preemptions_and_recomputed_prompt_tokens(capsys):
         code_t, table, _ = run(capsys, "infer", *args, "--engine", eng, "--wide")
         assert code == code_t == 0
         row = next(line for line in table.splitlines() if "preemptions / prompt tokens recomputed" in line)
-        assert f"{load['preemptions']:,} /" in row
+        assert f"{load['preemptions']:,} / {load['prompt_tokens_recomputed']:,}" in row
         seen[eng] = load["preemptions"]
     assert 0 < seen["sglang"] < seen["vllm"]

@@ -770,8 +770,9 @@ def test_sglang_admission_is_an_engine_field():
     assert sg.admission == "output-ratio" and "admission" in sg.sources and "new_token_ratio" in sg.sources
     assert "new_token_ratio" in sg.describe() and "retracts" in sg.describe()
     sched = Scheduler.from_engine(sg, sg.knobs(KNOBS, M8.num_layers))
-    assert (sched.admission, sched.ntr_init, sched.ntr_min_factor, sched.ntr_decay_steps, sched.clip_max_new_tokens,
-            sched.retract_steps) == ("output-ratio", 0.7, 0.14, 600, 4096, 20)
+    assert (sched.admission, sched.new_token_ratio_init, sched.new_token_ratio_min_factor,
+            sched.new_token_ratio_decay_steps, sched.clip_max_new_tokens,
+            sched.retract_decode_steps) == ("output-ratio", 0.7, 0.14, 600, 4096, 20)
     fo = sg.with_overrides({"admission": "finish-order"})
     assert Scheduler.from_engine(fo, fo.knobs(KNOBS, M8.num_layers)).admission == "finish-order"
     assert engine_profile("vllm").admission == "kv"

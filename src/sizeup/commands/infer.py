@@ -825,7 +825,7 @@ def infer_cmd(
         ("GPU busy", f"{res.gpu_utilization:.0%}", "", ""),
         ("mean running / queued", f"{res.running_mean:,.1f} / {res.queue_mean:,.1f}", "", ""),
         ("preemptions / prompt tokens recomputed",
-         f"{res.preemptions:,} / {max(res.prefill_tokens_computed - res.input_tokens, 0):,}", "", ""),
+         f"{res.preemptions:,} / {res.prompt_tokens_recomputed:,}", "", ""),
     ]
     tables = [Table(f"{arch.name} on {est.gpus} x {g.name}: memory", ["figure", "value", "note"], rows, name="memory"),
               Table("closed form (one batch, no queueing)", ["figure", "value", "note"], perf, name="performance"),

@@ -45,6 +45,10 @@ class EngineProfile:
     kv_policy: str = "preempt"
     preempt_keeps_cache: bool = False
     admission: str = "kv"
+    # the constants of SGLang's admission (read only when admission is not 'kv'): SGLang's defaults, cited in
+    # engines.yaml (sglang sources 'new_token_ratio'): global_config.py default_init_new_token_ratio 0.7,
+    # default_min_new_token_ratio_factor 0.14, default_new_token_ratio_decay_steps 600, retract_decode_steps 20;
+    # schedule_policy.py CLIP_MAX_NEW_TOKENS 4096 (tokens)
     new_token_ratio_init: float = 0.7
     new_token_ratio_min_factor: float = 0.14
     new_token_ratio_decay_steps: int = 600

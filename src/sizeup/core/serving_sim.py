@@ -34,6 +34,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
+from sizeup.core.engines import EngineProfile
 from sizeup.core.inference import (
     LengthDist, ServeSetup, ServingKnobs, WeightDtype, _allreduce_s, _compute_rate, _p2p_s, _shapes, api_server_s,
     decode_kv_s_per_byte, decode_step_parts, eager_elementwise_s, graph_fallback, host_exposed_s, kernel_boundaries_s,
@@ -151,19 +152,20 @@ class Scheduler:
     """Which check admits a queued request besides the KV it needs now (kv_policy): 'kv' none; 'output-ratio'
     (SGLang PrefillAdder.add_one_req) its prompt + min(output, clip) must fit in the free KV less a reservation of
     new_token_ratio x min(remaining output, clip) for every running request, the ratio decaying per decode step from
-    ntr_init to ntr_init x ntr_min_factor over ntr_decay_steps, back to ntr_init when the server idles and set to
-    min(1, (generated + retract_steps x n) / max outputs) after a retraction; 'finish-order' (SGLang
+    new_token_ratio_init to init x new_token_ratio_min_factor over new_token_ratio_decay_steps, back to init when the
+    server idles and set to min(1, (generated + retract_decode_steps x n) / max outputs) after a retraction; 'finish-order' (SGLang
     add_one_req_ignore_eos, radix cache off and requests that ignore EOS) every request, the new one included, must
     be able to run to its full output with the KV freed by those that finish before it. With either, a decode step
     that finds no KV retracts the requests with the fewest output tokens (longest prompt first on ties) until the
-    free KV holds retract_steps more tokens for each remaining one, and sends them to the back of the queue
+    free KV holds retract_decode_steps more tokens for each remaining one, and sends them to the back of the queue
     (ScheduleBatch.retract_decode); after a failed admission no new request is tried until a running one finishes
     or is retracted (Scheduler.batch_is_full)."""
-    ntr_init: float = 0.7
-    ntr_min_factor: float = 0.14
-    ntr_decay_steps: float = 600.0
-    clip_max_new_tokens: int = 4096
-    retract_steps: int = 20
+    # the admission's constants: the engine profile's fields of the same names (one set of defaults, SGLang's)
+    new_token_ratio_init: float = EngineProfile.new_token_ratio_init
+    new_token_ratio_min_factor: float = EngineProfile.new_token_ratio_min_factor
+    new_token_ratio_decay_steps: int = EngineProfile.new_token_ratio_decay_steps
+    clip_max_new_tokens: int = EngineProfile.clip_max_new_tokens
+    retract_decode_steps: int = EngineProfile.retract_decode_steps
 
     @classmethod
     def from_engine(cls, engine, knobs: ServingKnobs, batch: int | None = None) -> "Scheduler":
@@ -178,7 +180,7 @@ class Scheduler:
                    bool(getattr(engine, "preempt_keeps_cache", False)) and engine.kv_policy == "preempt",
                    bool(knobs.async_output_proc), bool(knobs.overlap_schedule),
                    str(engine.admission), float(engine.new_token_ratio_init), float(engine.new_token_ratio_min_factor),
-                   float(engine.new_token_ratio_decay_steps), int(engine.clip_max_new_tokens),
+                   int(engine.new_token_ratio_decay_steps), int(engine.clip_max_new_tokens),
                    int(engine.retract_decode_steps))
 
 
@@ -360,6 +362,11 @@ class SimResult:
     queue_mean: float = 0.0
 
     @property
+    def prompt_tokens_recomputed(self) -> int:
+        """Prompt (and generated) tokens prefilled again after preemptions: prefill work beyond the inputs."""
+        return max(self.prefill_tokens_computed - self.input_tokens, 0)
+
+    @property
     def request_throughput_rps(self) -> float:
         return self.completed / self.duration_s if self.duration_s > 0 else 0.0
 
@@ -394,7 +401,8 @@ class SimResult:
         out: dict = {"requests": self.n_requests, "completed": self.completed, "duration_s": self.duration_s,
                      "request_throughput_rps": self.request_throughput_rps,
                      "output_tokens_per_s": self.output_tokens_per_s, "input_tokens_per_s": self.input_tokens_per_s,
-                     "gpu_utilization": self.gpu_utilization, "preemptions": self.preemptions, "steps": self.steps,
+                     "gpu_utilization": self.gpu_utilization, "preemptions": self.preemptions,
+                     "prompt_tokens_recomputed": self.prompt_tokens_recomputed, "steps": self.steps,
                      "mean_running": self.running_mean, "mean_queued": self.queue_mean}
         for what in ("ttft", "tpot", "itl", "e2e"):
             out[f"{what}_mean_s"] = self.mean(what)
@@ -505,14 +513,14 @@ class _KvBytes:
     """KV bytes one sequence holds on one GPU at context c, block-rounded (core.inference.kv_bytes_per_sequence
     in closed form): a * [(L - L_w) * ceil(c/blk)*blk + L_w * ceil(min(c, w)/blk)*blk]."""
 
-    def __init__(self, model: ModelArch, setup: ServeSetup, blk: int):
+    def __init__(self, model: ModelArch, setup: ServeSetup, blk: int, whole: bool = False):
         self.a = float(kv_bytes_per_sequence(model, 1, setup.kv_dtype, setup.tp, setup.pp, 1)) / model.num_layers
         self.L = model.num_layers
         self.n_w = window_layers(model)
         self.w = float(model.sliding_window or 0)
         self.blk = float(blk)
         self.aL = self.a * self.L
-        self.whole = False  # the caller's contexts are whole token counts: with 1-token pages no rounding is needed
+        self.whole = whole  # the caller's contexts are whole token counts: with 1-token pages no rounding is needed
 
     def vec(self, c):
         c = np.asarray(c, dtype=float)
@@ -533,7 +541,8 @@ class _KvBytes:
 
 
 def _simulate_continuous(sm: StepModel, sched: Scheduler, wl: Workload, cap: float, kvb) -> SimResult:
-    kv = _KvBytes(sm.model, sm.setup, max(1, sched.block_size))
+    # one token per decode step keeps every context a whole number (prompts, chunks and evictions are whole too)
+    kv = _KvBytes(sm.model, sm.setup, max(1, sched.block_size), whole=float(sched.spec_tokens_per_step) == 1.0)
     N = wl.n
     pl = wl.prompt_len.astype(np.int64)
     ol = wl.output_len.astype(float)
@@ -567,8 +576,6 @@ def _simulate_continuous(sm: StepModel, sched: Scheduler, wl: Workload, cap: flo
     linger: list[int] = []                 # spent requests that finish at the end of the next step
     E = float(sched.spec_tokens_per_step)
     k1 = sched.spec_tokens + 1
-    # one token per decode step keeps every context a whole number (prompts, chunks and evictions are whole too)
-    kv.whole = E == 1.0
     budget0 = int(sched.token_budget)
     max_seqs = int(sched.max_num_seqs)
     chunked = bool(sched.chunked_prefill)
@@ -590,10 +597,11 @@ def _simulate_continuous(sm: StepModel, sched: Scheduler, wl: Workload, cap: flo
     tok_b = blk_b / kv.blk
     pl_f = pl.astype(float)
     clip = float(sched.clip_max_new_tokens)
-    R = int(sched.retract_steps)
-    ntr_min = float(sched.ntr_init) * float(sched.ntr_min_factor)
-    ntr_decay = (float(sched.ntr_init) - ntr_min) / max(float(sched.ntr_decay_steps), 1.0)
-    ratio = float(sched.ntr_init)          # new_token_ratio
+    R = int(sched.retract_decode_steps)
+    ntr_init = float(sched.new_token_ratio_init)
+    ntr_min = ntr_init * float(sched.new_token_ratio_min_factor)
+    ntr_decay = (ntr_init - ntr_min) / max(float(sched.new_token_ratio_decay_steps), 1.0)
+    ratio = ntr_init                       # new_token_ratio
     batch_full = False                     # Scheduler.batch_is_full: no admission until a running request leaves
 
     def sg_extend_out(i: int) -> tuple[float, float]:
@@ -688,7 +696,7 @@ def _simulate_continuous(sm: StepModel, sched: Scheduler, wl: Workload, cap: flo
             if nxt >= issued:
                 break
             t = t_cut = max(t, arr_l[nxt])
-            ratio = float(sched.ntr_init)  # SGLang re-inits new_token_ratio when it finds nothing to run
+            ratio = ntr_init  # SGLang re-inits new_token_ratio when it finds nothing to run
             continue
         if cache and waiting and waiting[0] in cache and n_run < max_seqs:
             # victims at the head of the queue whose KV survived in the cache and whose prompt was done: re-lock

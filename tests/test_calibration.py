@@ -164,6 +164,36 @@ def test_calibration_improves_in_sample_and_loso_is_reported_per_family(payload)
     assert acc["loso"]["overall"]["memory"] == acc["calibration_off"]["overall"]["memory"]
 
 
+def test_loso_reports_each_serving_figure_as_a_subset_of_the_inference_rows(dev, payload):
+    """Issue 13's targets are per serving figure: TTFT, ITL/TPOT and output throughput of the rows whose prediction
+    ran the scheduler simulation. Each group is overall = the sum of its families, TTFT and ITL/TPOT rows are time
+    rows, throughput rows are rate rows, and together they are at most the inference rows."""
+    from sizeup.validate.inference_points import serving_class
+
+    loso = payload["accuracy"]["loso"]
+    klass_of = {"serving TTFT": "inference_time", "serving ITL/TPOT": "inference_time",
+                "serving output throughput": "inference_rate"}
+    total = 0
+    for group, klass in klass_of.items():
+        overall = loso["overall"][group]
+        assert overall["total"] > 20 and overall["n"] <= overall["total"], group
+        assert overall["median_abs_error_pct"] <= overall["p90_abs_error_pct"], group
+        assert sum(f.get(group, {}).get("total", 0) for f in loso["families"].values()) == overall["total"], group
+        cls = calfit.SERVING_GROUPS[group]
+        assert {dev.klass[i] for i, r in enumerate(dev.rows) if serving_class(r) == cls} == {klass}, group
+        total += overall["total"]
+    assert total <= loso["overall"]["inference"]["total"]
+    # what counts as a serving row: a category-D row predicted through the simulator, by its quantity
+    from types import SimpleNamespace
+
+    for definition, quantity, want in (("serving_sim: 500 requests", "median_ttft", "ttft"),
+                                       ("serving_sim: 500 requests", "mean_tpot", "itl_tpot"),
+                                       ("serving_sim: 500 requests", "output_throughput", "output_throughput"),
+                                       ("closed form at batch 1", "median_ttft", None),
+                                       ("serving_sim: 500 requests", "weights_memory", None)):
+        assert serving_class(SimpleNamespace(definition=definition, quantity=quantity)) == want, (definition, quantity)
+
+
 # --------------------------------------------------------------------------- intervals
 
 

@@ -399,25 +399,40 @@ def _pctl(xs: list[float], q: float) -> float:
     return p(xs, q)
 
 
-def group_stats(dev: DevSet, errors: list[float | None], klasses: tuple[str, ...], fam: str | None = None) -> dict:
-    idx = [i for i, k in enumerate(dev.klass) if k in klasses and (fam is None or dev.family[i] == fam)]
+def _stats(errors: list[float | None], idx: list[int]) -> dict:
     errs = [abs(errors[i]) for i in idx if errors[i] is not None]
-    out = {"n": len(errs), "total": len(idx), "coverage": round(len(errs) / len(idx), 4) if idx else None,
-           "median_abs_error_pct": round(float(np.median(errs)), 2) if errs else None,
-           "p90_abs_error_pct": round(_pctl(errs, 0.9), 2) if errs else None}
-    return out
+    return {"n": len(errs), "total": len(idx), "coverage": round(len(errs) / len(idx), 4) if idx else None,
+            "median_abs_error_pct": round(float(np.median(errs)), 2) if errs else None,
+            "p90_abs_error_pct": round(_pctl(errs, 0.9), 2) if errs else None}
+
+
+def group_stats(dev: DevSet, errors: list[float | None], klasses: tuple[str, ...], fam: str | None = None) -> dict:
+    return _stats(errors, [i for i, k in enumerate(dev.klass) if k in klasses and (fam is None or dev.family[i] == fam)])
 
 
 GROUPS = {"training throughput/MFU": ("throughput",), "memory": ("memory",),
           "inference": ("inference_rate", "inference_time", "inference_memory")}
 
+SERVING_GROUPS = {"serving TTFT": "ttft", "serving ITL/TPOT": "itl_tpot", "serving output throughput": "output_throughput"}
+"""The serving figures issue 13's target names, each a subset of the inference rows: the rows of serving points
+(predicted through the scheduler simulation) by validate.inference_points.serving_class."""
+
 
 def accuracy(dev: DevSet, errors: list[float | None]) -> dict:
-    """Overall and per-family median / p90 |error| per group, and coverage."""
-    out: dict[str, Any] = {"overall": {g: group_stats(dev, errors, ks) for g, ks in GROUPS.items()}, "families": {}}
+    """Overall and per-family median / p90 |error| per group (and per serving figure), and coverage."""
+    from sizeup.validate.inference_points import serving_class
+
+    metric = [serving_class(r) for r in dev.rows]
+
+    def groups(fam: str | None) -> dict:
+        out = {g: group_stats(dev, errors, ks, fam) for g, ks in GROUPS.items()}
+        for g, m in SERVING_GROUPS.items():
+            out[g] = _stats(errors, [i for i, x in enumerate(metric) if x == m and (fam is None or dev.family[i] == fam)])
+        return out
+
+    out: dict[str, Any] = {"overall": groups(None), "families": {}}
     for fam in sorted(set(dev.family)):
-        per = {g: group_stats(dev, errors, ks, fam) for g, ks in GROUPS.items()}
-        per = {g: s for g, s in per.items() if s["total"]}
+        per = {g: s for g, s in groups(fam).items() if s["total"]}
         if per:
             out["families"][fam] = per
     all_idx = [i for i, k in enumerate(dev.klass) if k != "other"]

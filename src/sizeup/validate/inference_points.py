@@ -471,13 +471,23 @@ SERVING_CLASSES = {"ttft": ("mean_ttft", "median_ttft", "p99_ttft", "time_to_fir
                    "output_throughput": ("output_throughput", "output_tokens_per_s", "request_throughput")}
 
 
+def serving_class(row) -> str | None:
+    """'ttft' | 'itl_tpot' | 'output_throughput' for a predicted row of a serving point (its prediction ran the
+    scheduler simulation), else None: the one definition of a serving row for the reports."""
+    if not (getattr(row, "definition", "") or "") or "serving_sim" not in row.definition:
+        return None
+    return next((cls for cls, names in SERVING_CLASSES.items() if row.quantity in names), None)
+
+
 def serving_error_report(rows) -> dict:
     """Median / p90 |error| of the validator's serving rows (category D points that state an engine and a load),
-    per class (TTFT, ITL/TPOT, throughput), overall and at concurrency >= 16, and leave-one-source-out.
+    per class (TTFT, ITL/TPOT, throughput), overall and at concurrency >= 16, and each class's median with every
+    source dropped in turn (how much one source moves it: `without_source_median`).
 
-    Leave-one-source-out: the simulator fits nothing to the points (engine profiles and knobs are catalog data with
-    their own sources), so the error of a source's rows without that source is its error as is; the report
-    recomputes each class's median with every source left out in turn to show how much one source moves it."""
+    These errors are in-sample: the rows are predicted with the active calibration, whose serving knob was fitted on
+    these very rows. The leave-one-source-out figures (each family predicted with the calibration folds that left it
+    out) are the 'serving TTFT', 'serving ITL/TPOT' and 'serving output throughput' groups of `sizeup validate
+    --loso`."""
     import statistics
 
     def stats(errs):
@@ -490,15 +500,15 @@ def serving_error_report(rows) -> dict:
         return {"n": len(xs), "median_abs_error_pct": round(statistics.median(xs), 1), "p90_abs_error_pct": round(p90, 1)}
 
     out: dict = {}
-    ok = [r for r in rows if r.ok and getattr(r, "definition", "") and "serving_sim" in r.definition]
-    for cls, names in SERVING_CLASSES.items():
-        sel = [r for r in ok if r.quantity in names]
+    ok = [r for r in rows if r.ok]
+    for cls in SERVING_CLASSES:
+        sel = [r for r in ok if serving_class(r) == cls]
         hi = [r for r in sel if _row_conc(r) >= 16]
         fams = sorted({r.family for r in sel})
         out[cls] = {"all": stats([r.error_pct for r in sel]), "concurrency_ge_16": stats([r.error_pct for r in hi]),
                     "signed_median_pct": round(statistics.median([r.error_pct for r in sel]), 1) if sel else None,
                     "by_source": {f: stats([r.error_pct for r in sel if r.family == f]) for f in fams},
-                    "leave_one_source_out_median": {f: stats([r.error_pct for r in sel if r.family != f])["median_abs_error_pct"]
+                    "without_source_median": {f: stats([r.error_pct for r in sel if r.family != f])["median_abs_error_pct"]
                                                     for f in fams}}
     return out
 

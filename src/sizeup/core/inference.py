@@ -1053,10 +1053,7 @@ def estimate_inference(
         notes.append(spec_note)
     pre_one = prefill_parts(model, gpu, s, 1, tp, pp, setup.weights, knobs, W, sh, ep)
     prefill_one = _f(pre_one["total"])
-    # prefill of a request inside a large batch runs at large-GEMM efficiency: amortise over a chunk of tokens
-    chunk_seqs = max(1.0, knobs.max_num_batched_tokens / max(s, 1))
-    prefill_amortised = _f(prefill_time_s(model, gpu, s, chunk_seqs, tp, pp, setup.weights, knobs, W, sh, ep)) \
-        / chunk_seqs
+    prefill_amortised = prefill_amortised_s(model, gpu, s, tp, pp, setup.weights, knobs, W, sh, ep)
     if setup.static:
         pre_shown = prefill_parts(model, gpu, s, B, tp, pp, setup.weights, knobs, W, sh, ep)
         prefill_batch = _f(pre_shown["total"])
@@ -1217,13 +1214,28 @@ def requests_per_s_at(model: ModelArch, gpu: GpuSpec, setup: ServeSetup, knobs: 
     X(C) = C / (C * prefill_amortised(s) + n * step(C, s + n/2))."""
     wb = weight_bytes(model, setup.weights, knobs.quant_group_size).total_bytes
     sh = _shapes(model)
-    s, n = setup.prompt_len, setup.output_len
-    chunk = max(1.0, knobs.max_num_batched_tokens / max(s, 1))
-    prefill = _f(prefill_time_s(model, gpu, s, chunk, setup.tp, setup.pp, setup.weights, knobs, wb, sh,
-                                setup.ep)) / chunk
-    step = _f(decode_step_time_s(model, gpu, concurrency, s + n / 2.0, setup.tp, setup.pp, setup.weights,
-                                 setup.kv_dtype, knobs, wb, sh, setup.ep))
-    return float(concurrency) / (float(concurrency) * prefill + n * step)
+    s = setup.prompt_len
+    prefill = prefill_amortised_s(model, gpu, s, setup.tp, setup.pp, setup.weights, knobs, wb, sh, setup.ep)
+    return _requests_per_s(model, gpu, concurrency, s, setup.output_len, prefill, setup.tp, setup.pp, setup.weights,
+                           setup.kv_dtype, knobs, wb, sh, setup.ep)
+
+
+def prefill_amortised_s(model: ModelArch, gpu: GpuSpec, prompt_len, tp, pp, weights: WeightDtype,
+                        knobs: ServingKnobs, wbytes: float, shapes: "_Shapes", ep: int = 1) -> float:
+    """GPU time of one prompt's prefill inside continuous batching: prompts are prefilled a chunk of
+    max_num_batched_tokens tokens (at least one prompt) at a time, at that chunk's GEMM efficiency,
+    prefill(chunk / s prompts) / (chunk / s)."""
+    chunk = max(1.0, knobs.max_num_batched_tokens / max(prompt_len, 1))
+    return _f(prefill_time_s(model, gpu, prompt_len, chunk, tp, pp, weights, knobs, wbytes, shapes, ep)) / chunk
+
+
+def _requests_per_s(model: ModelArch, gpu: GpuSpec, concurrency, prompt_len, output_len, prefill_s: float, tp, pp,
+                    weights: WeightDtype, kv_dtype: KvDtype, knobs: ServingKnobs, wbytes: float, shapes: "_Shapes",
+                    ep: int = 1) -> float:
+    """X(C) = C / (C * prefill_s + n * step(C, s + n/2)), prefill_s from prefill_amortised_s."""
+    step = _f(decode_step_time_s(model, gpu, concurrency, prompt_len + output_len / 2.0, tp, pp, weights, kv_dtype,
+                                 knobs, wbytes, shapes, ep))
+    return float(concurrency) / (float(concurrency) * prefill_s + output_len * step)
 
 
 def concurrency_for_rate(model: ModelArch, gpu: GpuSpec, setup: ServeSetup, knobs: ServingKnobs,
@@ -1403,13 +1415,10 @@ def plan_replica(model: ModelArch, gpu: GpuSpec, tp: int, traffic: Traffic, targ
         binding = "memory" if c_mem <= knobs.max_num_seqs else "throughput (max_num_seqs)"
     else:
         binding = "latency (tpot)" if not tpot_ok(C + 1) else "latency (ttft)"
-    chunk = max(1.0, knobs.max_num_batched_tokens / max(s_mean, 1))
-    prefill_am = _f(prefill_time_s(model, gpu, s_mean, chunk, tp, 1, weights, knobs, wb, sh, ep)) / chunk
+    prefill_am = prefill_amortised_s(model, gpu, s_mean, tp, 1, weights, knobs, wb, sh, ep)
 
     def rate(c: int) -> float:  # requests/s of one replica at concurrency c
-        step = _f(decode_step_time_s(model, gpu, c, s_mean + n_mean / 2, tp, 1, weights, kv_dtype, knobs, wb, sh,
-                                     ep))
-        return c / (c * prefill_am + n_mean * step)
+        return _requests_per_s(model, gpu, c, s_mean, n_mean, prefill_am, tp, 1, weights, kv_dtype, knobs, wb, sh, ep)
 
     x = rate(C)
     replicas = max(1, math.ceil(traffic.requests_per_s / x))

@@ -604,16 +604,19 @@ def _simulate_continuous(sm: StepModel, sched: Scheduler, wl: Workload, cap: flo
     ratio = ntr_init                       # new_token_ratio
     batch_full = False                     # Scheduler.batch_is_full: no admission until a running request leaves
 
+    def sg_left_clipped(i: int) -> float:
+        """Request i's remaining output tokens, clipped at clip_max_new_tokens (what SGLang reserves for it)."""
+        return min(max(ol_l[i] - float(gen[i]), 0.0), clip)
+
     def sg_extend_out(i: int) -> tuple[float, float]:
         """(prompt tokens still to compute, remaining output tokens clipped) SGLang charges a queued request."""
-        return float(target[i] - kvlen[i]), min(max(ol_l[i] - float(gen[i]), 0.0), clip)
+        return float(target[i] - kvlen[i]), sg_left_clipped(i)
 
     def sg_ratio_room() -> float:
         """PrefillAdder.rem_total_tokens at the start of a prefill pass: free KV tokens less new_token_ratio x each
         running request's (decoding or prefilling) remaining output, clipped."""
         rem = float(np.minimum(np.maximum(ol[dec] - gen[dec], 0.0), clip).sum()) if dec.size else 0.0
-        for j in pend:
-            rem += min(max(ol_l[j] - float(gen[j]), 0.0), clip)
+        rem += sum(sg_left_clipped(j) for j in pend)
         return (cap - used) / tok_b - ratio * rem
 
     def fo_states(order_now: Mapping[int, None]) -> list[np.ndarray]:
@@ -1224,7 +1227,8 @@ def run_load(model: ModelArch, gpu: GpuSpec, setup: ServeSetup, knobs: ServingKn
 
 
 __all__ = ["Workload", "make_workload", "sample_lengths", "Scheduler", "StepModel", "SimResult", "SimInfeasible",
-           "simulate", "finish_order_admits", "sglang_retract", "run_load", "TokenCost", "token_cost", "sim_token_cost", "kv_capacity_bytes", "PERCENTILES"]
+           "simulate", "finish_order_admits", "sglang_retract", "run_load", "TokenCost", "token_cost", "sim_token_cost",
+           "kv_capacity_bytes", "PERCENTILES"]
 _unused = (Mapping, WeightDtype, _allreduce_s, _p2p_s)
 
 

@@ -474,7 +474,7 @@ SERVING_CLASSES = {"ttft": ("mean_ttft", "median_ttft", "p99_ttft", "time_to_fir
 def serving_class(row) -> str | None:
     """'ttft' | 'itl_tpot' | 'output_throughput' for a predicted row of a serving point (its prediction ran the
     scheduler simulation), else None: the one definition of a serving row for the reports."""
-    if not (getattr(row, "definition", "") or "") or "serving_sim" not in row.definition:
+    if "serving_sim" not in (getattr(row, "definition", "") or ""):
         return None
     return next((cls for cls, names in SERVING_CLASSES.items() if row.quantity in names), None)
 
@@ -509,7 +509,7 @@ def serving_error_report(rows) -> dict:
                     "signed_median_pct": round(statistics.median([r.error_pct for r in sel]), 1) if sel else None,
                     "by_source": {f: stats([r.error_pct for r in sel if r.family == f]) for f in fams},
                     "without_source_median": {f: stats([r.error_pct for r in sel if r.family != f])["median_abs_error_pct"]
-                                                    for f in fams}}
+                                              for f in fams}}
     return out
 
 
